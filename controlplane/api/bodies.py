@@ -1,0 +1,54 @@
+"""Reading request bodies: JSON only, validated by pydantic, every failure a clear 400."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from controlplane.errors import InvalidRequest
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+async def read_json(request: Request) -> Any:
+    """The body as JSON, or 400 ``invalid_json`` / 415 ``unsupported_media_type``."""
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise InvalidRequest(
+            "Send the request body as JSON with Content-Type: application/json.",
+            code="unsupported_media_type",
+            status_code=415,
+        )
+    raw = await request.body()
+    if not raw.strip():
+        raise InvalidRequest("The request body is empty; a JSON object is required.", code="invalid_json")
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise InvalidRequest("The request body is not valid UTF-8.", code="invalid_json") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"The request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.",
+            code="invalid_json",
+        ) from None
+
+
+async def parse_body(request: Request, model: type[ModelT]) -> ModelT:
+    """The body validated into ``model``; the first problem is reported with its ``param``."""
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        param = ".".join(str(part) for part in first["loc"]) or None
+        raise InvalidRequest(
+            f"{param}: {first['msg']}" if param else str(first["msg"]),
+            code="parameter_invalid" if first["type"] != "missing" else "parameter_missing",
+            param=param,
+        ) from None

@@ -1,0 +1,112 @@
+"""Liveness, readiness, metrics and the end-to-end pipeline probe."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+
+from arq.connections import ArqRedis
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from tortoise.connection import get_connection
+
+from controlplane.errors import ServiceUnavailable
+from controlplane.models import WorkerHeartbeat
+from workers.queue import HEARTBEAT_JOB
+
+CHECK_TIMEOUT_SECONDS = 2.0
+PIPELINE_TIMEOUT_SECONDS = 5.0
+
+
+async def healthz(_request: Request) -> Response:
+    """The process is alive and serving; says nothing about its dependencies."""
+    return JSONResponse({"status": "ok"})
+
+
+async def _check_database() -> None:
+    await get_connection("default").execute_query("SELECT 1")
+
+
+async def _check_redis(redis: ArqRedis) -> None:
+    await redis.ping()
+
+
+async def _probe(check: asyncio.Future[None] | asyncio.Task[None]) -> str:
+    try:
+        await asyncio.wait_for(check, CHECK_TIMEOUT_SECONDS)
+    except TimeoutError:
+        return f"timed out after {CHECK_TIMEOUT_SECONDS:g}s"
+    except Exception as exc:  # any failure of a dependency is a "not ready" answer
+        return f"{type(exc).__name__}: {exc}"[:300]
+    return "ok"
+
+
+async def readyz(request: Request) -> Response:
+    """200 when PostgreSQL (or SQLite) and Redis both answer; 503 naming the one that does not."""
+    redis: ArqRedis = request.app.state.redis
+    database, redis_status = await asyncio.gather(
+        _probe(asyncio.ensure_future(_check_database())),
+        _probe(asyncio.ensure_future(_check_redis(redis))),
+    )
+    checks = {"database": database, "redis": redis_status}
+    down = [name for name, result in checks.items() if result != "ok"]
+    if down:
+        body = {
+            "status": "unavailable",
+            "checks": checks,
+            "error": {
+                "type": "api_error",
+                "code": "dependency_unavailable",
+                "message": f"Not ready: {', '.join(down)} unreachable.",
+                "param": None,
+            },
+        }
+        return JSONResponse(body, status_code=503)
+    return JSONResponse({"status": "ok", "checks": checks})
+
+
+async def metrics(request: Request) -> Response:
+    registry: CollectorRegistry = request.app.state.metrics_registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def pipeline(request: Request) -> Response:
+    """Send a heartbeat job through Redis to a worker and wait for its database write.
+
+    Proves the whole path API → Redis → worker → database. Writes at most one row per
+    worker process, so it is safe to leave unauthenticated.
+    """
+    redis: ArqRedis = request.app.state.redis
+    probe_id = secrets.token_hex(8)
+    started = time.perf_counter()
+    job = await redis.enqueue_job(HEARTBEAT_JOB, probe_id)
+    if job is None:  # only when a job with the same id exists; ids are random
+        raise ServiceUnavailable("Could not enqueue the heartbeat job.")
+    try:
+        worker_id = await job.result(timeout=PIPELINE_TIMEOUT_SECONDS, poll_delay=0.02)
+    except TimeoutError:
+        raise ServiceUnavailable(
+            f"No worker completed the heartbeat within {PIPELINE_TIMEOUT_SECONDS:g}s.",
+            code="worker_unavailable",
+        ) from None
+    beat = await WorkerHeartbeat.get_or_none(worker_id=worker_id, last_probe_id=probe_id)
+    if beat is None:
+        raise ServiceUnavailable("The worker answered but its heartbeat row is missing.")
+    return JSONResponse(
+        {
+            "status": "ok",
+            "worker_id": worker_id,
+            "round_trip_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+    )
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/healthz/pipeline", pipeline, methods=["POST"]),
+]

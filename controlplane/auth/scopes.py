@@ -1,0 +1,24 @@
+"""Which scopes exist, and which a key of each kind may hold."""
+
+from __future__ import annotations
+
+from controlplane.models import KeyKind
+
+SECRET_SCOPES: frozenset[str] = frozenset(
+    {
+        "devices:read",
+        "devices:write",
+        "pushes:read",
+        "pushes:write",
+        "credentials:read",
+        "credentials:write",
+        "usage:read",
+        "analytics:write",
+    }
+)
+PUBLISHABLE_SCOPES: frozenset[str] = frozenset({"devices:write", "analytics:write"})
+
+ALLOWED_SCOPES: dict[KeyKind, frozenset[str]] = {
+    KeyKind.SECRET: SECRET_SCOPES,
+    KeyKind.PUBLISHABLE: PUBLISHABLE_SCOPES,
+}

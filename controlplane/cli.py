@@ -1,0 +1,158 @@
+"""The ``brik-cloud`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import click
+import uvicorn
+
+from controlplane import db
+from controlplane.logs import configure_logging
+from controlplane.models import KeyMode
+from controlplane.settings import Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        raise click.ClickException(f"Invalid BRIK_* configuration:\n{exc}") from None
+
+
+def _secret_key(settings: Settings) -> str:
+    try:
+        return settings.require_secret_key()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Brik Cloud: self-hosted push and backend platform for mobile apps."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--dir", "workdir", default=".brik", show_default=True, type=click.Path(path_type=Path)
+)
+def dev(host: str, port: int, workdir: Path) -> None:
+    """Run everything in one process on SQLite and an embedded Redis, with test keys."""
+    from controlplane.dev import run_dev
+    from controlplane.embedded_redis import EmbeddedRedisUnavailable
+
+    configure_logging(_settings().log_level)
+    try:
+        run_dev(workdir, host, port)
+    except EmbeddedRedisUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--host", default="0.0.0.0", show_default=True)  # noqa: S104 - a server
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Serve the API (production: PostgreSQL and Redis from BRIK_* settings)."""
+    from controlplane.app import create_app
+
+    settings = _settings()
+    _secret_key(settings)
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        proxy_headers=True,
+        lifespan="on",
+    )
+
+
+@main.command()
+def worker() -> None:
+    """Run a push worker (arq) against BRIK_REDIS_URL and BRIK_DATABASE_URL."""
+    from workers.worker import run_worker
+
+    settings = _settings()
+    _secret_key(settings)
+    configure_logging(settings.log_level)
+    asyncio.run(run_worker(settings))
+
+
+@main.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    settings = _settings()
+    configure_logging(settings.log_level)
+    asyncio.run(db.migrate(settings.database_url))
+    click.echo("Database is up to date.")
+
+
+@main.command()
+@click.option("--name", default=None, help="Suffix of the new migration's file name.")
+def makemigrations(name: str | None) -> None:
+    """Write migrations for model changes (for Brik Cloud developers)."""
+    paths = asyncio.run(db.make_migrations("sqlite://:memory:", name))
+    for path in paths:
+        click.echo(f"Created {path}")
+    if not paths:
+        click.echo("No changes detected.")
+
+
+@main.command()
+@click.option("--admin-email", default="admin@brik.local", show_default=True)
+@click.option(
+    "--admin-password",
+    envvar="BRIK_BOOTSTRAP_ADMIN_PASSWORD",
+    default=None,
+    help="Password for a new admin (env BRIK_BOOTSTRAP_ADMIN_PASSWORD); generated if omitted.",
+)
+@click.option("--org", "org_name", default="Default organization", show_default=True)
+@click.option("--project", "project_name", default="Default project", show_default=True)
+@click.option("--rotate-keys", is_flag=True, help="Revoke the bootstrap keys and issue new ones.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def bootstrap(
+    admin_email: str,
+    admin_password: str | None,
+    org_name: str,
+    project_name: str,
+    rotate_keys: bool,
+    as_json: bool,
+) -> None:
+    """Create or find an admin, organization, project and its test and live keys."""
+    from controlplane.bootstrap import bootstrap as run_bootstrap
+
+    settings = _settings()
+    pepper = _secret_key(settings)
+
+    async def go() -> dict[str, object]:
+        await db.migrate(settings.database_url)
+        async with db.database(settings.database_url):
+            result = await run_bootstrap(
+                pepper=pepper,
+                admin_email=admin_email,
+                admin_password=admin_password,
+                org_name=org_name,
+                project_name=project_name,
+                modes=(KeyMode.TEST, KeyMode.LIVE),
+                rotate_keys=rotate_keys,
+            )
+        return result.as_dict()
+
+    data = asyncio.run(go())
+    if as_json:
+        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    for field, value in data.items():
+        if field != "keys":
+            click.echo(f"{field:<16} {value}")
+    keys = data["keys"]
+    assert isinstance(keys, dict)
+    for name, key in keys.items():
+        click.echo(f"{name:<16} {key or '(exists; shown only at creation: use --rotate-keys)'}")

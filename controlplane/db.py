@@ -1,0 +1,91 @@
+"""Tortoise ORM set-up: one config builder, connect/close, migrations.
+
+Tortoise 1.x keeps its state in a context that is per asyncio task by default. Requests are
+served in tasks other than the one that ran the lifespan, so we initialise with the global
+fallback enabled: every task of the process sees the same connections. The API and the
+in-process worker of ``brik-cloud dev`` share one database context; whoever opened it closes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from tortoise import Tortoise
+from tortoise.context import TortoiseContext
+from tortoise.migrations.api import migrate as tortoise_migrate
+from tortoise.migrations.autodetector import MigrationAutodetector
+
+APP_LABEL = "brik"
+MODELS_MODULE = "controlplane.models"
+MIGRATIONS_MODULE = "controlplane.migrations"
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    return {
+        "connections": {"default": normalise_database_url(database_url)},
+        "apps": {
+            APP_LABEL: {
+                "models": [MODELS_MODULE],
+                "default_connection": "default",
+                "migrations": MIGRATIONS_MODULE,
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the ``postgresql://`` spelling most tools print as well as Tortoise's ``postgres://``."""
+    for alias in ("postgresql+asyncpg://", "postgresql://"):
+        if url.startswith(alias):
+            return "postgres://" + url[len(alias) :]
+    return url
+
+
+@asynccontextmanager
+async def database(database_url: str) -> AsyncIterator[None]:
+    """Connect Tortoise for the whole process, unless someone in this process already has."""
+    if Tortoise.is_inited():
+        yield
+        return
+    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+    try:
+        yield
+    finally:
+        await Tortoise.close_connections()
+
+
+async def migrate(database_url: str) -> None:
+    """Apply every committed migration that the database has not seen yet."""
+    async with TortoiseContext():
+        await tortoise_migrate(config=tortoise_config(database_url))
+
+
+async def pending_model_changes(database_url: str) -> list[str]:
+    """Names of the migrations ``makemigrations`` would write now; empty when models match."""
+    config = tortoise_config(database_url)
+    async with TortoiseContext() as ctx:
+        await ctx.init(config=config)
+        assert ctx.apps is not None
+        detector = MigrationAutodetector(ctx.apps, config["apps"])
+        writers = await detector.changes()
+        return [f"{writer.app_label}.{writer.name}" for writer in writers]
+
+
+async def make_migrations(database_url: str, name: str | None = None) -> list[str]:
+    """Write migration files for model changes (a maintainer's command); returns their paths."""
+    config = tortoise_config(database_url)
+    async with TortoiseContext() as ctx:
+        await ctx.init(config=config)
+        assert ctx.apps is not None
+        writers = await MigrationAutodetector(ctx.apps, config["apps"]).changes()
+    paths = []
+    for writer in writers:
+        if name:
+            number = writer.name.split("_", 1)[0]
+            writer.name = f"{number}_{name}"
+        paths.append(str(writer.write()))
+    return paths

@@ -1,0 +1,163 @@
+"""``brik-cloud dev``: the whole product in one process on an embedded default.
+
+SQLite under ``./.brik/``, a private Redis, the API and an in-process worker. The first run
+creates an admin, an organization, a project and test-mode keys and writes them to
+``./.brik/dev.json``; later runs reuse them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from controlplane.serving import QuietSignalServer
+from cryptography.fernet import Fernet
+
+from controlplane import db
+from controlplane.app import create_app
+from controlplane.bootstrap import bootstrap
+from controlplane.embedded_redis import EmbeddedRedis
+from controlplane.models import ApiKey, KeyMode, Project
+from controlplane.settings import Settings
+from workers.worker import run_worker
+
+DEV_ADMIN_EMAIL = "admin@brik.local"
+WORKER_STOP_TIMEOUT_SECONDS = 3.0
+
+
+def _write_private(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON readable by the owner only: these files hold keys and passwords."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2)
+        handle.write("\n")
+    tmp.replace(path)
+
+
+def _load_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _dev_secrets(workdir: Path) -> dict[str, str]:
+    """The secret key and encryption key of this dev install, made once and kept."""
+    path = workdir / "secrets.json"
+    stored = _load_json(path)
+    if stored and {"secret_key", "encryption_key"} <= stored.keys():
+        return {"secret_key": str(stored["secret_key"]), "encryption_key": str(stored["encryption_key"])}
+    fresh = {
+        "secret_key": secrets.token_urlsafe(48),
+        "encryption_key": Fernet.generate_key().decode(),
+    }
+    _write_private(path, fresh)
+    return fresh
+
+
+async def _existing_dev_data(dev_json: Path) -> dict[str, Any] | None:
+    """dev.json's content if the database still holds its project and its keys."""
+    data = _load_json(dev_json)
+    if not data or not isinstance(data.get("keys"), dict):
+        return None
+    if not await Project.exists(id=str(data.get("project_id")), organization_id=str(data.get("org_id"))):
+        return None
+    active = await ApiKey.filter(project_id=data["project_id"], revoked_at__isnull=True).count()
+    return data if active >= len(data["keys"]) else None
+
+
+async def _ensure_dev_data(settings: Settings, api_url: str, dev_json: Path) -> dict[str, Any]:
+    existing = await _existing_dev_data(dev_json)
+    if existing is not None:
+        existing["api_url"] = api_url
+        existing["dashboard_url"] = f"{api_url}/dashboard/"
+        _write_private(dev_json, existing)
+        return existing
+    result = await bootstrap(
+        pepper=settings.require_secret_key(),
+        admin_email=DEV_ADMIN_EMAIL,
+        modes=(KeyMode.TEST,),
+        rotate_keys=True,
+    )
+    previous = _load_json(dev_json) or {}
+    data: dict[str, Any] = {
+        "api_url": api_url,
+        "dashboard_url": f"{api_url}/dashboard/",
+        "admin_email": result.admin_email,
+        # An admin that survived a lost dev.json keeps its password; we cannot show it again.
+        "admin_password": result.admin_password or previous.get("admin_password"),
+        "org_id": result.org_id,
+        "project_id": result.project_id,
+        "keys": result.keys,
+    }
+    _write_private(dev_json, data)
+    return data
+
+
+def _banner(data: dict[str, Any], dev_json: Path) -> str:
+    lines = [
+        "",
+        "  Brik Cloud is running (dev mode: SQLite, embedded Redis, in-process worker)",
+        "",
+        f"  API        {data['api_url']}",
+        f"  Dashboard  {data['dashboard_url']}",
+        f"  Admin      {data['admin_email']} / {data['admin_password'] or '(unchanged)'}",
+    ]
+    lines += [f"  {name:<18} {key}" for name, key in data["keys"].items()]
+    lines += ["", f"  Saved to {dev_json}. Press Ctrl-C to stop.", ""]
+    return "\n".join(lines)
+
+
+async def _serve(settings: Settings, host: str, port: int, workdir: Path) -> None:
+    dev_json = workdir / "dev.json"
+    api_url = f"http://{host}:{port}"
+    await db.migrate(settings.database_url)
+    async with db.database(settings.database_url):
+        data = await _ensure_dev_data(settings, api_url, dev_json)
+        config = uvicorn.Config(
+            create_app(settings), host=host, port=port, log_config=None, lifespan="on"
+        )
+        # We own SIGINT/SIGTERM: uvicorn's own capture re-raises them after serving, which
+        # would interrupt the worker's clean shutdown below.
+        server = QuietSignalServer(config)
+        stop = lambda: setattr(server, "should_exit", True)  # noqa: E731
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop)
+        worker = asyncio.create_task(run_worker(settings, handle_signals=False))
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.05)
+        if server.started:
+            print(_banner(data, dev_json), flush=True)
+        try:
+            await serving
+        finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(worker, WORKER_STOP_TIMEOUT_SECONDS)
+
+
+def run_dev(workdir: Path, host: str, port: int) -> None:
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    dev_secrets = _dev_secrets(workdir)
+    with EmbeddedRedis(workdir) as redis:
+        settings = Settings(
+            database_url=f"sqlite://{workdir / 'brik.sqlite3'}",
+            redis_url=redis.url,
+            secret_key=dev_secrets["secret_key"],  # type: ignore[arg-type]
+            encryption_keys=[dev_secrets["encryption_key"]],  # type: ignore[list-item]
+            public_base_url=f"http://{host}:{port}",
+        )
+        asyncio.run(_serve(settings, host, port, workdir))

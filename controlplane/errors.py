@@ -1,0 +1,175 @@
+"""The API's error tree and the one JSON error body every failure is rendered as.
+
+::
+
+    APIError                      {"error": {"type", "code", "message", "param"}}
+    ├── InvalidRequest            400 invalid_request_error
+    │   └── PayloadTooLarge       413 invalid_request_error / body_too_large
+    ├── AuthenticationFailed      401 authentication_error
+    ├── PermissionDenied          403 permission_error
+    ├── NotFound                  404 not_found_error
+    ├── MethodNotAllowed          405 invalid_request_error / method_not_allowed
+    ├── IdempotencyConflict       409 / 422 idempotency_error
+    ├── RateLimited               429 rate_limit_error (Retry-After)
+    └── ServiceUnavailable        503 api_error
+
+Anything else that escapes a handler is a bug: it is logged with its traceback and answered
+with a 500 ``api_error`` body, never an HTML page.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+__all__ = [
+    "APIError",
+    "AuthenticationFailed",
+    "IdempotencyConflict",
+    "InvalidRequest",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "RateLimited",
+    "ServiceUnavailable",
+    "error_body",
+    "exception_handlers",
+]
+
+logger = logging.getLogger("brik.errors")
+
+
+class APIError(Exception):
+    """An error a client caused or can act on; rendered as the standard JSON body."""
+
+    status_code = 500
+    type = "api_error"
+    default_code = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.param = param
+        self.headers = headers or {}
+        if status_code is not None:
+            self.status_code = status_code
+
+    def to_response(self) -> JSONResponse:
+        return JSONResponse(
+            error_body(self.type, self.code, self.message, self.param),
+            status_code=self.status_code,
+            headers=self.headers,
+        )
+
+
+class InvalidRequest(APIError):
+    status_code = 400
+    type = "invalid_request_error"
+    default_code = "invalid_request"
+
+
+class PayloadTooLarge(InvalidRequest):
+    status_code = 413
+    default_code = "body_too_large"
+
+
+class AuthenticationFailed(APIError):
+    status_code = 401
+    type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDenied(APIError):
+    status_code = 403
+    type = "permission_error"
+    default_code = "forbidden"
+
+
+class NotFound(APIError):
+    status_code = 404
+    type = "not_found_error"
+    default_code = "resource_missing"
+
+
+class MethodNotAllowed(APIError):
+    status_code = 405
+    type = "invalid_request_error"
+    default_code = "method_not_allowed"
+
+
+class IdempotencyConflict(APIError):
+    status_code = 409
+    type = "idempotency_error"
+    default_code = "idempotency_key_in_use"
+
+
+class RateLimited(APIError):
+    status_code = 429
+    type = "rate_limit_error"
+    default_code = "rate_limited"
+
+
+class ServiceUnavailable(APIError):
+    status_code = 503
+    type = "api_error"
+    default_code = "service_unavailable"
+
+
+def error_body(type_: str, code: str, message: str, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"type": type_, "code": code, "message": message, "param": param}}
+
+
+async def _handle_api_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return exc.to_response()
+
+
+async def _handle_http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 (unknown route, wrong method) in our body shape."""
+    assert isinstance(exc, HTTPException)
+    error: APIError
+    if exc.status_code == 404:
+        error = NotFound(f"No route for {request.method} {request.url.path}", code="route_not_found")
+    elif exc.status_code == 405:
+        allow = (exc.headers or {}).get("Allow", "")
+        error = MethodNotAllowed(
+            f"{request.method} is not allowed on {request.url.path}"
+            + (f"; allowed: {allow}" if allow else ""),
+            headers={"Allow": allow} if allow else None,
+        )
+    else:
+        error = APIError(str(exc.detail), code="http_error", status_code=exc.status_code)
+        if 400 <= exc.status_code < 500:
+            error.type = "invalid_request_error"
+    return error.to_response()
+
+
+async def _handle_unexpected(request: Request, exc: Exception) -> Response:
+    logger.error(
+        "unhandled error on %s %s",
+        request.method,
+        request.url.path,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+    return APIError("An internal error occurred; it has been logged.").to_response()
+
+
+exception_handlers: dict[Any, Any] = {
+    APIError: _handle_api_error,
+    HTTPException: _handle_http_exception,
+    Exception: _handle_unexpected,
+}

@@ -1,0 +1,36 @@
+"""Public identifiers: a type prefix plus 20 random base32 characters (``org_3kq…``).
+
+Prefixed ids tell a reader (and a support engineer reading a log line) what an id names,
+and never reveal row counts the way sequential integers do.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+
+
+def new_id(prefix: str) -> str:
+    raw = base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
+    return f"{prefix}_{raw}"
+
+
+# Module-level factories: migrations serialise field defaults by import path.
+def new_user_id() -> str:
+    return new_id("usr")
+
+
+def new_org_id() -> str:
+    return new_id("org")
+
+
+def new_membership_id() -> str:
+    return new_id("mem")
+
+
+def new_project_id() -> str:
+    return new_id("prj")
+
+
+def new_key_id() -> str:
+    return new_id("key")

@@ -1,0 +1,73 @@
+"""The one settings object, read from ``BRIK_*`` environment variables.
+
+Nothing reads the environment at import time: processes build a :class:`Settings` when they
+start (``Settings()``) and hand it down. Every field is documented in the README's
+configuration table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+APPLE_PRODUCTION_HOST = "api.push.apple.com"
+APPLE_SANDBOX_HOST = "api.sandbox.push.apple.com"
+GOOGLE_FCM_BASE_URL = "https://fcm.googleapis.com"
+GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
+
+
+class Settings(BaseSettings):
+    """Configuration of the API and worker processes."""
+
+    model_config = SettingsConfigDict(env_prefix="BRIK_", extra="ignore")
+
+    database_url: str = "postgres://postgres@127.0.0.1:5432/brik"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs sessions and peppers API-key hashes. Required by `serve` and `worker`.",
+    )
+    encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Fernet keys, newest first, comma separated; the first encrypts.",
+    )
+    public_base_url: str = "http://127.0.0.1:8000"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    # Provider endpoints. None means Apple's and Google's real hosts.
+    apns_host: str | None = None
+    apns_port: int = Field(default=443, ge=1, le=65535)
+    apns_ca_file: Path | None = None
+    fcm_base_url: str = GOOGLE_FCM_BASE_URL
+    fcm_token_url: str = GOOGLE_TOKEN_URL
+
+    # Worker tuning; see the README section "Worker settings".
+    worker_max_jobs: int = Field(default=200, ge=1)
+    worker_poll_delay: float = Field(default=0.05, gt=0)
+    worker_job_timeout: float = Field(default=120.0, gt=0)
+    worker_max_tries: int = Field(default=8, ge=1)
+    queue_name: str = "brik:queue"
+
+    @field_validator("encryption_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def require_secret_key(self) -> str:
+        """The secret key, or a clear error for production processes started without one."""
+        if self.secret_key is None or len(self.secret_key.get_secret_value()) < 32:
+            raise ValueError(
+                "BRIK_SECRET_KEY must be set to at least 32 random characters "
+                '(for example: python -c "import secrets; print(secrets.token_urlsafe(48))")'
+            )
+        return self.secret_key.get_secret_value()
