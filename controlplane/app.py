@@ -32,7 +32,7 @@ def create_app(settings: Settings) -> Starlette:
             try:
                 yield
             finally:
-                await redis.aclose()
+                await redis.aclose(close_connection_pool=True)
 
     app = Starlette(
         routes=[*health.routes, *dashboard.routes],

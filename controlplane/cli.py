@@ -54,7 +54,7 @@ def dev(host: str, port: int, workdir: Path) -> None:
 
 
 @main.command()
-@click.option("--host", default="0.0.0.0", show_default=True)  # noqa: S104 - a server
+@click.option("--host", default="0.0.0.0", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
     """Serve the API (production: PostgreSQL and Redis from BRIK_* settings)."""

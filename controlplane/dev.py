@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-
-from controlplane.serving import QuietSignalServer
 from cryptography.fernet import Fernet
 
 from controlplane import db
@@ -26,6 +24,7 @@ from controlplane.app import create_app
 from controlplane.bootstrap import bootstrap
 from controlplane.embedded_redis import EmbeddedRedis
 from controlplane.models import ApiKey, KeyMode, Project
+from controlplane.serving import QuietSignalServer
 from controlplane.settings import Settings
 from workers.worker import run_worker
 
@@ -56,7 +55,10 @@ def _dev_secrets(workdir: Path) -> dict[str, str]:
     path = workdir / "secrets.json"
     stored = _load_json(path)
     if stored and {"secret_key", "encryption_key"} <= stored.keys():
-        return {"secret_key": str(stored["secret_key"]), "encryption_key": str(stored["encryption_key"])}
+        return {
+            "secret_key": str(stored["secret_key"]),
+            "encryption_key": str(stored["encryption_key"]),
+        }
     fresh = {
         "secret_key": secrets.token_urlsafe(48),
         "encryption_key": Fernet.generate_key().decode(),
@@ -70,7 +72,9 @@ async def _existing_dev_data(dev_json: Path) -> dict[str, Any] | None:
     data = _load_json(dev_json)
     if not data or not isinstance(data.get("keys"), dict):
         return None
-    if not await Project.exists(id=str(data.get("project_id")), organization_id=str(data.get("org_id"))):
+    if not await Project.exists(
+        id=str(data.get("project_id")), organization_id=str(data.get("org_id"))
+    ):
         return None
     active = await ApiKey.filter(project_id=data["project_id"], revoked_at__isnull=True).count()
     return data if active >= len(data["keys"]) else None
@@ -136,7 +140,8 @@ async def _serve(settings: Settings, host: str, port: int, workdir: Path) -> Non
             loop.add_signal_handler(signum, stop)
         worker = asyncio.create_task(run_worker(settings, handle_signals=False))
         serving = asyncio.create_task(server.serve())
-        while not server.started and not serving.done():
+        # uvicorn exposes readiness only as a flag.
+        while not server.started and not serving.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         if server.started:
             print(_banner(data, dev_json), flush=True)

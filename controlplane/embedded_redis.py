@@ -99,7 +99,7 @@ class EmbeddedRedis:
             # Its own session: a Ctrl-C in the terminal reaches only us, and we stop Redis
             # after the worker has finished with it.
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads exist yet at this point
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:

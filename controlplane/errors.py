@@ -143,7 +143,9 @@ async def _handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     error: APIError
     if exc.status_code == 404:
-        error = NotFound(f"No route for {request.method} {request.url.path}", code="route_not_found")
+        error = NotFound(
+            f"No route for {request.method} {request.url.path}", code="route_not_found"
+        )
     elif exc.status_code == 405:
         allow = (exc.headers or {}).get("Allow", "")
         error = MethodNotAllowed(

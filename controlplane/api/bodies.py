@@ -25,14 +25,17 @@ async def read_json(request: Request) -> Any:
         )
     raw = await request.body()
     if not raw.strip():
-        raise InvalidRequest("The request body is empty; a JSON object is required.", code="invalid_json")
+        raise InvalidRequest(
+            "The request body is empty; a JSON object is required.", code="invalid_json"
+        )
     try:
         return json.loads(raw)
     except UnicodeDecodeError:
         raise InvalidRequest("The request body is not valid UTF-8.", code="invalid_json") from None
     except json.JSONDecodeError as exc:
         raise InvalidRequest(
-            f"The request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.",
+            f"The request body is not valid JSON: {exc.msg} "
+            f"at line {exc.lineno} column {exc.colno}.",
             code="invalid_json",
         ) from None
 

@@ -13,12 +13,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from tortoise.connection import get_connection
 
-from controlplane.errors import ServiceUnavailable
+from controlplane.errors import InvalidRequest, ServiceUnavailable
 from controlplane.models import WorkerHeartbeat
 from workers.queue import HEARTBEAT_JOB
 
 CHECK_TIMEOUT_SECONDS = 2.0
 PIPELINE_TIMEOUT_SECONDS = 5.0
+PIPELINE_MAX_TIMEOUT_SECONDS = 30.0
 
 
 async def healthz(_request: Request) -> Response:
@@ -79,21 +80,23 @@ async def pipeline(request: Request) -> Response:
     Proves the whole path API → Redis → worker → database. Writes at most one row per
     worker process, so it is safe to leave unauthenticated.
     """
+    timeout = _timeout_param(request)
     redis: ArqRedis = request.app.state.redis
     probe_id = secrets.token_hex(8)
     started = time.perf_counter()
-    job = await redis.enqueue_job(HEARTBEAT_JOB, probe_id)
+    # A probe nobody picked up in time expires instead of running late.
+    job = await redis.enqueue_job(HEARTBEAT_JOB, probe_id, _expires=timeout)
     if job is None:  # only when a job with the same id exists; ids are random
         raise ServiceUnavailable("Could not enqueue the heartbeat job.")
     try:
-        worker_id = await job.result(timeout=PIPELINE_TIMEOUT_SECONDS, poll_delay=0.02)
+        worker_id, beats = await job.result(timeout=timeout, poll_delay=0.02)
     except TimeoutError:
         raise ServiceUnavailable(
-            f"No worker completed the heartbeat within {PIPELINE_TIMEOUT_SECONDS:g}s.",
+            f"No worker completed the heartbeat within {timeout:g}s.",
             code="worker_unavailable",
         ) from None
-    beat = await WorkerHeartbeat.get_or_none(worker_id=worker_id, last_probe_id=probe_id)
-    if beat is None:
+    beat = await WorkerHeartbeat.get_or_none(worker_id=worker_id)
+    if beat is None or beat.beats < beats:
         raise ServiceUnavailable("The worker answered but its heartbeat row is missing.")
     return JSONResponse(
         {
@@ -102,6 +105,22 @@ async def pipeline(request: Request) -> Response:
             "round_trip_ms": round((time.perf_counter() - started) * 1000, 2),
         }
     )
+
+
+def _timeout_param(request: Request) -> float:
+    raw = request.query_params.get("timeout")
+    if raw is None:
+        return PIPELINE_TIMEOUT_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= PIPELINE_MAX_TIMEOUT_SECONDS:
+        raise InvalidRequest(
+            f"timeout must be a number of seconds in (0, {PIPELINE_MAX_TIMEOUT_SECONDS:g}].",
+            param="timeout",
+        )
+    return value
 
 
 routes = [

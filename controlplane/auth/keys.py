@@ -68,4 +68,4 @@ def generate_key(kind: KeyKind, mode: KeyMode, pepper: str) -> IssuedKey:
 def looks_like_key(text: str) -> bool:
     """True when ``text`` has the shape and a valid checksum of a Brik key (no database needed)."""
     match = KEY_PATTERN.match(text)
-    return bool(match) and _checksum(match["random"]) == match["checksum"]
+    return match is not None and _checksum(match["random"]) == match["checksum"]

@@ -26,10 +26,9 @@ class BodySizeLimitMiddleware:
         limit = self.max_body_bytes
         error = PayloadTooLarge(f"Request bodies are limited to {limit} bytes.")
         for name, value in scope["headers"]:
-            if name == b"content-length":
-                if not value.isdigit() or int(value) > limit:
-                    await error.to_response()(scope, receive, send)
-                    return
+            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+                await error.to_response()(scope, receive, send)
+                return
         received = 0
         response_started = False
 

@@ -5,25 +5,32 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 
 from controlplane.models import WorkerHeartbeat
 
 
-async def heartbeat(ctx: dict[str, Any], probe_id: str) -> str:
-    """Record that this worker ran ``probe_id``; returns the worker's id."""
+async def heartbeat(ctx: dict[str, Any], probe_id: str) -> tuple[str, int]:
+    """Count a beat for this worker in the database; returns ``(worker_id, beats)``.
+
+    Concurrent beats of one worker (a probe and the cron job) are safe: the increment happens
+    in SQL, and a lost race to create the row falls back to the increment.
+    """
     worker_id: str = ctx["worker_id"]
     now = datetime.now(UTC)
-    updated = await WorkerHeartbeat.filter(worker_id=worker_id).update(
-        last_probe_id=probe_id, beats=F("beats") + 1, last_seen_at=now
-    )
-    if not updated:
-        await WorkerHeartbeat.create(
-            worker_id=worker_id, last_probe_id=probe_id, beats=1, last_seen_at=now
-        )
-    return worker_id
+    rows = WorkerHeartbeat.filter(worker_id=worker_id)
+    if not await rows.update(last_probe_id=probe_id, beats=F("beats") + 1, last_seen_at=now):
+        try:
+            await WorkerHeartbeat.create(
+                worker_id=worker_id, last_probe_id=probe_id, beats=1, last_seen_at=now
+            )
+        except IntegrityError:
+            await rows.update(last_probe_id=probe_id, beats=F("beats") + 1, last_seen_at=now)
+    beat = await WorkerHeartbeat.get(worker_id=worker_id)
+    return worker_id, beat.beats
 
 
-async def scheduled_heartbeat(ctx: dict[str, Any]) -> str:
+async def scheduled_heartbeat(ctx: dict[str, Any]) -> tuple[str, int]:
     """Once a minute, so the table shows every live worker even with no traffic."""
     return await heartbeat(ctx, "cron")

@@ -1,0 +1,67 @@
+"""Real test databases: a fresh PostgreSQL database per test session, or a SQLite file."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from tortoise import Tortoise
+from tortoise.connection import get_connection
+
+DEFAULT_TEST_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/13"
+MIGRATIONS_TABLE = "tortoise_migrations"
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return "postgresql://" + url.split("://", 1)[1]
+
+
+@contextmanager
+def sqlite_database(directory: Path) -> Iterator[str]:
+    yield f"sqlite://{directory / 'brik-test.sqlite3'}"
+
+
+async def create_postgres_database(server_url: str) -> str:
+    """Create ``brik_test_<random>`` on the server named by ``server_url``; returns its URL."""
+    name = f"brik_test_{secrets.token_hex(4)}"
+    connection = await asyncpg.connect(_asyncpg_dsn(server_url))
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return _with_database(server_url, name)
+
+
+async def drop_postgres_database(server_url: str, database_url: str) -> None:
+    name = urlsplit(database_url).path.lstrip("/")
+    connection = await asyncpg.connect(_asyncpg_dsn(server_url))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+async def empty_all_tables() -> None:
+    """Delete every row the tests wrote, keeping the schema and the migration history."""
+    assert Tortoise.apps is not None
+    tables = sorted(
+        model._meta.db_table for app in Tortoise.apps.values() for model in app.values()
+    )
+    connection = get_connection("default")
+    if connection.capabilities.dialect == "postgres":
+        await connection.execute_script(
+            "TRUNCATE " + ", ".join(f'"{table}"' for table in tables) + " RESTART IDENTITY CASCADE"
+        )
+    else:
+        for table in tables:
+            await connection.execute_script(f'DELETE FROM "{table}"')
