@@ -13,13 +13,12 @@
     ├── RateLimited               429 rate_limit_error (Retry-After)
     └── ServiceUnavailable        503 api_error
 
-Anything else that escapes a handler is a bug: it is logged with its traceback and answered
-with a 500 ``api_error`` body, never an HTML page.
+Anything else that escapes a handler is a bug: the telemetry middleware logs it with its
+traceback and request id and answers with a 500 ``api_error`` body, never an HTML page.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -39,10 +38,8 @@ __all__ = [
     "ServiceUnavailable",
     "error_body",
     "exception_handlers",
+    "internal_error_response",
 ]
-
-logger = logging.getLogger("brik.errors")
-
 
 class APIError(Exception):
     """An error a client caused or can act on; rendered as the standard JSON body."""
@@ -160,18 +157,12 @@ async def _handle_http_exception(request: Request, exc: Exception) -> Response:
     return error.to_response()
 
 
-async def _handle_unexpected(request: Request, exc: Exception) -> Response:
-    logger.error(
-        "unhandled error on %s %s",
-        request.method,
-        request.url.path,
-        exc_info=(type(exc), exc, exc.__traceback__),
-    )
+def internal_error_response() -> Response:
+    """The body of a 500: says nothing about the bug, which is logged with the request id."""
     return APIError("An internal error occurred; it has been logged.").to_response()
 
 
 exception_handlers: dict[Any, Any] = {
     APIError: _handle_api_error,
     HTTPException: _handle_http_exception,
-    Exception: _handle_unexpected,
 }

@@ -29,7 +29,8 @@ async def read_json(request: Request) -> Any:
             "The request body is empty; a JSON object is required.", code="invalid_json"
         )
     try:
-        return json.loads(raw)
+        # RFC 8259: JSON between systems is UTF-8; json.loads(bytes) would guess UTF-16/32.
+        return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise InvalidRequest("The request body is not valid UTF-8.", code="invalid_json") from None
     except json.JSONDecodeError as exc:

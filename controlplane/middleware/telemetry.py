@@ -12,6 +12,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from controlplane.errors import internal_error_response
+
 logger = logging.getLogger("brik.http")
 
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -67,15 +69,23 @@ class RequestTelemetryMiddleware:
         started = time.perf_counter()
         status = 500
 
+        response_started = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
+                response_started = True
                 status = message["status"]
                 MutableHeaders(scope=message)["Request-Id"] = request_id
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            logger.exception("unhandled error", extra={"request_id": request_id})
+            if response_started:
+                raise
+            await internal_error_response()(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
