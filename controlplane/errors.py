@@ -41,6 +41,7 @@ __all__ = [
     "internal_error_response",
 ]
 
+
 class APIError(Exception):
     """An error a client caused or can act on; rendered as the standard JSON body."""
 

@@ -66,9 +66,7 @@ async def clean_redis(redis_url: str) -> AsyncIterator[None]:
 
 
 @pytest.fixture
-def make_settings(
-    database_url: str, redis_url: str, clean_redis: None
-) -> Callable[..., Settings]:
+def make_settings(database_url: str, redis_url: str, clean_redis: None) -> Callable[..., Settings]:
     """Settings for the test servers; keyword arguments override fields."""
     queue = f"brik-test:{secrets.token_hex(4)}"
 

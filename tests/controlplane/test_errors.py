@@ -77,9 +77,7 @@ async def test_wrong_method_is_a_json_405_with_allow(http: httpx.AsyncClient) ->
         (b"[1, 2]", "JSON object"),
     ],
 )
-async def test_malformed_json_is_a_400(
-    http: httpx.AsyncClient, body: bytes, fragment: str
-) -> None:
+async def test_malformed_json_is_a_400(http: httpx.AsyncClient, body: bytes, fragment: str) -> None:
     response = await http.post(
         "/test/widgets", content=body, headers={"content-type": "application/json"}
     )
@@ -90,7 +88,9 @@ async def test_malformed_json_is_a_400(
 
 
 async def test_wrong_content_type_is_a_415(http: httpx.AsyncClient) -> None:
-    response = await http.post("/test/widgets", content=b"name=a", headers={"content-type": "text/plain"})
+    response = await http.post(
+        "/test/widgets", content=b"name=a", headers={"content-type": "text/plain"}
+    )
     assert response.status_code == 415
     assert error_of(response)["code"] == "unsupported_media_type"
 
@@ -112,7 +112,9 @@ async def test_valid_body_passes_through(http: httpx.AsyncClient) -> None:
     assert response.json() == {"name": "a", "size": 2}
 
 
-async def test_declared_oversized_body_is_a_413(http: httpx.AsyncClient, settings: Settings) -> None:
+async def test_declared_oversized_body_is_a_413(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
     payload = b'{"name": "' + b"a" * settings.max_body_bytes + b'", "size": 1}'
     response = await http.post(
         "/test/widgets", content=payload, headers={"content-type": "application/json"}
@@ -121,7 +123,9 @@ async def test_declared_oversized_body_is_a_413(http: httpx.AsyncClient, setting
     assert error_of(response)["code"] == "body_too_large"
 
 
-async def test_streamed_oversized_body_is_a_413(http: httpx.AsyncClient, settings: Settings) -> None:
+async def test_streamed_oversized_body_is_a_413(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
     chunk = b"a" * 65536
     chunks = settings.max_body_bytes // len(chunk) + 2
 

@@ -1,0 +1,5 @@
+"""``python -m controlplane`` is ``brik-cloud``."""
+
+from controlplane.cli import main
+
+main()

@@ -1,0 +1,93 @@
+"""``brik-cloud dev`` as a user runs it: a real process in an empty directory."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.processes import (
+    brik_cloud_command,
+    child_pids,
+    clean_environment,
+    free_port,
+    is_running,
+)
+
+STARTUP_LIMIT_SECONDS = 90
+
+
+def start_dev(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    with (workdir / "dev.log").open("ab") as log:
+        return subprocess.Popen(
+            [*brik_cloud_command(), "dev", "--port", str(port)],
+            cwd=workdir,
+            env=clean_environment(),
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+
+
+def wait_until_ready(process: subprocess.Popen[bytes], url: str) -> None:
+    deadline = time.monotonic() + STARTUP_LIMIT_SECONDS
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "brik-cloud dev exited during start-up"
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("brik-cloud dev did not become ready")
+
+
+def stop(process: subprocess.Popen[bytes]) -> bytes:
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=30)
+    return out
+
+
+def run_once(workdir: Path) -> tuple[dict[str, Any], str, int]:
+    port = free_port()
+    process = start_dev(workdir, port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_ready(process, url)
+        dev_json = json.loads((workdir / ".brik" / "dev.json").read_text())
+        redis_children = [pid for pid, name in child_pids(process.pid).items() if "redis" in name]
+        assert len(redis_children) == 1, "dev should run exactly one embedded redis-server"
+        pipeline = httpx.post(f"{url}/healthz/pipeline", timeout=10)
+        assert pipeline.status_code == 200, pipeline.text  # the in-process worker answers
+        dashboard = httpx.get(dev_json["dashboard_url"], timeout=5)
+        assert dashboard.status_code == 200
+    finally:
+        output = stop(process).decode()
+    assert process.returncode == 0, output
+    assert not is_running(redis_children[0]), "embedded redis-server left running"
+    return dev_json, output, port
+
+
+def test_dev_runs_the_product_and_a_second_run_reuses_its_data(tmp_path: Path) -> None:
+    first, output, port = run_once(tmp_path)
+    assert first["api_url"] == f"http://127.0.0.1:{port}"
+    assert first["admin_email"] == "admin@brik.local"
+    assert first["admin_password"]
+    assert first["org_id"].startswith("org_") and first["project_id"].startswith("prj_")
+    assert set(first["keys"]) == {"test_secret", "test_publishable"}
+    for key in first["keys"].values():
+        assert key in output  # printed for the user as well as saved
+    assert first["keys"]["test_secret"].startswith("bk_sk_test_")
+    assert first["dashboard_url"] in output
+    assert (tmp_path / ".brik" / "brik.sqlite3").exists()
+    assert (tmp_path / ".brik" / "dev.json").stat().st_mode & 0o077 == 0
+
+    second, _, _ = run_once(tmp_path)
+    assert second["org_id"] == first["org_id"]
+    assert second["project_id"] == first["project_id"]
+    assert second["keys"] == first["keys"]
+    assert second["admin_password"] == first["admin_password"]

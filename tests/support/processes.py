@@ -1,0 +1,51 @@
+"""Helpers for tests that run ``brik-cloud`` as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+
+def brik_cloud_command() -> list[str]:
+    """The installed console script next to this interpreter."""
+    script = Path(sys.executable).parent / "brik-cloud"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "controlplane"]
+
+
+def clean_environment(**extra: str) -> dict[str, str]:
+    """This process's environment without any BRIK_* setting, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIK_")}
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def child_pids(parent: int) -> dict[int, str]:
+    """Live children of ``parent`` as {pid: command name}, read from /proc."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        if int(fields[1]) == parent and fields[0] != "Z":
+            children[int(stat.parent.name)] = name
+    return children
+
+
+def is_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return state[state.rindex(")") + 2] != "Z"
