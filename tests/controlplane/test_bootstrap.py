@@ -16,7 +16,8 @@ async def test_first_run_creates_admin_org_project_and_four_keys(database: None)
     assert result.admin_email == "ops@example.com"
     assert result.admin_password
     user = await User.get(email="ops@example.com")
-    assert user.password_hash and verify_password(user.password_hash, result.admin_password)
+    assert user.password_hash
+    assert verify_password(user.password_hash, result.admin_password)
     membership = await Membership.get(user=user, organization_id=result.org_id)
     assert membership.role == Role.OWNER
     assert await Project.exists(id=result.project_id, organization_id=result.org_id)
@@ -27,7 +28,8 @@ async def test_first_run_creates_admin_org_project_and_four_keys(database: None)
         "live_publishable",
     }
     for name, key in result.keys.items():
-        assert key is not None and looks_like_key(key)
+        assert key is not None
+        assert looks_like_key(key)
         stored = await ApiKey.get(key_hash=hash_key(key, TEST_SECRET_KEY))
         assert stored.name == name
         assert key.startswith(f"bk_{'sk' if 'secret' in name else 'pk'}_{stored.mode.value}_")
@@ -50,7 +52,9 @@ async def test_rotate_keys_revokes_the_old_ones(database: None) -> None:
     )
     old = first.keys["live_secret"]
     new = rotated.keys["live_secret"]
-    assert old and new and old != new
+    assert old
+    assert new
+    assert old != new
     assert (await ApiKey.get(key_hash=hash_key(old, TEST_SECRET_KEY))).revoked_at is not None
     assert (await ApiKey.get(key_hash=hash_key(new, TEST_SECRET_KEY))).revoked_at is None
     assert await ApiKey.filter(revoked_at__isnull=True).count() == 4

@@ -66,4 +66,5 @@ def test_bootstrap_json_is_idempotent(database_url: str) -> None:
         "bootstrap", "--json", "--admin-email", email, "--org", "CLI org", "--rotate-keys", **env
     )
     keys = json.loads(rotated.stdout)["keys"]
-    assert keys["live_secret"] and keys["live_secret"] != created["keys"]["live_secret"]
+    assert keys["live_secret"]
+    assert keys["live_secret"] != created["keys"]["live_secret"]

@@ -77,7 +77,8 @@ def test_dev_runs_the_product_and_a_second_run_reuses_its_data(tmp_path: Path) -
     assert first["api_url"] == f"http://127.0.0.1:{port}"
     assert first["admin_email"] == "admin@brik.local"
     assert first["admin_password"]
-    assert first["org_id"].startswith("org_") and first["project_id"].startswith("prj_")
+    assert first["org_id"].startswith("org_")
+    assert first["project_id"].startswith("prj_")
     assert set(first["keys"]) == {"test_secret", "test_publishable"}
     for key in first["keys"].values():
         assert key in output  # printed for the user as well as saved

