@@ -13,6 +13,7 @@ import uvicorn
 from controlplane import db
 from controlplane.logs import configure_logging
 from controlplane.models import KeyMode
+from controlplane.serving import QuietSignalServer, serve_until_signalled
 from controlplane.settings import Settings
 
 
@@ -63,7 +64,7 @@ def serve(host: str, port: int) -> None:
     settings = _settings()
     _secret_key(settings)
     configure_logging(settings.log_level)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=host,
         port=port,
@@ -71,6 +72,7 @@ def serve(host: str, port: int) -> None:
         proxy_headers=True,
         lifespan="on",
     )
+    asyncio.run(serve_until_signalled(QuietSignalServer(config)))
 
 
 @main.command()

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from controlplane.app import create_app
 from controlplane.bootstrap import bootstrap
 from controlplane.embedded_redis import EmbeddedRedis
 from controlplane.models import ApiKey, KeyMode, Project
-from controlplane.serving import QuietSignalServer
+from controlplane.serving import QuietSignalServer, stop_on_signals
 from controlplane.settings import Settings
 from workers.worker import run_worker
 
@@ -134,10 +133,7 @@ async def _serve(settings: Settings, host: str, port: int, workdir: Path) -> Non
         # We own SIGINT/SIGTERM: uvicorn's own capture re-raises them after serving, which
         # would interrupt the worker's clean shutdown below.
         server = QuietSignalServer(config)
-        stop = lambda: setattr(server, "should_exit", True)  # noqa: E731
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop)
+        stop_on_signals(server)
         worker = asyncio.create_task(run_worker(settings, handle_signals=False))
         serving = asyncio.create_task(server.serve())
         # uvicorn exposes readiness only as a flag.

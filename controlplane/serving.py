@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import signal
 from collections.abc import Generator
 
 import uvicorn
@@ -19,3 +21,16 @@ class QuietSignalServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+def stop_on_signals(server: uvicorn.Server) -> None:
+    """Let SIGINT and SIGTERM stop ``server`` gracefully (in-flight requests finish)."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, setattr, server, "should_exit", True)
+
+
+async def serve_until_signalled(server: QuietSignalServer) -> None:
+    """Serve until SIGINT/SIGTERM, then exit normally (status 0) after a graceful shutdown."""
+    stop_on_signals(server)
+    await server.serve()

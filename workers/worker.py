@@ -14,6 +14,7 @@ concurrent I/O-bound jobs, so (all overridable by settings, see the README):
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
@@ -70,5 +71,11 @@ async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None
     worker = build_worker(settings, handle_signals=handle_signals)
     try:
         await worker.async_run()
+    except asyncio.CancelledError:
+        # arq answers SIGINT/SIGTERM by cancelling its main task: a normal stop, unless we
+        # ourselves are being cancelled by whoever runs us.
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
     finally:
         await worker.close()

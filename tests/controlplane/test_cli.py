@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import time
 
+import httpx
 import pytest
 
 from tests.conftest import TEST_SECRET_KEY
-from tests.support.processes import brik_cloud_command, clean_environment
+from tests.support.processes import brik_cloud_command, clean_environment, free_port
 
 COMMANDS = ("dev", "serve", "worker", "migrate", "makemigrations", "bootstrap")
 
@@ -68,3 +71,46 @@ def test_bootstrap_json_is_idempotent(database_url: str) -> None:
     keys = json.loads(rotated.stdout)["keys"]
     assert keys["live_secret"]
     assert keys["live_secret"] != created["keys"]["live_secret"]
+
+
+@pytest.mark.database
+def test_serve_and_worker_processes_deliver_the_pipeline_probe(
+    database_url: str, redis_url: str
+) -> None:
+    port = free_port()
+    env = clean_environment(
+        BRIK_DATABASE_URL=database_url,
+        BRIK_REDIS_URL=redis_url,
+        BRIK_SECRET_KEY=TEST_SECRET_KEY,
+        BRIK_QUEUE_NAME=f"brik-cli-test:{port}",
+    )
+    assert run("migrate", **env).returncode == 0
+    processes = [
+        subprocess.Popen(
+            [*brik_cloud_command(), *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for args in (["serve", "--host", "127.0.0.1", "--port", str(port)], ["worker"])
+    ]
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert all(p.poll() is None for p in processes), "a process exited early"
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "serve never became ready"
+            time.sleep(0.2)
+        probe = httpx.post(f"{base}/healthz/pipeline", params={"timeout": "20"}, timeout=30)
+        assert probe.status_code == 200, probe.text
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=30)
+    assert [p.returncode for p in processes] == [0, 0]
