@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from controlplane.auth.api_keys import authenticate, bearer_token
+from controlplane.auth.keys import generate_key, hash_key
+from controlplane.bootstrap import bootstrap
+from controlplane.errors import AuthenticationFailed, PermissionDenied
+from controlplane.models import ApiKey, KeyKind, KeyMode
+from tests.conftest import TEST_SECRET_KEY
+
+pytestmark = pytest.mark.database
+
+
+@pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer   ", "Basic abc", "bk_sk_live_x"])
+def test_missing_bearer_token_is_401_missing_api_key(header: str | None) -> None:
+    with pytest.raises(AuthenticationFailed) as error:
+        bearer_token(header)
+    assert error.value.code == "missing_api_key"
+
+
+def test_bearer_scheme_is_case_insensitive() -> None:
+    assert bearer_token("bearer bk_abc") == "bk_abc"
+
+
+async def test_a_valid_key_resolves_to_its_project_and_scopes(database: None) -> None:
+    result = await bootstrap(pepper=TEST_SECRET_KEY, admin_email="a@example.com")
+    secret = result.keys["live_secret"]
+    publishable = result.keys["test_publishable"]
+    assert secret
+    assert publishable
+    principal = await authenticate(secret, TEST_SECRET_KEY)
+    assert (principal.project_id, principal.organization_id) == (result.project_id, result.org_id)
+    assert (principal.kind, principal.mode) == (KeyKind.SECRET, KeyMode.LIVE)
+    principal.require("pushes:write")
+    client_key = await authenticate(publishable, TEST_SECRET_KEY)
+    client_key.require("devices:write")
+    with pytest.raises(PermissionDenied) as denied:
+        client_key.require("pushes:write")
+    assert denied.value.param == "pushes:write"
+
+
+async def test_each_rejection_says_why(database: None) -> None:
+    result = await bootstrap(pepper=TEST_SECRET_KEY, admin_email="a@example.com")
+    secret = result.keys["live_secret"]
+    assert secret
+
+    async def code_for(token: str, pepper: str = TEST_SECRET_KEY) -> str:
+        with pytest.raises(AuthenticationFailed) as error:
+            await authenticate(token, pepper)
+        assert token not in error.value.message
+        return error.value.code
+
+    assert await code_for("bk_sk_live_short") == "invalid_api_key"
+    unknown = generate_key(KeyKind.SECRET, KeyMode.LIVE, TEST_SECRET_KEY).plaintext
+    assert await code_for(unknown) == "invalid_api_key"
+    assert await code_for(secret, pepper="another-pepper-" + "y" * 32) == "invalid_api_key"
+
+    stored = ApiKey.filter(key_hash=hash_key(secret, TEST_SECRET_KEY))
+    await stored.update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    assert await code_for(secret) == "api_key_expired"
+    await stored.update(expires_at=None, revoked_at=datetime.now(UTC))
+    assert await code_for(secret) == "api_key_revoked"
