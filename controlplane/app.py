@@ -43,6 +43,5 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
-    app.state.settings = settings
     app.state.metrics_registry = registry
     return app

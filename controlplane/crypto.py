@@ -10,7 +10,8 @@ fails to decrypt with :class:`UndecryptableSecret` rather than returning garbage
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -21,6 +22,14 @@ class KeyRingError(ValueError):
 
 class UndecryptableSecret(Exception):
     """A stored token that no key of the ring can open (tampered, or its key was dropped)."""
+
+
+@contextmanager
+def _undecryptable() -> Iterator[None]:
+    try:
+        yield
+    except (InvalidToken, UnicodeEncodeError):
+        raise UndecryptableSecret("no key in BRIK_ENCRYPTION_KEYS opens this secret") from None
 
 
 class KeyRing:
@@ -47,10 +56,8 @@ class KeyRing:
         return self._ring.encrypt(plaintext).decode("ascii")
 
     def decrypt(self, token: str) -> bytes:
-        try:
+        with _undecryptable():
             return self._ring.decrypt(token.encode("ascii"))
-        except (InvalidToken, UnicodeEncodeError):
-            raise UndecryptableSecret("no key in BRIK_ENCRYPTION_KEYS opens this secret") from None
 
     def is_current(self, token: str) -> bool:
         """True when ``token`` is already encrypted under the newest key."""
@@ -62,7 +69,5 @@ class KeyRing:
 
     def rotate(self, token: str) -> str:
         """``token`` re-encrypted under the newest key (its plaintext never leaves this call)."""
-        try:
+        with _undecryptable():
             return self._ring.rotate(token.encode("ascii")).decode("ascii")
-        except (InvalidToken, UnicodeEncodeError):
-            raise UndecryptableSecret("no key in BRIK_ENCRYPTION_KEYS opens this secret") from None

@@ -16,6 +16,7 @@ from tortoise import Tortoise
 from tortoise.context import TortoiseContext
 from tortoise.migrations.api import migrate as tortoise_migrate
 from tortoise.migrations.autodetector import MigrationAutodetector
+from tortoise.migrations.writer import MigrationWriter
 
 APP_LABEL = "brik"
 MODELS_MODULE = "controlplane.models"
@@ -64,26 +65,24 @@ async def migrate(database_url: str) -> None:
         await tortoise_migrate(config=tortoise_config(database_url))
 
 
-async def pending_model_changes(database_url: str) -> list[str]:
-    """Names of the migrations ``makemigrations`` would write now; empty when models match."""
+async def _model_changes(database_url: str) -> list[MigrationWriter]:
+    """What ``makemigrations`` would write now: one writer per app whose models changed."""
     config = tortoise_config(database_url)
     async with TortoiseContext() as ctx:
         await ctx.init(config=config)
         assert ctx.apps is not None
-        detector = MigrationAutodetector(ctx.apps, config["apps"])
-        writers = await detector.changes()
-        return [f"{writer.app_label}.{writer.name}" for writer in writers]
+        return await MigrationAutodetector(ctx.apps, config["apps"]).changes()
+
+
+async def pending_model_changes(database_url: str) -> list[str]:
+    """Names of the migrations ``makemigrations`` would write now; empty when models match."""
+    return [f"{writer.app_label}.{writer.name}" for writer in await _model_changes(database_url)]
 
 
 async def make_migrations(database_url: str, name: str | None = None) -> list[str]:
     """Write migration files for model changes (a maintainer's command); returns their paths."""
-    config = tortoise_config(database_url)
-    async with TortoiseContext() as ctx:
-        await ctx.init(config=config)
-        assert ctx.apps is not None
-        writers = await MigrationAutodetector(ctx.apps, config["apps"]).changes()
     paths = []
-    for writer in writers:
+    for writer in await _model_changes(database_url):
         if name:
             number = writer.name.split("_", 1)[0]
             writer.name = f"{number}_{name}"

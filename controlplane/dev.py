@@ -23,7 +23,7 @@ from controlplane.app import create_app
 from controlplane.bootstrap import bootstrap
 from controlplane.embedded_redis import EmbeddedRedis
 from controlplane.models import ApiKey, KeyMode, Project
-from controlplane.serving import QuietSignalServer, stop_on_signals
+from controlplane.serving import QuietSignalServer, stop_on_signals, wait_until_started
 from controlplane.settings import Settings
 from workers.worker import run_worker
 
@@ -136,10 +136,7 @@ async def _serve(settings: Settings, host: str, port: int, workdir: Path) -> Non
         stop_on_signals(server)
         worker = asyncio.create_task(run_worker(settings, handle_signals=False))
         serving = asyncio.create_task(server.serve())
-        # uvicorn exposes readiness only as a flag.
-        while not server.started and not serving.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        if server.started:
+        if await wait_until_started(server, serving):
             print(_banner(data, dev_json), flush=True)
         try:
             await serving

@@ -34,3 +34,11 @@ async def serve_until_signalled(server: QuietSignalServer) -> None:
     """Serve until SIGINT/SIGTERM, then exit normally (status 0) after a graceful shutdown."""
     stop_on_signals(server)
     await server.serve()
+
+
+async def wait_until_started(server: uvicorn.Server, serving: asyncio.Task[None]) -> bool:
+    """Wait until ``server`` accepts connections (True) or its ``serving`` task ends (False)."""
+    # uvicorn exposes readiness only as a flag.
+    while not server.started and not serving.done():  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    return server.started

@@ -59,10 +59,6 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @property
-    def uses_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
     def require_secret_key(self) -> str:
         """The secret key, or a clear error for production processes started without one."""
         if self.secret_key is None or len(self.secret_key.get_secret_value()) < 32:

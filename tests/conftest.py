@@ -23,8 +23,8 @@ from controlplane import db
 from controlplane.app import create_app
 from controlplane.settings import Settings
 from tests.support.databases import (
-    DEFAULT_TEST_DATABASE_URL,
     DEFAULT_TEST_REDIS_URL,
+    configured_server_url,
     create_postgres_database,
     drop_postgres_database,
     empty_all_tables,
@@ -37,7 +37,7 @@ TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
 @pytest.fixture(scope="session")
 async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     """A migrated, empty database for this test session."""
-    configured = os.environ.get("BRIK_TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
+    configured = configured_server_url()
     if configured.startswith("sqlite"):
         url = f"sqlite://{tmp_path_factory.mktemp('sqlite') / 'brik-test.sqlite3'}"
         await db.migrate(url)

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from tortoise.connection import get_connection
 
-from controlplane.errors import InvalidRequest, ServiceUnavailable
+from controlplane.errors import InvalidRequest, ServiceUnavailable, error_body
 from controlplane.models import WorkerHeartbeat
 from workers.queue import HEARTBEAT_JOB
 
@@ -55,17 +55,10 @@ async def readyz(request: Request) -> Response:
     checks = {"database": database, "redis": redis_status}
     down = [name for name, result in checks.items() if result != "ok"]
     if down:
-        body = {
-            "status": "unavailable",
-            "checks": checks,
-            "error": {
-                "type": "api_error",
-                "code": "dependency_unavailable",
-                "message": f"Not ready: {', '.join(down)} unreachable.",
-                "param": None,
-            },
-        }
-        return JSONResponse(body, status_code=503)
+        error = error_body(
+            "api_error", "dependency_unavailable", f"Not ready: {', '.join(down)} unreachable."
+        )
+        return JSONResponse({"status": "unavailable", "checks": checks, **error}, status_code=503)
     return JSONResponse({"status": "ok", "checks": checks})
 
 

@@ -67,14 +67,11 @@ class RequestTelemetryMiddleware:
         request_id = _incoming_request_id(scope) or f"req_{secrets.token_hex(12)}"
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
-        status = 500
-
-        response_started = False
+        status: int | None = None  # set when the response starts
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, response_started
+            nonlocal status
             if message["type"] == "http.response.start":
-                response_started = True
                 status = message["status"]
                 MutableHeaders(scope=message)["Request-Id"] = request_id
             await send(message)
@@ -83,13 +80,14 @@ class RequestTelemetryMiddleware:
             await self.app(scope, receive, send_with_id)
         except Exception:
             logger.exception("unhandled error", extra={"request_id": request_id})
-            if response_started:
+            if status is not None:
                 raise
             await internal_error_response()(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
             route = _route_template(scope)
+            status = 500 if status is None else status  # the client got no response at all
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route, str(status)).observe(elapsed)
             logger.info(

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ from tortoise.connection import get_connection
 from controlplane import db
 from tests.support.databases import (
     DEFAULT_TEST_DATABASE_URL,
+    configured_server_url,
     create_postgres_database,
     drop_postgres_database,
 )
@@ -57,7 +57,7 @@ def test_postgresql_spelling_is_accepted() -> None:
 
 async def test_a_fresh_postgres_database_migrates() -> None:
     # PostgreSQL even in the SQLite run: the migrations must serve both dialects.
-    server = os.environ.get("BRIK_TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
+    server = configured_server_url()
     if server.startswith("sqlite"):
         server = DEFAULT_TEST_DATABASE_URL
     url = await create_postgres_database(server)

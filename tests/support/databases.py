@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -14,7 +12,6 @@ from tortoise.connection import get_connection
 
 DEFAULT_TEST_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/13"
-MIGRATIONS_TABLE = "tortoise_migrations"
 
 
 def _with_database(url: str, name: str) -> str:
@@ -26,9 +23,9 @@ def _asyncpg_dsn(url: str) -> str:
     return "postgresql://" + url.split("://", 1)[1]
 
 
-@contextmanager
-def sqlite_database(directory: Path) -> Iterator[str]:
-    yield f"sqlite://{directory / 'brik-test.sqlite3'}"
+def configured_server_url() -> str:
+    """``BRIK_TEST_DATABASE_URL`` or the local PostgreSQL server."""
+    return os.environ.get("BRIK_TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
 
 
 async def create_postgres_database(server_url: str) -> str:

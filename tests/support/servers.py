@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import uvicorn
 from starlette.applications import Starlette
 
-from controlplane.serving import QuietSignalServer
+from controlplane.serving import QuietSignalServer, wait_until_started
 from controlplane.settings import Settings
 from workers.worker import run_worker
 
@@ -26,11 +26,9 @@ async def serving(app: Starlette) -> AsyncIterator[str]:
     server = QuietSignalServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started:
-            if task.done():
-                task.result()  # startup failed: raise why
-                raise RuntimeError("uvicorn stopped before it started")
-            await asyncio.sleep(0.01)
+        if not await wait_until_started(server, task):
+            task.result()  # startup failed: raise why
+            raise RuntimeError("uvicorn stopped before it started")
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True

@@ -20,15 +20,16 @@ async def heartbeat(ctx: dict[str, Any], probe_id: str) -> tuple[str, int]:
     worker_id: str = ctx["worker_id"]
     now = datetime.now(UTC)
     rows = WorkerHeartbeat.filter(worker_id=worker_id)
-    if not await rows.update(last_probe_id=probe_id, beats=F("beats") + 1, last_seen_at=now):
+    beat = {"last_probe_id": probe_id, "beats": F("beats") + 1, "last_seen_at": now}
+    if not await rows.update(**beat):
         try:
             await WorkerHeartbeat.create(
                 worker_id=worker_id, last_probe_id=probe_id, beats=1, last_seen_at=now
             )
         except IntegrityError:
-            await rows.update(last_probe_id=probe_id, beats=F("beats") + 1, last_seen_at=now)
-    beat = await WorkerHeartbeat.get(worker_id=worker_id)
-    return worker_id, beat.beats
+            await rows.update(**beat)
+    row = await WorkerHeartbeat.get(worker_id=worker_id)
+    return worker_id, row.beats
 
 
 async def scheduled_heartbeat(ctx: dict[str, Any]) -> tuple[str, int]:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 
 import httpx
@@ -9,16 +8,10 @@ import pytest
 from controlplane.app import create_app
 from controlplane.models import WorkerHeartbeat
 from controlplane.settings import Settings
+from tests.support.processes import free_port
 from tests.support.servers import running_worker, serving
 
 pytestmark = pytest.mark.database
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 async def test_healthz_answers_ok(client: httpx.AsyncClient) -> None:
@@ -36,7 +29,7 @@ async def test_readyz_reports_both_dependencies_up(client: httpx.AsyncClient) ->
 async def test_readyz_names_redis_when_it_is_down(
     make_settings: Callable[..., Settings], database: None
 ) -> None:
-    app = create_app(make_settings(redis_url=f"redis://127.0.0.1:{_closed_port()}/0"))
+    app = create_app(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
     async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as http:
         response = await http.get("/readyz")
     assert response.status_code == 503
