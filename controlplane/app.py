@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
 
-from controlplane import db
+from controlplane import db, mail
 from controlplane.api import dashboard, health
+from controlplane.api.routing import build_routes
+from controlplane.api.v1 import OPERATIONS
+from controlplane.auth.api_key_cache import ApiKeyCache
+from controlplane.auth.oidc import STATE_COOKIE, OidcLogin
+from controlplane.crypto import KeyRing
 from controlplane.errors import exception_handlers
 from controlplane.middleware.body_limit import BodySizeLimitMiddleware
 from controlplane.middleware.telemetry import RequestMetrics, RequestTelemetryMiddleware
@@ -29,19 +36,58 @@ def create_app(settings: Settings) -> Starlette:
         async with db.database(settings.database_url):
             redis = queue_client(settings.redis_url, settings.queue_name)
             app.state.redis = redis
+            cache = None
+            if settings.secret_key is not None:
+                cache = ApiKeyCache(redis, settings.secret_key.get_secret_value())
+                await cache.start()
+            app.state.api_keys = cache
             try:
                 yield
             finally:
+                if cache is not None:
+                    await cache.stop()
                 await redis.aclose(close_connection_pool=True)
 
+    middleware = [
+        Middleware(RequestTelemetryMiddleware, metrics=RequestMetrics(registry)),
+        Middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes),
+    ]
+    if settings.oidc_enabled:
+        # authlib keeps the OIDC state/nonce/PKCE verifier here between the two legs.
+        middleware.append(
+            Middleware(
+                SessionMiddleware,
+                secret_key=settings.require_secret_key(),
+                session_cookie=STATE_COOKIE,
+                max_age=600,
+                same_site="lax",
+                https_only=settings.secure_cookies,
+            )
+        )
     app = Starlette(
-        routes=[*health.routes, *dashboard.routes],
-        middleware=[
-            Middleware(RequestTelemetryMiddleware, metrics=RequestMetrics(registry)),
-            Middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes),
-        ],
+        routes=[*health.routes, *dashboard.routes, *build_routes(OPERATIONS)],
+        middleware=middleware,
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
     app.state.metrics_registry = registry
+    app.state.settings = settings
+    app.state.operations = OPERATIONS
+    app.state.version = _version()
+    app.state.openapi = None
+    app.state.keyring = (
+        KeyRing([key.get_secret_value() for key in settings.encryption_keys])
+        if settings.encryption_keys
+        else None
+    )
+    app.state.mail_sender = mail.load_sender(settings)
+    app.state.oidc = OidcLogin(settings) if settings.oidc_enabled else None
+    app.state.api_keys = None
     return app
+
+
+def _version() -> str:
+    try:
+        return version("brik-cloud")
+    except PackageNotFoundError:
+        return "0.0.0"

@@ -38,6 +38,26 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
+    # Admin sign-in; see the README section "Admin login".
+    session_lifetime_hours: int = Field(default=168, ge=1)
+    login_max_failures_per_account: int = Field(default=5, ge=1)
+    login_max_failures_per_ip: int = Field(default=50, ge=1)
+    login_failure_window_seconds: int = Field(default=900, ge=1)
+    invitation_lifetime_hours: int = Field(default=72, ge=1)
+    oidc_issuer: str | None = Field(
+        default=None, description="OpenID provider issuer URL; enables 'Sign in with …'."
+    )
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_scopes: str = "openid email profile"
+    oidc_provider_name: str = "OpenID Connect"
+    oidc_allow_signup: bool = Field(
+        default=True, description="Create an account for a verified email seen the first time."
+    )
+    mail_sender: str = Field(
+        default="log", description="'log' or 'module:Class' of a MailSender implementation."
+    )
+
     # Provider endpoints. None means Apple's and Google's real hosts.
     apns_host: str | None = None
     apns_port: int = Field(default=443, ge=1, le=65535)
@@ -58,6 +78,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id)
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies get ``Secure`` when the product is served over HTTPS."""
+        return self.public_base_url.startswith("https://")
 
     def require_secret_key(self) -> str:
         """The secret key, or a clear error for production processes started without one."""

@@ -49,10 +49,15 @@ async def parse_body(request: Request, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        param = ".".join(str(part) for part in first["loc"]) or None
-        raise InvalidRequest(
-            f"{param}: {first['msg']}" if param else str(first["msg"]),
-            code="parameter_invalid" if first["type"] != "missing" else "parameter_missing",
-            param=param,
-        ) from None
+        raise validation_error(exc) from None
+
+
+def validation_error(exc: ValidationError) -> InvalidRequest:
+    """A pydantic failure as a 400 naming the first offending parameter."""
+    first = exc.errors(include_url=False)[0]
+    param = ".".join(str(part) for part in first["loc"]) or None
+    return InvalidRequest(
+        f"{param}: {first['msg']}" if param else str(first["msg"]),
+        code="parameter_invalid" if first["type"] != "missing" else "parameter_missing",
+        param=param,
+    )

@@ -1,7 +1,8 @@
-"""Who is calling: an ``Authorization: Bearer bk_…`` key resolved to a project and its scopes.
+"""Who is calling the tenant API: an ``Authorization: Bearer bk_…`` key resolved to a project.
 
-Failures say which (missing, malformed, unknown, revoked, expired) through the error code,
-never echo the key, and cost one indexed lookup by the key's peppered hash.
+Failures say which (missing, malformed, unknown, revoked, expired) through the error code and
+never echo the key. Lookups go through :class:`controlplane.auth.api_key_cache.ApiKeyCache`,
+which keeps resolved keys in process memory and drops them the moment any process revokes one.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from controlplane.auth.keys import hash_key, looks_like_key
+from controlplane.auth.keys import looks_like_key
 from controlplane.errors import AuthenticationFailed, PermissionDenied
 from controlplane.models import ApiKey, KeyKind, KeyMode
+
+API_KEY_PREFIXES = ("bk_sk_", "bk_pk_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,17 +22,23 @@ class KeyPrincipal:
     """The project a request acts for, as far as its API key allows."""
 
     key_id: str
+    key_hash: str
     project_id: str
     organization_id: str
     kind: KeyKind
     mode: KeyMode
     scopes: frozenset[str]
+    expires_at: datetime | None = None
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
             raise PermissionDenied(
                 f"This API key lacks the '{scope}' scope.", code="missing_scope", param=scope
             )
+
+    def check_not_expired(self, now: datetime | None = None) -> None:
+        if self.expires_at is not None and self.expires_at <= (now or datetime.now(UTC)):
+            raise AuthenticationFailed("The API key has expired.", code="api_key_expired")
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -42,23 +51,32 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-async def authenticate(token: str, pepper: str, now: datetime | None = None) -> KeyPrincipal:
-    if not looks_like_key(token):
+def check_key_shape(token: str) -> None:
+    if not looks_like_key(token, API_KEY_PREFIXES):
+        if looks_like_key(token):
+            raise AuthenticationFailed(
+                "This is not a project API key; the tenant API takes bk_sk_… or bk_pk_… keys.",
+                code="invalid_api_key",
+            )
         raise AuthenticationFailed(
             "The API key is malformed; Brik keys look like bk_sk_live_….", code="invalid_api_key"
         )
-    key = await ApiKey.get_or_none(key_hash=hash_key(token, pepper)).select_related("project")
+
+
+async def load_principal(key_hash: str) -> KeyPrincipal:
+    """The key with this hash from the database, or 401 (unknown, revoked)."""
+    key = await ApiKey.get_or_none(key_hash=key_hash).select_related("project")
     if key is None:
         raise AuthenticationFailed("The API key is not recognised.", code="invalid_api_key")
     if key.revoked_at is not None:
         raise AuthenticationFailed("The API key has been revoked.", code="api_key_revoked")
-    if key.expires_at is not None and key.expires_at <= (now or datetime.now(UTC)):
-        raise AuthenticationFailed("The API key has expired.", code="api_key_expired")
     return KeyPrincipal(
         key_id=key.id,
+        key_hash=key_hash,
         project_id=key.project.id,
         organization_id=key.project.organization_id,  # type: ignore[attr-defined]
         kind=key.kind,
         mode=key.mode,
         scopes=frozenset(key.scopes),
+        expires_at=key.expires_at,
     )

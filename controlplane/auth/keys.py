@@ -1,9 +1,18 @@
-"""API key material: generation, the checksum secret scanners can verify, and peppered hashing.
+"""Secret material: generation, the checksum secret scanners can verify, and peppered hashing.
 
-A key reads ``bk_<sk|pk>_<test|live>_<43 random base62 chars><6-char checksum>``. The random
-part carries 256 bits; the checksum (CRC-32 of the random part, base62) lets a scanner tell a
-real leaked key from look-alike text without asking us. The server keeps only
-HMAC-SHA256(pepper, key), the display prefix and the last four characters.
+Every bearer secret Brik hands out has one shape, ``<prefix><43 random base62><6 checksum>``:
+
+=====================  =====================================================
+``bk_sk_{test|live}_`` project secret API key
+``bk_pk_{test|live}_`` project publishable API key
+``bk_pat_``            personal access token (management API)
+``bk_ses_``            dashboard session (inside the signed cookie)
+``bk_inv_``            invitation token (in the invitation email)
+=====================  =====================================================
+
+The random part carries 256 bits; the checksum (CRC-32 of the random part, base62) lets a
+scanner tell a real leaked secret from look-alike text without asking us. The server keeps
+only HMAC-SHA256(pepper, secret), a display prefix and the last four characters.
 """
 
 from __future__ import annotations
@@ -21,8 +30,11 @@ _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _RANDOM_LENGTH = 43  # 62**43 > 2**256
 _CHECKSUM_LENGTH = 6
 _KIND_CODES = {KeyKind.SECRET: "sk", KeyKind.PUBLISHABLE: "pk"}
+ACCESS_TOKEN_PREFIX = "bk_pat_"
+SESSION_TOKEN_PREFIX = "bk_ses_"
+INVITATION_TOKEN_PREFIX = "bk_inv_"
 KEY_PATTERN = re.compile(
-    r"^bk_(?P<kind>sk|pk)_(?P<mode>test|live)_"
+    r"^(?P<prefix>bk_(?:(?:sk|pk)_(?:test|live)|pat|ses|inv)_)"
     rf"(?P<random>[0-9A-Za-z]{{{_RANDOM_LENGTH}}})(?P<checksum>[0-9A-Za-z]{{{_CHECKSUM_LENGTH}}})$"
 )
 
@@ -53,9 +65,18 @@ def hash_key(plaintext: str, pepper: str) -> str:
     return hmac.new(pepper.encode(), plaintext.encode(), hashlib.sha256).hexdigest()
 
 
+def api_key_prefix(kind: KeyKind, mode: KeyMode) -> str:
+    return f"bk_{_KIND_CODES[kind]}_{mode.value}_"
+
+
 def generate_key(kind: KeyKind, mode: KeyMode, pepper: str) -> IssuedKey:
+    """A project API key."""
+    return generate_secret(api_key_prefix(kind, mode), pepper)
+
+
+def generate_secret(prefix: str, pepper: str) -> IssuedKey:
+    """A bearer secret of any kind listed in the module docstring."""
     random_part = "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_LENGTH))
-    prefix = f"bk_{_KIND_CODES[kind]}_{mode.value}_"
     plaintext = prefix + random_part + _checksum(random_part)
     return IssuedKey(
         plaintext=plaintext,
@@ -65,7 +86,14 @@ def generate_key(kind: KeyKind, mode: KeyMode, pepper: str) -> IssuedKey:
     )
 
 
-def looks_like_key(text: str) -> bool:
-    """True when ``text`` has the shape and a valid checksum of a Brik key (no database needed)."""
+def looks_like_key(text: str, prefix: str | tuple[str, ...] | None = None) -> bool:
+    """True when ``text`` has the shape and a valid checksum of a Brik secret (no database needed).
+
+    With ``prefix``, only secrets of that kind qualify (``"bk_pat_"``, ``"bk_sk_"`` …).
+    """
     match = KEY_PATTERN.match(text)
-    return match is not None and _checksum(match["random"]) == match["checksum"]
+    return (
+        match is not None
+        and _checksum(match["random"]) == match["checksum"]
+        and (prefix is None or match["prefix"].startswith(prefix))
+    )

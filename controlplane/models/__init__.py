@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 from controlplane.models.api_keys import ApiKey, KeyKind, KeyMode
+from controlplane.models.audit import AppendOnly, AuditEvent
+from controlplane.models.invitations import Invitation
+from controlplane.models.notifications import Notification
+from controlplane.models.sessions import PersonalAccessToken, Session
 from controlplane.models.tenancy import Membership, Organization, Plan, Project, Role, User
 from controlplane.models.workers import WorkerHeartbeat
 
 __all__ = [
     "ApiKey",
+    "AppendOnly",
+    "AuditEvent",
+    "Invitation",
     "KeyKind",
     "KeyMode",
     "Membership",
+    "Notification",
     "Organization",
+    "PersonalAccessToken",
     "Plan",
     "Project",
     "Role",
+    "Session",
     "User",
     "WorkerHeartbeat",
 ]

@@ -34,3 +34,23 @@ def new_project_id() -> str:
 
 def new_key_id() -> str:
     return new_id("key")
+
+
+def new_session_id() -> str:
+    return new_id("ses")
+
+
+def new_access_token_id() -> str:
+    return new_id("pat")
+
+
+def new_invitation_id() -> str:
+    return new_id("inv")
+
+
+def new_audit_event_id() -> str:
+    return new_id("evt")
+
+
+def new_notification_id() -> str:
+    return new_id("ntf")

@@ -3,15 +3,27 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from redis.asyncio import Redis
 
-from controlplane.auth.api_keys import authenticate, bearer_token
-from controlplane.auth.keys import generate_key, hash_key
+from controlplane.auth.api_key_cache import ApiKeyCache
+from controlplane.auth.api_keys import KeyPrincipal, bearer_token
+from controlplane.auth.keys import ACCESS_TOKEN_PREFIX, generate_key, generate_secret, hash_key
 from controlplane.bootstrap import bootstrap
 from controlplane.errors import AuthenticationFailed, PermissionDenied
 from controlplane.models import ApiKey, KeyKind, KeyMode
 from tests.conftest import TEST_SECRET_KEY
+from tests.support.databases import DEFAULT_TEST_REDIS_URL as REDIS_URL
 
 pytestmark = pytest.mark.database
+
+
+async def authenticate(token: str, pepper: str) -> KeyPrincipal:
+    """A cache that never subscribed: every call reads the database."""
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        return await ApiKeyCache(redis, pepper).authenticate(token)
+    finally:
+        await redis.aclose()
 
 
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer   ", "Basic abc", "bk_sk_live_x"])
@@ -54,6 +66,9 @@ async def test_each_rejection_says_why(database: None) -> None:
         return error.value.code
 
     assert await code_for("bk_sk_live_short") == "invalid_api_key"
+    # A well-formed personal access token is not an API key either.
+    access_token = generate_secret(ACCESS_TOKEN_PREFIX, TEST_SECRET_KEY).plaintext
+    assert await code_for(access_token) == "invalid_api_key"
     unknown = generate_key(KeyKind.SECRET, KeyMode.LIVE, TEST_SECRET_KEY).plaintext
     assert await code_for(unknown) == "invalid_api_key"
     assert await code_for(secret, pepper="another-pepper-" + "y" * 32) == "invalid_api_key"

@@ -1,0 +1,156 @@
+"""``/v1/organizations``: the tenants a signed-in user belongs to."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from controlplane.api.fields import Deleted, Name
+from controlplane.api.pagination import ListQuery, Page, paginate
+from controlplane.api.routing import Call, Operation, forget_keys_after_commit
+from controlplane.auth.permissions import Permission
+from controlplane.models import ApiKey, Membership, Plan, Role
+from controlplane.models import Organization as OrganizationRow
+
+
+class Organization(BaseModel):
+    object: Literal["organization"] = "organization"
+    id: str
+    name: str
+    plan: Plan
+    role: Role | None = None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: OrganizationRow, role: Role | None) -> Organization:
+        return cls(id=row.id, name=row.name, plan=row.plan, role=role, created_at=row.created_at)
+
+
+class OrganizationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+
+
+class OrganizationUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+
+
+async def list_organizations(call: Call) -> Page[Organization]:
+    roles = {
+        membership.organization_id: membership.role  # type: ignore[attr-defined]
+        for membership in await Membership.filter(user_id=call.user.id)
+    }
+    return await paginate(
+        OrganizationRow.filter(id__in=list(roles)),
+        call.query_as(ListQuery),
+        lambda row: Organization.of(row, roles.get(row.id)),
+    )
+
+
+async def create_organization(call: Call) -> Organization:
+    body = call.body_as(OrganizationCreate)
+    row = await OrganizationRow.create(name=body.name)
+    await Membership.create(organization=row, user=call.user, role=Role.OWNER)
+    await call.audit(
+        "organization.created",
+        target_type="organization",
+        target_id=row.id,
+        organization_id=row.id,
+        name=row.name,
+    )
+    await call.audit(
+        "member.added",
+        target_type="user",
+        target_id=call.user.id,
+        organization_id=row.id,
+        role=Role.OWNER.value,
+    )
+    return Organization.of(row, Role.OWNER)
+
+
+async def retrieve_organization(call: Call) -> Organization:
+    return Organization.of(call.tenant.organization, call.tenant.role)
+
+
+async def update_organization(call: Call) -> Organization:
+    body = call.body_as(OrganizationUpdate)
+    row = call.tenant.organization
+    previous = row.name
+    row.name = body.name
+    await row.save(update_fields=["name"])
+    await call.audit(
+        "organization.updated",
+        target_type="organization",
+        target_id=row.id,
+        name=row.name,
+        previous_name=previous,
+    )
+    return Organization.of(row, call.tenant.role)
+
+
+async def delete_organization(call: Call) -> Deleted:
+    row = call.tenant.organization
+    key_hashes = await ApiKey.filter(project__organization_id=row.id).values_list(
+        "key_hash", flat=True
+    )
+    await call.audit(
+        "organization.deleted", target_type="organization", target_id=row.id, name=row.name
+    )
+    await row.delete()
+    forget_keys_after_commit(call, key_hashes)
+    return Deleted(object="organization", id=row.id)
+
+
+ORGANIZATION = "/v1/organizations/{organization_id}"
+operations = [
+    Operation(
+        "GET",
+        "/v1/organizations",
+        list_organizations,
+        "List your organizations",
+        "Organizations",
+        query=ListQuery,
+        response=Page[Organization],
+    ),
+    Operation(
+        "POST",
+        "/v1/organizations",
+        create_organization,
+        "Create an organization (you become its owner)",
+        "Organizations",
+        body=OrganizationCreate,
+        response=Organization,
+        status_code=201,
+    ),
+    Operation(
+        "GET",
+        ORGANIZATION,
+        retrieve_organization,
+        "Retrieve an organization",
+        "Organizations",
+        permission=Permission.ORGANIZATION_READ,
+        response=Organization,
+    ),
+    Operation(
+        "PATCH",
+        ORGANIZATION,
+        update_organization,
+        "Rename an organization",
+        "Organizations",
+        permission=Permission.ORGANIZATION_UPDATE,
+        body=OrganizationUpdate,
+        response=Organization,
+    ),
+    Operation(
+        "DELETE",
+        ORGANIZATION,
+        delete_organization,
+        "Delete an organization and everything in it",
+        "Organizations",
+        permission=Permission.ORGANIZATION_DELETE,
+        response=Deleted,
+    ),
+]

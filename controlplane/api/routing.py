@@ -1,0 +1,225 @@
+"""Declaring an API operation once: its route, who may call it, what it takes and returns.
+
+Every ``/v1`` operation is an :class:`Operation`. The router built from it runs the same steps
+in the same order for all of them, so no handler can forget one:
+
+1. authenticate the caller (``Auth.ADMIN``: session cookie or personal access token;
+   ``Auth.API_KEY``: project key; ``Auth.NONE``),
+2. resolve the organization / project the path names, as the caller may see it (404 if not:
+   ``controlplane/tenancy.py``),
+3. check the role permission or key scope (403),
+4. validate the query string and the JSON body (400),
+5. run the handler — inside one database transaction unless it only reads — and render its
+   pydantic result as JSON; work registered with ``call.after_commit`` (cache invalidation,
+   mail) runs once the transaction has committed.
+
+The same declarations feed ``/v1/openapi.json`` (``controlplane/api/openapi.py``), so an
+operation cannot exist without being documented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from tortoise.transactions import in_transaction
+
+from controlplane import audit
+from controlplane.api.bodies import parse_body, validation_error
+from controlplane.auth.admin import AdminPrincipal, authenticate_admin
+from controlplane.auth.api_key_cache import ApiKeyCache, publish_invalidation
+from controlplane.auth.api_keys import KeyPrincipal, bearer_token
+from controlplane.auth.permissions import Permission
+from controlplane.errors import AuthenticationFailed, InvalidRequest
+from controlplane.models import User
+from controlplane.settings import Settings
+from controlplane.tenancy import Tenant, resolve_tenant
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+_READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
+Handler = Callable[["Call"], Awaitable[BaseModel | Response]]
+
+
+class Auth(StrEnum):
+    NONE = "none"
+    ADMIN = "admin"
+    API_KEY = "api_key"
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    auth: Auth = Auth.ADMIN
+    permission: Permission | None = None
+    scope: str | None = None
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status_code: int = 200
+    description: str = ""
+    transactional: bool = True
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+
+@dataclass
+class Call:
+    """Everything a handler gets: the request, the validated inputs, the caller, the tenant."""
+
+    request: Request
+    settings: Settings
+    principal: AdminPrincipal | KeyPrincipal | None
+    tenant_or_none: Tenant | None
+    body: BaseModel | None
+    query: BaseModel | None
+    after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @property
+    def tenant(self) -> Tenant:
+        assert self.tenant_or_none is not None, "operation has no organization in its path"
+        return self.tenant_or_none
+
+    @property
+    def admin(self) -> AdminPrincipal:
+        assert isinstance(self.principal, AdminPrincipal), "operation is not Auth.ADMIN"
+        return self.principal
+
+    @property
+    def user(self) -> User:
+        return self.admin.user
+
+    @property
+    def key(self) -> KeyPrincipal:
+        assert isinstance(self.principal, KeyPrincipal), "operation is not Auth.API_KEY"
+        return self.principal
+
+    def path(self, name: str) -> str:
+        return str(self.request.path_params[name])
+
+    def body_as(self, model: type[ModelT]) -> ModelT:
+        assert isinstance(self.body, model)
+        return self.body
+
+    def query_as(self, model: type[ModelT]) -> ModelT:
+        assert isinstance(self.query, model)
+        return self.query
+
+    async def audit(
+        self,
+        action: str,
+        *,
+        target_type: str | None = None,
+        target_id: str | None = None,
+        organization_id: str | None = None,
+        actor: audit.Actor | None = None,
+        **details: Any,
+    ) -> None:
+        if organization_id is None and self.tenant_or_none is not None:
+            organization_id = self.tenant_or_none.organization.id
+        await audit.record(
+            action,
+            request=self.request,
+            actor=actor or audit.Actor.of(self.principal),
+            organization_id=organization_id,
+            target_type=target_type,
+            target_id=target_id,
+            details=details,
+        )
+
+
+def forget_keys_after_commit(call: Call, key_hashes: Sequence[object]) -> None:
+    """Have every API process drop these keys from its cache once the change is committed."""
+    redis = call.request.app.state.redis
+
+    async def publish() -> None:
+        for key_hash in key_hashes:
+            await publish_invalidation(redis, str(key_hash))
+
+    if key_hashes:
+        call.after_commit.append(publish)
+
+
+def parse_query(request: Request, model: type[ModelT]) -> ModelT:
+    values = dict(request.query_params)
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+async def _authenticate(
+    request: Request, auth: Auth, settings: Settings
+) -> AdminPrincipal | KeyPrincipal | None:
+    if auth is Auth.ADMIN:
+        return await authenticate_admin(request, settings)
+    if auth is Auth.API_KEY:
+        token = bearer_token(request.headers.get("authorization"))
+        cache: ApiKeyCache = request.app.state.api_keys
+        return await cache.authenticate(token)
+    return None
+
+
+async def run_operation(request: Request, operation: Operation) -> Response:
+    settings: Settings = request.app.state.settings
+    principal = await _authenticate(request, operation.auth, settings)
+    tenant = await resolve_tenant(principal, request.path_params)
+    if operation.permission is not None:
+        if tenant is None:
+            raise AuthenticationFailed("This operation needs an organization member.")
+        tenant.require(operation.permission)
+    if operation.scope is not None and isinstance(principal, KeyPrincipal):
+        principal.require(operation.scope)
+    query = parse_query(request, operation.query) if operation.query else None
+    if operation.body is not None:
+        body: BaseModel | None = await parse_body(request, operation.body)
+    else:
+        body = None
+        if await request.body():
+            raise InvalidRequest(
+                f"{operation.method} {operation.path} takes no request body.",
+                code="unexpected_body",
+            )
+    call = Call(request, settings, principal, tenant, body, query)
+    if request.method in _READ_ONLY_METHODS or not operation.transactional:
+        result = await operation.handler(call)
+    else:
+        # A change commits whole or not at all, audit record included.
+        async with in_transaction():
+            result = await operation.handler(call)
+        for callback in call.after_commit:
+            await callback()
+    if isinstance(result, Response):
+        return result
+    return JSONResponse(result.model_dump(mode="json"), status_code=operation.status_code)
+
+
+class ApiRoute(Route):
+    """One path and the operations on it; keeps them for the OpenAPI document and tests."""
+
+    def __init__(self, path: str, operations: Sequence[Operation]) -> None:
+        self.operations = {operation.method: operation for operation in operations}
+
+        async def endpoint(request: Request) -> Response:
+            method = "GET" if request.method == "HEAD" else request.method
+            return await run_operation(request, self.operations[method])
+
+        super().__init__(path, endpoint, methods=list(self.operations), name=path)
+
+
+def build_routes(operations: Sequence[Operation]) -> list[ApiRoute]:
+    by_path: dict[str, list[Operation]] = {}
+    for operation in operations:
+        by_path.setdefault(operation.path, []).append(operation)
+    return [ApiRoute(path, grouped) for path, grouped in by_path.items()]

@@ -1,0 +1,249 @@
+"""``/v1/user``: the signed-in user's own account, password and personal access tokens."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from starlette.responses import JSONResponse, Response
+from tortoise.expressions import Q
+
+from controlplane.api.audit_events import AuditEvent
+from controlplane.api.fields import Name, Password
+from controlplane.api.pagination import ListQuery, Page, paginate
+from controlplane.api.routing import Call, Operation
+from controlplane.auth.keys import ACCESS_TOKEN_PREFIX, generate_secret
+from controlplane.auth.passwords import hash_password_async, verify_password_async
+from controlplane.auth.sessions import revoke_sessions, set_session_cookie, start_session
+from controlplane.errors import InvalidRequest, NotFound, PermissionDenied
+from controlplane.models import AuditEvent as AuditEventRow
+from controlplane.models import PersonalAccessToken
+from controlplane.models import User as UserRow
+
+
+class User(BaseModel):
+    object: Literal["user"] = "user"
+    id: str
+    email: str
+    name: str
+    has_password: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: UserRow) -> User:
+        return cls(
+            id=row.id,
+            email=row.email,
+            name=row.name,
+            has_password=row.password_hash is not None,
+            created_at=row.created_at,
+        )
+
+
+class UserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    current_password: str | None = Field(
+        default=None, max_length=1024, description="Required when the account has a password."
+    )
+    new_password: Password
+
+
+class AccessToken(BaseModel):
+    object: Literal["access_token"] = "access_token"
+    id: str
+    name: str
+    redacted: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: PersonalAccessToken) -> AccessToken:
+        return cls(
+            id=row.id,
+            name=row.name,
+            redacted=f"{row.display_prefix}…{row.last_four}",
+            expires_at=row.expires_at,
+            revoked_at=row.revoked_at,
+            created_at=row.created_at,
+        )
+
+
+class AccessTokenWithSecret(AccessToken):
+    token: str = Field(description="The token itself. Shown in this answer only.")
+
+
+class AccessTokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="Recommended; tokens without expiry live until revoked."
+    )
+
+    @model_validator(mode="after")
+    def _future_expiry(self) -> AccessTokenCreate:
+        if self.expires_at is not None and self.expires_at <= datetime.now(UTC):
+            raise ValueError("expires_at must be in the future")
+        return self
+
+
+async def retrieve_user(call: Call) -> User:
+    return User.of(call.user)
+
+
+async def update_user(call: Call) -> User:
+    user = call.user
+    user.name = call.body_as(UserUpdate).name
+    await user.save(update_fields=["name"])
+    return User.of(user)
+
+
+async def change_password(call: Call) -> Response:
+    body = call.body_as(PasswordChange)
+    user = call.user
+    if user.password_hash is not None and not await verify_password_async(
+        user.password_hash, body.current_password or ""
+    ):
+        raise InvalidRequest(
+            "The current password is not correct.",
+            code="incorrect_password",
+            param="current_password",
+        )
+    user.password_hash = await hash_password_async(body.new_password)
+    await user.save(update_fields=["password_hash"])
+    ended = await revoke_sessions(user.id)
+    await call.audit(
+        "user.password_changed", target_type="user", target_id=user.id, sessions_ended=ended
+    )
+    response = JSONResponse(User.of(user).model_dump(mode="json"))
+    if call.admin.session_id is not None:
+        # Every session ended, this browser's included; it gets a fresh one.
+        _, cookie = await start_session(user, "password", call.request, call.settings)
+        set_session_cookie(response, cookie, call.settings)
+    return response
+
+
+async def list_access_tokens(call: Call) -> Page[AccessToken]:
+    query = PersonalAccessToken.filter(user_id=call.user.id)
+    return await paginate(query, call.query_as(ListQuery), AccessToken.of)
+
+
+async def create_access_token(call: Call) -> AccessTokenWithSecret:
+    if call.admin.session_id is None:
+        raise PermissionDenied(
+            "Personal access tokens are created from a signed-in session, not with a token.",
+            code="session_required",
+        )
+    body = call.body_as(AccessTokenCreate)
+    issued = generate_secret(ACCESS_TOKEN_PREFIX, call.settings.require_secret_key())
+    row = await PersonalAccessToken.create(
+        user=call.user,
+        name=body.name,
+        token_hash=issued.key_hash,
+        display_prefix=issued.display_prefix,
+        last_four=issued.last_four,
+        expires_at=body.expires_at,
+    )
+    await call.audit(
+        "access_token.created", target_type="access_token", target_id=row.id, name=row.name
+    )
+    return AccessTokenWithSecret(**AccessToken.of(row).model_dump(), token=issued.plaintext)
+
+
+async def _token(call: Call) -> PersonalAccessToken:
+    token_id = call.path("access_token_id")
+    row = await PersonalAccessToken.get_or_none(id=token_id, user_id=call.user.id)
+    if row is None:
+        raise NotFound(f"No such access token: '{token_id[:64]}'", param="id")
+    return row
+
+
+async def retrieve_access_token(call: Call) -> AccessToken:
+    return AccessToken.of(await _token(call))
+
+
+async def revoke_access_token(call: Call) -> AccessToken:
+    row = await _token(call)
+    if row.revoked_at is None:
+        row.revoked_at = datetime.now(UTC)
+        await row.save(update_fields=["revoked_at"])
+        await call.audit(
+            "access_token.revoked", target_type="access_token", target_id=row.id, name=row.name
+        )
+    return AccessToken.of(row)
+
+
+async def list_user_audit_events(call: Call) -> Page[AuditEvent]:
+    """Account-level events (sign-ins, password, tokens) about or by the user."""
+    rows = AuditEventRow.filter(
+        Q(actor_id=call.user.id) | Q(target_id=call.user.id), organization_id__isnull=True
+    )
+    return await paginate(rows, call.query_as(ListQuery), AuditEvent.of)
+
+
+TOKENS = "/v1/user/access_tokens"
+operations = [
+    Operation("GET", "/v1/user", retrieve_user, "Retrieve your account", "User", response=User),
+    Operation(
+        "PATCH", "/v1/user", update_user, "Change your name", "User", body=UserUpdate, response=User
+    ),
+    Operation(
+        "POST",
+        "/v1/user/password",
+        change_password,
+        "Change your password (ends all your sessions; this browser gets a new one)",
+        "User",
+        body=PasswordChange,
+        response=User,
+    ),
+    Operation(
+        "GET",
+        "/v1/user/audit_events",
+        list_user_audit_events,
+        "Your account's security events (sign-ins, password, tokens)",
+        "User",
+        query=ListQuery,
+        response=Page[AuditEvent],
+    ),
+    Operation(
+        "GET",
+        TOKENS,
+        list_access_tokens,
+        "List your personal access tokens",
+        "Access tokens",
+        query=ListQuery,
+        response=Page[AccessToken],
+    ),
+    Operation(
+        "POST",
+        TOKENS,
+        create_access_token,
+        "Create a personal access token (from a session; shown once)",
+        "Access tokens",
+        body=AccessTokenCreate,
+        response=AccessTokenWithSecret,
+        status_code=201,
+    ),
+    Operation(
+        "GET",
+        TOKENS + "/{access_token_id}",
+        retrieve_access_token,
+        "Retrieve a personal access token",
+        "Access tokens",
+        response=AccessToken,
+    ),
+    Operation(
+        "DELETE",
+        TOKENS + "/{access_token_id}",
+        revoke_access_token,
+        "Revoke a personal access token",
+        "Access tokens",
+        response=AccessToken,
+    ),
+]

@@ -1,0 +1,32 @@
+"""Every ``/v1`` operation, in the order the OpenAPI document lists them.
+
+A new API module adds its ``operations`` here; the router, the OpenAPI document and the
+cross-tenant isolation test pick it up from this list.
+"""
+
+from __future__ import annotations
+
+from controlplane.api import (
+    api_keys,
+    audit_events,
+    auth,
+    invitations,
+    members,
+    openapi,
+    organizations,
+    projects,
+    user,
+)
+from controlplane.api.routing import Operation
+
+OPERATIONS: list[Operation] = [
+    *auth.operations,
+    *user.operations,
+    *organizations.operations,
+    *members.operations,
+    *invitations.operations,
+    *projects.operations,
+    *api_keys.operations,
+    *audit_events.operations,
+    *openapi.operations,
+]

@@ -1,0 +1,89 @@
+"""Recording sensitive actions in the audit log.
+
+Call :func:`record` inside the same transaction as the change it describes, so the log can
+never claim a change that was rolled back nor miss one that was committed. Action names are
+``<noun>.<verb in past tense>``; the README lists them all (``AUDITED_ACTIONS``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+
+from controlplane.auth.admin import AdminPrincipal
+from controlplane.auth.api_keys import KeyPrincipal
+from controlplane.auth.sessions import client_ip, user_agent
+from controlplane.models import AuditEvent, User
+
+AUDITED_ACTIONS: dict[str, str] = {
+    "user.login_succeeded": "a user signed in (password or OIDC)",
+    "user.login_failed": "a sign-in attempt failed (wrong password, unknown email, locked out)",
+    "user.logged_out": "a user signed out",
+    "user.password_changed": "a user changed their password (all their sessions end)",
+    "user.created": "an account was created (invitation or OIDC sign-up)",
+    "access_token.created": "a personal access token was created",
+    "access_token.revoked": "a personal access token was revoked",
+    "organization.created": "an organization was created",
+    "organization.updated": "an organization was renamed",
+    "organization.deleted": "an organization was deleted with everything in it",
+    "member.added": "a user joined an organization",
+    "member.role_changed": "a member's role changed",
+    "member.removed": "a member left or was removed",
+    "invitation.created": "someone was invited",
+    "invitation.revoked": "an invitation was withdrawn",
+    "invitation.accepted": "an invitation was redeemed",
+    "project.created": "a project was created",
+    "project.updated": "a project was renamed",
+    "project.deleted": "a project was deleted with its keys",
+    "api_key.created": "a project API key was created",
+    "api_key.updated": "a project API key was renamed",
+    "api_key.revoked": "a project API key was revoked",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    type: str
+    id: str | None
+    email: str | None = None
+
+    @classmethod
+    def of(cls, principal: AdminPrincipal | KeyPrincipal | None) -> Actor:
+        if isinstance(principal, AdminPrincipal):
+            kind = "access_token" if principal.access_token_id else "user"
+            return cls(kind, principal.user.id, principal.user.email)
+        if isinstance(principal, KeyPrincipal):
+            return cls("api_key", principal.key_id)
+        return cls("anonymous", None)
+
+    @classmethod
+    def user(cls, user: User) -> Actor:
+        return cls("user", user.id, user.email)
+
+
+async def record(
+    action: str,
+    *,
+    request: Request,
+    actor: Actor,
+    organization_id: str | None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    if action not in AUDITED_ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}; add it to AUDITED_ACTIONS")
+    return await AuditEvent.create(
+        organization_id=organization_id,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        actor_email=actor.email,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        ip=client_ip(request),
+        user_agent=user_agent(request),
+        details=details or {},
+    )

@@ -1,0 +1,105 @@
+"""Who is calling the management API: a dashboard session cookie or a personal access token.
+
+Cookie-authenticated requests that change something must come from our own origin: the
+cookie is ``SameSite=Lax`` and, on top, an unsafe request whose ``Origin`` (or
+``Sec-Fetch-Site``) says another site sent it is refused — the classic CSRF defence.
+Bearer tokens are not sent by browsers on their own, so they need no such check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+
+from controlplane.auth.keys import ACCESS_TOKEN_PREFIX, hash_key, looks_like_key
+from controlplane.auth.sessions import SESSION_COOKIE, find_session
+from controlplane.errors import AuthenticationFailed, PermissionDenied
+from controlplane.models import PersonalAccessToken, User
+from controlplane.settings import Settings
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class AdminPrincipal:
+    """A signed-in user, and how they signed in (exactly one of the two ids is set)."""
+
+    user: User
+    session_id: str | None = None
+    access_token_id: str | None = None
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _check_same_origin(request: Request, settings: Settings) -> None:
+    if request.method in _SAFE_METHODS:
+        return
+    origin = request.headers.get("origin")
+    allowed = {_origin(settings.public_base_url), _origin(str(request.base_url))}
+    cross_site = request.headers.get("sec-fetch-site") == "cross-site"
+    if cross_site or (origin is not None and origin.lower() not in allowed):
+        raise PermissionDenied(
+            "Cross-site request refused: send it from the dashboard's own origin.",
+            code="cross_site_request",
+        )
+
+
+async def _from_access_token(token: str, settings: Settings) -> AdminPrincipal:
+    if not looks_like_key(token, ACCESS_TOKEN_PREFIX):
+        if looks_like_key(token):
+            raise AuthenticationFailed(
+                "Project API keys cannot use the management API; "
+                "use a personal access token (bk_pat_…) or sign in.",
+                code="access_token_required",
+            )
+        raise AuthenticationFailed(
+            "The access token is malformed; personal access tokens look like bk_pat_….",
+            code="invalid_access_token",
+        )
+    pepper = settings.require_secret_key()
+    record = await PersonalAccessToken.get_or_none(
+        token_hash=hash_key(token, pepper)
+    ).select_related("user")
+    if record is None:
+        raise AuthenticationFailed(
+            "The access token is not recognised.", code="invalid_access_token"
+        )
+    if record.revoked_at is not None:
+        raise AuthenticationFailed(
+            "The access token has been revoked.", code="access_token_revoked"
+        )
+    if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
+        raise AuthenticationFailed("The access token has expired.", code="access_token_expired")
+    return AdminPrincipal(user=record.user, access_token_id=record.id)
+
+
+async def authenticate_admin(request: Request, settings: Settings) -> AdminPrincipal:
+    """The caller, or 401 saying what is missing or wrong."""
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationFailed(
+                "Send a personal access token as 'Authorization: Bearer bk_pat_…'.",
+                code="invalid_access_token",
+            )
+        return await _from_access_token(token.strip(), settings)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        session = await find_session(cookie, settings)
+        if session is None:
+            raise AuthenticationFailed(
+                "Your session has ended; sign in again.", code="session_expired"
+            )
+        _check_same_origin(request, settings)
+        return AdminPrincipal(user=session.user, session_id=session.id)
+    raise AuthenticationFailed(
+        "Sign in, or send a personal access token as 'Authorization: Bearer bk_pat_…'.",
+        code="not_authenticated",
+    )

@@ -1,0 +1,119 @@
+"""Tenant scoping: the one place a request's ids are turned into rows it may see.
+
+The router resolves the organization or project a request is about *before* any handler
+runs, from the path (``{organization_id}``, ``{project_id}``) and the caller:
+
+* an admin sees an organization only through a membership, and a project only through a
+  membership of its organization;
+* a project API key sees only its own project.
+
+Anything else is 404 ``resource_missing`` — the same answer as for an id that does not exist,
+so ids of other tenants cannot even be confirmed. Handlers then fetch child rows only through
+:meth:`Tenant.query` / :meth:`Tenant.get`, which add the tenant filter themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from tortoise.models import Model
+from tortoise.queryset import QuerySet
+
+from controlplane.auth.admin import AdminPrincipal
+from controlplane.auth.api_keys import KeyPrincipal
+from controlplane.auth.permissions import Permission, allows
+from controlplane.errors import NotFound, PermissionDenied
+from controlplane.models import Membership, Organization, Project, Role
+
+ModelT = TypeVar("ModelT", bound=Model)
+
+_NOUNS = {
+    "organization_id": "organization",
+    "project_id": "project",
+}
+
+
+def missing(noun: str, object_id: str, param: str = "id") -> NotFound:
+    shown = object_id if len(object_id) <= 64 else object_id[:64] + "…"
+    return NotFound(f"No such {noun}: '{shown}'", param=param)
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """The organization (and maybe project) a request acts on, and the caller's role there.
+
+    ``role`` is None for API-key callers: their reach is decided by scopes, not roles.
+    """
+
+    organization: Organization
+    project: Project | None
+    role: Role | None
+
+    def require(self, permission: Permission) -> None:
+        if self.role is None or not allows(self.role, permission):
+            raise PermissionDenied(
+                f"Your role ({self.role}) in this organization does not allow '{permission}'.",
+                code="insufficient_role",
+                param=permission.value,
+            )
+
+    def query(self, model: type[ModelT]) -> QuerySet[ModelT]:
+        """Rows of ``model`` belonging to this tenant (its project when there is one)."""
+        fields = model._meta.fields_map
+        if self.project is not None and "project_id" in fields:
+            return model.filter(project_id=self.project.id)
+        if "organization_id" in fields:
+            return model.filter(organization_id=self.organization.id)
+        raise TypeError(f"{model.__name__} is not tenant data")
+
+    async def get(self, model: type[ModelT], object_id: str, noun: str) -> ModelT:
+        row = await self.query(model).get_or_none(id=object_id)
+        if row is None:
+            raise missing(noun, object_id)
+        return row
+
+
+async def _for_admin(principal: AdminPrincipal, params: Mapping[str, Any]) -> Tenant | None:
+    user_id = principal.user.id
+    if "project_id" in params:
+        project_id = str(params["project_id"])
+        project = await Project.get_or_none(
+            id=project_id, organization__memberships__user_id=user_id
+        ).select_related("organization")
+        if project is None:
+            raise missing("project", project_id, "project_id")
+        membership = await Membership.get(organization_id=project.organization.id, user_id=user_id)
+        return Tenant(organization=project.organization, project=project, role=membership.role)
+    if "organization_id" in params:
+        organization_id = str(params["organization_id"])
+        found = await Membership.get_or_none(
+            organization_id=organization_id, user_id=user_id
+        ).select_related("organization")
+        if found is None:
+            raise missing("organization", organization_id, "organization_id")
+        return Tenant(organization=found.organization, project=None, role=found.role)
+    return None
+
+
+async def _for_key(principal: KeyPrincipal, params: Mapping[str, Any]) -> Tenant:
+    for param, own_id in (
+        ("project_id", principal.project_id),
+        ("organization_id", principal.organization_id),
+    ):
+        if param in params and str(params[param]) != own_id:
+            raise missing(_NOUNS[param], str(params[param]), param)
+    project = await Project.get(id=principal.project_id).select_related("organization")
+    return Tenant(organization=project.organization, project=project, role=None)
+
+
+async def resolve_tenant(
+    principal: AdminPrincipal | KeyPrincipal | None, params: Mapping[str, Any]
+) -> Tenant | None:
+    """The tenant the path names, as the caller may see it; 404 when it may not."""
+    if isinstance(principal, AdminPrincipal):
+        return await _for_admin(principal, params)
+    if isinstance(principal, KeyPrincipal):
+        return await _for_key(principal, params)
+    return None
