@@ -7,9 +7,14 @@ runs, from the path (``{organization_id}``, ``{project_id}``) and the caller:
   membership of its organization;
 * a project API key sees only its own project.
 
-Anything else is 404 ``resource_missing`` — the same answer as for an id that does not exist,
-so ids of other tenants cannot even be confirmed. Handlers then fetch child rows only through
-:meth:`Tenant.query` / :meth:`Tenant.get`, which add the tenant filter themselves.
+Every other id in the path (``{member_id}``, ``{api_key_id}`` …) names a row of a model listed
+in :data:`PATH_OBJECTS`; the router loads it through the same scope before it even reads the
+request body, and hands it to the handler (``call.row(...)``). A path parameter missing from
+that table is refused when the routes are built, so a new route cannot skip the check.
+
+Anything out of reach is 404 ``resource_missing`` — the same answer as for an id that does not
+exist, so ids of other tenants cannot even be confirmed. Handlers query further rows only
+through :meth:`Tenant.query`, which adds the tenant filter itself.
 """
 
 from __future__ import annotations
@@ -25,13 +30,32 @@ from controlplane.auth.admin import AdminPrincipal
 from controlplane.auth.api_keys import KeyPrincipal
 from controlplane.auth.permissions import Permission, allows
 from controlplane.errors import NotFound, PermissionDenied
-from controlplane.models import Membership, Organization, Project, Role
+from controlplane.models import (
+    ApiKey,
+    AuditEvent,
+    Invitation,
+    Membership,
+    Organization,
+    PersonalAccessToken,
+    Project,
+    Role,
+)
 
 ModelT = TypeVar("ModelT", bound=Model)
 
 _NOUNS = {
     "organization_id": "organization",
     "project_id": "project",
+}
+TENANT_PARAMS = frozenset(_NOUNS)
+
+# Path parameter → the model it names and the noun used in "No such …" messages.
+PATH_OBJECTS: dict[str, tuple[type[Model], str]] = {
+    "member_id": (Membership, "member"),
+    "invitation_id": (Invitation, "invitation"),
+    "api_key_id": (ApiKey, "API key"),
+    "audit_event_id": (AuditEvent, "audit event"),
+    "access_token_id": (PersonalAccessToken, "access token"),
 }
 
 
@@ -67,12 +91,6 @@ class Tenant:
         if "organization_id" in fields:
             return model.filter(organization_id=self.organization.id)
         raise TypeError(f"{model.__name__} is not tenant data")
-
-    async def get(self, model: type[ModelT], object_id: str, noun: str) -> ModelT:
-        row = await self.query(model).get_or_none(id=object_id)
-        if row is None:
-            raise missing(noun, object_id)
-        return row
 
 
 async def _for_admin(principal: AdminPrincipal, params: Mapping[str, Any]) -> Tenant | None:
@@ -117,3 +135,40 @@ async def resolve_tenant(
     if isinstance(principal, KeyPrincipal):
         return await _for_key(principal, params)
     return None
+
+
+def _owned_query(
+    model: type[Model], principal: AdminPrincipal | KeyPrincipal | None, tenant: Tenant | None
+) -> QuerySet[Any]:
+    if "user_id" in model._meta.fields_map and "organization_id" not in model._meta.fields_map:
+        if not isinstance(principal, AdminPrincipal):
+            raise TypeError(f"{model.__name__} belongs to a user; only admins reach it")
+        return model.filter(user_id=principal.user.id)
+    if tenant is None:
+        raise TypeError(f"{model.__name__} is tenant data but the path names no tenant")
+    return tenant.query(model)
+
+
+async def load_path_objects(
+    principal: AdminPrincipal | KeyPrincipal | None,
+    tenant: Tenant | None,
+    params: Mapping[str, Any],
+) -> dict[str, Model]:
+    """The rows the path's other ids name, each fetched within the caller's reach."""
+    rows: dict[str, Model] = {}
+    for param, value in params.items():
+        if param in TENANT_PARAMS:
+            continue
+        model, noun = PATH_OBJECTS[param]
+        row = await _owned_query(model, principal, tenant).get_or_none(id=str(value))
+        if row is None:
+            raise missing(noun, str(value))
+        rows[param] = row
+    return rows
+
+
+def check_path_params(path: str, names: list[str]) -> None:
+    """Refuse to build a route whose ids the tenant scope does not know how to check."""
+    unknown = [name for name in names if name not in TENANT_PARAMS and name not in PATH_OBJECTS]
+    if unknown:
+        raise ValueError(f"{path}: add {unknown} to controlplane.tenancy.PATH_OBJECTS")

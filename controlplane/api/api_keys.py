@@ -147,18 +147,18 @@ async def create_api_key(call: Call) -> ApiKeyWithSecret:
     return ApiKeyWithSecret(**ApiKey.of(row).model_dump(), secret=issued.plaintext)
 
 
-async def _key(call: Call) -> ApiKeyRow:
-    return await call.tenant.get(ApiKeyRow, call.path("api_key_id"), "API key")
+def _key(call: Call) -> ApiKeyRow:
+    return call.row(ApiKeyRow, "api_key_id")
 
 
 async def retrieve_api_key(call: Call) -> ApiKey:
-    row = await _key(call)
+    row = _key(call)
     pending = await pending_last_used(call.request.app.state.redis, [row.id])
     return ApiKey.of(row, pending.get(row.id))
 
 
 async def update_api_key(call: Call) -> ApiKey:
-    row = await _key(call)
+    row = _key(call)
     body = call.body_as(ApiKeyUpdate)
     changes: dict[str, object] = {}
     if body.name is not None:
@@ -184,7 +184,7 @@ async def update_api_key(call: Call) -> ApiKey:
 
 
 async def revoke_api_key(call: Call) -> ApiKey:
-    row = await _key(call)
+    row = _key(call)
     if row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
         await row.save(update_fields=["revoked_at"])

@@ -80,8 +80,7 @@ async def list_audit_events(call: Call) -> Page[AuditEvent]:
 
 
 async def retrieve_audit_event(call: Call) -> AuditEvent:
-    row = await call.tenant.get(AuditEventRow, call.path("audit_event_id"), "audit event")
-    return AuditEvent.of(row)
+    return AuditEvent.of(call.row(AuditEventRow, "audit_event_id"))
 
 
 AUDIT_EVENTS = "/v1/organizations/{organization_id}/audit_events"

@@ -162,13 +162,11 @@ async def create_invitation(call: Call) -> Invitation:
 
 
 async def retrieve_invitation(call: Call) -> Invitation:
-    return Invitation.of(
-        await call.tenant.get(InvitationRow, call.path("invitation_id"), "invitation")
-    )
+    return Invitation.of(call.row(InvitationRow, "invitation_id"))
 
 
 async def revoke_invitation(call: Call) -> Invitation:
-    row = await call.tenant.get(InvitationRow, call.path("invitation_id"), "invitation")
+    row = call.row(InvitationRow, "invitation_id")
     if row.accepted_at is None and row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
         await row.save(update_fields=["revoked_at"])

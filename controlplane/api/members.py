@@ -68,7 +68,7 @@ async def _check_change(call: Call, row: MembershipRow, new: Role | None) -> Non
 
 
 async def _member(call: Call) -> MembershipRow:
-    row = await call.tenant.get(MembershipRow, call.path("member_id"), "member")
+    row = call.row(MembershipRow, "member_id")
     await row.fetch_related("user")
     return row
 

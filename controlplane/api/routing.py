@@ -5,8 +5,8 @@ in the same order for all of them, so no handler can forget one:
 
 1. authenticate the caller (``Auth.ADMIN``: session cookie or personal access token;
    ``Auth.API_KEY``: project key; ``Auth.NONE``),
-2. resolve the organization / project the path names, as the caller may see it (404 if not:
-   ``controlplane/tenancy.py``),
+2. resolve the organization / project the path names and every other id in it, as the caller
+   may see them (404 if not: ``controlplane/tenancy.py``),
 3. check the role permission or key scope (403),
 4. validate the query string and the JSON body (400),
 5. run the handler — inside one database transaction unless it only reads — and render its
@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
 from controlplane import audit
@@ -39,9 +40,10 @@ from controlplane.auth.permissions import Permission
 from controlplane.errors import AuthenticationFailed, InvalidRequest
 from controlplane.models import User
 from controlplane.settings import Settings
-from controlplane.tenancy import Tenant, resolve_tenant
+from controlplane.tenancy import Tenant, check_path_params, load_path_objects, resolve_tenant
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+RowT = TypeVar("RowT", bound=Model)
 _READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
 Handler = Callable[["Call"], Awaitable[BaseModel | Response]]
 
@@ -84,6 +86,7 @@ class Call:
     tenant_or_none: Tenant | None
     body: BaseModel | None
     query: BaseModel | None
+    rows: dict[str, Model] = field(default_factory=dict)
     after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @property
@@ -105,8 +108,11 @@ class Call:
         assert isinstance(self.principal, KeyPrincipal), "operation is not Auth.API_KEY"
         return self.principal
 
-    def path(self, name: str) -> str:
-        return str(self.request.path_params[name])
+    def row(self, model: type[RowT], param: str) -> RowT:
+        """The row the path parameter ``param`` names, already checked to be in reach."""
+        row = self.rows[param]
+        assert isinstance(row, model)
+        return row
 
     def body_as(self, model: type[ModelT]) -> ModelT:
         assert isinstance(self.body, model)
@@ -175,6 +181,7 @@ async def run_operation(request: Request, operation: Operation) -> Response:
     settings: Settings = request.app.state.settings
     principal = await _authenticate(request, operation.auth, settings)
     tenant = await resolve_tenant(principal, request.path_params)
+    rows = await load_path_objects(principal, tenant, request.path_params)
     if operation.permission is not None:
         if tenant is None:
             raise AuthenticationFailed("This operation needs an organization member.")
@@ -191,7 +198,7 @@ async def run_operation(request: Request, operation: Operation) -> Response:
                 f"{operation.method} {operation.path} takes no request body.",
                 code="unexpected_body",
             )
-    call = Call(request, settings, principal, tenant, body, query)
+    call = Call(request, settings, principal, tenant, body, query, rows)
     if request.method in _READ_ONLY_METHODS or not operation.transactional:
         result = await operation.handler(call)
     else:
@@ -209,13 +216,13 @@ class ApiRoute(Route):
     """One path and the operations on it; keeps them for the OpenAPI document and tests."""
 
     def __init__(self, path: str, operations: Sequence[Operation]) -> None:
+        super().__init__(path, self._endpoint, methods=[op.method for op in operations], name=path)
+        check_path_params(path, list(self.param_convertors))
         self.operations = {operation.method: operation for operation in operations}
 
-        async def endpoint(request: Request) -> Response:
-            method = "GET" if request.method == "HEAD" else request.method
-            return await run_operation(request, self.operations[method])
-
-        super().__init__(path, endpoint, methods=list(self.operations), name=path)
+    async def _endpoint(self, request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await run_operation(request, self.operations[method])
 
 
 def build_routes(operations: Sequence[Operation]) -> list[ApiRoute]:

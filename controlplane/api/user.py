@@ -16,7 +16,7 @@ from controlplane.api.routing import Call, Operation
 from controlplane.auth.keys import ACCESS_TOKEN_PREFIX, generate_secret
 from controlplane.auth.passwords import hash_password_async, verify_password_async
 from controlplane.auth.sessions import revoke_sessions, set_session_cookie, start_session
-from controlplane.errors import InvalidRequest, NotFound, PermissionDenied
+from controlplane.errors import InvalidRequest, PermissionDenied
 from controlplane.models import AuditEvent as AuditEventRow
 from controlplane.models import PersonalAccessToken
 from controlplane.models import User as UserRow
@@ -156,20 +156,16 @@ async def create_access_token(call: Call) -> AccessTokenWithSecret:
     return AccessTokenWithSecret(**AccessToken.of(row).model_dump(), token=issued.plaintext)
 
 
-async def _token(call: Call) -> PersonalAccessToken:
-    token_id = call.path("access_token_id")
-    row = await PersonalAccessToken.get_or_none(id=token_id, user_id=call.user.id)
-    if row is None:
-        raise NotFound(f"No such access token: '{token_id[:64]}'", param="id")
-    return row
+def _token(call: Call) -> PersonalAccessToken:
+    return call.row(PersonalAccessToken, "access_token_id")
 
 
 async def retrieve_access_token(call: Call) -> AccessToken:
-    return AccessToken.of(await _token(call))
+    return AccessToken.of(_token(call))
 
 
 async def revoke_access_token(call: Call) -> AccessToken:
-    row = await _token(call)
+    row = _token(call)
     if row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
         await row.save(update_fields=["revoked_at"])

@@ -1,0 +1,135 @@
+"""No tenant can see or touch another's data: every /v1 route, walked with another tenant's ids.
+
+The route list comes from the app itself, so a route added later is walked automatically;
+a new path parameter must be given a foreign id in ``foreign_ids`` or this test fails.
+"""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from controlplane.api.routing import ApiRoute, Auth, Operation
+from controlplane.models import (
+    ApiKey,
+    AuditEvent,
+    Invitation,
+    Membership,
+    PersonalAccessToken,
+    Project,
+    Role,
+)
+from tests.support.tenants import Tenant, make_tenant
+
+pytestmark = pytest.mark.database
+
+_PARAM = re.compile(r"{(\w+)}")
+
+
+def v1_operations(app: Starlette) -> list[Operation]:
+    operations = [
+        operation
+        for route in app.routes
+        if isinstance(route, ApiRoute) and route.path.startswith("/v1/")
+        for operation in route.operations.values()
+    ]
+    assert len(operations) > 30, "the walk found suspiciously few routes"
+    return operations
+
+
+async def make_victim_rows(victim: Tenant) -> dict[str, str]:
+    """An id of ``victim``'s for each path parameter the API has."""
+    membership = await Membership.get(organization=victim.organization, role=Role.OWNER)
+    key = await ApiKey.filter(project=victim.project).first()
+    assert key is not None
+    invitation = await Invitation.create(
+        organization=victim.organization,
+        email="new@victim.example",
+        role=Role.VIEWER,
+        token_hash="f" * 64,
+        expires_at=victim.organization.created_at.replace(year=2999),
+    )
+    event = await AuditEvent.create(
+        organization_id=victim.organization.id,
+        actor_type="user",
+        actor_id=victim.owner.user.id,
+        action="project.created",
+    )
+    token = await PersonalAccessToken.get(user=victim.owner.user)
+    return {
+        "organization_id": victim.organization.id,
+        "project_id": victim.project.id,
+        "member_id": membership.id,
+        "invitation_id": invitation.id,
+        "api_key_id": key.id,
+        "audit_event_id": event.id,
+        "access_token_id": token.id,
+    }
+
+
+def fill(path: str, ids: dict[str, str]) -> str:
+    missing = [name for name in _PARAM.findall(path) if name not in ids]
+    assert not missing, f"{path}: give the isolation walk a foreign id for {missing}"
+    return _PARAM.sub(lambda match: ids[match[1]], path)
+
+
+async def test_every_v1_route_answers_404_for_another_tenants_ids(
+    app: Starlette, client: httpx.AsyncClient, database: None
+) -> None:
+    attacker = await make_tenant("Attacker")
+    victim = await make_tenant("Victim")
+    victim_ids = await make_victim_rows(victim)
+    own_ids = {
+        "organization_id": attacker.organization.id,
+        "project_id": attacker.project.id,
+    }
+    credentials = {
+        Auth.ADMIN: attacker.owner.headers,
+        Auth.API_KEY: {"Authorization": f"Bearer {attacker.secret_key}"},
+    }
+    walked = 0
+    for operation in v1_operations(app):
+        if operation.auth is Auth.NONE:
+            continue
+        headers = credentials[operation.auth]
+        params = _PARAM.findall(operation.path)
+        attempts = []
+        if params:
+            attempts.append(fill(operation.path, victim_ids))
+            if len(params) > 1:
+                # The attacker's own organization or project, the victim's child object.
+                attempts.append(fill(operation.path, {**victim_ids, **own_ids}))
+        else:
+            attempts.append(operation.path)
+        for path in attempts:
+            response = await client.request(
+                operation.method,
+                path,
+                headers=headers,
+                json={} if operation.body else None,
+            )
+            walked += 1
+            label = f"{operation.method} {path}"
+            for value in victim_ids.values():
+                # An id the caller sent may be echoed in "No such …"; any other is a leak.
+                if value not in path:
+                    assert value not in response.text, f"{label} leaked {value}"
+            assert "Victim" not in response.text, label
+            if params:
+                assert response.status_code == 404, f"{label}: {response.status_code}"
+                assert response.json()["error"]["type"] == "not_found_error", label
+            else:
+                assert response.status_code < 500, f"{label}: {response.text}"
+    assert walked > 40
+
+    # Nothing of the victim's changed.
+    assert await Project.filter(id=victim.project.id, name="Victim app").exists()
+    assert await ApiKey.filter(project=victim.project, revoked_at__isnull=True).count() == 1
+    assert await Membership.filter(organization=victim.organization).count() == len(Role)
+    assert await Invitation.filter(id=victim_ids["invitation_id"], revoked_at=None).exists()
+    assert await PersonalAccessToken.filter(
+        id=victim_ids["access_token_id"], revoked_at=None
+    ).exists()
