@@ -26,6 +26,7 @@ from arq import Worker, cron, func
 from controlplane import db
 from controlplane.settings import Settings
 from workers.queue import HEARTBEAT_JOB, redis_settings
+from workers.tasks.api_key_usage import scheduled_api_key_usage_flush
 from workers.tasks.heartbeat import heartbeat, scheduled_heartbeat
 
 KEEP_RESULT_SECONDS = 600
@@ -52,7 +53,10 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
 
     return Worker(
         functions=[func(heartbeat, name=HEARTBEAT_JOB)],
-        cron_jobs=[cron(scheduled_heartbeat, second=0, run_at_startup=True)],
+        cron_jobs=[
+            cron(scheduled_heartbeat, second=0, run_at_startup=True),
+            cron(scheduled_api_key_usage_flush, second=30),
+        ],
         queue_name=settings.queue_name,
         redis_settings=redis_settings(settings.redis_url),
         on_startup=on_startup,
