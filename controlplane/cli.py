@@ -106,6 +106,32 @@ def makemigrations(name: str | None) -> None:
         click.echo("No changes detected.")
 
 
+@main.command("rotate-keys")
+def rotate_keys() -> None:
+    """Re-encrypt every stored secret under the first key of BRIK_ENCRYPTION_KEYS."""
+    from controlplane.crypto import KeyRing, KeyRingError
+    from controlplane.rotation import rotate_all
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    try:
+        keyring = KeyRing([key.get_secret_value() for key in settings.encryption_keys])
+    except KeyRingError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def go() -> dict[str, object]:
+        async with db.database(settings.database_url):
+            return (await rotate_all(keyring)).as_dict()
+
+    report = asyncio.run(go())
+    click.echo(json.dumps(report))
+    if report["undecryptable"]:
+        raise click.ClickException(
+            "Some secrets could not be decrypted by any key in BRIK_ENCRYPTION_KEYS "
+            "(listed above): put the key they were written with back in the ring."
+        )
+
+
 @main.command()
 @click.option("--admin-email", default="admin@brik.local", show_default=True)
 @click.option(

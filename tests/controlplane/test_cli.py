@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.processes import brik_cloud_command, clean_environment, free_port
 
-COMMANDS = ("dev", "serve", "worker", "migrate", "makemigrations", "bootstrap")
+COMMANDS = ("dev", "serve", "worker", "migrate", "makemigrations", "bootstrap", "rotate-keys")
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

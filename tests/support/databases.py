@@ -62,3 +62,23 @@ async def empty_all_tables() -> None:
     else:
         for table in tables:
             await connection.execute_script(f'DELETE FROM "{table}"')
+
+
+def dump_database(database_url: str) -> str:
+    """Everything the database holds, as text: ``pg_dump`` for PostgreSQL, iterdump for SQLite."""
+    import sqlite3
+    import subprocess
+
+    if database_url.startswith("sqlite"):
+        connection = sqlite3.connect(database_url.split("://", 1)[1])
+        try:
+            return "\n".join(connection.iterdump())
+        finally:
+            connection.close()
+    return subprocess.run(
+        ["pg_dump", "--data-only", "--no-owner", _asyncpg_dsn(database_url)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
