@@ -18,6 +18,7 @@ from typing import Any
 
 from authlib.integrations.starlette_client import OAuth, OAuthError, StarletteOAuth2App
 from httpx2 import HTTPError
+from joserfc.errors import JoseError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -74,8 +75,8 @@ class OidcLogin:
             raise InvalidRequest(
                 f"Sign-in was not completed: {exc.error or exc.description}", code="oidc_failed"
             ) from None
-        except (HTTPError, ValueError, KeyError, TypeError) as exc:
-            # joserfc raises ValueError subclasses for bad signatures and claims.
+        except (JoseError, HTTPError, ValueError, KeyError, TypeError) as exc:
+            # joserfc refuses bad signatures and claims with JoseError subclasses.
             raise InvalidRequest(
                 f"The provider's answer was refused: {type(exc).__name__}", code="oidc_failed"
             ) from None

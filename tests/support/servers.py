@@ -15,13 +15,23 @@ from controlplane.settings import Settings
 from workers.worker import run_worker
 
 
-@contextlib.asynccontextmanager
-async def serving(app: Starlette) -> AsyncIterator[str]:
-    """Run ``app`` under uvicorn on a free loopback port; yields its base URL."""
+def bound_socket() -> tuple[socket.socket, str]:
+    """A listening-ready socket on a free loopback port, and the base URL it will serve.
+
+    For apps that must know their own URL before they start (OIDC redirect URIs).
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
+    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    app: Starlette, bound: tuple[socket.socket, str] | None = None
+) -> AsyncIterator[str]:
+    """Run ``app`` under uvicorn on a free loopback port (or ``bound``); yields its base URL."""
+    sock, url = bound or bound_socket()
     config = uvicorn.Config(app, log_config=None, lifespan="on")
     server = QuietSignalServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -29,7 +39,7 @@ async def serving(app: Starlette) -> AsyncIterator[str]:
         if not await wait_until_started(server, task):
             task.result()  # startup failed: raise why
             raise RuntimeError("uvicorn stopped before it started")
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         server.should_exit = True
         await task
