@@ -36,16 +36,11 @@ def create_app(settings: Settings) -> Starlette:
         async with db.database(settings.database_url):
             redis = queue_client(settings.redis_url, settings.queue_name)
             app.state.redis = redis
-            cache = None
             if settings.secret_key is not None:
-                cache = ApiKeyCache(redis, settings.secret_key.get_secret_value())
-                await cache.start()
-            app.state.api_keys = cache
+                app.state.api_keys = ApiKeyCache(redis, settings.secret_key.get_secret_value())
             try:
                 yield
             finally:
-                if cache is not None:
-                    await cache.stop()
                 await redis.aclose(close_connection_pool=True)
 
     middleware = [

@@ -14,9 +14,8 @@ from datetime import UTC, datetime
 
 from tortoise.transactions import in_transaction
 
-from controlplane.auth.keys import generate_key
+from controlplane.auth.api_keys import issue_api_key
 from controlplane.auth.passwords import hash_password
-from controlplane.auth.scopes import ALLOWED_SCOPES
 from controlplane.models import (
     ApiKey,
     KeyKind,
@@ -103,16 +102,8 @@ async def bootstrap(
                     result.keys[name] = None
                     continue
                 await active.update(revoked_at=now)
-                issued = generate_key(kind, mode, pepper)
-                await ApiKey.create(
-                    project=project,
-                    name=name,
-                    kind=kind,
-                    mode=mode,
-                    scopes=sorted(ALLOWED_SCOPES[kind]),
-                    key_hash=issued.key_hash,
-                    display_prefix=issued.display_prefix,
-                    last_four=issued.last_four,
+                _, plaintext = await issue_api_key(
+                    project, name=name, kind=kind, mode=mode, pepper=pepper
                 )
-                result.keys[name] = issued.plaintext
+                result.keys[name] = plaintext
     return result

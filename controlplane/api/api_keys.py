@@ -15,7 +15,7 @@ from controlplane.api.fields import Name
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Auth, Call, Operation, forget_keys_after_commit
 from controlplane.auth.api_key_cache import pending_last_used
-from controlplane.auth.keys import generate_key
+from controlplane.auth.api_keys import issue_api_key
 from controlplane.auth.permissions import Permission
 from controlplane.auth.scopes import ALLOWED_SCOPES
 from controlplane.errors import InvalidRequest
@@ -123,16 +123,14 @@ async def create_api_key(call: Call) -> ApiKeyWithSecret:
         sorted(set(body.scopes)) if body.scopes is not None else sorted(ALLOWED_SCOPES[body.kind])
     )
     _check_scopes(body.kind, scopes)
-    issued = generate_key(body.kind, body.mode, call.settings.require_secret_key())
-    row = await ApiKeyRow.create(
-        project=call.tenant.project,
+    assert call.tenant.project is not None
+    row, secret = await issue_api_key(
+        call.tenant.project,
         name=body.name,
         kind=body.kind,
         mode=body.mode,
+        pepper=call.settings.require_secret_key(),
         scopes=scopes,
-        key_hash=issued.key_hash,
-        display_prefix=issued.display_prefix,
-        last_four=issued.last_four,
         expires_at=body.expires_at,
     )
     await call.audit(
@@ -144,7 +142,7 @@ async def create_api_key(call: Call) -> ApiKeyWithSecret:
         mode=row.mode.value,
         scopes=scopes,
     )
-    return ApiKeyWithSecret(**ApiKey.of(row).model_dump(), secret=issued.plaintext)
+    return ApiKeyWithSecret(**ApiKey.of(row).model_dump(), secret=secret)
 
 
 def _key(call: Call) -> ApiKeyRow:
@@ -179,7 +177,7 @@ async def update_api_key(call: Call) -> ApiKey:
             changed=sorted(changes),
             scopes=row.scopes,
         )
-        forget_keys_after_commit(call, [row.key_hash])
+        forget_keys_after_commit(call)
     return ApiKey.of(row)
 
 
@@ -189,7 +187,7 @@ async def revoke_api_key(call: Call) -> ApiKey:
         row.revoked_at = datetime.now(UTC)
         await row.save(update_fields=["revoked_at"])
         await call.audit("api_key.revoked", target_type="api_key", target_id=row.id, name=row.name)
-        forget_keys_after_commit(call, [row.key_hash])
+        forget_keys_after_commit(call)
     return ApiKey.of(row)
 
 

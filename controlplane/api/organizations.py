@@ -11,7 +11,7 @@ from controlplane.api.fields import Deleted, Name
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Call, Operation, forget_keys_after_commit
 from controlplane.auth.permissions import Permission
-from controlplane.models import ApiKey, Membership, Plan, Role
+from controlplane.models import Membership, Plan, Role
 from controlplane.models import Organization as OrganizationRow
 
 
@@ -93,14 +93,11 @@ async def update_organization(call: Call) -> Organization:
 
 async def delete_organization(call: Call) -> Deleted:
     row = call.tenant.organization
-    key_hashes = await ApiKey.filter(project__organization_id=row.id).values_list(
-        "key_hash", flat=True
-    )
     await call.audit(
         "organization.deleted", target_type="organization", target_id=row.id, name=row.name
     )
     await row.delete()
-    forget_keys_after_commit(call, key_hashes)
+    forget_keys_after_commit(call)
     return Deleted(object="organization", id=row.id)
 
 

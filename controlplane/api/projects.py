@@ -11,7 +11,6 @@ from controlplane.api.fields import Deleted, Name
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Call, Operation, forget_keys_after_commit
 from controlplane.auth.permissions import Permission
-from controlplane.models import ApiKey
 from controlplane.models import Project as ProjectRow
 
 
@@ -80,10 +79,9 @@ async def update_project(call: Call) -> Project:
 
 async def delete_project(call: Call) -> Deleted:
     row = _project(call)
-    key_hashes = await ApiKey.filter(project_id=row.id).values_list("key_hash", flat=True)
     await call.audit("project.deleted", target_type="project", target_id=row.id, name=row.name)
     await row.delete()
-    forget_keys_after_commit(call, key_hashes)
+    forget_keys_after_commit(call)
     return Deleted(object="project", id=row.id)
 
 

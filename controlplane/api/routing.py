@@ -34,7 +34,7 @@ from tortoise.transactions import in_transaction
 from controlplane import audit
 from controlplane.api.bodies import parse_body, validation_error
 from controlplane.auth.admin import AdminPrincipal, authenticate_admin
-from controlplane.auth.api_key_cache import ApiKeyCache, publish_invalidation
+from controlplane.auth.api_key_cache import ApiKeyCache, invalidate_cached_keys
 from controlplane.auth.api_keys import KeyPrincipal, bearer_token
 from controlplane.auth.permissions import Permission
 from controlplane.errors import AuthenticationFailed, InvalidRequest
@@ -145,16 +145,14 @@ class Call:
         )
 
 
-def forget_keys_after_commit(call: Call, key_hashes: Sequence[object]) -> None:
-    """Have every API process drop these keys from its cache once the change is committed."""
+def forget_keys_after_commit(call: Call) -> None:
+    """Have every API process drop cached keys once this change is committed."""
     redis = call.request.app.state.redis
 
-    async def publish() -> None:
-        for key_hash in key_hashes:
-            await publish_invalidation(redis, str(key_hash))
+    async def invalidate() -> None:
+        await invalidate_cached_keys(redis)
 
-    if key_hashes:
-        call.after_commit.append(publish)
+    call.after_commit.append(invalidate)
 
 
 def parse_query(request: Request, model: type[ModelT]) -> ModelT:

@@ -13,7 +13,7 @@ from controlplane.api.audit_events import AuditEvent
 from controlplane.api.fields import Name, Password
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Call, Operation
-from controlplane.auth.keys import ACCESS_TOKEN_PREFIX, generate_secret
+from controlplane.auth.admin import issue_access_token
 from controlplane.auth.passwords import hash_password_async, verify_password_async
 from controlplane.auth.sessions import revoke_sessions, set_session_cookie, start_session
 from controlplane.errors import InvalidRequest, PermissionDenied
@@ -141,19 +141,16 @@ async def create_access_token(call: Call) -> AccessTokenWithSecret:
             code="session_required",
         )
     body = call.body_as(AccessTokenCreate)
-    issued = generate_secret(ACCESS_TOKEN_PREFIX, call.settings.require_secret_key())
-    row = await PersonalAccessToken.create(
-        user=call.user,
+    row, token = await issue_access_token(
+        call.user,
         name=body.name,
-        token_hash=issued.key_hash,
-        display_prefix=issued.display_prefix,
-        last_four=issued.last_four,
+        pepper=call.settings.require_secret_key(),
         expires_at=body.expires_at,
     )
     await call.audit(
         "access_token.created", target_type="access_token", target_id=row.id, name=row.name
     )
-    return AccessTokenWithSecret(**AccessToken.of(row).model_dump(), token=issued.plaintext)
+    return AccessTokenWithSecret(**AccessToken.of(row).model_dump(), token=token)
 
 
 def _token(call: Call) -> PersonalAccessToken:

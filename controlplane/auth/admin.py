@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
-from controlplane.auth.keys import ACCESS_TOKEN_PREFIX, hash_key, looks_like_key
+from controlplane.auth.keys import ACCESS_TOKEN_PREFIX, generate_secret, hash_key, looks_like_key
 from controlplane.auth.sessions import SESSION_COOKIE, find_session
 from controlplane.errors import AuthenticationFailed, PermissionDenied
 from controlplane.models import PersonalAccessToken, User
@@ -103,3 +103,19 @@ async def authenticate_admin(request: Request, settings: Settings) -> AdminPrinc
         "Sign in, or send a personal access token as 'Authorization: Bearer bk_pat_…'.",
         code="not_authenticated",
     )
+
+
+async def issue_access_token(
+    user: User, *, name: str, pepper: str, expires_at: datetime | None = None
+) -> tuple[PersonalAccessToken, str]:
+    """Store a new personal access token (its hash only); returns it and the plaintext."""
+    issued = generate_secret(ACCESS_TOKEN_PREFIX, pepper)
+    row = await PersonalAccessToken.create(
+        user=user,
+        name=name,
+        token_hash=issued.key_hash,
+        display_prefix=issued.display_prefix,
+        last_four=issued.last_four,
+        expires_at=expires_at,
+    )
+    return row, issued.plaintext

@@ -1,27 +1,27 @@
 """Resolved API keys kept in process memory, dropped everywhere the moment one is revoked.
 
-Every API process subscribes to one Redis pub/sub channel. Revoking a key (or changing its
-scopes or expiry) publishes the key's hash after the database commit; each process drops that
-entry as the message arrives. There is no TTL to wait out.
+Each API process keeps the keys it has resolved. Revoking a key, changing its scopes or
+deleting its project sets a new random *epoch* in Redis (after the database commit, before the
+API answers). Every API-key request reads the epoch — one Redis GET, far cheaper than the
+database lookup it saves — and a process that sees a new epoch empties its cache first. So
+once a revocation has been answered, no process anywhere accepts the key again: there is no
+TTL to wait out and no message that could arrive late (an earlier design used pub/sub, and a
+request could overtake the message).
 
-Two races are closed on purpose:
+The epoch is random rather than a counter, so a Redis that was flushed or replaced can never
+present an old value again. A lookup that read the database just before a revocation may
+cache the old answer, but under the old epoch, which the next request replaces. When Redis
+cannot be read the cache is bypassed and every request reads the database.
 
-* a lookup that read the database just before a revocation must not put the stale answer into
-  the cache after the invalidation went by: every invalidation bumps an epoch, and a lookup only
-  caches its answer if the epoch did not move while it was reading;
-* while the subscription is down (Redis restarting) invalidations could be missed, so the
-  cache is emptied and bypassed until the subscription is back.
-
-``last_used_at`` is recorded without a database write per request: uses are written to a Redis
-hash (at most once per :data:`USE_REPORT_INTERVAL` per key and process) and the worker's
-``flush_api_key_usage`` cron job moves them into the database.
+``last_used_at`` is recorded without a database write per request: uses go to a Redis hash (at
+most once per :data:`USE_REPORT_INTERVAL` per key and process) and the worker's flush job
+(``workers/tasks/api_key_usage.py``) moves them into the database.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
+import secrets
 import time
 from datetime import UTC, datetime
 
@@ -31,18 +31,17 @@ from redis.exceptions import RedisError
 from controlplane.auth.api_keys import KeyPrincipal, check_key_shape, load_principal
 from controlplane.auth.keys import hash_key
 
-INVALIDATION_CHANNEL = "brik:api-keys:invalidate"
+EPOCH_KEY = "brik:api-keys:epoch"
 LAST_USED_HASH = "brik:api-keys:last-used"
 USE_REPORT_INTERVAL = 10.0
 MAX_ENTRIES = 50_000
-_RECONNECT_DELAY = 0.5
 
 logger = logging.getLogger("brik.api_keys")
 
 
-async def publish_invalidation(redis: Redis, key_hash: str) -> None:
-    """Tell every API process to forget ``key_hash``; call after the database commit."""
-    await redis.publish(INVALIDATION_CHANNEL, key_hash)
+async def invalidate_cached_keys(redis: Redis) -> None:
+    """Make every API process forget the keys it cached; call after the database commit."""
+    await redis.set(EPOCH_KEY, secrets.token_hex(8))
 
 
 async def pending_last_used(redis: Redis, key_ids: list[str]) -> dict[str, datetime]:
@@ -62,51 +61,42 @@ class ApiKeyCache:
         self._redis = redis
         self._pepper = pepper
         self._entries: dict[str, KeyPrincipal] = {}
-        self._epoch = 0
-        self._live = False
-        self._listener: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
+        self._epoch: bytes | None = None
         self._last_reported: dict[str, float] = {}
 
     @property
     def size(self) -> int:
         return len(self._entries)
 
-    async def start(self, wait_seconds: float = 2.0) -> None:
-        """Subscribe (waiting briefly for it, so the first requests can use the cache)."""
-        self._listener = asyncio.create_task(self._listen(), name="api-key-invalidations")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._subscribed.wait(), wait_seconds)
-
-    async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+    async def _current_epoch(self) -> bytes | None:
+        """Redis's epoch, having emptied the cache if it moved; None when Redis is unreadable."""
+        try:
+            epoch: bytes | None = await self._redis.get(EPOCH_KEY)
+        except RedisError:
+            logger.warning("cannot read the API-key epoch; cache bypassed", exc_info=True)
+            self._entries.clear()
+            return None
+        epoch = epoch or b"-"
+        if epoch != self._epoch:
+            self._entries.clear()
+            self._epoch = epoch
+        return epoch
 
     async def authenticate(self, token: str) -> KeyPrincipal:
         """The key's principal, or 401 (malformed, unknown, revoked, expired)."""
         check_key_shape(token)
         key_hash = hash_key(token, self._pepper)
-        principal = self._entries.get(key_hash) if self._live else None
+        usable = await self._current_epoch() is not None
+        principal = self._entries.get(key_hash) if usable else None
         if principal is None:
-            epoch = self._epoch
             principal = await load_principal(key_hash)
-            if self._live and epoch == self._epoch:
+            if usable:
                 if len(self._entries) >= MAX_ENTRIES:
                     self._entries.clear()
                 self._entries[key_hash] = principal
         principal.check_not_expired()
         await self._report_use(principal.key_id)
         return principal
-
-    def _forget(self, key_hash: str | None) -> None:
-        self._epoch += 1
-        if key_hash is None:
-            self._entries.clear()
-        else:
-            self._entries.pop(key_hash, None)
 
     async def _report_use(self, key_id: str) -> None:
         now = time.monotonic()
@@ -119,24 +109,3 @@ class ApiKeyCache:
             )
         except RedisError:  # usage timestamps are best effort; never fail a request on them
             logger.warning("could not record API key use", exc_info=True)
-
-    async def _listen(self) -> None:
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(INVALIDATION_CHANNEL)
-                self._forget(None)  # anything cached before (re)subscribing may be stale
-                self._live = True
-                self._subscribed.set()
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        data = message["data"]
-                        self._forget(data.decode() if isinstance(data, bytes) else str(data))
-            except (RedisError, OSError):
-                logger.warning("API key invalidation feed lost; cache bypassed until it is back")
-            finally:
-                self._live = False
-                self._forget(None)
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await asyncio.sleep(_RECONNECT_DELAY)

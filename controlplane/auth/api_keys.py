@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from controlplane.auth.keys import looks_like_key
+from controlplane.auth.keys import generate_key, looks_like_key
+from controlplane.auth.scopes import ALLOWED_SCOPES
 from controlplane.errors import AuthenticationFailed, PermissionDenied
-from controlplane.models import ApiKey, KeyKind, KeyMode
+from controlplane.models import ApiKey, KeyKind, KeyMode, Project
 
 API_KEY_PREFIXES = ("bk_sk_", "bk_pk_")
 
@@ -80,3 +81,32 @@ async def load_principal(key_hash: str) -> KeyPrincipal:
         scopes=frozenset(key.scopes),
         expires_at=key.expires_at,
     )
+
+
+async def issue_api_key(
+    project: Project,
+    *,
+    name: str,
+    kind: KeyKind,
+    mode: KeyMode,
+    pepper: str,
+    scopes: list[str] | None = None,
+    expires_at: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """Store a new key (its hash only); returns the row and the plaintext to show once.
+
+    ``scopes`` default to everything ``kind`` allows; callers validate narrower lists.
+    """
+    issued = generate_key(kind, mode, pepper)
+    row = await ApiKey.create(
+        project=project,
+        name=name,
+        kind=kind,
+        mode=mode,
+        scopes=sorted(ALLOWED_SCOPES[kind] if scopes is None else set(scopes)),
+        key_hash=issued.key_hash,
+        display_prefix=issued.display_prefix,
+        last_four=issued.last_four,
+        expires_at=expires_at,
+    )
+    return row, issued.plaintext

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from controlplane.auth.keys import ACCESS_TOKEN_PREFIX, generate_key, generate_secret
+from controlplane.auth.admin import issue_access_token
+from controlplane.auth.api_keys import issue_api_key
 from controlplane.auth.passwords import hash_password
-from controlplane.auth.scopes import ALLOWED_SCOPES
 from controlplane.models import (
-    ApiKey,
     KeyKind,
     KeyMode,
     Membership,
     Organization,
-    PersonalAccessToken,
     Project,
     Role,
     User,
@@ -56,38 +54,20 @@ async def make_person(email: str, password: str = PASSWORD) -> Person:
     user = await User.create(
         email=email, name=email.split("@")[0], password_hash=hash_password(password)
     )
-    issued = generate_secret(ACCESS_TOKEN_PREFIX, TEST_SECRET_KEY)
-    await PersonalAccessToken.create(
-        user=user,
-        name="tests",
-        token_hash=issued.key_hash,
-        display_prefix=issued.display_prefix,
-        last_four=issued.last_four,
-    )
-    return Person(user=user, token=issued.plaintext, password=password)
-
-
-async def make_api_key(
-    project: Project, kind: KeyKind = KeyKind.SECRET, mode: KeyMode = KeyMode.TEST
-) -> tuple[ApiKey, str]:
-    issued = generate_key(kind, mode, TEST_SECRET_KEY)
-    row = await ApiKey.create(
-        project=project,
-        name=f"{mode.value} {kind.value}",
-        kind=kind,
-        mode=mode,
-        scopes=sorted(ALLOWED_SCOPES[kind]),
-        key_hash=issued.key_hash,
-        display_prefix=issued.display_prefix,
-        last_four=issued.last_four,
-    )
-    return row, issued.plaintext
+    _, token = await issue_access_token(user, name="tests", pepper=TEST_SECRET_KEY)
+    return Person(user=user, token=token, password=password)
 
 
 async def make_tenant(name: str, roles: tuple[Role, ...] = tuple(Role)) -> Tenant:
     organization = await Organization.create(name=name)
     project = await Project.create(organization=organization, name=f"{name} app")
-    _, secret = await make_api_key(project)
+    _, secret = await issue_api_key(
+        project,
+        name="test secret",
+        kind=KeyKind.SECRET,
+        mode=KeyMode.TEST,
+        pepper=TEST_SECRET_KEY,
+    )
     tenant = Tenant(organization=organization, project=project, secret_key=secret)
     for role in roles:
         person = await make_person(f"{role.value}@{name.lower().replace(' ', '-')}.example")
