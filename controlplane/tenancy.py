@@ -40,6 +40,7 @@ from controlplane.models import (
     Project,
     Role,
 )
+from controlplane.models.ids import is_well_formed_id
 
 ModelT = TypeVar("ModelT", bound=Model)
 
@@ -59,8 +60,15 @@ PATH_OBJECTS: dict[str, tuple[type[Model], str]] = {
 }
 
 
+def _check_shape(noun: str, object_id: str, param: str = "id") -> str:
+    if not is_well_formed_id(object_id):
+        raise missing(noun, object_id, param)
+    return object_id
+
+
 def missing(noun: str, object_id: str, param: str = "id") -> NotFound:
     shown = object_id if len(object_id) <= 64 else object_id[:64] + "…"
+    shown = shown.replace("\x00", "\\0")
     return NotFound(f"No such {noun}: '{shown}'", param=param)
 
 
@@ -96,7 +104,7 @@ class Tenant:
 async def _for_admin(principal: AdminPrincipal, params: Mapping[str, Any]) -> Tenant | None:
     user_id = principal.user.id
     if "project_id" in params:
-        project_id = str(params["project_id"])
+        project_id = _check_shape("project", str(params["project_id"]), "project_id")
         project = await Project.get_or_none(
             id=project_id, organization__memberships__user_id=user_id
         ).select_related("organization")
@@ -105,7 +113,9 @@ async def _for_admin(principal: AdminPrincipal, params: Mapping[str, Any]) -> Te
         membership = await Membership.get(organization_id=project.organization.id, user_id=user_id)
         return Tenant(organization=project.organization, project=project, role=membership.role)
     if "organization_id" in params:
-        organization_id = str(params["organization_id"])
+        organization_id = _check_shape(
+            "organization", str(params["organization_id"]), "organization_id"
+        )
         found = await Membership.get_or_none(
             organization_id=organization_id, user_id=user_id
         ).select_related("organization")
@@ -160,7 +170,8 @@ async def load_path_objects(
         if param in TENANT_PARAMS:
             continue
         model, noun = PATH_OBJECTS[param]
-        row = await _owned_query(model, principal, tenant).get_or_none(id=str(value))
+        object_id = _check_shape(noun, str(value))
+        row = await _owned_query(model, principal, tenant).get_or_none(id=object_id)
         if row is None:
             raise missing(noun, str(value))
         rows[param] = row

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
+from controlplane.api.fields import ObjectId
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Call, Operation
 from controlplane.auth.permissions import Permission
@@ -52,10 +53,13 @@ class AuditEvent(BaseModel):
 
 class AuditEventListQuery(ListQuery):
     action: str | None = Field(
-        default=None, max_length=64, description="Exact action, or a prefix ending in '.*'."
+        default=None,
+        max_length=64,
+        pattern=r"^[a-z_]+(\.[a-z_]+|\.\*)?$",
+        description="Exact action, or a prefix ending in '.*'.",
     )
-    actor_id: str | None = Field(default=None, max_length=64)
-    target_id: str | None = Field(default=None, max_length=64)
+    actor_id: ObjectId | None = None
+    target_id: ObjectId | None = None
     created_gte: AwareDatetime | None = None
     created_lt: AwareDatetime | None = None
 

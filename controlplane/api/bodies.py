@@ -30,7 +30,7 @@ async def read_json(request: Request) -> Any:
         )
     try:
         # RFC 8259: JSON between systems is UTF-8; json.loads(bytes) would guess UTF-16/32.
-        return json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise InvalidRequest("The request body is not valid UTF-8.", code="invalid_json") from None
     except json.JSONDecodeError as exc:
@@ -39,6 +39,26 @@ async def read_json(request: Request) -> Any:
             f"at line {exc.lineno} column {exc.colno}.",
             code="invalid_json",
         ) from None
+    reject_nul_characters(data)
+    return data
+
+
+def reject_nul_characters(value: Any, path: str = "") -> None:
+    """400 for a NUL character anywhere (keys included): no text column can store one."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidRequest(
+                f"{path or 'The body'}: NUL characters are not allowed.",
+                code="parameter_invalid",
+                param=path or None,
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            reject_nul_characters(key, path)
+            reject_nul_characters(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            reject_nul_characters(item, f"{path}.{index}" if path else str(index))
 
 
 async def parse_body(request: Request, model: type[ModelT]) -> ModelT:

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
+from controlplane.models.ids import ID_PATTERN
+
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Password = Annotated[
     str,
@@ -20,6 +22,8 @@ def _email(value: str) -> str:
         raise ValueError("not a valid email address")
     return value
 
+
+ObjectId = Annotated[str, Field(pattern=ID_PATTERN, description="An id such as prj_3kq…")]
 
 Email = Annotated[str, Field(max_length=320), AfterValidator(_email)]
 

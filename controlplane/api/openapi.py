@@ -16,6 +16,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from starlette.responses import JSONResponse, Response
 
 from controlplane.api.routing import Auth, Call, Operation
+from controlplane.models.ids import ID_PATTERN
 
 _REF = "#/components/schemas/{model}"
 _PATH_PARAM = re.compile(r"{(\w+)}")
@@ -68,11 +69,13 @@ def _error(description: str) -> dict[str, Any]:
 
 
 def _error_responses(operation: Operation) -> dict[str, Any]:
-    responses = {"500": _error("Internal error (logged with the request id)")}
-    if operation.body or operation.query:
-        responses["400"] = _error("Invalid parameters or body")
+    responses = {
+        "400": _error("Invalid parameters or body, or a request this state does not allow"),
+        "413": _error("Body too large"),
+        "500": _error("Internal error (logged with the request id)"),
+        "503": _error("A dependency (database, Redis, encryption keys) is unavailable"),
+    }
     if operation.body:
-        responses["413"] = _error("Body too large")
         responses["415"] = _error("Body is not JSON")
     if operation.auth is not Auth.NONE:
         responses["401"] = _error("Missing, invalid, revoked or expired credentials")
@@ -90,7 +93,7 @@ def _parameters(operation: Operation, query_schema: dict[str, Any] | None) -> li
             "name": name,
             "in": "path",
             "required": True,
-            "schema": {"type": "string", "maxLength": 64},
+            "schema": {"type": "string", "pattern": ID_PATTERN},
         }
         for name in _PATH_PARAM.findall(operation.path)
     ]

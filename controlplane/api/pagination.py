@@ -15,6 +15,7 @@ from tortoise.expressions import Q
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
+from controlplane.api.fields import ObjectId
 from controlplane.errors import InvalidRequest
 
 RowT = TypeVar("RowT", bound=Model)
@@ -27,8 +28,8 @@ class ListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=10, ge=1, le=100, description="Page size, 1 to 100.")
-    starting_after: str | None = Field(
-        default=None, max_length=64, description="Id of the last object of the previous page."
+    starting_after: ObjectId | None = Field(
+        default=None, description="Id of the last object of the previous page."
     )
 
 

@@ -32,7 +32,7 @@ from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
 from controlplane import audit
-from controlplane.api.bodies import parse_body, validation_error
+from controlplane.api.bodies import parse_body, reject_nul_characters, validation_error
 from controlplane.auth.admin import AdminPrincipal, authenticate_admin
 from controlplane.auth.api_key_cache import ApiKeyCache, invalidate_cached_keys
 from controlplane.auth.api_keys import KeyPrincipal, bearer_token
@@ -157,6 +157,7 @@ def forget_keys_after_commit(call: Call) -> None:
 
 def parse_query(request: Request, model: type[ModelT]) -> ModelT:
     values = dict(request.query_params)
+    reject_nul_characters(values)
     try:
         return model.model_validate(values)
     except ValidationError as exc:

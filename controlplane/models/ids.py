@@ -7,7 +7,16 @@ and never reveal row counts the way sequential integers do.
 from __future__ import annotations
 
 import base64
+import re
 import secrets
+
+ID_PATTERN = r"^[a-z]{3}_[a-z2-7]{24}$"
+_ID = re.compile(ID_PATTERN)
+
+
+def is_well_formed_id(value: str) -> bool:
+    """True for strings shaped like our ids; anything else cannot name a row (no query needed)."""
+    return _ID.fullmatch(value) is not None
 
 
 def new_id(prefix: str) -> str:

@@ -82,3 +82,40 @@ def dump_database(database_url: str) -> str:
         check=True,
         timeout=120,
     ).stdout
+
+
+def empty_all_tables_sync(database_url: str) -> None:
+    """:func:`empty_all_tables` for synchronous tests, on a connection of its own."""
+    import asyncio
+    import sqlite3
+
+    from controlplane.db import MODELS_MODULE
+
+    models = __import__(MODELS_MODULE, fromlist=["__all__"])
+    tables = sorted(
+        {
+            getattr(models, name)._meta.db_table
+            for name in models.__all__
+            if hasattr(getattr(models, name), "_meta")
+        }
+    )
+    if database_url.startswith("sqlite"):
+        connection = sqlite3.connect(database_url.split("://", 1)[1])
+        try:
+            for table in tables:
+                connection.execute(f'DELETE FROM "{table}"')
+            connection.commit()
+        finally:
+            connection.close()
+        return
+
+    async def truncate() -> None:
+        connection = await asyncpg.connect(_asyncpg_dsn(database_url))
+        try:
+            await connection.execute(
+                "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
+            )
+        finally:
+            await connection.close()
+
+    asyncio.run(truncate())

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import httpx
 
 
 def brik_cloud_command() -> list[str]:
@@ -49,3 +56,32 @@ def is_running(pid: int) -> bool:
     except OSError:
         return False
     return state[state.rindex(")") + 2] != "Z"
+
+
+@contextlib.contextmanager
+def running_command(
+    *args: str, env: dict[str, str], ready_url: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``brik-cloud <args>`` as a subprocess, once ``ready_url`` answers 200; SIGTERM on exit."""
+    process = subprocess.Popen(
+        [*brik_cloud_command(), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"brik-cloud {args[0]} exited: {process.stderr.read()!r}")  # type: ignore[union-attr]
+            try:
+                if httpx.get(ready_url, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"brik-cloud {args[0]} never became ready")
+            time.sleep(0.2)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        if process.stderr is not None:
+            process.stderr.close()

@@ -130,3 +130,23 @@ async def test_member_role_rules(client: httpx.AsyncClient, database: None) -> N
     assert not await Membership.filter(id=by_role["developer"]).exists()
     changes = await AuditEvent.filter(action__in=["member.role_changed", "member.removed"]).count()
     assert changes == 2
+
+
+async def test_nul_characters_and_malformed_ids_are_refused_before_the_database(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    ada = await make_person("ada@example.com")
+    nul = await client.post("/v1/organizations", json={"name": "a\u0000b"}, headers=ada.headers)
+    assert nul.status_code == 400
+    assert nul.json()["error"]["param"] == "name"
+    key = await client.post("/v1/organizations", json={"na\u0000me": "x"}, headers=ada.headers)
+    assert key.status_code == 400
+    for path in ("/v1/organizations/org%00", "/v1/projects/" + "p" * 5000, "/v1/projects/ö"):
+        response = await client.get(path, headers=ada.headers)
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "resource_missing"
+    query = await client.get(
+        "/v1/organizations", params={"starting_after": "org\x00"}, headers=ada.headers
+    )
+    assert query.status_code == 400
+    assert await Organization.all().count() == 0
