@@ -31,6 +31,17 @@ def _secret_key(settings: Settings) -> str:
         raise click.ClickException(str(exc)) from None
 
 
+def _require_production_secrets(settings: Settings) -> None:
+    """``serve`` and ``worker`` start only with a secret key and a valid encryption key ring."""
+    from controlplane.crypto import KeyRing, KeyRingError
+
+    _secret_key(settings)
+    try:
+        KeyRing([key.get_secret_value() for key in settings.encryption_keys])
+    except KeyRingError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Brik Cloud: self-hosted push and backend platform for mobile apps."""
@@ -62,7 +73,7 @@ def serve(host: str, port: int) -> None:
     from controlplane.app import create_app
 
     settings = _settings()
-    _secret_key(settings)
+    _require_production_secrets(settings)
     configure_logging(settings.log_level)
     config = uvicorn.Config(
         create_app(settings),
@@ -81,7 +92,7 @@ def worker() -> None:
     from workers.worker import run_worker
 
     settings = _settings()
-    _secret_key(settings)
+    _require_production_secrets(settings)
     configure_logging(settings.log_level)
     asyncio.run(run_worker(settings))
 

@@ -7,6 +7,7 @@ import time
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.processes import brik_cloud_command, clean_environment, free_port
@@ -38,6 +39,17 @@ def test_production_processes_refuse_to_start_without_a_secret_key(command: str)
     result = run(command)
     assert result.returncode != 0
     assert "BRIK_SECRET_KEY" in result.stderr
+
+
+@pytest.mark.parametrize("keys", ["", "not-a-fernet-key"])
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_production_processes_refuse_to_start_without_valid_encryption_keys(
+    command: str, keys: str
+) -> None:
+    result = run(command, BRIK_SECRET_KEY=TEST_SECRET_KEY, BRIK_ENCRYPTION_KEYS=keys)
+    assert result.returncode != 0
+    assert "BRIK_ENCRYPTION_KEYS" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_invalid_configuration_is_reported_not_a_traceback() -> None:
@@ -82,6 +94,7 @@ def test_serve_and_worker_processes_deliver_the_pipeline_probe(
         BRIK_DATABASE_URL=database_url,
         BRIK_REDIS_URL=redis_url,
         BRIK_SECRET_KEY=TEST_SECRET_KEY,
+        BRIK_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
         BRIK_QUEUE_NAME=f"brik-cli-test:{port}",
     )
     assert run("migrate", **env).returncode == 0

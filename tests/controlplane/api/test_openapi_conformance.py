@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+from cryptography.fernet import Fernet
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -47,7 +48,7 @@ def live_server(database_url: str, redis_url: str) -> Iterator[dict[str, Any]]:
         BRIK_DATABASE_URL=database_url,
         BRIK_REDIS_URL=redis_url,
         BRIK_SECRET_KEY=TEST_SECRET_KEY,
-        BRIK_ENCRYPTION_KEYS="x" * 43 + "=",
+        BRIK_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
         BRIK_QUEUE_NAME=f"brik-schemathesis:{port}",
         BRIK_LOG_LEVEL="WARNING",
     )
