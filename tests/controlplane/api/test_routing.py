@@ -1,0 +1,133 @@
+"""The operation pipeline every /v1 route shares: scopes, bodies, transactions, after-commit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Literal
+
+import httpx
+import pytest
+from pydantic import BaseModel, ConfigDict
+from starlette.applications import Starlette
+
+from controlplane.api.routing import Auth, Call, Operation, build_routes
+from controlplane.auth.api_keys import issue_api_key
+from controlplane.models import KeyKind, KeyMode, Project
+from tests.conftest import TEST_SECRET_KEY
+from tests.support.servers import serving
+from tests.support.tenants import make_tenant
+
+pytestmark = pytest.mark.database
+
+
+class Rename(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+
+
+class Renamed(BaseModel):
+    object: Literal["renamed"] = "renamed"
+    name: str
+
+
+async def rename_then_fail(call: Call) -> Renamed:
+    """Writes, then breaks: the write must not survive."""
+    project = call.tenant.project
+    assert project is not None
+    project.name = call.body_as(Rename).name
+    await project.save(update_fields=["name"])
+    raise RuntimeError("a bug after a write")
+
+
+async def push_something(call: Call) -> Renamed:
+    return Renamed(name=call.key.project_id)
+
+
+async def with_after_commit(call: Call) -> Renamed:
+    call.after_commit.append(lambda: _note_commit(call))
+    return Renamed(name="done")
+
+
+COMMITS: list[str] = []
+
+
+async def _note_commit(call: Call) -> None:
+    COMMITS.append(call.request.url.path)
+
+
+TEST_OPERATIONS = [
+    Operation("POST", "/v1/projects/{project_id}/rename-then-fail", rename_then_fail,
+              "test", "Test", body=Rename, response=Renamed),
+    Operation("POST", "/v1/test/pushes", push_something, "test", "Test",
+              auth=Auth.API_KEY, scope="pushes:write", response=Renamed),
+    Operation("POST", "/v1/test/after-commit", with_after_commit, "test", "Test",
+              auth=Auth.API_KEY, response=Renamed),
+]  # fmt: skip
+
+
+@pytest.fixture
+async def http(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    app.router.routes.extend(build_routes(TEST_OPERATIONS))
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
+        yield client
+
+
+async def test_a_missing_scope_is_403_naming_it(http: httpx.AsyncClient, database: None) -> None:
+    acme = await make_tenant("Acme")
+    _, publishable = await issue_api_key(
+        acme.project,
+        name="app",
+        kind=KeyKind.PUBLISHABLE,
+        mode=KeyMode.TEST,
+        pepper=TEST_SECRET_KEY,
+    )
+    denied = await http.post("/v1/test/pushes", headers={"Authorization": f"Bearer {publishable}"})
+    assert denied.status_code == 403
+    assert denied.json()["error"] == {
+        "type": "permission_error",
+        "code": "missing_scope",
+        "message": "This API key lacks the 'pushes:write' scope.",
+        "param": "pushes:write",
+    }
+    allowed = await http.post(
+        "/v1/test/pushes", headers={"Authorization": f"Bearer {acme.secret_key}"}
+    )
+    assert allowed.json()["name"] == acme.project.id
+
+
+async def test_a_failing_handler_writes_nothing(http: httpx.AsyncClient, database: None) -> None:
+    acme = await make_tenant("Acme")
+    response = await http.post(
+        f"/v1/projects/{acme.project.id}/rename-then-fail",
+        json={"name": "Half done"},
+        headers=acme.owner.headers,
+    )
+    assert response.status_code == 500
+    assert response.json()["error"]["type"] == "api_error"
+    assert (await Project.get(id=acme.project.id)).name == "Acme app"
+
+
+async def test_after_commit_work_runs_and_bodies_are_refused_where_none_is_taken(
+    http: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    key = {"Authorization": f"Bearer {acme.secret_key}"}
+    COMMITS.clear()
+    assert (await http.post("/v1/test/after-commit", headers=key)).status_code == 200
+    assert COMMITS == ["/v1/test/after-commit"]
+    stray = await http.post("/v1/test/after-commit", json={"x": 1}, headers=key)
+    assert stray.status_code == 400
+    assert stray.json()["error"]["code"] == "unexpected_body"
+    assert COMMITS == ["/v1/test/after-commit"]
+
+
+async def test_head_is_answered_like_get(http: httpx.AsyncClient, database: None) -> None:
+    acme = await make_tenant("Acme")
+    head = await http.head("/v1/user", headers=acme.owner.headers)
+    assert head.status_code == 200
+    assert head.content == b""
+
+
+def test_a_route_with_an_unscoped_path_id_cannot_be_built() -> None:
+    with pytest.raises(ValueError, match="PATH_OBJECTS"):
+        build_routes([Operation("GET", "/v1/widgets/{widget_id}", push_something, "t", "T")])
