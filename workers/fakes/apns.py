@@ -1,0 +1,350 @@
+"""A fake APNs: HTTP/2 over TLS, provider-token (JWT) auth, scripted outcomes, a full log.
+
+What it checks, as Apple does (reasons are Apple's):
+
+* ``POST /3/device/<hex token>`` only (405 ``MethodNotAllowed``, 404 ``BadPath``,
+  400 ``BadDeviceToken``);
+* the ES256 provider token: present (403 ``MissingProviderToken``), a known ``kid`` whose
+  signature verifies and whose ``iss`` is that key's team (403 ``InvalidProviderToken``),
+  issued less than an hour ago (403 ``ExpiredProviderToken``);
+* ``apns-topic`` present (400 ``MissingTopic``) and, for ``apns-push-type: liveactivity``,
+  ending in ``.push-type.liveactivity`` (400 ``BadTopic``); ``apns-push-type`` known
+  (400 ``InvalidPushType``); ``apns-priority`` 1, 5 or 10 (400 ``BadPriority``); ``apns-id`` a
+  UUID (400 ``BadMessageId``); ``apns-expiration`` an integer (400 ``BadExpirationDate``);
+  ``apns-collapse-id`` at most 64 bytes (400 ``BadCollapseId``);
+* the payload: a JSON object (400 ``PayloadEmpty``) of at most 4096 bytes
+  (413 ``PayloadTooLarge``).
+
+A good request gets 200 with headers only, echoing ``apns-id`` (or a fresh one). Tests script
+per-token outcomes (:meth:`FakeAPNs.script`): an error status and reason (410 ``Unregistered``
+carries a timestamp), a slow answer, or a dropped connection; ``chaos`` makes a share of all
+requests fail temporarily. Every request is recorded (:attr:`FakeAPNs.received`) with what
+was answered, so tests can count accepted deliveries per ``(apns-id, token)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import ssl
+import time
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import ConnectionTerminated, DataReceived, RequestReceived, StreamEnded
+from h2.exceptions import ProtocolError, StreamClosedError
+
+MAX_PAYLOAD_BYTES = 4096
+PROVIDER_TOKEN_MAX_AGE = 3600
+PUSH_TYPES = frozenset(
+    {"alert", "background", "location", "voip", "complication", "fileprovider", "mdm",
+     "liveactivity", "pushtotalk", "widgets", "controls"}
+)  # fmt: skip
+_TOKEN = re.compile(r"^[0-9a-fA-F]{64,200}$")
+_DEVICE_PATH = re.compile(r"^/3/device/(?P<token>[^/?]+)$")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the fake answers to one request for a token."""
+
+    status: int = 200
+    reason: str | None = None
+    delay: float = 0.0
+    drop_connection: bool = False
+
+    @classmethod
+    def ok(cls, delay: float = 0.0) -> Outcome:
+        return cls(delay=delay)
+
+    @classmethod
+    def error(cls, status: int, reason: str) -> Outcome:
+        return cls(status=status, reason=reason)
+
+    @classmethod
+    def dropped(cls) -> Outcome:
+        """Close the connection without answering (the provider's fate unknown to the client)."""
+        return cls(status=0, drop_connection=True)
+
+
+UNREGISTERED = Outcome.error(410, "Unregistered")
+BAD_DEVICE_TOKEN = Outcome.error(400, "BadDeviceToken")
+TOO_MANY_REQUESTS = Outcome.error(429, "TooManyRequests")
+INTERNAL_SERVER_ERROR = Outcome.error(500, "InternalServerError")
+SERVICE_UNAVAILABLE = Outcome.error(503, "ServiceUnavailable")
+EXPIRED_PROVIDER_TOKEN = Outcome.error(403, "ExpiredProviderToken")
+
+
+@dataclass(frozen=True)
+class ReceivedPush:
+    """One request as the fake saw it, and what it answered."""
+
+    apns_id: str
+    token: str
+    headers: dict[str, str]
+    payload: Any
+    status: int
+    reason: str | None
+    received_at: float
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == 200
+
+
+@dataclass
+class SigningKey:
+    team_id: str
+    public_key: Any  # a cryptography EC public key
+
+
+@dataclass
+class FakeAPNs:
+    """The server; ``await start()``, point aioapns at ``host``/``port``, ``await stop()``."""
+
+    tls: ssl.SSLContext
+    keys: dict[str, SigningKey] = field(default_factory=dict)
+    chaos: float = 0.0
+    chaos_outcomes: tuple[Outcome, ...] = (
+        TOO_MANY_REQUESTS, INTERNAL_SERVER_ERROR, SERVICE_UNAVAILABLE,
+    )  # fmt: skip
+    seed: int = 0
+    received: list[ReceivedPush] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._scripts: dict[str, deque[Outcome]] = defaultdict(deque)
+        self._random = random.Random(self.seed)
+        self._server: asyncio.Server | None = None
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.connections = 0
+        self._transports: set[asyncio.Transport] = set()
+
+    def add_key(self, key_id: str, team_id: str, public_key: Any) -> None:
+        self.keys[key_id] = SigningKey(team_id, public_key)
+
+    def script(self, token: str, *outcomes: Outcome) -> None:
+        """Answer the next requests for ``token`` with ``outcomes``, then 200 again."""
+        self._scripts[token.lower()].extend(outcomes)
+
+    def accepted(self) -> list[ReceivedPush]:
+        return [push for push in self.received if push.accepted]
+
+    def deliveries_per_device(self) -> dict[tuple[str, str], int]:
+        """Times each ``(apns-id, token)`` was accepted; anything above 1 is a duplicate."""
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        for push in self.accepted():
+            counts[(push.apns_id, push.token)] += 1
+        return dict(counts)
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _APNsConnection(self), host, port, ssl=self.tls
+        )
+        self.host = host
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for transport in list(self._transports):
+                transport.abort()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> FakeAPNs:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+    # -- request handling ------------------------------------------------------------------
+
+    def _next_outcome(self, token: str) -> Outcome:
+        script = self._scripts.get(token.lower())
+        if script:
+            return script.popleft()
+        if self.chaos and self._random.random() < self.chaos:
+            return self._random.choice(self.chaos_outcomes)
+        return Outcome.ok()
+
+    def _check_provider_token(self, authorization: str | None) -> str | None:
+        if not authorization or not authorization.lower().startswith("bearer "):
+            return "MissingProviderToken"
+        token = authorization[7:].strip()
+        try:
+            header = jwt.get_unverified_header(token)
+            key = self.keys.get(str(header.get("kid")))
+            if key is None or header.get("alg") != "ES256":
+                return "InvalidProviderToken"
+            claims = jwt.decode(
+                token, key.public_key, algorithms=["ES256"],
+                options={"require": ["iss", "iat"], "verify_iat": False},
+            )  # fmt: skip
+        except jwt.PyJWTError:
+            return "InvalidProviderToken"
+        if claims.get("iss") != key.team_id:
+            return "InvalidProviderToken"
+        if time.time() - float(claims["iat"]) > PROVIDER_TOKEN_MAX_AGE:
+            return "ExpiredProviderToken"
+        return None
+
+    def check(self, headers: dict[str, str], body: bytes) -> tuple[int, str | None, str, Any]:
+        """Validate one request as APNs does: ``(status, reason, token, payload)``."""
+        if headers.get(":method") != "POST":
+            return 405, "MethodNotAllowed", "", None
+        match = _DEVICE_PATH.match(headers.get(":path", ""))
+        if match is None:
+            return 404, "BadPath", "", None
+        token = match["token"]
+        if not _TOKEN.match(token):
+            return 400, "BadDeviceToken", token, None
+        problem = self._check_provider_token(headers.get("authorization"))
+        if problem is not None:
+            return 403, problem, token, None
+        topic = headers.get("apns-topic")
+        push_type = headers.get("apns-push-type", "alert")
+        apns_id = headers.get("apns-id")
+        failures = [
+            (not topic, "MissingTopic"),
+            (push_type not in PUSH_TYPES, "InvalidPushType"),
+            (push_type == "liveactivity" and not (topic or "").endswith(
+                ".push-type.liveactivity"), "BadTopic"),
+            (headers.get("apns-priority", "10") not in {"1", "5", "10"}, "BadPriority"),
+            (apns_id is not None and not _is_uuid(apns_id), "BadMessageId"),
+            (not headers.get("apns-expiration", "0").isdigit(), "BadExpirationDate"),
+            (len(headers.get("apns-collapse-id", "").encode()) > 64, "BadCollapseId"),
+        ]  # fmt: skip
+        for failed, reason in failures:
+            if failed:
+                return 400, reason, token, None
+        if len(body) > MAX_PAYLOAD_BYTES:
+            return 413, "PayloadTooLarge", token, None
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            return 400, "PayloadEmpty", token, None
+        return 200, None, token, payload
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return len(value) == 36
+
+
+class _APNsConnection(asyncio.Protocol):
+    """One client connection: an h2 server state machine."""
+
+    def __init__(self, fake: FakeAPNs) -> None:
+        self.fake = fake
+        self.conn = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
+        self.transport: asyncio.Transport | None = None
+        self.streams: dict[int, tuple[dict[str, str], bytearray]] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.fake.connections += 1
+        self.fake._transports.add(transport)
+        self.conn.initiate_connection()
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.conn.receive_data(data)
+        except ProtocolError:
+            self._flush()
+            if self.transport is not None:
+                self.transport.close()
+            return
+        for event in events:
+            if isinstance(event, RequestReceived):
+                self.streams[event.stream_id] = (dict(_str_headers(event.headers)), bytearray())
+            elif isinstance(event, DataReceived):
+                self.streams[event.stream_id][1].extend(event.data)
+                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, StreamEnded):
+                headers, body = self.streams.pop(event.stream_id)
+                self._answer(event.stream_id, headers, bytes(body))
+            elif isinstance(event, ConnectionTerminated) and self.transport is not None:
+                self.transport.close()
+        self._flush()
+
+    def _answer(self, stream_id: int, headers: dict[str, str], body: bytes) -> None:
+        status, reason, token, payload = self.fake.check(headers, body)
+        outcome = self.fake._next_outcome(token) if status == 200 else Outcome(status, reason)
+        apns_id = headers.get("apns-id") or str(uuid.uuid4()).upper()
+        self.fake.received.append(
+            ReceivedPush(
+                apns_id=apns_id.lower(),
+                token=token.lower(),
+                headers={k: v for k, v in headers.items() if not k.startswith(":")},
+                payload=payload,
+                status=0 if outcome.drop_connection else outcome.status,
+                reason=outcome.reason,
+                received_at=time.time(),
+            )
+        )
+        if outcome.drop_connection:
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        if outcome.delay:
+            asyncio.get_running_loop().call_later(
+                outcome.delay, self._respond, stream_id, apns_id, outcome
+            )
+        else:
+            self._respond(stream_id, apns_id, outcome)
+
+    def _respond(self, stream_id: int, apns_id: str, outcome: Outcome) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        response_headers = [(":status", str(outcome.status)), ("apns-id", apns_id)]
+        try:
+            if outcome.status == 200:
+                self.conn.send_headers(stream_id, response_headers, end_stream=True)
+            else:
+                error: dict[str, Any] = {"reason": outcome.reason}
+                if outcome.status == 410:
+                    error["timestamp"] = int(time.time() * 1000)
+                data = json.dumps(error).encode()
+                self.conn.send_headers(
+                    stream_id,
+                    [*response_headers, ("content-type", "application/json")],
+                )
+                self.conn.send_data(stream_id, data, end_stream=True)
+        except StreamClosedError:
+            return
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(self.conn.data_to_send())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None:
+            self.fake._transports.discard(self.transport)
+        self.transport = None
+
+
+def _str_headers(headers: Iterable[tuple[Any, Any]]) -> Iterable[tuple[str, str]]:
+    for name, value in headers:
+        yield (
+            name.decode() if isinstance(name, bytes) else name,
+            value.decode() if isinstance(value, bytes) else value,
+        )

@@ -1,0 +1,1 @@
+"""Push providers: APNs, FCM and the sandbox, behind one small interface."""
