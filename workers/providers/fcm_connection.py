@@ -1,0 +1,151 @@
+"""pyfcm pointed at the right FCM host, and driven so it can neither block nor sleep unbounded.
+
+pyfcm is synchronous, and its ``notify()`` answers a ``Retry-After`` by ``time.sleep()``-ing for
+as long as the server asks, then recursing — and the ``requests`` adapter it mounts retries
+502/503 with backoff, honouring ``Retry-After`` too. In a worker that would freeze the event
+loop, or at best a thread, for an hour. So we use pyfcm for what it is good at — service-account
+credentials and their OAuth2 refresh (google-auth), the endpoint, the JSON encoding — and send
+ourselves:
+
+* each POST runs in a thread (``asyncio.to_thread``), never on the event loop;
+* pyfcm's session gets an adapter with **no** retries, so nothing sleeps inside the thread;
+* a ``Retry-After`` comes back to the caller as a number (capped at ``max_retry_after``), to be
+  turned into a deferred retry of the job — not a sleep;
+* an ``ACCESS_TOKEN_EXPIRED`` 401 refreshes the token once and resends.
+
+Endpoint adaptation, the one place: pyfcm builds its URL from the ``FCM_END_POINT_BASE``
+class attribute (set here on the instance from ``BRIK_FCM_BASE_URL``); google-auth takes the
+token URL from the service account's ``token_uri`` (replaced by ``BRIK_FCM_TOKEN_URL`` when that
+is not Google's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from google.auth.exceptions import RefreshError
+from google.oauth2 import service_account
+from pyfcm import FCMNotification
+from pyfcm.errors import InvalidDataError
+from requests.adapters import HTTPAdapter
+
+from controlplane.settings import GOOGLE_TOKEN_URL, Settings
+
+FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+DEFAULT_MAX_RETRY_AFTER = 300.0
+CREDENTIALS_REFUSED = "CREDENTIALS_REFUSED"  # ours: the OAuth2 token could not be obtained
+
+
+@dataclass(frozen=True)
+class FcmResult:
+    """What FCM answered to one message."""
+
+    status: int
+    message_name: str | None = None
+    error_status: str | None = None
+    error_code: str | None = None
+    error_message: str = ""
+    retry_after: float | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status == 200
+
+
+def _error_parts(body: Any) -> tuple[str | None, str | None, str, str | None]:
+    """(status, FCM errorCode, message, ErrorInfo reason) of a Google API error body."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None, None, "", None
+    code = reason = None
+    for detail in error.get("details") or []:
+        if isinstance(detail, dict):
+            code = code or detail.get("errorCode")
+            reason = reason or detail.get("reason")
+    return error.get("status"), code, str(error.get("message", "")), reason
+
+
+class FcmSender:
+    """Sends FCM v1 messages for one service account."""
+
+    def __init__(
+        self,
+        service_account_info: dict[str, Any],
+        settings: Settings,
+        *,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        request_timeout: float = 30.0,
+    ) -> None:
+        info = dict(service_account_info)
+        if settings.fcm_token_url != GOOGLE_TOKEN_URL:
+            info["token_uri"] = settings.fcm_token_url
+        credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+            info, scopes=[FCM_SCOPE]
+        )
+        self._fcm = FCMNotification(
+            credentials=credentials,
+            project_id=info.get("project_id"),
+            adapter=HTTPAdapter(max_retries=0),
+        )
+        self._fcm.FCM_END_POINT_BASE = settings.fcm_base_url.rstrip("/") + "/v1/projects"
+        self.max_retry_after = max_retry_after
+        self.request_timeout = request_timeout
+
+    async def send(self, message: dict[str, Any]) -> FcmResult:
+        """POST ``{"message": message}``; the outcome, or a ``requests`` transport error."""
+        payload = self._fcm.json_dumps({"message": message})
+        return await asyncio.to_thread(self._send_blocking, payload, self.request_timeout)
+
+    def _send_blocking(self, payload: bytes, timeout: float) -> FcmResult:
+        try:
+            response = self._post(payload, timeout)
+        except (InvalidDataError, RefreshError) as exc:
+            # The token endpoint refused the service account (revoked key, wrong account).
+            return FcmResult(
+                status=401,
+                error_status="UNAUTHENTICATED",
+                error_code=CREDENTIALS_REFUSED,
+                error_message=f"Google refused the service account: {exc}"[:500],
+            )
+        result = self._result(response)
+        if result.status == 401 and result.error_code is None and self._token_expired(response):
+            self._fcm.thread_local.token_expiry = 0  # pyfcm refreshes on next session use
+            result = self._result(self._post(payload, timeout))
+        return result
+
+    def _post(self, payload: bytes, timeout: float) -> requests.Response:
+        session: requests.Session = self._fcm.requests_session
+        return session.post(self._fcm.fcm_end_point, data=payload, timeout=timeout)
+
+    @staticmethod
+    def _token_expired(response: requests.Response) -> bool:
+        try:
+            return _error_parts(response.json())[3] == "ACCESS_TOKEN_EXPIRED"
+        except ValueError:
+            return False
+
+    def _result(self, response: requests.Response) -> FcmResult:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code == 200 and isinstance(body, dict):
+            return FcmResult(status=200, message_name=body.get("name"))
+        status, code, message, _ = _error_parts(body)
+        retry_after = None
+        if "Retry-After" in response.headers:
+            try:
+                retry_after = min(float(response.headers["Retry-After"]), self.max_retry_after)
+            except ValueError:
+                retry_after = None
+        return FcmResult(
+            status=response.status_code,
+            error_status=status,
+            error_code=code,
+            error_message=message or (json.dumps(body)[:500] if body else response.text[:500]),
+            retry_after=retry_after,
+        )
