@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import jwt
@@ -27,28 +27,9 @@ TOKEN = "ab" * 32
 
 
 @pytest.fixture
-def signing_key() -> SigningKey:
-    return new_signing_key()
-
-
-@pytest.fixture
-async def fake(tmp_path: Path, signing_key: SigningKey) -> AsyncIterator[FakeAPNs]:
-    tls = fake_host_tls(tmp_path)
-    server = FakeAPNs(tls=tls.server)
-    server.add_key(signing_key.key_id, signing_key.team_id, signing_key.public_key)
-    server.ca_file = tls.ca_file  # type: ignore[attr-defined]
-    async with server:
-        yield server
-
-
-@pytest.fixture
-def pool_for(fake: FakeAPNs) -> Callable[..., APNsKeyConnectionPool]:
+def pool_for(apns_settings: Settings) -> Callable[..., APNsKeyConnectionPool]:
     def make(key: SigningKey, topic: str = TOPIC) -> APNsKeyConnectionPool:
-        settings = Settings(
-            apns_host=fake.host,
-            apns_port=fake.port,
-            apns_ca_file=fake.ca_file,  # type: ignore[attr-defined]
-        )
+        settings = apns_settings
         return apns_pool(
             key=key.pem, key_id=key.key_id, team_id=key.team_id, topic=topic,
             sandbox=True, settings=settings,
@@ -58,7 +39,7 @@ def pool_for(fake: FakeAPNs) -> Callable[..., APNsKeyConnectionPool]:
 
 
 async def test_an_alert_is_accepted_and_recorded_as_sent(
-    fake: FakeAPNs, pool_for: Callable[..., APNsKeyConnectionPool], signing_key: SigningKey
+    apns_fake: FakeAPNs, pool_for: Callable[..., APNsKeyConnectionPool], signing_key: SigningKey
 ) -> None:
     pool = pool_for(signing_key)
     apns_id = str(uuid.uuid4())
@@ -74,7 +55,7 @@ async def test_an_alert_is_accepted_and_recorded_as_sent(
     result = await pool.send_notification(request)
     pool.close()
     assert (result.status, result.notification_id) == ("200", apns_id)
-    [received] = fake.received
+    [received] = apns_fake.received
     assert received.accepted
     assert (received.apns_id, received.token) == (apns_id, TOKEN)
     assert received.payload == {"aps": {"alert": {"title": "Order shipped"}}}
@@ -84,13 +65,13 @@ async def test_an_alert_is_accepted_and_recorded_as_sent(
     assert headers["apns-priority"] == "10"
     assert headers["apns-collapse-id"] == "order-42"
     assert int(headers["apns-expiration"]) > time.time()
-    assert fake.deliveries_per_device() == {(apns_id, TOKEN): 1}
+    assert apns_fake.deliveries_per_device() == {(apns_id, TOKEN): 1}
 
 
 async def test_scripted_outcomes_reach_the_client_with_apples_reasons(
-    fake: FakeAPNs, pool_for: Callable[..., APNsKeyConnectionPool], signing_key: SigningKey
+    apns_fake: FakeAPNs, pool_for: Callable[..., APNsKeyConnectionPool], signing_key: SigningKey
 ) -> None:
-    fake.script(TOKEN, UNREGISTERED, BAD_DEVICE_TOKEN, Outcome.error(429, "TooManyRequests"))
+    apns_fake.script(TOKEN, UNREGISTERED, BAD_DEVICE_TOKEN, Outcome.error(429, "TooManyRequests"))
     pool = pool_for(signing_key)
     results = [
         await pool.send_notification(NotificationRequest(TOKEN, {"aps": {"alert": "x"}}))
@@ -104,11 +85,11 @@ async def test_scripted_outcomes_reach_the_client_with_apples_reasons(
         ("200", None),
     ]
     assert results[0].timestamp is not None
-    assert [push.accepted for push in fake.received] == [False, False, False, True]
+    assert [push.accepted for push in apns_fake.received] == [False, False, False, True]
 
 
 async def test_an_unknown_key_or_wrong_team_is_refused(
-    fake: FakeAPNs, pool_for: Callable[..., APNsKeyConnectionPool]
+    apns_fake: FakeAPNs, pool_for: Callable[..., APNsKeyConnectionPool]
 ) -> None:
     # A key id Apple never issued; and a known key id signed by someone else's key.
     for key in (new_signing_key(key_id="UNKNOWNKEY"), new_signing_key(team_id="OTHERTEAM")):
@@ -116,11 +97,11 @@ async def test_an_unknown_key_or_wrong_team_is_refused(
         result = await pool.send_notification(NotificationRequest(TOKEN, {"aps": {}}))
         pool.close()
         assert (result.status, result.description) == ("403", "InvalidProviderToken")
-    assert fake.accepted() == []
+    assert apns_fake.accepted() == []
 
 
 async def test_live_activity_topics_and_payload_size_are_enforced(
-    fake: FakeAPNs, pool_for: Callable[..., APNsKeyConnectionPool], signing_key: SigningKey
+    apns_fake: FakeAPNs, pool_for: Callable[..., APNsKeyConnectionPool], signing_key: SigningKey
 ) -> None:
     plain = pool_for(signing_key)
     wrong_topic = await plain.send_notification(
@@ -149,23 +130,23 @@ async def test_live_activity_topics_and_payload_size_are_enforced(
     )
     live.close()
     assert ok.status == "200"
-    assert fake.accepted()[0].headers["apns-topic"].endswith(".push-type.liveactivity")
+    assert apns_fake.accepted()[0].headers["apns-topic"].endswith(".push-type.liveactivity")
 
 
 async def test_a_dropped_connection_is_recorded_and_the_client_reconnects(
-    fake: FakeAPNs, pool_for: Callable[..., APNsKeyConnectionPool], signing_key: SigningKey
+    apns_fake: FakeAPNs, pool_for: Callable[..., APNsKeyConnectionPool], signing_key: SigningKey
 ) -> None:
-    fake.script(TOKEN, Outcome.dropped())
+    apns_fake.script(TOKEN, Outcome.dropped())
     pool = pool_for(signing_key)
     apns_id = str(uuid.uuid4())
     result = await pool.send_notification(NotificationRequest(TOKEN, {"aps": {}}, apns_id))
     pool.close()
     # aioapns re-sends on a new connection with the same apns-id; only one was accepted.
     assert result.status == "200"
-    assert [push.status for push in fake.received] == [0, 200]
-    assert {push.apns_id for push in fake.received} == {apns_id}
-    assert fake.connections == 2
-    assert fake.deliveries_per_device() == {(apns_id, TOKEN): 1}
+    assert [push.status for push in apns_fake.received] == [0, 200]
+    assert {push.apns_id for push in apns_fake.received} == {apns_id}
+    assert apns_fake.connections == 2
+    assert apns_fake.deliveries_per_device() == {(apns_id, TOKEN): 1}
 
 
 def test_the_fake_checks_provider_token_age_and_headers(
@@ -205,9 +186,9 @@ def test_the_fake_checks_provider_token_age_and_headers(
 
 
 async def test_a_slow_answer_arrives_late(
-    fake: FakeAPNs, pool_for: Callable[..., APNsKeyConnectionPool], signing_key: SigningKey
+    apns_fake: FakeAPNs, pool_for: Callable[..., APNsKeyConnectionPool], signing_key: SigningKey
 ) -> None:
-    fake.script(TOKEN, Outcome.ok(delay=0.5))
+    apns_fake.script(TOKEN, Outcome.ok(delay=0.5))
     pool = pool_for(signing_key)
     sending = asyncio.ensure_future(pool.send_notification(NotificationRequest(TOKEN, {"aps": {}})))
     done, _ = await asyncio.wait({sending}, timeout=0.1)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from controlplane.settings import Settings
 from tests.support.google import new_service_account
@@ -25,12 +22,6 @@ from workers.providers.fcm_connection import CREDENTIALS_REFUSED, FcmSender
 TOKEN = "fcm-token-" + "x" * 140
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeFCM]:
-    async with FakeFCM() as server:
-        yield server
-
-
 def sender_for(fake: FakeFCM, *, register: bool = True, **kwargs: Any) -> FcmSender:
     info, public_key = new_service_account("https://oauth2.googleapis.com/token")
     if register:
@@ -44,22 +35,24 @@ def alert(token: str = TOKEN, **extra: Any) -> dict[str, Any]:
     return {"token": token, "notification": {"title": "Order shipped"}, **extra}
 
 
-async def test_a_message_is_sent_with_a_token_from_the_oauth_endpoint(fake: FakeFCM) -> None:
-    sender = sender_for(fake)
+async def test_a_message_is_sent_with_a_token_from_the_oauth_endpoint(fcm_fake: FakeFCM) -> None:
+    sender = sender_for(fcm_fake)
     first = await sender.send(alert(android={"priority": "HIGH", "ttl": "3600s"}))
     second = await sender.send(alert())
     assert first.delivered
     assert second.delivered
     assert first.message_name is not None
     assert first.message_name.startswith("projects/brik-test-app/messages/")
-    assert fake.token_requests == 1  # the access token is reused
-    assert [m.token for m in fake.accepted()] == [TOKEN, TOKEN]
-    assert fake.accepted()[0].message["android"] == {"priority": "HIGH", "ttl": "3600s"}
+    assert fcm_fake.token_requests == 1  # the access token is reused
+    assert [m.token for m in fcm_fake.accepted()] == [TOKEN, TOKEN]
+    assert fcm_fake.accepted()[0].message["android"] == {"priority": "HIGH", "ttl": "3600s"}
 
 
-async def test_scripted_errors_arrive_with_their_fcm_codes(fake: FakeFCM) -> None:
-    fake.script(TOKEN, UNREGISTERED, INVALID_TOKEN, INTERNAL, UNAVAILABLE, THIRD_PARTY_AUTH_ERROR)
-    sender = sender_for(fake)
+async def test_scripted_errors_arrive_with_their_fcm_codes(fcm_fake: FakeFCM) -> None:
+    fcm_fake.script(
+        TOKEN, UNREGISTERED, INVALID_TOKEN, INTERNAL, UNAVAILABLE, THIRD_PARTY_AUTH_ERROR
+    )
+    sender = sender_for(fcm_fake)
     results = [await sender.send(alert()) for _ in range(6)]
     assert [(r.status, r.error_code) for r in results] == [
         (404, "UNREGISTERED"),
@@ -71,17 +64,17 @@ async def test_scripted_errors_arrive_with_their_fcm_codes(fake: FakeFCM) -> Non
     ]
     assert "registration token" in results[1].error_message
     # No hidden retries: one request per send, even for the 503.
-    assert len(fake.received) == 6
+    assert len(fcm_fake.received) == 6
 
 
-async def test_retry_after_is_returned_capped_never_slept_on(fake: FakeFCM) -> None:
-    fake.script(
+async def test_retry_after_is_returned_capped_never_slept_on(fcm_fake: FakeFCM) -> None:
+    fcm_fake.script(
         TOKEN,
         FcmOutcome(
             429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "Quota", retry_after=3600, delay=0.3
         ),
     )
-    sender = sender_for(fake, max_retry_after=120)
+    sender = sender_for(fcm_fake, max_retry_after=120)
     ticks = 0
 
     async def ticker() -> None:
@@ -94,28 +87,28 @@ async def test_retry_after_is_returned_capped_never_slept_on(fake: FakeFCM) -> N
     result = await sender.send(alert())
     ticking.cancel()
     assert (result.status, result.error_code, result.retry_after) == (429, "QUOTA_EXCEEDED", 120)
-    assert len(fake.received) == 1  # pyfcm would have slept an hour and sent again
+    assert len(fcm_fake.received) == 1  # pyfcm would have slept an hour and sent again
     assert ticks > 1  # the event loop kept running while the request was in flight
 
 
-async def test_an_expired_access_token_is_refreshed_once(fake: FakeFCM) -> None:
-    sender = sender_for(fake)
+async def test_an_expired_access_token_is_refreshed_once(fcm_fake: FakeFCM) -> None:
+    sender = sender_for(fcm_fake)
     assert (await sender.send(alert())).delivered
-    fake.expire_access_tokens()
+    fcm_fake.expire_access_tokens()
     assert (await sender.send(alert())).delivered
-    assert fake.token_requests == 2
+    assert fcm_fake.token_requests == 2
 
 
 async def test_a_service_account_google_does_not_know_is_a_credential_error(
-    fake: FakeFCM,
+    fcm_fake: FakeFCM,
 ) -> None:
-    result = await sender_for(fake, register=False).send(alert())
+    result = await sender_for(fcm_fake, register=False).send(alert())
     assert (result.status, result.error_code) == (401, CREDENTIALS_REFUSED)
-    assert fake.received == []
+    assert fcm_fake.received == []
 
 
-async def test_invalid_messages_are_refused_like_fcm_does(fake: FakeFCM) -> None:
-    sender = sender_for(fake)
+async def test_invalid_messages_are_refused_like_fcm_does(fcm_fake: FakeFCM) -> None:
+    sender = sender_for(fcm_fake)
     too_big = await sender.send(alert(data={"blob": "x" * 5000}))
     bad_ttl = await sender.send(alert(android={"ttl": "an hour"}))
     not_strings = await sender.send(alert(data={"count": 3}))

@@ -1,0 +1,100 @@
+"""The APNs provider against the fake APNs: every outcome Apple can give, as the worker sees it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from controlplane.settings import Settings
+from tests.support.apple import TOPIC, SigningKey, new_signing_key
+from workers.fakes.apns import (
+    BAD_DEVICE_TOKEN,
+    EXPIRED_PROVIDER_TOKEN,
+    INTERNAL_SERVER_ERROR,
+    SERVICE_UNAVAILABLE,
+    TOO_MANY_REQUESTS,
+    UNREGISTERED,
+    FakeAPNs,
+    Outcome,
+)
+from workers.providers.apns import ApnsProvider
+from workers.providers.base import ApnsPush, OutcomeKind
+
+
+def provider(settings: Settings, key: SigningKey, **kwargs: object) -> ApnsProvider:
+    return ApnsProvider(
+        key=key.pem, key_id=key.key_id, team_id=key.team_id, topic=TOPIC, sandbox=True,
+        settings=settings, **kwargs,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def push(token: str, **fields: object) -> ApnsPush:
+    return ApnsPush(token=token, apns_id=str(uuid.uuid4()), payload={"aps": {"alert": "hi"}},
+                    **fields)  # type: ignore[arg-type]  # fmt: skip
+
+
+async def test_each_apple_answer_becomes_the_right_outcome(
+    apns_fake: FakeAPNs, apns_settings: Settings, signing_key: SigningKey
+) -> None:
+    scripted = {
+        "01" * 32: (None, OutcomeKind.DELIVERED, ""),
+        "02" * 32: (UNREGISTERED, OutcomeKind.INVALID_TOKEN, "Unregistered"),
+        "03" * 32: (BAD_DEVICE_TOKEN, OutcomeKind.INVALID_TOKEN, "BadDeviceToken"),
+        "04" * 32: (TOO_MANY_REQUESTS, OutcomeKind.RETRY, "TooManyRequests"),
+        "05" * 32: (INTERNAL_SERVER_ERROR, OutcomeKind.RETRY, "InternalServerError"),
+        "06" * 32: (SERVICE_UNAVAILABLE, OutcomeKind.RETRY, "ServiceUnavailable"),
+        "07" * 32: (EXPIRED_PROVIDER_TOKEN, OutcomeKind.FAILED, "ExpiredProviderToken"),
+        "08" * 32: (Outcome.error(400, "BadTopic"), OutcomeKind.FAILED, "BadTopic"),
+    }
+    for token, (outcome, _, _) in scripted.items():
+        if outcome is not None:
+            apns_fake.script(token, outcome)
+    apns = provider(apns_settings, signing_key)
+    pushes = [push(token) for token in scripted]
+    outcomes = await apns.send(pushes)
+    await apns.close()
+    for (token, (_, kind, reason)), outcome in zip(scripted.items(), outcomes, strict=True):
+        assert outcome.kind is kind, token
+        assert outcome.reason.startswith(reason), (token, outcome.reason)
+    assert "server clock" in outcomes[6].reason  # tells the tenant what to fix
+
+
+async def test_a_timeout_is_a_retry_and_the_retry_keeps_the_apns_id(
+    apns_fake: FakeAPNs, apns_settings: Settings, signing_key: SigningKey
+) -> None:
+    token = "0a" * 32
+    apns_fake.script(token, Outcome.ok(delay=1.0))
+    apns = provider(apns_settings, signing_key, response_timeout=0.2)
+    first = push(token, collapse_id="order-1", expiration=int(time.time()) + 600)
+    [timed_out] = await apns.send([first])
+    assert timed_out.kind is OutcomeKind.RETRY
+    [again] = await apns.send([first])  # the worker retries with the very same push
+    await apns.close()
+    assert again.kind is OutcomeKind.DELIVERED
+    ids = {received.apns_id for received in apns_fake.received}
+    assert ids == {first.apns_id}
+    assert {r.headers["apns-collapse-id"] for r in apns_fake.received} == {"order-1"}
+
+
+async def test_a_wrong_key_fails_every_push_with_a_credential_reason(
+    apns_fake: FakeAPNs, apns_settings: Settings
+) -> None:
+    apns = provider(apns_settings, new_signing_key(key_id="REVOKED001"))
+    outcomes = await apns.send([push("0b" * 32), push("0c" * 32)])
+    await apns.close()
+    assert {o.kind for o in outcomes} == {OutcomeKind.FAILED}
+    assert "auth key" in outcomes[0].reason
+    assert apns_fake.accepted() == []
+
+
+async def test_in_flight_sends_are_bounded(
+    apns_fake: FakeAPNs, apns_settings: Settings, signing_key: SigningKey
+) -> None:
+    tokens = [f"{n:064x}" for n in range(30)]
+    for token in tokens:
+        apns_fake.script(token, Outcome.ok(delay=0.05))
+    apns = provider(apns_settings, signing_key, max_in_flight=5)
+    outcomes = await apns.send([push(token) for token in tokens])
+    await apns.close()
+    assert all(o.kind is OutcomeKind.DELIVERED for o in outcomes)
+    assert len(apns_fake.deliveries_per_device()) == 30
