@@ -59,6 +59,7 @@ class ApnsPush:
     priority: int = 10
     expiration: int | None = None  # unix seconds; None: Apple's default storage
     collapse_id: str | None = None
+    attempt: int = 1  # which try this is (the sandbox's scripted tokens count them)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class FcmPush:
     """One FCM v1 message (the ``message`` object, ``token`` included)."""
 
     message: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 1
 
 
 class Provider(Protocol):

@@ -1,0 +1,40 @@
+"""The sandbox delivers everything but its documented magic tokens, which behave as promised."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from workers.providers.base import ApnsPush, FcmPush, OutcomeKind
+from workers.providers.sandbox import MAGIC_TOKENS, SandboxProvider
+
+
+def apns(token: str, attempt: int = 1) -> ApnsPush:
+    return ApnsPush(token=token, apns_id=str(uuid.uuid4()), payload={}, attempt=attempt)
+
+
+async def test_ordinary_tokens_are_delivered_and_recorded() -> None:
+    sandbox = SandboxProvider()
+    outcomes = await sandbox.send([apns("ab" * 32), FcmPush({"token": "x" * 40})])
+    assert [o.kind for o in outcomes] == [OutcomeKind.DELIVERED, OutcomeKind.DELIVERED]
+    assert len(sandbox.sent) == 2
+
+
+@pytest.mark.parametrize("token", sorted(MAGIC_TOKENS))
+async def test_each_magic_token_does_what_its_table_says(token: str) -> None:
+    script = MAGIC_TOKENS[token]
+    sandbox = SandboxProvider()
+    push_for = (
+        (lambda n: apns(token, n))
+        if not token.startswith("brik-sandbox:")
+        else (lambda n: FcmPush({"token": token}, attempt=n))
+    )
+    kinds = [(await sandbox.send([push_for(n)]))[0].kind for n in range(1, 5)]
+    if script.failures is None:
+        assert kinds == [script.outcome.kind] * 4
+        assert sandbox.sent == []
+    else:
+        expected = [script.outcome.kind] * script.failures
+        expected += [OutcomeKind.DELIVERED] * (4 - script.failures)
+        assert kinds == expected

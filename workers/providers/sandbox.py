@@ -1,0 +1,77 @@
+"""The sandbox: where test-mode pushes go. Nothing leaves the process; outcomes are scripted.
+
+Like Stripe's test cards, a few documented device tokens simulate what Apple and Google can
+answer; every other token is delivered. A tenant's code — and its handling of dead tokens and
+retries — can so be exercised end to end with test keys, no Apple or Google account needed.
+
+iOS tokens are 64 hex digits: all zeros but the last three, which name the outcome. Android
+tokens are ``brik-sandbox:<outcome>``. The table is :data:`MAGIC_TOKENS` and is in the README.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from workers.providers.base import ApnsPush, FcmPush, Outcome
+
+
+@dataclass(frozen=True)
+class Script:
+    """Fail the first ``failures`` attempts with ``outcome`` (forever if None), then deliver."""
+
+    outcome: Outcome
+    failures: int | None = None
+    description: str = ""
+
+
+def _ios(code: str) -> str:
+    return "0" * 61 + code
+
+
+MAGIC_TOKENS: dict[str, Script] = {
+    _ios("410"): Script(Outcome.invalid_token("Unregistered"), None,
+                        "unregistered: the device is marked invalid"),
+    _ios("400"): Script(Outcome.invalid_token("BadDeviceToken"), None,
+                        "bad token: the device is marked invalid"),
+    _ios("503"): Script(Outcome.retry("ServiceUnavailable"), 2,
+                        "503 twice, then delivered on the third attempt"),
+    _ios("429"): Script(Outcome.retry("TooManyRequests", 1.0), 1,
+                        "429 once (retry after 1 s), then delivered"),
+    _ios("403"): Script(Outcome.failed("InvalidProviderToken: the APNs auth key was refused"),
+                        None, "credential error: failed, not retried"),
+    "brik-sandbox:unregistered": Script(Outcome.invalid_token("UNREGISTERED"), None,
+                                        "unregistered: the device is marked invalid"),
+    "brik-sandbox:invalid-argument": Script(
+        Outcome.invalid_token("INVALID_ARGUMENT: not a valid FCM registration token"), None,
+        "bad token: the device is marked invalid"),
+    "brik-sandbox:unavailable-twice": Script(Outcome.retry("UNAVAILABLE"), 2,
+                                             "503 twice, then delivered on the third attempt"),
+    "brik-sandbox:quota-once": Script(Outcome.retry("QUOTA_EXCEEDED", 1.0), 1,
+                                      "429 once (retry after 1 s), then delivered"),
+    "brik-sandbox:auth-error": Script(
+        Outcome.failed("THIRD_PARTY_AUTH_ERROR: the service account was refused"), None,
+        "credential error: failed, not retried"),
+}  # fmt: skip
+
+
+class SandboxProvider:
+    name = "sandbox"
+
+    def __init__(self) -> None:
+        self.sent: list[ApnsPush | FcmPush] = []
+
+    async def send(self, pushes: Sequence[ApnsPush | FcmPush]) -> list[Outcome]:
+        outcomes = []
+        for push in pushes:
+            token = push.token if isinstance(push, ApnsPush) else str(push.message.get("token"))
+            script = MAGIC_TOKENS.get(token)
+            if script is not None and (script.failures is None or push.attempt <= script.failures):
+                outcomes.append(script.outcome)
+                continue
+            self.sent.append(push)
+            outcomes.append(Outcome.delivered("sandbox"))
+        return outcomes
+
+    async def close(self) -> None:
+        return None
