@@ -40,6 +40,8 @@ AUDITED_ACTIONS: dict[str, str] = {
     "api_key.created": "a project API key was created",
     "api_key.updated": "a project API key was renamed",
     "api_key.revoked": "a project API key was revoked",
+    "credential.uploaded": "an APNs key or FCM service account was uploaded or replaced",
+    "credential.deleted": "an APNs key or FCM service account was removed",
 }
 
 

@@ -13,10 +13,14 @@ from dataclasses import dataclass, field
 from tortoise.models import Model
 
 from controlplane.crypto import KeyRing, UndecryptableSecret
-from controlplane.models import Notification
+from controlplane.models import Device, Notification, ProviderCredential
 
 ENCRYPTED_FIELDS: list[tuple[type[Model], str]] = [
     (Notification, "body_encrypted"),
+    (ProviderCredential, "secret_encrypted"),
+    (Device, "token_encrypted"),
+    (Device, "live_activity_token_encrypted"),
+    (Device, "push_to_start_token_encrypted"),
 ]
 _BATCH = 500
 

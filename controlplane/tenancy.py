@@ -33,7 +33,9 @@ from controlplane.errors import NotFound, PermissionDenied
 from controlplane.models import (
     ApiKey,
     AuditEvent,
+    Device,
     Invitation,
+    KeyMode,
     Membership,
     Organization,
     PersonalAccessToken,
@@ -50,6 +52,9 @@ _NOUNS = {
 }
 TENANT_PARAMS = frozenset(_NOUNS)
 
+# Rows that belong to the signed-in user rather than to an organization.
+USER_OWNED: frozenset[type[Model]] = frozenset({PersonalAccessToken})
+
 # Path parameter → the model it names and the noun used in "No such …" messages.
 PATH_OBJECTS: dict[str, tuple[type[Model], str]] = {
     "member_id": (Membership, "member"),
@@ -57,6 +62,7 @@ PATH_OBJECTS: dict[str, tuple[type[Model], str]] = {
     "api_key_id": (ApiKey, "API key"),
     "audit_event_id": (AuditEvent, "audit event"),
     "access_token_id": (PersonalAccessToken, "access token"),
+    "device_id": (Device, "device"),
 }
 
 
@@ -76,12 +82,14 @@ def missing(noun: str, object_id: str, param: str = "id") -> NotFound:
 class Tenant:
     """The organization (and maybe project) a request acts on, and the caller's role there.
 
-    ``role`` is None for API-key callers: their reach is decided by scopes, not roles.
+    ``role`` is None for API-key callers: their reach is decided by scopes, not roles, and
+    ``mode`` is their key's: test keys see only test-mode rows (devices, pushes).
     """
 
     organization: Organization
     project: Project | None
     role: Role | None
+    mode: KeyMode | None = None
 
     def require(self, permission: Permission) -> None:
         if self.role is None or not allows(self.role, permission):
@@ -95,7 +103,10 @@ class Tenant:
         """Rows of ``model`` belonging to this tenant (its project when there is one)."""
         fields = model._meta.fields_map
         if self.project is not None and "project_id" in fields:
-            return model.filter(project_id=self.project.id)
+            query = model.filter(project_id=self.project.id)
+            if self.mode is not None and "mode" in fields:
+                query = query.filter(mode=self.mode)  # test keys see test data only
+            return query
         if "organization_id" in fields:
             return model.filter(organization_id=self.organization.id)
         raise TypeError(f"{model.__name__} is not tenant data")
@@ -133,7 +144,9 @@ async def _for_key(principal: KeyPrincipal, params: Mapping[str, Any]) -> Tenant
         if param in params and str(params[param]) != own_id:
             raise missing(_NOUNS[param], str(params[param]), param)
     project = await Project.get(id=principal.project_id).select_related("organization")
-    return Tenant(organization=project.organization, project=project, role=None)
+    return Tenant(
+        organization=project.organization, project=project, role=None, mode=principal.mode
+    )
 
 
 async def resolve_tenant(
@@ -150,7 +163,7 @@ async def resolve_tenant(
 def _owned_query(
     model: type[Model], principal: AdminPrincipal | KeyPrincipal | None, tenant: Tenant | None
 ) -> QuerySet[Any]:
-    if "user_id" in model._meta.fields_map and "organization_id" not in model._meta.fields_map:
+    if model in USER_OWNED:
         if not isinstance(principal, AdminPrincipal):
             raise TypeError(f"{model.__name__} belongs to a user; only admins reach it")
         return model.filter(user_id=principal.user.id)

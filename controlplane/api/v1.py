@@ -10,6 +10,8 @@ from controlplane.api import (
     api_keys,
     audit_events,
     auth,
+    credentials,
+    devices,
     invitations,
     members,
     openapi,
@@ -28,5 +30,7 @@ OPERATIONS: list[Operation] = [
     *projects.operations,
     *api_keys.operations,
     *audit_events.operations,
+    *credentials.operations,
+    *devices.operations,
     *openapi.operations,
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from controlplane.models.api_keys import ApiKey, KeyKind, KeyMode
 from controlplane.models.audit import AppendOnly, AuditEvent
+from controlplane.models.credentials import ProviderCredential, ProviderName
+from controlplane.models.devices import Device, DeviceStatus, DeviceTag, Platform
 from controlplane.models.invitations import Invitation
 from controlplane.models.notifications import Notification
 from controlplane.models.sessions import PersonalAccessToken, Session
@@ -14,6 +16,9 @@ __all__ = [
     "ApiKey",
     "AppendOnly",
     "AuditEvent",
+    "Device",
+    "DeviceStatus",
+    "DeviceTag",
     "Invitation",
     "KeyKind",
     "KeyMode",
@@ -22,7 +27,10 @@ __all__ = [
     "Organization",
     "PersonalAccessToken",
     "Plan",
+    "Platform",
     "Project",
+    "ProviderCredential",
+    "ProviderName",
     "Role",
     "Session",
     "User",

@@ -63,3 +63,11 @@ def new_audit_event_id() -> str:
 
 def new_notification_id() -> str:
     return new_id("ntf")
+
+
+def new_credential_id() -> str:
+    return new_id("crd")
+
+
+def new_device_id() -> str:
+    return new_id("dev")

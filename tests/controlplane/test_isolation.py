@@ -16,9 +16,12 @@ from controlplane.api.routing import ApiRoute, Auth, Operation
 from controlplane.models import (
     ApiKey,
     AuditEvent,
+    Device,
     Invitation,
+    KeyMode,
     Membership,
     PersonalAccessToken,
+    Platform,
     Project,
     Role,
 )
@@ -59,6 +62,11 @@ async def make_victim_rows(victim: Tenant) -> dict[str, str]:
         action="project.created",
     )
     token = await PersonalAccessToken.get(user=victim.owner.user)
+    device = await Device.create(
+        project=victim.project, mode=KeyMode.TEST, platform=Platform.IOS, token_hash="e" * 64,
+        token_encrypted="not-read-here", token_last_four="abcd", user_id="victim-user",
+        tags=["victim"],
+    )  # fmt: skip
     return {
         "organization_id": victim.organization.id,
         "project_id": victim.project.id,
@@ -67,6 +75,7 @@ async def make_victim_rows(victim: Tenant) -> dict[str, str]:
         "api_key_id": key.id,
         "audit_event_id": event.id,
         "access_token_id": token.id,
+        "device_id": device.id,
     }
 
 
@@ -133,3 +142,4 @@ async def test_every_v1_route_answers_404_for_another_tenants_ids(
     assert await PersonalAccessToken.filter(
         id=victim_ids["access_token_id"], revoked_at=None
     ).exists()
+    assert await Device.filter(id=victim_ids["device_id"], user_id="victim-user").exists()

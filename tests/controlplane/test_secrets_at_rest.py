@@ -19,6 +19,7 @@ from controlplane.crypto import KeyRing
 from controlplane.models import Notification
 from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
+from tests.support.apple import new_signing_key
 from tests.support.databases import dump_database
 from tests.support.processes import brik_cloud_command, clean_environment
 from tests.support.tenants import PASSWORD, make_tenant
@@ -72,6 +73,26 @@ async def test_a_database_dump_contains_no_plaintext_secret(
         "/v1/invitations/accept", json={"token": invitation[0], "password": NEW_PASSWORD}
     )
     assert accepted.status_code == 200
+
+    server = {"Authorization": f"Bearer {acme.secret_key}"}
+    device_token = "5e" * 32
+    registered = await client.post(
+        "/v1/devices",
+        json={"token": device_token, "platform": "ios", "live_activity_token": "6f" * 32},
+        headers=server,
+    )
+    assert registered.status_code == 200, registered.text
+    secrets_seen += [device_token, "6f" * 32]
+    apple_key = new_signing_key()
+    uploaded = await client.put(
+        "/v1/credentials/apns",
+        json={"key": apple_key.pem, "key_id": apple_key.key_id, "team_id": apple_key.team_id,
+              "topic": "com.example.app", "environment": "production"},
+        headers=server,
+    )  # fmt: skip
+    assert uploaded.status_code == 200
+    # The base64 body of the .p8 key, line by line.
+    secrets_seen += [line for line in apple_key.pem.splitlines() if "-----" not in line]
 
     dump = dump_database(database_url)
     assert acme.owner.user.email in dump  # the dump is real and has the data …

@@ -2,38 +2,40 @@
 
 pyfcm is synchronous, and its ``notify()`` answers a ``Retry-After`` by ``time.sleep()``-ing for
 as long as the server asks, then recursing — and the ``requests`` adapter it mounts retries
-502/503 with backoff, honouring ``Retry-After`` too. In a worker that would freeze the event
-loop, or at best a thread, for an hour. So we use pyfcm for what it is good at — service-account
-credentials and their OAuth2 refresh (google-auth), the endpoint, the JSON encoding — and send
-ourselves:
+502/503 with backoff, honouring ``Retry-After`` too. Its sessions are per thread, each fetching
+its own OAuth2 token. In a worker that would freeze the event loop, or at best a thread, for an
+hour. So we use pyfcm for the endpoint and the JSON encoding, google-auth for the
+service-account token, and send ourselves:
 
-* each POST runs in a thread (``asyncio.to_thread``), never on the event loop;
-* pyfcm's session gets an adapter with **no** retries, so nothing sleeps inside the thread;
+* each POST runs in a thread (``asyncio.to_thread``), never on the event loop, on a session
+  whose adapter does **no** retries, so nothing sleeps inside the thread;
+* one access token per service account, shared by all threads, refreshed under a lock when it
+  expires (or when FCM says ``ACCESS_TOKEN_EXPIRED``, then the message is resent once);
 * a ``Retry-After`` comes back to the caller as a number (capped at ``max_retry_after``), to be
-  turned into a deferred retry of the job — not a sleep;
-* an ``ACCESS_TOKEN_EXPIRED`` 401 refreshes the token once and resends.
+  turned into a deferred retry of the job — not a sleep.
 
 Endpoint adaptation, the one place: pyfcm builds its URL from the ``FCM_END_POINT_BASE``
 class attribute (set here on the instance from ``BRIK_FCM_BASE_URL``); google-auth takes the
-token URL from the service account's ``token_uri`` (replaced by ``BRIK_FCM_TOKEN_URL`` when that
-is not Google's).
+token URL from the service account's ``token_uri``, which is always replaced by
+``BRIK_FCM_TOKEN_URL`` (Google's by default) so an uploaded file cannot point workers elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import requests
-from google.auth.exceptions import RefreshError
+from google.auth.exceptions import RefreshError, TransportError
+from google.auth.transport.requests import Request
 from google.oauth2 import service_account
 from pyfcm import FCMNotification
-from pyfcm.errors import InvalidDataError
 from requests.adapters import HTTPAdapter
 
-from controlplane.settings import GOOGLE_TOKEN_URL, Settings
+from controlplane.settings import Settings
 
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 DEFAULT_MAX_RETRY_AFTER = 300.0
@@ -80,18 +82,18 @@ class FcmSender:
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         request_timeout: float = 30.0,
     ) -> None:
-        info = dict(service_account_info)
-        if settings.fcm_token_url != GOOGLE_TOKEN_URL:
-            info["token_uri"] = settings.fcm_token_url
+        # Always our configured token URL, never the uploaded JSON's: a tenant-supplied
+        # token_uri would make workers POST signed assertions wherever it points (SSRF).
+        info = {**service_account_info, "token_uri": settings.fcm_token_url}
         credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
             info, scopes=[FCM_SCOPE]
         )
-        self._fcm = FCMNotification(
-            credentials=credentials,
-            project_id=info.get("project_id"),
-            adapter=HTTPAdapter(max_retries=0),
-        )
+        self._credentials = credentials
+        self._token_lock = threading.Lock()
+        self._sessions = threading.local()
+        self._fcm = FCMNotification(credentials=credentials, project_id=info.get("project_id"))
         self._fcm.FCM_END_POINT_BASE = settings.fcm_base_url.rstrip("/") + "/v1/projects"
+        self._endpoint: str = self._fcm.fcm_end_point
         self.max_retry_after = max_retry_after
         self.request_timeout = request_timeout
 
@@ -103,7 +105,7 @@ class FcmSender:
     def _send_blocking(self, payload: bytes, timeout: float) -> FcmResult:
         try:
             response = self._post(payload, timeout)
-        except (InvalidDataError, RefreshError) as exc:
+        except (RefreshError, TransportError) as exc:
             # The token endpoint refused the service account (revoked key, wrong account).
             return FcmResult(
                 status=401,
@@ -113,13 +115,32 @@ class FcmSender:
             )
         result = self._result(response)
         if result.status == 401 and result.error_code is None and self._token_expired(response):
-            self._fcm.thread_local.token_expiry = 0  # pyfcm refreshes on next session use
-            result = self._result(self._post(payload, timeout))
+            result = self._result(self._post(payload, timeout, stale_token=True))
         return result
 
-    def _post(self, payload: bytes, timeout: float) -> requests.Response:
-        session: requests.Session = self._fcm.requests_session
-        return session.post(self._fcm.fcm_end_point, data=payload, timeout=timeout)
+    def _authorization(self, stale_token: str | None) -> str:
+        with self._token_lock:
+            if not self._credentials.valid or self._credentials.token == stale_token:
+                self._credentials.refresh(Request())
+            return f"Bearer {self._credentials.token}"
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._sessions, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.mount("http://", HTTPAdapter(max_retries=0))
+            session.mount("https://", HTTPAdapter(max_retries=0))
+            self._sessions.session = session
+        return session
+
+    def _post(
+        self, payload: bytes, timeout: float, *, stale_token: bool = False
+    ) -> requests.Response:
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": self._authorization(self._credentials.token if stale_token else None),
+        }
+        return self._session().post(self._endpoint, data=payload, headers=headers, timeout=timeout)
 
     @staticmethod
     def _token_expired(response: requests.Response) -> bool:

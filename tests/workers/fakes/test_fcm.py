@@ -116,3 +116,11 @@ async def test_invalid_messages_are_refused_like_fcm_does(fcm_fake: FakeFCM) -> 
         assert (result.status, result.error_code) == (400, "INVALID_ARGUMENT")
     assert "too big" in too_big.error_message
     assert QUOTA_EXCEEDED.retry_after == 30
+
+
+async def test_concurrent_sends_share_one_access_token(fcm_fake: FakeFCM) -> None:
+    sender = sender_for(fcm_fake)
+    results = await asyncio.gather(*(sender.send(alert(f"token-{n:02d}" * 3)) for n in range(20)))
+    assert all(result.delivered for result in results)
+    assert fcm_fake.token_requests == 1
+    assert len(fcm_fake.accepted()) == 20

@@ -1,0 +1,188 @@
+"""``/v1/devices``: where a project's pushes go. Publishable keys may register devices (that is
+what they are for); reading and deleting need a secret key's ``devices:*`` scopes.
+
+Registration is an upsert by token: an app calls it on every launch with the token it has,
+and the same device row is updated (user, tags, Live Activity tokens) — and reactivated if a
+provider had marked it invalid, since the app just vouched for it again.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from controlplane.api.fields import Deleted
+from controlplane.api.pagination import ListQuery, Page, paginate
+from controlplane.api.routing import Auth, Call, Operation
+from controlplane.auth.keys import hash_key
+from controlplane.crypto import KeyRing
+from controlplane.errors import InvalidRequest, ServiceUnavailable
+from controlplane.models import Device as DeviceRow
+from controlplane.models import DeviceStatus, DeviceTag, KeyMode, Platform
+
+_APNS_TOKEN = re.compile(r"^[0-9a-fA-F]{64,200}$")
+_FCM_TOKEN = re.compile(r"^[A-Za-z0-9_:\-.]{20,4096}$")
+
+Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-:.]{1,64}$")]
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class Device(BaseModel):
+    object: Literal["device"] = "device"
+    id: str
+    platform: Platform
+    mode: KeyMode
+    token: str = Field(description="Redacted: the last four characters.")
+    user_id: str | None
+    tags: list[str]
+    has_live_activity_token: bool
+    has_push_to_start_token: bool
+    status: DeviceStatus
+    invalid_reason: str | None
+    invalidated_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: DeviceRow) -> Device:
+        return cls(
+            id=row.id, platform=row.platform, mode=row.mode, token=f"…{row.token_last_four}",
+            user_id=row.user_id, tags=row.tags,
+            has_live_activity_token=row.live_activity_token_encrypted is not None,
+            has_push_to_start_token=row.push_to_start_token_encrypted is not None,
+            status=row.status, invalid_reason=row.invalid_reason,
+            invalidated_at=row.invalidated_at, created_at=row.created_at,
+            updated_at=row.updated_at,
+        )  # fmt: skip
+
+
+class DeviceWithStatus(Device):
+    created: bool = Field(description="True when this call registered a new device.")
+
+
+class DeviceRegistration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(max_length=4096)
+    platform: Platform
+    user_id: UserId | None = Field(default=None, description="Your own id for the user.")
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    live_activity_token: str | None = Field(default=None, max_length=200)
+    push_to_start_token: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _tokens_fit_the_platform(self) -> DeviceRegistration:
+        if self.platform is Platform.IOS and not _APNS_TOKEN.match(self.token):
+            raise ValueError("token: iOS device tokens are 64+ hexadecimal characters")
+        if self.platform is Platform.ANDROID and not _FCM_TOKEN.match(self.token):
+            raise ValueError("token: not an FCM registration token")
+        for name in ("live_activity_token", "push_to_start_token"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if self.platform is not Platform.IOS:
+                raise ValueError(f"{name}: Live Activities are iOS only")
+            if not _APNS_TOKEN.match(value):
+                raise ValueError(f"{name}: APNs tokens are 64+ hexadecimal characters")
+        return self
+
+
+class DeviceListQuery(ListQuery):
+    user_id: UserId | None = None
+    tag: Tag | None = None
+    platform: Platform | None = None
+    status: DeviceStatus | None = None
+
+
+def _keyring(call: Call) -> KeyRing:
+    keyring: KeyRing | None = call.request.app.state.keyring
+    if keyring is None:
+        raise ServiceUnavailable(
+            "Devices need BRIK_ENCRYPTION_KEYS to be configured.", code="encryption_disabled"
+        )
+    return keyring
+
+
+def token_hash(token: str, call: Call) -> str:
+    """The keyed hash devices are found by (tokens are case-insensitive hex on iOS)."""
+    return hash_key(token, call.settings.require_secret_key())
+
+
+async def register_device(call: Call) -> DeviceWithStatus:
+    body = call.body_as(DeviceRegistration)
+    keyring = _keyring(call)
+    token = body.token.lower() if body.platform is Platform.IOS else body.token
+    hashed = token_hash(token, call)
+
+    def encrypt(value: str | None) -> str | None:
+        return None if value is None else keyring.encrypt(value.lower().encode())
+
+    fields: dict[str, Any] = {
+        "user_id": body.user_id,
+        "tags": sorted(set(body.tags)),
+        "live_activity_token_encrypted": encrypt(body.live_activity_token),
+        "push_to_start_token_encrypted": encrypt(body.push_to_start_token),
+        "status": DeviceStatus.ACTIVE,
+        "invalid_reason": None,
+        "invalidated_at": None,
+    }
+    row = await call.tenant.query(DeviceRow).select_for_update().get_or_none(token_hash=hashed)
+    if row is not None and row.platform is not body.platform:
+        raise InvalidRequest(
+            f"This token is registered as an {row.platform.value} device.",
+            code="platform_mismatch", param="platform",
+        )  # fmt: skip
+    created = row is None
+    if row is None:
+        row = await DeviceRow.create(
+            project=call.tenant.project, mode=call.key.mode, platform=body.platform,
+            token_hash=hashed, token_encrypted=keyring.encrypt(token.encode()),
+            token_last_four=token[-4:], **fields,
+        )  # fmt: skip
+    else:
+        for name, value in fields.items():
+            setattr(row, name, value)
+        await row.save(update_fields=[*fields, "updated_at"])
+        await DeviceTag.filter(device_id=row.id).delete()
+    await DeviceTag.bulk_create([DeviceTag(device_id=row.id, tag=tag) for tag in row.tags])
+    return DeviceWithStatus(**Device.of(row).model_dump(), created=created)
+
+
+async def list_devices(call: Call) -> Page[Device]:
+    params = call.query_as(DeviceListQuery)
+    query = call.tenant.query(DeviceRow)
+    if params.user_id is not None:
+        query = query.filter(user_id=params.user_id)
+    if params.platform is not None:
+        query = query.filter(platform=params.platform)
+    if params.status is not None:
+        query = query.filter(status=params.status)
+    if params.tag is not None:
+        query = query.filter(tag_rows__tag=params.tag)
+    return await paginate(query, params, Device.of)
+
+
+async def retrieve_device(call: Call) -> Device:
+    return Device.of(call.row(DeviceRow, "device_id"))
+
+
+async def delete_device(call: Call) -> Deleted:
+    row = call.row(DeviceRow, "device_id")
+    await row.delete()
+    return Deleted(object="device", id=row.id)
+
+
+KEY = Auth.API_KEY
+operations = [
+    Operation("POST", "/v1/devices", register_device,
+              "Register a device, or update the one with this token", "Devices", auth=KEY,
+              scope="devices:write", body=DeviceRegistration, response=DeviceWithStatus),
+    Operation("GET", "/v1/devices", list_devices, "List devices, with filters", "Devices",
+              auth=KEY, scope="devices:read", query=DeviceListQuery, response=Page[Device]),
+    Operation("GET", "/v1/devices/{device_id}", retrieve_device, "Retrieve a device",
+              "Devices", auth=KEY, scope="devices:read", response=Device),
+    Operation("DELETE", "/v1/devices/{device_id}", delete_device, "Delete a device",
+              "Devices", auth=KEY, scope="devices:write", response=Deleted),
+]  # fmt: skip

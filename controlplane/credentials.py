@@ -1,0 +1,75 @@
+"""Validating provider credentials on upload, and fingerprinting them.
+
+An APNs auth key must be a PKCS#8 PEM holding a P-256 (ES256) private key; an FCM service
+account must be Google's JSON with an RSA private key. Anything else is a 400 naming the field
+— caught at upload, not at 3 a.m. on the first send.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from controlplane.errors import InvalidRequest
+
+
+def _public_fingerprint(public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey) -> str:
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return "SHA256:" + hashlib.sha256(der).hexdigest()[:32]
+
+
+def apns_key_fingerprint(pem: str) -> str:
+    """The fingerprint of an APNs .p8 key, or 400 ``param: key`` when it is not one."""
+    try:
+        key = serialization.load_pem_private_key(pem.strip().encode(), password=None)
+    except (ValueError, TypeError):
+        raise InvalidRequest(
+            "key: not a PEM private key; paste the whole .p8 file, "
+            "-----BEGIN PRIVATE KEY----- lines included.",
+            code="parameter_invalid",
+            param="key",
+        ) from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise InvalidRequest(
+            "key: APNs auth keys are P-256 (ES256) keys; this is another kind of key.",
+            code="parameter_invalid",
+            param="key",
+        )
+    return _public_fingerprint(key.public_key())
+
+
+SERVICE_ACCOUNT_FIELDS = ("type", "project_id", "private_key_id", "private_key", "client_email")
+
+
+def service_account_fingerprint(info: dict[str, Any]) -> str:
+    """The fingerprint of a service account's key, or 400 naming the field that is wrong."""
+    for name in SERVICE_ACCOUNT_FIELDS:
+        if not isinstance(info.get(name), str) or not info[name].strip():
+            raise InvalidRequest(
+                f"service_account.{name}: required; upload the JSON key file Firebase gives "
+                "(Project settings → Service accounts → Generate new private key).",
+                code="parameter_missing",
+                param=f"service_account.{name}",
+            )
+    if info["type"] != "service_account":
+        raise InvalidRequest(
+            "service_account.type: must be 'service_account'.",
+            code="parameter_invalid",
+            param="service_account.type",
+        )
+    try:
+        key = serialization.load_pem_private_key(info["private_key"].encode(), password=None)
+    except (ValueError, TypeError):
+        key = None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise InvalidRequest(
+            "service_account.private_key: not an RSA private key in PEM form.",
+            code="parameter_invalid",
+            param="service_account.private_key",
+        )
+    return _public_fingerprint(key.public_key())

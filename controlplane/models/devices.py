@@ -1,0 +1,69 @@
+"""Devices a tenant registered: where pushes go.
+
+The push token is a secret of the tenant's users, so it is stored encrypted
+(``token_encrypted``) and found by a keyed hash (``token_hash``: HMAC with the server pepper),
+never in the clear. A device belongs to a project *and a mode*: devices registered with test
+keys only ever receive test-mode pushes (the sandbox), and live ones live pushes. A device a
+provider refused becomes ``invalid`` with the reason and time, and is never sent to again.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+from controlplane.models.api_keys import KeyMode
+from controlplane.models.ids import new_device_id
+from controlplane.models.tenancy import Project
+
+
+class Platform(StrEnum):
+    IOS = "ios"
+    ANDROID = "android"
+
+
+class DeviceStatus(StrEnum):
+    ACTIVE = "active"
+    INVALID = "invalid"
+
+
+class Device(Model):
+    id = fields.CharField(max_length=32, primary_key=True, default=new_device_id)
+    project: fields.ForeignKeyRelation[Project] = fields.ForeignKeyField(
+        "brik.Project", related_name="devices", on_delete=fields.CASCADE
+    )
+    mode = fields.CharEnumField(KeyMode, max_length=10)
+    platform = fields.CharEnumField(Platform, max_length=10)
+    token_hash = fields.CharField(max_length=64)
+    token_encrypted = fields.TextField()
+    token_last_four = fields.CharField(max_length=4)
+    user_id = fields.CharField(max_length=200, null=True, db_index=True)
+    tags: fields.Field[list[str]] = fields.JSONField(default=list)
+    live_activity_token_encrypted = fields.TextField(null=True)
+    push_to_start_token_encrypted = fields.TextField(null=True)
+    status = fields.CharEnumField(DeviceStatus, max_length=10, default=DeviceStatus.ACTIVE)
+    invalid_reason = fields.CharField(max_length=300, null=True)
+    invalidated_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "devices"
+        unique_together = (("project", "mode", "token_hash"),)
+
+
+class DeviceTag(Model):
+    """One tag of one device: the index pushes ``to: {"tags": [...]}`` are resolved with."""
+
+    id = fields.BigIntField(primary_key=True)
+    device: fields.ForeignKeyRelation[Device] = fields.ForeignKeyField(
+        "brik.Device", related_name="tag_rows", on_delete=fields.CASCADE
+    )
+    tag = fields.CharField(max_length=64)
+
+    class Meta:
+        table = "device_tags"
+        unique_together = (("device", "tag"),)
+        indexes = (("tag", "device_id"),)

@@ -1,0 +1,118 @@
+"""Devices: registered by token (upserted), validated per platform, encrypted, scoped by mode."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from controlplane.auth.api_keys import issue_api_key
+from controlplane.models import Device, KeyKind, KeyMode
+from tests.conftest import TEST_SECRET_KEY
+from tests.support.tenants import make_tenant
+
+pytestmark = pytest.mark.database
+
+IOS_TOKEN = "AB" * 32
+ANDROID_TOKEN = "fcm:" + "x" * 150
+
+
+async def keys(tenant_name: str = "Acme") -> tuple[dict[str, str], dict[str, str], object]:
+    acme = await make_tenant(tenant_name)
+    _, publishable = await issue_api_key(
+        acme.project, name="app", kind=KeyKind.PUBLISHABLE, mode=KeyMode.TEST,
+        pepper=TEST_SECRET_KEY,
+    )  # fmt: skip
+    return (
+        {"Authorization": f"Bearer {publishable}"},
+        {"Authorization": f"Bearer {acme.secret_key}"},
+        acme,
+    )
+
+
+async def test_an_app_registers_its_device_and_later_updates_it(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    app_key, server_key, _ = await keys()
+    first = await client.post(
+        "/v1/devices",
+        json={"token": IOS_TOKEN, "platform": "ios", "user_id": "u_42", "tags": ["beta", "beta"]},
+        headers=app_key,
+    )
+    assert first.status_code == 200, first.text
+    device = first.json()
+    assert device["created"] is True
+    # iOS tokens are hex: stored lower-case, so the same device registers once.
+    assert (device["token"], device["tags"], device["mode"]) == ("…abab", ["beta"], "test")
+    again = await client.post(
+        "/v1/devices",
+        json={"token": IOS_TOKEN.lower(), "platform": "ios", "user_id": "u_43",
+              "live_activity_token": "cd" * 32},
+        headers=app_key,
+    )  # fmt: skip
+    assert again.json()["created"] is False
+    assert again.json()["id"] == device["id"]
+    assert again.json()["user_id"] == "u_43"
+    assert again.json()["has_live_activity_token"] is True
+    assert await Device.all().count() == 1
+    row = await Device.get()
+    assert IOS_TOKEN.lower() not in row.token_encrypted
+    # Publishable keys register; reading devices needs a secret key.
+    assert (await client.get("/v1/devices", headers=app_key)).status_code == 403
+    listed = await client.get("/v1/devices", params={"user_id": "u_43"}, headers=server_key)
+    assert [d["id"] for d in listed.json()["data"]] == [device["id"]]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"token": "not-hex" * 10, "platform": "ios"},
+        {"token": "ab" * 10, "platform": "ios"},
+        {"token": "short", "platform": "android"},
+        {"token": ANDROID_TOKEN, "platform": "android", "live_activity_token": "cd" * 32},
+        {"token": IOS_TOKEN, "platform": "windows"},
+        {"token": IOS_TOKEN, "platform": "ios", "tags": ["has space"]},
+        {"token": IOS_TOKEN, "platform": "ios", "tags": ["t"] * 51},
+    ],
+)
+async def test_tokens_are_validated_per_platform(
+    client: httpx.AsyncClient, database: None, body: dict[str, object]
+) -> None:
+    app_key, _, _ = await keys()
+    response = await client.post("/v1/devices", json=body, headers=app_key)
+    assert response.status_code == 400, response.text
+    assert await Device.all().count() == 0
+
+
+async def test_filters_and_delete(client: httpx.AsyncClient, database: None) -> None:
+    app_key, server_key, _ = await keys()
+    await client.post("/v1/devices", json={"token": IOS_TOKEN, "platform": "ios",
+                                           "tags": ["beta"]}, headers=app_key)  # fmt: skip
+    android = await client.post(
+        "/v1/devices", json={"token": ANDROID_TOKEN, "platform": "android"}, headers=app_key
+    )
+    beta = await client.get("/v1/devices", params={"tag": "beta"}, headers=server_key)
+    assert [d["platform"] for d in beta.json()["data"]] == ["ios"]
+    droid = await client.get("/v1/devices", params={"platform": "android"}, headers=server_key)
+    assert [d["id"] for d in droid.json()["data"]] == [android.json()["id"]]
+    path = f"/v1/devices/{android.json()['id']}"
+    assert (await client.get(path, headers=server_key)).json()["platform"] == "android"
+    assert (await client.delete(path, headers=server_key)).json()["deleted"] is True
+    assert (await client.get(path, headers=server_key)).status_code == 404
+
+
+async def test_test_keys_and_live_keys_see_separate_devices(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    app_key, test_server, acme = await keys()
+    _, live_secret = await issue_api_key(
+        acme.project, name="live", kind=KeyKind.SECRET, mode=KeyMode.LIVE,  # type: ignore[attr-defined]
+        pepper=TEST_SECRET_KEY,
+    )  # fmt: skip
+    live = {"Authorization": f"Bearer {live_secret}"}
+    registered = await client.post(
+        "/v1/devices", json={"token": IOS_TOKEN, "platform": "ios"}, headers=app_key
+    )
+    device_id = registered.json()["id"]
+    assert (await client.get(f"/v1/devices/{device_id}", headers=live)).status_code == 404
+    assert (await client.get("/v1/devices", headers=live)).json()["data"] == []
+    assert len((await client.get("/v1/devices", headers=test_server)).json()["data"]) == 1
