@@ -40,6 +40,7 @@ from controlplane.models import (
     Organization,
     PersonalAccessToken,
     Project,
+    Push,
     Role,
 )
 from controlplane.models.ids import is_well_formed_id
@@ -63,6 +64,7 @@ PATH_OBJECTS: dict[str, tuple[type[Model], str]] = {
     "audit_event_id": (AuditEvent, "audit event"),
     "access_token_id": (PersonalAccessToken, "access token"),
     "device_id": (Device, "device"),
+    "push_id": (Push, "push"),
 }
 
 

@@ -6,6 +6,8 @@ from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import ConnectionPool
 
 HEARTBEAT_JOB = "heartbeat"
+DELIVER_JOB = "deliver_batch"
+DELIVERY_BATCH_SIZE = 500  # deliveries per job; see loadtests/ for how it was chosen
 CONNECT_TIMEOUT_SECONDS = 2.0
 SOCKET_TIMEOUT_SECONDS = 10.0
 

@@ -80,7 +80,11 @@ def _error_responses(operation: Operation) -> dict[str, Any]:
     if operation.auth is not Auth.NONE:
         responses["401"] = _error("Missing, invalid, revoked or expired credentials")
         responses["403"] = _error("Role or scope does not allow this")
-    if _PATH_PARAM.search(operation.path) or operation.auth is Auth.NONE:
+    if (
+        _PATH_PARAM.search(operation.path)
+        or operation.auth is Auth.NONE
+        or (operation.method == "DELETE")
+    ):
         responses["404"] = _error("Not found (or belongs to another tenant)")
     if operation.operation_id == "login":
         responses["429"] = _error("Too many failed sign-ins")

@@ -19,6 +19,7 @@ operation cannot exist without being documented.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -31,7 +32,7 @@ from starlette.routing import Route
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from controlplane import audit
+from controlplane import audit, idempotency
 from controlplane.api.bodies import parse_body, reject_nul_characters, validation_error
 from controlplane.auth.admin import AdminPrincipal, authenticate_admin
 from controlplane.auth.api_key_cache import ApiKeyCache, invalidate_cached_keys
@@ -70,6 +71,7 @@ class Operation:
     status_code: int = 200
     description: str = ""
     transactional: bool = True
+    idempotent: bool = False  # honours Idempotency-Key (controlplane/idempotency.py)
 
     @property
     def operation_id(self) -> str:
@@ -199,13 +201,35 @@ async def run_operation(request: Request, operation: Operation) -> Response:
             )
     call = Call(request, settings, principal, tenant, body, query, rows)
     if request.method in _READ_ONLY_METHODS or not operation.transactional:
-        result = await operation.handler(call)
-    else:
-        # A change commits whole or not at all, audit record included.
+        return _render(await operation.handler(call), operation)
+    claimed = None
+    key = request.headers.get("idempotency-key")
+    if operation.idempotent and key is not None and tenant is not None and tenant.project:
+        fingerprint = idempotency.request_fingerprint(
+            request.method, request.url.path, body.model_dump(mode="json") if body else None
+        )
+        outcome = await idempotency.claim(tenant.project.id, key, fingerprint)
+        if isinstance(outcome, Response):
+            return outcome
+        claimed = outcome
+    try:
+        # A change commits whole or not at all, audit record and idempotent answer included.
         async with in_transaction():
-            result = await operation.handler(call)
-        for callback in call.after_commit:
-            await callback()
+            response = _render(await operation.handler(call), operation)
+            if claimed is not None and isinstance(response, JSONResponse):
+                await idempotency.complete(
+                    claimed, response.status_code, json.loads(bytes(response.body))
+                )
+    except BaseException:
+        if claimed is not None:
+            await idempotency.release(claimed)
+        raise
+    for callback in call.after_commit:
+        await callback()
+    return response
+
+
+def _render(result: BaseModel | Response, operation: Operation) -> Response:
     if isinstance(result, Response):
         return result
     return JSONResponse(result.model_dump(mode="json"), status_code=operation.status_code)

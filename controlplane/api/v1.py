@@ -17,6 +17,7 @@ from controlplane.api import (
     openapi,
     organizations,
     projects,
+    pushes,
     user,
 )
 from controlplane.api.routing import Operation
@@ -32,5 +33,6 @@ OPERATIONS: list[Operation] = [
     *audit_events.operations,
     *credentials.operations,
     *devices.operations,
+    *pushes.operations,
     *openapi.operations,
 ]

@@ -8,17 +8,29 @@ from controlplane.models.credentials import ProviderCredential, ProviderName
 from controlplane.models.devices import Device, DeviceStatus, DeviceTag, Platform
 from controlplane.models.invitations import Invitation
 from controlplane.models.notifications import Notification
+from controlplane.models.pushes import (
+    FINAL_DELIVERY_STATUSES,
+    Delivery,
+    DeliveryStatus,
+    IdempotencyKey,
+    Push,
+    PushStatus,
+)
 from controlplane.models.sessions import PersonalAccessToken, Session
 from controlplane.models.tenancy import Membership, Organization, Plan, Project, Role, User
 from controlplane.models.workers import WorkerHeartbeat
 
 __all__ = [
+    "FINAL_DELIVERY_STATUSES",
     "ApiKey",
     "AppendOnly",
     "AuditEvent",
+    "Delivery",
+    "DeliveryStatus",
     "Device",
     "DeviceStatus",
     "DeviceTag",
+    "IdempotencyKey",
     "Invitation",
     "KeyKind",
     "KeyMode",
@@ -31,6 +43,8 @@ __all__ = [
     "Project",
     "ProviderCredential",
     "ProviderName",
+    "Push",
+    "PushStatus",
     "Role",
     "Session",
     "User",

@@ -71,3 +71,11 @@ def new_credential_id() -> str:
 
 def new_device_id() -> str:
     return new_id("dev")
+
+
+def new_push_id() -> str:
+    return new_id("psh")
+
+
+def new_delivery_id() -> str:
+    return new_id("dlv")

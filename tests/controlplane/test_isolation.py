@@ -23,6 +23,8 @@ from controlplane.models import (
     PersonalAccessToken,
     Platform,
     Project,
+    Push,
+    PushStatus,
     Role,
 )
 from tests.support.tenants import Tenant, make_tenant
@@ -67,6 +69,10 @@ async def make_victim_rows(victim: Tenant) -> dict[str, str]:
         token_encrypted="not-read-here", token_last_four="abcd", user_id="victim-user",
         tags=["victim"],
     )  # fmt: skip
+    push = await Push.create(
+        project=victim.project, mode=KeyMode.TEST, kind="alert", content={}, target={},
+        status=PushStatus.SCHEDULED, recipients=0,
+    )  # fmt: skip
     return {
         "organization_id": victim.organization.id,
         "project_id": victim.project.id,
@@ -76,6 +82,7 @@ async def make_victim_rows(victim: Tenant) -> dict[str, str]:
         "audit_event_id": event.id,
         "access_token_id": token.id,
         "device_id": device.id,
+        "push_id": push.id,
     }
 
 

@@ -26,6 +26,7 @@ from schemathesis.checks import ignored_auth, positive_data_acceptance
 from schemathesis.core.parameters import ParameterLocation as Location
 
 from controlplane.api.openapi import build_document
+from controlplane.api.routing import Auth
 from controlplane.api.v1 import OPERATIONS
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.databases import empty_all_tables_sync
@@ -86,6 +87,7 @@ def live_server(database_url: str, redis_url: str) -> Iterator[dict[str, Any]]:
             yield {
                 "base_url": base,
                 "headers": {"Authorization": f"Bearer {token}"},
+                "api_key_headers": {"Authorization": f"Bearer {ids['keys']['test_secret']}"},
                 "ids": {"organization_id": ids["org_id"], "project_id": ids["project_id"]},
             }
     finally:
@@ -96,6 +98,7 @@ def live_server(database_url: str, redis_url: str) -> Iterator[dict[str, Any]]:
 # checks that it covers every route); building it here gives pytest one test per operation.
 SCHEMA = schemathesis.openapi.from_dict(build_document(OPERATIONS, "test"))
 OPERATIONS_UNDER_TEST = [result.ok() for result in SCHEMA.get_all_operations()]
+AUTH = {(op.method, op.path): op.auth for op in OPERATIONS}
 
 
 @pytest.mark.parametrize("operation", OPERATIONS_UNDER_TEST, ids=lambda op: op.label)
@@ -133,7 +136,9 @@ def exchanges(operation: Any, mode: GenerationMode, server: dict[str, Any]) -> A
             for name, value in server["ids"].items():
                 if name in case.path_parameters:
                     case.path_parameters[name] = value
-        response = case.call(base_url=server["base_url"], headers=server["headers"])
+        uses_key = AUTH[(case.method, operation.path)] is Auth.API_KEY
+        headers = server["api_key_headers"] if uses_key else server["headers"]
+        response = case.call(base_url=server["base_url"], headers=headers)
         # Not checked here:
         # - "schema-valid request rejected": a body can be well-formed and still wrong for
         #   the data (an expiry in the past, a scope the key kind may not hold, a cursor

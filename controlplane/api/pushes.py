@@ -1,0 +1,276 @@
+"""``/v1/pushes``: send a push to devices, and follow it until every delivery is final.
+
+``POST /v1/pushes`` (secret key, ``pushes:write``) resolves the recipients, checks the content
+against both providers' limits, and commits the push with one delivery row per device before
+answering 202 — from then on it cannot be lost: jobs are enqueued after the commit, and the
+worker's reconciler re-enqueues anything a lost job leaves behind. Retrying with the same
+``Idempotency-Key`` replays the first answer instead of sending again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from tortoise.expressions import Q, Subquery
+from tortoise.functions import Count
+
+from controlplane.api.fields import ObjectId
+from controlplane.api.pagination import ListQuery, Page, paginate
+from controlplane.api.routing import Auth, Call, Operation
+from controlplane.errors import InvalidRequest
+from controlplane.models import (
+    Delivery,
+    DeliveryStatus,
+    Device,
+    DeviceStatus,
+    DeviceTag,
+    KeyMode,
+    Platform,
+    ProviderCredential,
+    ProviderName,
+    Push,
+    PushStatus,
+)
+from controlplane.payloads import PushContent, check_sizes
+from workers.queue import DELIVER_JOB, DELIVERY_BATCH_SIZE
+
+_INSERT_CHUNK = 1000
+
+
+class Target(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    device_ids: list[ObjectId] = Field(default_factory=list, max_length=1000)
+    user_ids: list[str] = Field(default_factory=list, max_length=1000)
+    tags: list[str] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _names_someone(self) -> Target:
+        if not (self.device_ids or self.user_ids or self.tags):
+            raise ValueError("name at least one of device_ids, user_ids or tags")
+        return self
+
+
+class PushRequest(PushContent):
+    to: Target
+    send_at: AwareDatetime | None = Field(
+        default=None, description="Send later (cancellable until then)."
+    )
+
+
+class PushAccepted(BaseModel):
+    object: Literal["push"] = "push"
+    id: str
+    status: PushStatus
+    recipients: int
+
+
+class PushDetail(BaseModel):
+    object: Literal["push"] = "push"
+    id: str
+    mode: KeyMode
+    kind: str
+    status: PushStatus
+    recipients: int
+    deliveries: dict[str, int] = Field(description="Deliveries by status.")
+    content: dict[str, Any]
+    to: dict[str, Any]
+    send_at: datetime | None
+    created_at: datetime
+    completed_at: datetime | None
+    canceled_at: datetime | None
+
+
+class DeliveryOut(BaseModel):
+    object: Literal["delivery"] = "delivery"
+    id: str
+    device_id: str | None
+    platform: str
+    provider: str
+    status: DeliveryStatus
+    reason: str | None
+    attempts: int
+    created_at: datetime
+    sent_at: datetime | None
+    completed_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Delivery) -> DeliveryOut:
+        return cls(
+            id=row.id, device_id=row.device_id, platform=row.platform,  # type: ignore[attr-defined]
+            provider=row.provider, status=row.status, reason=row.reason, attempts=row.attempts,
+            created_at=row.created_at, sent_at=row.sent_at, completed_at=row.completed_at,
+        )  # fmt: skip
+
+
+class DeliveryListQuery(ListQuery):
+    status: DeliveryStatus | None = None
+
+
+async def _recipients(call: Call, content: PushContent, target: Target) -> list[tuple[str, str]]:
+    """(device id, platform) of every active device the target names, once each."""
+    wanted = Q()
+    if target.device_ids:
+        wanted |= Q(id__in=target.device_ids)
+    if target.user_ids:
+        wanted |= Q(user_id__in=target.user_ids)
+    if target.tags:
+        # A subquery, not a join: a join would drop devices without tags from the other terms.
+        tagged = DeviceTag.filter(tag__in=target.tags).values("device_id")
+        wanted |= Q(id__in=Subquery(tagged))
+    query = call.tenant.query(Device).filter(wanted, status=DeviceStatus.ACTIVE)
+    if content.live_activity is not None:
+        # iOS devices need the Live Activity's token (or the push-to-start token to start one).
+        if content.live_activity.event == "start":
+            has_token = Q(push_to_start_token_encrypted__isnull=False)
+        else:
+            has_token = Q(live_activity_token_encrypted__isnull=False)
+        query = query.filter(Q(platform=Platform.ANDROID) | has_token)
+    rows = await query.values_list("id", "platform")
+    return list(dict.fromkeys((str(device_id), str(platform)) for device_id, platform in rows))
+
+
+async def _providers(call: Call, platforms: set[str]) -> dict[str, str]:
+    """Platform → provider; test mode always goes to the sandbox. 400 if a credential lacks."""
+    if call.key.mode is KeyMode.TEST:
+        return {platform: "sandbox" for platform in platforms}
+    needed = {Platform.IOS.value: ProviderName.APNS, Platform.ANDROID.value: ProviderName.FCM}
+    stored = await call.tenant.query(ProviderCredential).values_list("provider", flat=True)
+    have = {str(provider) for provider in stored}
+    providers: dict[str, str] = {}
+    for platform in platforms:
+        provider = needed[platform]
+        if provider.value not in have:
+            raise InvalidRequest(
+                f"Some recipients are {platform} devices, and this project has no "
+                f"{provider.value} credential: PUT /v1/credentials/{provider.value} first.",
+                code="credential_missing",
+                param="to",
+            )
+        providers[platform] = provider.value
+    return providers
+
+
+async def send_push(call: Call) -> PushAccepted:
+    body = call.body_as(PushRequest)
+    content = PushContent.model_validate(body.model_dump(exclude={"to", "send_at"}))
+    check_sizes(content)
+    now = datetime.now(UTC)
+    scheduled = body.send_at is not None and body.send_at > now
+    recipients = await _recipients(call, content, body.to)
+    providers = await _providers(call, {platform for _, platform in recipients})
+    push = await Push.create(
+        project=call.tenant.project,
+        mode=call.key.mode,
+        kind=content.kind,
+        content=content.model_dump(mode="json", exclude_none=True),
+        target=body.to.model_dump(),
+        status=PushStatus.SCHEDULED if scheduled else PushStatus.QUEUED,
+        collapse_id=content.collapse_id,
+        send_at=body.send_at,
+        recipients=len(recipients),
+        completed_at=None if recipients else now,
+    )
+    if not recipients:
+        push.status = PushStatus.COMPLETED
+        await push.save(update_fields=["status"])
+    delivery_ids: list[str] = []
+    for start in range(0, len(recipients), _INSERT_CHUNK):
+        rows = [
+            Delivery(push=push, device_id=device_id, platform=platform,
+                     provider=providers[platform], apns_id=str(uuid.uuid4()))
+            for device_id, platform in recipients[start : start + _INSERT_CHUNK]
+        ]  # fmt: skip
+        for row in rows:
+            row.id = row.id or ""
+        await Delivery.bulk_create(rows)
+        delivery_ids += [row.id for row in rows]
+    redis = call.request.app.state.redis
+    defer_until = body.send_at if scheduled else None
+
+    async def enqueue() -> None:
+        for number, start in enumerate(range(0, len(delivery_ids), DELIVERY_BATCH_SIZE)):
+            await redis.enqueue_job(
+                DELIVER_JOB, push.id, delivery_ids[start : start + DELIVERY_BATCH_SIZE],
+                _job_id=f"deliver:{push.id}:{number}", _defer_until=defer_until,
+            )  # fmt: skip
+
+    if delivery_ids:
+        call.after_commit.append(enqueue)
+    return PushAccepted(id=push.id, status=push.status, recipients=push.recipients)
+
+
+async def _counts(push: Push) -> dict[str, int]:
+    rows = await (
+        Delivery.filter(push_id=push.id)
+        .annotate(n=Count("id"))
+        .group_by("status")
+        .values_list("status", "n")
+    )
+    return {str(status): int(n) for status, n in rows}
+
+
+async def _detail(push: Push) -> PushDetail:
+    return PushDetail(
+        id=push.id, mode=push.mode, kind=push.kind, status=push.status,
+        recipients=push.recipients, deliveries=await _counts(push), content=push.content,
+        to=push.target, send_at=push.send_at, created_at=push.created_at,
+        completed_at=push.completed_at, canceled_at=push.canceled_at,
+    )  # fmt: skip
+
+
+async def retrieve_push(call: Call) -> PushDetail:
+    return await _detail(call.row(Push, "push_id"))
+
+
+async def list_pushes(call: Call) -> Page[PushAccepted]:
+    return await paginate(
+        call.tenant.query(Push), call.query_as(ListQuery),
+        lambda row: PushAccepted(id=row.id, status=row.status, recipients=row.recipients),
+    )  # fmt: skip
+
+
+async def list_deliveries(call: Call) -> Page[DeliveryOut]:
+    params = call.query_as(DeliveryListQuery)
+    query = Delivery.filter(push_id=call.row(Push, "push_id").id)
+    if params.status is not None:
+        query = query.filter(status=params.status)
+    return await paginate(query, params, DeliveryOut.of)
+
+
+async def cancel_push(call: Call) -> PushDetail:
+    push = call.row(Push, "push_id")
+    now = datetime.now(UTC)
+    canceled = await Push.filter(id=push.id, status=PushStatus.SCHEDULED).update(
+        status=PushStatus.CANCELED, canceled_at=now, completed_at=now
+    )
+    if not canceled:
+        raise InvalidRequest(
+            f"Only scheduled pushes can be canceled; this one is {push.status.value}.",
+            code="push_not_cancelable",
+        )
+    await Delivery.filter(push_id=push.id, status=DeliveryStatus.QUEUED).update(
+        status=DeliveryStatus.CANCELED, completed_at=now, reason="canceled before send_at"
+    )
+    await push.refresh_from_db()
+    return await _detail(push)
+
+
+KEY = Auth.API_KEY
+PUSH = "/v1/pushes/{push_id}"
+operations = [
+    Operation("POST", "/v1/pushes", send_push, "Send a push (202 once it is committed)",
+              "Pushes", auth=KEY, scope="pushes:write", body=PushRequest,
+              response=PushAccepted, status_code=202, idempotent=True),
+    Operation("GET", "/v1/pushes", list_pushes, "List pushes", "Pushes", auth=KEY,
+              scope="pushes:read", query=ListQuery, response=Page[PushAccepted]),
+    Operation("GET", PUSH, retrieve_push, "A push: status and deliveries by outcome", "Pushes",
+              auth=KEY, scope="pushes:read", response=PushDetail),
+    Operation("GET", PUSH + "/deliveries", list_deliveries, "A push's deliveries, per device",
+              "Pushes", auth=KEY, scope="pushes:read", query=DeliveryListQuery,
+              response=Page[DeliveryOut]),
+    Operation("POST", PUSH + "/cancel", cancel_push, "Cancel a scheduled push", "Pushes",
+              auth=KEY, scope="pushes:write", response=PushDetail),
+]  # fmt: skip

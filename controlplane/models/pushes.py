@@ -1,0 +1,116 @@
+"""Pushes (one send request) and their deliveries (one per device), and idempotency keys.
+
+A push is accepted only once it and all its deliveries are committed; from then on the
+delivery rows are the truth the workers work from: each moves ``queued → sending → final``
+through conditional updates under a lease (``lease_token`` / ``lease_until``), so a job that
+runs twice, or late, never sends a row whose result is recorded.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from tortoise import fields
+from tortoise.models import Model
+
+from controlplane.models.api_keys import KeyMode
+from controlplane.models.devices import Device
+from controlplane.models.ids import new_delivery_id, new_push_id
+from controlplane.models.tenancy import Project
+
+
+class PushStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    SENDING = "sending"
+    COMPLETED = "completed"
+    CANCELED = "canceled"
+
+
+class DeliveryStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    INVALID_TOKEN = "invalid_token"
+    RATE_LIMITED = "rate_limited"
+    CANCELED = "canceled"
+
+
+FINAL_DELIVERY_STATUSES = frozenset(
+    {
+        DeliveryStatus.DELIVERED,
+        DeliveryStatus.FAILED,
+        DeliveryStatus.INVALID_TOKEN,
+        DeliveryStatus.RATE_LIMITED,
+        DeliveryStatus.CANCELED,
+    }
+)
+
+
+class Push(Model):
+    id = fields.CharField(max_length=32, primary_key=True, default=new_push_id)
+    project: fields.ForeignKeyRelation[Project] = fields.ForeignKeyField(
+        "brik.Project", related_name="pushes", on_delete=fields.CASCADE
+    )
+    mode = fields.CharEnumField(KeyMode, max_length=10)
+    kind = fields.CharField(max_length=20)
+    content: fields.Field[dict[str, Any]] = fields.JSONField()
+    target: fields.Field[dict[str, Any]] = fields.JSONField()
+    status = fields.CharEnumField(PushStatus, max_length=12)
+    collapse_id = fields.CharField(max_length=64, null=True)
+    send_at = fields.DatetimeField(null=True)
+    recipients = fields.IntField(default=0)
+    created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
+    completed_at = fields.DatetimeField(null=True)
+    canceled_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "pushes"
+
+
+class Delivery(Model):
+    id = fields.CharField(max_length=32, primary_key=True, default=new_delivery_id)
+    push: fields.ForeignKeyRelation[Push] = fields.ForeignKeyField(
+        "brik.Push", related_name="deliveries", on_delete=fields.CASCADE
+    )
+    device: fields.ForeignKeyNullableRelation[Device] = fields.ForeignKeyField(
+        "brik.Device", related_name="deliveries", on_delete=fields.SET_NULL, null=True
+    )
+    provider = fields.CharField(max_length=10)  # apns | fcm | sandbox
+    platform = fields.CharField(max_length=10)
+    apns_id = fields.CharField(max_length=36)  # the same on every attempt
+    status = fields.CharEnumField(DeliveryStatus, max_length=16, default=DeliveryStatus.QUEUED)
+    reason = fields.CharField(max_length=500, null=True)
+    attempts = fields.IntField(default=0)
+    lease_token = fields.CharField(max_length=32, null=True)
+    lease_until = fields.DatetimeField(null=True)
+    next_attempt_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    sent_at = fields.DatetimeField(null=True)
+    completed_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "deliveries"
+        indexes = (("status", "lease_until"), ("push_id", "status"))
+
+
+class IdempotencyKey(Model):
+    """The first answer to a request with an ``Idempotency-Key``, replayed for its retries."""
+
+    id = fields.BigIntField(primary_key=True)
+    project: fields.ForeignKeyRelation[Project] = fields.ForeignKeyField(
+        "brik.Project", related_name="idempotency_keys", on_delete=fields.CASCADE
+    )
+    key = fields.CharField(max_length=255)
+    request_hash = fields.CharField(max_length=64)
+    status = fields.CharField(max_length=12)  # in_flight | completed
+    response_status = fields.IntField(null=True)
+    response_body: fields.Field[Any] = fields.JSONField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "idempotency_keys"
+        unique_together = (("project", "key"),)

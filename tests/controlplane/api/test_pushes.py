@@ -1,0 +1,201 @@
+"""Accepting pushes: recipients, limits, scheduling and idempotent retries — all or nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from controlplane.api.pushes import PushRequest
+from controlplane.auth.api_keys import issue_api_key
+from controlplane.idempotency import request_fingerprint
+from controlplane.models import Delivery, IdempotencyKey, KeyKind, KeyMode, Push
+from tests.conftest import TEST_SECRET_KEY
+from tests.support.tenants import Tenant, make_tenant
+
+pytestmark = pytest.mark.database
+
+ALERT = {"kind": "alert", "alert": {"title": "Order shipped"}}
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def register(
+    client: httpx.AsyncClient, tenant: Tenant, n: int, first: int = 0, **extra: Any
+) -> list[str]:
+    ids = []
+    for number in range(first, first + n):
+        response = await client.post(
+            "/v1/devices",
+            json={"token": f"{number:064x}", "platform": "ios", **extra},
+            headers=bearer(tenant.secret_key),
+        )
+        ids.append(response.json()["id"])
+    return ids
+
+
+async def test_a_push_is_committed_with_a_delivery_per_device_and_queued(
+    client: httpx.AsyncClient, database: None, settings: Any, redis_url: str
+) -> None:
+    acme = await make_tenant("Acme")
+    beta = await register(client, acme, 3, tags=["beta"])
+    user = await register(client, acme, 1, 100, user_id="u_1", tags=["beta"])  # both: once
+    await client.post("/v1/devices", json={"token": "brik-sandbox:" + "x" * 20,
+                                           "platform": "android", "user_id": "u_1"},
+                      headers=bearer(acme.secret_key))  # fmt: skip
+    response = await client.post(
+        "/v1/pushes",
+        json={**ALERT, "to": {"tags": ["beta"], "user_ids": ["u_1"]}},
+        headers=bearer(acme.secret_key),
+    )
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert (accepted["status"], accepted["recipients"]) == ("queued", 5)
+    deliveries = await Delivery.filter(push_id=accepted["id"])
+    assert len(deliveries) == 5
+    assert {d.provider for d in deliveries} == {"sandbox"}  # test keys never reach a provider
+    assert len({d.apns_id for d in deliveries}) == 5
+    assert set(beta + user) <= {d.device_id for d in deliveries}  # type: ignore[attr-defined]
+    redis = Redis.from_url(redis_url)
+    try:
+        queued = await redis.zrange(settings.queue_name, 0, -1)
+    finally:
+        await redis.aclose()
+    assert queued == [f"deliver:{accepted['id']}:0".encode()]
+    detail = (await client.get(f"/v1/pushes/{accepted['id']}",
+                               headers=bearer(acme.secret_key))).json()  # fmt: skip
+    assert detail["deliveries"] == {"queued": 5}
+    listed = await client.get(f"/v1/pushes/{accepted['id']}/deliveries",
+                              params={"limit": 2}, headers=bearer(acme.secret_key))  # fmt: skip
+    assert len(listed.json()["data"]) == 2
+    assert listed.json()["has_more"] is True
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"kind": "background", "data": {"blob": "x" * 5000}, "to": {"tags": ["t"]}},
+         "payload_too_large"),
+        ({**ALERT, "to": {}}, "parameter_invalid"),
+        ({**ALERT, "to": {"device_ids": ["nope"]}}, "parameter_invalid"),
+        ({"kind": "alert", "to": {"tags": ["t"]}}, "parameter_invalid"),
+    ],
+)  # fmt: skip
+async def test_a_push_that_cannot_be_sent_is_refused_whole(
+    client: httpx.AsyncClient, database: None, body: dict[str, Any], code: str
+) -> None:
+    acme = await make_tenant("Acme")
+    await register(client, acme, 1, tags=["t"])
+    response = await client.post("/v1/pushes", json=body, headers=bearer(acme.secret_key))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == code
+    assert await Push.all().count() == 0
+
+
+async def test_live_pushes_need_the_platforms_credential(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    _, live = await issue_api_key(acme.project, name="live", kind=KeyKind.SECRET,
+                                  mode=KeyMode.LIVE, pepper=TEST_SECRET_KEY)  # fmt: skip
+    await client.post("/v1/devices", json={"token": "ab" * 32, "platform": "ios", "tags": ["t"]},
+                      headers=bearer(live))  # fmt: skip
+    response = await client.post("/v1/pushes", json={**ALERT, "to": {"tags": ["t"]}},
+                                 headers=bearer(live))  # fmt: skip
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "credential_missing"
+    assert await Push.all().count() == 0
+
+
+async def test_a_retried_request_is_answered_once_and_sends_once(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    await register(client, acme, 2, tags=["t"])
+    headers = {**bearer(acme.secret_key), "Idempotency-Key": "order-42-shipped"}
+    body = {**ALERT, "to": {"tags": ["t"]}}
+    first, second = await asyncio.gather(
+        client.post("/v1/pushes", json=body, headers=headers),
+        client.post("/v1/pushes", json=body, headers=headers),
+    )
+    statuses = sorted([first.status_code, second.status_code])
+    assert statuses in ([202, 202], [202, 409]), statuses
+    replay = await client.post("/v1/pushes", json=body, headers=headers)
+    assert replay.status_code == 202
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.json() == (first if first.status_code == 202 else second).json()
+    assert await Push.all().count() == 1
+    assert await Delivery.all().count() == 2
+    other_body = await client.post(
+        "/v1/pushes", json={**body, "alert": {"title": "Other"}}, headers=headers
+    )
+    assert other_body.status_code == 422
+    assert other_body.json()["error"]["code"] == "idempotency_key_reused"
+    # Keys are per project: another tenant may use the same key for its own push.
+    other = await make_tenant("Other")
+    await register(client, other, 1, tags=["t"])
+    theirs = await client.post(
+        "/v1/pushes", json=body,
+        headers={**bearer(other.secret_key), "Idempotency-Key": "order-42-shipped"},
+    )  # fmt: skip
+    assert theirs.status_code == 202
+    assert theirs.json()["id"] != replay.json()["id"]
+
+
+async def test_a_request_still_in_flight_gets_409_and_a_failed_one_releases_its_key(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    await register(client, acme, 1, tags=["t"])
+    body = {**ALERT, "to": {"tags": ["t"]}}
+    fingerprint = request_fingerprint(
+        "POST", "/v1/pushes", PushRequest.model_validate(body).model_dump(mode="json")
+    )
+    await IdempotencyKey.create(
+        project=acme.project, key="busy", request_hash=fingerprint, status="in_flight",
+        expires_at=datetime.now(UTC) + timedelta(hours=1),
+    )  # fmt: skip
+    busy_headers = {**bearer(acme.secret_key), "Idempotency-Key": "busy"}
+    busy = await client.post("/v1/pushes", json=body, headers=busy_headers)
+    assert busy.status_code == 409
+    assert busy.json()["error"]["code"] == "idempotency_key_in_use"
+    too_big = {"kind": "background", "data": {"b": "x" * 5000}, "to": {"tags": ["t"]}}
+    headers = {**bearer(acme.secret_key), "Idempotency-Key": "fix-and-retry"}
+    failed = await client.post("/v1/pushes", json=too_big, headers=headers)
+    assert failed.status_code == 400
+    assert not await IdempotencyKey.filter(key="fix-and-retry").exists()
+
+
+async def test_a_scheduled_push_can_be_canceled_until_due(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    await register(client, acme, 2, tags=["t"])
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    accepted = await client.post("/v1/pushes", json={**ALERT, "to": {"tags": ["t"]},
+                                                     "send_at": later},
+                                 headers=bearer(acme.secret_key))  # fmt: skip
+    assert accepted.json()["status"] == "scheduled"
+    path = f"/v1/pushes/{accepted.json()['id']}/cancel"
+    canceled = await client.post(path, headers=bearer(acme.secret_key))
+    assert canceled.json()["status"] == "canceled"
+    assert canceled.json()["deliveries"] == {"canceled": 2}
+    again = await client.post(path, headers=bearer(acme.secret_key))
+    assert again.status_code == 400
+    assert again.json()["error"]["code"] == "push_not_cancelable"
+
+
+async def test_publishable_keys_cannot_send(client: httpx.AsyncClient, database: None) -> None:
+    acme = await make_tenant("Acme")
+    _, publishable = await issue_api_key(acme.project, name="app", kind=KeyKind.PUBLISHABLE,
+                                         mode=KeyMode.TEST, pepper=TEST_SECRET_KEY)  # fmt: skip
+    response = await client.post("/v1/pushes", json={**ALERT, "to": {"tags": ["t"]}},
+                                 headers=bearer(publishable))  # fmt: skip
+    assert response.status_code == 403
+    assert response.json()["error"]["param"] == "pushes:write"
