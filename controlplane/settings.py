@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     worker_max_tries: int = Field(default=8, ge=1)
     queue_name: str = "brik:queue"
 
+    # Delivery; see the README section "Delivery".
+    delivery_max_attempts: int = Field(default=6, ge=1, le=50)
+    delivery_retry_base_seconds: float = Field(default=2.0, gt=0)
+    delivery_retry_max_seconds: float = Field(default=300.0, gt=0)
+    delivery_lease_seconds: float = Field(default=180.0, gt=0)
+    delivery_in_flight_per_connection: int = Field(default=100, ge=1)
+
     @field_validator("encryption_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

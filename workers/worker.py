@@ -24,10 +24,14 @@ from typing import Any
 from arq import Worker, cron, func
 
 from controlplane import db
+from controlplane.crypto import KeyRing
 from controlplane.settings import Settings
-from workers.queue import HEARTBEAT_JOB, redis_settings
+from workers.provider_cache import ProviderCache
+from workers.queue import DELIVER_JOB, HEARTBEAT_JOB, redis_settings
 from workers.tasks.api_key_usage import scheduled_api_key_usage_flush
+from workers.tasks.deliver import deliver_batch
 from workers.tasks.heartbeat import heartbeat, scheduled_heartbeat
+from workers.tasks.reconcile import delete_expired_idempotency_keys, scheduled_reconcile
 
 KEEP_RESULT_SECONDS = 600
 
@@ -45,17 +49,28 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         ctx["exit_stack"] = stack
         ctx["settings"] = settings
         ctx["worker_id"] = worker_id()
+        keyring = KeyRing([key.get_secret_value() for key in settings.encryption_keys])
+        ctx["keyring"] = keyring
+        ctx["providers"] = ProviderCache(settings, keyring)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        providers: ProviderCache | None = ctx.pop("providers", None)
+        if providers is not None:
+            await providers.close_retired(everything=True)
         stack: AsyncExitStack | None = ctx.pop("exit_stack", None)
         if stack is not None:
             await stack.aclose()
 
     return Worker(
-        functions=[func(heartbeat, name=HEARTBEAT_JOB)],
+        functions=[
+            func(heartbeat, name=HEARTBEAT_JOB),
+            func(deliver_batch, name=DELIVER_JOB),
+        ],
         cron_jobs=[
             cron(scheduled_heartbeat, second=0, run_at_startup=True),
             cron(scheduled_api_key_usage_flush, second=30),
+            cron(scheduled_reconcile, second=15, run_at_startup=True),
+            cron(delete_expired_idempotency_keys, minute=7, second=45),
         ],
         queue_name=settings.queue_name,
         redis_settings=redis_settings(settings.redis_url),

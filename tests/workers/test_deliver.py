@@ -1,0 +1,156 @@
+"""Pushes delivered end to end: API → PostgreSQL → Redis → a real arq worker → provider.
+
+Test-mode pushes go to the sandbox (magic tokens script the outcomes); live pushes go through
+the real aioapns and pyfcm to the local APNs and FCM fakes over sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from controlplane.app import create_app
+from controlplane.auth.api_keys import issue_api_key
+from controlplane.models import Delivery, Device, KeyKind, KeyMode
+from controlplane.settings import Settings
+from tests.conftest import TEST_SECRET_KEY
+from tests.support.apple import SigningKey
+from tests.support.google import new_service_account
+from tests.support.servers import running_worker, serving
+from tests.support.tenants import Tenant, make_tenant
+from workers.fakes.apns import UNREGISTERED, FakeAPNs
+from workers.fakes.fcm import FakeFCM
+
+pytestmark = pytest.mark.database
+
+FAST_RETRIES = {"delivery_retry_base_seconds": 0.05, "delivery_retry_max_seconds": 0.2}
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def until_final(client: httpx.AsyncClient, key: str, push_id: str) -> dict[str, Any]:
+    """The push once completed (a safety deadline, not a timing assertion)."""
+    deadline = time.monotonic() + 60
+    while True:
+        push = (await client.get(f"/v1/pushes/{push_id}", headers=bearer(key))).json()
+        if push["status"] == "completed":
+            return dict(push)
+        assert time.monotonic() < deadline, f"push never completed: {push}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def pipeline(
+    make_settings: Callable[..., Settings], database: None
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start an API and a worker on the same settings; yields a starter taking overrides."""
+    stack: list[Any] = []
+
+    async def start(**overrides: Any) -> httpx.AsyncClient:
+        settings = make_settings(**FAST_RETRIES, **overrides)
+        server = serving(create_app(settings))
+        url = await server.__aenter__()
+        worker = running_worker(settings)
+        await worker.__aenter__()
+        client = httpx.AsyncClient(base_url=url)
+        stack.extend([server, worker, client])
+        return client
+
+    yield start
+    for resource in reversed(stack):
+        await resource.__aexit__(None, None, None)
+
+
+async def register(client: httpx.AsyncClient, key: str, token: str, platform: str) -> str:
+    response = await client.post(
+        "/v1/devices", json={"token": token, "platform": platform, "tags": ["all"]},
+        headers=bearer(key),
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    return str(response.json()["id"])
+
+
+async def test_test_mode_pushes_end_in_the_outcomes_the_sandbox_promises(
+    pipeline: Callable[..., Any],
+) -> None:
+    client = await pipeline()
+    acme = await make_tenant("Acme")
+    key = acme.secret_key
+    devices = {
+        "plain": await register(client, key, "ab" * 32, "ios"),
+        "unregistered": await register(client, key, "0" * 61 + "410", "ios"),
+        "flaky": await register(client, key, "0" * 61 + "503", "ios"),
+        "android": await register(client, key, "brik-sandbox:quota-once", "android"),
+        "auth": await register(client, key, "brik-sandbox:auth-error", "android"),
+    }
+    accepted = await client.post(
+        "/v1/pushes", json={"kind": "alert", "alert": {"title": "Hi"}, "to": {"tags": ["all"]}},
+        headers=bearer(key),
+    )  # fmt: skip
+    push = await until_final(client, key, accepted.json()["id"])
+    assert push["deliveries"] == {"delivered": 3, "invalid_token": 1, "failed": 1}
+    rows = {row.device_id: row for row in await Delivery.all()}  # type: ignore[attr-defined]
+    assert rows[devices["flaky"]].attempts == 3  # 503 twice, then delivered
+    assert rows[devices["android"]].attempts == 2  # 429 once, then delivered
+    assert rows[devices["unregistered"]].reason == "Unregistered"
+    dead = await Device.get(id=devices["unregistered"])
+    assert (dead.status.value, dead.invalid_reason) == ("invalid", "Unregistered")
+    # An invalid device is kept, and never sent to again.
+    again = await client.post(
+        "/v1/pushes", json={"kind": "alert", "alert": {"title": "Hi"}, "to": {"tags": ["all"]}},
+        headers=bearer(key),
+    )  # fmt: skip
+    assert again.json()["recipients"] == 4
+
+
+async def test_live_pushes_reach_apns_and_fcm_once_each(
+    pipeline: Callable[..., Any],
+    apns_fake: FakeAPNs,
+    fcm_fake: FakeFCM,
+    signing_key: SigningKey,
+) -> None:
+    client = await pipeline(
+        apns_host=apns_fake.host, apns_port=apns_fake.port,
+        apns_ca_file=apns_fake.ca_file,  # type: ignore[attr-defined]
+        fcm_base_url=fcm_fake.base_url, fcm_token_url=fcm_fake.token_url,
+    )  # fmt: skip
+    acme: Tenant = await make_tenant("Acme")
+    _, live = await issue_api_key(acme.project, name="live", kind=KeyKind.SECRET,
+                                  mode=KeyMode.LIVE, pepper=TEST_SECRET_KEY)  # fmt: skip
+    apns_upload = await client.put("/v1/credentials/apns", json={
+        "key": signing_key.pem, "key_id": signing_key.key_id, "team_id": signing_key.team_id,
+        "topic": "com.example.app", "environment": "sandbox"}, headers=bearer(live))  # fmt: skip
+    assert apns_upload.status_code == 200
+    info, public_key = new_service_account("https://oauth2.googleapis.com/token")
+    fcm_fake.add_account(info["client_email"], info["project_id"], info["private_key_id"],
+                         public_key)  # fmt: skip
+    await client.put("/v1/credentials/fcm", json={"service_account": info}, headers=bearer(live))
+    ios_tokens = [f"{n:064x}" for n in range(1, 21)]
+    apns_fake.script(ios_tokens[0], UNREGISTERED)
+    for token in ios_tokens:
+        await register(client, live, token, "ios")
+    android_tokens = [f"android-token-{n:03d}-" + "z" * 20 for n in range(10)]
+    for token in android_tokens:
+        await register(client, live, token, "android")
+    accepted = await client.post(
+        "/v1/pushes",
+        json={"kind": "alert", "alert": {"title": "Order shipped"}, "to": {"tags": ["all"]},
+              "collapse_id": "order-42"},
+        headers=bearer(live),
+    )  # fmt: skip
+    assert accepted.json()["recipients"] == 30
+    push = await until_final(client, live, accepted.json()["id"])
+    assert push["deliveries"] == {"delivered": 29, "invalid_token": 1}
+    assert set(apns_fake.deliveries_per_device().values()) == {1}
+    assert len(apns_fake.deliveries_per_device()) == 19
+    assert {r.headers["apns-collapse-id"] for r in apns_fake.accepted()} == {"order-42"}
+    apns_ids = {d.apns_id for d in await Delivery.filter(platform="ios")}
+    assert {r.apns_id for r in apns_fake.received} <= apns_ids
+    assert sorted(m.token for m in fcm_fake.accepted()) == sorted(android_tokens)

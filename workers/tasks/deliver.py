@@ -1,0 +1,210 @@
+"""The delivery job: send a batch of a push's deliveries, record every outcome, never twice.
+
+Each delivery row is claimed with one conditional UPDATE — only rows still ``queued`` (and due)
+or ``sending`` with an expired lease — stamped with this run's lease token. Only rows carrying
+the token are sent, and results are written back only where the token still matches. So a job
+that runs twice (arq retry, a duplicate enqueue, the reconciler) finds nothing left to claim
+once the first run recorded its results, and cannot overwrite them.
+
+The only second send possible is a row whose worker died mid-send: its lease expires, the
+reconciler re-enqueues it, and it goes again *with the same apns-id and collapse id*, so the
+device shows it once. At most ``delivery_in_flight_per_connection`` rows per job are exposed.
+
+Results are written in bulk — one UPDATE per (outcome, reason) group, not one per device.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tortoise.expressions import F, Q
+
+from controlplane.crypto import KeyRing, UndecryptableSecret
+from controlplane.models import (
+    Delivery,
+    DeliveryStatus,
+    Device,
+    DeviceStatus,
+    Push,
+    PushStatus,
+)
+from controlplane.payloads import PushContent, apns_push, fcm_message
+from controlplane.settings import Settings
+from workers.provider_cache import MissingCredential, ProviderCache
+from workers.providers.base import ApnsPush, FcmPush, Outcome, OutcomeKind
+from workers.queue import DELIVER_JOB
+
+OPEN_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
+
+
+def retry_delay(attempts: int, settings: Settings, retry_after: float | None) -> float:
+    """Exponential backoff with jitter; never sooner than the provider's Retry-After."""
+    ceiling = min(
+        settings.delivery_retry_max_seconds,
+        settings.delivery_retry_base_seconds * 2 ** max(0, attempts - 1),
+    )
+    delay = ceiling * random.uniform(0.5, 1.0)
+    return float(max(delay, retry_after or 0.0))
+
+
+def _claimable(now: datetime) -> Q:
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    return (Q(status=DeliveryStatus.QUEUED) & due) | Q(
+        status=DeliveryStatus.SENDING, lease_until__lt=now
+    )
+
+
+async def deliver_batch(
+    ctx: dict[str, Any], push_id: str, delivery_ids: list[str]
+) -> dict[str, int]:
+    settings: Settings = ctx["settings"]
+    providers: ProviderCache = ctx["providers"]
+    keyring: KeyRing = ctx["keyring"]
+    now = datetime.now(UTC)
+    push = await Push.get_or_none(id=push_id)
+    if push is None or push.status is PushStatus.CANCELED:
+        return {}
+    lease = secrets.token_hex(16)
+    claimed = await Delivery.filter(_claimable(now), id__in=delivery_ids, push_id=push_id).update(
+        status=DeliveryStatus.SENDING,
+        lease_token=lease,
+        lease_until=now + timedelta(seconds=settings.delivery_lease_seconds),
+        attempts=F("attempts") + 1,
+        sent_at=now,
+    )
+    if not claimed:
+        await _complete_if_final(push_id)
+        return {}
+    await Push.filter(id=push_id, status__in=[PushStatus.QUEUED, PushStatus.SCHEDULED]).update(
+        status=PushStatus.SENDING
+    )
+    rows = await Delivery.filter(lease_token=lease).select_related("device")
+    content = PushContent.model_validate(push.content)
+    outcomes: dict[str, Outcome] = {}
+    by_provider: dict[str, list[Delivery]] = defaultdict(list)
+    for row in rows:
+        by_provider[row.provider].append(row)
+    for name, group in by_provider.items():
+        outcomes.update(await _send_group(push, content, name, group, providers, keyring))
+    counts = await _record(push, rows, outcomes, lease, settings, ctx)
+    await _complete_if_final(push_id)
+    return counts
+
+
+async def _send_group(
+    push: Push,
+    content: PushContent,
+    name: str,
+    rows: list[Delivery],
+    providers: ProviderCache,
+    keyring: KeyRing,
+) -> dict[str, Outcome]:
+    try:
+        provider, details = await providers.get(push.project_id, name)  # type: ignore[attr-defined]
+    except MissingCredential as exc:
+        return {row.id: Outcome.failed(f"{exc}: upload it, then send again") for row in rows}
+    outcomes: dict[str, Outcome] = {}
+    sendable: list[tuple[Delivery, ApnsPush | FcmPush]] = []
+    collapse_id = push.collapse_id or push.id  # one notification on the device, even if resent
+    expires = None
+    if content.ttl is not None:
+        expires = int(push.created_at.timestamp()) + content.ttl
+    for row in rows:
+        device: Device | None = row.device
+        if device is None or device.status is DeviceStatus.INVALID:
+            outcomes[row.id] = Outcome.failed("the device was deleted or is invalid")
+            continue
+        try:
+            token = _token_for(device, content, keyring)
+        except UndecryptableSecret:
+            outcomes[row.id] = Outcome.failed("the device token cannot be decrypted")
+            continue
+        if row.platform == "ios":
+            built: ApnsPush | FcmPush = apns_push(
+                content, token=token, apns_id=row.apns_id, topic=str(details.get("topic")),
+                collapse_id=collapse_id, expires_at=expires, attempt=row.attempts,
+            )  # fmt: skip
+        else:
+            built = fcm_message(content, token=token, collapse_id=collapse_id, attempt=row.attempts)
+        sendable.append((row, built))
+    if sendable:
+        results = await provider.send([built for _, built in sendable])
+        outcomes.update(
+            {row.id: outcome for (row, _), outcome in zip(sendable, results, strict=True)}
+        )
+    return outcomes
+
+
+def _token_for(device: Device, content: PushContent, keyring: KeyRing) -> str:
+    encrypted: str = device.token_encrypted
+    if content.live_activity is not None and device.platform.value == "ios":
+        if content.live_activity.event == "start":
+            encrypted = str(device.push_to_start_token_encrypted or encrypted)
+        else:
+            encrypted = str(device.live_activity_token_encrypted or encrypted)
+    return keyring.decrypt(encrypted).decode()
+
+
+async def _record(
+    push: Push,
+    rows: Iterable[Delivery],
+    outcomes: dict[str, Outcome],
+    lease: str,
+    settings: Settings,
+    ctx: dict[str, Any],
+) -> dict[str, int]:
+    now = datetime.now(UTC)
+    finals: dict[tuple[DeliveryStatus, str | None], list[str]] = defaultdict(list)
+    retries: dict[tuple[float, str], list[str]] = defaultdict(list)
+    dead_devices: dict[str, list[str]] = defaultdict(list)
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        outcome = outcomes.get(row.id, Outcome.retry("no outcome recorded"))
+        counts[outcome.kind.value] += 1
+        if outcome.kind is OutcomeKind.DELIVERED:
+            finals[(DeliveryStatus.DELIVERED, None)].append(row.id)
+        elif outcome.kind is OutcomeKind.INVALID_TOKEN:
+            finals[(DeliveryStatus.INVALID_TOKEN, outcome.reason)].append(row.id)
+            if row.device_id is not None:  # type: ignore[attr-defined]
+                dead_devices[outcome.reason].append(row.device_id)  # type: ignore[attr-defined]
+        elif outcome.kind is OutcomeKind.FAILED:
+            finals[(DeliveryStatus.FAILED, outcome.reason)].append(row.id)
+        elif row.attempts >= settings.delivery_max_attempts:
+            gave_up = f"gave up after {row.attempts} attempts: {outcome.reason}"
+            finals[(DeliveryStatus.FAILED, gave_up[:500])].append(row.id)
+        else:
+            delay = retry_delay(row.attempts, settings, outcome.retry_after)
+            retries[(round(delay, 3), outcome.reason)].append(row.id)
+    for (status, final_reason), ids in finals.items():
+        await Delivery.filter(id__in=ids, lease_token=lease).update(
+            status=status, reason=final_reason, completed_at=now, lease_token=None,
+            lease_until=None,
+        )  # fmt: skip
+    for reason, device_ids in dead_devices.items():
+        await Device.filter(id__in=device_ids, status=DeviceStatus.ACTIVE).update(
+            status=DeviceStatus.INVALID, invalid_reason=reason[:300], invalidated_at=now
+        )
+    redis = ctx["redis"]
+    for (delay, reason), ids in retries.items():
+        await Delivery.filter(id__in=ids, lease_token=lease).update(
+            status=DeliveryStatus.QUEUED, reason=reason[:500], lease_token=None,
+            lease_until=None, next_attempt_at=now + timedelta(seconds=delay),
+        )  # fmt: skip
+        await redis.enqueue_job(
+            DELIVER_JOB, push.id, ids, _job_id=f"deliver:{push.id}:retry:{lease}:{delay}",
+            _defer_by=timedelta(seconds=delay),
+        )  # fmt: skip
+    return dict(counts)
+
+
+async def _complete_if_final(push_id: str) -> None:
+    if await Delivery.filter(push_id=push_id, status__in=OPEN_STATUSES).exists():
+        return
+    await Push.filter(
+        id=push_id, status__in=[PushStatus.QUEUED, PushStatus.SENDING, PushStatus.SCHEDULED]
+    ).update(status=PushStatus.COMPLETED, completed_at=datetime.now(UTC))
