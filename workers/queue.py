@@ -12,6 +12,11 @@ CONNECT_TIMEOUT_SECONDS = 2.0
 SOCKET_TIMEOUT_SECONDS = 10.0
 
 
+def events_channel(push_id: str) -> str:
+    """The Redis channel workers notify when a push's deliveries change (read by the SSE)."""
+    return f"brik:push-events:{push_id}"
+
+
 def redis_settings(redis_url: str) -> RedisSettings:
     """arq's connection settings for the worker; fail fast rather than retry for a minute."""
     settings = RedisSettings.from_dsn(redis_url)

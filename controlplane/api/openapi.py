@@ -156,6 +156,8 @@ def build_document(operations: Sequence[Operation], version: str) -> dict[str, A
             success["content"] = {
                 "application/json": {"schema": refs[(operation.response, "serialization")]}
             }
+        elif operation.response_media_type != "application/json":
+            success["content"] = {operation.response_media_type: {"schema": {"type": "string"}}}
         elif operation.status_code in (302, 303):
             success["headers"] = {"Location": {"schema": {"type": "string"}}}
         entry["responses"] = {str(operation.status_code): success, **_error_responses(operation)}

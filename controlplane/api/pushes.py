@@ -10,10 +10,12 @@ worker's reconciler re-enqueues anything a lost job leaves behind. Retrying with
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from starlette.responses import Response, StreamingResponse
 from tortoise.expressions import Q, Subquery
 from tortoise.functions import Count
 
@@ -35,9 +37,10 @@ from controlplane.models import (
     PushStatus,
 )
 from controlplane.payloads import PushContent, check_sizes
-from workers.queue import DELIVER_JOB, DELIVERY_BATCH_SIZE
+from workers.queue import DELIVER_JOB, DELIVERY_BATCH_SIZE, events_channel
 
 _INSERT_CHUNK = 1000
+EVENTS_POLL_SECONDS = 5.0
 
 
 class Target(BaseModel):
@@ -258,6 +261,40 @@ async def cancel_push(call: Call) -> PushDetail:
     return await _detail(push)
 
 
+async def push_events(call: Call) -> Response:
+    """Server-sent events: the push's status and counts on every change, until it is final."""
+    push_id = call.row(Push, "push_id").id
+    redis = call.request.app.state.redis
+
+    async def stream() -> AsyncIterator[str]:
+        pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(events_channel(push_id))
+        try:
+            last = ""
+            while True:
+                detail = await _detail(await Push.get(id=push_id))
+                payload = detail.model_dump_json()
+                if payload != last:
+                    yield f"event: push\ndata: {payload}\n\n"
+                    last = payload
+                if detail.status in (PushStatus.COMPLETED, PushStatus.CANCELED):
+                    yield "event: end\ndata: {}\n\n"
+                    return
+                # Woken by a worker's notice, or every few seconds regardless (a notice can be
+                # missed while Redis reconnects; the database is the truth either way).
+                notice = await pubsub.get_message(timeout=EVENTS_POLL_SECONDS)
+                if notice is None:
+                    yield ": keep-alive\n\n"
+        finally:
+            await pubsub.aclose()
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
 KEY = Auth.API_KEY
 PUSH = "/v1/pushes/{push_id}"
 operations = [
@@ -271,6 +308,9 @@ operations = [
     Operation("GET", PUSH + "/deliveries", list_deliveries, "A push's deliveries, per device",
               "Pushes", auth=KEY, scope="pushes:read", query=DeliveryListQuery,
               response=Page[DeliveryOut]),
+    Operation("GET", PUSH + "/events", push_events,
+              "Server-sent events: the push's status and counts until it is final", "Pushes",
+              auth=KEY, scope="pushes:read", response_media_type="text/event-stream"),
     Operation("POST", PUSH + "/cancel", cancel_push, "Cancel a scheduled push", "Pushes",
               auth=KEY, scope="pushes:write", response=PushDetail),
 ]  # fmt: skip

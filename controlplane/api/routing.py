@@ -72,6 +72,7 @@ class Operation:
     description: str = ""
     transactional: bool = True
     idempotent: bool = False  # honours Idempotency-Key (controlplane/idempotency.py)
+    response_media_type: str = "application/json"
 
     @property
     def operation_id(self) -> str:

@@ -7,6 +7,7 @@ the real aioapns and pyfcm to the local APNs and FCM fakes over sockets.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -154,3 +155,32 @@ async def test_live_pushes_reach_apns_and_fcm_once_each(
     apns_ids = {d.apns_id for d in await Delivery.filter(platform="ios")}
     assert {r.apns_id for r in apns_fake.received} <= apns_ids
     assert sorted(m.token for m in fcm_fake.accepted()) == sorted(android_tokens)
+
+
+async def test_a_push_streams_its_progress_until_it_is_final(
+    pipeline: Callable[..., Any],
+) -> None:
+    client = await pipeline()
+    acme = await make_tenant("Acme")
+    key = acme.secret_key
+    await register(client, key, "ab" * 32, "ios")
+    await register(client, key, "0" * 61 + "503", "ios")  # takes three attempts
+    accepted = await client.post(
+        "/v1/pushes", json={"kind": "alert", "alert": {"title": "Hi"}, "to": {"tags": ["all"]}},
+        headers=bearer(key),
+    )  # fmt: skip
+    events: list[tuple[str, str]] = []
+    async with client.stream(
+        "GET", f"/v1/pushes/{accepted.json()['id']}/events", headers=bearer(key), timeout=60
+    ) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        event = ""
+        async for line in stream.aiter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                events.append((event, line[6:]))
+    assert events[-1] == ("end", "{}")
+    final = json.loads(events[-2][1])
+    assert (final["status"], final["deliveries"]) == ("completed", {"delivered": 2})
+    assert all(name == "push" for name, _ in events[:-1])

@@ -37,7 +37,7 @@ from controlplane.payloads import PushContent, apns_push, fcm_message
 from controlplane.settings import Settings
 from workers.provider_cache import MissingCredential, ProviderCache
 from workers.providers.base import ApnsPush, FcmPush, Outcome, OutcomeKind
-from workers.queue import DELIVER_JOB
+from workers.queue import DELIVER_JOB, events_channel
 
 OPEN_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
 
@@ -93,6 +93,7 @@ async def deliver_batch(
         outcomes.update(await _send_group(push, content, name, group, providers, keyring))
     counts = await _record(push, rows, outcomes, lease, settings, ctx)
     await _complete_if_final(push_id)
+    await ctx["redis"].publish(events_channel(push_id), "changed")
     return counts
 
 
