@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry, Gauge, PlatformCollector, ProcessCollector
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -66,6 +66,10 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.metrics_registry = registry
+    app.state.queue_depth = Gauge(
+        "brik_queue_depth", "Jobs waiting in the arq queue (read at scrape time).",
+        registry=registry,
+    )  # fmt: skip
     app.state.settings = settings
     app.state.operations = OPERATIONS
     app.state.version = _version()

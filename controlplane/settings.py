@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     worker_job_timeout: float = Field(default=120.0, gt=0)
     worker_max_tries: int = Field(default=8, ge=1)
     queue_name: str = "brik:queue"
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     # Delivery; see the README section "Delivery".
     delivery_max_attempts: int = Field(default=6, ge=1, le=50)

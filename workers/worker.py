@@ -26,6 +26,7 @@ from arq import Worker, cron, func
 from controlplane import db
 from controlplane.crypto import KeyRing
 from controlplane.settings import Settings
+from workers.metrics import WorkerMetrics
 from workers.provider_cache import ProviderCache
 from workers.queue import DELIVER_JOB, HEARTBEAT_JOB, redis_settings
 from workers.tasks.api_key_usage import scheduled_api_key_usage_flush
@@ -43,6 +44,10 @@ def worker_id() -> str:
 def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
     """An arq worker for ``settings``. Build it inside the event loop that will run it."""
 
+    metrics = WorkerMetrics()
+    if settings.worker_metrics_port is not None:
+        metrics.serve(settings.worker_metrics_port)
+
     async def on_startup(ctx: dict[str, Any]) -> None:
         stack = AsyncExitStack()
         await stack.enter_async_context(db.database(settings.database_url))
@@ -52,8 +57,10 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         keyring = KeyRing([key.get_secret_value() for key in settings.encryption_keys])
         ctx["keyring"] = keyring
         ctx["providers"] = ProviderCache(settings, keyring)
+        ctx["metrics"] = metrics
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        metrics.stop()
         providers: ProviderCache | None = ctx.pop("providers", None)
         if providers is not None:
             await providers.close_retired(everything=True)

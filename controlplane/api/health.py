@@ -8,6 +8,7 @@ import time
 
 from arq.connections import ArqRedis
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -64,6 +65,13 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     registry: CollectorRegistry = request.app.state.metrics_registry
+    redis: ArqRedis = request.app.state.redis
+    try:
+        depth = await redis.zcard(request.app.state.settings.queue_name)
+    except (RedisError, OSError):
+        pass  # Redis is down: /readyz says so; the last known depth stays
+    else:
+        request.app.state.queue_depth.set(depth)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 

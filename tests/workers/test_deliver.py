@@ -22,6 +22,7 @@ from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.apple import SigningKey
 from tests.support.google import new_service_account
+from tests.support.processes import free_port
 from tests.support.servers import running_worker, serving
 from tests.support.tenants import Tenant, make_tenant
 from workers.fakes.apns import UNREGISTERED, FakeAPNs
@@ -81,7 +82,8 @@ async def register(client: httpx.AsyncClient, key: str, token: str, platform: st
 async def test_test_mode_pushes_end_in_the_outcomes_the_sandbox_promises(
     pipeline: Callable[..., Any],
 ) -> None:
-    client = await pipeline()
+    metrics_port = free_port()
+    client = await pipeline(worker_metrics_port=metrics_port)
     acme = await make_tenant("Acme")
     key = acme.secret_key
     devices = {
@@ -103,6 +105,14 @@ async def test_test_mode_pushes_end_in_the_outcomes_the_sandbox_promises(
     assert rows[devices["unregistered"]].reason == "Unregistered"
     dead = await Device.get(id=devices["unregistered"])
     assert (dead.status.value, dead.invalid_reason) == ("invalid", "Unregistered")
+    # The worker counted what happened.
+    async with httpx.AsyncClient() as scraper:
+        scraped = (await scraper.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+    assert 'brik_deliveries_total{outcome="delivered",provider="sandbox"} 3.0' in scraped
+    assert 'brik_delivery_retries_total{provider="sandbox"} 3.0' in scraped  # 503 x2, 429 x1
+    assert "brik_provider_send_seconds_count" in scraped
+    api_metrics = (await client.get("/metrics")).text
+    assert "brik_queue_depth" in api_metrics
     # An invalid device is kept, and never sent to again.
     again = await client.post(
         "/v1/pushes", json={"kind": "alert", "alert": {"title": "Hi"}, "to": {"tags": ["all"]}},

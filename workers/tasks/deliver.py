@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import secrets
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ from controlplane.models import (
 )
 from controlplane.payloads import PushContent, apns_push, fcm_message
 from controlplane.settings import Settings
+from workers.metrics import WorkerMetrics
 from workers.provider_cache import MissingCredential, ProviderCache
 from workers.providers.base import ApnsPush, FcmPush, Outcome, OutcomeKind
 from workers.queue import DELIVER_JOB, events_channel
@@ -63,8 +65,6 @@ async def deliver_batch(
     ctx: dict[str, Any], push_id: str, delivery_ids: list[str]
 ) -> dict[str, int]:
     settings: Settings = ctx["settings"]
-    providers: ProviderCache = ctx["providers"]
-    keyring: KeyRing = ctx["keyring"]
     now = datetime.now(UTC)
     push = await Push.get_or_none(id=push_id)
     if push is None or push.status is PushStatus.CANCELED:
@@ -80,6 +80,22 @@ async def deliver_batch(
     if not claimed:
         await _complete_if_final(push_id)
         return {}
+    metrics: WorkerMetrics | None = ctx.get("metrics")
+    if metrics is not None:
+        metrics.jobs_in_progress.inc()
+    try:
+        return await _deliver_claimed(ctx, push, lease)
+    finally:
+        if metrics is not None:
+            metrics.jobs_in_progress.dec()
+
+
+async def _deliver_claimed(ctx: dict[str, Any], push: Push, lease: str) -> dict[str, int]:
+    settings: Settings = ctx["settings"]
+    providers: ProviderCache = ctx["providers"]
+    keyring: KeyRing = ctx["keyring"]
+    metrics: WorkerMetrics | None = ctx.get("metrics")
+    push_id = push.id
     await Push.filter(id=push_id, status__in=[PushStatus.QUEUED, PushStatus.SCHEDULED]).update(
         status=PushStatus.SENDING
     )
@@ -90,7 +106,16 @@ async def deliver_batch(
     for row in rows:
         by_provider[row.provider].append(row)
     for name, group in by_provider.items():
-        outcomes.update(await _send_group(push, content, name, group, providers, keyring))
+        started = time.perf_counter()
+        sent = await _send_group(push, content, name, group, providers, keyring)
+        outcomes.update(sent)
+        if metrics is not None:
+            metrics.send_seconds.labels(name).observe(time.perf_counter() - started)
+            for outcome in sent.values():
+                label = outcome.kind.value
+                if outcome.kind is OutcomeKind.RETRY:
+                    metrics.retries.labels(name).inc()
+                metrics.deliveries.labels(name, label).inc()
     counts = await _record(push, rows, outcomes, lease, settings, ctx)
     await _complete_if_final(push_id)
     await ctx["redis"].publish(events_channel(push_id), "changed")
