@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     delivery_retry_max_seconds: float = Field(default=300.0, gt=0)
     delivery_lease_seconds: float = Field(default=180.0, gt=0)
     delivery_in_flight_per_connection: int = Field(default=100, ge=1)
+    reconcile_every_seconds: int = Field(default=60, ge=1, le=60)
+    reconcile_grace_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("reconcile_every_seconds")
+    @classmethod
+    def _divides_a_minute(cls, value: int) -> int:
+        if 60 % value:
+            raise ValueError("must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)")
+        return value
 
     @field_validator("encryption_keys", mode="before")
     @classmethod

@@ -26,6 +26,7 @@ from arq import Worker, cron, func
 from controlplane import db
 from controlplane.crypto import KeyRing
 from controlplane.settings import Settings
+from workers.in_flight import InFlightBudget
 from workers.metrics import WorkerMetrics
 from workers.provider_cache import ProviderCache
 from workers.queue import DELIVER_JOB, HEARTBEAT_JOB, redis_settings
@@ -58,6 +59,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         ctx["keyring"] = keyring
         ctx["providers"] = ProviderCache(settings, keyring)
         ctx["metrics"] = metrics
+        ctx["in_flight"] = InFlightBudget(settings.delivery_in_flight_per_connection)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         metrics.stop()
@@ -76,7 +78,11 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         cron_jobs=[
             cron(scheduled_heartbeat, second=0, run_at_startup=True),
             cron(scheduled_api_key_usage_flush, second=30),
-            cron(scheduled_reconcile, second=15, run_at_startup=True),
+            cron(
+                scheduled_reconcile,
+                second=set(range(0, 60, settings.reconcile_every_seconds)),
+                run_at_startup=True,
+            ),
             cron(delete_expired_idempotency_keys, minute=7, second=45),
         ],
         queue_name=settings.queue_name,

@@ -22,6 +22,7 @@ from tests.support.apple import SigningKey
 from tests.support.servers import running_worker, serving
 from tests.support.tenants import make_tenant
 from workers.fakes.apns import FakeAPNs
+from workers.in_flight import InFlightBudget
 from workers.provider_cache import ProviderCache
 from workers.queue import queue_client
 from workers.tasks.deliver import deliver_batch
@@ -71,7 +72,10 @@ async def worker_ctx(live_settings: Settings) -> AsyncIterator[dict[str, Any]]:
     keyring = KeyRing([key.get_secret_value() for key in live_settings.encryption_keys])
     redis = queue_client(live_settings.redis_url, live_settings.queue_name)
     providers = ProviderCache(live_settings, keyring)
-    yield {"settings": live_settings, "keyring": keyring, "providers": providers, "redis": redis}
+    yield {
+        "settings": live_settings, "keyring": keyring, "providers": providers, "redis": redis,
+        "in_flight": InFlightBudget(live_settings.delivery_in_flight_per_connection),
+    }  # fmt: skip
     await providers.close_retired(everything=True)
     await redis.aclose(close_connection_pool=True)
 

@@ -117,6 +117,7 @@ class FakeAPNs:
         TOO_MANY_REQUESTS, INTERNAL_SERVER_ERROR, SERVICE_UNAVAILABLE,
     )  # fmt: skip
     seed: int = 0
+    default_delay: float = 0.0  # seconds before answering an unscripted request
     received: list[ReceivedPush] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -176,7 +177,7 @@ class FakeAPNs:
             return script.popleft()
         if self.chaos and self._random.random() < self.chaos:
             return self._random.choice(self.chaos_outcomes)
-        return Outcome.ok()
+        return Outcome.ok(delay=self.default_delay)
 
     def _check_provider_token(self, authorization: str | None) -> str | None:
         if not authorization or not authorization.lower().startswith("bearer "):

@@ -8,9 +8,12 @@ once the first run recorded its results, and cannot overwrite them.
 
 The only second send possible is a row whose worker died mid-send: its lease expires, the
 reconciler re-enqueues it, and it goes again *with the same apns-id and collapse id*, so the
-device shows it once. At most ``delivery_in_flight_per_connection`` rows per job are exposed.
+device shows it once. Rows are sent in chunks, each sent and recorded under a reservation of
+the worker's in-flight budget (:mod:`workers.in_flight`), so at most
+``delivery_in_flight_per_connection`` sends per worker are ever unrecorded.
 
-Results are written in bulk — one UPDATE per (outcome, reason) group, not one per device.
+Results are written in bulk — one UPDATE per (outcome, reason) group per chunk, not one per
+device.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import random
 import secrets
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +39,7 @@ from controlplane.models import (
 )
 from controlplane.payloads import PushContent, apns_push, fcm_message
 from controlplane.settings import Settings
+from workers.in_flight import InFlightBudget
 from workers.metrics import WorkerMetrics
 from workers.provider_cache import MissingCredential, ProviderCache
 from workers.providers.base import ApnsPush, FcmPush, Outcome, OutcomeKind
@@ -64,13 +68,37 @@ def _claimable(now: datetime) -> Q:
 async def deliver_batch(
     ctx: dict[str, Any], push_id: str, delivery_ids: list[str]
 ) -> dict[str, int]:
-    settings: Settings = ctx["settings"]
-    now = datetime.now(UTC)
     push = await Push.get_or_none(id=push_id)
     if push is None or push.status is PushStatus.CANCELED:
         return {}
+    metrics: WorkerMetrics | None = ctx.get("metrics")
+    if metrics is not None:
+        metrics.jobs_in_progress.inc()
+    counts: Counter[str] = Counter()
+    budget: InFlightBudget = ctx["in_flight"]
+    try:
+        # Chunks no larger than the in-flight budget, each claimed, sent *and recorded* under
+        # its reservation: a crash leaves at most that many sends unrecorded, and a lease only
+        # has to cover one chunk's send, not a whole batch waiting its turn.
+        for start in range(0, len(delivery_ids), budget.limit):
+            chunk_ids = delivery_ids[start : start + budget.limit]
+            async with budget.reserve(len(chunk_ids)):
+                counts.update(await _deliver_chunk(ctx, push, chunk_ids, start))
+    finally:
+        if metrics is not None:
+            metrics.jobs_in_progress.dec()
+    await _complete_if_final(push_id)
+    await ctx["redis"].publish(events_channel(push_id), "changed")
+    return dict(counts)
+
+
+async def _deliver_chunk(
+    ctx: dict[str, Any], push: Push, delivery_ids: list[str], chunk_start: int
+) -> dict[str, int]:
+    settings: Settings = ctx["settings"]
+    now = datetime.now(UTC)
     lease = secrets.token_hex(16)
-    claimed = await Delivery.filter(_claimable(now), id__in=delivery_ids, push_id=push_id).update(
+    claimed = await Delivery.filter(_claimable(now), id__in=delivery_ids, push_id=push.id).update(
         status=DeliveryStatus.SENDING,
         lease_token=lease,
         lease_until=now + timedelta(seconds=settings.delivery_lease_seconds),
@@ -78,48 +106,35 @@ async def deliver_batch(
         sent_at=now,
     )
     if not claimed:
-        await _complete_if_final(push_id)
         return {}
-    metrics: WorkerMetrics | None = ctx.get("metrics")
-    if metrics is not None:
-        metrics.jobs_in_progress.inc()
-    try:
-        return await _deliver_claimed(ctx, push, lease)
-    finally:
-        if metrics is not None:
-            metrics.jobs_in_progress.dec()
-
-
-async def _deliver_claimed(ctx: dict[str, Any], push: Push, lease: str) -> dict[str, int]:
-    settings: Settings = ctx["settings"]
-    providers: ProviderCache = ctx["providers"]
-    keyring: KeyRing = ctx["keyring"]
-    metrics: WorkerMetrics | None = ctx.get("metrics")
-    push_id = push.id
-    await Push.filter(id=push_id, status__in=[PushStatus.QUEUED, PushStatus.SCHEDULED]).update(
+    await Push.filter(id=push.id, status__in=[PushStatus.QUEUED, PushStatus.SCHEDULED]).update(
         status=PushStatus.SENDING
     )
     rows = await Delivery.filter(lease_token=lease).select_related("device")
     content = PushContent.model_validate(push.content)
-    outcomes: dict[str, Outcome] = {}
     by_provider: dict[str, list[Delivery]] = defaultdict(list)
     for row in rows:
         by_provider[row.provider].append(row)
+    metrics: WorkerMetrics | None = ctx.get("metrics")
+    counts: Counter[str] = Counter()
     for name, group in by_provider.items():
         started = time.perf_counter()
-        sent = await _send_group(push, content, name, group, providers, keyring)
-        outcomes.update(sent)
-        if metrics is not None:
-            metrics.send_seconds.labels(name).observe(time.perf_counter() - started)
-            for outcome in sent.values():
-                label = outcome.kind.value
-                if outcome.kind is OutcomeKind.RETRY:
-                    metrics.retries.labels(name).inc()
-                metrics.deliveries.labels(name, label).inc()
-    counts = await _record(push, rows, outcomes, lease, settings, ctx)
-    await _complete_if_final(push_id)
-    await ctx["redis"].publish(events_channel(push_id), "changed")
-    return counts
+        sent = await _send_group(push, content, name, group, ctx["providers"], ctx["keyring"])
+        _observe(metrics, name, sent, time.perf_counter() - started)
+        counts.update(await _record(push, group, sent, lease, settings, ctx, chunk_start))
+    return dict(counts)
+
+
+def _observe(
+    metrics: WorkerMetrics | None, provider: str, sent: dict[str, Outcome], seconds: float
+) -> None:
+    if metrics is None:
+        return
+    metrics.send_seconds.labels(provider).observe(seconds)
+    for outcome in sent.values():
+        if outcome.kind is OutcomeKind.RETRY:
+            metrics.retries.labels(provider).inc()
+        metrics.deliveries.labels(provider, outcome.kind.value).inc()
 
 
 async def _send_group(
@@ -183,6 +198,7 @@ async def _record(
     lease: str,
     settings: Settings,
     ctx: dict[str, Any],
+    chunk_start: int = 0,
 ) -> dict[str, int]:
     now = datetime.now(UTC)
     finals: dict[tuple[DeliveryStatus, str | None], list[str]] = defaultdict(list)
@@ -222,7 +238,8 @@ async def _record(
             lease_until=None, next_attempt_at=now + timedelta(seconds=delay),
         )  # fmt: skip
         await redis.enqueue_job(
-            DELIVER_JOB, push.id, ids, _job_id=f"deliver:{push.id}:retry:{lease}:{delay}",
+            DELIVER_JOB, push.id, ids,
+            _job_id=f"deliver:{push.id}:retry:{lease}:{chunk_start}:{delay}",
             _defer_by=timedelta(seconds=delay),
         )  # fmt: skip
     return dict(counts)

@@ -20,14 +20,13 @@ from controlplane import idempotency
 from controlplane.models import Delivery, DeliveryStatus, PushStatus
 from workers.queue import DELIVER_JOB, DELIVERY_BATCH_SIZE
 
-GRACE = timedelta(seconds=60)
 MAX_ROWS_PER_RUN = 100_000
 
 
 async def reconcile_deliveries(ctx: dict[str, Any], now: datetime | None = None) -> int:
     """Enqueue every delivery that should be moving and is not; returns how many."""
     now = now or datetime.now(UTC)
-    overdue = now - GRACE
+    overdue = now - timedelta(seconds=ctx["settings"].reconcile_grace_seconds)
     stuck = (
         Q(status=DeliveryStatus.SENDING, lease_until__lt=now)
         | Q(status=DeliveryStatus.QUEUED, next_attempt_at__lte=overdue)
