@@ -13,8 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from controlplane.api.fields import Deleted
 from controlplane.api.routing import Auth, Call, Operation
 from controlplane.credentials import apns_key_fingerprint, service_account_fingerprint
-from controlplane.crypto import KeyRing
-from controlplane.errors import NotFound, ServiceUnavailable
+from controlplane.errors import NotFound
 from controlplane.models import ProviderCredential, ProviderName
 
 
@@ -58,20 +57,11 @@ class FcmCredentialUpload(BaseModel):
     service_account: dict[str, Any] = Field(description="The service account JSON key file.")
 
 
-def _keyring(call: Call) -> KeyRing:
-    keyring: KeyRing | None = call.request.app.state.keyring
-    if keyring is None:
-        raise ServiceUnavailable(
-            "Credentials need BRIK_ENCRYPTION_KEYS to be configured.", code="encryption_disabled"
-        )
-    return keyring
-
-
 async def _store(
     call: Call, provider: ProviderName, secret: dict[str, Any], details: dict[str, Any],
     fingerprint: str,
 ) -> Credential:  # fmt: skip
-    encrypted = _keyring(call).encrypt(json.dumps(secret).encode())
+    encrypted = call.keyring.encrypt(json.dumps(secret).encode())
     row = await call.tenant.query(ProviderCredential).filter(provider=provider).first()
     if row is None:
         row = await ProviderCredential.create(

@@ -18,8 +18,7 @@ from controlplane.api.fields import Deleted
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Auth, Call, Operation
 from controlplane.auth.keys import hash_key
-from controlplane.crypto import KeyRing
-from controlplane.errors import InvalidRequest, ServiceUnavailable
+from controlplane.errors import InvalidRequest
 from controlplane.models import Device as DeviceRow
 from controlplane.models import DeviceStatus, DeviceTag, KeyMode, Platform
 
@@ -96,15 +95,6 @@ class DeviceListQuery(ListQuery):
     status: DeviceStatus | None = None
 
 
-def _keyring(call: Call) -> KeyRing:
-    keyring: KeyRing | None = call.request.app.state.keyring
-    if keyring is None:
-        raise ServiceUnavailable(
-            "Devices need BRIK_ENCRYPTION_KEYS to be configured.", code="encryption_disabled"
-        )
-    return keyring
-
-
 def token_hash(token: str, call: Call) -> str:
     """The keyed hash devices are found by (tokens are case-insensitive hex on iOS)."""
     return hash_key(token, call.settings.require_secret_key())
@@ -112,7 +102,7 @@ def token_hash(token: str, call: Call) -> str:
 
 async def register_device(call: Call) -> DeviceWithStatus:
     body = call.body_as(DeviceRegistration)
-    keyring = _keyring(call)
+    keyring = call.keyring
     token = body.token.lower() if body.platform is Platform.IOS else body.token
     hashed = token_hash(token, call)
 

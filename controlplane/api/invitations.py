@@ -20,8 +20,7 @@ from controlplane.audit import Actor
 from controlplane.auth.keys import INVITATION_TOKEN_PREFIX, generate_secret, hash_key
 from controlplane.auth.passwords import hash_password_async
 from controlplane.auth.permissions import Permission, can_assign
-from controlplane.crypto import KeyRing
-from controlplane.errors import InvalidRequest, PermissionDenied, ServiceUnavailable
+from controlplane.errors import InvalidRequest, PermissionDenied
 from controlplane.models import Invitation as InvitationRow
 from controlplane.models import Membership, Role, User
 
@@ -88,15 +87,6 @@ class AcceptedInvitation(BaseModel):
     user_created: bool
 
 
-def _keyring(call: Call) -> KeyRing:
-    keyring: KeyRing | None = call.request.app.state.keyring
-    if keyring is None:
-        raise ServiceUnavailable(
-            "Invitations need BRIK_ENCRYPTION_KEYS to be configured.", code="encryption_disabled"
-        )
-    return keyring
-
-
 async def list_invitations(call: Call) -> Page[Invitation]:
     query = call.tenant.query(InvitationRow)
     return await paginate(query, call.query_as(ListQuery), Invitation.of)
@@ -114,7 +104,7 @@ async def create_invitation(call: Call) -> Invitation:
         raise InvalidRequest(
             f"{body.email} is already a member.", code="already_member", param="email"
         )
-    keyring = _keyring(call)
+    keyring = call.keyring
     now = datetime.now(UTC)
     await (
         tenant.query(InvitationRow)

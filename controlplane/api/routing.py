@@ -38,7 +38,8 @@ from controlplane.auth.admin import AdminPrincipal, authenticate_admin
 from controlplane.auth.api_key_cache import ApiKeyCache, invalidate_cached_keys
 from controlplane.auth.api_keys import KeyPrincipal, bearer_token
 from controlplane.auth.permissions import Permission
-from controlplane.errors import AuthenticationFailed, InvalidRequest
+from controlplane.crypto import KeyRing
+from controlplane.errors import AuthenticationFailed, InvalidRequest, ServiceUnavailable
 from controlplane.models import User
 from controlplane.settings import Settings
 from controlplane.tenancy import Tenant, check_path_params, load_path_objects, resolve_tenant
@@ -110,6 +111,16 @@ class Call:
     def key(self) -> KeyPrincipal:
         assert isinstance(self.principal, KeyPrincipal), "operation is not Auth.API_KEY"
         return self.principal
+
+    @property
+    def keyring(self) -> KeyRing:
+        """The encryption key ring, or 503 when ``BRIK_ENCRYPTION_KEYS`` is not configured."""
+        keyring: KeyRing | None = self.request.app.state.keyring
+        if keyring is None:
+            raise ServiceUnavailable(
+                "This needs BRIK_ENCRYPTION_KEYS to be configured.", code="encryption_disabled"
+            )
+        return keyring
 
     def row(self, model: type[RowT], param: str) -> RowT:
         """The row the path parameter ``param`` names, already checked to be in reach."""
