@@ -26,6 +26,7 @@ from arq import Worker, cron, func
 from controlplane import db
 from controlplane.crypto import KeyRing
 from controlplane.settings import Settings
+from workers.egress import EgressLimiter
 from workers.in_flight import InFlightBudget
 from workers.metrics import WorkerMetrics
 from workers.provider_cache import ProviderCache
@@ -60,6 +61,9 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         ctx["providers"] = ProviderCache(settings, keyring)
         ctx["metrics"] = metrics
         ctx["in_flight"] = InFlightBudget(settings.delivery_in_flight_per_connection)
+        ctx["egress"] = EgressLimiter(
+            ctx["redis"], settings.egress_rate_per_second, settings.egress_burst
+        )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         metrics.stop()

@@ -9,28 +9,23 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from controlplane.app import create_app
 from controlplane.auth.api_keys import issue_api_key
 from controlplane.models import Delivery, Device, KeyKind, KeyMode
-from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.apple import SigningKey
 from tests.support.google import new_service_account
 from tests.support.processes import free_port
-from tests.support.servers import running_worker, serving
 from tests.support.tenants import Tenant, make_tenant
 from workers.fakes.apns import UNREGISTERED, FakeAPNs
 from workers.fakes.fcm import FakeFCM
 
 pytestmark = pytest.mark.database
-
-FAST_RETRIES = {"delivery_retry_base_seconds": 0.05, "delivery_retry_max_seconds": 0.2}
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -46,28 +41,6 @@ async def until_final(client: httpx.AsyncClient, key: str, push_id: str) -> dict
             return dict(push)
         assert time.monotonic() < deadline, f"push never completed: {push}"
         await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def pipeline(
-    make_settings: Callable[..., Settings], database: None
-) -> AsyncIterator[Callable[..., Any]]:
-    """Start an API and a worker on the same settings; yields a starter taking overrides."""
-    stack: list[Any] = []
-
-    async def start(**overrides: Any) -> httpx.AsyncClient:
-        settings = make_settings(**FAST_RETRIES, **overrides)
-        server = serving(create_app(settings))
-        url = await server.__aenter__()
-        worker = running_worker(settings)
-        await worker.__aenter__()
-        client = httpx.AsyncClient(base_url=url)
-        stack.extend([server, worker, client])
-        return client
-
-    yield start
-    for resource in reversed(stack):
-        await resource.__aexit__(None, None, None)
 
 
 async def register(client: httpx.AsyncClient, key: str, token: str, platform: str) -> str:

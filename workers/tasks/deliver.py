@@ -39,6 +39,7 @@ from controlplane.models import (
 )
 from controlplane.payloads import PushContent, apns_push, fcm_message
 from controlplane.settings import Settings
+from workers.egress import EgressLimiter
 from workers.in_flight import InFlightBudget
 from workers.metrics import WorkerMetrics
 from workers.provider_cache import MissingCredential, ProviderCache
@@ -118,11 +119,38 @@ async def _deliver_chunk(
     metrics: WorkerMetrics | None = ctx.get("metrics")
     counts: Counter[str] = Counter()
     for name, group in by_provider.items():
+        group = await _within_egress_limit(ctx, push, name, group, lease, chunk_start)
+        if not group:
+            continue
         started = time.perf_counter()
         sent = await _send_group(push, content, name, group, ctx["providers"], ctx["keyring"])
         _observe(metrics, name, sent, time.perf_counter() - started)
         counts.update(await _record(push, group, sent, lease, settings, ctx, chunk_start))
     return dict(counts)
+
+
+async def _within_egress_limit(
+    ctx: dict[str, Any], push: Push, provider: str, rows: list[Delivery], lease: str,
+    chunk_start: int,
+) -> list[Delivery]:  # fmt: skip
+    """The rows the project's egress bucket lets go now; the rest wait, without an attempt."""
+    limiter: EgressLimiter | None = ctx.get("egress")
+    if limiter is None:
+        return rows
+    granted, wait = await limiter.take(push.project_id, provider, len(rows))  # type: ignore[attr-defined]
+    if granted >= len(rows):
+        return rows
+    held = [row.id for row in rows[granted:]]
+    await Delivery.filter(id__in=held, lease_token=lease).update(
+        status=DeliveryStatus.QUEUED, lease_token=None, lease_until=None,
+        attempts=F("attempts") - 1, reason="waiting for the project's egress rate limit",
+        next_attempt_at=datetime.now(UTC) + timedelta(seconds=wait),
+    )  # fmt: skip
+    await ctx["redis"].enqueue_job(
+        DELIVER_JOB, push.id, held, _job_id=f"deliver:{push.id}:egress:{lease}:{chunk_start}",
+        _defer_by=timedelta(seconds=wait),
+    )  # fmt: skip
+    return rows[:granted]
 
 
 def _observe(

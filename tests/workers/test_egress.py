@@ -1,0 +1,48 @@
+"""The egress limit: one project cannot send faster than its bucket, across workers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from controlplane.models import Delivery, DeliveryStatus
+from tests.support.tenants import make_tenant
+from tests.workers.test_deliver import bearer, register, until_final
+from workers.egress import EgressLimiter
+
+pytestmark = pytest.mark.database
+
+
+async def test_the_bucket_grants_its_burst_then_its_rate(redis_url: str, clean_redis: None) -> None:
+    redis = Redis.from_url(redis_url)
+    limiter = EgressLimiter(redis, rate_per_second=10, burst=5)
+    try:
+        granted, wait = await limiter.take("prj_a", "apns", 8)
+        assert (granted, round(wait, 1)) == (5, 0.3)  # the burst now, 3 more in 0.3 s
+        other, _ = await limiter.take("prj_b", "apns", 8)
+        assert other == 5  # buckets are per project
+        concurrent = await asyncio.gather(*(limiter.take("prj_c", "fcm", 1) for _ in range(20)))
+        assert sum(granted for granted, _ in concurrent) == 5  # atomic: never overspent
+        await asyncio.sleep(wait + 0.05)
+        again, _ = await limiter.take("prj_a", "apns", 3)
+        assert again == 3
+    finally:
+        await redis.aclose()
+
+
+async def test_a_fan_out_over_the_limit_waits_instead_of_failing(pipeline: object) -> None:
+    client = await pipeline(egress_rate_per_second=40, egress_burst=5)  # type: ignore[operator]
+    acme = await make_tenant("Acme")
+    for n in range(20):
+        await register(client, acme.secret_key, f"{n + 1:064x}", "ios")
+    accepted = await client.post(
+        "/v1/pushes", json={"kind": "alert", "alert": {"title": "Hi"}, "to": {"tags": ["all"]}},
+        headers=bearer(acme.secret_key),
+    )  # fmt: skip
+    push = await until_final(client, acme.secret_key, accepted.json()["id"])
+    assert push["deliveries"] == {"delivered": 20}
+    rows = await Delivery.all()
+    assert {row.status for row in rows} == {DeliveryStatus.DELIVERED}
+    assert {row.attempts for row in rows} == {1}  # waiting for the bucket is not an attempt
