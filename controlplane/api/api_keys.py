@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from controlplane.api.fields import Name
+from controlplane.api.fields import Name, require_future
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Auth, Call, Operation, forget_keys_after_commit
 from controlplane.auth.api_key_cache import pending_last_used
@@ -86,8 +86,7 @@ class ApiKeyCreate(BaseModel):
 
     @model_validator(mode="after")
     def _future_expiry(self) -> ApiKeyCreate:
-        if self.expires_at is not None and self.expires_at <= datetime.now(UTC):
-            raise ValueError("expires_at must be in the future")
+        require_future(self.expires_at)
         return self
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
@@ -34,3 +35,9 @@ class Deleted(BaseModel):
     object: str
     id: str
     deleted: Literal[True] = True
+
+
+def require_future(expires_at: datetime | None) -> None:
+    """For ``expires_at`` fields: a moment already past is refused."""
+    if expires_at is not None and expires_at <= datetime.now(UTC):
+        raise ValueError("expires_at must be in the future")

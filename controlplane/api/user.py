@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from tortoise.expressions import Q
 
 from controlplane.api.audit_events import AuditEvent
-from controlplane.api.fields import Name, Password
+from controlplane.api.fields import Name, Password, require_future
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Call, Operation
 from controlplane.auth.admin import issue_access_token
@@ -88,8 +88,7 @@ class AccessTokenCreate(BaseModel):
 
     @model_validator(mode="after")
     def _future_expiry(self) -> AccessTokenCreate:
-        if self.expires_at is not None and self.expires_at <= datetime.now(UTC):
-            raise ValueError("expires_at must be in the future")
+        require_future(self.expires_at)
         return self
 
 

@@ -77,6 +77,7 @@ async def deliver_batch(
         metrics.jobs_in_progress.inc()
     counts: Counter[str] = Counter()
     budget: InFlightBudget = ctx["in_flight"]
+    content = PushContent.model_validate(push.content)
     try:
         # Chunks no larger than the in-flight budget, each claimed, sent *and recorded* under
         # its reservation: a crash leaves at most that many sends unrecorded, and a lease only
@@ -84,7 +85,13 @@ async def deliver_batch(
         for start in range(0, len(delivery_ids), budget.limit):
             chunk_ids = delivery_ids[start : start + budget.limit]
             async with budget.reserve(len(chunk_ids)):
-                counts.update(await _deliver_chunk(ctx, push, chunk_ids, start))
+                sent = await _deliver_chunk(ctx, push, content, chunk_ids, start)
+            if sent and push.status is not PushStatus.SENDING:
+                await Push.filter(
+                    id=push_id, status__in=[PushStatus.QUEUED, PushStatus.SCHEDULED]
+                ).update(status=PushStatus.SENDING)
+                push.status = PushStatus.SENDING
+            counts.update(sent)
     finally:
         if metrics is not None:
             metrics.jobs_in_progress.dec()
@@ -94,7 +101,11 @@ async def deliver_batch(
 
 
 async def _deliver_chunk(
-    ctx: dict[str, Any], push: Push, delivery_ids: list[str], chunk_start: int
+    ctx: dict[str, Any],
+    push: Push,
+    content: PushContent,
+    delivery_ids: list[str],
+    chunk_start: int,
 ) -> dict[str, int]:
     settings: Settings = ctx["settings"]
     now = datetime.now(UTC)
@@ -108,11 +119,7 @@ async def _deliver_chunk(
     )
     if not claimed:
         return {}
-    await Push.filter(id=push.id, status__in=[PushStatus.QUEUED, PushStatus.SCHEDULED]).update(
-        status=PushStatus.SENDING
-    )
     rows = await Delivery.filter(lease_token=lease).select_related("device")
-    content = PushContent.model_validate(push.content)
     by_provider: dict[str, list[Delivery]] = defaultdict(list)
     for row in rows:
         by_provider[row.provider].append(row)
