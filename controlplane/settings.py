@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     delivery_retry_base_seconds: float = Field(default=2.0, gt=0)
     delivery_retry_max_seconds: float = Field(default=300.0, gt=0)
     delivery_lease_seconds: float = Field(default=180.0, gt=0)
-    delivery_in_flight_per_connection: int = Field(default=100, ge=1)
+    delivery_in_flight_per_connection: int = Field(default=500, ge=1)
     egress_rate_per_second: float = Field(
         default=1000.0, ge=0, description="Per project and provider; 0 turns the limit off."
     )

@@ -2,9 +2,12 @@
 
 (a) raw: the APNs provider (aioapns, HTTP/2, the same in-flight limit) sending straight to the
     local fake APNs — the ceiling on this machine;
-(b) end to end: ``POST /v1/pushes`` to N devices → PostgreSQL → Redis → an arq worker → the same
-    fake, timed from the 202 to the fake receiving the last delivery, with per-delivery latency
-    (accept → received) p50/p99.
+(b) end to end: ``POST /v1/pushes`` to N devices → PostgreSQL → Redis → a ``brik-cloud worker``
+    process → the same fake, timed from the 202 to the fake receiving the last delivery, with
+    per-delivery latency (accept → received) p50/p99 and the worker's peak memory.
+
+The fake runs in a process of its own in both runs, so (a) and (b) each get one process sending
+and one answering: the ratio b/a is what the pipeline (database, queue, leases, records) costs.
 
 Prints the figures and b/a, and writes them as JSON to ``loadtests/results/``. Needs the local
 PostgreSQL and Redis (``BRIK_BENCH_DATABASE_URL`` — a server URL; a scratch database is created
@@ -18,21 +21,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import platform
-import resource
 import secrets
+import signal
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from redis.asyncio import Redis
 
 from controlplane import db
@@ -41,16 +49,20 @@ from controlplane.auth.api_keys import issue_api_key
 from controlplane.auth.keys import hash_key
 from controlplane.crypto import KeyRing
 from controlplane.models import Device, KeyKind, KeyMode, Organization, Platform, Project
+from controlplane.payloads import PushContent, apns_push
 from controlplane.settings import Settings
-from tests.support.apple import fake_host_tls, new_signing_key
-from tests.support.servers import running_worker, serving
+from tests.support.apple import SigningKey, fake_host_tls, new_signing_key
+from tests.support.processes import brik_cloud_command, settings_environment
+from tests.support.servers import serving
 from workers.fakes.apns import FakeAPNs
 from workers.providers.apns import ApnsProvider
-from workers.providers.base import ApnsPush
 
 RESULTS = Path(__file__).parent / "results"
 SECRET = "benchmark-secret-key-" + "x" * 32
 TOPIC = "com.example.bench"
+COMMAND = ".venv/bin/python -m loadtests.pipeline"
+PUSH = {"kind": "alert", "alert": {"title": "Bench"}}
+DEVICES_PER_INSERT = 5000
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -58,15 +70,79 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def raw_sends_per_second(fake: FakeAPNs, settings: Settings, key: Any, count: int) -> float:
+# -- the fake APNs, in a process of its own -----------------------------------------------------
+
+
+def _fake_process_main(
+    conn: Connection, key_pem: str, key_id: str, team_id: str, directory: str
+) -> None:
+    asyncio.run(_serve_fake(conn, key_pem, key_id, team_id, Path(directory)))
+
+
+async def _serve_fake(
+    conn: Connection, key_pem: str, key_id: str, team_id: str, directory: Path
+) -> None:
+    tls = fake_host_tls(directory)
+    fake = FakeAPNs(tls=tls.server)
+    fake.add_key(key_id, team_id, load_pem_private_key(key_pem.encode(), None).public_key())
+    await fake.start()
+    conn.send((fake.port, str(tls.ca_file)))
+    loop = asyncio.get_running_loop()
+    while True:
+        command = await loop.run_in_executor(None, conn.recv)
+        if command == "accepted":
+            conn.send(sum(1 for push in fake.received if push.accepted))
+        elif command == "received_at":
+            conn.send([push.received_at for push in fake.received if push.accepted])
+        elif command == "clear":
+            fake.received.clear()
+            conn.send(None)
+        else:
+            await fake.stop()
+            conn.send(None)
+            return
+
+
+class FakeApnsProcess:
+    """The local APNs fake in a child process, asked over a pipe what it has received."""
+
+    def __init__(self, key: SigningKey, directory: Path) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=_fake_process_main,
+            args=(child, key.pem, key.key_id, key.team_id, str(directory)),
+            daemon=True,
+        )
+        self._process.start()
+        self.port, ca_file = self._conn.recv()
+        self.ca_file = Path(ca_file)
+
+    def ask(self, command: str) -> Any:
+        self._conn.send(command)
+        return self._conn.recv()
+
+    def stop(self) -> None:
+        self.ask("stop")
+        self._process.join(timeout=10)
+
+
+# -- (a) raw aioapns ---------------------------------------------------------------------------
+
+
+async def raw_sends_per_second(settings: Settings, key: SigningKey, count: int) -> float:
     provider = ApnsProvider(
         key=key.pem, key_id=key.key_id, team_id=key.team_id, topic=TOPIC, sandbox=True,
         settings=settings, max_in_flight=settings.delivery_in_flight_per_connection,
     )  # fmt: skip
+    # The very requests the worker builds for PUSH: same headers, same payload.
+    content = PushContent.model_validate(PUSH)
+    collapse_id = f"psh_{secrets.token_hex(12)}"
     pushes = [
-        ApnsPush(token=f"{n:064x}", apns_id=str(uuid.uuid4()), payload={"aps": {"alert": "x"}})
+        apns_push(content, token=f"{n:064x}", apns_id=str(uuid.uuid4()), topic=TOPIC,
+                  collapse_id=collapse_id, expires_at=None)
         for n in range(count)
-    ]
+    ]  # fmt: skip
     await provider.send(pushes[:100])  # warm the connection
     started = time.perf_counter()
     await provider.send(pushes)
@@ -75,48 +151,85 @@ async def raw_sends_per_second(fake: FakeAPNs, settings: Settings, key: Any, cou
     return count / elapsed
 
 
-async def end_to_end(settings: Settings, fake: FakeAPNs, key: Any, count: int) -> dict[str, Any]:
-    organization = await Organization.create(name="Bench")
-    project = await Project.create(organization=organization, name="Bench app")
-    _, live = await issue_api_key(project, name="live", kind=KeyKind.SECRET, mode=KeyMode.LIVE,
-                                  pepper=SECRET)  # fmt: skip
+# -- (b) end to end ----------------------------------------------------------------------------
+
+
+@contextmanager
+def worker_process(settings: Settings) -> Any:
+    """``brik-cloud worker`` with the benchmark's settings; yields its pid, SIGTERM on exit."""
+    env = settings_environment(settings)
+    process = subprocess.Popen([*brik_cloud_command(), "worker"], env=env)
+    try:
+        yield process.pid
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's high-water resident set size, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc status")
+
+
+async def _create_devices(project: Project, settings: Settings, count: int) -> None:
     keyring = KeyRing([k.get_secret_value() for k in settings.encryption_keys])
-    for start in range(0, count, 5000):
+    for start in range(0, count, DEVICES_PER_INSERT):
         await Device.bulk_create([
             Device(project=project, mode=KeyMode.LIVE, platform=Platform.IOS,
                    token_hash=hash_key(f"{n:064x}", SECRET),
                    token_encrypted=keyring.encrypt(f"{n:064x}".encode()),
                    token_last_four=f"{n:064x}"[-4:], user_id="everyone")
-            for n in range(start, min(count, start + 5000))
+            for n in range(start, min(count, start + DEVICES_PER_INSERT))
         ])  # fmt: skip
-    auth = {"Authorization": f"Bearer {live}"}
-    fake.received.clear()
+
+
+@asynccontextmanager
+async def _api(settings: Settings) -> Any:
     async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as api:
+        yield api
+
+
+async def end_to_end(
+    settings: Settings, fake: FakeApnsProcess, key: SigningKey, count: int
+) -> dict[str, Any]:
+    organization = await Organization.create(name="Bench")
+    project = await Project.create(organization=organization, name="Bench app")
+    _, live = await issue_api_key(project, name="live", kind=KeyKind.SECRET, mode=KeyMode.LIVE,
+                                  pepper=SECRET)  # fmt: skip
+    await _create_devices(project, settings, count)
+    auth = {"Authorization": f"Bearer {live}"}
+    fake.ask("clear")
+    async with _api(settings) as api:
         await api.put("/v1/credentials/apns", json={
             "key": key.pem, "key_id": key.key_id, "team_id": key.team_id, "topic": TOPIC,
             "environment": "sandbox"}, headers=auth)  # fmt: skip
-        async with running_worker(settings):
-            started = time.perf_counter()
+        with worker_process(settings) as worker_pid:
+            ready = await api.post("/healthz/pipeline", params={"timeout": 30}, timeout=40)
+            assert ready.status_code == 200, ready.text
             started_wall = time.time()
-            accepted = await api.post("/v1/pushes", json={
-                "kind": "alert", "alert": {"title": "Bench"}, "to": {"user_ids": ["everyone"]}},
-                headers=auth, timeout=300)  # fmt: skip
+            accepted = await api.post("/v1/pushes", json={**PUSH, "to": {"user_ids": ["everyone"]}},
+                                      headers=auth, timeout=300)  # fmt: skip
             accepted_at = time.time()
-            accept_seconds = time.perf_counter() - started
             assert accepted.status_code == 202, accepted.text
-            while len(fake.accepted()) < count:  # noqa: ASYNC110 — the fake keeps a log
-                await asyncio.sleep(0.05)
-            elapsed = max(push.received_at for push in fake.accepted()) - started_wall
-    latencies = [push.received_at - accepted_at for push in fake.accepted()]
+            while fake.ask("accepted") < count:  # noqa: ASYNC110 — the fake is in another process
+                await asyncio.sleep(0.2)
+            worker_rss = peak_rss_mb(worker_pid)
+    received = fake.ask("received_at")
+    elapsed = max(received) - started_wall
+    latencies = [moment - accepted_at for moment in received]
     return {
         "deliveries_per_second": count / elapsed,
-        "accept_seconds": accept_seconds,
+        "accept_seconds": accepted_at - started_wall,
         "latency_p50_seconds": statistics.median(latencies),
         "latency_p99_seconds": _percentile(latencies, 0.99),
+        "worker_peak_rss_mb": worker_rss,
     }
 
 
-async def main(count: int) -> dict[str, Any]:
+async def main(count: int, in_flight: int) -> dict[str, Any]:
     server = os.environ.get(
         "BRIK_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"
     )
@@ -127,26 +240,24 @@ async def main(count: int) -> dict[str, Any]:
     database_url = server.rsplit("/", 1)[0] + f"/{name}"
     key = new_signing_key()
     with tempfile.TemporaryDirectory() as directory:
-        tls = fake_host_tls(Path(directory))
-        fake = FakeAPNs(tls=tls.server)
-        fake.add_key(key.key_id, key.team_id, key.public_key)
-        await fake.start()
+        fake = FakeApnsProcess(key, Path(directory))
         settings = Settings(
             database_url=database_url,
             redis_url=os.environ.get("BRIK_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
             secret_key=SECRET, encryption_keys=[Fernet.generate_key().decode()],
-            queue_name=f"brik-bench:{secrets.token_hex(3)}", apns_host=fake.host,
-            apns_port=fake.port, apns_ca_file=tls.ca_file, log_level="WARNING",
+            queue_name=f"brik-bench:{secrets.token_hex(3)}", apns_host="127.0.0.1",
+            apns_port=fake.port, apns_ca_file=fake.ca_file, log_level="WARNING",
+            delivery_in_flight_per_connection=in_flight,
+            egress_rate_per_second=0,  # a per-tenant policy, not a cost: off for the benchmark
         )  # fmt: skip
         await Redis.from_url(settings.redis_url).flushdb()
         try:
             await db.migrate(database_url)
             async with db.database(database_url):
-                raw = await raw_sends_per_second(fake, settings, key, count)
-                fake.received.clear()
+                raw = await raw_sends_per_second(settings, key, count)
                 e2e = await end_to_end(settings, fake, key, count)
         finally:
-            await fake.stop()
+            fake.stop()
             admin = await asyncpg.connect("postgresql://" + server.split("://", 1)[1])
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await admin.close()
@@ -155,23 +266,31 @@ async def main(count: int) -> dict[str, Any]:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "devices": count,
+        "in_flight_per_worker": in_flight,
         "raw_aioapns_sends_per_second": round(raw, 1),
         "end_to_end_deliveries_per_second": round(e2e["deliveries_per_second"], 1),
         "ratio_end_to_end_over_raw": round(e2e["deliveries_per_second"] / raw, 3),
         "accept_seconds": round(e2e["accept_seconds"], 3),
         "latency_p50_seconds": round(e2e["latency_p50_seconds"], 3),
         "latency_p99_seconds": round(e2e["latency_p99_seconds"], 3),
-        "process_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "command": f".venv/bin/python -m loadtests.pipeline --devices {count}",
+        "worker_peak_rss_mb": round(e2e["worker_peak_rss_mb"], 1),
+        "command": f"{COMMAND} --devices {count} --in-flight {in_flight}",
     }
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=20_000)
-    figures = asyncio.run(main(parser.parse_args().devices))
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=Settings.model_fields["delivery_in_flight_per_connection"].default,
+        help="sends outstanding at once, for both runs (BRIK_DELIVERY_IN_FLIGHT_PER_CONNECTION)",
+    )
+    arguments = parser.parse_args()
+    figures = asyncio.run(main(arguments.devices, arguments.in_flight))
     print(json.dumps(figures, indent=2))
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"pipeline-{figures['when'][:10]}.json"
+    out = RESULTS / f"pipeline-{figures['devices']}-{figures['when'][:10]}.json"
     out.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"written to {out}")

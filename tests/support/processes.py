@@ -13,6 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
+
+from controlplane.settings import Settings
 
 
 def brik_cloud_command() -> list[str]:
@@ -26,6 +29,27 @@ def clean_environment(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIK_")}
     env.update(extra)
     return env
+
+
+def settings_environment(settings: Settings, **extra: str) -> dict[str, str]:
+    """A clean environment carrying every setting ``settings`` was given, as ``BRIK_*`` vars.
+
+    So a ``brik-cloud`` subprocess runs on exactly the settings an in-process test built.
+    """
+
+    def text(value: object) -> str:
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        if isinstance(value, list):
+            return ",".join(text(item) for item in value)
+        return str(value)
+
+    variables = {
+        f"BRIK_{name.upper()}": text(getattr(settings, name))
+        for name in settings.model_fields_set
+        if getattr(settings, name) is not None
+    }
+    return clean_environment(**variables, **extra)
 
 
 def free_port() -> int:

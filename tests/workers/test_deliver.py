@@ -10,6 +10,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -167,3 +168,30 @@ async def test_a_push_streams_its_progress_until_it_is_final(
     final = json.loads(events[-2][1])
     assert (final["status"], final["deliveries"]) == ("completed", {"delivered": 2})
     assert all(name == "push" for name, _ in events[:-1])
+
+
+async def test_a_device_deleted_or_invalidated_before_its_send_is_not_sent_to(
+    pipeline: Callable[..., Any],
+) -> None:
+    client = await pipeline()
+    acme = await make_tenant("Acme")
+    key = acme.secret_key
+    kept = await register(client, key, "ab" * 32, "ios")
+    deleted = await register(client, key, "cd" * 32, "ios")
+    invalidated = await register(client, key, "ef" * 32, "ios")
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    accepted = await client.post(
+        "/v1/pushes", json={"kind": "alert", "alert": {"title": "Hi"}, "to": {"tags": ["all"]},
+                            "send_at": soon}, headers=bearer(key),
+    )  # fmt: skip
+    assert accepted.json()["status"] == "scheduled"
+    gone = await client.delete(f"/v1/devices/{deleted}", headers=bearer(key))
+    assert gone.status_code == 200, gone.text
+    await Device.filter(id=invalidated).update(status="invalid", invalid_reason="Unregistered")
+    push = await until_final(client, key, accepted.json()["id"])
+    assert push["deliveries"] == {"delivered": 1, "failed": 2}
+    rows = await Delivery.filter(push_id=push["id"]).order_by("id")
+    assert {row.device_id for row in rows if row.status == "delivered"} == {kept}  # type: ignore[attr-defined]
+    assert {row.reason for row in rows if row.status == "failed"} == {
+        "the device was deleted or is invalid"
+    }

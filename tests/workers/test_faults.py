@@ -32,7 +32,7 @@ from controlplane.models import (
 from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.apple import SigningKey
-from tests.support.processes import brik_cloud_command, clean_environment
+from tests.support.processes import brik_cloud_command, settings_environment
 from tests.support.servers import running_worker, serving
 from tests.support.tenants import make_tenant
 from workers.fakes.apns import FakeAPNs
@@ -91,16 +91,7 @@ def fault_settings(make_settings: Callable[..., Settings], apns_fake: FakeAPNs) 
 
 
 def _worker_process(settings: Settings) -> subprocess.Popen[bytes]:
-    env = clean_environment(
-        BRIK_DATABASE_URL=settings.database_url, BRIK_REDIS_URL=settings.redis_url,
-        BRIK_SECRET_KEY=TEST_SECRET_KEY,
-        BRIK_ENCRYPTION_KEYS=",".join(k.get_secret_value() for k in settings.encryption_keys),
-        BRIK_QUEUE_NAME=settings.queue_name, BRIK_APNS_HOST=str(settings.apns_host),
-        BRIK_APNS_PORT=str(settings.apns_port), BRIK_APNS_CA_FILE=str(settings.apns_ca_file),
-        BRIK_DELIVERY_IN_FLIGHT_PER_CONNECTION=str(IN_FLIGHT),
-        BRIK_DELIVERY_LEASE_SECONDS="2", BRIK_RECONCILE_EVERY_SECONDS="1",
-        BRIK_RECONCILE_GRACE_SECONDS="2", BRIK_LOG_LEVEL="WARNING",
-    )  # fmt: skip
+    env = settings_environment(settings, BRIK_LOG_LEVEL="WARNING")
     return subprocess.Popen(
         [*brik_cloud_command(), "worker"], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,

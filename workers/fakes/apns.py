@@ -128,9 +128,13 @@ class FakeAPNs:
         self.port = 0
         self.connections = 0
         self._transports: set[asyncio.Transport] = set()
+        # Apple verifies a provider token's signature once, not on every request; its age is
+        # still checked each time. Keyed by the token text, so a rogue token is never cached.
+        self._verified_tokens: dict[str, float] = {}
 
     def add_key(self, key_id: str, team_id: str, public_key: Any) -> None:
         self.keys[key_id] = SigningKey(team_id, public_key)
+        self._verified_tokens.clear()
 
     def script(self, token: str, *outcomes: Outcome) -> None:
         """Answer the next requests for ``token`` with ``outcomes``, then 200 again."""
@@ -183,6 +187,18 @@ class FakeAPNs:
         if not authorization or not authorization.lower().startswith("bearer "):
             return "MissingProviderToken"
         token = authorization[7:].strip()
+        verified = self._verified_tokens.get(token)
+        if verified is None:
+            problem = self._verify_provider_token(token)
+            if problem is not None:
+                return problem
+            verified = self._verified_tokens[token]
+        if time.time() - verified > PROVIDER_TOKEN_MAX_AGE:
+            return "ExpiredProviderToken"
+        return None
+
+    def _verify_provider_token(self, token: str) -> str | None:
+        """Check a token's signature and claims once; remember its ``iat`` if it is good."""
         try:
             header = jwt.get_unverified_header(token)
             key = self.keys.get(str(header.get("kid")))
@@ -196,8 +212,7 @@ class FakeAPNs:
             return "InvalidProviderToken"
         if claims.get("iss") != key.team_id:
             return "InvalidProviderToken"
-        if time.time() - float(claims["iat"]) > PROVIDER_TOKEN_MAX_AGE:
-            return "ExpiredProviderToken"
+        self._verified_tokens[token] = float(claims["iat"])
         return None
 
     def check(self, headers: dict[str, str], body: bytes) -> tuple[int, str | None, str, Any]:
