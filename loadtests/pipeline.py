@@ -9,9 +9,12 @@
 The fake runs in a process of its own in both runs, so (a) and (b) each get one process sending
 and one answering: the ratio b/a is what the pipeline (database, queue, leases, records) costs.
 
-Prints the figures and b/a, and writes them as JSON to ``loadtests/results/``. Needs the local
-PostgreSQL and Redis (``BRIK_BENCH_DATABASE_URL`` — a server URL; a scratch database is created
-and dropped — and ``BRIK_BENCH_REDIS_URL``). A benchmark, not a test: it asserts nothing.
+Each is run ``--repeat`` times, interleaved, and the best of each is reported (as ``timeit``
+does: on a shared machine, slower runs measure the neighbours); every run's figure is kept in
+the results too. Prints the figures and b/a, and writes them as JSON to ``loadtests/results/``.
+Needs the local PostgreSQL and Redis (``BRIK_BENCH_DATABASE_URL`` — a server URL; a scratch
+database is created and dropped — and ``BRIK_BENCH_REDIS_URL``). A benchmark, not a test: it
+asserts nothing.
 
     .venv/bin/python -m loadtests.pipeline --devices 20000
 """
@@ -229,7 +232,7 @@ async def end_to_end(
     }
 
 
-async def main(count: int, in_flight: int) -> dict[str, Any]:
+async def main(count: int, in_flight: int, repeat: int) -> dict[str, Any]:
     server = os.environ.get(
         "BRIK_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"
     )
@@ -254,27 +257,37 @@ async def main(count: int, in_flight: int) -> dict[str, Any]:
         try:
             await db.migrate(database_url)
             async with db.database(database_url):
-                raw = await raw_sends_per_second(settings, key, count)
-                e2e = await end_to_end(settings, fake, key, count)
+                raws, runs = [], []
+                for _ in range(repeat):  # interleaved, so both see the same machine weather
+                    raws.append(await raw_sends_per_second(settings, key, count))
+                    runs.append(await end_to_end(settings, fake, key, count))
         finally:
             fake.stop()
             admin = await asyncpg.connect("postgresql://" + server.split("://", 1)[1])
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await admin.close()
+    e2e = max(runs, key=lambda run: run["deliveries_per_second"])
     return {
         "benchmark": "pipeline",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "devices": count,
         "in_flight_per_worker": in_flight,
-        "raw_aioapns_sends_per_second": round(raw, 1),
+        "runs": repeat,
+        "raw_aioapns_sends_per_second": round(max(raws), 1),
         "end_to_end_deliveries_per_second": round(e2e["deliveries_per_second"], 1),
-        "ratio_end_to_end_over_raw": round(e2e["deliveries_per_second"] / raw, 3),
+        "ratio_end_to_end_over_raw": round(e2e["deliveries_per_second"] / max(raws), 3),
         "accept_seconds": round(e2e["accept_seconds"], 3),
         "latency_p50_seconds": round(e2e["latency_p50_seconds"], 3),
         "latency_p99_seconds": round(e2e["latency_p99_seconds"], 3),
-        "worker_peak_rss_mb": round(e2e["worker_peak_rss_mb"], 1),
-        "command": f"{COMMAND} --devices {count} --in-flight {in_flight}",
+        "worker_peak_rss_mb": round(max(run["worker_peak_rss_mb"] for run in runs), 1),
+        "every_run": {
+            "raw_sends_per_second": [round(raw, 1) for raw in raws],
+            "end_to_end_deliveries_per_second": [
+                round(run["deliveries_per_second"], 1) for run in runs
+            ],
+        },
+        "command": f"{COMMAND} --devices {count} --in-flight {in_flight} --repeat {repeat}",
     }
 
 
@@ -287,8 +300,12 @@ if __name__ == "__main__":
         default=Settings.model_fields["delivery_in_flight_per_connection"].default,
         help="sends outstanding at once, for both runs (BRIK_DELIVERY_IN_FLIGHT_PER_CONNECTION)",
     )
+    parser.add_argument(
+        "--repeat", type=int, default=3,
+        help="runs of each; the best of each is reported (this machine's neighbours are noisy)",
+    )  # fmt: skip
     arguments = parser.parse_args()
-    figures = asyncio.run(main(arguments.devices, arguments.in_flight))
+    figures = asyncio.run(main(arguments.devices, arguments.in_flight, arguments.repeat))
     print(json.dumps(figures, indent=2))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"pipeline-{figures['devices']}-{figures['when'][:10]}.json"

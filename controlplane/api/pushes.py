@@ -9,7 +9,6 @@ worker's reconciler re-enqueues anything a lost job leaves behind. Retrying with
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -23,6 +22,7 @@ from controlplane.api.fields import ObjectId
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Auth, Call, Operation
 from controlplane.errors import InvalidRequest
+from controlplane.fan_out import insert_deliveries
 from controlplane.models import (
     Delivery,
     DeliveryStatus,
@@ -39,7 +39,6 @@ from controlplane.models import (
 from controlplane.payloads import PushContent, check_sizes
 from workers.queue import DELIVER_JOB, DELIVERY_BATCH_SIZE, events_channel
 
-_INSERT_CHUNK = 1000
 EVENTS_POLL_SECONDS = 5.0
 
 
@@ -179,17 +178,7 @@ async def send_push(call: Call) -> PushAccepted:
     if not recipients:
         push.status = PushStatus.COMPLETED
         await push.save(update_fields=["status"])
-    delivery_ids: list[str] = []
-    for start in range(0, len(recipients), _INSERT_CHUNK):
-        rows = [
-            Delivery(push=push, device_id=device_id, platform=platform,
-                     provider=providers[platform], apns_id=str(uuid.uuid4()))
-            for device_id, platform in recipients[start : start + _INSERT_CHUNK]
-        ]  # fmt: skip
-        for row in rows:
-            row.id = row.id or ""
-        await Delivery.bulk_create(rows)
-        delivery_ids += [row.id for row in rows]
+    delivery_ids = await insert_deliveries(push, recipients, providers)
     redis = call.request.app.state.redis
     defer_until = body.send_at if scheduled else None
 
