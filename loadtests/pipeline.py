@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing
 import os
 import platform
@@ -40,7 +39,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -54,13 +52,20 @@ from controlplane.crypto import KeyRing
 from controlplane.models import Device, KeyKind, KeyMode, Organization, Platform, Project
 from controlplane.payloads import PushContent, apns_push
 from controlplane.settings import Settings
+from loadtests.common import (
+    cpu_seconds,
+    create_scratch_database,
+    drop_scratch_database,
+    peak_rss_mb,
+    redis_url,
+    write_results,
+)
 from tests.support.apple import SigningKey, fake_host_tls, new_signing_key
 from tests.support.processes import brik_cloud_command, settings_environment
 from tests.support.servers import serving
 from workers.fakes.apns import FakeAPNs
 from workers.providers.apns import ApnsProvider
 
-RESULTS = Path(__file__).parent / "results"
 SECRET = "benchmark-secret-key-" + "x" * 32
 TOPIC = "com.example.bench"
 COMMAND = ".venv/bin/python -m loadtests.pipeline"
@@ -118,6 +123,7 @@ class FakeApnsProcess:
             daemon=True,
         )
         self._process.start()
+        self.pid: int = self._process.pid  # type: ignore[assignment]
         self.port, ca_file = self._conn.recv()
         self.ca_file = Path(ca_file)
 
@@ -133,7 +139,9 @@ class FakeApnsProcess:
 # -- (a) raw aioapns ---------------------------------------------------------------------------
 
 
-async def raw_sends_per_second(settings: Settings, key: SigningKey, count: int) -> float:
+async def raw_sends_per_second(
+    settings: Settings, fake: FakeApnsProcess, key: SigningKey, count: int
+) -> tuple[float, dict[str, float]]:
     provider = ApnsProvider(
         key=key.pem, key_id=key.key_id, team_id=key.team_id, topic=TOPIC, sandbox=True,
         settings=settings, max_in_flight=settings.delivery_in_flight_per_connection,
@@ -147,11 +155,13 @@ async def raw_sends_per_second(settings: Settings, key: SigningKey, count: int) 
         for n in range(count)
     ]  # fmt: skip
     await provider.send(pushes[:100])  # warm the connection
+    before = cpu_snapshot(client=os.getpid(), fake_apns=fake.pid)
     started = time.perf_counter()
     await provider.send(pushes)
     elapsed = time.perf_counter() - started
+    after = cpu_snapshot(client=os.getpid(), fake_apns=fake.pid)
     await provider.close()
-    return count / elapsed
+    return count / elapsed, cpu_per_thousand(before, after, count)
 
 
 # -- (b) end to end ----------------------------------------------------------------------------
@@ -169,12 +179,24 @@ def worker_process(settings: Settings) -> Any:
         process.wait(timeout=30)
 
 
-def peak_rss_mb(pid: int) -> float:
-    """The process's high-water resident set size, from /proc (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc status")
+def cpu_snapshot(**pids: int) -> dict[str, float]:
+    """CPU seconds so far of each named process, and of every PostgreSQL server process."""
+    snapshot = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    postgres = 0.0
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "postgres":
+                postgres += cpu_seconds(int(comm.parent.name))
+        except (OSError, ValueError):
+            continue  # the process ended meanwhile
+    return {**snapshot, "postgres": postgres}
+
+
+def cpu_per_thousand(
+    before: dict[str, float], after: dict[str, float], count: int
+) -> dict[str, float]:
+    """CPU seconds each process spent per 1,000 deliveries between two snapshots."""
+    return {name: round((after[name] - before[name]) * 1000 / count, 3) for name in after}
 
 
 async def _create_devices(project: Project, settings: Settings, count: int) -> None:
@@ -212,6 +234,7 @@ async def end_to_end(
         with worker_process(settings) as worker_pid:
             ready = await api.post("/healthz/pipeline", params={"timeout": 30}, timeout=40)
             assert ready.status_code == 200, ready.text
+            before = cpu_snapshot(worker=worker_pid, fake_apns=fake.pid, api=os.getpid())
             started_wall = time.time()
             accepted = await api.post("/v1/pushes", json={**PUSH, "to": {"user_ids": ["everyone"]}},
                                       headers=auth, timeout=300)  # fmt: skip
@@ -219,6 +242,7 @@ async def end_to_end(
             assert accepted.status_code == 202, accepted.text
             while fake.ask("accepted") < count:  # noqa: ASYNC110 — the fake is in another process
                 await asyncio.sleep(0.2)
+            after = cpu_snapshot(worker=worker_pid, fake_apns=fake.pid, api=os.getpid())
             worker_rss = peak_rss_mb(worker_pid)
     received = fake.ask("received_at")
     elapsed = max(received) - started_wall
@@ -229,24 +253,18 @@ async def end_to_end(
         "latency_p50_seconds": statistics.median(latencies),
         "latency_p99_seconds": _percentile(latencies, 0.99),
         "worker_peak_rss_mb": worker_rss,
+        "cpu_seconds_per_1000": cpu_per_thousand(before, after, count),
     }
 
 
 async def main(count: int, in_flight: int, repeat: int) -> dict[str, Any]:
-    server = os.environ.get(
-        "BRIK_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"
-    )
-    name = f"brik_bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect("postgresql://" + server.split("://", 1)[1])
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    database_url = server.rsplit("/", 1)[0] + f"/{name}"
+    database_url = await create_scratch_database()
     key = new_signing_key()
     with tempfile.TemporaryDirectory() as directory:
         fake = FakeApnsProcess(key, Path(directory))
         settings = Settings(
             database_url=database_url,
-            redis_url=os.environ.get("BRIK_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
+            redis_url=redis_url(),
             secret_key=SECRET, encryption_keys=[Fernet.generate_key().decode()],
             queue_name=f"brik-bench:{secrets.token_hex(3)}", apns_host="127.0.0.1",
             apns_port=fake.port, apns_ca_file=fake.ca_file, log_level="WARNING",
@@ -259,14 +277,13 @@ async def main(count: int, in_flight: int, repeat: int) -> dict[str, Any]:
             async with db.database(database_url):
                 raws, runs = [], []
                 for _ in range(repeat):  # interleaved, so both see the same machine weather
-                    raws.append(await raw_sends_per_second(settings, key, count))
+                    raws.append(await raw_sends_per_second(settings, fake, key, count))
                     runs.append(await end_to_end(settings, fake, key, count))
         finally:
             fake.stop()
-            admin = await asyncpg.connect("postgresql://" + server.split("://", 1)[1])
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
+            await drop_scratch_database(database_url)
     e2e = max(runs, key=lambda run: run["deliveries_per_second"])
+    raw, raw_cpu = max(raws)
     return {
         "benchmark": "pipeline",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -274,15 +291,18 @@ async def main(count: int, in_flight: int, repeat: int) -> dict[str, Any]:
         "devices": count,
         "in_flight_per_worker": in_flight,
         "runs": repeat,
-        "raw_aioapns_sends_per_second": round(max(raws), 1),
+        "raw_aioapns_sends_per_second": round(raw, 1),
         "end_to_end_deliveries_per_second": round(e2e["deliveries_per_second"], 1),
-        "ratio_end_to_end_over_raw": round(e2e["deliveries_per_second"] / max(raws), 3),
+        "ratio_end_to_end_over_raw": round(e2e["deliveries_per_second"] / raw, 3),
         "accept_seconds": round(e2e["accept_seconds"], 3),
         "latency_p50_seconds": round(e2e["latency_p50_seconds"], 3),
         "latency_p99_seconds": round(e2e["latency_p99_seconds"], 3),
         "worker_peak_rss_mb": round(max(run["worker_peak_rss_mb"] for run in runs), 1),
+        # Where the CPU went in the best runs: on a machine with few cores the fake APNs and
+        # PostgreSQL compete with the worker, while the raw client has a core to itself.
+        "cpu_seconds_per_1000": {"raw": raw_cpu, "end_to_end": e2e["cpu_seconds_per_1000"]},
         "every_run": {
-            "raw_sends_per_second": [round(raw, 1) for raw in raws],
+            "raw_sends_per_second": [round(rate, 1) for rate, _ in raws],
             "end_to_end_deliveries_per_second": [
                 round(run["deliveries_per_second"], 1) for run in runs
             ],
@@ -306,8 +326,4 @@ if __name__ == "__main__":
     )  # fmt: skip
     arguments = parser.parse_args()
     figures = asyncio.run(main(arguments.devices, arguments.in_flight, arguments.repeat))
-    print(json.dumps(figures, indent=2))
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"pipeline-{figures['devices']}-{figures['when'][:10]}.json"
-    out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"written to {out}")
+    write_results(f"pipeline-{figures['devices']}", figures)

@@ -84,3 +84,27 @@ class ProviderCache:
             for provider, _ in self._providers.values():
                 await provider.close()
             self._providers.clear()
+
+
+class JobProviders:
+    """One project's providers for the length of one job: each credential looked up once.
+
+    A job is one batch of deliveries; a credential uploaded meanwhile is picked up by the next
+    job, while this one finishes on the credential it started with.
+    """
+
+    def __init__(self, cache: ProviderCache, project_id: str) -> None:
+        self._cache = cache
+        self._project_id = project_id
+        self._resolved: dict[str, tuple[Provider, dict[str, Any]] | MissingCredential] = {}
+
+    async def get(self, name: str) -> tuple[Provider, dict[str, Any]]:
+        if name not in self._resolved:
+            try:
+                self._resolved[name] = await self._cache.get(self._project_id, name)
+            except MissingCredential as exc:
+                self._resolved[name] = exc
+        resolved = self._resolved[name]
+        if isinstance(resolved, MissingCredential):
+            raise resolved
+        return resolved

@@ -68,6 +68,8 @@ class Push(Model):
 
     class Meta:
         table = "pushes"
+        # The reconciler's way in: the few open pushes, then their deliveries.
+        indexes = (("status", "send_at"),)
 
 
 class Delivery(Model):
@@ -93,7 +95,9 @@ class Delivery(Model):
 
     class Meta:
         table = "deliveries"
-        indexes = (("status", "lease_until"), ("push_id", "status"))
+        # Deliveries are found by id (the claim) or by push. No index leads with status: the
+        # planner took one for the claim and scanned every queued row of a fan-out per chunk.
+        indexes = (("push_id", "status"),)
 
 
 class IdempotencyKey(Model):

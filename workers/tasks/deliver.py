@@ -43,7 +43,7 @@ from controlplane.settings import Settings
 from workers.egress import EgressLimiter
 from workers.in_flight import InFlightBudget
 from workers.metrics import WorkerMetrics
-from workers.provider_cache import MissingCredential, ProviderCache
+from workers.provider_cache import JobProviders, MissingCredential
 from workers.providers.base import ApnsPush, FcmPush, Outcome, OutcomeKind
 from workers.queue import DELIVER_JOB, events_channel
 
@@ -118,6 +118,7 @@ async def deliver_batch(
     counts: Counter[str] = Counter()
     budget: InFlightBudget = ctx["in_flight"]
     content = PushContent.model_validate(push.content)
+    providers = JobProviders(ctx["providers"], push.project_id)  # type: ignore[attr-defined]
     try:
         # Chunks no larger than the in-flight budget, each claimed, sent *and recorded* under
         # its reservation: a crash leaves at most that many sends unrecorded, and a lease only
@@ -126,7 +127,7 @@ async def deliver_batch(
         for start in range(0, len(delivery_ids), size):
             chunk_ids = delivery_ids[start : start + size]
             async with budget.reserve(len(chunk_ids)):
-                sent = await _deliver_chunk(ctx, push, content, chunk_ids, start)
+                sent = await _deliver_chunk(ctx, push, content, providers, chunk_ids, start)
             if sent and push.status is not PushStatus.SENDING:
                 await Push.filter(
                     id=push_id, status__in=[PushStatus.QUEUED, PushStatus.SCHEDULED]
@@ -145,13 +146,14 @@ async def _deliver_chunk(
     ctx: dict[str, Any],
     push: Push,
     content: PushContent,
+    providers: JobProviders,
     delivery_ids: list[str],
     chunk_start: int,
 ) -> dict[str, int]:
     settings: Settings = ctx["settings"]
     now = datetime.now(UTC)
     lease = secrets.token_hex(16)
-    claimed = await Delivery.filter(_claimable(now), id__in=delivery_ids, push_id=push.id).update(
+    claimed = await Delivery.filter(_claimable(now), id__in=delivery_ids).update(
         status=DeliveryStatus.SENDING,
         lease_token=lease,
         lease_until=now + timedelta(seconds=settings.delivery_lease_seconds),
@@ -176,7 +178,7 @@ async def _deliver_chunk(
         if not group:
             continue
         started = time.perf_counter()
-        sent = await _send_group(push, content, name, group, ctx["providers"], ctx["keyring"])
+        sent = await _send_group(push, content, name, group, providers, ctx["keyring"])
         _observe(metrics, name, sent, time.perf_counter() - started)
         counts.update(await _record(push, group, sent, lease, settings, ctx, chunk_start))
     return dict(counts)
@@ -223,11 +225,11 @@ async def _send_group(
     content: PushContent,
     name: str,
     rows: list[Claimed],
-    providers: ProviderCache,
+    providers: JobProviders,
     keyring: KeyRing,
 ) -> dict[str, Outcome]:
     try:
-        provider, details = await providers.get(push.project_id, name)  # type: ignore[attr-defined]
+        provider, details = await providers.get(name)
     except MissingCredential as exc:
         return {row.id: Outcome.failed(f"{exc}: upload it, then send again") for row in rows}
     outcomes: dict[str, Outcome] = {}

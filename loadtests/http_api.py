@@ -1,0 +1,152 @@
+"""HTTP API benchmark: requests/s and latency of a real ``brik-cloud serve`` under locust.
+
+Creates a scratch PostgreSQL database, bootstraps a project (``brik-cloud bootstrap``), starts
+``brik-cloud serve`` and ``brik-cloud worker`` as they run in production (one process each),
+then runs ``loadtests/locustfile.py`` headless against it with a test-mode secret key (the
+sandbox provider answers the pushes). Prints per-endpoint figures and writes them as JSON to
+``loadtests/results/``. Needs the local PostgreSQL and Redis (``BRIK_BENCH_DATABASE_URL``,
+``BRIK_BENCH_REDIS_URL``) and locust (``pip install -e ".[loadtest]"``). A benchmark, not a
+test: it asserts nothing.
+
+    .venv/bin/python -m loadtests.http_api --users 50 --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet
+
+from loadtests.common import (
+    cpu_seconds,
+    create_scratch_database,
+    drop_scratch_database,
+    peak_rss_mb,
+    redis_url,
+    write_results,
+)
+from tests.support.processes import (
+    brik_cloud_command,
+    clean_environment,
+    free_port,
+    running_command,
+)
+
+COMMAND = ".venv/bin/python -m loadtests.http_api"
+LOCUSTFILE = Path(__file__).parent / "locustfile.py"
+
+
+def _environment(database_url: str) -> dict[str, str]:
+    return clean_environment(
+        BRIK_DATABASE_URL=database_url,
+        BRIK_REDIS_URL=redis_url(),
+        BRIK_SECRET_KEY=secrets.token_urlsafe(48),
+        BRIK_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        BRIK_QUEUE_NAME=f"brik-bench:{secrets.token_hex(3)}",
+        BRIK_LOG_LEVEL="WARNING",
+    )
+
+
+def _test_secret_key(env: dict[str, str]) -> str:
+    """Migrate and bootstrap the scratch database; the project's test-mode secret key."""
+    printed = subprocess.run(
+        [*brik_cloud_command(), "bootstrap", "--json"],
+        env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return str(json.loads(printed.stdout)["keys"]["test_secret"])
+
+
+@contextmanager
+def _worker(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen([*brik_cloud_command(), "worker"], env=env)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _locust(url: str, key: str, users: int, seconds: int, directory: Path) -> list[dict[str, str]]:
+    """Run locust headless; its per-endpoint statistics rows (the CSV it writes)."""
+    subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+         "--users", str(users), "--spawn-rate", str(users), "--run-time", f"{seconds}s",
+         "--host", url, "--csv", str(directory / "run"), "--only-summary",
+         "--loglevel", "WARNING"],
+        env={**os.environ, "BRIK_BENCH_API_KEY": key}, check=False,
+    )  # fmt: skip
+    with (directory / "run_stats.csv").open() as stats:
+        return list(csv.DictReader(stats))
+
+
+def _figures(row: dict[str, str]) -> dict[str, Any]:
+    return {
+        "requests": int(row["Request Count"]),
+        "failures": int(row["Failure Count"]),
+        "requests_per_second": round(float(row["Requests/s"]), 1),
+        "latency_p50_ms": float(row["50%"]),
+        "latency_p95_ms": float(row["95%"]),
+        "latency_p99_ms": float(row["99%"]),
+    }
+
+
+def main(users: int, seconds: int) -> dict[str, Any]:
+    database_url = asyncio.run(create_scratch_database())
+    try:
+        env = _environment(database_url)
+        key = _test_secret_key(env)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        with ExitStack() as stack, tempfile.TemporaryDirectory() as directory:
+            server = stack.enter_context(running_command(
+                "serve", "--host", "127.0.0.1", "--port", str(port), env=env,
+                ready_url=f"{url}/healthz",
+            ))  # fmt: skip
+            worker = stack.enter_context(_worker(env))
+            before = {"api": cpu_seconds(server.pid), "worker": cpu_seconds(worker.pid)}
+            rows = _locust(url, key, users, seconds, Path(directory))
+            cpu = {
+                "api": round(cpu_seconds(server.pid) - before["api"], 2),
+                "worker": round(cpu_seconds(worker.pid) - before["worker"], 2),
+            }
+            memory = {"api": peak_rss_mb(server.pid), "worker": peak_rss_mb(worker.pid)}
+    finally:
+        asyncio.run(drop_scratch_database(database_url))
+    endpoints = {row["Name"]: _figures(row) for row in rows if row["Name"] != "Aggregated"}
+    total = next(row for row in rows if row["Name"] == "Aggregated")
+    return {
+        "benchmark": "http_api",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "setup": "one `brik-cloud serve` process, one worker, PostgreSQL, Redis and locust "
+        "on the same machine; test-mode key (sandbox provider)",
+        "users": users,
+        "seconds": seconds,
+        "total": _figures(total),
+        "endpoints": endpoints,
+        "cpu_seconds": cpu,
+        "peak_rss_mb": {name: round(value, 1) for name, value in memory.items()},
+        "command": f"{COMMAND} --users {users} --seconds {seconds}",
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=50, help="concurrent locust users")
+    parser.add_argument("--seconds", type=int, default=30, help="how long to run")
+    arguments = parser.parse_args()
+    write_results("http-api", main(arguments.users, arguments.seconds))
