@@ -294,6 +294,11 @@ async def main(count: int, in_flight: int, repeat: int) -> dict[str, Any]:
         "raw_aioapns_sends_per_second": round(raw, 1),
         "end_to_end_deliveries_per_second": round(e2e["deliveries_per_second"], 1),
         "ratio_end_to_end_over_raw": round(e2e["deliveries_per_second"] / raw, 3),
+        "ratio_of_medians": round(
+            statistics.median(run["deliveries_per_second"] for run in runs)
+            / statistics.median(rate for rate, _ in raws),
+            3,
+        ),
         "accept_seconds": round(e2e["accept_seconds"], 3),
         "latency_p50_seconds": round(e2e["latency_p50_seconds"], 3),
         "latency_p99_seconds": round(e2e["latency_p99_seconds"], 3),
