@@ -53,6 +53,27 @@ async def register(client: httpx.AsyncClient, key: str, token: str, platform: st
     return str(response.json()["id"])
 
 
+async def live_project(
+    client: httpx.AsyncClient, signing_key: SigningKey, fcm_fake: FakeFCM
+) -> str:
+    """A new tenant's live secret key, its project holding APNs and FCM credentials."""
+    acme: Tenant = await make_tenant("Acme")
+    _, live = await issue_api_key(acme.project, name="live", kind=KeyKind.SECRET,
+                                  mode=KeyMode.LIVE, pepper=TEST_SECRET_KEY)  # fmt: skip
+    apns_upload = await client.put("/v1/credentials/apns", json={
+        "key": signing_key.pem, "key_id": signing_key.key_id, "team_id": signing_key.team_id,
+        "topic": "com.example.app", "environment": "sandbox"}, headers=bearer(live))  # fmt: skip
+    assert apns_upload.status_code == 200, apns_upload.text
+    info, public_key = new_service_account("https://oauth2.googleapis.com/token")
+    fcm_fake.add_account(info["client_email"], info["project_id"], info["private_key_id"],
+                         public_key)  # fmt: skip
+    fcm_upload = await client.put(
+        "/v1/credentials/fcm", json={"service_account": info}, headers=bearer(live)
+    )
+    assert fcm_upload.status_code == 200, fcm_upload.text
+    return live
+
+
 async def test_test_mode_pushes_end_in_the_outcomes_the_sandbox_promises(
     pipeline: Callable[..., Any],
 ) -> None:
@@ -106,17 +127,7 @@ async def test_live_pushes_reach_apns_and_fcm_once_each(
         apns_ca_file=apns_fake.ca_file,  # type: ignore[attr-defined]
         fcm_base_url=fcm_fake.base_url, fcm_token_url=fcm_fake.token_url,
     )  # fmt: skip
-    acme: Tenant = await make_tenant("Acme")
-    _, live = await issue_api_key(acme.project, name="live", kind=KeyKind.SECRET,
-                                  mode=KeyMode.LIVE, pepper=TEST_SECRET_KEY)  # fmt: skip
-    apns_upload = await client.put("/v1/credentials/apns", json={
-        "key": signing_key.pem, "key_id": signing_key.key_id, "team_id": signing_key.team_id,
-        "topic": "com.example.app", "environment": "sandbox"}, headers=bearer(live))  # fmt: skip
-    assert apns_upload.status_code == 200
-    info, public_key = new_service_account("https://oauth2.googleapis.com/token")
-    fcm_fake.add_account(info["client_email"], info["project_id"], info["private_key_id"],
-                         public_key)  # fmt: skip
-    await client.put("/v1/credentials/fcm", json={"service_account": info}, headers=bearer(live))
+    live = await live_project(client, signing_key, fcm_fake)
     ios_tokens = [f"{n:064x}" for n in range(1, 21)]
     apns_fake.script(ios_tokens[0], UNREGISTERED)
     for token in ios_tokens:

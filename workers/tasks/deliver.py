@@ -202,7 +202,8 @@ async def _within_egress_limit(
         next_attempt_at=datetime.now(UTC) + timedelta(seconds=wait),
     )  # fmt: skip
     await ctx["redis"].enqueue_job(
-        DELIVER_JOB, push.id, held, _job_id=f"deliver:{push.id}:egress:{lease}:{chunk_start}",
+        DELIVER_JOB, push.id, held,
+        _job_id=f"deliver:{push.id}:egress:{lease}:{chunk_start}:{provider}",
         _defer_by=timedelta(seconds=wait),
     )  # fmt: skip
     return rows[:granted]
@@ -314,11 +315,16 @@ async def _record(
             status=DeviceStatus.INVALID, invalid_reason=reason[:300], invalidated_at=now
         )
     redis = ctx["redis"]
+    due: dict[float, list[str]] = defaultdict(list)
     for (delay, reason), ids in retries.items():
         await Delivery.filter(id__in=ids, lease_token=lease).update(
             status=DeliveryStatus.QUEUED, reason=reason[:500], lease_token=None,
             lease_until=None, next_attempt_at=now + timedelta(seconds=delay),
         )  # fmt: skip
+        due[delay] += ids
+    # One job per moment, whatever the reasons: a job id is unique per (lease, chunk, delay),
+    # and arq silently refuses a second job with an id it already holds.
+    for delay, ids in due.items():
         await redis.enqueue_job(
             DELIVER_JOB, push.id, ids,
             _job_id=f"deliver:{push.id}:retry:{lease}:{chunk_start}:{delay}",
