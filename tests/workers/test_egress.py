@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from controlplane.models import Delivery, DeliveryStatus
+from tests.support.apple import SigningKey
 from tests.support.tenants import make_tenant
-from tests.workers.test_deliver import bearer, register, until_final
+from tests.workers.test_deliver import bearer, live_project, register, until_final
 from workers.egress import EgressLimiter
+from workers.fakes.apns import FakeAPNs
+from workers.fakes.fcm import FakeFCM
 
 pytestmark = pytest.mark.database
 
@@ -46,3 +51,26 @@ async def test_a_fan_out_over_the_limit_waits_instead_of_failing(pipeline: objec
     rows = await Delivery.all()
     assert {row.status for row in rows} == {DeliveryStatus.DELIVERED}
     assert {row.attempts for row in rows} == {1}  # waiting for the bucket is not an attempt
+
+
+async def test_apns_and_fcm_each_wait_for_their_own_bucket(
+    pipeline: Callable[..., Any], apns_fake: FakeAPNs, fcm_fake: FakeFCM, signing_key: SigningKey
+) -> None:
+    client = await pipeline(
+        apns_host=apns_fake.host, apns_port=apns_fake.port,
+        apns_ca_file=apns_fake.ca_file,  # type: ignore[attr-defined]
+        fcm_base_url=fcm_fake.base_url, fcm_token_url=fcm_fake.token_url,
+        egress_rate_per_second=40, egress_burst=5,
+    )  # fmt: skip
+    key = await live_project(client, signing_key, fcm_fake)
+    for n in range(10):
+        await register(client, key, f"{n + 1:064x}", "ios")
+        await register(client, key, f"android-{n}-" + "x" * 24, "android")
+    accepted = await client.post(
+        "/v1/pushes", json={"kind": "alert", "alert": {"title": "Hi"}, "to": {"tags": ["all"]}},
+        headers=bearer(key),
+    )  # fmt: skip
+    push = await until_final(client, key, accepted.json()["id"])
+    assert push["deliveries"] == {"delivered": 20}
+    assert len(apns_fake.accepted()) == 10
+    assert len(fcm_fake.accepted()) == 10
