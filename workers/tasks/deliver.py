@@ -25,6 +25,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from tortoise.expressions import F, Q
@@ -121,13 +122,14 @@ async def deliver_batch(
     providers = JobProviders(ctx["providers"], push.project_id)  # type: ignore[attr-defined]
     try:
         # Chunks no larger than the in-flight budget, each claimed, sent *and recorded* under
-        # its reservation: a crash leaves at most that many sends unrecorded, and a lease only
-        # has to cover one chunk's send, not a whole batch waiting its turn.
+        # its reservation: a crash leaves at most that many sends unrecorded, a cancelled job
+        # none (the chunk finishes), and a lease only has to cover one chunk's send, not a
+        # whole batch waiting its turn.
         size = chunk_size(budget.limit)
         for start in range(0, len(delivery_ids), size):
             chunk_ids = delivery_ids[start : start + size]
-            async with budget.reserve(len(chunk_ids)):
-                sent = await _deliver_chunk(ctx, push, content, providers, chunk_ids, start)
+            chunk = partial(_deliver_chunk, ctx, push, content, providers, chunk_ids, start)
+            sent = await budget.run(len(chunk_ids), chunk)
             if sent and push.status is not PushStatus.SENDING:
                 await Push.filter(
                     id=push_id, status__in=[PushStatus.QUEUED, PushStatus.SCHEDULED]
