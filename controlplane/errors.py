@@ -11,6 +11,7 @@
     ├── MethodNotAllowed          405 invalid_request_error / method_not_allowed
     ├── IdempotencyConflict       409 / 422 idempotency_error
     ├── RateLimited               429 rate_limit_error (Retry-After)
+    ├── QuotaExceeded             429 quota_exceeded (the limit, the usage, when it resets)
     └── ServiceUnavailable        503 api_error
 
 Anything else that escapes a handler is a bug: the telemetry middleware logs it with its
@@ -34,6 +35,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
+    "QuotaExceeded",
     "RateLimited",
     "ServiceUnavailable",
     "error_body",
@@ -119,6 +121,14 @@ class RateLimited(APIError):
     status_code = 429
     type = "rate_limit_error"
     default_code = "rate_limited"
+
+
+class QuotaExceeded(APIError):
+    """A monthly quota is used up: waiting a second will not help, unlike :class:`RateLimited`."""
+
+    status_code = 429
+    type = "quota_exceeded"
+    default_code = "quota_exceeded"
 
 
 class ServiceUnavailable(APIError):

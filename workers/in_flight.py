@@ -64,6 +64,15 @@ class InFlightBudget:
             self._available -= count
             granted.set_result(None)
 
+    async def wait_idle(self, seconds: float) -> bool:
+        """Wait until nothing is in flight (a worker shutting down); False if time ran out."""
+        try:
+            await asyncio.wait_for(self.acquire(self.limit), seconds)
+        except TimeoutError:
+            return False
+        self.release(self.limit)
+        return True
+
     async def run(self, count: int, work: Callable[[], Awaitable[T]]) -> T:
         """``work()`` holding ``count`` of the budget, finished even if the caller is cancelled."""
         await self.acquire(count)

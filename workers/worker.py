@@ -15,6 +15,7 @@ concurrent I/O-bound jobs, so (all overridable by settings, see the README):
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import socket
@@ -37,6 +38,9 @@ from workers.tasks.heartbeat import heartbeat, scheduled_heartbeat
 from workers.tasks.reconcile import delete_expired_idempotency_keys, scheduled_reconcile
 
 KEEP_RESULT_SECONDS = 600
+SHUTDOWN_GRACE_SECONDS = 30.0
+
+logger = logging.getLogger(__name__)
 
 
 def worker_id() -> str:
@@ -66,6 +70,11 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        # arq has cancelled the jobs; chunks they had started still finish and record their
+        # results (InFlightBudget.run) — give them the time before closing what they use.
+        budget: InFlightBudget | None = ctx.get("in_flight")
+        if budget is not None and not await budget.wait_idle(SHUTDOWN_GRACE_SECONDS):
+            logger.warning("stopping with %d sends still unrecorded", budget.in_use)
         metrics.stop()
         providers: ProviderCache | None = ctx.pop("providers", None)
         if providers is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -37,6 +38,9 @@ from controlplane.models import (
     PushStatus,
 )
 from controlplane.payloads import PushContent, check_sizes
+from controlplane.plans import limits_for
+from controlplane.usage import reserve_pushes
+from controlplane.usage_alerts import warn_if_crossed
 from workers.queue import DELIVER_JOB, DELIVERY_BATCH_SIZE, events_channel
 
 EVENTS_POLL_SECONDS = 5.0
@@ -179,6 +183,14 @@ async def send_push(call: Call) -> PushAccepted:
         push.status = PushStatus.COMPLETED
         await push.save(update_fields=["status"])
     delivery_ids = await insert_deliveries(push, recipients, providers)
+    if recipients:
+        # Last before the commit: the month's usage row stays locked for as short as can be.
+        organization = call.tenant.organization
+        limits = limits_for(organization.plan, call.settings)
+        reservation = await reserve_pushes(
+            organization, call.key.mode, len(recipients), limits, now
+        )
+        call.after_commit.append(partial(warn_if_crossed, call, reservation, limits))
     redis = call.request.app.state.redis
     defer_until = body.send_at if scheduled else None
 

@@ -18,6 +18,7 @@ from controlplane.api import (
     organizations,
     projects,
     pushes,
+    usage,
     user,
 )
 from controlplane.api.routing import Operation
@@ -34,5 +35,6 @@ OPERATIONS: list[Operation] = [
     *credentials.operations,
     *devices.operations,
     *pushes.operations,
+    *usage.operations,
     *openapi.operations,
 ]

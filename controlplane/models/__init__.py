@@ -18,6 +18,7 @@ from controlplane.models.pushes import (
 )
 from controlplane.models.sessions import PersonalAccessToken, Session
 from controlplane.models.tenancy import Membership, Organization, Plan, Project, Role, User
+from controlplane.models.usage import UsageAlert, UsageDay, UsageMetric, UsagePeriod
 from controlplane.models.workers import WorkerHeartbeat
 
 __all__ = [
@@ -47,6 +48,10 @@ __all__ = [
     "PushStatus",
     "Role",
     "Session",
+    "UsageAlert",
+    "UsageDay",
+    "UsageMetric",
+    "UsagePeriod",
     "User",
     "WorkerHeartbeat",
 ]

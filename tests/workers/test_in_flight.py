@@ -73,3 +73,13 @@ async def test_a_job_cancelled_while_waiting_for_the_budget_starts_nothing() -> 
     assert budget.in_use == 0
     await budget.run(4, work)  # nobody left in the queue ahead of it
     assert started == ["work"]
+
+
+async def test_a_stopping_worker_waits_for_what_is_in_flight_and_no_longer() -> None:
+    budget = InFlightBudget(4)
+    assert await budget.wait_idle(0.01)  # nothing in flight
+    await budget.acquire(3)
+    assert not await budget.wait_idle(0.05)  # still out after the grace: it says so
+    asyncio.get_running_loop().call_later(0.02, budget.release, 3)
+    assert await budget.wait_idle(5)
+    assert budget.in_use == 0

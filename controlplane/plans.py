@@ -1,0 +1,47 @@
+"""Plans: what each one allows, read from settings (see the README's plans table).
+
+Three plans, as in the product brief: Free (10,000 pushes a month, 1 GB of state), Pro
+($49/month: 100,000 pushes, 10 GB, then metered overage when enabled) and Enterprise
+(unlimited). Every plan also has a request rate, enforced per project and per API key.
+Test-mode pushes have a quota of their own, the same size as the live one, and are never billed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controlplane.models import Plan
+from controlplane.settings import Settings
+
+UNLIMITED = -1
+
+
+@dataclass(frozen=True)
+class PlanLimits:
+    plan: Plan
+    pushes_per_month: int | None  # None: unlimited
+    state_bytes: int | None
+    requests_per_second: float
+    burst: int  # requests a bucket holds when full
+    overage: bool  # may send past the push quota, billed per push
+
+    def push_quota(self) -> int | None:
+        """The hard cap on pushes this month, or None when there is none."""
+        return None if self.overage else self.pushes_per_month
+
+
+def _limit(value: int) -> int | None:
+    return None if value == UNLIMITED else value
+
+
+def limits_for(plan: Plan, settings: Settings) -> PlanLimits:
+    name = plan.value
+    rate: float = getattr(settings, f"plan_{name}_requests_per_second")
+    return PlanLimits(
+        plan=plan,
+        pushes_per_month=_limit(getattr(settings, f"plan_{name}_pushes_per_month")),
+        state_bytes=_limit(getattr(settings, f"plan_{name}_state_bytes")),
+        requests_per_second=rate,
+        burst=max(1, round(rate * settings.rate_limit_burst_seconds)),
+        overage=plan is Plan.PRO and settings.plan_pro_overage,
+    )

@@ -1,0 +1,93 @@
+"""Usage accounting and quota enforcement, per organization and calendar month (UTC).
+
+Pushes count one per recipient device accepted by ``POST /v1/pushes``, reserved in the same
+transaction that queues them: :func:`reserve_pushes` adds them to the month's row with one
+conditional UPDATE (``pushes + n <= quota``), so concurrent sends serialise on that row and the
+quota is never overshot, not even by one. A send that does not fit is refused whole and its
+transaction rolls back — nothing of it is queued, nothing is counted. Test-mode pushes count
+against a quota of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from tortoise.expressions import F
+from tortoise.queryset import QuerySet
+
+from controlplane.errors import QuotaExceeded
+from controlplane.models import KeyMode, Organization, UsageDay, UsageMetric, UsagePeriod
+from controlplane.plans import PlanLimits
+
+WARNING_PERCENTS = (80, 100)
+
+
+def period_start(moment: datetime) -> date:
+    return moment.astimezone(UTC).date().replace(day=1)
+
+
+def period_end(start: date) -> datetime:
+    """When the month that began on ``start`` ends, and its quotas reset."""
+    return datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
+
+
+def resets_at(moment: datetime) -> datetime:
+    return period_end(period_start(moment))
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Pushes reserved by one send, and the month's count before and after it."""
+
+    mode: KeyMode
+    period_start: date
+    before: int
+    after: int
+
+
+async def reserve_pushes(
+    organization: Organization, mode: KeyMode, count: int, limits: PlanLimits, now: datetime
+) -> Reservation:
+    """Count ``count`` pushes against the month, or raise :class:`QuotaExceeded` for all."""
+    start = period_start(now)
+    await UsagePeriod.bulk_create(
+        [UsagePeriod(organization=organization, period_start=start, mode=mode)],
+        ignore_conflicts=True,
+    )
+    row = UsagePeriod.filter(organization_id=organization.id, period_start=start, mode=mode)
+    quota = limits.push_quota()
+    fits = row if quota is None else row.filter(pushes__lte=quota - count)
+    if not await fits.update(pushes=F("pushes") + count):
+        raise _exceeded(mode, count, quota or 0, await _count(row), now)
+    after = await _count(row)
+    await add_to_day(organization.id, UsageMetric.PUSHES, mode, count, now.date())
+    return Reservation(mode=mode, period_start=start, before=after - count, after=after)
+
+
+async def _count(row: QuerySet[UsagePeriod]) -> int:
+    values: list[int] = await row.values_list("pushes", flat=True)  # type: ignore[assignment]
+    return int(values[0]) if values else 0
+
+
+def _exceeded(mode: KeyMode, count: int, quota: int, used: int, now: datetime) -> QuotaExceeded:
+    what = "test-mode pushes" if mode is KeyMode.TEST else "pushes"
+    return QuotaExceeded(
+        f"This send needs {count:,} {what} but the organization has used {used:,} of its "
+        f"{quota:,} for this month; the quota resets at {resets_at(now).isoformat()}. "
+        "Upgrade the plan for more.",
+        param="to",
+    )
+
+
+async def add_to_day(
+    organization_id: str, metric: UsageMetric, mode: KeyMode, amount: int, day: date
+) -> None:
+    """Add ``amount`` to a day's total (atomic: insert-if-missing, then increment)."""
+    await UsageDay.bulk_create(
+        [UsageDay(organization_id=organization_id, day=day, mode=mode, metric=metric)],
+        ignore_conflicts=True,
+    )
+    await UsageDay.filter(
+        organization_id=organization_id, day=day, mode=mode, metric=metric
+    ).update(value=F("value") + amount)

@@ -1,0 +1,73 @@
+"""Quota warnings: an email to the organization's owners at 80 % and at 100 % of a quota.
+
+Each warning goes out once per organization, period, mode and threshold, whichever process
+crosses it first: a ``usage_alerts`` row is inserted before sending, and only the insert that
+wins (the unique constraint decides) sends. Sent after the push committed, through the
+configured mail sender, recorded in ``notifications`` like every email.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from tortoise.exceptions import IntegrityError
+
+from controlplane import mail
+from controlplane.models import KeyMode, Membership, Role, UsageAlert, UsageMetric
+from controlplane.plans import PlanLimits
+from controlplane.usage import WARNING_PERCENTS, Reservation, period_end
+
+if TYPE_CHECKING:
+    from controlplane.api.routing import Call
+
+
+def crossed(reservation: Reservation, quota: int) -> list[int]:
+    """The warning percents this reservation went past."""
+    return [
+        percent
+        for percent in WARNING_PERCENTS
+        if reservation.before < math.ceil(quota * percent / 100) <= reservation.after
+    ]
+
+
+async def warn_if_crossed(call: Call, reservation: Reservation, limits: PlanLimits) -> None:
+    quota = limits.pushes_per_month
+    if quota is None:
+        return
+    organization = call.tenant.organization
+    for percent in crossed(reservation, quota):
+        try:
+            await UsageAlert.create(
+                organization=organization, period_start=reservation.period_start,
+                mode=reservation.mode, metric=UsageMetric.PUSHES, percent=percent,
+            )  # fmt: skip
+        except IntegrityError:
+            continue  # another process sent this one
+        what = "test-mode pushes" if reservation.mode is KeyMode.TEST else "pushes"
+        past = "has used all" if percent >= 100 else f"has used {percent} %"
+        after = (
+            "Further sends are refused until the quota resets"
+            if limits.push_quota() is not None
+            else "Further pushes are billed as overage"
+        )
+        owners = await Membership.filter(
+            organization_id=organization.id, role=Role.OWNER
+        ).values_list("user__email", flat=True)
+        for email in owners:
+            await mail.send(
+                mail.Email(
+                    to=str(email),
+                    subject=f"{organization.name} {past} of its {what} for this month",
+                    body=(
+                        f"{organization.name} ({organization.id}) {past} of its "
+                        f"{quota:,} {what} for this month ({reservation.after:,} used). "
+                        f"{after}; the quota resets at "
+                        f"{period_end(reservation.period_start).isoformat()}."
+                    ),
+                    kind=f"usage.{what.replace(' ', '_').replace('-', '_')}.{percent}",
+                    organization_id=organization.id,
+                ),
+                call.request.app.state.mail_sender,
+                call.keyring,
+            )
