@@ -108,8 +108,13 @@ async def usage_of(organization: Organization, call: Call) -> Usage:
     )
 
 
-async def current_usage(call: Call) -> Usage:
-    """The caller's organization: the API key's, or the one in the path."""
+async def retrieve_key_usage(call: Call) -> Usage:
+    """The API key's organization."""
+    return await usage_of(call.tenant.organization, call)
+
+
+async def retrieve_organization_usage(call: Call) -> Usage:
+    """The organization in the path (the dashboard's view)."""
     return await usage_of(call.tenant.organization, call)
 
 
@@ -117,7 +122,7 @@ operations = [
     Operation(
         "GET",
         "/v1/usage",
-        current_usage,
+        retrieve_key_usage,
         "The organization's usage this month: pushes, requests and storage against its plan",
         "Usage",
         auth=Auth.API_KEY,
@@ -127,7 +132,7 @@ operations = [
     Operation(
         "GET",
         "/v1/organizations/{organization_id}/usage",
-        current_usage,
+        retrieve_organization_usage,
         "An organization's usage this month, with its plan's limits and a per-day series",
         "Usage",
         permission=Permission.ORGANIZATION_READ,
