@@ -21,6 +21,7 @@ from controlplane.crypto import KeyRing
 from controlplane.errors import exception_handlers
 from controlplane.middleware.body_limit import BodySizeLimitMiddleware
 from controlplane.middleware.telemetry import RequestMetrics, RequestTelemetryMiddleware
+from controlplane.rate_limits import RateLimiter
 from controlplane.settings import Settings
 from workers.queue import queue_client
 
@@ -36,6 +37,7 @@ def create_app(settings: Settings) -> Starlette:
         async with db.database(settings.database_url):
             redis = queue_client(settings.redis_url, settings.queue_name)
             app.state.redis = redis
+            app.state.rate_limiter = RateLimiter(redis)
             if settings.secret_key is not None:
                 app.state.api_keys = ApiKeyCache(redis, settings.secret_key.get_secret_value())
             try:

@@ -90,16 +90,16 @@ class Settings(BaseSettings):
     # Quotas are per organization and calendar month (UTC); "unlimited" is -1.
     plan_free_pushes_per_month: int = Field(default=10_000, ge=-1)
     plan_free_state_bytes: int = Field(default=1_000_000_000, ge=-1)
-    plan_free_requests_per_second: float = Field(default=10.0, gt=0)
+    plan_free_requests_per_second: float = Field(default=50.0, gt=0)
     plan_pro_pushes_per_month: int = Field(default=100_000, ge=-1)
     plan_pro_state_bytes: int = Field(default=10_000_000_000, ge=-1)
-    plan_pro_requests_per_second: float = Field(default=100.0, gt=0)
+    plan_pro_requests_per_second: float = Field(default=500.0, gt=0)
     plan_pro_overage: bool = Field(
         default=False, description="Pro may send past its quota, billed as metered overage."
     )
     plan_enterprise_pushes_per_month: int = Field(default=-1, ge=-1)
     plan_enterprise_state_bytes: int = Field(default=-1, ge=-1)
-    plan_enterprise_requests_per_second: float = Field(default=1000.0, gt=0)
+    plan_enterprise_requests_per_second: float = Field(default=5000.0, gt=0)
     rate_limit_burst_seconds: float = Field(
         default=2.0, gt=0, description="A bucket holds this many seconds of its rate."
     )

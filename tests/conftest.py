@@ -78,6 +78,9 @@ def make_settings(database_url: str, redis_url: str, clean_redis: None) -> Calla
             "encryption_keys": [Fernet.generate_key().decode()],
             "queue_name": queue,
             "worker_poll_delay": 0.01,
+            # Tests fire requests far faster than any plan allows; the rate-limit tests set
+            # their own limits.
+            "plan_free_requests_per_second": 100_000.0,
         }
         values.update(overrides)
         return Settings(**values)

@@ -36,6 +36,7 @@ from workers.tasks.api_key_usage import scheduled_api_key_usage_flush
 from workers.tasks.deliver import deliver_batch
 from workers.tasks.heartbeat import heartbeat, scheduled_heartbeat
 from workers.tasks.reconcile import delete_expired_idempotency_keys, scheduled_reconcile
+from workers.tasks.usage_flush import scheduled_request_count_flush
 
 KEEP_RESULT_SECONDS = 600
 SHUTDOWN_GRACE_SECONDS = 30.0
@@ -91,6 +92,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         cron_jobs=[
             cron(scheduled_heartbeat, second=0, run_at_startup=True),
             cron(scheduled_api_key_usage_flush, second=30),
+            cron(scheduled_request_count_flush, second=40),
             cron(
                 scheduled_reconcile,
                 second=set(range(0, 60, settings.reconcile_every_seconds)),

@@ -64,6 +64,23 @@ _SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
 }
 
 
+_RATE_LIMIT_HEADERS = {
+    "RateLimit-Policy": {
+        "description": "The buckets this request drew from (draft-ietf-httpapi-ratelimit-headers)"
+        ': `"api_key";q=<tokens>;w=<seconds>, "project";q=…;w=…`',
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": 'Tokens left and seconds until full, per bucket: `"api_key";r=…;t=…, …`',
+        "schema": {"type": "string"},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait (on 429)",
+        "schema": {"type": "integer"},
+    },
+}
+
+
 def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ERROR_REF}}}
 
@@ -88,6 +105,14 @@ def _error_responses(operation: Operation) -> dict[str, Any]:
         responses["404"] = _error("Not found (or belongs to another tenant)")
     if operation.operation_id == "login":
         responses["429"] = _error("Too many failed sign-ins")
+    if operation.auth is Auth.API_KEY:
+        responses["429"] = {
+            **_error(
+                "Rate limited (`rate_limit_error`, with `Retry-After`) or, when sending, the "
+                "monthly push quota is used up (`quota_exceeded`)"
+            ),
+            "headers": _RATE_LIMIT_HEADERS,
+        }
     return responses
 
 

@@ -20,12 +20,14 @@ operation cannot exist without being documented.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -39,10 +41,19 @@ from controlplane.auth.api_key_cache import ApiKeyCache, invalidate_cached_keys
 from controlplane.auth.api_keys import KeyPrincipal, bearer_token
 from controlplane.auth.permissions import Permission
 from controlplane.crypto import KeyRing
-from controlplane.errors import AuthenticationFailed, InvalidRequest, ServiceUnavailable
+from controlplane.errors import (
+    APIError,
+    AuthenticationFailed,
+    InvalidRequest,
+    ServiceUnavailable,
+)
 from controlplane.models import User
+from controlplane.plans import limits_for
+from controlplane.rate_limits import refusal
 from controlplane.settings import Settings
 from controlplane.tenancy import Tenant, check_path_params, load_path_objects, resolve_tenant
+
+logger = logging.getLogger(__name__)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 RowT = TypeVar("RowT", bound=Model)
@@ -194,6 +205,8 @@ async def run_operation(request: Request, operation: Operation) -> Response:
     settings: Settings = request.app.state.settings
     principal = await _authenticate(request, operation.auth, settings)
     tenant = await resolve_tenant(principal, request.path_params)
+    if isinstance(principal, KeyPrincipal) and tenant is not None:
+        await _within_rate_limit(request, principal, tenant, settings)
     rows = await load_path_objects(principal, tenant, request.path_params)
     if operation.permission is not None:
         if tenant is None:
@@ -241,6 +254,21 @@ async def run_operation(request: Request, operation: Operation) -> Response:
     return response
 
 
+async def _within_rate_limit(
+    request: Request, principal: KeyPrincipal, tenant: Tenant, settings: Settings
+) -> None:
+    """Take this request's token (key and project buckets); 429 when either is empty."""
+    limits = limits_for(tenant.organization.plan, settings)
+    try:
+        decision = await request.app.state.rate_limiter.take(principal, limits)
+    except RedisError:
+        logger.warning("rate limits skipped: Redis is unavailable", exc_info=True)
+        return
+    request.state.rate_limit_headers = decision.headers
+    if not decision.allowed:
+        raise refusal(decision, limits)
+
+
 def _render(result: BaseModel | Response, operation: Operation) -> Response:
     if isinstance(result, Response):
         return result
@@ -257,7 +285,13 @@ class ApiRoute(Route):
 
     async def _endpoint(self, request: Request) -> Response:
         method = "GET" if request.method == "HEAD" else request.method
-        return await run_operation(request, self.operations[method])
+        try:
+            response = await run_operation(request, self.operations[method])
+        except APIError as exc:  # errors carry the rate-limit state too
+            exc.headers = {**getattr(request.state, "rate_limit_headers", {}), **exc.headers}
+            raise
+        response.headers.update(getattr(request.state, "rate_limit_headers", {}))
+        return response
 
 
 def build_routes(operations: Sequence[Operation]) -> list[ApiRoute]:

@@ -1,0 +1,97 @@
+"""Ingress rate limits: a token bucket per API key and one per project, in Redis.
+
+Every request made with an API key takes one token from its key's bucket *and* its project's,
+in one Lua script using Redis's clock — both or neither, so a refused request costs nothing, and
+every API process shares the same buckets. The plan sets the rate; a bucket holds
+``BRIK_RATE_LIMIT_BURST_SECONDS`` of it. The same script counts the request in the
+organization's daily usage (a Redis hash the worker moves into the database).
+
+Answers carry the IETF ``RateLimit-Policy`` and ``RateLimit`` fields
+(draft-ietf-httpapi-ratelimit-headers): one policy per bucket, ``q`` tokens per ``w`` seconds,
+and for each the remaining tokens ``r`` and the seconds ``t`` until it is full again. A refused
+request gets 429 ``rate_limit_error`` with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+
+from controlplane.auth.api_keys import KeyPrincipal
+from controlplane.errors import RateLimited
+from controlplane.plans import PlanLimits
+
+REQUESTS_HASH = "brik:usage:api-requests"  # field "<organization>:<mode>:<YYYY-MM-DD>"
+
+_SCRIPT = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local tokens = {}
+for i = 1, 2 do
+  local state = redis.call('HMGET', KEYS[i], 'tokens', 'at')
+  local have = tonumber(state[1]) or burst
+  local at = tonumber(state[2]) or now
+  tokens[i] = math.min(burst, have + math.max(0, now - at) * rate)
+end
+local allowed = 0
+if tokens[1] >= 1 and tokens[2] >= 1 then
+  allowed = 1
+  tokens[1] = tokens[1] - 1
+  tokens[2] = tokens[2] - 1
+  redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+end
+for i = 1, 2 do
+  redis.call('HSET', KEYS[i], 'tokens', tostring(tokens[i]), 'at', tostring(now))
+  redis.call('PEXPIRE', KEYS[i], math.ceil(burst / rate * 1000) + 1000)
+end
+return {allowed, tostring(tokens[1]), tostring(tokens[2])}
+"""
+
+_POLICIES = ("api_key", "project")
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    headers: dict[str, str]
+    retry_after: int  # whole seconds until a request would be allowed (0 when allowed)
+
+
+class RateLimiter:
+    def __init__(self, redis: Redis) -> None:
+        self._script = redis.register_script(_SCRIPT)
+
+    async def take(self, principal: KeyPrincipal, limits: PlanLimits) -> Decision:
+        rate, burst = limits.requests_per_second, limits.burst
+        day = datetime.now(UTC).date().isoformat()
+        allowed, *left = await self._script(
+            keys=[f"brik:ratelimit:key:{principal.key_id}",
+                  f"brik:ratelimit:project:{principal.project_id}", REQUESTS_HASH],
+            args=[rate, burst, f"{principal.organization_id}:{principal.mode.value}:{day}"],
+        )  # fmt: skip
+        tokens = [float(value) for value in left]
+        window = max(1, math.ceil(burst / rate))
+        policy = ", ".join(f'"{name}";q={burst};w={window}' for name in _POLICIES)
+        state = ", ".join(
+            f'"{name}";r={math.floor(have)};t={math.ceil((burst - have) / rate)}'
+            for name, have in zip(_POLICIES, tokens, strict=True)
+        )
+        headers = {"RateLimit-Policy": policy, "RateLimit": state}
+        if allowed:
+            return Decision(True, headers, 0)
+        retry_after = max(1, math.ceil((1 - min(tokens)) / rate))
+        return Decision(False, {**headers, "Retry-After": str(retry_after)}, retry_after)
+
+
+def refusal(decision: Decision, limits: PlanLimits) -> RateLimited:
+    return RateLimited(
+        f"Too many requests: the {limits.plan.value} plan allows "
+        f"{limits.requests_per_second:g} requests per second per project and per API key "
+        f"(bursts of {limits.burst}). Retry after {decision.retry_after} s.",
+        headers=decision.headers,
+    )
