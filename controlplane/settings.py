@@ -83,6 +83,9 @@ class Settings(BaseSettings):
         default=1000.0, ge=0, description="Per project and provider; 0 turns the limit off."
     )
     egress_burst: int = Field(default=2000, ge=1)
+    device_pushes_per_minute: int = Field(
+        default=0, ge=0, description="Cap on pushes to one device per minute; 0 means no cap."
+    )
     reconcile_every_seconds: int = Field(default=60, ge=1, le=60)
     reconcile_grace_seconds: float = Field(default=60.0, gt=0)
 

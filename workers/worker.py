@@ -27,6 +27,7 @@ from arq import Worker, cron, func
 from controlplane import db
 from controlplane.crypto import KeyRing
 from controlplane.settings import Settings
+from workers.device_cap import DeviceCap
 from workers.egress import EgressLimiter
 from workers.in_flight import InFlightBudget
 from workers.metrics import WorkerMetrics
@@ -66,6 +67,8 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         ctx["providers"] = ProviderCache(settings, keyring)
         ctx["metrics"] = metrics
         ctx["in_flight"] = InFlightBudget(settings.delivery_in_flight_per_connection)
+        if settings.device_pushes_per_minute:
+            ctx["device_cap"] = DeviceCap(ctx["redis"], settings.device_pushes_per_minute)
         ctx["egress"] = EgressLimiter(
             ctx["redis"], settings.egress_rate_per_second, settings.egress_burst
         )

@@ -206,3 +206,33 @@ async def test_a_device_deleted_or_invalidated_before_its_send_is_not_sent_to(
     assert {row.reason for row in rows if row.status == "failed"} == {
         "the device was deleted or is invalid"
     }
+
+
+async def test_pushes_over_the_per_device_cap_end_rate_limited_and_retries_are_not_capped(
+    pipeline: Callable[..., Any],
+) -> None:
+    client = await pipeline(device_pushes_per_minute=2)
+    acme = await make_tenant("Acme")
+    key = acme.secret_key
+    await register(client, key, "ab" * 32, "ios")
+    flaky = await register(client, key, "0" * 61 + "503", "ios")  # fails twice, then delivered
+
+    finals = []
+    for _ in range(3):
+        accepted = await client.post(
+            "/v1/pushes", json={"kind": "alert", "alert": {"title": "Hi"},
+                                "to": {"tags": ["all"]}}, headers=bearer(key),
+        )  # fmt: skip
+        finals.append(await until_final(client, key, accepted.json()["id"]))
+
+    assert [push["deliveries"] for push in finals] == [
+        {"delivered": 2},
+        {"delivered": 2},
+        {"rate_limited": 2},
+    ]
+    capped = await Delivery.filter(push_id=finals[2]["id"])
+    assert {(row.status.value, row.attempts) for row in capped} == {("rate_limited", 1)}
+    assert {row.reason for row in capped} == {"over the cap of 2 pushes per device per minute"}
+    # The flaky device took three attempts for each of its first two pushes: not capped.
+    first = await Delivery.get(push_id=finals[0]["id"], device_id=flaky)
+    assert first.attempts == 3

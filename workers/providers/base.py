@@ -21,6 +21,7 @@ class OutcomeKind(StrEnum):
     INVALID_TOKEN = "invalid_token"
     RETRY = "retry"
     FAILED = "failed"
+    RATE_LIMITED = "rate_limited"  # over the per-device cap; never sent
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ class Outcome:
     @classmethod
     def failed(cls, reason: str) -> Outcome:
         return cls(OutcomeKind.FAILED, reason)
+
+    @classmethod
+    def rate_limited(cls, reason: str) -> Outcome:
+        return cls(OutcomeKind.RATE_LIMITED, reason)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from controlplane.models import (
 )
 from controlplane.payloads import PushContent, apns_push, fcm_message
 from controlplane.settings import Settings
+from workers.device_cap import DeviceCap
 from workers.egress import EgressLimiter
 from workers.in_flight import InFlightBudget
 from workers.metrics import WorkerMetrics
@@ -170,11 +171,18 @@ async def _deliver_chunk(
             *CLAIMED_FIELDS, **CLAIMED_DEVICE_FIELDS
         )
     ]
+    counts: Counter[str] = Counter()
+    cap: DeviceCap | None = ctx.get("device_cap")
+    if cap is not None:
+        capped, rows = await cap.split(rows)
+        if capped:
+            reason = f"over the cap of {cap.per_minute} pushes per device per minute"
+            refused = {row.id: Outcome.rate_limited(reason) for row in capped}
+            counts.update(await _record(push, capped, refused, lease, settings, ctx, chunk_start))
     by_provider: dict[str, list[Claimed]] = defaultdict(list)
     for row in rows:
         by_provider[row.provider].append(row)
     metrics: WorkerMetrics | None = ctx.get("metrics")
-    counts: Counter[str] = Counter()
     for name, group in by_provider.items():
         group = await _within_egress_limit(ctx, push, name, group, lease, chunk_start)
         if not group:
@@ -301,6 +309,8 @@ async def _record(
                 dead_devices[outcome.reason].append(row.device_id)
         elif outcome.kind is OutcomeKind.FAILED:
             finals[(DeliveryStatus.FAILED, outcome.reason)].append(row.id)
+        elif outcome.kind is OutcomeKind.RATE_LIMITED:
+            finals[(DeliveryStatus.RATE_LIMITED, outcome.reason)].append(row.id)
         elif row.attempts >= settings.delivery_max_attempts:
             gave_up = f"gave up after {row.attempts} attempts: {outcome.reason}"
             finals[(DeliveryStatus.FAILED, gave_up[:500])].append(row.id)
