@@ -70,12 +70,16 @@ async def _count(row: QuerySet[UsagePeriod]) -> int:
     return int(values[0]) if values else 0
 
 
+def pushes_noun(mode: KeyMode) -> str:
+    """What a mode's pushes are called in messages: test mode has a quota of its own."""
+    return "test-mode pushes" if mode is KeyMode.TEST else "pushes"
+
+
 def _exceeded(mode: KeyMode, count: int, quota: int, used: int, now: datetime) -> QuotaExceeded:
-    what = "test-mode pushes" if mode is KeyMode.TEST else "pushes"
     return QuotaExceeded(
-        f"This send needs {count:,} {what} but the organization has used {used:,} of its "
-        f"{quota:,} for this month; the quota resets at {resets_at(now).isoformat()}. "
-        "Upgrade the plan for more.",
+        f"This send needs {count:,} {pushes_noun(mode)} but the organization has used "
+        f"{used:,} of its {quota:,} for this month; the quota resets at "
+        f"{resets_at(now).isoformat()}. Upgrade the plan for more.",
         param="to",
     )
 

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 from tortoise.exceptions import IntegrityError
 
 from controlplane import mail
-from controlplane.models import KeyMode, Membership, Role, UsageAlert, UsageMetric
+from controlplane.models import Membership, Organization, Role, UsageAlert, UsageMetric
 from controlplane.plans import PlanLimits
-from controlplane.usage import WARNING_PERCENTS, Reservation, period_end
+from controlplane.usage import WARNING_PERCENTS, Reservation, period_end, pushes_noun
 
 if TYPE_CHECKING:
     from controlplane.api.routing import Call
@@ -36,6 +36,7 @@ async def warn_if_crossed(call: Call, reservation: Reservation, limits: PlanLimi
     if quota is None:
         return
     organization = call.tenant.organization
+    owners: list[str] | None = None
     for percent in crossed(reservation, quota):
         try:
             await UsageAlert.create(
@@ -44,30 +45,39 @@ async def warn_if_crossed(call: Call, reservation: Reservation, limits: PlanLimi
             )  # fmt: skip
         except IntegrityError:
             continue  # another process sent this one
-        what = "test-mode pushes" if reservation.mode is KeyMode.TEST else "pushes"
-        past = "has used all" if percent >= 100 else f"has used {percent} %"
-        after = (
-            "Further sends are refused until the quota resets"
-            if limits.push_quota() is not None
-            else "Further pushes are billed as overage"
-        )
-        owners = await Membership.filter(
-            organization_id=organization.id, role=Role.OWNER
-        ).values_list("user__email", flat=True)
+        if owners is None:
+            owners = [str(email) for email in await Membership.filter(
+                organization_id=organization.id, role=Role.OWNER
+            ).values_list("user__email", flat=True)]  # fmt: skip
         for email in owners:
             await mail.send(
-                mail.Email(
-                    to=str(email),
-                    subject=f"{organization.name} {past} of its {what} for this month",
-                    body=(
-                        f"{organization.name} ({organization.id}) {past} of its "
-                        f"{quota:,} {what} for this month ({reservation.after:,} used). "
-                        f"{after}; the quota resets at "
-                        f"{period_end(reservation.period_start).isoformat()}."
-                    ),
-                    kind=f"usage.{what.replace(' ', '_').replace('-', '_')}.{percent}",
-                    organization_id=organization.id,
-                ),
+                _warning(email, organization, reservation, limits, quota, percent),
                 call.request.app.state.mail_sender,
                 call.keyring,
             )
+
+
+def _warning(
+    to: str, organization: Organization, reservation: Reservation, limits: PlanLimits,
+    quota: int, percent: int,
+) -> mail.Email:  # fmt: skip
+    what = pushes_noun(reservation.mode)
+    past = "has used all" if percent >= 100 else f"has used {percent} %"
+    refused = limits.push_quota() is not None
+    if percent >= 100:
+        then = "Further sends are refused" if refused else "Further pushes are billed as overage"
+    else:
+        then = (
+            "Sends past it will be refused" if refused else "Pushes past it are billed as overage"
+        )
+    return mail.Email(
+        to=to,
+        subject=f"{organization.name} {past} of its {what} for this month",
+        body=(
+            f"{organization.name} ({organization.id}) {past} of its {quota:,} {what} for this "
+            f"month ({reservation.after:,} used). {then}; the quota resets at "
+            f"{period_end(reservation.period_start).isoformat()}."
+        ),
+        kind=f"usage.{what.replace(' ', '_').replace('-', '_')}.{percent}",
+        organization_id=organization.id,
+    )

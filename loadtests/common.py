@@ -5,10 +5,16 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+
+from controlplane.settings import Settings
+from tests.support.processes import brik_cloud_command, settings_environment
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -68,3 +74,16 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time the process has used so far, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def worker_process(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    """``brik-cloud worker`` on exactly ``settings``, as in production; SIGTERM on exit."""
+    process = subprocess.Popen(
+        [*brik_cloud_command(), "worker"], env=settings_environment(settings)
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -23,43 +23,44 @@ import secrets
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet
 
+from controlplane.settings import Settings
 from loadtests.common import (
     cpu_seconds,
     create_scratch_database,
     drop_scratch_database,
     peak_rss_mb,
     redis_url,
+    worker_process,
     write_results,
 )
 from tests.support.processes import (
     brik_cloud_command,
-    clean_environment,
     free_port,
     running_command,
+    settings_environment,
 )
 
 COMMAND = ".venv/bin/python -m loadtests.http_api"
 LOCUSTFILE = Path(__file__).parent / "locustfile.py"
 
 
-def _environment(database_url: str) -> dict[str, str]:
-    return clean_environment(
-        BRIK_DATABASE_URL=database_url,
-        BRIK_REDIS_URL=redis_url(),
-        BRIK_SECRET_KEY=secrets.token_urlsafe(48),
-        BRIK_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
-        BRIK_QUEUE_NAME=f"brik-bench:{secrets.token_hex(3)}",
-        BRIK_LOG_LEVEL="WARNING",
+def _settings(database_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url(),
+        secret_key=secrets.token_urlsafe(48),
+        encryption_keys=[Fernet.generate_key().decode()],
+        queue_name=f"brik-bench:{secrets.token_hex(3)}",
+        log_level="WARNING",
         # The benchmark measures the API, not the plan's rate limit (50 requests/s on Free).
-        BRIK_PLAN_FREE_REQUESTS_PER_SECOND="100000",
+        plan_free_requests_per_second=100_000,
     )
 
 
@@ -70,16 +71,6 @@ def _test_secret_key(env: dict[str, str]) -> str:
         env=env, check=True, capture_output=True, text=True,
     )  # fmt: skip
     return str(json.loads(printed.stdout)["keys"]["test_secret"])
-
-
-@contextmanager
-def _worker(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen([*brik_cloud_command(), "worker"], env=env)
-    try:
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _locust(url: str, key: str, users: int, seconds: int, directory: Path) -> list[dict[str, str]]:
@@ -109,7 +100,8 @@ def _figures(row: dict[str, str]) -> dict[str, Any]:
 def main(users: int, seconds: int) -> dict[str, Any]:
     database_url = asyncio.run(create_scratch_database())
     try:
-        env = _environment(database_url)
+        settings = _settings(database_url)
+        env = settings_environment(settings)
         key = _test_secret_key(env)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -118,7 +110,7 @@ def main(users: int, seconds: int) -> dict[str, Any]:
                 "serve", "--host", "127.0.0.1", "--port", str(port), env=env,
                 ready_url=f"{url}/healthz",
             ))  # fmt: skip
-            worker = stack.enter_context(_worker(env))
+            worker = stack.enter_context(worker_process(settings))
             before = {"api": cpu_seconds(server.pid), "worker": cpu_seconds(worker.pid)}
             rows = _locust(url, key, users, seconds, Path(directory))
             cpu = {

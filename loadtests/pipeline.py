@@ -27,13 +27,11 @@ import multiprocessing
 import os
 import platform
 import secrets
-import signal
 import statistics
-import subprocess
 import tempfile
 import time
 import uuid
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -58,10 +56,10 @@ from loadtests.common import (
     drop_scratch_database,
     peak_rss_mb,
     redis_url,
+    worker_process,
     write_results,
 )
 from tests.support.apple import SigningKey, fake_host_tls, new_signing_key
-from tests.support.processes import brik_cloud_command, settings_environment
 from tests.support.servers import serving
 from workers.fakes.apns import FakeAPNs
 from workers.providers.apns import ApnsProvider
@@ -167,18 +165,6 @@ async def raw_sends_per_second(
 # -- (b) end to end ----------------------------------------------------------------------------
 
 
-@contextmanager
-def worker_process(settings: Settings) -> Any:
-    """``brik-cloud worker`` with the benchmark's settings; yields its pid, SIGTERM on exit."""
-    env = settings_environment(settings)
-    process = subprocess.Popen([*brik_cloud_command(), "worker"], env=env)
-    try:
-        yield process.pid
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-
-
 def cpu_snapshot(**pids: int) -> dict[str, float]:
     """CPU seconds so far of each named process, and of every PostgreSQL server process."""
     snapshot = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -231,7 +217,8 @@ async def end_to_end(
         await api.put("/v1/credentials/apns", json={
             "key": key.pem, "key_id": key.key_id, "team_id": key.team_id, "topic": TOPIC,
             "environment": "sandbox"}, headers=auth)  # fmt: skip
-        with worker_process(settings) as worker_pid:
+        with worker_process(settings) as worker:
+            worker_pid = worker.pid
             ready = await api.post("/healthz/pipeline", params={"timeout": 30}, timeout=40)
             assert ready.status_code == 200, ready.text
             before = cpu_snapshot(worker=worker_pid, fake_apns=fake.pid, api=os.getpid())

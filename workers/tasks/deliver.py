@@ -172,19 +172,22 @@ async def _deliver_chunk(
         )
     ]
     counts: Counter[str] = Counter()
-    cap: DeviceCap | None = ctx.get("device_cap")
-    if cap is not None:
-        capped, rows = await cap.split(rows)
-        if capped:
-            reason = f"over the cap of {cap.per_minute} pushes per device per minute"
-            refused = {row.id: Outcome.rate_limited(reason) for row in capped}
-            counts.update(await _record(push, capped, refused, lease, settings, ctx, chunk_start))
     by_provider: dict[str, list[Claimed]] = defaultdict(list)
     for row in rows:
         by_provider[row.provider].append(row)
     metrics: WorkerMetrics | None = ctx.get("metrics")
+    cap: DeviceCap | None = ctx.get("device_cap")
     for name, group in by_provider.items():
         group = await _within_egress_limit(ctx, push, name, group, lease, chunk_start)
+        if cap is not None and group:
+            # After the egress hold: a held row is counted when it really goes, not twice.
+            capped, group = await cap.split(group)
+            if capped:
+                reason = f"over the cap of {cap.per_minute} pushes per device per minute"
+                refused = {row.id: Outcome.rate_limited(reason) for row in capped}
+                counts.update(
+                    await _record(push, capped, refused, lease, settings, ctx, chunk_start)
+                )
         if not group:
             continue
         started = time.perf_counter()
