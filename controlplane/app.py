@@ -12,11 +12,12 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 
 from controlplane import db, mail
-from controlplane.api import dashboard, health
+from controlplane.api import dashboard, health, stripe_webhook
 from controlplane.api.routing import build_routes
 from controlplane.api.v1 import OPERATIONS
 from controlplane.auth.api_key_cache import ApiKeyCache
 from controlplane.auth.oidc import STATE_COOKIE, OidcLogin
+from controlplane.billing import StripeConnection
 from controlplane.crypto import KeyRing
 from controlplane.errors import exception_handlers
 from controlplane.middleware.body_limit import BodySizeLimitMiddleware
@@ -40,10 +41,13 @@ def create_app(settings: Settings) -> Starlette:
             app.state.rate_limiter = RateLimiter(redis)
             if settings.secret_key is not None:
                 app.state.api_keys = ApiKeyCache(redis, settings.secret_key.get_secret_value())
+            app.state.stripe = StripeConnection.open(settings)
             try:
                 yield
             finally:
                 await redis.aclose(close_connection_pool=True)
+                if app.state.stripe is not None:
+                    await app.state.stripe.close()
 
     middleware = [
         Middleware(RequestTelemetryMiddleware, metrics=RequestMetrics(registry)),
@@ -62,7 +66,12 @@ def create_app(settings: Settings) -> Starlette:
             )
         )
     app = Starlette(
-        routes=[*health.routes, *dashboard.routes, *build_routes(OPERATIONS)],
+        routes=[
+            *health.routes,
+            *dashboard.routes,
+            *stripe_webhook.routes,
+            *build_routes(OPERATIONS),
+        ],
         middleware=middleware,
         exception_handlers=exception_handlers,
         lifespan=lifespan,
@@ -84,6 +93,7 @@ def create_app(settings: Settings) -> Starlette:
     app.state.mail_sender = mail.load_sender(settings)
     app.state.oidc = OidcLogin(settings) if settings.oidc_enabled else None
     app.state.api_keys = None
+    app.state.stripe = None
     return app
 
 

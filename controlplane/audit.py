@@ -42,6 +42,7 @@ AUDITED_ACTIONS: dict[str, str] = {
     "api_key.revoked": "a project API key was revoked",
     "credential.uploaded": "an APNs key or FCM service account was uploaded or replaced",
     "credential.deleted": "an APNs key or FCM service account was removed",
+    "organization.plan_changed": "the plan changed (billing, an administrator or a lapsed payment)",
 }
 
 
@@ -68,7 +69,7 @@ class Actor:
 async def record(
     action: str,
     *,
-    request: Request,
+    request: Request | None,
     actor: Actor,
     organization_id: str | None,
     target_type: str | None = None,
@@ -85,7 +86,7 @@ async def record(
         action=action,
         target_type=target_type,
         target_id=target_id,
-        ip=client_ip(request),
-        user_agent=user_agent(request),
+        ip=client_ip(request) if request is not None else "",
+        user_agent=user_agent(request) if request is not None else "",
         details=details or {},
     )

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import click
 import uvicorn
+from tortoise.transactions import in_transaction
 
 from controlplane import db
 from controlplane.logs import configure_logging
-from controlplane.models import KeyMode
+from controlplane.models import KeyMode, Plan
 from controlplane.serving import QuietSignalServer, serve_until_signalled
 from controlplane.settings import Settings
 
@@ -195,3 +196,29 @@ def bootstrap(
     assert isinstance(keys, dict)
     for name, key in keys.items():
         click.echo(f"{name:<16} {key or '(exists; shown only at creation: use --rotate-keys)'}")
+
+
+@main.command("set-plan")
+@click.argument("organization_id")
+@click.argument("plan", type=click.Choice([*(plan.value for plan in Plan), "billing"]))
+def set_plan(organization_id: str, plan: str) -> None:
+    """Set an organization's plan (it then stays until changed here), or with 'billing' hand it
+    back to its Stripe subscription. For self-hosters who do not bill, and for contracts."""
+    from controlplane.audit import Actor
+    from controlplane.billing import set_plan_by_admin
+    from controlplane.models import Organization
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+
+    async def go() -> str:
+        async with db.database(settings.database_url), in_transaction():
+            organization = await Organization.select_for_update().get_or_none(id=organization_id)
+            if organization is None:
+                raise click.ClickException(f"No such organization: {organization_id!r}")
+            chosen = None if plan == "billing" else Plan(plan)
+            actor = Actor("cli", None, "brik-cloud set-plan")
+            now_in_force = await set_plan_by_admin(organization, chosen, settings, actor)
+            return f"{organization.id}: plan {now_in_force} (set by {organization.plan_source})"
+
+    click.echo(asyncio.run(go()))

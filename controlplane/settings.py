@@ -107,6 +107,27 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="A bucket holds this many seconds of its rate."
     )
 
+    # Stripe billing, optional: with no secret key an admin sets plans and nothing is billed.
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None, description="Signing secret of the /webhooks/stripe endpoint (whsec_...)."
+    )
+    stripe_api_base: str | None = Field(
+        default=None, description="Another Stripe API address (a local fake); unset: Stripe."
+    )
+    stripe_pro_price_id: str | None = Field(
+        default=None, description="The Stripe price of the Pro plan, used by Checkout."
+    )
+    stripe_overage_price_id: str | None = Field(
+        default=None, description="The metered price billed per push past the Pro quota."
+    )
+    stripe_overage_meter_event: str = Field(
+        default="brik_push_overage", description="event_name of the Stripe meter for overage."
+    )
+    billing_past_due_grace_seconds: int = Field(
+        default=7 * 24 * 3600, ge=0, description="A past_due subscription keeps its plan this long."
+    )
+
     @field_validator("reconcile_every_seconds")
     @classmethod
     def _divides_a_minute(cls, value: int) -> int:
@@ -124,6 +145,10 @@ class Settings(BaseSettings):
     @property
     def oidc_enabled(self) -> bool:
         return bool(self.oidc_issuer and self.oidc_client_id)
+
+    @property
+    def stripe_enabled(self) -> bool:
+        return self.stripe_secret_key is not None
 
     @property
     def secure_cookies(self) -> bool:

@@ -25,6 +25,7 @@ from typing import Any
 from arq import Worker, cron, func
 
 from controlplane import db
+from controlplane.billing import StripeConnection
 from controlplane.crypto import KeyRing
 from controlplane.settings import Settings
 from workers.device_cap import DeviceCap
@@ -34,6 +35,7 @@ from workers.metrics import WorkerMetrics
 from workers.provider_cache import ProviderCache
 from workers.queue import DELIVER_JOB, HEARTBEAT_JOB, redis_settings
 from workers.tasks.api_key_usage import scheduled_api_key_usage_flush
+from workers.tasks.billing import scheduled_billing
 from workers.tasks.deliver import deliver_batch
 from workers.tasks.heartbeat import heartbeat, scheduled_heartbeat
 from workers.tasks.reconcile import delete_expired_idempotency_keys, scheduled_reconcile
@@ -69,6 +71,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         ctx["in_flight"] = InFlightBudget(settings.delivery_in_flight_per_connection)
         if settings.device_pushes_per_minute:
             ctx["device_cap"] = DeviceCap(ctx["redis"], settings.device_pushes_per_minute)
+        ctx["stripe"] = StripeConnection.open(settings)
         ctx["egress"] = EgressLimiter(
             ctx["redis"], settings.egress_rate_per_second, settings.egress_burst
         )
@@ -83,6 +86,9 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         providers: ProviderCache | None = ctx.pop("providers", None)
         if providers is not None:
             await providers.close_retired(everything=True)
+        connection: StripeConnection | None = ctx.pop("stripe", None)
+        if connection is not None:
+            await connection.close()
         stack: AsyncExitStack | None = ctx.pop("exit_stack", None)
         if stack is not None:
             await stack.aclose()
@@ -96,6 +102,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
             cron(scheduled_heartbeat, second=0, run_at_startup=True),
             cron(scheduled_api_key_usage_flush, second=30),
             cron(scheduled_request_count_flush, second=40),
+            cron(scheduled_billing, second=50),
             cron(
                 scheduled_reconcile,
                 second=set(range(0, 60, settings.reconcile_every_seconds)),

@@ -10,6 +10,7 @@ from controlplane.api import (
     api_keys,
     audit_events,
     auth,
+    billing,
     credentials,
     devices,
     invitations,
@@ -36,5 +37,6 @@ OPERATIONS: list[Operation] = [
     *devices.operations,
     *pushes.operations,
     *usage.operations,
+    *billing.operations,
     *openapi.operations,
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from controlplane.models.api_keys import ApiKey, KeyKind, KeyMode
 from controlplane.models.audit import AppendOnly, AuditEvent
+from controlplane.models.billing import MeterReport, StripeEvent, Subscription
 from controlplane.models.credentials import ProviderCredential, ProviderName
 from controlplane.models.devices import Device, DeviceStatus, DeviceTag, Platform
 from controlplane.models.invitations import Invitation
@@ -17,7 +18,15 @@ from controlplane.models.pushes import (
     PushStatus,
 )
 from controlplane.models.sessions import PersonalAccessToken, Session
-from controlplane.models.tenancy import Membership, Organization, Plan, Project, Role, User
+from controlplane.models.tenancy import (
+    Membership,
+    Organization,
+    Plan,
+    PlanSource,
+    Project,
+    Role,
+    User,
+)
 from controlplane.models.usage import UsageAlert, UsageDay, UsageMetric, UsagePeriod
 from controlplane.models.workers import WorkerHeartbeat
 
@@ -36,10 +45,12 @@ __all__ = [
     "KeyKind",
     "KeyMode",
     "Membership",
+    "MeterReport",
     "Notification",
     "Organization",
     "PersonalAccessToken",
     "Plan",
+    "PlanSource",
     "Platform",
     "Project",
     "ProviderCredential",
@@ -48,6 +59,8 @@ __all__ = [
     "PushStatus",
     "Role",
     "Session",
+    "StripeEvent",
+    "Subscription",
     "UsageAlert",
     "UsageDay",
     "UsageMetric",

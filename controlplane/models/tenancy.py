@@ -23,6 +23,14 @@ class Plan(StrEnum):
     ENTERPRISE = "enterprise"
 
 
+class PlanSource(StrEnum):
+    """Who set an organization's plan: billing changes it unless an admin has set it."""
+
+    DEFAULT = "default"
+    BILLING = "billing"
+    ADMIN = "admin"
+
+
 class User(Model):
     """A person who signs in to the dashboard or the management API."""
 
@@ -43,6 +51,8 @@ class Organization(Model):
     id = fields.CharField(max_length=32, primary_key=True, default=new_org_id)
     name = fields.CharField(max_length=200)
     plan = fields.CharEnumField(Plan, max_length=20, default=Plan.FREE)
+    plan_source = fields.CharEnumField(PlanSource, max_length=20, default=PlanSource.DEFAULT)
+    stripe_customer_id = fields.CharField(max_length=255, null=True, unique=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

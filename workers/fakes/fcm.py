@@ -26,7 +26,6 @@ import asyncio
 import json
 import re
 import secrets
-import socket
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -34,13 +33,12 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import jwt
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from controlplane.serving import QuietSignalServer, wait_until_started
+from workers.fakes.local_server import LocalServer
 
 MAX_MESSAGE_BYTES = 4096
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -102,7 +100,7 @@ class ServiceAccount:
 
 
 @dataclass
-class FakeFCM:
+class FakeFCM(LocalServer):
     """The server; ``await start()``, then use :attr:`base_url` and :attr:`token_url`."""
 
     accounts: dict[str, ServiceAccount] = field(default_factory=dict)
@@ -113,9 +111,6 @@ class FakeFCM:
     def __post_init__(self) -> None:
         self._scripts: dict[str, deque[FcmOutcome]] = defaultdict(deque)
         self._tokens: dict[str, tuple[str, float]] = {}  # access token → (project, expiry)
-        self._server: QuietSignalServer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.base_url = ""
 
     @property
     def token_url(self) -> str:
@@ -140,22 +135,6 @@ class FakeFCM:
                 Route("/v1/projects/{project_id}/messages:send", self._send, methods=["POST"]),
             ]
         )
-
-    async def start(self, host: str = "127.0.0.1") -> None:
-        sock = socket.socket()
-        sock.bind((host, 0))
-        config = uvicorn.Config(self.app(), log_config=None, lifespan="off", access_log=False)
-        self._server = QuietSignalServer(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        if not await wait_until_started(self._server, self._task):
-            self._task.result()
-        self.base_url = f"http://{host}:{sock.getsockname()[1]}"
-
-    async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
-            self._server = None
 
     async def __aenter__(self) -> FakeFCM:
         await self.start()

@@ -1,0 +1,108 @@
+"""``POST /webhooks/stripe``: Stripe tells us a subscription, invoice or checkout changed.
+
+1. The signature is checked with the ``stripe`` library against ``BRIK_STRIPE_WEBHOOK_SECRET``
+   (its default five-minute tolerance refuses replayed old payloads): 400 when it fails.
+2. The event id is stored in ``stripe_events`` in the transaction that acts on it, so each event
+   is acted on once; a duplicate gets 200 and changes nothing.
+3. The subscription the event is about is read back from Stripe and mirrored
+   (``controlplane/billing.py``): events may arrive late, twice or out of order, and the
+   current state is the only one worth applying.
+
+A failure to reach Stripe rolls everything back and answers 503, so Stripe sends it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import stripe
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from controlplane.billing import (
+    StripeConnection,
+    SubscriptionState,
+    call_stripe,
+    mirror_subscription,
+)
+from controlplane.errors import InvalidRequest, ServiceUnavailable
+from controlplane.models import StripeEvent
+from controlplane.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def subscription_id_of(event: dict[str, Any]) -> str | None:
+    """The subscription an event is about, for the events that change one."""
+    kind: str = event.get("type", "")
+    data = (event.get("data") or {}).get("object") or {}
+    if kind.startswith("customer.subscription."):
+        return data.get("id")
+    if kind.startswith("checkout.session.") or kind.startswith("invoice."):
+        subscription = data.get("subscription")
+        if subscription is None:  # invoices since API version 2025-03-31
+            details = (data.get("parent") or {}).get("subscription_details") or {}
+            subscription = details.get("subscription")
+        if isinstance(subscription, dict):
+            subscription = subscription.get("id")
+        return subscription if isinstance(subscription, str) else None
+    return None
+
+
+def verified_event(payload: bytes, signature: str | None, settings: Settings) -> dict[str, Any]:
+    if settings.stripe_webhook_secret is None or settings.stripe_secret_key is None:
+        raise ServiceUnavailable(
+            "Stripe webhooks are not configured on this server (BRIK_STRIPE_SECRET_KEY and "
+            "BRIK_STRIPE_WEBHOOK_SECRET).",
+            code="billing_disabled",
+        )
+    if not signature:
+        raise InvalidRequest("Missing the Stripe-Signature header.", code="invalid_signature")
+    try:
+        event = stripe.Webhook.construct_event(
+            payload, signature, settings.stripe_webhook_secret.get_secret_value()
+        )
+    except stripe.SignatureVerificationError as exc:
+        raise InvalidRequest(
+            f"The Stripe-Signature does not verify: {exc.user_message or exc}",
+            code="invalid_signature",
+        ) from None
+    except ValueError:
+        raise InvalidRequest("The body is not a Stripe event.", code="invalid_payload") from None
+    body: dict[str, Any] = event.to_dict()
+    if not isinstance(body.get("id"), str) or not isinstance(body.get("type"), str):
+        raise InvalidRequest("The event has no id or type.", code="invalid_payload")
+    return body
+
+
+async def receive_stripe_event(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    event = verified_event(await request.body(), request.headers.get("stripe-signature"), settings)
+    connection: StripeConnection | None = request.app.state.stripe
+    assert connection is not None  # verified_event refuses when billing is off
+    client = connection.client
+    subscription_id = subscription_id_of(event)
+    try:
+        async with in_transaction():
+            await StripeEvent.create(id=event["id"], type=event["type"])
+            mirrored = None
+            if subscription_id is not None:
+                subscription = await call_stripe(
+                    client.v1.subscriptions.retrieve_async(subscription_id)
+                )
+                state = SubscriptionState.of(subscription.to_dict(), settings)
+                mirrored = await mirror_subscription(state, settings, datetime.now(UTC), request)
+    except IntegrityError:
+        logger.info("Stripe event %s (%s) already processed", event["id"], event["type"])
+        return JSONResponse({"received": True, "duplicate": True})
+    logger.info("Stripe event %s (%s): subscription %s %s", event["id"], event["type"],
+                subscription_id, "mirrored" if mirrored else "not ours or none")  # fmt: skip
+    return JSONResponse({"received": True, "duplicate": False})
+
+
+routes = [Route("/webhooks/stripe", receive_stripe_event, methods=["POST"])]
