@@ -19,7 +19,7 @@ so a duplicate or late event can only re-apply the current state. An administrat
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -42,6 +42,20 @@ PAYING_STATUSES = frozenset({"active", "trialing"})
 PAST_DUE = "past_due"
 
 
+class _HTTPXClient(stripe.HTTPXClient):
+    """stripe's httpx adapter, handing the encoded form to httpx as ``content``: it passes it
+    as ``data``, which httpx deprecates for raw bytes (a DeprecationWarning per request)."""
+
+    def _get_request_args_kwargs(
+        self, method: str, url: str, headers: Mapping[str, str], post_data: Any
+    ) -> list[Any]:
+        args, kwargs = super()._get_request_args_kwargs(method, url, headers, post_data)
+        body = kwargs.pop("data", None)
+        if body:
+            kwargs["content"] = body
+        return [args, kwargs]
+
+
 @dataclass(frozen=True)
 class StripeConnection:
     """The Stripe client of one process (API or worker), over one pooled httpx client."""
@@ -54,7 +68,7 @@ class StripeConnection:
         """A connection to the configured Stripe account, or None when billing is off."""
         if settings.stripe_secret_key is None:
             return None
-        http = stripe.HTTPXClient()
+        http = _HTTPXClient()
         base = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
         client = stripe.StripeClient(
             settings.stripe_secret_key.get_secret_value(),
@@ -70,7 +84,7 @@ class StripeConnection:
 
 def require_client(connection: StripeConnection | None) -> stripe.StripeClient:
     if connection is None:
-        raise ServiceUnavailable(
+        raise InvalidRequest(
             "Billing is not configured on this server (no BRIK_STRIPE_SECRET_KEY): an "
             "administrator sets plans with `brik-cloud set-plan`.",
             code="billing_disabled",
@@ -91,7 +105,7 @@ async def call_stripe(request: Awaitable[T]) -> T:
 
 
 def plan_of_price(price_id: str | None, settings: Settings) -> Plan | None:
-    if price_id is not None and price_id == settings.stripe_pro_price_id:
+    if price_id is not None and price_id in settings.stripe_pro_price_ids:
         return Plan.PRO
     return None
 
@@ -148,9 +162,9 @@ async def create_checkout_session(
 ) -> Any:
     """A Stripe Checkout Session that subscribes the organization to Pro."""
     client = require_client(connection)
-    if settings.stripe_pro_price_id is None:
-        raise ServiceUnavailable(
-            "Billing has no Pro price configured (BRIK_STRIPE_PRO_PRICE_ID).",
+    if not settings.stripe_pro_price_ids:
+        raise InvalidRequest(
+            "Billing has no Pro price configured (BRIK_STRIPE_PRO_PRICE_IDS).",
             code="billing_disabled",
         )
     if organization.plan_source is PlanSource.ADMIN:
@@ -166,7 +180,7 @@ async def create_checkout_session(
             code="already_subscribed",
         )
     customer_id = await ensure_customer(client, organization, user)
-    line_items: list[dict[str, Any]] = [{"price": settings.stripe_pro_price_id, "quantity": 1}]
+    line_items: list[dict[str, Any]] = [{"price": settings.stripe_pro_price_ids[0], "quantity": 1}]
     if settings.plan_pro_overage and settings.stripe_overage_price_id:
         line_items.append({"price": settings.stripe_overage_price_id})
     return await call_stripe(

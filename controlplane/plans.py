@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controlplane.models import Plan
+from controlplane.models import KeyMode, Plan
 from controlplane.settings import Settings
 
 UNLIMITED = -1
@@ -25,9 +25,12 @@ class PlanLimits:
     burst: int  # requests a bucket holds when full
     overage: bool  # may send past the push quota, billed per push
 
-    def push_quota(self) -> int | None:
-        """The hard cap on pushes this month, or None when there is none."""
-        return None if self.overage else self.pushes_per_month
+    def push_quota(self, mode: KeyMode) -> int | None:
+        """The hard cap on ``mode``'s pushes this month, or None when there is none.
+
+        Overage is billed, so it applies to live mode only: test mode always stops at its quota.
+        """
+        return None if self.overage and mode is KeyMode.LIVE else self.pushes_per_month
 
 
 def _limit(value: int) -> int | None:

@@ -115,8 +115,10 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = Field(
         default=None, description="Another Stripe API address (a local fake); unset: Stripe."
     )
-    stripe_pro_price_id: str | None = Field(
-        default=None, description="The Stripe price of the Pro plan, used by Checkout."
+    stripe_pro_price_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Stripe prices that pay for Pro (comma-separated, e.g. monthly,yearly); "
+        "Checkout offers the first.",
     )
     stripe_overage_price_id: str | None = Field(
         default=None, description="The metered price billed per push past the Pro quota."
@@ -135,7 +137,7 @@ class Settings(BaseSettings):
             raise ValueError("must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)")
         return value
 
-    @field_validator("encryption_keys", mode="before")
+    @field_validator("encryption_keys", "stripe_pro_price_ids", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):

@@ -56,7 +56,7 @@ async def reserve_pushes(
         ignore_conflicts=True,
     )
     row = UsagePeriod.filter(organization_id=organization.id, period_start=start, mode=mode)
-    quota = limits.push_quota()
+    quota = limits.push_quota(mode)
     fits = row if quota is None else row.filter(pushes__lte=quota - count)
     if not await fits.update(pushes=F("pushes") + count):
         raise _exceeded(mode, count, quota or 0, await _count(row), now)

@@ -63,7 +63,7 @@ def _warning(
 ) -> mail.Email:  # fmt: skip
     what = pushes_noun(reservation.mode)
     past = "has used all" if percent >= 100 else f"has used {percent} %"
-    refused = limits.push_quota() is not None
+    refused = limits.push_quota(reservation.mode) is not None
     if percent >= 100:
         then = "Further sends are refused" if refused else "Further pushes are billed as overage"
     else:

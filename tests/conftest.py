@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -30,6 +30,8 @@ from tests.support.databases import (
     empty_all_tables,
 )
 from tests.support.servers import serving
+from tests.support.stripe import localstripe_process
+from workers.fakes.stripe import FakeStripe
 
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
 
@@ -113,3 +115,19 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to ``app`` served by uvicorn on a real socket."""
     async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def localstripe_url() -> Iterator[str]:
+    with localstripe_process() as url:
+        yield url
+
+
+@pytest.fixture
+async def fake_stripe(localstripe_url: str) -> AsyncIterator[FakeStripe]:
+    fake = FakeStripe(upstream=localstripe_url)
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()

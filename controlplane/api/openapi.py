@@ -90,7 +90,7 @@ def _error_responses(operation: Operation) -> dict[str, Any]:
         "400": _error("Invalid parameters or body, or a request this state does not allow"),
         "413": _error("Body too large"),
         "500": _error("Internal error (logged with the request id)"),
-        "503": _error("A dependency (database, Redis, encryption keys) is unavailable"),
+        "503": _error("A dependency (database, Redis, encryption keys, Stripe) is unavailable"),
     }
     if operation.body:
         responses["415"] = _error("Body is not JSON")

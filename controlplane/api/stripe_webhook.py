@@ -30,7 +30,7 @@ from controlplane.billing import (
     call_stripe,
     mirror_subscription,
 )
-from controlplane.errors import InvalidRequest, ServiceUnavailable
+from controlplane.errors import InvalidRequest
 from controlplane.models import StripeEvent
 from controlplane.settings import Settings
 
@@ -56,7 +56,7 @@ def subscription_id_of(event: dict[str, Any]) -> str | None:
 
 def verified_event(payload: bytes, signature: str | None, settings: Settings) -> dict[str, Any]:
     if settings.stripe_webhook_secret is None or settings.stripe_secret_key is None:
-        raise ServiceUnavailable(
+        raise InvalidRequest(
             "Stripe webhooks are not configured on this server (BRIK_STRIPE_SECRET_KEY and "
             "BRIK_STRIPE_WEBHOOK_SECRET).",
             code="billing_disabled",

@@ -12,7 +12,9 @@ from cryptography.fernet import Fernet
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.processes import brik_cloud_command, clean_environment, free_port
 
-COMMANDS = ("dev", "serve", "worker", "migrate", "makemigrations", "bootstrap", "rotate-keys")
+COMMANDS = (
+    "dev", "serve", "worker", "migrate", "makemigrations", "bootstrap", "rotate-keys", "set-plan",
+)  # fmt: skip
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
