@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -11,6 +11,8 @@ from controlplane.api.fields import Deleted, Name
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Call, Operation, forget_keys_after_commit
 from controlplane.auth.permissions import Permission
+from controlplane.billing import paying_subscription
+from controlplane.errors import InvalidRequest
 from controlplane.models import Membership, Plan, Role
 from controlplane.models import Organization as OrganizationRow
 
@@ -93,6 +95,14 @@ async def update_organization(call: Call) -> Organization:
 
 async def delete_organization(call: Call) -> Deleted:
     row = call.tenant.organization
+    subscription = await paying_subscription(row, datetime.now(UTC), call.settings)
+    if subscription is not None:
+        raise InvalidRequest(
+            f"This organization still pays for {subscription.plan} (Stripe subscription "
+            f"{subscription.id}): cancel it in the Customer Portal first, so that deleting the "
+            "organization cannot leave it billing.",
+            code="subscription_active",
+        )
     await call.audit(
         "organization.deleted", target_type="organization", target_id=row.id, name=row.name
     )

@@ -495,3 +495,20 @@ async def test_without_stripe_plans_are_set_by_an_admin_and_limits_still_hold(
         usage = (await http.get(f"/v1/organizations/{acme.organization.id}/usage",
                                 headers=acme.owner.headers)).json()  # fmt: skip
         assert (usage["plan"], usage["test"]["pushes"]["limit"]) == ("pro", 6)
+
+
+async def test_an_organization_that_still_pays_cannot_be_deleted(brik: Brik) -> None:
+    acme = await make_tenant("Acme")
+    subscription_id = await brik.upgrade(acme)
+    path = f"/v1/organizations/{acme.organization.id}"
+    refused = await brik.http.delete(path, headers=acme.owner.headers)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "subscription_active"
+    assert subscription_id in refused.json()["error"]["message"]
+    assert await Organization.filter(id=acme.organization.id).exists()
+
+    await stripe_delete(brik.stripe, f"/v1/subscriptions/{subscription_id}")
+    assert await brik.wait_for_plan(acme, "free")
+    deleted = await brik.http.delete(path, headers=acme.owner.headers)
+    assert deleted.status_code == 200, deleted.text
+    assert not await Organization.filter(id=acme.organization.id).exists()
