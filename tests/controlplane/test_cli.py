@@ -7,10 +7,14 @@ import time
 
 import httpx
 import pytest
-from cryptography.fernet import Fernet
 
 from tests.conftest import TEST_SECRET_KEY
-from tests.support.processes import brik_cloud_command, clean_environment, free_port
+from tests.support.processes import (
+    brik_cloud_command,
+    clean_environment,
+    free_port,
+    server_environment,
+)
 
 COMMANDS = (
     "dev", "serve", "worker", "migrate", "makemigrations", "bootstrap", "rotate-keys", "set-plan",
@@ -92,13 +96,7 @@ def test_serve_and_worker_processes_deliver_the_pipeline_probe(
     database_url: str, redis_url: str
 ) -> None:
     port = free_port()
-    env = clean_environment(
-        BRIK_DATABASE_URL=database_url,
-        BRIK_REDIS_URL=redis_url,
-        BRIK_SECRET_KEY=TEST_SECRET_KEY,
-        BRIK_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
-        BRIK_QUEUE_NAME=f"brik-cli-test:{port}",
-    )
+    env = server_environment(database_url, redis_url, f"brik-cli-test:{port}")
     assert run("migrate", **env).returncode == 0
     processes = [
         subprocess.Popen(

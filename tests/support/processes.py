@@ -52,6 +52,24 @@ def settings_environment(settings: Settings, **extra: str) -> dict[str, str]:
     return clean_environment(**variables, **extra)
 
 
+def server_environment(database_url: str, redis_url: str, queue: str, **extra: str) -> (
+    dict[str, str]
+):  # fmt: skip
+    """What a ``brik-cloud serve``/``worker`` subprocess needs on the test database and Redis."""
+    from cryptography.fernet import Fernet
+
+    from tests.conftest import TEST_SECRET_KEY
+
+    return clean_environment(
+        BRIK_DATABASE_URL=database_url,
+        BRIK_REDIS_URL=redis_url,
+        BRIK_SECRET_KEY=TEST_SECRET_KEY,
+        BRIK_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        BRIK_QUEUE_NAME=queue,
+        **extra,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

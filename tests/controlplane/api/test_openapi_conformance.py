@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from cryptography.fernet import Fernet
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -28,13 +27,12 @@ from schemathesis.core.parameters import ParameterLocation as Location
 from controlplane.api.openapi import build_document
 from controlplane.api.routing import Auth
 from controlplane.api.v1 import OPERATIONS
-from tests.conftest import TEST_SECRET_KEY
 from tests.support.databases import empty_all_tables_sync
 from tests.support.processes import (
     brik_cloud_command,
-    clean_environment,
     free_port,
     running_command,
+    server_environment,
 )
 
 pytestmark = pytest.mark.database
@@ -45,12 +43,10 @@ PASSWORD = "schemathesis admin password"
 @pytest.fixture(scope="module")
 def live_server(database_url: str, redis_url: str) -> Iterator[dict[str, Any]]:
     port = free_port()
-    env = clean_environment(
-        BRIK_DATABASE_URL=database_url,
-        BRIK_REDIS_URL=redis_url,
-        BRIK_SECRET_KEY=TEST_SECRET_KEY,
-        BRIK_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
-        BRIK_QUEUE_NAME=f"brik-schemathesis:{port}",
+    env = server_environment(
+        database_url,
+        redis_url,
+        f"brik-schemathesis:{port}",
         BRIK_LOG_LEVEL="WARNING",
         # Generated requests come far faster than a plan allows; 429 is documented, but a
         # rate-limited run would test little else.

@@ -1,0 +1,118 @@
+"""Brik Cloud for Python: push notifications, widget updates and Live Activities.
+
+::
+
+    import brik
+    brik.init()                                   # reads BRIK_API_KEY (and BRIK_API_URL)
+    brik.devices.register(token=..., platform="ios", user_id="u_42")
+    push = brik.pushes.send(to={"user_ids": ["u_42"]}, alert={"title": "Order shipped"})
+    for update in brik.pushes.stream(push.id):    # until every delivery is final
+        print(update.status, update.deliveries)
+
+``brik.init()`` makes a default :class:`Client` that ``brik.devices``, ``brik.pushes``,
+``brik.live_activities`` and ``brik.widgets`` use; create :class:`Client` or
+:class:`AsyncClient` instances for several projects or for asyncio. Errors are in
+:mod:`brik.errors` (the tree is drawn there) and exported here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from brik.client import AsyncClient, Client
+from brik.errors import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    BrikError,
+    ConfigurationError,
+    IdempotencyError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionError,
+    QuotaExceededError,
+    RateLimitError,
+    ServerError,
+)
+from brik.resources import Devices, LiveActivities, Pushes, Widgets
+from brik.types import Deleted, Delivery, Device, Page, Push, PushDetail, Target
+from brik.version import VERSION
+
+__version__ = VERSION
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "AsyncClient",
+    "AuthenticationError",
+    "BrikError",
+    "Client",
+    "ConfigurationError",
+    "Deleted",
+    "Delivery",
+    "Device",
+    "IdempotencyError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "Page",
+    "PermissionError",
+    "Push",
+    "PushDetail",
+    "QuotaExceededError",
+    "RateLimitError",
+    "ServerError",
+    "Target",
+    "devices",
+    "init",
+    "live_activities",
+    "pushes",
+    "widgets",
+]
+
+_default: Client | None = None
+
+
+def init(
+    api_key: str | None = None,
+    *,
+    base_url: str | None = None,
+    timeout: float = 30.0,
+    max_retries: int = 2,
+) -> Client:
+    """Set up the default client (``brik.devices``, ``brik.pushes`` …) and return it.
+
+    With no ``api_key`` it reads ``BRIK_API_KEY``; with no ``base_url``, ``BRIK_API_URL``
+    (default ``http://localhost:8000``). Calling it again replaces the default client.
+    """
+    global _default
+    client = Client(api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
+    previous, _default = _default, client
+    if previous is not None:
+        previous.close()
+    return client
+
+
+def default_client() -> Client:
+    if _default is None:
+        raise ConfigurationError(
+            "Call brik.init() first (it reads BRIK_API_KEY), or use brik.Client(api_key)."
+        )
+    return _default
+
+
+class _DefaultResource:
+    """``brik.pushes`` and friends: the resource of whatever client ``init()`` set up."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(getattr(default_client(), self._name), attribute)
+
+    def __repr__(self) -> str:
+        return f"<brik.{self._name} of the default client>"
+
+
+devices = cast(Devices, _DefaultResource("devices"))
+pushes = cast(Pushes, _DefaultResource("pushes"))
+live_activities = cast(LiveActivities, _DefaultResource("live_activities"))
+widgets = cast(Widgets, _DefaultResource("widgets"))

@@ -1,0 +1,397 @@
+"""The API's resources, each in a blocking and an ``Async`` flavour with the same methods.
+
+Every method builds its :class:`~brik._http.Call` through one function shared by both flavours
+(``_register``, ``_send`` …), so the two cannot drift apart; the classes only send it.
+Mutating methods take ``idempotency_key``: leave it out and one is generated for the call and
+reused on each of its retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from brik._http import AsyncTransport, Call, SyncTransport, event_data
+from brik.types import Deleted, Delivery, Device, Page, Platform, Push, PushDetail, Target
+
+__all__ = [
+    "AsyncDevices",
+    "AsyncLiveActivities",
+    "AsyncPushes",
+    "AsyncWidgets",
+    "Devices",
+    "LiveActivities",
+    "Pushes",
+    "Widgets",
+]
+
+ItemT = TypeVar("ItemT")
+Priority = Literal["high", "normal"]
+
+
+def _page(body: dict[str, Any], item: Any) -> Page[Any]:
+    return Page(data=[item(entry) for entry in body.get("data", [])],
+                has_more=bool(body.get("has_more")))  # fmt: skip
+
+
+def _compact(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop the arguments left out, so the server applies its defaults."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is not None and moment.tzinfo is None:
+        raise ValueError("give send_at / stale_date / dismissal_date with a timezone")
+    return None if moment is None else moment.isoformat()
+
+
+# --- calls, shared by both flavours ---------------------------------------------------------
+
+
+def _register(
+    token: str, platform: Platform, user_id: str | None, tags: list[str] | None,
+    live_activity_token: str | None, push_to_start_token: str | None, key: str | None,
+) -> Call:  # fmt: skip
+    body = _compact({"token": token, "platform": platform, "user_id": user_id, "tags": tags,
+                     "live_activity_token": live_activity_token,
+                     "push_to_start_token": push_to_start_token})  # fmt: skip
+    return Call.mutating("POST", "/v1/devices", body, key)
+
+
+def _list_devices(
+    user_id: str | None, tag: str | None, platform: Platform | None, status: str | None,
+    limit: int | None, starting_after: str | None,
+) -> Call:  # fmt: skip
+    return Call("GET", "/v1/devices", params={
+        "user_id": user_id, "tag": tag, "platform": platform, "status": status,
+        "limit": limit, "starting_after": starting_after,
+    })  # fmt: skip
+
+
+def _push_call(
+    to: Target, kind: str, *, alert: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None, live_activity: Mapping[str, Any] | None = None,
+    priority: Priority | None = None, ttl: int | None = None, collapse_id: str | None = None,
+    send_at: datetime | None = None, idempotency_key: str | None = None,
+) -> Call:  # fmt: skip
+    body = _compact({
+        "to": dict(to), "kind": kind, "alert": dict(alert) if alert else None,
+        "data": dict(data) if data is not None else None,
+        "live_activity": _compact(live_activity) if live_activity else None,
+        "priority": priority, "ttl": ttl, "collapse_id": collapse_id, "send_at": _iso(send_at),
+    })  # fmt: skip
+    return Call.mutating("POST", "/v1/pushes", body, idempotency_key)
+
+
+def _send(
+    to: Target, alert: Mapping[str, Any] | None, data: Mapping[str, Any] | None,
+    priority: Priority | None, ttl: int | None, collapse_id: str | None,
+    send_at: datetime | None, idempotency_key: str | None,
+) -> Call:  # fmt: skip
+    kind = "alert" if alert is not None else "background"
+    return _push_call(to, kind, alert=alert, data=data, priority=priority, ttl=ttl,
+                      collapse_id=collapse_id, send_at=send_at,
+                      idempotency_key=idempotency_key)  # fmt: skip
+
+
+def _live_activity(
+    event: str, to: Target, content_state: Mapping[str, Any], *,
+    attributes_type: str | None = None, attributes: Mapping[str, Any] | None = None,
+    alert: Mapping[str, Any] | None = None, stale_date: datetime | None = None,
+    dismissal_date: datetime | None = None, relevance_score: float | None = None,
+    priority: Priority | None = None, idempotency_key: str | None = None,
+) -> Call:  # fmt: skip
+    live_activity = {
+        "event": event, "content_state": dict(content_state),
+        "attributes_type": attributes_type,
+        "attributes": dict(attributes) if attributes is not None else None,
+        "alert": dict(alert) if alert else None, "stale_date": _iso(stale_date),
+        "dismissal_date": _iso(dismissal_date), "relevance_score": relevance_score,
+    }  # fmt: skip
+    return _push_call(to, "liveactivity", live_activity=live_activity, priority=priority,
+                      idempotency_key=idempotency_key)  # fmt: skip
+
+
+def _widget(
+    to: Target, data: Mapping[str, Any], ttl: int | None, collapse_id: str | None,
+    idempotency_key: str | None,
+) -> Call:  # fmt: skip
+    return _push_call(to, "background", data=data, ttl=ttl, collapse_id=collapse_id,
+                      idempotency_key=idempotency_key)  # fmt: skip
+
+
+def _deliveries(
+    push_id: str, status: str | None, limit: int | None, starting_after: str | None
+) -> Call:
+    params = {"status": status, "limit": limit, "starting_after": starting_after}
+    return Call("GET", f"/v1/pushes/{push_id}/deliveries", params=params)
+
+
+def _stream_call(push_id: str) -> Call:
+    return Call("GET", f"/v1/pushes/{push_id}/events")
+
+
+# --- blocking --------------------------------------------------------------------------------
+
+
+class Devices:
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def register(
+        self, *, token: str, platform: Platform, user_id: str | None = None,
+        tags: list[str] | None = None, live_activity_token: str | None = None,
+        push_to_start_token: str | None = None, idempotency_key: str | None = None,
+    ) -> Device:  # fmt: skip
+        """Add a device, or update the one with this token (registering again is safe)."""
+        call = _register(token, platform, user_id, tags, live_activity_token,
+                         push_to_start_token, idempotency_key)  # fmt: skip
+        return Device.from_json(self._transport.request(call))
+
+    def retrieve(self, device_id: str) -> Device:
+        return Device.from_json(self._transport.request(Call("GET", f"/v1/devices/{device_id}")))
+
+    def list(
+        self, *, user_id: str | None = None, tag: str | None = None,
+        platform: Platform | None = None, status: str | None = None, limit: int | None = None,
+        starting_after: str | None = None,
+    ) -> Page[Device]:  # fmt: skip
+        call = _list_devices(user_id, tag, platform, status, limit, starting_after)
+        return _page(self._transport.request(call), Device.from_json)
+
+    def delete(self, device_id: str, *, idempotency_key: str | None = None) -> Deleted:
+        call = Call.mutating("DELETE", f"/v1/devices/{device_id}", None, idempotency_key)
+        return Deleted.from_json(self._transport.request(call))
+
+
+class Pushes:
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def send(
+        self, *, to: Target, alert: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None, priority: Priority | None = None,
+        ttl: int | None = None, collapse_id: str | None = None, send_at: datetime | None = None,
+        idempotency_key: str | None = None,
+    ) -> Push:  # fmt: skip
+        """Send an alert (with ``alert``) or a background data push (``data`` only)."""
+        call = _send(to, alert, data, priority, ttl, collapse_id, send_at, idempotency_key)
+        return Push.from_json(self._transport.request(call))
+
+    def retrieve(self, push_id: str) -> PushDetail:
+        call = Call("GET", f"/v1/pushes/{push_id}")
+        return PushDetail.from_json(self._transport.request(call))
+
+    def list(self, *, limit: int | None = None, starting_after: str | None = None) -> Page[Push]:
+        call = Call("GET", "/v1/pushes", params={"limit": limit, "starting_after": starting_after})
+        return _page(self._transport.request(call), Push.from_json)
+
+    def deliveries(
+        self, push_id: str, *, status: str | None = None, limit: int | None = None,
+        starting_after: str | None = None,
+    ) -> Page[Delivery]:  # fmt: skip
+        call = _deliveries(push_id, status, limit, starting_after)
+        return _page(self._transport.request(call), Delivery.from_json)
+
+    def cancel(self, push_id: str, *, idempotency_key: str | None = None) -> PushDetail:
+        call = Call.mutating("POST", f"/v1/pushes/{push_id}/cancel", None, idempotency_key)
+        return PushDetail.from_json(self._transport.request(call))
+
+    def stream(self, push_id: str) -> Iterator[PushDetail]:
+        """The push on every change (server-sent events), ending once it is final."""
+        for event in self._transport.events(_stream_call(push_id)):
+            if event.event == "end":
+                return
+            if event.event == "push":
+                detail = PushDetail.from_json(event_data(event))
+                yield detail
+                if detail.final:
+                    return
+
+
+class LiveActivities:
+    """Start, update and end iOS Live Activities (``liveactivity`` pushes)."""
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def start(
+        self, *, to: Target, attributes_type: str, attributes: Mapping[str, Any],
+        content_state: Mapping[str, Any], alert: Mapping[str, Any] | None = None,
+        stale_date: datetime | None = None, relevance_score: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Push:  # fmt: skip
+        call = _live_activity("start", to, content_state, attributes_type=attributes_type,
+                              attributes=attributes, alert=alert, stale_date=stale_date,
+                              relevance_score=relevance_score,
+                              idempotency_key=idempotency_key)  # fmt: skip
+        return Push.from_json(self._transport.request(call))
+
+    def update(
+        self, *, to: Target, content_state: Mapping[str, Any],
+        alert: Mapping[str, Any] | None = None, stale_date: datetime | None = None,
+        relevance_score: float | None = None, priority: Priority | None = None,
+        idempotency_key: str | None = None,
+    ) -> Push:  # fmt: skip
+        call = _live_activity("update", to, content_state, alert=alert, stale_date=stale_date,
+                              relevance_score=relevance_score, priority=priority,
+                              idempotency_key=idempotency_key)  # fmt: skip
+        return Push.from_json(self._transport.request(call))
+
+    def end(
+        self, *, to: Target, content_state: Mapping[str, Any],
+        dismissal_date: datetime | None = None, alert: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Push:  # fmt: skip
+        call = _live_activity("end", to, content_state, dismissal_date=dismissal_date,
+                              alert=alert, idempotency_key=idempotency_key)  # fmt: skip
+        return Push.from_json(self._transport.request(call))
+
+
+class Widgets:
+    """Refresh home-screen widgets: a background push carrying the widget's new data."""
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def update(
+        self, *, to: Target, data: Mapping[str, Any], ttl: int | None = None,
+        collapse_id: str | None = None, idempotency_key: str | None = None,
+    ) -> Push:  # fmt: skip
+        call = _widget(to, data, ttl, collapse_id, idempotency_key)
+        return Push.from_json(self._transport.request(call))
+
+
+# --- async -----------------------------------------------------------------------------------
+
+
+class AsyncDevices:
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def register(
+        self, *, token: str, platform: Platform, user_id: str | None = None,
+        tags: list[str] | None = None, live_activity_token: str | None = None,
+        push_to_start_token: str | None = None, idempotency_key: str | None = None,
+    ) -> Device:  # fmt: skip
+        """Add a device, or update the one with this token (registering again is safe)."""
+        call = _register(token, platform, user_id, tags, live_activity_token,
+                         push_to_start_token, idempotency_key)  # fmt: skip
+        return Device.from_json(await self._transport.request(call))
+
+    async def retrieve(self, device_id: str) -> Device:
+        call = Call("GET", f"/v1/devices/{device_id}")
+        return Device.from_json(await self._transport.request(call))
+
+    async def list(
+        self, *, user_id: str | None = None, tag: str | None = None,
+        platform: Platform | None = None, status: str | None = None, limit: int | None = None,
+        starting_after: str | None = None,
+    ) -> Page[Device]:  # fmt: skip
+        call = _list_devices(user_id, tag, platform, status, limit, starting_after)
+        return _page(await self._transport.request(call), Device.from_json)
+
+    async def delete(self, device_id: str, *, idempotency_key: str | None = None) -> Deleted:
+        call = Call.mutating("DELETE", f"/v1/devices/{device_id}", None, idempotency_key)
+        return Deleted.from_json(await self._transport.request(call))
+
+
+class AsyncPushes:
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def send(
+        self, *, to: Target, alert: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None, priority: Priority | None = None,
+        ttl: int | None = None, collapse_id: str | None = None, send_at: datetime | None = None,
+        idempotency_key: str | None = None,
+    ) -> Push:  # fmt: skip
+        """Send an alert (with ``alert``) or a background data push (``data`` only)."""
+        call = _send(to, alert, data, priority, ttl, collapse_id, send_at, idempotency_key)
+        return Push.from_json(await self._transport.request(call))
+
+    async def retrieve(self, push_id: str) -> PushDetail:
+        call = Call("GET", f"/v1/pushes/{push_id}")
+        return PushDetail.from_json(await self._transport.request(call))
+
+    async def list(
+        self, *, limit: int | None = None, starting_after: str | None = None
+    ) -> Page[Push]:
+        call = Call("GET", "/v1/pushes", params={"limit": limit, "starting_after": starting_after})
+        return _page(await self._transport.request(call), Push.from_json)
+
+    async def deliveries(
+        self, push_id: str, *, status: str | None = None, limit: int | None = None,
+        starting_after: str | None = None,
+    ) -> Page[Delivery]:  # fmt: skip
+        call = _deliveries(push_id, status, limit, starting_after)
+        return _page(await self._transport.request(call), Delivery.from_json)
+
+    async def cancel(self, push_id: str, *, idempotency_key: str | None = None) -> PushDetail:
+        call = Call.mutating("POST", f"/v1/pushes/{push_id}/cancel", None, idempotency_key)
+        return PushDetail.from_json(await self._transport.request(call))
+
+    async def stream(self, push_id: str) -> AsyncIterator[PushDetail]:
+        """The push on every change (server-sent events), ending once it is final."""
+        async for event in self._transport.events(_stream_call(push_id)):
+            if event.event == "end":
+                return
+            if event.event == "push":
+                detail = PushDetail.from_json(event_data(event))
+                yield detail
+                if detail.final:
+                    return
+
+
+class AsyncLiveActivities:
+    """Start, update and end iOS Live Activities (``liveactivity`` pushes)."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def start(
+        self, *, to: Target, attributes_type: str, attributes: Mapping[str, Any],
+        content_state: Mapping[str, Any], alert: Mapping[str, Any] | None = None,
+        stale_date: datetime | None = None, relevance_score: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Push:  # fmt: skip
+        call = _live_activity("start", to, content_state, attributes_type=attributes_type,
+                              attributes=attributes, alert=alert, stale_date=stale_date,
+                              relevance_score=relevance_score,
+                              idempotency_key=idempotency_key)  # fmt: skip
+        return Push.from_json(await self._transport.request(call))
+
+    async def update(
+        self, *, to: Target, content_state: Mapping[str, Any],
+        alert: Mapping[str, Any] | None = None, stale_date: datetime | None = None,
+        relevance_score: float | None = None, priority: Priority | None = None,
+        idempotency_key: str | None = None,
+    ) -> Push:  # fmt: skip
+        call = _live_activity("update", to, content_state, alert=alert, stale_date=stale_date,
+                              relevance_score=relevance_score, priority=priority,
+                              idempotency_key=idempotency_key)  # fmt: skip
+        return Push.from_json(await self._transport.request(call))
+
+    async def end(
+        self, *, to: Target, content_state: Mapping[str, Any],
+        dismissal_date: datetime | None = None, alert: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Push:  # fmt: skip
+        call = _live_activity("end", to, content_state, dismissal_date=dismissal_date,
+                              alert=alert, idempotency_key=idempotency_key)  # fmt: skip
+        return Push.from_json(await self._transport.request(call))
+
+
+class AsyncWidgets:
+    """Refresh home-screen widgets: a background push carrying the widget's new data."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def update(
+        self, *, to: Target, data: Mapping[str, Any], ttl: int | None = None,
+        collapse_id: str | None = None, idempotency_key: str | None = None,
+    ) -> Push:  # fmt: skip
+        call = _widget(to, data, ttl, collapse_id, idempotency_key)
+        return Push.from_json(await self._transport.request(call))

@@ -1,0 +1,189 @@
+"""What Brik returns, as typed, immutable objects (and ``Target``, the ``to`` of a push).
+
+Each type is built from the JSON the API answers with (:meth:`from_json`); fields the SDK does
+not know yet are ignored, so a newer server does not break an older SDK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Generic, Literal, TypedDict, TypeVar
+
+__all__ = [
+    "Deleted",
+    "Delivery",
+    "Device",
+    "Page",
+    "Push",
+    "PushDetail",
+    "Target",
+]
+
+FINAL_PUSH_STATUSES = frozenset({"completed", "canceled"})
+Platform = Literal["ios", "android"]
+ItemT = TypeVar("ItemT")
+
+
+class Target(TypedDict, total=False):
+    """Who a push goes to: any mix of device ids, your user ids and tags (an OR of them)."""
+
+    device_ids: list[str]
+    user_ids: list[str]
+    tags: list[str]
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    # Python 3.10's fromisoformat does not read a trailing "Z".
+    parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _required_time(value: Any) -> datetime:
+    parsed = _time(value)
+    if parsed is None:
+        raise ValueError(f"expected a timestamp, got {value!r}")
+    return parsed
+
+
+@dataclass(frozen=True)
+class Device:
+    """A registered device. ``token`` is redacted by the server (its last four characters)."""
+
+    id: str
+    platform: str
+    mode: str
+    token: str
+    user_id: str | None
+    tags: list[str]
+    status: str
+    has_live_activity_token: bool
+    has_push_to_start_token: bool
+    invalid_reason: str | None
+    invalidated_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    created: bool | None = None  # register(): True when this call added the device
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Device:
+        return cls(
+            id=body["id"],
+            platform=body["platform"],
+            mode=body["mode"],
+            token=body["token"],
+            user_id=body.get("user_id"),
+            tags=list(body.get("tags") or []),
+            status=body["status"],
+            has_live_activity_token=bool(body.get("has_live_activity_token")),
+            has_push_to_start_token=bool(body.get("has_push_to_start_token")),
+            invalid_reason=body.get("invalid_reason"),
+            invalidated_at=_time(body.get("invalidated_at")),
+            created_at=_required_time(body["created_at"]),
+            updated_at=_required_time(body["updated_at"]),
+            created=body.get("created"),
+        )
+
+
+@dataclass(frozen=True)
+class Push:
+    """A push as accepted (``send``) or listed: its id, status and number of recipients."""
+
+    id: str
+    status: str
+    recipients: int
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Push:
+        return cls(id=body["id"], status=body["status"], recipients=int(body["recipients"]))
+
+
+@dataclass(frozen=True)
+class PushDetail:
+    """A push with its deliveries counted by status (``retrieve``, ``cancel``, ``stream``)."""
+
+    id: str
+    mode: str
+    kind: str
+    status: str
+    recipients: int
+    deliveries: dict[str, int]
+    content: dict[str, Any]
+    to: dict[str, Any]
+    send_at: datetime | None
+    created_at: datetime
+    completed_at: datetime | None
+    canceled_at: datetime | None
+
+    @property
+    def final(self) -> bool:
+        """No delivery of it will change any more."""
+        return self.status in FINAL_PUSH_STATUSES
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> PushDetail:
+        return cls(
+            id=body["id"],
+            mode=body["mode"],
+            kind=body["kind"],
+            status=body["status"],
+            recipients=int(body["recipients"]),
+            deliveries={str(k): int(v) for k, v in (body.get("deliveries") or {}).items()},
+            content=dict(body.get("content") or {}),
+            to=dict(body.get("to") or {}),
+            send_at=_time(body.get("send_at")),
+            created_at=_required_time(body["created_at"]),
+            completed_at=_time(body.get("completed_at")),
+            canceled_at=_time(body.get("canceled_at")),
+        )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One device's delivery of a push: its status, why, and how many attempts it took."""
+
+    id: str
+    device_id: str | None
+    platform: str
+    provider: str
+    status: str
+    reason: str | None
+    attempts: int
+    created_at: datetime
+    sent_at: datetime | None
+    completed_at: datetime | None
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Delivery:
+        return cls(
+            id=body["id"],
+            device_id=body.get("device_id"),
+            platform=body["platform"],
+            provider=body["provider"],
+            status=body["status"],
+            reason=body.get("reason"),
+            attempts=int(body.get("attempts") or 0),
+            created_at=_required_time(body["created_at"]),
+            sent_at=_time(body.get("sent_at")),
+            completed_at=_time(body.get("completed_at")),
+        )
+
+
+@dataclass(frozen=True)
+class Deleted:
+    object: str
+    id: str
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Deleted:
+        return cls(object=body["object"], id=body["id"])
+
+
+@dataclass(frozen=True)
+class Page(Generic[ItemT]):
+    """One page of a list; pass ``starting_after=page.data[-1].id`` for the next."""
+
+    data: list[ItemT] = field(default_factory=list)
+    has_more: bool = False

@@ -1,0 +1,154 @@
+"""The SDK's resources against a real Brik Cloud (sandbox delivery), blocking and async."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import brik
+import pytest
+
+from tests.sdk.conftest import BrikServer, api_get
+
+pytestmark = pytest.mark.usefixtures("environment")
+
+IOS_TOKEN = "a1" * 32
+ANDROID_TOKEN = "fcm-token-" + "b" * 40
+
+
+@pytest.fixture(autouse=True)
+def _fresh_default_client() -> Iterator[None]:
+    yield
+    if brik._default is not None:
+        brik._default.close()
+        brik._default = None
+
+
+def test_the_five_minute_tour_delivers_through_the_sandbox(
+    brik_server: BrikServer, keys: dict[str, str]
+) -> None:
+    client = brik.init()
+    assert (client.mode, client.base_url) == ("test", brik_server.url)
+    device = brik.devices.register(token=IOS_TOKEN, platform="ios", user_id="u_42",
+                                   tags=["beta"])  # fmt: skip
+    assert (device.platform, device.user_id, device.tags, device.created) == (
+        "ios", "u_42", ["beta"], True,
+    )  # fmt: skip
+    assert device.token.endswith(IOS_TOKEN[-4:])
+    assert IOS_TOKEN not in device.token
+    again = brik.devices.register(token=IOS_TOKEN, platform="ios", user_id="u_42")
+    assert (again.id, again.created) == (device.id, False)
+
+    push = brik.pushes.send(to={"user_ids": ["u_42"]}, alert={"title": "Order shipped"})
+    assert (push.status, push.recipients) == ("queued", 1)
+    updates = list(brik.pushes.stream(push.id))
+    assert updates, "the stream said nothing"
+    final = updates[-1]
+    assert final.final
+    assert final.status == "completed"
+    assert final.deliveries == {"delivered": 1}
+    assert brik.pushes.retrieve(push.id).deliveries == {"delivered": 1}
+    [delivery] = brik.pushes.deliveries(push.id).data
+    assert (delivery.device_id, delivery.provider, delivery.status) == (device.id, "sandbox",
+                                                                          "delivered")  # fmt: skip
+    stored = api_get(brik_server, keys["test_secret"], f"/v1/pushes/{push.id}")
+    assert stored["content"] == {"kind": "alert", "alert": {"title": "Order shipped"}}
+
+
+def test_widgets_and_live_activities_go_out_as_their_kinds(
+    brik_server: BrikServer, keys: dict[str, str]
+) -> None:
+    brik.init()
+    device = brik.devices.register(
+        token=IOS_TOKEN, platform="ios", user_id="u_7",
+        live_activity_token="1a" * 32, push_to_start_token="2b" * 32,
+    )  # fmt: skip
+    assert device.has_live_activity_token
+    assert device.has_push_to_start_token
+    to: brik.Target = {"device_ids": [device.id]}
+    widget = brik.widgets.update(to=to, data={"eta_minutes": 12})
+    started = brik.live_activities.start(
+        to=to, attributes_type="OrderTracking", attributes={"order": "A-1"},
+        content_state={"stage": "packed"},
+    )  # fmt: skip
+    updated = brik.live_activities.update(to=to, content_state={"stage": "shipped"})
+    ended = brik.live_activities.end(to=to, content_state={"stage": "delivered"})
+    stored = {
+        push.id: api_get(brik_server, keys["test_secret"], f"/v1/pushes/{push.id}")
+        for push in (widget, started, updated, ended)
+    }
+    assert stored[widget.id]["kind"] == "background"
+    assert stored[widget.id]["content"]["data"] == {"eta_minutes": 12}  # type: ignore[index]
+    events = [stored[p.id]["content"]["live_activity"]["event"]  # type: ignore[index]
+              for p in (started, updated, ended)]  # fmt: skip
+    assert events == ["start", "update", "end"]
+    start = stored[started.id]["content"]["live_activity"]  # type: ignore[index]
+    assert start["attributes_type"] == "OrderTracking"  # type: ignore[index]
+    for push in (widget, started, updated, ended):
+        assert list(brik.pushes.stream(push.id))[-1].deliveries == {"delivered": 1}
+
+
+def test_an_idempotency_key_given_twice_sends_once(keys: dict[str, str]) -> None:
+    brik.init()
+    brik.devices.register(token=IOS_TOKEN, platform="ios", user_id="u_1")
+    first = brik.pushes.send(to={"user_ids": ["u_1"]}, alert={"title": "Once"},
+                             idempotency_key="order-1234-shipped")  # fmt: skip
+    second = brik.pushes.send(to={"user_ids": ["u_1"]}, alert={"title": "Once"},
+                              idempotency_key="order-1234-shipped")  # fmt: skip
+    assert first.id == second.id
+    assert [push.id for push in brik.pushes.list().data] == [first.id]
+
+
+def test_two_clients_in_one_process_each_see_their_own_project(
+    brik_server: BrikServer, keys: dict[str, str]
+) -> None:
+    other_keys = brik_server.reserve_org()
+    with (
+        brik.Client(keys["test_secret"], base_url=brik_server.url) as mine,
+        brik.Client(other_keys["test_secret"], base_url=brik_server.url) as theirs,
+    ):
+        device = mine.devices.register(token=IOS_TOKEN, platform="ios")
+        theirs.devices.register(token=ANDROID_TOKEN, platform="android")
+        assert [d.id for d in mine.devices.list().data] == [device.id]
+        assert [d.platform for d in theirs.devices.list().data] == ["android"]
+        with pytest.raises(brik.NotFoundError):
+            theirs.devices.retrieve(device.id)
+
+
+def test_pages_and_deletion(keys: dict[str, str]) -> None:
+    brik.init()
+    ids = [brik.devices.register(token=f"{n:064x}", platform="ios", tags=["page"]).id
+           for n in range(3)]  # fmt: skip
+    first = brik.devices.list(tag="page", limit=2)
+    assert (len(first.data), first.has_more) == (2, True)
+    rest = brik.devices.list(tag="page", limit=2, starting_after=first.data[-1].id)
+    assert (len(rest.data), rest.has_more) == (1, False)
+    assert {d.id for d in first.data + rest.data} == set(ids)
+    deleted = brik.devices.delete(ids[0])
+    assert (deleted.object, deleted.id) == ("device", ids[0])
+    with pytest.raises(brik.NotFoundError):
+        brik.devices.retrieve(ids[0])
+
+
+async def test_the_async_client_does_the_same(brik_server: BrikServer, keys: dict[str, str]) -> (
+    None
+):  # fmt: skip
+    async with brik.AsyncClient() as client:
+        assert client.mode == "test"
+        device = await client.devices.register(token=ANDROID_TOKEN, platform="android",
+                                               user_id="u_9")  # fmt: skip
+        push = await client.pushes.send(to={"user_ids": ["u_9"]}, data={"refresh": "feed"})
+        updates = [update async for update in client.pushes.stream(push.id)]
+        assert updates[-1].status == "completed"
+        assert updates[-1].deliveries == {"delivered": 1}
+        assert updates[-1].kind == "background"
+        widget = await client.widgets.update(to={"device_ids": [device.id]}, data={"n": 1})
+        started = await client.live_activities.start(
+            to={"device_ids": [device.id]}, attributes_type="Score", attributes={},
+            content_state={"home": 0},
+        )  # fmt: skip
+        assert (await client.pushes.retrieve(widget.id)).kind == "background"
+        assert (await client.pushes.retrieve(started.id)).kind == "liveactivity"
+        page = await client.pushes.list(limit=10)
+        assert {p.id for p in page.data} == {push.id, widget.id, started.id}
+        with pytest.raises(brik.NotFoundError):
+            await client.devices.retrieve("dev_" + "0" * 24)
