@@ -160,6 +160,20 @@ class Devices:
         call = _list_devices(user_id, tag, platform, status, limit, starting_after)
         return _page(self._transport.request(call), Device.from_json)
 
+    def iterate(
+        self, *, user_id: str | None = None, tag: str | None = None,
+        platform: Platform | None = None, status: str | None = None, page_size: int = 100,
+    ) -> Iterator[Device]:  # fmt: skip
+        """Every matching device, fetching page after page as the loop goes."""
+        after: str | None = None
+        while True:
+            page = self.list(user_id=user_id, tag=tag, platform=platform, status=status,
+                             limit=page_size, starting_after=after)  # fmt: skip
+            yield from page.data
+            if not page.has_more or not page.data:
+                return
+            after = page.data[-1].id
+
     def delete(self, device_id: str, *, idempotency_key: str | None = None) -> Deleted:
         call = Call.mutating("DELETE", f"/v1/devices/{device_id}", None, idempotency_key)
         return Deleted.from_json(self._transport.request(call))
@@ -186,6 +200,16 @@ class Pushes:
     def list(self, *, limit: int | None = None, starting_after: str | None = None) -> Page[Push]:
         call = Call("GET", "/v1/pushes", params={"limit": limit, "starting_after": starting_after})
         return _page(self._transport.request(call), Push.from_json)
+
+    def iterate(self, *, page_size: int = 100) -> Iterator[Push]:
+        """Every push, newest first, fetching page after page as the loop goes."""
+        after: str | None = None
+        while True:
+            page = self.list(limit=page_size, starting_after=after)
+            yield from page.data
+            if not page.has_more or not page.data:
+                return
+            after = page.data[-1].id
 
     def deliveries(
         self, push_id: str, *, status: str | None = None, limit: int | None = None,
@@ -292,6 +316,21 @@ class AsyncDevices:
         call = _list_devices(user_id, tag, platform, status, limit, starting_after)
         return _page(await self._transport.request(call), Device.from_json)
 
+    async def iterate(
+        self, *, user_id: str | None = None, tag: str | None = None,
+        platform: Platform | None = None, status: str | None = None, page_size: int = 100,
+    ) -> AsyncIterator[Device]:  # fmt: skip
+        """Every matching device, fetching page after page as the loop goes."""
+        after: str | None = None
+        while True:
+            page = await self.list(user_id=user_id, tag=tag, platform=platform, status=status,
+                                   limit=page_size, starting_after=after)  # fmt: skip
+            for device in page.data:
+                yield device
+            if not page.has_more or not page.data:
+                return
+            after = page.data[-1].id
+
     async def delete(self, device_id: str, *, idempotency_key: str | None = None) -> Deleted:
         call = Call.mutating("DELETE", f"/v1/devices/{device_id}", None, idempotency_key)
         return Deleted.from_json(await self._transport.request(call))
@@ -320,6 +359,17 @@ class AsyncPushes:
     ) -> Page[Push]:
         call = Call("GET", "/v1/pushes", params={"limit": limit, "starting_after": starting_after})
         return _page(await self._transport.request(call), Push.from_json)
+
+    async def iterate(self, *, page_size: int = 100) -> AsyncIterator[Push]:
+        """Every push, newest first, fetching page after page as the loop goes."""
+        after: str | None = None
+        while True:
+            page = await self.list(limit=page_size, starting_after=after)
+            for push in page.data:
+                yield push
+            if not page.has_more or not page.data:
+                return
+            after = page.data[-1].id
 
     async def deliveries(
         self, push_id: str, *, status: str | None = None, limit: int | None = None,

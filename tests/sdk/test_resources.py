@@ -123,6 +123,9 @@ def test_pages_and_deletion(keys: dict[str, str]) -> None:
     rest = brik.devices.list(tag="page", limit=2, starting_after=first.data[-1].id)
     assert (len(rest.data), rest.has_more) == (1, False)
     assert {d.id for d in first.data + rest.data} == set(ids)
+    assert [d.id for d in brik.devices.iterate(tag="page", page_size=2)] == [
+        d.id for d in first.data + rest.data
+    ]
     deleted = brik.devices.delete(ids[0])
     assert (deleted.object, deleted.id) == ("device", ids[0])
     with pytest.raises(brik.NotFoundError):
@@ -150,5 +153,8 @@ async def test_the_async_client_does_the_same(brik_server: BrikServer, keys: dic
         assert (await client.pushes.retrieve(started.id)).kind == "liveactivity"
         page = await client.pushes.list(limit=10)
         assert {p.id for p in page.data} == {push.id, widget.id, started.id}
+        every = [p.id async for p in client.pushes.iterate(page_size=2)]
+        assert every == [p.id for p in page.data]
+        assert [d.id async for d in client.devices.iterate(page_size=1)] == [device.id]
         with pytest.raises(brik.NotFoundError):
             await client.devices.retrieve("dev_" + "0" * 24)
