@@ -9,6 +9,7 @@ worker's reconciler re-enqueues anything a lost job leaves behind. Retrying with
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import partial
@@ -44,6 +45,9 @@ from controlplane.usage_alerts import warn_if_crossed
 from workers.queue import DELIVER_JOB, DELIVERY_BATCH_SIZE, events_channel
 
 EVENTS_POLL_SECONDS = 5.0
+# Notices arriving this close together are answered with one count: a large fan-out publishes
+# one per worker job, and each listening client would otherwise re-count for every one.
+EVENTS_COALESCE_SECONDS = 0.2
 
 
 class Target(BaseModel):
@@ -286,6 +290,10 @@ async def push_events(call: Call) -> Response:
                 notice = await pubsub.get_message(timeout=EVENTS_POLL_SECONDS)
                 if notice is None:
                     yield ": keep-alive\n\n"
+                    continue
+                await asyncio.sleep(EVENTS_COALESCE_SECONDS)
+                while await pubsub.get_message(timeout=0) is not None:
+                    pass  # already covered by the count about to be taken
         finally:
             await pubsub.aclose()
 
