@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import platform
 import random
 import time
@@ -27,6 +28,8 @@ import httpx
 
 from brik import errors
 from brik.version import VERSION
+
+logger = logging.getLogger("brik")
 
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 BACKOFF_BASE_SECONDS = 0.5
@@ -242,13 +245,23 @@ class Attempts:
         delay = backoff(self.made - 1, None)
         if self.made > self.max_retries or delay is None:
             raise connection_error(exc, self.call, self.made) from exc
+        self._log(delay, type(exc).__name__)
         return delay
 
     def answered(self, response: httpx.Response) -> float | None:
         """An answer; the wait before the next attempt, or None when it is the result."""
         self.made += 1
         delay = backoff(self.made - 1, response) if is_retryable(response) else None
-        return None if self.made > self.max_retries else delay
+        if delay is None or self.made > self.max_retries:
+            return None
+        self._log(
+            delay, f"{response.status_code} (request id {response.headers.get('request-id')})"
+        )
+        return delay
+
+    def _log(self, delay: float, why: str) -> None:
+        logger.info("brik: %s %s failed (%s); retry %d of %d in %.2f s", self.call.method,
+                    self.call.path, why, self.made, self.max_retries, delay)  # fmt: skip
 
     def progressed(self) -> None:
         """A stream delivered an event: a later drop starts counting retries afresh."""

@@ -3,6 +3,7 @@ request, every kind of error answer."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import brik
@@ -22,8 +23,9 @@ PUSH_REQUEST = b"POST /v1/pushes "
 
 
 def test_a_send_whose_answer_is_lost_is_retried_and_delivered_once(
-    brik_server: BrikServer, keys: dict[str, str]
+    brik_server: BrikServer, keys: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="brik")
     with (
         dropping_proxy(brik_server.url, PUSH_REQUEST) as proxy,
         brik.Client(keys["test_secret"], base_url=proxy.url) as client,
@@ -31,6 +33,9 @@ def test_a_send_whose_answer_is_lost_is_retried_and_delivered_once(
         client.devices.register(token=IOS_TOKEN, platform="ios", user_id="u_1")
         push = client.pushes.send(to={"user_ids": ["u_1"]}, alert={"title": "Exactly once"})
         assert (proxy.dropped, proxy.seen) == (1, 2)  # the first answer was lost, then a retry
+    [retry] = [record.getMessage() for record in caplog.records if record.name == "brik"]
+    assert "POST /v1/pushes failed" in retry
+    assert "retry 1 of 2" in retry
     pushes = api_get(brik_server, keys["test_secret"], "/v1/pushes")["data"]
     assert [p["id"] for p in pushes] == [push.id]  # type: ignore[union-attr,index]
     detail = api_get(brik_server, keys["test_secret"], f"/v1/pushes/{push.id}")
