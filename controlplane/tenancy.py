@@ -152,9 +152,24 @@ async def _for_key(principal: KeyPrincipal, params: Mapping[str, Any]) -> Tenant
 
 
 async def resolve_tenant(
-    principal: AdminPrincipal | KeyPrincipal | None, params: Mapping[str, Any]
+    principal: AdminPrincipal | KeyPrincipal | None,
+    params: Mapping[str, Any],
+    *,
+    any_organization: bool = False,
 ) -> Tenant | None:
-    """The tenant the path names, as the caller may see it; 404 when it may not."""
+    """The tenant the path names, as the caller may see it; 404 when it may not.
+
+    ``any_organization``: an instance administrator's operation (the router has checked the
+    caller is a superuser), which reaches every organization without a membership.
+    """
+    if any_organization and "organization_id" in params:
+        organization_id = _check_shape(
+            "organization", str(params["organization_id"]), "organization_id"
+        )
+        organization = await Organization.get_or_none(id=organization_id)
+        if organization is None:
+            raise missing("organization", organization_id, "organization_id")
+        return Tenant(organization=organization, project=None, role=None)
     if isinstance(principal, AdminPrincipal):
         return await _for_admin(principal, params)
     if isinstance(principal, KeyPrincipal):

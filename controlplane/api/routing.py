@@ -45,6 +45,7 @@ from controlplane.errors import (
     APIError,
     AuthenticationFailed,
     InvalidRequest,
+    PermissionDenied,
     ServiceUnavailable,
 )
 from controlplane.models import User
@@ -84,6 +85,7 @@ class Operation:
     description: str = ""
     transactional: bool = True
     idempotent: bool = False  # honours Idempotency-Key (controlplane/idempotency.py)
+    instance_admin: bool = False  # superusers only, and they reach every organization
     response_media_type: str = "application/json"
 
     @property
@@ -189,6 +191,15 @@ def parse_query(request: Request, model: type[ModelT]) -> ModelT:
         raise validation_error(exc) from None
 
 
+def require_instance_admin(principal: AdminPrincipal | KeyPrincipal | None) -> None:
+    if not isinstance(principal, AdminPrincipal) or not principal.user.is_superuser:
+        raise PermissionDenied(
+            "This needs an instance administrator (a superuser, as `brik-cloud bootstrap` "
+            "creates).",
+            code="instance_admin_required",
+        )
+
+
 async def _authenticate(
     request: Request, auth: Auth, settings: Settings
 ) -> AdminPrincipal | KeyPrincipal | None:
@@ -204,7 +215,11 @@ async def _authenticate(
 async def run_operation(request: Request, operation: Operation) -> Response:
     settings: Settings = request.app.state.settings
     principal = await _authenticate(request, operation.auth, settings)
-    tenant = await resolve_tenant(principal, request.path_params)
+    if operation.instance_admin:
+        require_instance_admin(principal)
+    tenant = await resolve_tenant(
+        principal, request.path_params, any_organization=operation.instance_admin
+    )
     if isinstance(principal, KeyPrincipal) and tenant is not None:
         await _within_rate_limit(request, principal, tenant, settings)
     rows = await load_path_objects(principal, tenant, request.path_params)

@@ -13,6 +13,7 @@ from controlplane.api import (
     billing,
     credentials,
     devices,
+    instance,
     invitations,
     members,
     openapi,
@@ -38,5 +39,6 @@ OPERATIONS: list[Operation] = [
     *pushes.operations,
     *usage.operations,
     *billing.operations,
+    *instance.operations,
     *openapi.operations,
 ]

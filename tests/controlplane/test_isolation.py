@@ -134,7 +134,10 @@ async def test_every_v1_route_answers_404_for_another_tenants_ids(
                 if value not in path:
                     assert value not in response.text, f"{label} leaked {value}"
             assert "Victim" not in response.text, label
-            if params:
+            if operation.instance_admin:  # superusers only: refused before any id is read
+                assert response.status_code == 403, f"{label}: {response.status_code}"
+                assert response.json()["error"]["code"] == "instance_admin_required", label
+            elif params:
                 assert response.status_code == 404, f"{label}: {response.status_code}"
                 assert response.json()["error"]["type"] == "not_found_error", label
             else:
