@@ -55,8 +55,21 @@ class Settings(BaseSettings):
         default=True, description="Create an account for a verified email seen the first time."
     )
     mail_sender: str = Field(
-        default="log", description="'log' or 'module:Class' of a MailSender implementation."
+        default="log",
+        description="'log', 'smtp' or 'module:Class' of a MailSender implementation.",
     )
+    mail_from: str = Field(
+        default="Brik Cloud <noreply@localhost>", description="From: of every email sent."
+    )
+    smtp_url: SecretStr | None = Field(
+        default=None,
+        description="smtp://host:25, smtp+starttls://user:password@host:587 or "
+        "smtps://user:password@host:465 (BRIK_MAIL_SENDER=smtp).",
+    )
+    smtp_ca_file: Path | None = Field(
+        default=None, description="Trust this CA for the SMTP server (default: the system's)."
+    )
+    smtp_timeout_seconds: float = Field(default=15.0, gt=0)
 
     # Provider endpoints. None means Apple's and Google's real hosts.
     apns_host: str | None = None

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 
 from controlplane.app import create_app
-from controlplane.mail import load_sender
+from controlplane.mail import Email, SmtpMailSender, load_sender
 from controlplane.models import Invitation, Notification
 from controlplane.settings import Settings
 from tests.support.mail import RecordingSender
 from tests.support.servers import serving
+from tests.support.smtp import PASSWORD, USER, MailServer, mail_server
 from tests.support.tenants import make_tenant
 
 pytestmark = pytest.mark.database
@@ -57,3 +60,90 @@ def test_a_sender_that_cannot_be_loaded_is_a_clear_error(
 ) -> None:
     with pytest.raises(ValueError, match="BRIK_MAIL_SENDER"):
         load_sender(make_settings(mail_sender=path))
+
+
+def smtp_settings(make_settings: Callable[..., Settings], server: MailServer, url: str) -> (
+    Settings
+):  # fmt: skip
+    return make_settings(
+        mail_sender="smtp",
+        smtp_url=url.format(port=server.port, user=USER, password=quote(PASSWORD)),
+        smtp_ca_file=server.ca_file,
+        mail_from="Brik Cloud <noreply@brik.example>",
+    )
+
+
+async def test_invitations_go_out_through_smtp_with_starttls_and_login(
+    make_settings: Callable[..., Settings], database: None, tmp_path: Path
+) -> None:
+    with mail_server(tmp_path) as server:
+        settings = smtp_settings(make_settings, server,
+                                 "smtp+starttls://{user}:{password}@127.0.0.1:{port}")  # fmt: skip
+        response = await invite_through(settings)
+    assert response.status_code == 201, response.text
+    [received] = server.received
+    assert (received.over_tls, received.login) == (True, USER)
+    assert received.sender == "noreply@brik.example"
+    assert received.recipients == ["new@example.com"]
+    assert received.message["From"] == "Brik Cloud <noreply@brik.example>"
+    assert received.message["To"] == "new@example.com"
+    assert received.message["X-Brik-Kind"] == "invitation"
+    assert "Acme" in received.message["Subject"]
+    assert "bk_inv_" in received.message.get_content()
+    notification = await Notification.get()
+    assert (notification.sender, notification.status) == ("smtp", "sent")
+
+
+async def test_smtps_speaks_tls_from_the_first_byte(
+    make_settings: Callable[..., Settings], database: None, tmp_path: Path
+) -> None:
+    with mail_server(tmp_path, implicit_tls=True) as server:
+        settings = smtp_settings(make_settings, server,
+                                 "smtps://{user}:{password}@127.0.0.1:{port}")  # fmt: skip
+        assert (await invite_through(settings)).status_code == 201
+    [received] = server.received
+    assert received.over_tls
+    assert (await Notification.get()).status == "sent"
+
+
+@pytest.mark.parametrize(
+    ("url", "trust", "reason"),
+    [
+        ("smtp+starttls://{user}:wrong@127.0.0.1:{port}", True, "535"),
+        ("smtp+starttls://{user}:{password}@127.0.0.1:{port}", False, "CERTIFICATE_VERIFY_FAILED"),
+        ("smtp://127.0.0.1:{port}", True, "530"),  # this server insists on STARTTLS
+    ],
+)
+async def test_a_refused_login_an_untrusted_server_or_no_tls_is_recorded_as_failed(
+    make_settings: Callable[..., Settings], database: None, tmp_path: Path,
+    url: str, trust: bool, reason: str,
+) -> None:  # fmt: skip
+    with mail_server(tmp_path) as server:
+        settings = smtp_settings(make_settings, server, url)
+        if not trust:
+            settings = settings.model_copy(update={"smtp_ca_file": None})
+        response = await invite_through(settings)
+    assert response.status_code == 201  # the invitation stands; it can be re-sent
+    assert server.received == []
+    notification = await Notification.get()
+    assert notification.status == "failed"
+    assert reason in notification.error
+
+
+def test_a_subject_cannot_smuggle_headers(make_settings: Callable[..., Settings]) -> None:
+    sender = SmtpMailSender(make_settings(mail_sender="smtp", smtp_url="smtp://127.0.0.1"))
+    message = sender.message(
+        Email(to="a@example.com", subject="Hi\r\nBcc: everyone@example.com", body="x", kind="t")
+    )
+    assert message["Subject"] == "Hi Bcc: everyone@example.com"
+    assert message["Bcc"] is None
+
+
+@pytest.mark.parametrize(
+    "url", [None, "http://mail.example.com", "smtp://", "smtp://user:password@mail.example.com"]
+)
+def test_smtp_without_a_usable_url_is_a_clear_error(
+    make_settings: Callable[..., Settings], url: str | None
+) -> None:
+    with pytest.raises(ValueError, match="BRIK_SMTP_URL"):
+        load_sender(make_settings(mail_sender="smtp", smtp_url=url))
