@@ -1,10 +1,13 @@
-"""The per-device cap: at most N pushes to one device per minute, across all workers.
+"""The per-device cap: at most N pushes to one device in any 60 seconds, across all workers.
 
 Protects end users (and the tenant's standing with Apple and Google) from a runaway sender.
-Counted in Redis per device and clock minute, one script call per chunk; only a delivery's
-first attempt counts, so a retry is never capped by its own earlier attempt. Deliveries over
-the cap end ``rate_limited`` — final, never sent, counted on the push like any outcome.
-``BRIK_DEVICE_PUSHES_PER_MINUTE`` sets N; 0 turns the cap off.
+Decided in Redis, one script call per chunk, with the generic cell rate algorithm: each device
+has a "theoretical arrival time" that every push moves 60/N seconds on; a push that would move
+it more than 60 seconds past now is over the cap. So a device gets N pushes at once, then one
+every 60/N seconds — a rolling minute, with no clock-minute boundary to send 2N across. Only a
+delivery's first attempt counts, so a retry is never capped by its own earlier attempt.
+Deliveries over the cap end ``rate_limited`` — final, never sent, counted on the push like any
+outcome. ``BRIK_DEVICE_PUSHES_PER_MINUTE`` sets N; 0 turns the cap off.
 """
 
 from __future__ import annotations
@@ -18,14 +21,18 @@ if TYPE_CHECKING:
 
 _SCRIPT = """
 local clock = redis.call('TIME')
-local minute = math.floor(tonumber(clock[1]) / 60)
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local interval = 60 / tonumber(ARGV[1])
 local over = {}
-for i, device in ipairs(ARGV) do
-  if i > 1 then
-    local key = 'brik:device-pushes:' .. device .. ':' .. minute
-    local count = redis.call('INCR', key)
-    if count == 1 then redis.call('EXPIRE', key, 120) end
-    if count > tonumber(ARGV[1]) then table.insert(over, device) end
+for i = 2, #ARGV do
+  local key = 'brik:device-cap:' .. ARGV[i]
+  local arrival = tonumber(redis.call('GET', key) or '0')
+  if arrival < now then arrival = now end
+  local next_arrival = arrival + interval
+  if next_arrival - now > 60.000001 then
+    table.insert(over, ARGV[i])
+  else
+    redis.call('SET', key, string.format('%.6f', next_arrival), 'EX', 61)
   end
 end
 return over
