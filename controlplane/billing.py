@@ -230,7 +230,6 @@ class SubscriptionState:
 
     id: str
     customer_id: str
-    organization_hint: str | None
     status: str
     price_id: str | None
     current_period_start: datetime | None
@@ -260,7 +259,6 @@ class SubscriptionState:
         return cls(
             id=str(subscription["id"]),
             customer_id=str(customer),
-            organization_hint=(subscription.get("metadata") or {}).get("organization_id"),
             status=str(subscription.get("status")),
             price_id=price_of(chosen),
             current_period_start=_timestamp(start),

@@ -80,6 +80,28 @@ def verified_event(payload: bytes, signature: str | None, settings: Settings) ->
     return body
 
 
+async def _current(client: stripe.StripeClient, subscription_id: str | None) -> (
+    dict[str, Any] | None
+):  # fmt: skip
+    """The subscription as Stripe has it now; None when there is none to mirror."""
+    if subscription_id is None:
+        return None
+
+    async def retrieve() -> dict[str, Any] | None:
+        try:
+            subscription = await client.v1.subscriptions.retrieve_async(subscription_id)
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:  # not in this Stripe account: nothing of ours to change
+                logger.warning("Stripe event names subscription %s, which Stripe does not know",
+                               subscription_id)  # fmt: skip
+                return None
+            raise
+        body: dict[str, Any] = subscription.to_dict()
+        return body
+
+    return await call_stripe(retrieve())  # Stripe unreachable: 503, and Stripe retries
+
+
 async def receive_stripe_event(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     event = verified_event(await request.body(), request.headers.get("stripe-signature"), settings)
@@ -91,11 +113,9 @@ async def receive_stripe_event(request: Request) -> Response:
         async with in_transaction():
             await StripeEvent.create(id=event["id"], type=event["type"])
             mirrored = None
-            if subscription_id is not None:
-                subscription = await call_stripe(
-                    client.v1.subscriptions.retrieve_async(subscription_id)
-                )
-                state = SubscriptionState.of(subscription.to_dict(), settings)
+            subscription = await _current(client, subscription_id)
+            if subscription is not None:
+                state = SubscriptionState.of(subscription, settings)
                 mirrored = await mirror_subscription(state, settings, datetime.now(UTC), request)
     except IntegrityError:
         logger.info("Stripe event %s (%s) already processed", event["id"], event["type"])

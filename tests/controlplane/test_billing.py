@@ -360,6 +360,14 @@ async def test_an_event_for_a_subscription_that_is_not_ours_is_acknowledged_and_
     await brik.stripe.send_event("customer.subscription.updated", subscription)
     assert await eventually(lambda: _event_count(), within=5)
     assert await Subscription.all().count() == 0
+    # One Stripe does not know at all (deleted from the account, say): acknowledged too.
+    unknown = {"id": "sub_doesnotexist", "object": "subscription"}
+    payload, signature = _signed_event("evt_unknown_sub", "customer.subscription.deleted", unknown)
+    answer = await brik.http.post("/webhooks/stripe", content=payload,
+                                  headers={"stripe-signature": signature})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    assert await StripeEvent.filter(id="evt_unknown_sub").exists()
+    assert await Subscription.all().count() == 0
 
 
 async def _event_count() -> int:
