@@ -268,16 +268,22 @@ class SubscriptionState:
         )
 
 
+def grace_ends_at(subscription: Subscription, settings: Settings) -> datetime | None:
+    """When a past-due subscription stops paying for its plan (None: it is not past due)."""
+    if subscription.past_due_since is None:
+        return None
+    return subscription.past_due_since + timedelta(seconds=settings.billing_past_due_grace_seconds)
+
+
 def entitled_plan(subscription: Subscription, now: datetime, settings: Settings) -> Plan | None:
     """The plan ``subscription`` pays for at ``now``, or None (canceled, unpaid, lapsed)."""
     if subscription.plan is None:
         return None
     if subscription.status in PAYING_STATUSES:
         return subscription.plan
-    if subscription.status == PAST_DUE and subscription.past_due_since is not None:
-        grace = timedelta(seconds=settings.billing_past_due_grace_seconds)
-        if now < subscription.past_due_since + grace:
-            return subscription.plan
+    grace_ends = grace_ends_at(subscription, settings)
+    if subscription.status == PAST_DUE and grace_ends is not None and now < grace_ends:
+        return subscription.plan
     return None
 
 
@@ -288,12 +294,13 @@ async def mirror_subscription(
 
     Returns None when the subscription belongs to no organization here.
     """
-    organization = await Organization.get_or_none(stripe_customer_id=state.customer_id)
+    organization = await Organization.select_for_update().get_or_none(
+        stripe_customer_id=state.customer_id
+    )
     if organization is None:
         logger.info("Stripe subscription %s: no organization has customer %s",
                     state.id, state.customer_id)  # fmt: skip
         return None
-    organization = await Organization.select_for_update().get(id=organization.id)
     row = await Subscription.get_or_none(id=state.id)
     past_due_since = row.past_due_since if row is not None else None
     if state.status != PAST_DUE:

@@ -6,7 +6,7 @@ Members may read it; only owners (``billing:manage``) get Checkout and Portal li
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel
@@ -33,11 +33,6 @@ class Subscription(BaseModel):
 
     @classmethod
     def of(cls, row: SubscriptionRow, call: Call) -> Subscription:
-        grace_ends = None
-        if row.past_due_since is not None:
-            grace_ends = datetime.fromtimestamp(
-                row.past_due_since.timestamp() + call.settings.billing_past_due_grace_seconds, UTC
-            )
         return cls(
             id=row.id,
             status=row.status,
@@ -48,7 +43,7 @@ class Subscription(BaseModel):
             cancel_at_period_end=row.cancel_at_period_end,
             canceled_at=row.canceled_at,
             past_due_since=row.past_due_since,
-            grace_period_ends_at=grace_ends,
+            grace_period_ends_at=billing.grace_ends_at(row, call.settings),
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from abc import ABC, abstractmethod
 
 import uvicorn
 from starlette.applications import Starlette
@@ -11,15 +12,16 @@ from starlette.applications import Starlette
 from controlplane.serving import QuietSignalServer, wait_until_started
 
 
-class LocalServer:
+class LocalServer(ABC):
     """Mixin: ``await start()`` serves :meth:`app` and sets :attr:`base_url`; ``stop()``."""
 
     base_url: str = ""
     _server: QuietSignalServer | None = None
     _task: asyncio.Task[None] | None = None
 
+    @abstractmethod
     def app(self) -> Starlette:
-        raise NotImplementedError
+        """The fake's routes."""
 
     async def start(self, host: str = "127.0.0.1") -> None:
         sock = socket.socket()

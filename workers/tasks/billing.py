@@ -23,7 +23,7 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from controlplane.billing import StripeConnection, lapse_past_due
-from controlplane.models import KeyMode, MeterReport, Organization, Plan, UsagePeriod
+from controlplane.models import KeyMode, MeterReport, Plan, UsagePeriod
 from controlplane.plans import limits_for
 from controlplane.settings import Settings
 from controlplane.usage import period_end, period_start
@@ -41,23 +41,22 @@ async def record_overage(settings: Settings, now: datetime) -> int:
     if not settings.plan_pro_overage or quota is None:
         return 0
     this_month = period_start(now)
-    months = [this_month, period_start(datetime.combine(this_month, datetime.min.time(), UTC)
-                                       - timedelta(days=1))]  # fmt: skip
+    months = [this_month, (this_month - timedelta(days=1)).replace(day=1)]
     periods = await UsagePeriod.filter(
         mode=KeyMode.LIVE,
         period_start__in=months,
         pushes__gt=F("overage_reported") + quota,
         organization__plan=Plan.PRO,
         organization__stripe_customer_id__isnull=False,
-    ).values("id", "organization_id", "period_start", "pushes", "overage_reported")
+    ).values(
+        "id", "organization_id", "period_start", "pushes", "overage_reported",
+        customer_id="organization__stripe_customer_id",
+    )  # fmt: skip
     recorded = 0
     for period in periods:
         reported, delta = (
             period["overage_reported"],
             period["pushes"] - quota - period["overage_reported"],
-        )
-        customer_id = await Organization.filter(id=period["organization_id"]).values_list(
-            "stripe_customer_id", flat=True
         )
         ends = period_end(period["period_start"]) - timedelta(seconds=1)
         async with in_transaction():
@@ -68,7 +67,7 @@ async def record_overage(settings: Settings, now: datetime) -> int:
                 continue
             await MeterReport.create(
                 organization_id=period["organization_id"],
-                customer_id=customer_id[0],
+                customer_id=period["customer_id"],
                 period_start=period["period_start"],
                 identifier=report_identifier(
                     period["organization_id"], period["period_start"], reported

@@ -28,11 +28,14 @@ return 1
 async def flush_request_counts(redis: Redis) -> int:
     """Add pending request counts to the database; returns how many requests were moved."""
     pending: dict[bytes, bytes] = await redis.hgetall(REQUESTS_HASH)  # type: ignore[misc]
+    named = {raw_field.decode().split(":")[0] for raw_field in pending}
+    ids: list[str] = await Organization.filter(id__in=named).values_list("id", flat=True)  # type: ignore[assignment]
+    existing = set(ids)
     moved = 0
     for raw_field, raw_count in pending.items():
         organization_id, mode, day = raw_field.decode().split(":")
         count = int(raw_count)
-        if await Organization.filter(id=organization_id).exists():
+        if organization_id in existing:  # counts of a deleted organization are dropped
             await add_to_day(
                 organization_id, UsageMetric.API_REQUESTS, KeyMode(mode), count,
                 date.fromisoformat(day),
