@@ -3,7 +3,9 @@
 - ``BRIK_TEST_DATABASE_URL``: a PostgreSQL server URL (a fresh database is created on it per
   session and dropped after) or a ``sqlite://`` URL for the dialect run. Default: the local
   server on 127.0.0.1:5432.
-- ``BRIK_TEST_REDIS_URL``: default database 13 of the local Redis; flushed between tests.
+- ``BRIK_TEST_REDIS_URL``: a Redis database the tests may flush between tests. Default: a
+  private ``redis-server`` started on a free port for this test session and stopped after, so
+  the developer's own Redis is never touched and two runs on one machine never collide.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from starlette.applications import Starlette
 
 from controlplane import db
 from controlplane.app import create_app
+from controlplane.embedded_redis import EmbeddedRedis
 from controlplane.settings import Settings
 from tests.support.databases import (
-    DEFAULT_TEST_REDIS_URL,
     configured_server_url,
     create_postgres_database,
     drop_postgres_database,
@@ -54,8 +56,13 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    return os.environ.get("BRIK_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get("BRIK_TEST_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
 
 
 @pytest.fixture

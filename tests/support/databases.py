@@ -11,7 +11,6 @@ from tortoise import Tortoise
 from tortoise.connection import get_connection
 
 DEFAULT_TEST_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
-DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/13"
 
 
 def _with_database(url: str, name: str) -> str:

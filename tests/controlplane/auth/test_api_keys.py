@@ -12,14 +12,13 @@ from controlplane.bootstrap import bootstrap
 from controlplane.errors import AuthenticationFailed, PermissionDenied
 from controlplane.models import ApiKey, KeyKind, KeyMode
 from tests.conftest import TEST_SECRET_KEY
-from tests.support.databases import DEFAULT_TEST_REDIS_URL as REDIS_URL
 
 pytestmark = pytest.mark.database
 
 
-async def authenticate(token: str, pepper: str) -> KeyPrincipal:
-    """A cache that never subscribed: every call reads the database."""
-    redis = Redis.from_url(REDIS_URL)
+async def authenticate(token: str, pepper: str, redis_url: str) -> KeyPrincipal:
+    """A fresh cache: every call reads the database."""
+    redis = Redis.from_url(redis_url)
     try:
         return await ApiKeyCache(redis, pepper).authenticate(token)
     finally:
@@ -37,31 +36,33 @@ def test_bearer_scheme_is_case_insensitive() -> None:
     assert bearer_token("bearer bk_abc") == "bk_abc"
 
 
-async def test_a_valid_key_resolves_to_its_project_and_scopes(database: None) -> None:
+async def test_a_valid_key_resolves_to_its_project_and_scopes(
+    database: None, redis_url: str
+) -> None:
     result = await bootstrap(pepper=TEST_SECRET_KEY, admin_email="a@example.com")
     secret = result.keys["live_secret"]
     publishable = result.keys["test_publishable"]
     assert secret
     assert publishable
-    principal = await authenticate(secret, TEST_SECRET_KEY)
+    principal = await authenticate(secret, TEST_SECRET_KEY, redis_url)
     assert (principal.project_id, principal.organization_id) == (result.project_id, result.org_id)
     assert (principal.kind, principal.mode) == (KeyKind.SECRET, KeyMode.LIVE)
     principal.require("pushes:write")
-    client_key = await authenticate(publishable, TEST_SECRET_KEY)
+    client_key = await authenticate(publishable, TEST_SECRET_KEY, redis_url)
     client_key.require("devices:write")
     with pytest.raises(PermissionDenied) as denied:
         client_key.require("pushes:write")
     assert denied.value.param == "pushes:write"
 
 
-async def test_each_rejection_says_why(database: None) -> None:
+async def test_each_rejection_says_why(database: None, redis_url: str) -> None:
     result = await bootstrap(pepper=TEST_SECRET_KEY, admin_email="a@example.com")
     secret = result.keys["live_secret"]
     assert secret
 
     async def code_for(token: str, pepper: str = TEST_SECRET_KEY) -> str:
         with pytest.raises(AuthenticationFailed) as error:
-            await authenticate(token, pepper)
+            await authenticate(token, pepper, redis_url)
         assert token not in error.value.message
         return error.value.code
 
