@@ -6,14 +6,21 @@ retries — can so be exercised end to end with test keys, no Apple or Google ac
 
 iOS tokens are 64 hex digits: all zeros but the last three, which name the outcome. Android
 tokens are ``brik-sandbox:<outcome>``. The table is :data:`MAGIC_TOKENS` and is in the README.
+
+What it "delivered" is kept for inspection, but only the last :data:`RECENT_SENDS`: one sandbox
+lives as long as its worker, and a production worker serving test-mode keys for months must not
+grow with every test push it ever took.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from workers.providers.base import ApnsPush, FcmPush, Outcome
+
+RECENT_SENDS = 1000  # delivered test pushes kept in memory (a ring buffer: the oldest go)
 
 
 @dataclass(frozen=True)
@@ -58,8 +65,8 @@ MAGIC_TOKENS: dict[str, Script] = {
 class SandboxProvider:
     name = "sandbox"
 
-    def __init__(self) -> None:
-        self.sent: list[ApnsPush | FcmPush] = []
+    def __init__(self, keep: int = RECENT_SENDS) -> None:
+        self.sent: deque[ApnsPush | FcmPush] = deque(maxlen=keep)
 
     async def send(self, pushes: Sequence[ApnsPush | FcmPush]) -> list[Outcome]:
         outcomes = []

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from workers.providers.base import ApnsPush, FcmPush, OutcomeKind
-from workers.providers.sandbox import MAGIC_TOKENS, SandboxProvider
+from workers.providers.sandbox import MAGIC_TOKENS, RECENT_SENDS, SandboxProvider
 
 
 def apns(token: str, attempt: int = 1) -> ApnsPush:
@@ -33,8 +33,17 @@ async def test_each_magic_token_does_what_its_table_says(token: str) -> None:
     kinds = [(await sandbox.send([push_for(n)]))[0].kind for n in range(1, 5)]
     if script.failures is None:
         assert kinds == [script.outcome.kind] * 4
-        assert sandbox.sent == []
+        assert list(sandbox.sent) == []
     else:
         expected = [script.outcome.kind] * script.failures
         expected += [OutcomeKind.DELIVERED] * (4 - script.failures)
         assert kinds == expected
+
+
+async def test_a_long_running_worker_keeps_only_the_recent_sends() -> None:
+    sandbox = SandboxProvider()
+    pushes = [apns(f"ab{n:062x}") for n in range(RECENT_SENDS + 500)]
+    for start in range(0, len(pushes), 100):  # a worker sends batch after batch
+        await sandbox.send(pushes[start : start + 100])
+    assert len(sandbox.sent) == RECENT_SENDS  # memory stays flat, however long it runs
+    assert list(sandbox.sent) == pushes[-RECENT_SENDS:]  # the newest are the ones kept
