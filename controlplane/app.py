@@ -19,6 +19,7 @@ from controlplane.auth.api_key_cache import ApiKeyCache
 from controlplane.auth.oidc import STATE_COOKIE, OidcLogin
 from controlplane.billing import StripeConnection
 from controlplane.crypto import KeyRing
+from controlplane.enqueue_relay import EnqueueRelay
 from controlplane.errors import exception_handlers
 from controlplane.middleware.body_limit import BodySizeLimitMiddleware
 from controlplane.middleware.telemetry import RequestMetrics, RequestTelemetryMiddleware
@@ -38,6 +39,7 @@ def create_app(settings: Settings) -> Starlette:
         async with db.database(settings.database_url):
             redis = queue_client(settings.redis_url, settings.queue_name)
             app.state.redis = redis
+            app.state.enqueue_relay = EnqueueRelay(redis, registry)
             app.state.rate_limiter = RateLimiter(redis)
             if settings.secret_key is not None:
                 app.state.api_keys = ApiKeyCache(redis, settings.secret_key.get_secret_value())
@@ -45,6 +47,7 @@ def create_app(settings: Settings) -> Starlette:
             try:
                 yield
             finally:
+                await app.state.enqueue_relay.close()
                 await redis.aclose(close_connection_pool=True)
                 if app.state.stripe is not None:
                     await app.state.stripe.close()

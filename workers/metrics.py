@@ -1,12 +1,23 @@
-"""What a worker tells Prometheus: deliveries by provider and outcome, provider latency,
-retries and jobs in progress. Served on ``BRIK_WORKER_METRICS_PORT`` when it is set (the API's
-``/metrics`` adds the queue depth, which it reads from Redis at scrape time)."""
+"""What a worker tells Prometheus and its orchestrator.
+
+Metrics: deliveries by provider and outcome, provider latency, retries, jobs in progress and
+whether Redis is reachable (the API's ``/metrics`` adds the queue depth, which it reads from
+Redis at scrape time). Served on ``BRIK_WORKER_METRICS_PORT`` when it is set, together with
+``/healthz`` (the process is alive) and ``/readyz`` (503 while the worker waits for Redis).
+"""
 
 from __future__ import annotations
 
-from wsgiref.simple_server import WSGIServer
+import json
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
+
+StartResponse = Callable[..., Any]
 
 
 class WorkerMetrics:
@@ -36,11 +47,48 @@ class WorkerMetrics:
             "Delivery jobs running in this worker.",
             registry=self.registry,
         )
+        self.redis_up = Gauge(
+            "brik_worker_redis_connected",
+            "1 while the worker reaches Redis; 0 while it waits for Redis to come back.",
+            registry=self.registry,
+        )
+        self.waiting_for_redis_since: float | None = None
+        self._server: WSGIServer | None = None
+
+    def waiting_for_redis(self, since: float) -> None:
+        self.waiting_for_redis_since = since
+        self.redis_up.set(0)
+
+    def redis_connected(self) -> None:
+        self.waiting_for_redis_since = None
+        self.redis_up.set(1)
+
+    def readiness(self) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, body) of ``/readyz``."""
+        if self.waiting_for_redis_since is not None:
+            return 503, {"status": "waiting", "waiting_for": "redis",
+                         "since": self.waiting_for_redis_since}  # fmt: skip
+        return 200, {"status": "ok"}
+
+    def wsgi_app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path in ("/healthz", "/readyz"):
+            status, body = (200, {"status": "ok"}) if path == "/healthz" else self.readiness()
+            start_response(
+                f"{status} {'OK' if status == 200 else 'Service Unavailable'}",
+                [("Content-Type", "application/json")],
+            )
+            return [json.dumps(body).encode()]
+        return self._metrics_app(environ, start_response)  # type: ignore[no-any-return]
 
     def serve(self, port: int, host: str = "0.0.0.0") -> None:
-        """Expose the metrics on ``host:port`` (a thread), until :meth:`stop`."""
-        server, _ = start_http_server(port, addr=host, registry=self.registry)
-        self._server: WSGIServer | None = server
+        """Expose metrics and probes on ``host:port`` (a thread), until :meth:`stop`."""
+        self._metrics_app = make_wsgi_app(self.registry)
+        server = make_server(
+            host, port, self.wsgi_app, ThreadingWSGIServer, handler_class=_SilentHandler
+        )
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._server = server
 
     def stop(self) -> None:
         server = getattr(self, "_server", None)

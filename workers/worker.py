@@ -10,6 +10,14 @@ concurrent I/O-bound jobs, so (all overridable by settings, see the README):
 - ``job_timeout`` 120 s and ``max_tries`` 8: a batch waits out provider back-off, then gives up
   into ``failed`` with its last reason instead of looping forever;
 - ``keep_result`` 10 min: results are only read by probes and tests.
+
+A worker rides out a Redis outage instead of exiting (arq's own loop stops at the first
+connection error): :class:`OutageTolerantWorker` waits for Redis at start-up, and when Redis goes
+away mid-run it backs off and polls again until it answers. Jobs already running carry on —
+their work is recorded in PostgreSQL, and arq's bookkeeping that could not be written only means
+a job may run again, which finds nothing left to claim. Jobs that Redis lost (a restart without
+its data) are re-enqueued by the reconciler. While it waits, ``brik_worker_redis_connected`` is
+0 and the worker's ``/readyz`` answers 503 naming Redis.
 """
 
 from __future__ import annotations
@@ -19,10 +27,13 @@ import logging
 import os
 import secrets
 import socket
+import time
 from contextlib import AsyncExitStack
 from typing import Any
 
 from arq import Worker, cron, func
+from arq.connections import create_pool
+from redis.exceptions import RedisError
 
 from controlplane import db
 from controlplane.billing import StripeConnection
@@ -43,15 +54,77 @@ from workers.tasks.usage_flush import scheduled_request_count_flush
 
 KEEP_RESULT_SECONDS = 600
 SHUTDOWN_GRACE_SECONDS = 30.0
+FIRST_RECONNECT_SECONDS = 0.25
+MAX_RECONNECT_SECONDS = 5.0
 
 logger = logging.getLogger(__name__)
+
+
+class OutageTolerantWorker(Worker):
+    """An arq worker that waits for Redis instead of exiting when it cannot reach it."""
+
+    def __init__(self, *args: Any, metrics: WorkerMetrics, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.metrics = metrics
+        self._reconnect_delay = FIRST_RECONNECT_SECONDS
+
+    async def main(self) -> None:
+        while self._pool is None:
+            try:
+                self._pool = await create_pool(
+                    self.redis_settings, job_deserializer=self.job_deserializer,
+                    job_serializer=self.job_serializer, default_queue_name=self.queue_name,
+                    expires_extra_ms=self.expires_extra_ms,
+                )  # fmt: skip
+            except (RedisError, OSError, TimeoutError) as exc:
+                await self._wait_for_redis(exc)
+        self._redis_is_back()
+        await super().main()
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except (RedisError, OSError, TimeoutError) as exc:
+            await self._wait_for_redis(exc)
+        else:
+            self._redis_is_back()
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        # arq takes a job slot before its Redis round trip and does not give it back when that
+        # round trip fails: without this, every outage would leak slots until none was left.
+        for job_id in job_ids:
+            before = self.job_counter
+            try:
+                await super().start_jobs([job_id])
+            except BaseException:
+                if self.job_counter > before:
+                    self.job_counter -= 1
+                    self.sem.release()
+                raise
+
+    async def _wait_for_redis(self, exc: BaseException) -> None:
+        if self.metrics.waiting_for_redis_since is None:
+            logger.warning(
+                "Redis is unreachable (%s: %s); waiting for it, running jobs carry on",
+                type(exc).__name__, exc,
+            )  # fmt: skip
+            self.metrics.waiting_for_redis(time.time())
+        await asyncio.sleep(self._reconnect_delay)
+        self._reconnect_delay = min(self._reconnect_delay * 2, MAX_RECONNECT_SECONDS)
+
+    def _redis_is_back(self) -> None:
+        self._reconnect_delay = FIRST_RECONNECT_SECONDS
+        since = self.metrics.waiting_for_redis_since
+        self.metrics.redis_connected()
+        if since is not None:
+            logger.warning("Redis is back after %.1f s; carrying on", time.time() - since)
 
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
+def build_worker(settings: Settings, *, handle_signals: bool = True) -> OutageTolerantWorker:
     """An arq worker for ``settings``. Build it inside the event loop that will run it."""
 
     metrics = WorkerMetrics()
@@ -93,7 +166,8 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         if stack is not None:
             await stack.aclose()
 
-    return Worker(
+    return OutageTolerantWorker(
+        metrics=metrics,
         functions=[
             func(heartbeat, name=HEARTBEAT_JOB),
             func(deliver_batch, name=DELIVER_JOB),

@@ -2,8 +2,9 @@
 
 ``POST /v1/pushes`` (secret key, ``pushes:write``) resolves the recipients, checks the content
 against both providers' limits, and commits the push with one delivery row per device before
-answering 202 — from then on it cannot be lost: jobs are enqueued after the commit, and the
-worker's reconciler re-enqueues anything a lost job leaves behind. Retrying with the same
+answering 202 — from then on it cannot be lost: jobs are enqueued after the commit (if Redis is
+away then, as soon as it is back: :mod:`controlplane.enqueue_relay`), and the worker's
+reconciler re-enqueues anything a lost job leaves behind. Retrying with the same
 ``Idempotency-Key`` replays the first answer instead of sending again.
 """
 
@@ -23,6 +24,7 @@ from tortoise.functions import Count
 from controlplane.api.fields import ObjectId
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Auth, Call, Operation
+from controlplane.enqueue_relay import EnqueueRelay, Handover
 from controlplane.errors import InvalidRequest
 from controlplane.fan_out import insert_deliveries
 from controlplane.models import (
@@ -42,7 +44,7 @@ from controlplane.payloads import PushContent, check_sizes
 from controlplane.plans import limits_for
 from controlplane.usage import reserve_pushes
 from controlplane.usage_alerts import warn_if_crossed
-from workers.queue import DELIVER_JOB, DELIVERY_BATCH_SIZE, events_channel
+from workers.queue import events_channel
 
 EVENTS_POLL_SECONDS = 5.0
 # Notices arriving this close together are answered with one count: a large fan-out publishes
@@ -195,18 +197,12 @@ async def send_push(call: Call) -> PushAccepted:
             organization, call.key.mode, len(recipients), limits, now
         )
         call.after_commit.append(partial(warn_if_crossed, call, reservation, limits))
-    redis = call.request.app.state.redis
-    defer_until = body.send_at if scheduled else None
-
-    async def enqueue() -> None:
-        for number, start in enumerate(range(0, len(delivery_ids), DELIVERY_BATCH_SIZE)):
-            await redis.enqueue_job(
-                DELIVER_JOB, push.id, delivery_ids[start : start + DELIVERY_BATCH_SIZE],
-                _job_id=f"deliver:{push.id}:{number}", _defer_until=defer_until,
-            )  # fmt: skip
-
+    relay: EnqueueRelay = call.request.app.state.enqueue_relay
+    handover = Handover(push.id, delivery_ids, body.send_at if scheduled else None)
     if delivery_ids:
-        call.after_commit.append(enqueue)
+        # After the commit, and never an error: the push is accepted whether Redis answers now
+        # or later (controlplane/enqueue_relay.py).
+        call.after_commit.append(partial(relay.hand_over, handover))
     return PushAccepted(id=push.id, status=push.status, recipients=push.recipients)
 
 

@@ -1,5 +1,6 @@
-"""Fault tests, counted at the fake APNs: a worker killed with SIGKILL mid fan-out, and an
-error storm. Every device gets the push; the only second sends are those in flight at the kill.
+"""Fault tests, counted at the fake APNs: a worker killed with SIGKILL mid fan-out, an error
+storm, and Redis going away under the API and under a running worker. Every device gets the
+push; the only second sends are those in flight when a worker was killed.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -32,7 +34,8 @@ from controlplane.models import (
 from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.apple import SigningKey
-from tests.support.processes import brik_cloud_command, settings_environment
+from tests.support.processes import brik_cloud_command, free_port, settings_environment
+from tests.support.redis_server import RestartableRedis
 from tests.support.servers import running_worker, serving
 from tests.support.tenants import make_tenant
 from workers.fakes.apns import FakeAPNs
@@ -150,3 +153,87 @@ async def test_an_error_storm_delivers_everything_exactly_once(
     assert len(refused) > DEVICES * 0.2  # the storm really happened
     retried = await Delivery.filter(push_id=push_id, attempts__gt=1).count()
     assert retried == len({(r.apns_id, r.token) for r in refused})
+
+
+@pytest.fixture
+def outage_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
+    with RestartableRedis(tmp_path / "redis") as redis:
+        yield redis
+
+
+async def test_a_push_accepted_while_redis_is_down_is_answered_202_and_delivered_once(
+    fault_settings: Settings, apns_fake: FakeAPNs, signing_key: SigningKey,
+    outage_redis: RestartableRedis, database: None,
+) -> None:  # fmt: skip
+    settings = fault_settings.model_copy(
+        update={"redis_url": outage_redis.url, "reconcile_every_seconds": 60}
+    )
+    acme = await make_tenant("Acme")
+    _, live = await issue_api_key(acme.project, name="live", kind=KeyKind.SECRET,
+                                  mode=KeyMode.LIVE, pepper=TEST_SECRET_KEY)  # fmt: skip
+    auth = {"Authorization": f"Bearer {live}"}
+    tokens = [f"{n + 1:064x}" for n in range(20)]
+    async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as api:
+        uploaded = await api.put("/v1/credentials/apns", json={
+            "key": signing_key.pem, "key_id": signing_key.key_id,
+            "team_id": signing_key.team_id, "topic": "com.example.app",
+            "environment": "sandbox"}, headers=auth)  # fmt: skip
+        assert uploaded.status_code == 200
+        for token in tokens:
+            registered = await api.post("/v1/devices", headers=auth, json={
+                "token": token, "platform": "ios", "user_id": "u_1"})  # fmt: skip
+            assert registered.status_code in (200, 201), registered.text
+        outage_redis.kill()
+        body = {"kind": "alert", "alert": {"title": "Shipped"}, "to": {"user_ids": ["u_1"]}}
+        accepted = await api.post("/v1/pushes", json=body, headers=auth)
+        # Committed means accepted: a 500 here would invite a plain client to send it again.
+        assert accepted.status_code == 202, accepted.text
+        assert accepted.json()["recipients"] == len(tokens)
+        push_id = accepted.json()["id"]
+        outage_redis.start()  # back, empty: the jobs were never written
+        async with running_worker(settings):
+            await _wait_completed(push_id)
+    per_device = apns_fake.deliveries_per_device()
+    assert sorted(token for _, token in per_device) == tokens
+    assert set(per_device.values()) == {1}
+
+
+async def test_one_worker_rides_out_a_redis_restart_mid_fan_out(
+    fault_settings: Settings, apns_fake: FakeAPNs, signing_key: SigningKey,
+    outage_redis: RestartableRedis, database: None,
+) -> None:  # fmt: skip
+    metrics_port = free_port()
+    settings = fault_settings.model_copy(
+        update={"redis_url": outage_redis.url, "worker_metrics_port": metrics_port}
+    )
+    apns_fake.default_delay = 0.02
+    push_id = await _fan_out(settings, signing_key)
+    worker = _worker_process(settings)
+    ready = f"http://127.0.0.1:{metrics_port}/readyz"
+    try:
+        deadline = time.monotonic() + 60
+        while len(apns_fake.received) < DEVICES // 4:
+            assert worker.poll() is None, "the worker exited on its own"
+            assert time.monotonic() < deadline, "the worker never got going"
+            await asyncio.sleep(0.01)
+        outage_redis.kill()  # the queue, its jobs and arq's bookkeeping are gone with it
+        async with httpx.AsyncClient() as probe:
+            while (waiting := await probe.get(ready)).status_code != 503:
+                assert time.monotonic() < deadline, "the worker never noticed"
+                await asyncio.sleep(0.05)
+            assert waiting.json()["waiting_for"] == "redis"
+            metrics = (await probe.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+            assert "brik_worker_redis_connected 0.0" in metrics
+            await asyncio.sleep(1.0)
+            assert worker.poll() is None, "the worker exited while Redis was away"
+            outage_redis.start()
+            await _wait_completed(push_id)  # no restart by hand
+            assert (await probe.get(ready)).status_code == 200
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+    statuses = Counter(await Delivery.filter(push_id=push_id).values_list("status", flat=True))
+    assert statuses == {DeliveryStatus.DELIVERED: DEVICES}
+    per_device = apns_fake.deliveries_per_device()
+    assert len(per_device) == DEVICES
+    assert set(per_device.values()) == {1}  # the worker lived: nothing was sent twice

@@ -47,7 +47,7 @@ from workers.in_flight import InFlightBudget
 from workers.metrics import WorkerMetrics
 from workers.provider_cache import JobProviders, MissingCredential
 from workers.providers.base import ApnsPush, FcmPush, Outcome, OutcomeKind
-from workers.queue import DELIVER_JOB, events_channel
+from workers.queue import enqueue_deliveries, events_channel
 
 OPEN_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
 CHUNKS_IN_FLIGHT = 4
@@ -214,10 +214,9 @@ async def _within_egress_limit(
         attempts=F("attempts") - 1, reason="waiting for the project's egress rate limit",
         next_attempt_at=datetime.now(UTC) + timedelta(seconds=wait),
     )  # fmt: skip
-    await ctx["redis"].enqueue_job(
-        DELIVER_JOB, push.id, held,
-        _job_id=f"deliver:{push.id}:egress:{lease}:{chunk_start}:{provider}",
-        _defer_by=timedelta(seconds=wait),
+    await enqueue_deliveries(
+        ctx["redis"], push.id, held, origin=f"egress:{lease}:{chunk_start}:{provider}",
+        defer_by=wait,
     )  # fmt: skip
     return rows[:granted]
 
@@ -340,11 +339,9 @@ async def _record(
     # One job per moment, whatever the reasons: a job id is unique per (lease, chunk, delay),
     # and arq silently refuses a second job with an id it already holds.
     for delay, ids in due.items():
-        await redis.enqueue_job(
-            DELIVER_JOB, push.id, ids,
-            _job_id=f"deliver:{push.id}:retry:{lease}:{chunk_start}:{delay}",
-            _defer_by=timedelta(seconds=delay),
-        )  # fmt: skip
+        await enqueue_deliveries(
+            redis, push.id, ids, origin=f"retry:{lease}:{chunk_start}:{delay}", defer_by=delay
+        )
     return dict(counts)
 
 

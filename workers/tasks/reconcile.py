@@ -18,7 +18,7 @@ from tortoise.expressions import Q
 
 from controlplane import idempotency
 from controlplane.models import Delivery, DeliveryStatus, PushStatus
-from workers.queue import DELIVER_JOB, DELIVERY_BATCH_SIZE
+from workers.queue import enqueue_deliveries
 
 MAX_ROWS_PER_RUN = 100_000
 
@@ -43,11 +43,7 @@ async def reconcile_deliveries(ctx: dict[str, Any], now: datetime | None = None)
         by_push[str(push_id)].append(str(delivery_id))
     stamp = now.strftime("%Y%m%d%H%M%S")
     for push_id, ids in by_push.items():
-        for number, start in enumerate(range(0, len(ids), DELIVERY_BATCH_SIZE)):
-            await ctx["redis"].enqueue_job(
-                DELIVER_JOB, push_id, ids[start : start + DELIVERY_BATCH_SIZE],
-                _job_id=f"deliver:{push_id}:reconcile:{stamp}:{number}",
-            )  # fmt: skip
+        await enqueue_deliveries(ctx["redis"], push_id, ids, origin=f"reconcile:{stamp}")
     return len(rows)
 
 

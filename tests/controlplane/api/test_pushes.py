@@ -67,7 +67,7 @@ async def test_a_push_is_committed_with_a_delivery_per_device_and_queued(
         queued = await redis.zrange(settings.queue_name, 0, -1)
     finally:
         await redis.aclose()
-    assert queued == [f"deliver:{accepted['id']}:0".encode()]
+    assert queued == [f"deliver:{accepted['id']}:accept:0".encode()]
     detail = (await client.get(f"/v1/pushes/{accepted['id']}",
                                headers=bearer(acme.secret_key))).json()  # fmt: skip
     assert detail["deliveries"] == {"queued": 5}

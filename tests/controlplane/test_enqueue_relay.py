@@ -1,0 +1,41 @@
+"""The relay hands an accepted push to the queue as soon as Redis is back, with no error."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from controlplane.enqueue_relay import EnqueueRelay, Handover
+from tests.support.redis_server import RestartableRedis
+from workers.queue import queue_client
+
+
+async def test_a_handover_while_redis_is_down_is_enqueued_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    with RestartableRedis(tmp_path) as server:
+        redis = queue_client(server.url, "relay-test")
+        registry = CollectorRegistry()
+        relay = EnqueueRelay(redis, registry)
+        try:
+            server.kill()
+            await relay.hand_over(Handover("psh_1", ["dlv_1", "dlv_2"]))  # no exception
+            await relay.hand_over(Handover("psh_2", ["dlv_3"]))
+            assert relay.pending == 2
+            assert registry.get_sample_value("brik_enqueue_pending") == 2
+            server.start()
+            deadline = time.monotonic() + 30
+            while relay.pending:
+                assert time.monotonic() < deadline, "the relay never handed them over"
+                await asyncio.sleep(0.05)
+            queued = await redis.zrange("relay-test", 0, -1)
+            assert sorted(queued) == [b"deliver:psh_1:accept:0", b"deliver:psh_2:accept:0"]
+            # Handing the same push over again (a retry whose answer was lost) adds nothing.
+            await relay.hand_over(Handover("psh_1", ["dlv_1", "dlv_2"]))
+            assert len(await redis.zrange("relay-test", 0, -1)) == 2
+        finally:
+            await relay.close()
+            await redis.aclose(close_connection_pool=True)
