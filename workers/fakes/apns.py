@@ -16,8 +16,8 @@ What it checks, as Apple does (reasons are Apple's):
   (413 ``PayloadTooLarge``).
 
 A good request gets 200 with headers only, echoing ``apns-id`` (or a fresh one). Tests script
-per-token outcomes (:meth:`FakeAPNs.script`): an error status and reason (410 ``Unregistered``
-carries a timestamp), a slow answer, or a dropped connection; ``chaos`` makes a share of all
+per-token outcomes (:meth:`FakeAPNs.script`): an error status and reason (a 410 carries a
+timestamp), a slow answer, or a dropped connection; ``chaos`` makes a share of all
 requests fail temporarily. Every request is recorded (:attr:`FakeAPNs.received`) with what
 was answered, so tests can count accepted deliveries per ``(apns-id, token)``.
 """
@@ -76,7 +76,9 @@ class Outcome:
 
 
 UNREGISTERED = Outcome.error(410, "Unregistered")
+EXPIRED_TOKEN = Outcome.error(410, "ExpiredToken")
 BAD_DEVICE_TOKEN = Outcome.error(400, "BadDeviceToken")
+DEVICE_TOKEN_NOT_FOR_TOPIC = Outcome.error(400, "DeviceTokenNotForTopic")
 TOO_MANY_REQUESTS = Outcome.error(429, "TooManyRequests")
 INTERNAL_SERVER_ERROR = Outcome.error(500, "InternalServerError")
 SERVICE_UNAVAILABLE = Outcome.error(503, "ServiceUnavailable")

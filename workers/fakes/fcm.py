@@ -15,8 +15,9 @@ What it checks, as Google does:
 
 A good request gets 200 ``{"name": "projects/{project}/messages/{id}"}``. Tests script per-token
 outcomes (:meth:`FakeFCM.script`): ``UNREGISTERED`` (404), ``INVALID_ARGUMENT`` about the token
-(400), ``QUOTA_EXCEEDED`` (429 with ``Retry-After``), ``INTERNAL`` (500), ``UNAVAILABLE`` (503),
-``THIRD_PARTY_AUTH_ERROR`` (401), or a slow answer. Every send is recorded in
+(400), ``SENDER_ID_MISMATCH`` (403: a token of another Firebase project), ``QUOTA_EXCEEDED``
+(429 with ``Retry-After``), ``INTERNAL`` (500), ``UNAVAILABLE`` (503), ``THIRD_PARTY_AUTH_ERROR``
+(401), or a slow answer. Every send is recorded in
 :attr:`FakeFCM.received`.
 """
 
@@ -71,6 +72,10 @@ QUOTA_EXCEEDED = FcmOutcome(
 )
 INTERNAL = FcmOutcome(500, "INTERNAL", "INTERNAL", "Internal error encountered.")
 UNAVAILABLE = FcmOutcome(503, "UNAVAILABLE", "UNAVAILABLE", "The service is currently unavailable.")
+SENDER_ID_MISMATCH = FcmOutcome(
+    403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH",
+    "SenderId mismatch: the registration token belongs to another Firebase project.",
+)  # fmt: skip
 THIRD_PARTY_AUTH_ERROR = FcmOutcome(
     401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR", "APNs certificate or auth key was invalid."
 )
@@ -191,8 +196,8 @@ class FakeFCM(LocalServer):
             return _error(401, "UNAUTHENTICATED", None, "Access token expired.",
                           reason="ACCESS_TOKEN_EXPIRED")  # fmt: skip
         if grant[0] != project_id:
-            return _error(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH",
-                          "Permission denied on this project.")  # fmt: skip
+            denied = "Permission 'cloudmessaging.messages.create' denied on resource."
+            return _error(403, "PERMISSION_DENIED", None, denied)
         raw = await request.body()
         try:
             body = json.loads(raw)

@@ -1,9 +1,19 @@
 """APNs over HTTP/2 with token auth (aioapns), and Apple's answers mapped to outcomes.
 
-The reasons that kill a token and the ones worth retrying are named sets, as in DESIGN.md:
-410 ``Unregistered`` and 400 ``BadDeviceToken`` / ``DeviceTokenNotForTopic`` invalidate the
-device; 429, 500 and 503 (and a lost connection or a timeout) are retried with the *same*
-``apns-id``; 403 provider-token errors fail with a message saying which credential to fix.
+Apple's answers are decided on (status, reason) *pairs*, kept in named sets as sygnal does —
+never on the reason string alone, which a proxy or a 5xx body can carry too. Apple's
+"Handling notification responses from APNs" is the contract:
+
+* :data:`DEAD_TOKEN_ERRORS` — 410 ``Unregistered`` (the token is inactive for the topic),
+  410 ``ExpiredToken`` (the token has expired), 400 ``BadDeviceToken`` (not a token, or one for
+  the other environment), 400 ``DeviceTokenNotForTopic`` (a token of another app): the token is
+  dropped (the device, or only its Live Activity token, see :mod:`workers.tasks.deliver`);
+* :data:`TEMPORARY_STATUSES` — 429, 500, 503 whatever the reason (and a lost connection or a
+  timeout): retried with the *same* ``apns-id``;
+* :data:`CREDENTIAL_ERRORS` — 403 provider-token and certificate errors (and 400
+  ``TopicDisallowed``): failed, with a message saying which credential to fix; any other 403
+  too.
+
 Anything else Apple refuses is a permanent failure with Apple's reason.
 """
 
@@ -21,15 +31,22 @@ from controlplane.settings import Settings
 from workers.providers.apns_connection import apns_pool
 from workers.providers.base import ApnsPush, Outcome
 
-DEAD_TOKEN_REASONS = frozenset({"Unregistered", "BadDeviceToken", "DeviceTokenNotForTopic"})
-RETRY_STATUSES = frozenset({"429", "500", "503"})
-CREDENTIAL_REASONS = {
-    "ExpiredProviderToken": "APNs says the provider token expired: check the server clock.",
-    "InvalidProviderToken": "APNs refused the auth key: check the key id, team id and .p8 key.",
-    "MissingProviderToken": "No APNs auth key is configured for this project.",
-    "TopicDisallowed": "The APNs key may not send to this bundle id (topic).",
-    "BadCertificate": "APNs refused the credential.",
-    "BadCertificateEnvironment": "The credential is for the other APNs environment.",
+DEAD_TOKEN_ERRORS = frozenset(
+    {
+        (410, "Unregistered"),
+        (410, "ExpiredToken"),
+        (400, "BadDeviceToken"),
+        (400, "DeviceTokenNotForTopic"),
+    }
+)
+TEMPORARY_STATUSES = frozenset({429, 500, 503})
+CREDENTIAL_ERRORS = {
+    (403, "ExpiredProviderToken"): "APNs says the provider token expired: check the server clock.",
+    (403, "InvalidProviderToken"): "APNs refused the auth key: check key id, team id, .p8 key.",
+    (403, "MissingProviderToken"): "No APNs auth key is configured for this project.",
+    (403, "BadCertificate"): "APNs refused the credential.",
+    (403, "BadCertificateEnvironment"): "The credential is for the other APNs environment.",
+    (400, "TopicDisallowed"): "The APNs key may not send to this bundle id (topic).",
 }
 
 
@@ -85,15 +102,17 @@ class ApnsProvider:
         self._pool.close()
 
 
-def classify(status: str, reason: str | None) -> Outcome:
-    """Apple's answer as an outcome (see the module docstring)."""
-    if status == "200":
+def classify(status: str | int, reason: str | None) -> Outcome:
+    """Apple's answer (aioapns gives the status as text) as an outcome; see the docstring."""
+    code = int(status) if str(status).isdigit() else 0
+    if code == 200:
         return Outcome.delivered()
     reason = reason or f"HTTP {status}"
-    if reason in DEAD_TOKEN_REASONS:
+    if (code, reason) in DEAD_TOKEN_ERRORS:
         return Outcome.invalid_token(reason)
-    if status in RETRY_STATUSES:
+    if code in TEMPORARY_STATUSES:
         return Outcome.retry(reason)
-    if status == "403" or reason in CREDENTIAL_REASONS:
-        return Outcome.failed(f"{reason}: {CREDENTIAL_REASONS.get(reason, 'fix the credential')}")
+    fix = CREDENTIAL_ERRORS.get((code, reason))
+    if fix is not None or code == 403:
+        return Outcome.failed(f"{reason}: {fix or 'fix the credential'}")
     return Outcome.failed(reason)

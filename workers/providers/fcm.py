@@ -1,10 +1,18 @@
 """FCM HTTP v1 (pyfcm, driven by :mod:`workers.providers.fcm_connection`), answers as outcomes.
 
-404 ``UNREGISTERED`` and a 400 ``INVALID_ARGUMENT`` about the registration token invalidate
-the device (sygnal never drops a token on 400; we do, when FCM says the token is the problem);
-429 ``QUOTA_EXCEEDED`` (with its ``Retry-After``), 500 ``INTERNAL`` and 503 ``UNAVAILABLE`` are
-retried; 401/403 are credential errors with a message saying what to fix; any other 400 is a
-permanent failure with FCM's message.
+Google's answers are decided on (HTTP status, FCM error code) pairs in named sets, as in the
+APNs provider:
+
+* :data:`DEAD_TOKEN_ERRORS` — 404 ``UNREGISTERED`` (the app is gone from the device) and 403
+  ``SENDER_ID_MISMATCH`` (the token belongs to another Firebase project: it can never work with
+  this project's credential, and the credential is fine for every other token) invalidate the
+  device; so does a 400 ``INVALID_ARGUMENT`` whose message is about the registration token
+  (sygnal never drops a token on 400; we do, when FCM says the token is the problem);
+* :data:`TEMPORARY_STATUSES` — 429 ``QUOTA_EXCEEDED`` (with its ``Retry-After``), 500
+  ``INTERNAL``, 502, 503 ``UNAVAILABLE``, 504: retried;
+* any other 401/403 is a credential error with a message saying what to fix; any other answer
+  (a 400 about the message, a 404 that is not ``UNREGISTERED``) a permanent failure with
+  FCM's message.
 """
 
 from __future__ import annotations
@@ -19,7 +27,9 @@ from controlplane.settings import Settings
 from workers.providers.base import FcmPush, Outcome
 from workers.providers.fcm_connection import FcmResult, FcmSender
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+DEAD_TOKEN_ERRORS = frozenset({(404, "UNREGISTERED"), (403, "SENDER_ID_MISMATCH")})
+TEMPORARY_STATUSES = frozenset({429, 500, 502, 503, 504})
+CREDENTIAL_STATUSES = frozenset({401, 403})
 
 
 class FcmProvider:
@@ -50,13 +60,13 @@ def classify(result: FcmResult) -> Outcome:
     if result.delivered:
         return Outcome.delivered(result.message_name)
     code = result.error_code or result.error_status or f"HTTP {result.status}"
-    if result.error_code == "UNREGISTERED" or result.status == 404:
+    if (result.status, result.error_code) in DEAD_TOKEN_ERRORS:
         return Outcome.invalid_token(code)
     if result.status == 400 and "registration token" in result.error_message.lower():
         return Outcome.invalid_token(f"{code}: {result.error_message}")
-    if result.status in RETRY_STATUSES:
+    if result.status in TEMPORARY_STATUSES:
         return Outcome.retry(code, result.retry_after)
-    if result.status in (401, 403):
+    if result.status in CREDENTIAL_STATUSES:
         return Outcome.failed(
             f"{code}: FCM refused the service account or sender; upload a valid "
             f"service-account key for this Firebase project ({result.error_message})"

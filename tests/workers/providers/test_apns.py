@@ -5,11 +5,15 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
+
 from controlplane.settings import Settings
 from tests.support.apple import TOPIC, SigningKey, new_signing_key
 from workers.fakes.apns import (
     BAD_DEVICE_TOKEN,
+    DEVICE_TOKEN_NOT_FOR_TOPIC,
     EXPIRED_PROVIDER_TOKEN,
+    EXPIRED_TOKEN,
     INTERNAL_SERVER_ERROR,
     SERVICE_UNAVAILABLE,
     TOO_MANY_REQUESTS,
@@ -17,7 +21,7 @@ from workers.fakes.apns import (
     FakeAPNs,
     Outcome,
 )
-from workers.providers.apns import ApnsProvider
+from workers.providers.apns import ApnsProvider, classify
 from workers.providers.base import ApnsPush, OutcomeKind
 
 
@@ -45,6 +49,8 @@ async def test_each_apple_answer_becomes_the_right_outcome(
         "06" * 32: (SERVICE_UNAVAILABLE, OutcomeKind.RETRY, "ServiceUnavailable"),
         "07" * 32: (EXPIRED_PROVIDER_TOKEN, OutcomeKind.FAILED, "ExpiredProviderToken"),
         "08" * 32: (Outcome.error(400, "BadTopic"), OutcomeKind.FAILED, "BadTopic"),
+        "09" * 32: (EXPIRED_TOKEN, OutcomeKind.INVALID_TOKEN, "ExpiredToken"),
+        "0a" * 32: (DEVICE_TOKEN_NOT_FOR_TOPIC, OutcomeKind.INVALID_TOKEN, "DeviceTokenNot"),
     }
     for token, (outcome, _, _) in scripted.items():
         if outcome is not None:
@@ -57,6 +63,28 @@ async def test_each_apple_answer_becomes_the_right_outcome(
         assert outcome.kind is kind, token
         assert outcome.reason.startswith(reason), (token, outcome.reason)
     assert "server clock" in outcomes[6].reason  # tells the tenant what to fix
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "kind"),
+    [
+        # Apple's contract: only these (status, reason) pairs say the token is dead.
+        ("410", "Unregistered", OutcomeKind.INVALID_TOKEN),
+        ("410", "ExpiredToken", OutcomeKind.INVALID_TOKEN),
+        ("400", "BadDeviceToken", OutcomeKind.INVALID_TOKEN),
+        ("400", "DeviceTokenNotForTopic", OutcomeKind.INVALID_TOKEN),
+        # A reason alone proves nothing: a 503 (an overloaded proxy, a gateway relaying an
+        # old answer) is temporary whatever its body says, and the device stays.
+        ("503", "Unregistered", OutcomeKind.RETRY),
+        ("500", "BadDeviceToken", OutcomeKind.RETRY),
+        ("403", "DeviceTokenNotForTopic", OutcomeKind.FAILED),
+        ("404", "Unregistered", OutcomeKind.FAILED),
+    ],
+)
+def test_a_token_is_dead_only_for_the_status_and_reason_apple_pairs(
+    status: str, reason: str, kind: OutcomeKind
+) -> None:
+    assert classify(status, reason).kind is kind
 
 
 async def test_a_timeout_is_a_retry_and_the_retry_keeps_the_apns_id(

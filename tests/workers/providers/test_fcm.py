@@ -8,6 +8,7 @@ from workers.fakes.fcm import (
     INTERNAL,
     INVALID_TOKEN,
     QUOTA_EXCEEDED,
+    SENDER_ID_MISMATCH,
     THIRD_PARTY_AUTH_ERROR,
     UNAVAILABLE,
     UNREGISTERED,
@@ -34,6 +35,10 @@ async def test_each_google_answer_becomes_the_right_outcome(fcm_fake: FakeFCM) -
         "t-500": (INTERNAL, OutcomeKind.RETRY),
         "t-503": (UNAVAILABLE, OutcomeKind.RETRY),
         "t-auth": (THIRD_PARTY_AUTH_ERROR, OutcomeKind.FAILED),
+        # A token of another Firebase project: the token is wrong for us, not our credential.
+        "t-other-project": (SENDER_ID_MISMATCH, OutcomeKind.INVALID_TOKEN),
+        # A 404 that is not UNREGISTERED (a wrong endpoint) says nothing about the token.
+        "t-404": (FcmOutcome(404, "NOT_FOUND", None, "Not found."), OutcomeKind.FAILED),
     }
     for token, (outcome, _) in scripted.items():
         if outcome is not None:
