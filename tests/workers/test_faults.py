@@ -184,14 +184,15 @@ async def test_a_push_accepted_while_redis_is_down_is_answered_202_and_delivered
                 "token": token, "platform": "ios", "user_id": "u_1"})  # fmt: skip
             assert registered.status_code in (200, 201), registered.text
         outage_redis.kill()
-        body = {"kind": "alert", "alert": {"title": "Shipped"}, "to": {"user_ids": ["u_1"]}}
-        accepted = await api.post("/v1/pushes", json=body, headers=auth)
-        # Committed means accepted: a 500 here would invite a plain client to send it again.
-        assert accepted.status_code == 202, accepted.text
-        assert accepted.json()["recipients"] == len(tokens)
-        push_id = accepted.json()["id"]
-        outage_redis.start()  # back, empty: the jobs were never written
+        # A worker started while Redis is away waits for it instead of exiting.
         async with running_worker(settings):
+            body = {"kind": "alert", "alert": {"title": "Shipped"}, "to": {"user_ids": ["u_1"]}}
+            accepted = await api.post("/v1/pushes", json=body, headers=auth)
+            # Committed means accepted: a 500 would invite a plain client to send it again.
+            assert accepted.status_code == 202, accepted.text
+            assert accepted.json()["recipients"] == len(tokens)
+            push_id = accepted.json()["id"]
+            outage_redis.start()  # back, empty: the jobs were never written
             await _wait_completed(push_id)
     per_device = apns_fake.deliveries_per_device()
     assert sorted(token for _, token in per_device) == tokens
