@@ -2,7 +2,7 @@
 
 Call :func:`record` inside the same transaction as the change it describes, so the log can
 never claim a change that was rolled back nor miss one that was committed. Action names are
-``<noun>.<verb in past tense>``; the README lists them all (``AUDITED_ACTIONS``).
+``<noun>.<verb in past tense>``; docs/accounts.md lists them all (``AUDITED_ACTIONS``).
 """
 
 from __future__ import annotations

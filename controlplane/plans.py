@@ -1,4 +1,4 @@
-"""Plans: what each one allows, read from settings (see the README's plans table).
+"""Plans: what each one allows, read from settings (see the plans table in docs/billing.md).
 
 Three plans, as in the product brief: Free (10,000 pushes a month, 1 GB of state), Pro
 ($49/month: 100,000 pushes, 10 GB, then metered overage when enabled) and Enterprise

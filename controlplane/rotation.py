@@ -1,9 +1,9 @@
 """Re-encrypting every stored secret under the newest key of the ring (``brik-cloud rotate-keys``).
 
 :data:`ENCRYPTED_FIELDS` lists every column that holds a key-ring token; a model that stores
-a secret adds its column here, and rotation, the tests' plaintext dump check and the README
-pick it up. Each row is swapped with a compare-and-set update, so a value written
-concurrently (by an upload during the rotation) is never overwritten with an older one.
+a secret adds its column here, and rotation and the tests' plaintext dump check pick it up.
+Each row is swapped with a compare-and-set update, so a value written concurrently (by an
+upload during the rotation) is never overwritten with an older one.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The one settings object, read from ``BRIK_*`` environment variables.
 
 Nothing reads the environment at import time: processes build a :class:`Settings` when they
-start (``Settings()``) and hand it down. Every field is documented in the README's
-configuration table.
+start (``Settings()``) and hand it down. Every field is documented in the
+configuration table, docs/configuration.md (a test compares the two).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
-    # Admin sign-in; see the README section "Admin login".
+    # Admin sign-in; see docs/accounts.md, "Signing in".
     session_lifetime_hours: int = Field(default=168, ge=1)
     login_max_failures_per_account: int = Field(default=5, ge=1)
     login_max_failures_per_ip: int = Field(default=50, ge=1)
@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     fcm_base_url: str = GOOGLE_FCM_BASE_URL
     fcm_token_url: str = GOOGLE_TOKEN_URL
 
-    # Worker tuning; see the README section "Worker settings".
+    # Worker tuning; see docs/delivery.md, "Worker tuning".
     worker_max_jobs: int = Field(default=200, ge=1)
     worker_poll_delay: float = Field(default=0.05, gt=0)
     worker_job_timeout: float = Field(default=120.0, gt=0)
@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     queue_name: str = "brik:queue"
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
-    # Delivery; see the README section "Delivery".
+    # Delivery; see docs/delivery.md.
     delivery_max_attempts: int = Field(default=6, ge=1, le=50)
     delivery_retry_base_seconds: float = Field(default=2.0, gt=0)
     delivery_retry_max_seconds: float = Field(default=300.0, gt=0)
@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     reconcile_every_seconds: int = Field(default=60, ge=1, le=60)
     reconcile_grace_seconds: float = Field(default=60.0, gt=0)
 
-    # Plans and their limits; see the README section "Plans, quotas and rate limits".
+    # Plans and their limits; see docs/billing.md and docs/api.md.
     # Quotas are per organization and calendar month (UTC); "unlimited" is -1.
     plan_free_pushes_per_month: int = Field(default=10_000, ge=-1)
     plan_free_state_bytes: int = Field(default=1_000_000_000, ge=-1)

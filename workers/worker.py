@@ -1,7 +1,7 @@
 """The arq worker: which jobs it runs and how it is tuned for push traffic.
 
 arq's defaults suit slow background jobs. A push service wants low pick-up latency and many
-concurrent I/O-bound jobs, so (all overridable by settings, see the README):
+concurrent I/O-bound jobs, so (all overridable by settings, see docs/delivery.md):
 
 - ``poll_delay`` 0.05 s instead of 0.5 s: an idle worker answers within 50 ms, and one
   worker is no longer capped near 200 jobs/s by sleeping between polls;

@@ -1,8 +1,8 @@
 """The permission matrix: which organization role may do what. The one place it is decided.
 
 Operations name the permission they need (``controlplane/api/*.py``); the router checks it
-against the caller's role in the organization the request is about. The README's role table
-is checked against :data:`MATRIX` by a test, so the two cannot drift apart.
+against the caller's role in the organization the request is about. The role table in
+docs/accounts.md is checked against :data:`MATRIX` by a test, so the two cannot drift apart.
 
 Two rules sit beside the matrix because they depend on the member being changed, not only on
 the caller: :func:`can_assign` (admins manage everyone but owners; only owners make owners)

@@ -5,7 +5,7 @@ answer; every other token is delivered. A tenant's code — and its handling of 
 retries — can so be exercised end to end with test keys, no Apple or Google account needed.
 
 iOS tokens are 64 hex digits: all zeros but the last three, which name the outcome. Android
-tokens are ``brik-sandbox:<outcome>``. The table is :data:`MAGIC_TOKENS` and is in the README.
+tokens are ``brik-sandbox:<outcome>``. The table is :data:`MAGIC_TOKENS` and is in docs/api.md.
 
 What it "delivered" is kept for inspection, but only the last :data:`RECENT_SENDS`: one sandbox
 lives as long as its worker, and a production worker serving test-mode keys for months must not
