@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 
 from controlplane import db, mail
-from controlplane.api import dashboard, health, stripe_webhook
+from controlplane.api import dashboard, health, reference, stripe_webhook
 from controlplane.api.routing import build_routes
 from controlplane.api.v1 import OPERATIONS
 from controlplane.auth.api_key_cache import ApiKeyCache
@@ -72,6 +72,7 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             *health.routes,
             *dashboard.routes,
+            *reference.routes,
             *stripe_webhook.routes,
             *build_routes(OPERATIONS),
         ],

@@ -12,7 +12,8 @@ _PAGE = """<!doctype html>
 <h1>Brik Cloud</h1>
 <p>The API is running. The admin dashboard is not built yet; use the API and the
 <code>brik-cloud</code> command meanwhile.</p>
-<ul><li><a href="/readyz">/readyz</a></li><li><a href="/metrics">/metrics</a></li></ul>
+<ul><li><a href="/docs">/docs</a>: the API reference</li>
+<li><a href="/readyz">/readyz</a></li><li><a href="/metrics">/metrics</a></li></ul>
 </body></html>"""
 
 
