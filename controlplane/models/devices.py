@@ -4,7 +4,9 @@ The push token is a secret of the tenant's users, so it is stored encrypted
 (``token_encrypted``) and found by a keyed hash (``token_hash``: HMAC with the server pepper),
 never in the clear. A device belongs to a project *and a mode*: devices registered with test
 keys only ever receive test-mode pushes (the sandbox), and live ones live pushes. A device a
-provider refused becomes ``invalid`` with the reason and time, and is never sent to again.
+provider refused becomes ``invalid`` with the reason and time, and is never sent to again. A
+refused Live Activity or push-to-start token belongs to one activity, not to the phone: only
+that token is cleared, and the device stays ``active`` for everything else.
 """
 
 from __future__ import annotations

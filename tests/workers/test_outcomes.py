@@ -172,3 +172,70 @@ async def test_every_fcm_answer_ends_as_the_protocol_table_says(
         sent = [m.received_at for m in fcm_fake.received if m.token == tokens[case]]
         assert len(sent) == 2
         assert sent[1] - sent[0] >= 1.0
+
+
+async def test_a_dead_live_activity_token_is_dropped_alone_and_alerts_still_arrive(
+    pipeline: Callable[..., Any], apns_fake: FakeAPNs, fcm_fake: FakeFCM, signing_key: SigningKey
+) -> None:
+    client = await _start(pipeline, apns_fake, fcm_fake)
+    key = await live_project(client, signing_key, fcm_fake)
+    phones = {
+        name: {"token": f"{n:064x}", "live_activity_token": f"{n + 10:064x}",
+               "push_to_start_token": f"{n + 20:064x}"}
+        for n, name in ((1, "ended"), (2, "stale"))
+    }  # fmt: skip
+    apns_fake.script(phones["ended"]["live_activity_token"], apns.UNREGISTERED)
+    apns_fake.script(phones["stale"]["push_to_start_token"], apns.EXPIRED_TOKEN)
+    ids = {}
+    for name, tokens in phones.items():
+        registered = await client.post(
+            "/v1/devices", json={**tokens, "platform": "ios", "tags": ["all"]},
+            headers=bearer(key),
+        )  # fmt: skip
+        assert registered.status_code == 200, registered.text
+        ids[name] = registered.json()["id"]
+
+    async def push(body: dict[str, Any], device: str) -> dict[str, Any]:
+        accepted = await client.post(
+            "/v1/pushes", json={**body, "to": {"device_ids": [ids[device]]}}, headers=bearer(key)
+        )
+        assert accepted.status_code == 202, accepted.text
+        return await until_final(client, key, accepted.json()["id"])
+
+    update = {
+        "kind": "liveactivity",
+        "live_activity": {"event": "update", "content_state": {"stage": "shipped"}},
+    }
+    start = {"kind": "liveactivity", "live_activity": {
+        "event": "start", "content_state": {"stage": "packed"},
+        "attributes_type": "OrderTracking", "attributes": {"order": "A-1"}}}  # fmt: skip
+    ended = await push(update, "ended")
+    stale = await push(start, "stale")
+
+    assert ended["deliveries"] == {"invalid_token": 1}
+    assert stale["deliveries"] == {"invalid_token": 1}
+    (reason,) = (await _outcomes(ended["id"]))[ids["ended"]][1:2]
+    assert str(reason).startswith("Unregistered")
+    assert "Live Activity token" in str(reason)
+    devices = {name: (await client.get(f"/v1/devices/{ids[name]}", headers=bearer(key))).json()
+               for name in ids}  # fmt: skip
+    # Only the token Apple refused is gone; the phones stay active with their other tokens.
+    assert devices["ended"]["status"] == "active"
+    assert (devices["ended"]["has_live_activity_token"],
+            devices["ended"]["has_push_to_start_token"]) == (False, True)  # fmt: skip
+    assert devices["stale"]["status"] == "active"
+    assert (devices["stale"]["has_live_activity_token"],
+            devices["stale"]["has_push_to_start_token"]) == (True, False)  # fmt: skip
+
+    # Their ordinary alerts still go out, to the device tokens.
+    alert = await _send(client, key, "all")
+    assert alert["deliveries"] == {"delivered": 2}
+    delivered = {r.token for r in apns_fake.accepted()}
+    assert {phones["ended"]["token"], phones["stale"]["token"]} <= delivered
+    # The dropped token is never sent to again: the next update reaches nobody on that phone.
+    again = await client.post(
+        "/v1/pushes", json={**update, "to": {"device_ids": [ids["ended"]]}}, headers=bearer(key)
+    )
+    assert again.json()["recipients"] == 0
+    sent_to = [r.token for r in apns_fake.received]
+    assert sent_to.count(phones["ended"]["live_activity_token"]) == 1

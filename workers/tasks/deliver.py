@@ -73,6 +73,14 @@ class Claimed:
     push_to_start_token_encrypted: str | None
 
 
+# The device's tokens a push can go to, by column, as a tenant would call them.
+DEVICE_TOKEN = "token_encrypted"
+TOKEN_NAMES = {
+    DEVICE_TOKEN: "device token",
+    "live_activity_token_encrypted": "Live Activity token",
+    "push_to_start_token_encrypted": "push-to-start token",
+}
+
 CLAIMED_FIELDS = ("id", "provider", "platform", "apns_id", "attempts", "device_id")
 CLAIMED_DEVICE_FIELDS = {
     "device_status": "device__status",
@@ -186,14 +194,14 @@ async def _deliver_chunk(
                 reason = f"over the cap of {cap.per_minute} pushes per device per minute"
                 refused = {row.id: Outcome.rate_limited(reason) for row in capped}
                 counts.update(
-                    await _record(push, capped, refused, lease, settings, ctx, chunk_start)
+                    await _record(push, content, capped, refused, lease, settings, ctx, chunk_start)
                 )
         if not group:
             continue
         started = time.perf_counter()
         sent = await _send_group(push, content, name, group, providers, ctx["keyring"])
         _observe(metrics, name, sent, time.perf_counter() - started)
-        counts.update(await _record(push, group, sent, lease, settings, ctx, chunk_start))
+        counts.update(await _record(push, content, group, sent, lease, settings, ctx, chunk_start))
     return dict(counts)
 
 
@@ -255,8 +263,15 @@ async def _send_group(
         if row.device_id is None or row.device_status != DeviceStatus.ACTIVE:
             outcomes[row.id] = Outcome.failed("the device was deleted or is invalid")
             continue
+        encrypted = getattr(row, token_column(row, content))
+        if encrypted is None:
+            # Never the device token instead: Apple would refuse it for the Live Activity
+            # topic (DeviceTokenNotForTopic) and the whole device would be dropped.
+            name = TOKEN_NAMES[token_column(row, content)]
+            outcomes[row.id] = Outcome.failed(f"the device has no {name} (any more)")
+            continue
         try:
-            token = _token_for(row, content, keyring)
+            token = keyring.decrypt(encrypted).decode()
         except UndecryptableSecret:
             outcomes[row.id] = Outcome.failed("the device token cannot be decrypted")
             continue
@@ -276,18 +291,19 @@ async def _send_group(
     return outcomes
 
 
-def _token_for(row: Claimed, content: PushContent, keyring: KeyRing) -> str:
-    encrypted = str(row.token_encrypted)
-    if content.live_activity is not None and row.platform == "ios":
-        if content.live_activity.event == "start":
-            encrypted = row.push_to_start_token_encrypted or encrypted
-        else:
-            encrypted = row.live_activity_token_encrypted or encrypted
-    return keyring.decrypt(encrypted).decode()
+def token_column(row: Claimed, content: PushContent) -> str:
+    """Which of the device's tokens the push goes to: on iOS a Live Activity push goes to the
+    activity's own token (or, to start one, the push-to-start token); all else to the device."""
+    if content.live_activity is None or row.platform != "ios":
+        return DEVICE_TOKEN
+    if content.live_activity.event == "start":
+        return "push_to_start_token_encrypted"
+    return "live_activity_token_encrypted"
 
 
 async def _record(
     push: Push,
+    content: PushContent,
     rows: Iterable[Claimed],
     outcomes: dict[str, Outcome],
     lease: str,
@@ -299,6 +315,7 @@ async def _record(
     finals: dict[tuple[DeliveryStatus, str | None], list[str]] = defaultdict(list)
     retries: dict[tuple[float, str], list[str]] = defaultdict(list)
     dead_devices: dict[str, list[str]] = defaultdict(list)
+    dropped_tokens: list[tuple[str, str, str]] = []  # (device id, column, the refused token)
     counts: dict[str, int] = defaultdict(int)
     for row in rows:
         outcome = outcomes.get(row.id, Outcome.retry("no outcome recorded"))
@@ -306,9 +323,16 @@ async def _record(
         if outcome.kind is OutcomeKind.DELIVERED:
             finals[(DeliveryStatus.DELIVERED, None)].append(row.id)
         elif outcome.kind is OutcomeKind.INVALID_TOKEN:
-            finals[(DeliveryStatus.INVALID_TOKEN, outcome.reason)].append(row.id)
-            if row.device_id is not None:
+            # A dead Live Activity or push-to-start token is that activity's, not the phone's:
+            # drop only it, and the device keeps getting its alerts.
+            column = token_column(row, content)
+            reason = outcome.reason
+            if row.device_id is not None and column == DEVICE_TOKEN:
                 dead_devices[outcome.reason].append(row.device_id)
+            elif row.device_id is not None:
+                reason = f"{reason}: the {TOKEN_NAMES[column]} is dropped, the device stays active"
+                dropped_tokens.append((row.device_id, column, getattr(row, column)))
+            finals[(DeliveryStatus.INVALID_TOKEN, reason[:500])].append(row.id)
         elif outcome.kind is OutcomeKind.FAILED:
             finals[(DeliveryStatus.FAILED, outcome.reason)].append(row.id)
         elif outcome.kind is OutcomeKind.RATE_LIMITED:
@@ -328,6 +352,9 @@ async def _record(
         await Device.filter(id__in=device_ids, status=DeviceStatus.ACTIVE).update(
             status=DeviceStatus.INVALID, invalid_reason=reason[:300], invalidated_at=now
         )
+    for device_id, column, refused in dropped_tokens:
+        # Only while it still holds the refused token: one registered since then is kept.
+        await Device.filter(id=device_id, **{column: refused}).update(**{column: None})
     redis = ctx["redis"]
     due: dict[float, list[str]] = defaultdict(list)
     for (delay, reason), ids in retries.items():
