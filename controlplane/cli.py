@@ -56,13 +56,13 @@ def main() -> None:
 )
 def dev(host: str, port: int, workdir: Path) -> None:
     """Run everything in one process on SQLite and an embedded Redis, with test keys."""
-    from controlplane.dev import run_dev
+    from controlplane.dev import DevPortBusy, run_dev
     from controlplane.embedded_redis import EmbeddedRedisUnavailable
 
     configure_logging(_settings().log_level)
     try:
         run_dev(workdir, host, port)
-    except EmbeddedRedisUnavailable as exc:
+    except (DevPortBusy, EmbeddedRedisUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
 
 

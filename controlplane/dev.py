@@ -3,6 +3,11 @@
 SQLite under ``./.brik/``, a private Redis, the API and an in-process worker. The first run
 creates an admin, an organization, a project and test-mode keys and writes them to
 ``./.brik/dev.json``; later runs reuse them.
+
+The port is bound before anything else happens and the bound socket is handed to uvicorn: a
+port that is taken (often by another ``dev``) is one line suggesting ``--port``, and nothing is
+written — a ``dev.json`` naming a port that another instance answers on would hold keys that
+instance rejects.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import contextlib
 import json
 import os
 import secrets
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,28 @@ from workers.worker import run_worker
 
 DEV_ADMIN_EMAIL = "admin@brik.local"
 WORKER_STOP_TIMEOUT_SECONDS = 3.0
+
+
+class DevPortBusy(RuntimeError):
+    """The address ``dev`` was asked to listen on is taken."""
+
+
+def bind_listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` for uvicorn to serve on; DevPortBusy if taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # As uvicorn does: a port left in TIME_WAIT by a previous run is free, a listener is not.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise DevPortBusy(
+            f"Cannot listen on {host}:{port} ({exc.strerror or exc}): another program, perhaps "
+            f"another brik-cloud dev, is using it. Choose another port with --port, "
+            f"e.g. brik-cloud dev --port {port + 1 if port else 8001}."
+        ) from None
+    return sock
 
 
 def _write_private(path: Path, data: dict[str, Any]) -> None:
@@ -121,8 +149,9 @@ def _banner(data: dict[str, Any], dev_json: Path) -> str:
     return "\n".join(lines)
 
 
-async def _serve(settings: Settings, host: str, port: int, workdir: Path) -> None:
+async def _serve(settings: Settings, host: str, listener: socket.socket, workdir: Path) -> None:
     dev_json = workdir / "dev.json"
+    port = listener.getsockname()[1]
     api_url = f"http://{host}:{port}"
     await db.migrate(settings.database_url)
     async with db.database(settings.database_url):
@@ -135,7 +164,7 @@ async def _serve(settings: Settings, host: str, port: int, workdir: Path) -> Non
         server = QuietSignalServer(config)
         stop_on_signals(server)
         worker = asyncio.create_task(run_worker(settings, handle_signals=False))
-        serving = asyncio.create_task(server.serve())
+        serving = asyncio.create_task(server.serve(sockets=[listener]))
         if await wait_until_started(server, serving):
             print(_banner(data, dev_json), flush=True)
         try:
@@ -147,6 +176,15 @@ async def _serve(settings: Settings, host: str, port: int, workdir: Path) -> Non
 
 
 def run_dev(workdir: Path, host: str, port: int) -> None:
+    listener = bind_listening_socket(host, port)
+    try:
+        _run_dev(workdir, host, listener)
+    finally:
+        listener.close()
+
+
+def _run_dev(workdir: Path, host: str, listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     dev_secrets = _dev_secrets(workdir)
@@ -158,4 +196,4 @@ def run_dev(workdir: Path, host: str, port: int) -> None:
             encryption_keys=[dev_secrets["encryption_key"]],  # type: ignore[list-item]
             public_base_url=f"http://{host}:{port}",
         )
-        asyncio.run(_serve(settings, host, port, workdir))
+        asyncio.run(_serve(settings, host, listener, workdir))

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import signal
+import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests.support.dev import start_dev, stop, wait_until_ready
 from tests.support.processes import (
     brik_cloud_command,
     child_pids,
@@ -18,38 +18,6 @@ from tests.support.processes import (
     free_port,
     is_running,
 )
-
-STARTUP_LIMIT_SECONDS = 90
-
-
-def start_dev(workdir: Path, port: int) -> subprocess.Popen[bytes]:
-    with (workdir / "dev.log").open("ab") as log:
-        return subprocess.Popen(
-            [*brik_cloud_command(), "dev", "--port", str(port)],
-            cwd=workdir,
-            env=clean_environment(),
-            stdout=subprocess.PIPE,
-            stderr=log,
-        )
-
-
-def wait_until_ready(process: subprocess.Popen[bytes], url: str) -> None:
-    deadline = time.monotonic() + STARTUP_LIMIT_SECONDS
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "brik-cloud dev exited during start-up"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("brik-cloud dev did not become ready")
-
-
-def stop(process: subprocess.Popen[bytes]) -> bytes:
-    process.send_signal(signal.SIGINT)
-    out, _ = process.communicate(timeout=30)
-    return out
 
 
 def run_once(workdir: Path) -> tuple[dict[str, Any], str, int]:
@@ -92,3 +60,34 @@ def test_dev_runs_the_product_and_a_second_run_reuses_its_data(tmp_path: Path) -
     assert second["project_id"] == first["project_id"]
     assert second["keys"] == first["keys"]
     assert second["admin_password"] == first["admin_password"]
+
+
+def test_a_busy_port_is_one_line_that_names_port_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*brik_cloud_command(), "dev", "--port", str(port)],
+            cwd=tmp_path,
+            env=clean_environment(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        # Whatever was listening still answers: dev neither took nor disturbed the port.
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "Application startup complete" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert str(port) in lines[0]
+    assert "--port" in lines[0]
+    # No dev.json with keys that whoever holds the port would reject, no half-made database.
+    assert not (tmp_path / ".brik" / "dev.json").exists()
+    assert not (tmp_path / ".brik" / "brik.sqlite3").exists()
