@@ -17,7 +17,8 @@ kind                      APNs                                        FCM (Andro
 ========================  ==========================================  =============================
 
 Options: ``priority`` (``high`` → APNs 10 / FCM ``HIGH``; ``normal`` → 5 / ``NORMAL``),
-``ttl`` seconds (→ ``apns-expiration`` / ``android.ttl``), ``collapse_id``
+``ttl`` seconds, counted from when the push is due — ``send_at`` if scheduled, else when it
+was accepted (→ ``apns-expiration`` / what is left of it as ``android.ttl``), ``collapse_id``
 (→ ``apns-collapse-id`` / ``android.collapse_key`` and the notification ``tag``).
 """
 
@@ -181,12 +182,22 @@ def _string_data(data: dict[str, Any] | None) -> dict[str, str]:
 
 
 def fcm_message(
-    content: PushContent, *, token: str, collapse_id: str | None, attempt: int = 1
+    content: PushContent,
+    *,
+    token: str,
+    collapse_id: str | None,
+    attempt: int = 1,
+    ttl: int | None = None,
 ) -> FcmPush:
-    """The FCM v1 message for one Android device."""
+    """The FCM v1 message for one Android device.
+
+    ``ttl``: the seconds the push has left to live (FCM's ttl is relative to the send, so a
+    scheduled or retried push passes what remains); default, the content's whole ``ttl``.
+    """
     android: dict[str, Any] = {"priority": "NORMAL" if content.priority == "normal" else "HIGH"}
-    if content.ttl is not None:
-        android["ttl"] = f"{content.ttl}s"
+    ttl = content.ttl if ttl is None else ttl
+    if ttl is not None:
+        android["ttl"] = f"{ttl}s"
     if collapse_id:
         android["collapse_key"] = collapse_id
     message: dict[str, Any] = {"token": token, "android": android}

@@ -87,7 +87,15 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     # Delivery; see docs/delivery.md.
-    delivery_max_attempts: int = Field(default=6, ge=1, le=50)
+    delivery_retry_budget_seconds: float = Field(
+        default=4 * 3600.0,
+        gt=0,
+        description="Temporary failures of a push without a ttl are retried this long after it "
+        "became due (with a ttl: until it expires).",
+    )
+    delivery_max_attempts: int = Field(
+        default=200, ge=1, le=10_000, description="Safety valve only: attempts per delivery."
+    )
     delivery_retry_base_seconds: float = Field(default=2.0, gt=0)
     delivery_retry_max_seconds: float = Field(default=300.0, gt=0)
     delivery_lease_seconds: float = Field(default=180.0, gt=0)

@@ -17,7 +17,8 @@ A good request gets 200 ``{"name": "projects/{project}/messages/{id}"}``. Tests 
 outcomes (:meth:`FakeFCM.script`): ``UNREGISTERED`` (404), ``INVALID_ARGUMENT`` about the token
 (400), ``SENDER_ID_MISMATCH`` (403: a token of another Firebase project), ``QUOTA_EXCEEDED``
 (429 with ``Retry-After``), ``INTERNAL`` (500), ``UNAVAILABLE`` (503), ``THIRD_PARTY_AUTH_ERROR``
-(401), or a slow answer. Every send is recorded in
+(401), or a slow answer; :attr:`FakeFCM.outage` answers one of them to every send for as long
+as it is set. Every send is recorded in
 :attr:`FakeFCM.received`.
 """
 
@@ -112,6 +113,7 @@ class FakeFCM(LocalServer):
     token_lifetime: int = 3600
     received: list[ReceivedMessage] = field(default_factory=list)
     token_requests: int = 0
+    outage: FcmOutcome | None = None  # while set, every send gets it (a provider brownout)
 
     def __post_init__(self) -> None:
         self._scripts: dict[str, deque[FcmOutcome]] = defaultdict(deque)
@@ -244,6 +246,8 @@ class FakeFCM(LocalServer):
         return None
 
     def _next(self, token: str | None) -> FcmOutcome:
+        if self.outage is not None:
+            return self.outage
         script = self._scripts.get(token or "")
         return script.popleft() if script else FcmOutcome.ok()
 

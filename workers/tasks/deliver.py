@@ -18,7 +18,6 @@ device.
 
 from __future__ import annotations
 
-import random
 import secrets
 import time
 from collections import Counter, defaultdict
@@ -48,6 +47,7 @@ from workers.metrics import WorkerMetrics
 from workers.provider_cache import JobProviders, MissingCredential
 from workers.providers.base import ApnsPush, FcmPush, Outcome, OutcomeKind
 from workers.queue import enqueue_deliveries, events_channel
+from workers.retries import RetryWindow, expires_at
 
 OPEN_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
 CHUNKS_IN_FLIGHT = 4
@@ -88,16 +88,6 @@ CLAIMED_DEVICE_FIELDS = {
     "live_activity_token_encrypted": "device__live_activity_token_encrypted",
     "push_to_start_token_encrypted": "device__push_to_start_token_encrypted",
 }
-
-
-def retry_delay(attempts: int, settings: Settings, retry_after: float | None) -> float:
-    """Exponential backoff with jitter; never sooner than the provider's Retry-After."""
-    ceiling = min(
-        settings.delivery_retry_max_seconds,
-        settings.delivery_retry_base_seconds * 2 ** max(0, attempts - 1),
-    )
-    delay = ceiling * random.uniform(0.5, 1.0)
-    return float(max(delay, retry_after or 0.0))
 
 
 def chunk_size(in_flight_limit: int) -> int:
@@ -256,9 +246,11 @@ async def _send_group(
     outcomes: dict[str, Outcome] = {}
     sendable: list[tuple[Claimed, ApnsPush | FcmPush]] = []
     collapse_id = push.collapse_id or push.id  # one notification on the device, even if resent
-    expires = None
-    if content.ttl is not None:
-        expires = int(push.created_at.timestamp()) + content.ttl
+    # The ttl counts from when the push became due (send_at, for a scheduled push), and FCM
+    # gets what is left of it (Apple gets the absolute time).
+    expiry = expires_at(push, content.ttl)
+    expires = None if expiry is None else int(expiry.timestamp())
+    ttl_left = None if expires is None else max(0, expires - int(time.time()))
     for row in rows:
         if row.device_id is None or row.device_status != DeviceStatus.ACTIVE:
             outcomes[row.id] = Outcome.failed("the device was deleted or is invalid")
@@ -281,7 +273,9 @@ async def _send_group(
                 collapse_id=collapse_id, expires_at=expires, attempt=row.attempts,
             )  # fmt: skip
         else:
-            built = fcm_message(content, token=token, collapse_id=collapse_id, attempt=row.attempts)
+            built = fcm_message(
+                content, token=token, collapse_id=collapse_id, attempt=row.attempts, ttl=ttl_left
+            )
         sendable.append((row, built))
     if sendable:
         results = await provider.send([built for _, built in sendable])
@@ -313,10 +307,11 @@ async def _record(
 ) -> dict[str, int]:
     now = datetime.now(UTC)
     finals: dict[tuple[DeliveryStatus, str | None], list[str]] = defaultdict(list)
-    retries: dict[tuple[float, str], list[str]] = defaultdict(list)
+    retries: dict[tuple[str, float, str], list[str]] = defaultdict(list)
     dead_devices: dict[str, list[str]] = defaultdict(list)
     dropped_tokens: list[tuple[str, str, str]] = []  # (device id, column, the refused token)
     counts: dict[str, int] = defaultdict(int)
+    window = RetryWindow.of(push, content.ttl, settings)
     for row in rows:
         outcome = outcomes.get(row.id, Outcome.retry("no outcome recorded"))
         counts[outcome.kind.value] += 1
@@ -337,12 +332,15 @@ async def _record(
             finals[(DeliveryStatus.FAILED, outcome.reason)].append(row.id)
         elif outcome.kind is OutcomeKind.RATE_LIMITED:
             finals[(DeliveryStatus.RATE_LIMITED, outcome.reason)].append(row.id)
-        elif row.attempts >= settings.delivery_max_attempts:
-            gave_up = f"gave up after {row.attempts} attempts: {outcome.reason}"
-            finals[(DeliveryStatus.FAILED, gave_up[:500])].append(row.id)
         else:
-            delay = retry_delay(row.attempts, settings, outcome.retry_after)
-            retries[(round(delay, 3), outcome.reason)].append(row.id)
+            # Temporary: again until the push expires or the retry budget is spent
+            # (workers/retries.py), however many attempts that takes.
+            delay = window.next_delay(row.attempts, now, outcome.retry_after, settings)
+            if delay is None:
+                gave_up = window.gave_up(row.attempts, outcome.reason, settings)
+                finals[(DeliveryStatus.FAILED, gave_up[:500])].append(row.id)
+            else:
+                retries[(row.provider, round(delay, 3), outcome.reason)].append(row.id)
     for (status, final_reason), ids in finals.items():
         await Delivery.filter(id__in=ids, lease_token=lease).update(
             status=status, reason=final_reason, completed_at=now, lease_token=None,
@@ -356,19 +354,22 @@ async def _record(
         # Only while it still holds the refused token: one registered since then is kept.
         await Device.filter(id=device_id, **{column: refused}).update(**{column: None})
     redis = ctx["redis"]
-    due: dict[float, list[str]] = defaultdict(list)
-    for (delay, reason), ids in retries.items():
+    due: dict[tuple[str, float], list[str]] = defaultdict(list)
+    for (provider, delay, reason), ids in retries.items():
         await Delivery.filter(id__in=ids, lease_token=lease).update(
             status=DeliveryStatus.QUEUED, reason=reason[:500], lease_token=None,
             lease_until=None, next_attempt_at=now + timedelta(seconds=delay),
         )  # fmt: skip
-        due[delay] += ids
-    # One job per moment, whatever the reasons: a job id is unique per (lease, chunk, delay),
-    # and arq silently refuses a second job with an id it already holds.
-    for delay, ids in due.items():
+        due[(provider, delay)] += ids
+    # One job per moment, whatever the reasons. A job id must be unique per (lease, chunk,
+    # provider, delay) — a chunk's APNs and FCM rows are recorded apart, under one lease — for
+    # arq silently refuses a second job with an id it already holds, and the rows would wait
+    # for the reconciler.
+    for (provider, delay), ids in due.items():
         await enqueue_deliveries(
-            redis, push.id, ids, origin=f"retry:{lease}:{chunk_start}:{delay}", defer_by=delay
-        )
+            redis, push.id, ids, origin=f"retry:{lease}:{chunk_start}:{provider}:{delay}",
+            defer_by=delay,
+        )  # fmt: skip
     return dict(counts)
 
 
