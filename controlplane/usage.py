@@ -5,7 +5,8 @@ transaction that queues them: :func:`reserve_pushes` adds them to the month's ro
 conditional UPDATE (``pushes + n <= quota``), so concurrent sends serialise on that row and the
 quota is never overshot, not even by one. A send that does not fit is refused whole and its
 transaction rolls back — nothing of it is queued, nothing is counted. Test-mode pushes count
-against a quota of their own.
+against a quota of their own. Canceling a scheduled push gives back what it had reserved and
+not sent (:func:`release_pushes`, in the cancel's transaction).
 """
 
 from __future__ import annotations
@@ -63,6 +64,25 @@ async def reserve_pushes(
     after = await _count(row)
     await add_to_day(organization.id, UsageMetric.PUSHES, mode, count, now.date())
     return Reservation(mode=mode, period_start=start, before=after - count, after=after)
+
+
+async def release_pushes(
+    organization_id: str, mode: KeyMode, count: int, reserved_at: datetime
+) -> None:
+    """Give back ``count`` pushes reserved at ``reserved_at``, to that month and that day.
+
+    One conditional UPDATE each, on the caller's connection (so inside its transaction): a
+    concurrent send's reservation and this release serialise on the month's row, and a count
+    never goes below zero.
+    """
+    await UsagePeriod.filter(
+        organization_id=organization_id, period_start=period_start(reserved_at), mode=mode,
+        pushes__gte=count,
+    ).update(pushes=F("pushes") - count)  # fmt: skip
+    await UsageDay.filter(
+        organization_id=organization_id, day=reserved_at.astimezone(UTC).date(), mode=mode,
+        metric=UsageMetric.PUSHES, value__gte=count,
+    ).update(value=F("value") - count)  # fmt: skip
 
 
 async def _count(row: QuerySet[UsagePeriod]) -> int:

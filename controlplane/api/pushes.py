@@ -42,7 +42,7 @@ from controlplane.models import (
 )
 from controlplane.payloads import PushContent, check_sizes
 from controlplane.plans import limits_for
-from controlplane.usage import reserve_pushes
+from controlplane.usage import release_pushes, reserve_pushes
 from controlplane.usage_alerts import warn_if_crossed
 from workers.queue import events_channel
 
@@ -255,9 +255,13 @@ async def cancel_push(call: Call) -> PushDetail:
             f"Only scheduled pushes can be canceled; this one is {push.status.value}.",
             code="push_not_cancelable",
         )
-    await Delivery.filter(push_id=push.id, status=DeliveryStatus.QUEUED).update(
+    unsent = await Delivery.filter(push_id=push.id, status=DeliveryStatus.QUEUED).update(
         status=DeliveryStatus.CANCELED, completed_at=now, reason="canceled before send_at"
     )
+    if unsent:
+        # What the send reserved and will now never send goes back to its month's quota (a
+        # delivery a worker already took at send_at stays counted: it is going out).
+        await release_pushes(call.tenant.organization.id, push.mode, unsent, push.created_at)
     await push.refresh_from_db()
     return await _detail(push)
 

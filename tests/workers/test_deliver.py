@@ -236,3 +236,40 @@ async def test_pushes_over_the_per_device_cap_end_rate_limited_and_retries_are_n
     # The flaky device took three attempts for each of its first two pushes: not capped.
     first = await Delivery.get(push_id=finals[0]["id"], device_id=flaky)
     assert first.attempts == 3
+
+
+async def test_a_scheduled_push_goes_out_at_send_at_not_before_and_lives_its_ttl_from_then(
+    pipeline: Callable[..., Any],
+    apns_fake: FakeAPNs,
+    fcm_fake: FakeFCM,
+    signing_key: SigningKey,
+) -> None:
+    client = await pipeline(
+        apns_host=apns_fake.host, apns_port=apns_fake.port,
+        apns_ca_file=apns_fake.ca_file,  # type: ignore[attr-defined]
+        fcm_base_url=fcm_fake.base_url, fcm_token_url=fcm_fake.token_url,
+    )  # fmt: skip
+    live = await live_project(client, signing_key, fcm_fake)
+    await register(client, live, "ab" * 32, "ios")
+    await register(client, live, "android-scheduled-" + "q" * 20, "android")
+    send_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
+    ttl = 600
+    accepted = await client.post(
+        "/v1/pushes",
+        json={"kind": "alert", "alert": {"title": "Doors open"}, "to": {"tags": ["all"]},
+              "send_at": send_at.isoformat(), "ttl": ttl},
+        headers=bearer(live),
+    )  # fmt: skip
+    assert accepted.json()["status"] == "scheduled"
+    await asyncio.sleep(2)  # the worker is running: nothing may go before send_at
+    assert (apns_fake.received, fcm_fake.received) == ([], [])
+
+    push = await until_final(client, live, accepted.json()["id"])
+
+    assert push["deliveries"] == {"delivered": 2}
+    [apple] = apns_fake.received
+    [google] = fcm_fake.received
+    assert min(apple.received_at, google.received_at) >= send_at.timestamp()
+    # The ttl counts from send_at: Apple may store it until send_at + ttl, not creation + ttl.
+    assert int(apple.headers["apns-expiration"]) >= int(send_at.timestamp()) + ttl - 1
+    assert int(google.message["android"]["ttl"].removesuffix("s")) >= ttl - 2

@@ -199,3 +199,31 @@ async def test_publishable_keys_cannot_send(client: httpx.AsyncClient, database:
                                  headers=bearer(publishable))  # fmt: skip
     assert response.status_code == 403
     assert response.json()["error"]["param"] == "pushes:write"
+
+
+async def test_canceling_a_scheduled_push_gives_its_quota_back(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    await register(client, acme, 3, tags=["t"])
+    headers = bearer(acme.secret_key)
+
+    async def used() -> tuple[int, int]:
+        """The month's test pushes: its counter, and its daily series added up."""
+        usage = (await client.get("/v1/usage", headers=headers)).json()
+        today = sum(day["pushes"] for day in usage["daily"]["test"])
+        return usage["test"]["pushes"]["used"], today
+
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    body = {**ALERT, "to": {"tags": ["t"]}}
+    scheduled = await client.post("/v1/pushes", json={**body, "send_at": later}, headers=headers)
+    now = await client.post("/v1/pushes", json=body, headers=headers)
+    assert (scheduled.status_code, now.status_code) == (202, 202)
+    assert await used() == (6, 6)
+
+    canceled = await client.post(f"/v1/pushes/{scheduled.json()['id']}/cancel", headers=headers)
+    assert canceled.json()["deliveries"] == {"canceled": 3}
+    assert await used() == (3, 3)  # the canceled push's three are back; the sent one stays
+    refused = await client.post(f"/v1/pushes/{scheduled.json()['id']}/cancel", headers=headers)
+    assert refused.status_code == 400
+    assert await used() == (3, 3)  # given back once
