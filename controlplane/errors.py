@@ -13,6 +13,13 @@
     ├── RateLimited               429 rate_limit_error (Retry-After)
     ├── QuotaExceeded             429 quota_exceeded (the limit, the usage, when it resets)
     └── ServiceUnavailable        503 api_error
+        └── DependencyUnavailable 503 api_error / dependency_unavailable, ``param`` names it
+                                  ("redis" or "database")
+
+A dependency outage is answered here, in one place, whatever the route: Redis errors
+(``redis.exceptions.RedisError``, except a plain command error, which is a bug) and the
+database driver's connection failures (``ConnectionError`` and its kin from asyncpg or the
+socket) become :class:`DependencyUnavailable`, logged as a warning without a traceback.
 
 Anything else that escapes a handler is a bug: the telemetry middleware logs it with its
 traceback and request id and answers with a 500 ``api_error`` body, never an HTML page.
@@ -20,8 +27,12 @@ traceback and request id and answers with a 500 ``api_error`` body, never an HTM
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import socket
+from typing import Any, Self
 
+import asyncpg  # type: ignore[import-untyped]  # no stubs; only its exception classes
+from redis import exceptions as redis_errors
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,6 +40,7 @@ from starlette.responses import JSONResponse, Response
 __all__ = [
     "APIError",
     "AuthenticationFailed",
+    "DependencyUnavailable",
     "IdempotencyConflict",
     "InvalidRequest",
     "MethodNotAllowed",
@@ -42,6 +54,8 @@ __all__ = [
     "exception_handlers",
     "internal_error_response",
 ]
+
+logger = logging.getLogger("brik.errors")
 
 
 class APIError(Exception):
@@ -137,6 +151,20 @@ class ServiceUnavailable(APIError):
     default_code = "service_unavailable"
 
 
+class DependencyUnavailable(ServiceUnavailable):
+    """Redis or the database cannot be reached; ``param`` names which ("redis", "database")."""
+
+    default_code = "dependency_unavailable"
+
+    @classmethod
+    def redis(cls, message: str = "Redis is unavailable; try again shortly.") -> Self:
+        return cls(message, param="redis")
+
+    @classmethod
+    def database(cls, message: str = "The database is unavailable; try again shortly.") -> Self:
+        return cls(message, param="database")
+
+
 def error_body(type_: str, code: str, message: str, param: str | None = None) -> dict[str, Any]:
     return {"error": {"type": type_, "code": code, "message": message, "param": param}}
 
@@ -168,6 +196,37 @@ async def _handle_http_exception(request: Request, exc: Exception) -> Response:
     return error.to_response()
 
 
+# Redis answered, but refused the command for a reason that is not a bug of ours.
+_REDIS_OUTAGE_REPLIES = (redis_errors.ReadOnlyError, redis_errors.OutOfMemoryError)
+# The database driver could not reach or keep its server (asyncpg's connect raises OSError).
+DATABASE_OUTAGES: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    socket.gaierror,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+async def _handle_redis_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, redis_errors.RedisError)
+    if isinstance(exc, redis_errors.ResponseError) and not isinstance(exc, _REDIS_OUTAGE_REPLIES):
+        raise exc  # a wrong command or script: a bug, logged with its traceback as a 500
+    logger.warning(
+        "Redis unavailable during %s %s: %s: %s",
+        request.method, request.url.path, type(exc).__name__, exc,
+    )  # fmt: skip
+    return DependencyUnavailable.redis().to_response()
+
+
+async def _handle_database_outage(request: Request, exc: Exception) -> Response:
+    logger.warning(
+        "database unavailable during %s %s: %s: %s",
+        request.method, request.url.path, type(exc).__name__, exc,
+    )  # fmt: skip
+    return DependencyUnavailable.database().to_response()
+
+
 def internal_error_response() -> Response:
     """The body of a 500: says nothing about the bug, which is logged with the request id."""
     return APIError("An internal error occurred; it has been logged.").to_response()
@@ -176,4 +235,6 @@ def internal_error_response() -> Response:
 exception_handlers: dict[Any, Any] = {
     APIError: _handle_api_error,
     HTTPException: _handle_http_exception,
+    redis_errors.RedisError: _handle_redis_error,
+    **dict.fromkeys(DATABASE_OUTAGES, _handle_database_outage),
 }

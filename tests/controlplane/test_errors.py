@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -13,8 +13,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from controlplane.api.bodies import parse_body
+from controlplane.app import create_app
+from controlplane.auth.keys import ACCESS_TOKEN_PREFIX, generate_secret
 from controlplane.settings import Settings
+from tests.conftest import TEST_SECRET_KEY
+from tests.support.processes import free_port, running_command, server_environment
 from tests.support.servers import serving
+from tests.support.tenants import make_tenant
 
 pytestmark = pytest.mark.database
 
@@ -149,3 +154,41 @@ async def test_a_bug_is_a_json_500_not_a_traceback(http: httpx.AsyncClient) -> N
     assert error["type"] == "api_error"
     assert "a bug" not in str(error["message"])
     assert response.headers["request-id"]
+
+
+async def test_a_redis_outage_is_a_503_that_names_redis(
+    make_settings: Callable[..., Settings], database: None
+) -> None:
+    # Any route, one answer: the handlers in controlplane/errors.py, not a try/except per route.
+    acme = await make_tenant("Acme")
+    app = create_app(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
+        probe = await client.post("/healthz/pipeline", params={"timeout": "1"})
+        keys = await client.get(
+            f"/v1/projects/{acme.project.id}/api_keys", headers=acme.owner.headers
+        )
+    for response in (probe, keys):
+        assert response.status_code == 503, response.text
+        error = error_of(response)
+        assert (error["type"], error["code"], error["param"]) == (
+            "api_error", "dependency_unavailable", "redis",
+        )  # fmt: skip
+        assert "Redis is unavailable" in str(error["message"])
+
+
+def test_a_database_outage_is_a_503_that_names_the_database(redis_url: str) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    nowhere = f"postgres://postgres@127.0.0.1:{free_port()}/brik"
+    env = server_environment(nowhere, redis_url, "brik-test:db-outage")
+    token = generate_secret(ACCESS_TOKEN_PREFIX, TEST_SECRET_KEY).plaintext
+    with running_command("serve", "--host", "127.0.0.1", "--port", str(port), env=env,
+                         ready_url=f"{url}/healthz"):  # fmt: skip
+        login = httpx.post(f"{url}/v1/auth/login", json={"email": "ada@example.com",
+                                                         "password": "a password"})  # fmt: skip
+        user = httpx.get(f"{url}/v1/user", headers={"Authorization": f"Bearer {token}"})
+    for response in (login, user):
+        assert response.status_code == 503, response.text
+        error = error_of(response)
+        assert (error["code"], error["param"]) == ("dependency_unavailable", "database")
+        assert "database is unavailable" in str(error["message"])
