@@ -29,9 +29,10 @@ import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controlplane.errors import InvalidRequest
+from controlplane.validation import Moment, field_error
 from workers.providers.base import ApnsPush, FcmPush
 
 MAX_PAYLOAD_BYTES = 4096
@@ -51,7 +52,7 @@ class Alert(BaseModel):
     @model_validator(mode="after")
     def _says_something(self) -> Alert:
         if not (self.title or self.body):
-            raise ValueError("an alert needs a title or a body")
+            raise field_error("title", "an alert needs a title or a body")
         return self
 
 
@@ -62,18 +63,20 @@ class LiveActivity(BaseModel):
     attributes_type: str | None = Field(default=None, max_length=200)
     attributes: dict[str, Any] | None = Field(default=None, max_length=200)
     alert: Alert | None = None
-    dismissal_date: AwareDatetime | None = None
-    stale_date: AwareDatetime | None = None
-    relevance_score: float | None = Field(default=None, ge=0)
+    dismissal_date: Moment | None = None
+    stale_date: Moment | None = None
+    relevance_score: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _start_names_its_attributes(self) -> LiveActivity:
         if self.event == "start" and (self.attributes_type is None or self.attributes is None):
-            raise ValueError("a start event needs attributes_type and attributes")
+            missing = "attributes_type" if self.attributes_type is None else "attributes"
+            raise field_error(missing, "a start event needs attributes_type and attributes")
         if self.event != "start" and (
             self.attributes_type is not None or self.attributes is not None
         ):
-            raise ValueError("attributes_type and attributes are only sent on start")
+            extra = "attributes_type" if self.attributes_type is not None else "attributes"
+            raise field_error(extra, "attributes_type and attributes are only sent on start")
         return self
 
 
@@ -92,15 +95,15 @@ class PushContent(BaseModel):
     @model_validator(mode="after")
     def _fits_its_kind(self) -> PushContent:
         if self.kind == "alert" and self.alert is None:
-            raise ValueError("kind 'alert' needs alert")
+            raise field_error("alert", "kind 'alert' needs alert")
         if self.kind == "liveactivity" and self.live_activity is None:
-            raise ValueError("kind 'liveactivity' needs live_activity")
+            raise field_error("live_activity", "kind 'liveactivity' needs live_activity")
         if self.kind != "liveactivity" and self.live_activity is not None:
-            raise ValueError("live_activity is only for kind 'liveactivity'")
+            raise field_error("live_activity", "live_activity is only for kind 'liveactivity'")
         if self.kind == "background" and self.alert is not None:
-            raise ValueError("a background push has no alert; use kind 'alert'")
+            raise field_error("alert", "a background push has no alert; use kind 'alert'")
         if self.data and "aps" in self.data:
-            raise ValueError("data may not contain the key 'aps' (APNs reserves it)")
+            raise field_error("data.aps", "APNs reserves this key")
         return self
 
     @property

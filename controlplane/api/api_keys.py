@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from controlplane.api.fields import Name, require_future
+from controlplane.api.fields import FutureMoment, Name
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Auth, Call, Operation, forget_keys_after_commit
 from controlplane.auth.api_key_cache import pending_last_used
@@ -82,12 +82,7 @@ class ApiKeyCreate(BaseModel):
     scopes: list[str] | None = Field(
         default=None, max_length=50, description="Defaults to every scope the kind allows."
     )
-    expires_at: AwareDatetime | None = None
-
-    @model_validator(mode="after")
-    def _future_expiry(self) -> ApiKeyCreate:
-        require_future(self.expires_at)
-        return self
+    expires_at: FutureMoment | None = None
 
 
 class ApiKeyUpdate(BaseModel):

@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
-from controlplane.api.fields import ObjectId
+from controlplane.api.fields import Moment, ObjectId
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Call, Operation
 from controlplane.auth.permissions import Permission
@@ -60,8 +60,8 @@ class AuditEventListQuery(ListQuery):
     )
     actor_id: ObjectId | None = None
     target_id: ObjectId | None = None
-    created_gte: AwareDatetime | None = None
-    created_lt: AwareDatetime | None = None
+    created_gte: Moment | None = None
+    created_lt: Moment | None = None
 
 
 async def list_audit_events(call: Call) -> Page[AuditEvent]:

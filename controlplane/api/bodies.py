@@ -1,9 +1,27 @@
-"""Reading request bodies: JSON only, validated by pydantic, every failure a clear 400."""
+"""Reading request bodies: JSON only, validated by pydantic, every failure a clear 400.
+
+:func:`parse_json` is the one place untrusted JSON becomes Python values (request bodies here,
+Stripe's webhook in ``controlplane/api/stripe_webhook.py``). Beyond ``json.loads`` it refuses,
+as ``invalid_json``:
+
+- nesting deeper than :data:`MAX_DEPTH` arrays and objects, measured on the raw bytes before
+  parsing: ``json`` and pydantic recurse once per level, and 5,000 levels overflow the stack;
+- numbers JSON cannot carry: ``NaN``, ``Infinity``, ``-Infinity`` (Python's extensions to
+  JSON) and numbers beyond an IEEE 754 double (``1e999``, which Python reads as infinity).
+  Accepted, they would be stored and sent as ``null``, or refused by PostgreSQL as a 500.
+
+:func:`validation_error` renders pydantic's first complaint as a 400 naming its parameter;
+model validators name theirs with :func:`controlplane.validation.field_error`.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
-from typing import Any, TypeVar
+import math
+import re
+import sys
+from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -11,6 +29,79 @@ from starlette.requests import Request
 from controlplane.errors import InvalidRequest
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+MAX_DEPTH = 64
+
+# A string from its opening quote to its closing one — or to the end, for one left open, so
+# every quote is consumed once and the scan stays linear whatever the bytes.
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.?)*+(?:"|\Z)', re.DOTALL)
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_STEP = [0] * 256
+for _byte in b"[{":
+    _STEP[_byte] = 1
+for _byte in b"]}":
+    _STEP[_byte] = -1
+_MAX_DIGITS = len(str(int(sys.float_info.max)))
+
+
+def nesting_depth(raw: bytes) -> int:
+    """How deep arrays and objects nest in the JSON text ``raw``, counted without parsing it."""
+    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    return max(itertools.accumulate(map(_STEP.__getitem__, brackets)), default=0)
+
+
+class _NotAJSONNumber(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise _NotAJSONNumber(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _NotAJSONNumber(f"{text[:32]} is out of range for a JSON number (a double)")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > _MAX_DIGITS or abs(value := int(text)) > sys.float_info.max:
+        raise _NotAJSONNumber(
+            f"an integer of {digits} digits is out of range for a JSON number (a double)"
+        )
+    return value
+
+
+def parse_json(raw: bytes) -> Any:
+    """``raw`` as JSON (UTF-8), or 400 ``invalid_json`` saying what is wrong with it."""
+    if (depth := nesting_depth(raw)) > MAX_DEPTH:
+        raise InvalidRequest(
+            f"The JSON is nested {depth} levels deep; at most {MAX_DEPTH} levels of arrays "
+            "and objects are accepted.",
+            code="invalid_json",
+        )
+    try:
+        # RFC 8259: JSON between systems is UTF-8; json.loads(bytes) would guess UTF-16/32.
+        return json.loads(
+            raw.decode("utf-8"),
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+        )
+    except UnicodeDecodeError:
+        raise InvalidRequest("The request body is not valid UTF-8.", code="invalid_json") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"The request body is not valid JSON: {exc.msg} "
+            f"at line {exc.lineno} column {exc.colno}.",
+            code="invalid_json",
+        ) from None
+    except _NotAJSONNumber as exc:
+        raise InvalidRequest(
+            f"The request body is not valid JSON: {exc}.", code="invalid_json"
+        ) from None
 
 
 async def read_json(request: Request) -> Any:
@@ -28,17 +119,7 @@ async def read_json(request: Request) -> Any:
         raise InvalidRequest(
             "The request body is empty; a JSON object is required.", code="invalid_json"
         )
-    try:
-        # RFC 8259: JSON between systems is UTF-8; json.loads(bytes) would guess UTF-16/32.
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InvalidRequest("The request body is not valid UTF-8.", code="invalid_json") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(
-            f"The request body is not valid JSON: {exc.msg} "
-            f"at line {exc.lineno} column {exc.colno}.",
-            code="invalid_json",
-        ) from None
+    data = parse_json(raw)
     reject_nul_characters(data)
     return data
 
@@ -73,11 +154,23 @@ async def parse_body(request: Request, model: type[ModelT]) -> ModelT:
 
 
 def validation_error(exc: ValidationError) -> InvalidRequest:
-    """A pydantic failure as a 400 naming the first offending parameter."""
+    """A pydantic failure as a 400 naming the first offending parameter.
+
+    A model validator names the field it refuses in its error's context
+    (:func:`controlplane.validation.field_error`); a plain ``ValueError`` is reported by its
+    own words, without pydantic's ``"Value error, "`` in front.
+    """
     first = exc.errors(include_url=False)[0]
-    param = ".".join(str(part) for part in first["loc"]) or None
+    context = first.get("ctx") or {}
+    location = [str(part) for part in first["loc"]]
+    if isinstance(context.get("param"), str):
+        location.append(context["param"])
+    param = ".".join(location) or None
+    message = str(first["msg"])
+    if first["type"] == "value_error" and isinstance(context.get("error"), Exception):
+        message = str(context["error"])
     return InvalidRequest(
-        f"{param}: {first['msg']}" if param else str(first["msg"]),
+        f"{param}: {message}" if param else message,
         code="parameter_invalid" if first["type"] != "missing" else "parameter_missing",
         param=param,
     )

@@ -21,6 +21,7 @@ from controlplane.auth.keys import hash_key
 from controlplane.errors import InvalidRequest
 from controlplane.models import Device as DeviceRow
 from controlplane.models import DeviceStatus, DeviceTag, KeyMode, Platform
+from controlplane.validation import field_error
 
 _APNS_TOKEN = re.compile(r"^[0-9a-fA-F]{64,200}$")
 _FCM_TOKEN = re.compile(r"^[A-Za-z0-9_:\-.]{20,4096}$")
@@ -74,17 +75,17 @@ class DeviceRegistration(BaseModel):
     @model_validator(mode="after")
     def _tokens_fit_the_platform(self) -> DeviceRegistration:
         if self.platform is Platform.IOS and not _APNS_TOKEN.match(self.token):
-            raise ValueError("token: iOS device tokens are 64+ hexadecimal characters")
+            raise field_error("token", "iOS device tokens are 64 to 200 hexadecimal characters")
         if self.platform is Platform.ANDROID and not _FCM_TOKEN.match(self.token):
-            raise ValueError("token: not an FCM registration token")
+            raise field_error("token", "not an FCM registration token")
         for name in ("live_activity_token", "push_to_start_token"):
             value = getattr(self, name)
             if value is None:
                 continue
             if self.platform is not Platform.IOS:
-                raise ValueError(f"{name}: Live Activities are iOS only")
+                raise field_error(name, "Live Activities are iOS only")
             if not _APNS_TOKEN.match(value):
-                raise ValueError(f"{name}: APNs tokens are 64+ hexadecimal characters")
+                raise field_error(name, "APNs tokens are 64 to 200 hexadecimal characters")
         return self
 
 

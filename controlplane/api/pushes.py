@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response, StreamingResponse
 from tortoise.expressions import Q, Subquery
 from tortoise.functions import Count
 
-from controlplane.api.fields import ObjectId
+from controlplane.api.fields import Moment, ObjectId
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Auth, Call, Operation
 from controlplane.enqueue_relay import EnqueueRelay, Handover
@@ -67,9 +67,7 @@ class Target(BaseModel):
 
 class PushRequest(PushContent):
     to: Target
-    send_at: AwareDatetime | None = Field(
-        default=None, description="Send later (cancellable until then)."
-    )
+    send_at: Moment | None = Field(default=None, description="Send later (cancellable until then).")
 
 
 class PushAccepted(BaseModel):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 from tortoise.expressions import Q
 
 from controlplane.api.audit_events import AuditEvent
-from controlplane.api.fields import Name, Password, require_future
+from controlplane.api.fields import FutureMoment, Name, Password
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Call, Operation
 from controlplane.auth.admin import issue_access_token
@@ -82,14 +82,9 @@ class AccessTokenWithSecret(AccessToken):
 class AccessTokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Name
-    expires_at: AwareDatetime | None = Field(
+    expires_at: FutureMoment | None = Field(
         default=None, description="Recommended; tokens without expiry live until revoked."
     )
-
-    @model_validator(mode="after")
-    def _future_expiry(self) -> AccessTokenCreate:
-        require_future(self.expires_at)
-        return self
 
 
 async def retrieve_user(call: Call) -> User:

@@ -70,7 +70,7 @@ async def test_viewers_cannot_see_keys(client: httpx.AsyncClient, database: None
         ({"name": "x", "kind": "secret", "mode": "staging"}, "mode"),
         (
             {"name": "x", "kind": "secret", "mode": "test", "expires_at": "2001-01-01T00:00:00Z"},
-            None,
+            "expires_at",
         ),
         (
             {"name": "x", "kind": "secret", "mode": "test", "expires_at": "2999-01-01T00:00:00"},
