@@ -1,7 +1,11 @@
 """``POST /webhooks/stripe``: Stripe tells us a subscription, invoice or checkout changed.
 
 1. The signature is checked with the ``stripe`` library against ``BRIK_STRIPE_WEBHOOK_SECRET``
-   (its default five-minute tolerance refuses replayed old payloads): 400 when it fails.
+   (its default five-minute tolerance refuses replayed old payloads): 400 when it fails. A
+   signed body that is not an event as Stripe sends them — not a JSON object, an id or type
+   no column holds, ``data.object`` not an object — is a 400 ``invalid_payload`` too, read
+   with the same guards as any request body (``controlplane/api/bodies.py``), never a 500
+   that Stripe would retry for days.
 2. The event id is stored in ``stripe_events`` in the transaction that acts on it, so each event
    is acted on once; a duplicate gets 200 and changes nothing.
 3. The subscription the event is about is read back from Stripe and mirrored
@@ -14,6 +18,7 @@ A failure to reach Stripe rolls everything back and answers 503, so Stripe sends
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +29,7 @@ from starlette.routing import Route
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from controlplane.api.bodies import parse_json
 from controlplane.billing import (
     StripeConnection,
     SubscriptionState,
@@ -36,22 +42,35 @@ from controlplane.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+# What Stripe sends (evt_1NG8Du2eZvKYlo2C…, sub_…, customer.subscription.updated), bounded by
+# the stripe_events columns the id and type are stored in.
+_STRIPE_ID = re.compile(r"[A-Za-z0-9_\-]{1,255}")
+_EVENT_TYPE = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+
 
 def subscription_id_of(event: dict[str, Any]) -> str | None:
     """The subscription an event is about, for the events that change one."""
-    kind: str = event.get("type", "")
-    data = (event.get("data") or {}).get("object") or {}
+    kind: str = event["type"]
+    data: dict[str, Any] = event["data"]["object"]
+    subscription: Any = None
     if kind.startswith("customer.subscription."):
-        return data.get("id")
-    if kind.startswith("checkout.session.") or kind.startswith("invoice."):
+        subscription = data.get("id")
+    elif kind.startswith("checkout.session.") or kind.startswith("invoice."):
         subscription = data.get("subscription")
-        if subscription is None:  # invoices since API version 2025-03-31
-            details = (data.get("parent") or {}).get("subscription_details") or {}
-            subscription = details.get("subscription")
+        parent = data.get("parent")
+        if subscription is None and isinstance(parent, dict):  # invoices since 2025-03-31
+            details = parent.get("subscription_details")
+            subscription = details.get("subscription") if isinstance(details, dict) else None
         if isinstance(subscription, dict):
             subscription = subscription.get("id")
-        return subscription if isinstance(subscription, str) else None
-    return None
+    if subscription is None:
+        return None
+    if not isinstance(subscription, str) or not _STRIPE_ID.fullmatch(subscription):
+        raise InvalidRequest(
+            "The body is not a Stripe event: the subscription it names is not an id.",
+            code="invalid_payload",
+        )
+    return subscription
 
 
 def verified_event(payload: bytes, signature: str | None, settings: Settings) -> dict[str, Any]:
@@ -64,19 +83,43 @@ def verified_event(payload: bytes, signature: str | None, settings: Settings) ->
     if not signature:
         raise InvalidRequest("Missing the Stripe-Signature header.", code="invalid_signature")
     try:
-        event = stripe.Webhook.construct_event(
-            payload, signature, settings.stripe_webhook_secret.get_secret_value()
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest("The body is not a Stripe event.", code="invalid_payload") from None
+    try:
+        stripe.WebhookSignature.verify_header(
+            text,
+            signature,
+            settings.stripe_webhook_secret.get_secret_value(),
+            stripe.Webhook.DEFAULT_TOLERANCE,
         )
     except stripe.SignatureVerificationError as exc:
         raise InvalidRequest(
             f"The Stripe-Signature does not verify: {exc.user_message or exc}",
             code="invalid_signature",
         ) from None
-    except ValueError:
-        raise InvalidRequest("The body is not a Stripe event.", code="invalid_payload") from None
-    body: dict[str, Any] = event.to_dict()
-    if not isinstance(body.get("id"), str) or not isinstance(body.get("type"), str):
-        raise InvalidRequest("The event has no id or type.", code="invalid_payload")
+    try:
+        body = parse_json(payload)
+    except InvalidRequest as exc:
+        raise InvalidRequest(exc.message, code="invalid_payload") from None
+    return _checked_event(body)
+
+
+def _checked_event(body: Any) -> dict[str, Any]:
+    """``body`` if it has the shape of a Stripe event, else 400 ``invalid_payload``."""
+
+    def refuse(what: str) -> InvalidRequest:
+        return InvalidRequest(f"The body is not a Stripe event: {what}.", code="invalid_payload")
+
+    if not isinstance(body, dict):
+        raise refuse("not a JSON object")
+    event_id, kind, data = body.get("id"), body.get("type"), body.get("data")
+    if not isinstance(event_id, str) or not _STRIPE_ID.fullmatch(event_id):
+        raise refuse("its id is missing or not an event id")
+    if not isinstance(kind, str) or not _EVENT_TYPE.fullmatch(kind):
+        raise refuse("its type is missing or not an event type")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise refuse("data.object is not an object")
     return body
 
 

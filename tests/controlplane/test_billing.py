@@ -349,6 +349,49 @@ def _signed_raw(payload: bytes) -> str:
     return sign(payload, WEBHOOK_SECRET)
 
 
+def _event_body(**fields: Any) -> bytes:
+    import json
+
+    event = {"id": "evt_odd", "object": "event", "type": "invoice.paid",
+             "created": int(datetime.now(UTC).timestamp()), "data": {"object": {}}}  # fmt: skip
+    return json.dumps({**event, **fields}).encode()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'[{"id": "evt_odd", "type": "invoice.paid"}]',
+        b'"evt_odd"',
+        _event_body(id="evt_" + "x" * 5000),
+        _event_body(id="evt_\u0000odd"),
+        _event_body(id=42),
+        _event_body(type="invoice." + "x" * 5000),
+        _event_body(data=[1, 2]),
+        _event_body(data={"object": "sub_1"}),
+        _event_body(type="customer.subscription.updated", data={"object": {"id": "sub_/../x"}}),
+        _event_body(data={"object": {"depth": [[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]] * 5}}).replace(
+            b"[]", b"[" * 5000 + b"]" * 5000
+        ),
+        _event_body().replace(b"{}", b'{"amount": NaN}'),
+    ],
+    ids=["array", "string", "long id", "NUL in id", "numeric id", "long type", "data array",
+         "object not an object", "subscription not an id", "nested 5000 deep", "NaN"],
+)  # fmt: skip
+async def test_a_correctly_signed_event_of_the_wrong_shape_is_a_400(
+    make_settings: Callable[..., Settings], database: None, payload: bytes
+) -> None:
+    # Refused before Stripe would be asked anything: the API base answers nothing.
+    settings = make_settings(stripe_secret_key=STRIPE_SECRET_KEY,
+                             stripe_webhook_secret=WEBHOOK_SECRET,
+                             stripe_api_base="http://127.0.0.1:9")  # fmt: skip
+    async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as http:
+        response = await http.post("/webhooks/stripe", content=payload,
+                                   headers={"stripe-signature": _signed_raw(payload)})  # fmt: skip
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_payload"
+    assert await StripeEvent.all().count() == 0
+
+
 async def test_an_event_for_a_subscription_that_is_not_ours_is_acknowledged_and_ignored(
     brik: Brik,
 ) -> None:
