@@ -5,7 +5,9 @@ against both providers' limits, and commits the push with one delivery row per d
 answering 202 — from then on it cannot be lost: jobs are enqueued after the commit (if Redis is
 away then, as soon as it is back: :mod:`controlplane.enqueue_relay`), and the worker's
 reconciler re-enqueues anything a lost job leaves behind. Retrying with the same
-``Idempotency-Key`` replays the first answer instead of sending again.
+``Idempotency-Key`` replays the first answer instead of sending again. When devices ``to``
+names are left out — none matches, all are invalid, or a Live Activity push finds no activity
+token on some — the 202 says so in ``warnings`` rather than "completing" silently.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response, StreamingResponse
 from tortoise.expressions import Q, Subquery
 from tortoise.functions import Count
+from tortoise.queryset import QuerySet
 
 from controlplane.api.fields import Moment, ObjectId
 from controlplane.api.pagination import ListQuery, Page, paginate
@@ -77,6 +80,18 @@ class PushAccepted(BaseModel):
     recipients: int
 
 
+class PushWarning(BaseModel):
+    code: Literal["no_recipients", "no_live_activity_token", "no_push_to_start_token"]
+    message: str = Field(description="What was left out, how many, and why.")
+
+
+class PushSent(PushAccepted):
+    warnings: list[PushWarning] = Field(
+        default_factory=list,
+        description="Why some or all of the devices `to` names get nothing (empty when all do).",
+    )
+
+
 class PushDetail(BaseModel):
     object: Literal["push"] = "push"
     id: str
@@ -119,8 +134,8 @@ class DeliveryListQuery(ListQuery):
     status: DeliveryStatus | None = None
 
 
-async def _recipients(call: Call, content: PushContent, target: Target) -> list[tuple[str, str]]:
-    """(device id, platform) of every active device the target names, once each."""
+def _named(call: Call, target: Target) -> QuerySet[Device]:
+    """Every device of the key's project and mode the target names, whatever its state."""
     wanted = Q()
     if target.device_ids:
         wanted |= Q(id__in=target.device_ids)
@@ -130,16 +145,71 @@ async def _recipients(call: Call, content: PushContent, target: Target) -> list[
         # A subquery, not a join: a join would drop devices without tags from the other terms.
         tagged = DeviceTag.filter(tag__in=target.tags).values("device_id")
         wanted |= Q(id__in=Subquery(tagged))
-    query = call.tenant.query(Device).filter(wanted, status=DeviceStatus.ACTIVE)
+    return call.tenant.query(Device).filter(wanted)
+
+
+def _has_activity_token(content: PushContent, has: bool = True) -> Q:
+    """iOS devices with (or without) the token a Live Activity push needs: the activity's own,
+    or the push-to-start token to start one."""
+    assert content.live_activity is not None
+    start = content.live_activity.event == "start"
+    column = "push_to_start_token_encrypted" if start else "live_activity_token_encrypted"
+    lookup: dict[str, Any] = {f"{column}__isnull": not has}
+    return Q(**lookup)
+
+
+async def _recipients(call: Call, content: PushContent, target: Target) -> list[tuple[str, str]]:
+    """(device id, platform) of every active device the target names, once each."""
+    query = _named(call, target).filter(status=DeviceStatus.ACTIVE)
     if content.live_activity is not None:
-        # iOS devices need the Live Activity's token (or the push-to-start token to start one).
-        if content.live_activity.event == "start":
-            has_token = Q(push_to_start_token_encrypted__isnull=False)
-        else:
-            has_token = Q(live_activity_token_encrypted__isnull=False)
-        query = query.filter(Q(platform=Platform.ANDROID) | has_token)
+        query = query.filter(Q(platform=Platform.ANDROID) | _has_activity_token(content))
     rows = await query.values_list("id", "platform")
     return list(dict.fromkeys((str(device_id), str(platform)) for device_id, platform in rows))
+
+
+def _devices(n: int) -> str:
+    return f"{n} device" if n == 1 else f"{n} devices"
+
+
+async def _warnings(
+    call: Call, content: PushContent, target: Target, recipients: int
+) -> list[PushWarning]:
+    """Why devices the target names get nothing — a 202 alone would not say (counted only for
+    Live Activity pushes and for sends that reach nobody, so a plain fan-out pays nothing)."""
+    tokenless = 0
+    if content.live_activity is not None:
+        tokenless = await _named(call, target).filter(
+            _has_activity_token(content, has=False), status=DeviceStatus.ACTIVE,
+            platform=Platform.IOS,
+        ).count()  # fmt: skip
+    warnings = []
+    if not recipients:
+        named = await _named(call, target).count()
+        if not named:
+            why = (f"`to` matches no device registered with {call.key.mode.value} keys in this "
+                   "project")  # fmt: skip
+        else:
+            invalid = await _named(call, target).filter(status=DeviceStatus.INVALID).count()
+            left_out = []
+            if invalid:
+                left_out.append(f"{invalid} invalid (a provider refused the token)")
+            if tokenless:
+                left_out.append(f"{tokenless} without the token this push needs")
+            why = f"`to` matches {_devices(named)}, none of which can receive it: " + (
+                " and ".join(left_out)
+            )
+        warnings.append(PushWarning(code="no_recipients", message=f"{why}. Nothing is sent."))
+    if tokenless:
+        start = content.live_activity is not None and content.live_activity.event == "start"
+        token = "push-to-start token (iOS 17.2+)" if start else "Live Activity token"
+        field = "push_to_start_token" if start else "live_activity_token"
+        skipped = "1 iOS device was" if tokenless == 1 else f"{tokenless} iOS devices were"
+        warnings.append(PushWarning(
+            code="no_push_to_start_token" if start else "no_live_activity_token",
+            message=f"{skipped} skipped: no {token} registered (the app sends it as `{field}` "
+            "when it has one; one Apple refused is dropped).",
+        ))  # fmt: skip
+    return warnings
 
 
 async def _providers(call: Call, platforms: set[str]) -> dict[str, str]:
@@ -163,7 +233,7 @@ async def _providers(call: Call, platforms: set[str]) -> dict[str, str]:
     return providers
 
 
-async def send_push(call: Call) -> PushAccepted:
+async def send_push(call: Call) -> PushSent:
     body = call.body_as(PushRequest)
     content = PushContent.model_validate(body.model_dump(exclude={"to", "send_at"}))
     check_sizes(content)
@@ -201,7 +271,8 @@ async def send_push(call: Call) -> PushAccepted:
         # After the commit, and never an error: the push is accepted whether Redis answers now
         # or later (controlplane/enqueue_relay.py).
         call.after_commit.append(partial(relay.hand_over, handover))
-    return PushAccepted(id=push.id, status=push.status, recipients=push.recipients)
+    warnings = await _warnings(call, content, body.to, len(recipients))
+    return PushSent(id=push.id, status=push.status, recipients=push.recipients, warnings=warnings)
 
 
 async def _counts(push: Push) -> dict[str, int]:
@@ -307,7 +378,7 @@ PUSH = "/v1/pushes/{push_id}"
 operations = [
     Operation("POST", "/v1/pushes", send_push, "Send a push (202 once it is committed)",
               "Pushes", auth=KEY, scope="pushes:write", body=PushRequest,
-              response=PushAccepted, status_code=202, idempotent=True),
+              response=PushSent, status_code=202, idempotent=True),
     Operation("GET", "/v1/pushes", list_pushes, "List pushes", "Pushes", auth=KEY,
               scope="pushes:read", query=ListQuery, response=Page[PushAccepted]),
     Operation("GET", PUSH, retrieve_push, "A push: status and deliveries by outcome", "Pushes",

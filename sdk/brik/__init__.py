@@ -35,7 +35,7 @@ from brik.errors import (
     ServerError,
 )
 from brik.resources import Devices, LiveActivities, Pushes, Widgets
-from brik.types import Deleted, Delivery, Device, Page, Push, PushDetail, Target
+from brik.types import Deleted, Delivery, Device, Page, Push, PushDetail, PushWarning, Target
 from brik.version import VERSION
 
 __version__ = VERSION
@@ -57,6 +57,7 @@ __all__ = [
     "PermissionError",
     "Push",
     "PushDetail",
+    "PushWarning",
     "QuotaExceededError",
     "RateLimitError",
     "ServerError",

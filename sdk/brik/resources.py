@@ -3,7 +3,8 @@
 Every method builds its :class:`~brik._http.Call` through one function shared by both flavours
 (``_register``, ``_send`` …), so the two cannot drift apart; the classes only send it.
 Mutating methods take ``idempotency_key``: leave it out and one is generated for the call and
-reused on each of its retries.
+reused on each of its retries. A send the server accepted but that leaves devices out (or
+reaches nobody) comes back with ``Push.warnings``, each also logged on the ``brik`` logger.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from brik._http import AsyncTransport, Call, SyncTransport, event_data
+from brik._http import AsyncTransport, Call, SyncTransport, event_data, logger
 from brik.types import Deleted, Delivery, Device, Page, Platform, Push, PushDetail, Target
 
 __all__ = [
@@ -38,6 +39,15 @@ def _page(body: dict[str, Any], item: Any) -> Page[Any]:
 def _compact(values: Mapping[str, Any]) -> dict[str, Any]:
     """Drop the arguments left out, so the server applies its defaults."""
     return {key: value for key, value in values.items() if value is not None}
+
+
+def _accepted(body: dict[str, Any]) -> Push:
+    """An accepted push; each of its warnings is logged, so a send that reaches nobody is heard
+    even by code that never looks at ``Push.warnings``."""
+    push = Push.from_json(body)
+    for warning in push.warnings:
+        logger.warning("brik: push %s: %s: %s", push.id, warning.code, warning.message)
+    return push
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -89,7 +99,11 @@ def _send(
     priority: Priority | None, ttl: int | None, collapse_id: str | None,
     send_at: datetime | None, idempotency_key: str | None,
 ) -> Call:  # fmt: skip
-    kind = "alert" if alert is not None else "background"
+    if not alert and not data:
+        # Refused here, before anything is sent: it would be an empty background push to
+        # every device `to` names.
+        raise ValueError("pushes.send() needs alert or data (or both)")
+    kind = "alert" if alert else "background"
     return _push_call(to, kind, alert=alert, data=data, priority=priority, ttl=ttl,
                       collapse_id=collapse_id, send_at=send_at,
                       idempotency_key=idempotency_key)  # fmt: skip
@@ -126,6 +140,11 @@ def _deliveries(
 ) -> Call:
     params = {"status": status, "limit": limit, "starting_after": starting_after}
     return Call("GET", f"/v1/pushes/{push_id}/deliveries", params=params)
+
+
+def _unregister(token: str, platform: Platform, key: str | None) -> Call:
+    body = {"token": token, "platform": platform}
+    return Call.mutating("POST", "/v1/devices/unregister", body, key)
 
 
 def _stream_call(push_id: str) -> Call:
@@ -175,7 +194,16 @@ class Devices:
             after = page.data[-1].id
 
     def delete(self, device_id: str, *, idempotency_key: str | None = None) -> Deleted:
+        """Delete a device by id: needs a secret key (an app uses :meth:`unregister`)."""
         call = Call.mutating("DELETE", f"/v1/devices/{device_id}", None, idempotency_key)
+        return Deleted.from_json(self._transport.request(call))
+
+    def unregister(
+        self, *, token: str, platform: Platform, idempotency_key: str | None = None
+    ) -> Deleted:
+        """Remove the device registered with ``token``; a publishable key may (it proves the
+        token). ``NotFoundError`` when no device of the project has it."""
+        call = _unregister(token, platform, idempotency_key)
         return Deleted.from_json(self._transport.request(call))
 
 
@@ -189,9 +217,10 @@ class Pushes:
         ttl: int | None = None, collapse_id: str | None = None, send_at: datetime | None = None,
         idempotency_key: str | None = None,
     ) -> Push:  # fmt: skip
-        """Send an alert (with ``alert``) or a background data push (``data`` only)."""
+        """Send an alert (with ``alert``) or a background data push (``data`` only); neither is
+        a ``ValueError``."""
         call = _send(to, alert, data, priority, ttl, collapse_id, send_at, idempotency_key)
-        return Push.from_json(self._transport.request(call))
+        return _accepted(self._transport.request(call))
 
     def retrieve(self, push_id: str) -> PushDetail:
         call = Call("GET", f"/v1/pushes/{push_id}")
@@ -250,7 +279,7 @@ class LiveActivities:
                               attributes=attributes, alert=alert, stale_date=stale_date,
                               relevance_score=relevance_score,
                               idempotency_key=idempotency_key)  # fmt: skip
-        return Push.from_json(self._transport.request(call))
+        return _accepted(self._transport.request(call))
 
     def update(
         self, *, to: Target, content_state: Mapping[str, Any],
@@ -261,7 +290,7 @@ class LiveActivities:
         call = _live_activity("update", to, content_state, alert=alert, stale_date=stale_date,
                               relevance_score=relevance_score, priority=priority,
                               idempotency_key=idempotency_key)  # fmt: skip
-        return Push.from_json(self._transport.request(call))
+        return _accepted(self._transport.request(call))
 
     def end(
         self, *, to: Target, content_state: Mapping[str, Any],
@@ -270,7 +299,7 @@ class LiveActivities:
     ) -> Push:  # fmt: skip
         call = _live_activity("end", to, content_state, dismissal_date=dismissal_date,
                               alert=alert, idempotency_key=idempotency_key)  # fmt: skip
-        return Push.from_json(self._transport.request(call))
+        return _accepted(self._transport.request(call))
 
 
 class Widgets:
@@ -284,7 +313,7 @@ class Widgets:
         collapse_id: str | None = None, idempotency_key: str | None = None,
     ) -> Push:  # fmt: skip
         call = _widget(to, data, ttl, collapse_id, idempotency_key)
-        return Push.from_json(self._transport.request(call))
+        return _accepted(self._transport.request(call))
 
 
 # --- async -----------------------------------------------------------------------------------
@@ -332,7 +361,16 @@ class AsyncDevices:
             after = page.data[-1].id
 
     async def delete(self, device_id: str, *, idempotency_key: str | None = None) -> Deleted:
+        """Delete a device by id: needs a secret key (an app uses :meth:`unregister`)."""
         call = Call.mutating("DELETE", f"/v1/devices/{device_id}", None, idempotency_key)
+        return Deleted.from_json(await self._transport.request(call))
+
+    async def unregister(
+        self, *, token: str, platform: Platform, idempotency_key: str | None = None
+    ) -> Deleted:
+        """Remove the device registered with ``token``; a publishable key may (it proves the
+        token). ``NotFoundError`` when no device of the project has it."""
+        call = _unregister(token, platform, idempotency_key)
         return Deleted.from_json(await self._transport.request(call))
 
 
@@ -346,9 +384,10 @@ class AsyncPushes:
         ttl: int | None = None, collapse_id: str | None = None, send_at: datetime | None = None,
         idempotency_key: str | None = None,
     ) -> Push:  # fmt: skip
-        """Send an alert (with ``alert``) or a background data push (``data`` only)."""
+        """Send an alert (with ``alert``) or a background data push (``data`` only); neither is
+        a ``ValueError``."""
         call = _send(to, alert, data, priority, ttl, collapse_id, send_at, idempotency_key)
-        return Push.from_json(await self._transport.request(call))
+        return _accepted(await self._transport.request(call))
 
     async def retrieve(self, push_id: str) -> PushDetail:
         call = Call("GET", f"/v1/pushes/{push_id}")
@@ -410,7 +449,7 @@ class AsyncLiveActivities:
                               attributes=attributes, alert=alert, stale_date=stale_date,
                               relevance_score=relevance_score,
                               idempotency_key=idempotency_key)  # fmt: skip
-        return Push.from_json(await self._transport.request(call))
+        return _accepted(await self._transport.request(call))
 
     async def update(
         self, *, to: Target, content_state: Mapping[str, Any],
@@ -421,7 +460,7 @@ class AsyncLiveActivities:
         call = _live_activity("update", to, content_state, alert=alert, stale_date=stale_date,
                               relevance_score=relevance_score, priority=priority,
                               idempotency_key=idempotency_key)  # fmt: skip
-        return Push.from_json(await self._transport.request(call))
+        return _accepted(await self._transport.request(call))
 
     async def end(
         self, *, to: Target, content_state: Mapping[str, Any],
@@ -430,7 +469,7 @@ class AsyncLiveActivities:
     ) -> Push:  # fmt: skip
         call = _live_activity("end", to, content_state, dismissal_date=dismissal_date,
                               alert=alert, idempotency_key=idempotency_key)  # fmt: skip
-        return Push.from_json(await self._transport.request(call))
+        return _accepted(await self._transport.request(call))
 
 
 class AsyncWidgets:
@@ -444,4 +483,4 @@ class AsyncWidgets:
         collapse_id: str | None = None, idempotency_key: str | None = None,
     ) -> Push:  # fmt: skip
         call = _widget(to, data, ttl, collapse_id, idempotency_key)
-        return Push.from_json(await self._transport.request(call))
+        return _accepted(await self._transport.request(call))

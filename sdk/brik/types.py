@@ -17,6 +17,7 @@ __all__ = [
     "Page",
     "Push",
     "PushDetail",
+    "PushWarning",
     "Target",
 ]
 
@@ -88,16 +89,37 @@ class Device:
 
 
 @dataclass(frozen=True)
+class PushWarning:
+    """Why devices a send names get nothing: ``code`` (``no_recipients``,
+    ``no_live_activity_token``, ``no_push_to_start_token``, …) and a ``message`` saying how many
+    and why."""
+
+    code: str
+    message: str
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> PushWarning:
+        return cls(code=str(body.get("code")), message=str(body.get("message", "")))
+
+
+@dataclass(frozen=True)
 class Push:
-    """A push as accepted (``send``) or listed: its id, status and number of recipients."""
+    """A push as accepted (``send``) or listed: its id, status and number of recipients.
+
+    ``warnings`` (on an accepted push) say why devices it names were left out — all of them,
+    when ``recipients`` is 0; the SDK also logs each on the ``brik`` logger.
+    """
 
     id: str
     status: str
     recipients: int
+    warnings: list[PushWarning] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Push:
-        return cls(id=body["id"], status=body["status"], recipients=int(body["recipients"]))
+        warnings = [PushWarning.from_json(w) for w in body.get("warnings") or []]
+        return cls(id=body["id"], status=body["status"], recipients=int(body["recipients"]),
+                   warnings=warnings)  # fmt: skip
 
 
 @dataclass(frozen=True)

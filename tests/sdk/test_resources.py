@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import brik
@@ -158,3 +159,57 @@ async def test_the_async_client_does_the_same(brik_server: BrikServer, keys: dic
         assert [d.id async for d in client.devices.iterate(page_size=1)] == [device.id]
         with pytest.raises(brik.NotFoundError):
             await client.devices.retrieve("dev_" + "0" * 24)
+
+
+def test_a_send_that_reaches_nobody_says_why_in_the_log(
+    keys: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    brik.init()
+    brik.devices.register(token=IOS_TOKEN, platform="ios", tags=["fans"])
+    with caplog.at_level(logging.WARNING, logger="brik"):
+        push = brik.pushes.send(to={"tags": ["no-such-tag"]}, alert={"title": "Hello?"})
+        update = brik.live_activities.update(to={"tags": ["fans"]}, content_state={"n": 1})
+    assert push.recipients == 0
+    assert [w.code for w in push.warnings] == ["no_recipients"]
+    assert [w.code for w in update.warnings] == ["no_recipients", "no_live_activity_token"]
+    logged = [r for r in caplog.records if r.name == "brik" and r.levelno == logging.WARNING]
+    assert len(logged) == 3
+    assert push.id in logged[0].getMessage()
+    assert "no_recipients" in logged[0].getMessage()
+    assert "matches no device" in logged[0].getMessage()
+    assert "Live Activity token" in logged[2].getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="brik"):
+        reached = brik.pushes.send(to={"tags": ["fans"]}, alert={"title": "Hi"})
+    assert (reached.recipients, reached.warnings) == (1, [])
+    assert not [r for r in caplog.records if r.name == "brik"]
+
+
+async def test_a_send_with_nothing_to_say_is_refused_before_it_leaves(
+    brik_server: BrikServer, keys: dict[str, str]
+) -> None:
+    client = brik.init()
+    brik.devices.register(token=IOS_TOKEN, platform="ios", tags=["fans"])
+    for empty in ({}, {"data": {}}, {"alert": {}}):
+        with pytest.raises(ValueError, match="alert or data"):
+            brik.pushes.send(to={"tags": ["fans"]}, **empty)  # type: ignore[arg-type]
+    async with brik.AsyncClient() as async_client:
+        with pytest.raises(ValueError, match="alert or data"):
+            await async_client.pushes.send(to={"tags": ["fans"]})
+    assert api_get(brik_server, keys["test_secret"], "/v1/pushes")["data"] == []
+    assert client.pushes.send(to={"tags": ["fans"]}, data={"refresh": 1}).recipients == 1
+
+
+def test_an_app_unregisters_its_own_device_and_cannot_delete_by_id(keys: dict[str, str]) -> None:
+    app = brik.Client(api_key=keys["test_publishable"])
+    try:
+        device = app.devices.register(token=IOS_TOKEN, platform="ios")
+        with pytest.raises(brik.PermissionError) as refused:
+            app.devices.delete(device.id)  # secret keys only
+        assert refused.value.code == "secret_key_required"
+        gone = app.devices.unregister(token=IOS_TOKEN, platform="ios")
+        assert (gone.object, gone.id) == ("device", device.id)
+        with pytest.raises(brik.NotFoundError):
+            app.devices.unregister(token=IOS_TOKEN, platform="ios")
+    finally:
+        app.close()

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from controlplane.api.pushes import PushRequest
 from controlplane.auth.api_keys import issue_api_key
 from controlplane.idempotency import request_fingerprint
-from controlplane.models import Delivery, IdempotencyKey, KeyKind, KeyMode, Push
+from controlplane.models import Delivery, Device, IdempotencyKey, KeyKind, KeyMode, Push
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.tenants import Tenant, make_tenant
 
@@ -227,3 +227,65 @@ async def test_canceling_a_scheduled_push_gives_its_quota_back(
     refused = await client.post(f"/v1/pushes/{scheduled.json()['id']}/cancel", headers=headers)
     assert refused.status_code == 400
     assert await used() == (3, 3)  # given back once
+
+
+async def test_a_send_that_reaches_nobody_or_skips_devices_says_why(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    headers = bearer(acme.secret_key)
+    without_token = await register(client, acme, 2, tags=["fans"])
+    await register(client, acme, 1, 10, tags=["fans"], live_activity_token="ab" * 32)
+    [gone] = await register(client, acme, 1, 20, tags=["gone"])
+    await Device.filter(id=gone).update(status="invalid", invalid_reason="Unregistered")
+    update = {"kind": "liveactivity",
+              "live_activity": {"event": "update", "content_state": {"score": "2-1"}}}
+
+    async def send(body: dict[str, Any], **to: list[str]) -> dict[str, Any]:
+        response = await client.post("/v1/pushes", json={**body, "to": to}, headers=headers)
+        assert response.status_code == 202, response.text
+        accepted: dict[str, Any] = response.json()
+        return accepted
+
+    def codes(accepted: dict[str, Any]) -> list[str]:
+        return [warning["code"] for warning in accepted["warnings"]]
+
+    nobody = await send(ALERT, tags=["no-such-tag"])
+    assert (nobody["recipients"], codes(nobody)) == (0, ["no_recipients"])
+    assert "matches no device" in nobody["warnings"][0]["message"]
+
+    invalid = await send(ALERT, tags=["gone"])
+    assert (invalid["recipients"], codes(invalid)) == (0, ["no_recipients"])
+    assert "1 device" in invalid["warnings"][0]["message"]
+    assert "invalid" in invalid["warnings"][0]["message"]
+
+    some = await send(update, tags=["fans"])
+    assert (some["recipients"], codes(some)) == (1, ["no_live_activity_token"])
+    assert "2 iOS devices" in some["warnings"][0]["message"]
+
+    none = await send(update, device_ids=without_token)
+    assert (none["recipients"], codes(none)) == (0, ["no_recipients", "no_live_activity_token"])
+
+    start = {"kind": "liveactivity", "live_activity": {
+        "event": "start", "content_state": {"score": "0-0"}, "attributes_type": "Match",
+        "attributes": {"home": "A"}}}  # fmt: skip
+    assert codes(await send(start, tags=["fans"])) == ["no_recipients", "no_push_to_start_token"]
+
+    everyone = await send(ALERT, tags=["fans"])
+    assert (everyone["recipients"], everyone["warnings"]) == (3, [])
+    # A retry with the same Idempotency-Key replays the warnings with the first answer.
+    keyed = {**headers, "Idempotency-Key": "nobody-1"}
+    body = {**ALERT, "to": {"tags": ["no-such-tag"]}}
+    first = await client.post("/v1/pushes", json=body, headers=keyed)
+    replay = await client.post("/v1/pushes", json=body, headers=keyed)
+    assert replay.json()["warnings"] == first.json()["warnings"] != []
+
+
+async def test_the_openapi_document_describes_the_warnings(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/v1/openapi.json")).json()
+    answer = document["paths"]["/v1/pushes"]["post"]["responses"]["202"]
+    ref = answer["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    warnings = document["components"]["schemas"][ref]["properties"]["warnings"]
+    warning = document["components"]["schemas"][warnings["items"]["$ref"].rsplit("/", 1)[-1]]
+    assert set(warning["required"]) == {"code", "message"}
+    assert {"no_recipients", "no_live_activity_token"} <= set(warning["properties"]["code"]["enum"])
