@@ -1,4 +1,9 @@
-"""Request ids, one structured log line per request, and Prometheus request metrics."""
+"""Request ids, one structured log line per request, and Prometheus request metrics.
+
+A client that hangs up before its request is read is nobody's bug: it is logged at INFO and
+counted with status 499 (nginx's "client closed request"), not as an error with a traceback,
+and no answer is attempted on a connection that is gone.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.datastructures import MutableHeaders
+from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -18,6 +24,7 @@ logger = logging.getLogger("brik.http")
 
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 UNMATCHED_ROUTE = "<unmatched>"
+CLIENT_CLOSED_REQUEST = 499
 
 
 class RequestMetrics:
@@ -78,6 +85,9 @@ class RequestTelemetryMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            logger.info("client disconnected", extra={"request_id": request_id})
+            status = CLIENT_CLOSED_REQUEST if status is None else status
         except Exception:
             logger.exception("unhandled error", extra={"request_id": request_id})
             if status is not None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
@@ -60,3 +61,30 @@ async def test_unusual_methods_share_one_label(client: httpx.AsyncClient) -> Non
     text = (await client.get("/metrics")).text
     assert 'method="OTHER",route="/healthz",status="405"' in text
     assert "PROPFIND" not in text
+
+
+async def test_a_client_that_hangs_up_mid_request_is_not_an_error(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = client.base_url
+    assert url.host is not None and url.port is not None
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(
+        b"POST /v1/auth/login HTTP/1.1\r\nHost: brik\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 1000\r\n\r\n{"email": "a@b.example", "pass'
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the handler is reading the body when the client goes away
+    writer.close()
+    await writer.wait_closed()
+    for _ in range(100):
+        lines = [r for r in caplog.records if r.name == "brik.http" and r.msg == "request"]
+        if lines:
+            break
+        await asyncio.sleep(0.05)
+    assert [r.__dict__["status"] for r in lines] == [499]  # nginx's "client closed request"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert (await client.get("/healthz")).status_code == 200
+    text = (await client.get("/metrics")).text
+    assert 'route="/v1/auth/login",status="499"' in text
