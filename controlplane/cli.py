@@ -1,11 +1,20 @@
-"""The ``brik-cloud`` command."""
+"""The ``brik-cloud`` command.
+
+Commands that work on the database (``migrate``, ``bootstrap``, ``rotate-keys``,
+``set-plan``) run on ``BRIK_DATABASE_URL`` — or on a ``brik-cloud dev`` install: the one
+``--dir`` names, else ``./.brik`` when it holds a dev database and ``BRIK_DATABASE_URL`` is not
+set. Every command that needs the database checks first that it answers: one that cannot be
+reached is one line naming it, not a driver's traceback.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 import uvicorn
@@ -17,12 +26,61 @@ from controlplane.models import KeyMode, Plan
 from controlplane.serving import QuietSignalServer, serve_until_signalled
 from controlplane.settings import Settings
 
+T = TypeVar("T")
+
 
 def _settings() -> Settings:
     try:
         return Settings()
     except ValueError as exc:
         raise click.ClickException(f"Invalid BRIK_* configuration:\n{exc}") from None
+
+
+def _database_settings(workdir: Path | None) -> Settings:
+    """Settings for a command on the database: a dev install's (``--dir``, or ./.brik) or env."""
+    from controlplane.dev import DEFAULT_DEV_DIR, dev_settings, holds_dev_database
+
+    settings = _settings()
+    if workdir is None:
+        if "database_url" in settings.model_fields_set or not holds_dev_database(DEFAULT_DEV_DIR):
+            return settings
+        workdir = DEFAULT_DEV_DIR
+    elif not holds_dev_database(workdir):
+        raise click.ClickException(
+            f"{workdir} holds no brik-cloud dev database: run brik-cloud dev there first, "
+            "or leave out --dir to use BRIK_DATABASE_URL."
+        )
+    return dev_settings(workdir, settings)
+
+
+def _on_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` once the database has answered; an unreachable one is a one-line error."""
+
+    async def go() -> T:
+        await db.check_reachable(settings.database_url)
+        return await work()
+
+    try:
+        return asyncio.run(go())
+    except db.DatabaseUnreachable as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _check_database(settings: Settings) -> None:
+    async def nothing() -> None:
+        return None
+
+    _on_database(settings, nothing)
+
+
+dir_option = click.option(
+    "--dir",
+    "workdir",
+    default=None,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Work on the brik-cloud dev install in this directory. Default: ./.brik when it holds "
+    "one and BRIK_DATABASE_URL is not set, else BRIK_DATABASE_URL.",
+)
 
 
 def _secret_key(settings: Settings) -> str:
@@ -76,6 +134,7 @@ def serve(host: str, port: int) -> None:
     settings = _settings()
     _require_production_secrets(settings)
     configure_logging(settings.log_level)
+    _check_database(settings)
     config = uvicorn.Config(
         create_app(settings),
         host=host,
@@ -95,15 +154,17 @@ def worker() -> None:
     settings = _settings()
     _require_production_secrets(settings)
     configure_logging(settings.log_level)
+    _check_database(settings)
     asyncio.run(run_worker(settings))
 
 
 @main.command()
-def migrate() -> None:
+@dir_option
+def migrate(workdir: Path | None) -> None:
     """Apply pending database migrations."""
-    settings = _settings()
+    settings = _database_settings(workdir)
     configure_logging(settings.log_level)
-    asyncio.run(db.migrate(settings.database_url))
+    _on_database(settings, lambda: db.migrate(settings.database_url))
     click.echo("Database is up to date.")
 
 
@@ -119,12 +180,13 @@ def makemigrations(name: str | None) -> None:
 
 
 @main.command("rotate-keys")
-def rotate_keys() -> None:
+@dir_option
+def rotate_keys(workdir: Path | None) -> None:
     """Re-encrypt every stored secret under the first key of BRIK_ENCRYPTION_KEYS."""
     from controlplane.crypto import KeyRing, KeyRingError
     from controlplane.rotation import rotate_all
 
-    settings = _settings()
+    settings = _database_settings(workdir)
     configure_logging(settings.log_level)
     try:
         keyring = KeyRing([key.get_secret_value() for key in settings.encryption_keys])
@@ -135,7 +197,7 @@ def rotate_keys() -> None:
         async with db.database(settings.database_url):
             return (await rotate_all(keyring)).as_dict()
 
-    report = asyncio.run(go())
+    report = _on_database(settings, go)
     click.echo(json.dumps(report))
     if report["undecryptable"]:
         raise click.ClickException(
@@ -156,7 +218,9 @@ def rotate_keys() -> None:
 @click.option("--project", "project_name", default="Default project", show_default=True)
 @click.option("--rotate-keys", is_flag=True, help="Revoke the bootstrap keys and issue new ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@dir_option
 def bootstrap(
+    workdir: Path | None,
     admin_email: str,
     admin_password: str | None,
     org_name: str,
@@ -167,7 +231,7 @@ def bootstrap(
     """Create or find an admin, organization, project and its test and live keys."""
     from controlplane.bootstrap import bootstrap as run_bootstrap
 
-    settings = _settings()
+    settings = _database_settings(workdir)
     pepper = _secret_key(settings)
 
     async def go() -> dict[str, object]:
@@ -184,7 +248,7 @@ def bootstrap(
             )
         return result.as_dict()
 
-    data = asyncio.run(go())
+    data = _on_database(settings, go)
     if as_json:
         json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -199,16 +263,17 @@ def bootstrap(
 
 
 @main.command("set-plan")
+@dir_option
 @click.argument("organization_id")
 @click.argument("plan", type=click.Choice([*(plan.value for plan in Plan), "billing"]))
-def set_plan(organization_id: str, plan: str) -> None:
+def set_plan(workdir: Path | None, organization_id: str, plan: str) -> None:
     """Set an organization's plan (it then stays until changed here), or with 'billing' hand it
     back to its Stripe subscription. For self-hosters who do not bill, and for contracts."""
     from controlplane.audit import Actor
     from controlplane.billing import set_plan_by_admin
     from controlplane.models import Organization
 
-    settings = _settings()
+    settings = _database_settings(workdir)
     configure_logging(settings.log_level)
 
     async def go() -> str:
@@ -221,4 +286,4 @@ def set_plan(organization_id: str, plan: str) -> None:
             now_in_force = await set_plan_by_admin(organization, chosen, settings, actor)
             return f"{organization.id}: plan {now_in_force} (set by {organization.plan_source})"
 
-    click.echo(asyncio.run(go()))
+    click.echo(_on_database(settings, go))

@@ -8,13 +8,19 @@ in-process worker of ``brik-cloud dev`` share one database context; whoever open
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg  # type: ignore[import-untyped]  # no stubs; only its exception classes
 from tortoise import Tortoise
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.context import TortoiseContext
+from tortoise.exceptions import BaseORMException
 from tortoise.migrations.api import migrate as tortoise_migrate
 from tortoise.migrations.autodetector import MigrationAutodetector
 from tortoise.migrations.writer import MigrationWriter
@@ -23,6 +29,15 @@ APP_LABEL = "brik"
 MODELS_MODULE = "controlplane.models"
 MIGRATIONS_MODULE = "controlplane.migrations"
 POOL_MAX_SIZE = 10  # connections per process unless the URL says ?maxsize=
+REACH_TIMEOUT_SECONDS = 10.0
+
+
+class DatabaseUnreachable(RuntimeError):
+    """The database a URL names does not answer: refused, unknown, wrong credentials, no file.
+
+    Its message is one line naming the database (password hidden) and the reason, for a
+    command to print instead of a driver's traceback.
+    """
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:
@@ -66,6 +81,44 @@ def normalise_database_url(url: str) -> str:
         if url.startswith(alias):
             return "postgres://" + url[len(alias) :]
     return url
+
+
+def display_url(database_url: str) -> str:
+    """``database_url`` with its password hidden: how messages and logs name a database."""
+    parts = urlsplit(database_url)
+    if parts.password is None:
+        return database_url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+async def check_reachable(database_url: str) -> None:
+    """Connect to ``database_url`` and run ``SELECT 1``, else :class:`DatabaseUnreachable`.
+
+    Commands call this first, so that an unreachable database is one line naming it, while
+    a failure later on (a bug) still shows its traceback.
+    """
+    config = connection_config(database_url)
+    try:
+        if config["engine"] == "tortoise.backends.sqlite":
+            # The standard library's driver: aiosqlite leaves its thread behind when the open
+            # fails, and the file is local, so there is nothing to wait for.
+            with contextlib.closing(sqlite3.connect(config["credentials"]["file_path"])) as file:
+                file.execute("SELECT 1")
+            return
+        async with asyncio.timeout(REACH_TIMEOUT_SECONDS), TortoiseContext() as context:
+            await context.init(config=tortoise_config(database_url))
+            await context.connections.get("default").execute_query("SELECT 1")
+    except (OSError, sqlite3.Error, BaseORMException, asyncpg.PostgresError) as exc:
+        cause: BaseException = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        reason = " ".join(str(cause).split()) or type(cause).__name__
+        if isinstance(cause, TimeoutError):
+            reason = f"no answer within {REACH_TIMEOUT_SECONDS:g} s"
+        raise DatabaseUnreachable(
+            f"Cannot reach the database {display_url(database_url)}: {reason}"
+        ) from None
 
 
 @asynccontextmanager

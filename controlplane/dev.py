@@ -2,7 +2,8 @@
 
 SQLite under ``./.brik/``, a private Redis, the API and an in-process worker. The first run
 creates an admin, an organization, a project and test-mode keys and writes them to
-``./.brik/dev.json``; later runs reuse them.
+``./.brik/dev.json``; later runs reuse them. The other ``brik-cloud`` commands find that
+database too (:func:`dev_settings`), so ``set-plan`` or ``bootstrap`` work on a dev install.
 
 The port is bound before anything else happens and the bound socket is handed to uvicorn: a
 port that is taken (often by another ``dev``) is one line suggesting ``--port``, and nothing is
@@ -23,6 +24,7 @@ from typing import Any
 
 import uvicorn
 from cryptography.fernet import Fernet
+from pydantic import SecretStr
 
 from controlplane import db
 from controlplane.app import create_app
@@ -34,6 +36,8 @@ from controlplane.settings import Settings
 from workers.worker import run_worker
 
 DEV_ADMIN_EMAIL = "admin@brik.local"
+DEFAULT_DEV_DIR = Path(".brik")
+DEV_DATABASE_FILE = "brik.sqlite3"
 WORKER_STOP_TIMEOUT_SECONDS = 3.0
 
 
@@ -92,6 +96,29 @@ def _dev_secrets(workdir: Path) -> dict[str, str]:
     }
     _write_private(path, fresh)
     return fresh
+
+
+def holds_dev_database(workdir: Path) -> bool:
+    """Whether ``workdir`` is a ``brik-cloud dev`` directory with its database."""
+    return (workdir / DEV_DATABASE_FILE).is_file()
+
+
+def dev_settings(workdir: Path, base: Settings, **overrides: object) -> Settings:
+    """``base`` pointed at the dev install in ``workdir``: its SQLite file and its own secrets.
+
+    The secrets come with the database: its keys are peppered and its credentials encrypted
+    with them, so another secret key or key ring would make its data unreadable.
+    """
+    workdir = workdir.resolve()
+    dev_secrets = _dev_secrets(workdir)
+    return base.model_copy(
+        update={
+            "database_url": f"sqlite://{workdir / DEV_DATABASE_FILE}",
+            "secret_key": SecretStr(dev_secrets["secret_key"]),
+            "encryption_keys": [SecretStr(dev_secrets["encryption_key"])],
+            **overrides,
+        }
+    )
 
 
 async def _existing_dev_data(dev_json: Path) -> dict[str, Any] | None:
@@ -187,13 +214,8 @@ def _run_dev(workdir: Path, host: str, listener: socket.socket) -> None:
     port = listener.getsockname()[1]
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    dev_secrets = _dev_secrets(workdir)
     with EmbeddedRedis(workdir) as redis:
-        settings = Settings(
-            database_url=f"sqlite://{workdir / 'brik.sqlite3'}",
-            redis_url=redis.url,
-            secret_key=dev_secrets["secret_key"],  # type: ignore[arg-type]
-            encryption_keys=[dev_secrets["encryption_key"]],  # type: ignore[list-item]
-            public_base_url=f"http://{host}:{port}",
+        settings = dev_settings(
+            workdir, Settings(), redis_url=redis.url, public_base_url=f"http://{host}:{port}"
         )
         asyncio.run(_serve(settings, host, listener, workdir))

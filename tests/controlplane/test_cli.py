@@ -4,11 +4,14 @@ import json
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 
 from tests.conftest import TEST_SECRET_KEY
+from tests.support.dev import running_dev
 from tests.support.processes import (
     brik_cloud_command,
     clean_environment,
@@ -127,3 +130,105 @@ def test_serve_and_worker_processes_deliver_the_pipeline_probe(
         for process in processes:
             process.wait(timeout=30)
     assert [p.returncode for p in processes] == [0, 0]
+
+
+def run_in(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*brik_cloud_command(), *args],
+        cwd=workdir,
+        env=clean_environment(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_commands_in_a_dev_directory_use_its_database(tmp_path: Path) -> None:
+    """set-plan (any command) next to a running ``dev`` changes that instance, not PostgreSQL."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with running_dev(tmp_path) as dev:
+        org, key = dev.data["org_id"], dev.data["keys"]["test_secret"]
+
+        result = run_in(tmp_path, "set-plan", org, "pro")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == f"{org}: plan pro (set by admin)"
+        assert "Traceback" not in result.stderr
+        usage = httpx.get(
+            f"{dev.url}/v1/usage", headers={"Authorization": f"Bearer {key}"}, timeout=10
+        )
+        assert usage.json()["plan"] == "pro"
+
+        # From any directory, --dir names the dev directory.
+        result = run_in(elsewhere, "set-plan", "--dir", str(tmp_path / ".brik"), org, "enterprise")
+        assert result.returncode == 0, result.stderr
+        usage = httpx.get(
+            f"{dev.url}/v1/usage", headers={"Authorization": f"Bearer {key}"}, timeout=10
+        )
+        assert usage.json()["plan"] == "enterprise"
+
+        # The dev directory's own secrets: a re-encryption finds everything it can open.
+        rotated = run_in(tmp_path, "rotate-keys")
+        assert rotated.returncode == 0, rotated.stderr
+        assert json.loads(rotated.stdout)["undecryptable"] == []
+
+        # BRIK_DATABASE_URL, when set, wins over the dev directory.
+        port = free_port()
+        result = run_in(
+            tmp_path,
+            "set-plan",
+            org,
+            "free",
+            BRIK_DATABASE_URL=f"postgres://postgres@127.0.0.1:{port}/brik",
+        )
+        assert result.returncode != 0
+        assert f"127.0.0.1:{port}" in result.stderr
+
+
+def test_dir_without_a_dev_database_is_one_line(tmp_path: Path) -> None:
+    result = run_in(tmp_path, "set-plan", "--dir", str(tmp_path), "org_x", "pro")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert str(tmp_path) in lines[0]
+    assert "brik-cloud dev" in lines[0]
+
+
+UNREACHABLE_COMMANDS = [
+    ["migrate"],
+    ["set-plan", "org_x", "pro"],
+    ["bootstrap"],
+    ["rotate-keys"],
+    ["serve"],
+    ["worker"],
+]
+
+
+@pytest.mark.parametrize("args", UNREACHABLE_COMMANDS, ids=lambda args: args[0])
+def test_a_database_that_cannot_be_reached_is_one_line_naming_it(
+    tmp_path: Path, args: list[str]
+) -> None:
+    port = free_port()
+    result = run_in(
+        tmp_path,
+        *args,
+        BRIK_DATABASE_URL=f"postgres://brik:hunter2-secret@127.0.0.1:{port}/brik",
+        BRIK_SECRET_KEY=TEST_SECRET_KEY,
+        BRIK_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert f"postgres://brik:***@127.0.0.1:{port}/brik" in lines[0]
+    assert "hunter2-secret" not in result.stderr
+
+
+def test_a_sqlite_file_that_cannot_be_opened_is_one_line_naming_it(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path}/no/such/directory/brik.sqlite3"
+    result = run_in(tmp_path, "set-plan", "org_x", "pro", BRIK_DATABASE_URL=url)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert url in lines[0]
