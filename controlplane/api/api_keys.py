@@ -1,7 +1,8 @@
 """``/v1/projects/{project_id}/api_keys``: a project's publishable and secret keys.
 
 The plaintext key is in the answer to the create call and nowhere else, ever. Revocation and
-scope changes reach every API process at once through the key cache's invalidation feed.
+scope changes reach every API process before they are answered (``forget_cached_keys``); when
+Redis cannot be reached they are refused with 503 rather than saved unheard.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controlplane.api.fields import FutureMoment, Name
 from controlplane.api.pagination import ListQuery, Page, paginate
-from controlplane.api.routing import Auth, Call, Operation, forget_keys_after_commit
+from controlplane.api.routing import Auth, Call, Operation, forget_cached_keys
 from controlplane.auth.api_key_cache import pending_last_used
 from controlplane.auth.api_keys import issue_api_key
 from controlplane.auth.permissions import Permission
@@ -160,6 +161,8 @@ async def update_api_key(call: Call) -> ApiKey:
             raise InvalidRequest("A revoked key cannot be changed.", code="api_key_revoked")
         _check_scopes(row.kind, body.scopes)
         changes["scopes"] = sorted(set(body.scopes))
+    if "scopes" in changes:
+        await forget_cached_keys(call)  # before the write: see its docstring
     for name, value in changes.items():
         setattr(row, name, value)
     if changes:
@@ -171,17 +174,17 @@ async def update_api_key(call: Call) -> ApiKey:
             changed=sorted(changes),
             scopes=row.scopes,
         )
-        forget_keys_after_commit(call)
     return ApiKey.of(row)
 
 
 async def revoke_api_key(call: Call) -> ApiKey:
     row = _key(call)
+    # Every time, a repeat too: it is how a revocation answered 503 after its commit is finished.
+    await forget_cached_keys(call)
     if row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
         await row.save(update_fields=["revoked_at"])
         await call.audit("api_key.revoked", target_type="api_key", target_id=row.id, name=row.name)
-        forget_keys_after_commit(call)
     return ApiKey.of(row)
 
 

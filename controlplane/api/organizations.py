@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from controlplane.api.fields import Deleted, Name
 from controlplane.api.pagination import ListQuery, Page, paginate
-from controlplane.api.routing import Call, Operation, forget_keys_after_commit
+from controlplane.api.routing import Call, Operation, forget_cached_keys
 from controlplane.auth.permissions import Permission
 from controlplane.billing import paying_subscription
 from controlplane.errors import InvalidRequest
@@ -106,8 +106,8 @@ async def delete_organization(call: Call) -> Deleted:
     await call.audit(
         "organization.deleted", target_type="organization", target_id=row.id, name=row.name
     )
+    await forget_cached_keys(call)
     await row.delete()
-    forget_keys_after_commit(call)
     return Deleted(object="organization", id=row.id)
 
 

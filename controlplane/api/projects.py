@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from controlplane.api.fields import Deleted, Name
 from controlplane.api.pagination import ListQuery, Page, paginate
-from controlplane.api.routing import Call, Operation, forget_keys_after_commit
+from controlplane.api.routing import Call, Operation, forget_cached_keys
 from controlplane.auth.permissions import Permission
 from controlplane.models import Project as ProjectRow
 
@@ -80,8 +80,8 @@ async def update_project(call: Call) -> Project:
 async def delete_project(call: Call) -> Deleted:
     row = _project(call)
     await call.audit("project.deleted", target_type="project", target_id=row.id, name=row.name)
+    await forget_cached_keys(call)
     await row.delete()
-    forget_keys_after_commit(call)
     return Deleted(object="project", id=row.id)
 
 

@@ -37,13 +37,18 @@ from tortoise.transactions import in_transaction
 from controlplane import audit, idempotency
 from controlplane.api.bodies import parse_body, reject_nul_characters, validation_error
 from controlplane.auth.admin import AdminPrincipal, authenticate_admin
-from controlplane.auth.api_key_cache import ApiKeyCache, invalidate_cached_keys
+from controlplane.auth.api_key_cache import (
+    MAX_ENTRY_AGE_SECONDS,
+    ApiKeyCache,
+    invalidate_cached_keys,
+)
 from controlplane.auth.api_keys import KeyPrincipal, bearer_token
 from controlplane.auth.permissions import Permission
 from controlplane.crypto import KeyRing
 from controlplane.errors import (
     APIError,
     AuthenticationFailed,
+    DependencyUnavailable,
     InvalidRequest,
     PermissionDenied,
     ServiceUnavailable,
@@ -59,6 +64,7 @@ logger = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
 RowT = TypeVar("RowT", bound=Model)
 _READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
+EPOCH_BUMPS_AFTER_COMMIT = 3
 Handler = Callable[["Call"], Awaitable[BaseModel | Response]]
 
 
@@ -172,14 +178,36 @@ class Call:
         )
 
 
-def forget_keys_after_commit(call: Call) -> None:
-    """Have every API process drop cached keys once this change is committed."""
+async def forget_cached_keys(call: Call) -> None:
+    """Have every API process drop its cached keys: for a change that revokes or narrows one.
+
+    Await it inside the handler, before the change is written. It tells every process now —
+    when Redis cannot be reached that is a 503 and the transaction rolls back, so nothing is
+    changed — and again once the change has committed, so what a process read from the
+    database in between is dropped too. Should that second try fail, the change stands and
+    the 503 says so: repeating the request tells them again
+    (``controlplane/auth/api_key_cache.py``).
+    """
     redis = call.request.app.state.redis
-
-    async def invalidate() -> None:
+    try:
         await invalidate_cached_keys(redis)
+    except RedisError:
+        raise DependencyUnavailable.redis(
+            "Redis is unavailable, and every API process must hear of this change to API keys "
+            "before it is made: nothing was changed. Try again shortly."
+        ) from None
 
-    call.after_commit.append(invalidate)
+    async def after_commit() -> None:
+        try:
+            await invalidate_cached_keys(redis, attempts=EPOCH_BUMPS_AFTER_COMMIT)
+        except RedisError:
+            raise DependencyUnavailable.redis(
+                "The change was saved, but Redis became unavailable before every API process "
+                "could hear of it: some may accept the old key for up to "
+                f"{MAX_ENTRY_AGE_SECONDS:g} seconds. Repeat this request to finish it."
+            ) from None
+
+    call.after_commit.append(after_commit)
 
 
 def parse_query(request: Request, model: type[ModelT]) -> ModelT:

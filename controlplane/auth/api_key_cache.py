@@ -1,17 +1,30 @@
 """Resolved API keys kept in process memory, dropped everywhere the moment one is revoked.
 
 Each API process keeps the keys it has resolved. Revoking a key, changing its scopes or
-deleting its project sets a new random *epoch* in Redis (after the database commit, before the
-API answers). Every API-key request reads the epoch — one Redis GET, far cheaper than the
-database lookup it saves — and a process that sees a new epoch empties its cache first. So
-once a revocation has been answered, no process anywhere accepts the key again: there is no
-TTL to wait out and no message that could arrive late (an earlier design used pub/sub, and a
-request could overtake the message).
+deleting its project sets a new random *epoch* in Redis — inside the change's transaction,
+before it commits, and again after the commit, before the API answers. Every API-key request
+reads the epoch — one Redis round trip, far cheaper than the database lookup it saves — and a
+process that sees a new epoch empties its cache first. So once a revocation has been
+answered, no process anywhere accepts the key again: there is no TTL to wait out and no
+message that could arrive late (an earlier design used pub/sub, and a request could overtake
+the message).
 
-The epoch is random rather than a counter, so a Redis that was flushed or replaced can never
-present an old value again. A lookup that read the database just before a revocation may
-cache the old answer, but under the old epoch, which the next request replaces. When Redis
-cannot be read the cache is bypassed and every request reads the database.
+Why twice: the bump before the commit is the test that Redis can be reached at all — if it
+cannot, the change is refused (503) and rolled back, so a revocation is never saved without
+every process hearing of it. The bump after the commit clears what a process cached from
+the database in the moment between the two. If that second bump still fails after a few
+tries, the change is saved and the answer is a 503 that says so and asks for a repeat;
+repeating a revocation bumps again.
+
+The epoch is random rather than a counter, so a Redis that was flushed can never present an
+old value again. A Redis that restarted from an old dump *can* (the value saved before the
+last revocation), so the epoch is read together with the Redis server's ``run_id``, which is
+new on every start: a process that sees another ``run_id`` empties its cache, whether or not
+it noticed the outage. A process that cannot read the epoch empties its cache, forgets the
+epoch it knew and reads the database on every request until Redis answers again. Entries
+also expire after :data:`MAX_ENTRY_AGE_SECONDS` whatever the epoch says — a bound on any
+stale entry this reasoning missed. A lookup that read the database just before a revocation
+is cached only if the epoch did not move while it read.
 
 ``last_used_at`` is recorded without a database write per request: uses go to a Redis hash (at
 most once per :data:`USE_REPORT_INTERVAL` per key and process) and the worker's flush job
@@ -20,9 +33,11 @@ most once per :data:`USE_REPORT_INTERVAL` per key and process) and the worker's 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
@@ -35,13 +50,32 @@ EPOCH_KEY = "brik:api-keys:epoch"
 LAST_USED_HASH = "brik:api-keys:last-used"
 USE_REPORT_INTERVAL = 10.0
 MAX_ENTRIES = 50_000
+MAX_ENTRY_AGE_SECONDS = 60.0
+BUMP_RETRY_DELAY_SECONDS = 0.2
 
 logger = logging.getLogger("brik.api_keys")
 
+# The epoch and the identity of the Redis process that holds it (new on every start).
+_READ_EPOCH = """
+local server = redis.call('INFO', 'server')
+return {redis.call('GET', KEYS[1]) or '-', string.match(server, 'run_id:(%w+)') or ''}
+"""
 
-async def invalidate_cached_keys(redis: Redis) -> None:
-    """Make every API process forget the keys it cached; call after the database commit."""
-    await redis.set(EPOCH_KEY, secrets.token_hex(8))
+
+async def invalidate_cached_keys(redis: Redis, attempts: int = 1) -> None:
+    """Make every API process forget the keys it cached (see the module docstring for when).
+
+    Tries up to ``attempts`` times, a moment apart; raises the last ``RedisError``.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            await redis.set(EPOCH_KEY, secrets.token_hex(16))
+            return
+        except RedisError:
+            if attempt == attempts:
+                raise
+            logger.warning("could not set a new API-key epoch (try %d of %d)", attempt, attempts)
+            await asyncio.sleep(BUMP_RETRY_DELAY_SECONDS * attempt)
 
 
 async def pending_last_used(redis: Redis, key_ids: list[str]) -> dict[str, datetime]:
@@ -57,43 +91,53 @@ async def pending_last_used(redis: Redis, key_ids: list[str]) -> dict[str, datet
 
 
 class ApiKeyCache:
-    def __init__(self, redis: Redis, pepper: str) -> None:
+    def __init__(
+        self, redis: Redis, pepper: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._redis = redis
+        self._read_epoch = redis.register_script(_READ_EPOCH)
         self._pepper = pepper
-        self._entries: dict[str, KeyPrincipal] = {}
-        self._epoch: bytes | None = None
+        self._clock = clock
+        self._entries: dict[str, tuple[KeyPrincipal, float]] = {}  # hash → (principal, when)
+        self._epoch: tuple[bytes, bytes] | None = None  # (epoch, Redis run_id)
         self._last_reported: dict[str, float] = {}
 
     @property
     def size(self) -> int:
         return len(self._entries)
 
-    async def _current_epoch(self) -> bytes | None:
+    async def _current_epoch(self) -> tuple[bytes, bytes] | None:
         """Redis's epoch, having emptied the cache if it moved; None when Redis is unreadable."""
         try:
-            epoch: bytes | None = await self._redis.get(EPOCH_KEY)
+            epoch, run_id = await self._read_epoch(keys=[EPOCH_KEY])
         except RedisError:
             logger.warning("cannot read the API-key epoch; cache bypassed", exc_info=True)
+            # Whatever Redis says when it is back, nothing cached before counts any more.
             self._entries.clear()
+            self._epoch = None
             return None
-        epoch = epoch or b"-"
-        if epoch != self._epoch:
+        current = (bytes(epoch), bytes(run_id))
+        if current != self._epoch:
             self._entries.clear()
-            self._epoch = epoch
-        return epoch
+            self._epoch = current
+        return current
 
     async def authenticate(self, token: str) -> KeyPrincipal:
         """The key's principal, or 401 (malformed, unknown, revoked, expired)."""
         check_key_shape(token)
         key_hash = hash_key(token, self._pepper)
-        usable = await self._current_epoch() is not None
-        principal = self._entries.get(key_hash) if usable else None
-        if principal is None:
+        epoch = await self._current_epoch()
+        entry = self._entries.get(key_hash) if epoch is not None else None
+        if entry is not None and self._clock() - entry[1] <= MAX_ENTRY_AGE_SECONDS:
+            principal = entry[0]
+        else:
+            loaded_at = self._clock()
             principal = await load_principal(key_hash)
-            if usable:
+            # Only if no revocation moved the epoch while the database was read.
+            if epoch is not None and self._epoch == epoch:
                 if len(self._entries) >= MAX_ENTRIES:
                     self._entries.clear()
-                self._entries[key_hash] = principal
+                self._entries[key_hash] = (principal, loaded_at)
         principal.check_not_expired()
         await self._report_use(principal.key_id)
         return principal

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from controlplane.app import create_app
+from controlplane.auth.api_key_cache import EPOCH_KEY
+from controlplane.auth.api_keys import issue_api_key
 from controlplane.auth.keys import looks_like_key
-from controlplane.models import ApiKey, AuditEvent, Role
+from controlplane.models import ApiKey, AuditEvent, KeyKind, KeyMode, Project, Role
 from controlplane.settings import Settings
+from tests.conftest import TEST_SECRET_KEY
+from tests.support.processes import free_port, running_command, server_environment
+from tests.support.redis_server import RestartableRedis
 from tests.support.servers import serving
 from tests.support.tenants import make_tenant
 
@@ -21,6 +30,16 @@ pytestmark = pytest.mark.database
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+@contextlib.contextmanager
+def serve_process(env: dict[str, str]) -> Iterator[str]:
+    """A `brik-cloud serve` process on ``env``; yields its base URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with running_command("serve", "--host", "127.0.0.1", "--port", str(port), env=env,
+                         ready_url=f"{url}/healthz"):  # fmt: skip
+        yield url
 
 
 async def test_a_key_is_shown_once_and_works_at_once(
@@ -165,3 +184,104 @@ async def test_scope_changes_apply_at_once_and_last_use_is_recorded_without_db_w
     assert narrowed.json()["scopes"] == ["devices:read"]
     me = await client.get("/v1/api_key", headers=bearer(acme.secret_key))
     assert me.json()["scopes"] == ["devices:read"]
+
+
+async def test_a_repeated_revocation_tells_every_process_again(
+    client: httpx.AsyncClient, redis_url: str, database: None
+) -> None:
+    # How a revocation answered 503 after its commit (Redis went away just then) is finished.
+    acme = await make_tenant("Acme")
+    key = await ApiKey.get(project=acme.project)
+    path = f"/v1/projects/{acme.project.id}/api_keys/{key.id}"
+    redis = Redis.from_url(redis_url)
+    try:
+        assert (await client.delete(path, headers=acme.owner.headers)).status_code == 200
+        epoch = await redis.get(EPOCH_KEY)
+        again = await client.delete(path, headers=acme.owner.headers)
+        assert again.status_code == 200
+        assert again.json()["revoked_at"] is not None
+        assert await redis.get(EPOCH_KEY) not in (None, epoch)
+    finally:
+        await redis.aclose()
+
+
+async def test_key_changes_redis_cannot_hear_of_are_refused_and_nothing_is_written(
+    make_settings: Callable[..., Settings], database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    key = await ApiKey.get(project=acme.project)
+    app = create_app(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    owner = acme.owner.headers
+    path = f"/v1/projects/{acme.project.id}/api_keys/{key.id}"
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
+        answers = [
+            await client.delete(path, headers=owner),
+            await client.patch(path, json={"scopes": ["devices:read"]}, headers=owner),
+            await client.delete(f"/v1/projects/{acme.project.id}", headers=owner),
+        ]
+        for answer in answers:
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["error"]["code"] == "dependency_unavailable"
+            assert answer.json()["error"]["param"] == "redis"
+            assert "nothing was changed" in answer.json()["error"]["message"]
+        # A rename revokes nothing: it needs no Redis.
+        renamed = await client.patch(path, json={"name": "renamed"}, headers=owner)
+        assert renamed.status_code == 200
+    await key.refresh_from_db()
+    assert key.revoked_at is None
+    assert key.scopes != ["devices:read"]
+    assert key.name == "renamed"
+    assert await Project.exists(id=acme.project.id)
+
+
+async def test_no_api_process_accepts_a_revoked_key_across_a_redis_outage(
+    database_url: str, database: None, tmp_path: Path
+) -> None:
+    # Two `serve` processes and a Redis of the test's own, killed and restarted from its dump.
+    acme = await make_tenant("Acme")
+    _, second_key = await issue_api_key(acme.project, name="second", kind=KeyKind.SECRET,
+                                        mode=KeyMode.TEST, pepper=TEST_SECRET_KEY)  # fmt: skip
+    first_id, second_id = [
+        key.id for key in sorted(await ApiKey.filter(project=acme.project), key=lambda k: k.name)
+    ][::-1]  # "test secret", then "second"
+    keys = f"/v1/projects/{acme.project.id}/api_keys"
+    owner = acme.owner.headers
+    async with contextlib.AsyncExitStack() as stack:
+        redis_server = stack.enter_context(RestartableRedis(tmp_path / "redis"))
+        env = server_environment(database_url, redis_server.url, "brik-test:outage")
+        a, b = (stack.enter_context(serve_process(env)) for _ in range(2))
+        http = await stack.enter_async_context(httpx.AsyncClient())
+
+        async def accepted(process: str, key: str) -> bool:
+            answer = await http.get(f"{process}/v1/api_key", headers=bearer(key))
+            assert answer.status_code in (200, 401), answer.text
+            return answer.status_code == 200
+
+        for process in (a, b):  # both processes have both keys cached
+            assert await accepted(process, acme.secret_key)
+            assert await accepted(process, second_key)
+
+        # 1. Revoking while Redis is down: refused, and nothing written (it used to commit,
+        #    answer 500, and leave b accepting the key for good).
+        redis_server.save()
+        redis_server.kill()
+        refused = await http.delete(f"{a}{keys}/{first_id}", headers=owner)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["param"] == "redis"
+        redis_server.start()  # from its dump
+        shown = (await http.get(f"{a}{keys}/{first_id}", headers=owner)).json()
+        assert shown["revoked_at"] is None
+        assert await accepted(b, acme.secret_key)  # still valid: it was never revoked
+        # Repeated once Redis is back: answered, and refused everywhere at once.
+        assert (await http.delete(f"{a}{keys}/{first_id}", headers=owner)).status_code == 200
+        assert not await accepted(b, acme.secret_key)
+
+        # 2. A revocation Redis heard of, then lost: it restarts from a dump taken before,
+        #    holding the very epoch b remembers. b made no request in between, so it saw no
+        #    outage; it must still not trust what it cached.
+        assert await accepted(b, second_key)
+        redis_server.save()
+        assert (await http.delete(f"{a}{keys}/{second_id}", headers=owner)).status_code == 200
+        redis_server.restart()
+        assert not await accepted(b, second_key)
+        assert not await accepted(a, second_key)
