@@ -16,6 +16,7 @@ from controlplane.api import dashboard, health, reference, stripe_webhook
 from controlplane.api.routing import build_routes
 from controlplane.api.v1 import OPERATIONS
 from controlplane.auth.api_key_cache import ApiKeyCache
+from controlplane.auth.login_throttle import LoginThrottle
 from controlplane.auth.oidc import STATE_COOKIE, OidcLogin
 from controlplane.billing import StripeConnection
 from controlplane.crypto import KeyRing
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> Starlette:
             app.state.redis = redis
             app.state.enqueue_relay = EnqueueRelay(redis, registry)
             app.state.rate_limiter = RateLimiter(redis)
+            app.state.login_throttle = LoginThrottle(redis, settings)
             if settings.secret_key is not None:
                 app.state.api_keys = ApiKeyCache(redis, settings.secret_key.get_secret_value())
             app.state.stripe = StripeConnection.open(settings)

@@ -10,18 +10,25 @@ Answers carry the IETF ``RateLimit-Policy`` and ``RateLimit`` fields
 (draft-ietf-httpapi-ratelimit-headers): one policy per bucket, ``q`` tokens per ``w`` seconds,
 and for each the remaining tokens ``r`` and the seconds ``t`` until it is full again. A refused
 request gets 429 ``rate_limit_error`` with ``Retry-After``.
+
+While Redis cannot be reached the limits do not fail open: each process keeps the same
+buckets in memory (:mod:`controlplane.fallback_limits`), and counts the requests it let
+through, to add them to the usage hash once Redis answers again.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from controlplane.auth.api_keys import KeyPrincipal
 from controlplane.errors import RateLimited
+from controlplane.fallback_limits import LocalBuckets, RedisBreaker
 from controlplane.plans import PlanLimits
 
 REQUESTS_HASH = "brik:usage:api-requests"  # field "<organization>:<mode>:<YYYY-MM-DD>"
@@ -64,28 +71,58 @@ class Decision:
 
 class RateLimiter:
     def __init__(self, redis: Redis) -> None:
+        self._redis = redis
         self._script = redis.register_script(_SCRIPT)
+        self._breaker = RedisBreaker("rate limits")
+        self._local = LocalBuckets()
+        self._uncounted: Counter[str] = Counter()  # usage fields counted while Redis was away
 
     async def take(self, principal: KeyPrincipal, limits: PlanLimits) -> Decision:
         rate, burst = limits.requests_per_second, limits.burst
         day = datetime.now(UTC).date().isoformat()
-        allowed, *left = await self._script(
-            keys=[f"brik:ratelimit:key:{principal.key_id}",
-                  f"brik:ratelimit:project:{principal.project_id}", REQUESTS_HASH],
-            args=[rate, burst, f"{principal.organization_id}:{principal.mode.value}:{day}"],
-        )  # fmt: skip
-        tokens = [float(value) for value in left]
-        window = max(1, math.ceil(burst / rate))
-        policy = ", ".join(f'"{name}";q={burst};w={window}' for name in _POLICIES)
-        state = ", ".join(
-            f'"{name}";r={math.floor(have)};t={math.ceil((burst - have) / rate)}'
-            for name, have in zip(_POLICIES, tokens, strict=True)
-        )
-        headers = {"RateLimit-Policy": policy, "RateLimit": state}
+        keys = [f"brik:ratelimit:key:{principal.key_id}",
+                f"brik:ratelimit:project:{principal.project_id}"]  # fmt: skip
+        usage = f"{principal.organization_id}:{principal.mode.value}:{day}"
+        if self._breaker.should_try():
+            try:
+                allowed, *left = await self._script(
+                    keys=[*keys, REQUESTS_HASH], args=[rate, burst, usage]
+                )
+            except RedisError as exc:
+                self._breaker.failed(exc)
+            else:
+                if self._uncounted:
+                    await self._count_uncounted()
+                return _decision(bool(allowed), [float(value) for value in left], limits)
+        allowed, tokens = self._local.take(keys, rate, burst)
         if allowed:
-            return Decision(True, headers, 0)
-        retry_after = max(1, math.ceil((1 - min(tokens)) / rate))
-        return Decision(False, {**headers, "Retry-After": str(retry_after)}, retry_after)
+            self._uncounted[usage] += 1
+        return _decision(allowed, tokens, limits)
+
+    async def _count_uncounted(self) -> None:
+        uncounted, self._uncounted = self._uncounted, Counter()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for field, count in uncounted.items():
+                    pipe.hincrby(REQUESTS_HASH, field, count)
+                await pipe.execute()
+        except RedisError:
+            self._uncounted.update(uncounted)  # counted on the next try instead
+
+
+def _decision(allowed: bool, tokens: list[float], limits: PlanLimits) -> Decision:
+    rate, burst = limits.requests_per_second, limits.burst
+    window = max(1, math.ceil(burst / rate))
+    policy = ", ".join(f'"{name}";q={burst};w={window}' for name in _POLICIES)
+    state = ", ".join(
+        f'"{name}";r={math.floor(have)};t={math.ceil((burst - have) / rate)}'
+        for name, have in zip(_POLICIES, tokens, strict=True)
+    )
+    headers = {"RateLimit-Policy": policy, "RateLimit": state}
+    if allowed:
+        return Decision(True, headers, 0)
+    retry_after = max(1, math.ceil((1 - min(tokens)) / rate))
+    return Decision(False, {**headers, "Retry-After": str(retry_after)}, retry_after)
 
 
 def refusal(decision: Decision, limits: PlanLimits) -> RateLimited:

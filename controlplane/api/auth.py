@@ -19,7 +19,7 @@ from controlplane import audit
 from controlplane.api.fields import Email
 from controlplane.api.routing import Auth, Call, Operation
 from controlplane.api.user import User
-from controlplane.auth import login_throttle
+from controlplane.auth.login_throttle import LoginThrottle
 from controlplane.auth.oidc import OidcLogin
 from controlplane.auth.passwords import verify_password_async
 from controlplane.auth.sessions import (
@@ -88,20 +88,24 @@ async def _signed_in(call: Call, user: UserRow, method: str, response: Response)
 
 async def login(call: Call) -> Response:
     body = call.body_as(Login)
-    redis = call.request.app.state.redis
-    ip = client_ip(call.request)
-    user = await UserRow.get_or_none(email=body.email)
+    throttle: LoginThrottle = call.request.app.state.login_throttle
     try:
-        await login_throttle.check_not_locked(redis, call.settings, body.email, ip)
+        # Counted before the password is hashed: see controlplane/auth/login_throttle.py.
+        slot = await throttle.take(body.email, client_ip(call.request))
     except RateLimited:
-        await _failed(call, body.email, user, "locked")
+        await _failed(call, body.email, await UserRow.get_or_none(email=body.email), "locked")
         raise
-    if not await verify_password_async(user.password_hash if user else None, body.password):
-        await login_throttle.record_failure(redis, call.settings, body.email, ip)
+    try:
+        user = await UserRow.get_or_none(email=body.email)
+        valid = await verify_password_async(user.password_hash if user else None, body.password)
+    except BaseException:
+        await throttle.not_evaluated(slot)
+        raise
+    if not valid:
         await _failed(call, body.email, user, "invalid_credentials")
         raise AuthenticationFailed(_INVALID, code="invalid_credentials")
     assert user is not None
-    await login_throttle.clear_account(redis, body.email)
+    await throttle.signed_in(slot)
     return await _signed_in(
         call, user, "password", JSONResponse(User.of(user).model_dump(mode="json"))
     )

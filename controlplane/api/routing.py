@@ -300,13 +300,12 @@ async def run_operation(request: Request, operation: Operation) -> Response:
 async def _within_rate_limit(
     request: Request, principal: KeyPrincipal, tenant: Tenant, settings: Settings
 ) -> None:
-    """Take this request's token (key and project buckets); 429 when either is empty."""
+    """Take this request's token (key and project buckets); 429 when either is empty.
+
+    With Redis away the limiter answers from this process's own buckets: never fails open.
+    """
     limits = limits_for(tenant.organization.plan, settings)
-    try:
-        decision = await request.app.state.rate_limiter.take(principal, limits)
-    except RedisError:
-        logger.warning("rate limits skipped: Redis is unavailable", exc_info=True)
-        return
+    decision = await request.app.state.rate_limiter.take(principal, limits)
     request.state.rate_limit_headers = decision.headers
     if not decision.allowed:
         raise refusal(decision, limits)

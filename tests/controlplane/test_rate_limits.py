@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,9 +13,11 @@ from redis.asyncio import Redis
 
 from controlplane.app import create_app
 from controlplane.auth.api_keys import issue_api_key
+from controlplane.fallback_limits import RETRY_REDIS_AFTER_SECONDS
 from controlplane.models import KeyKind, KeyMode, UsageDay, UsageMetric
 from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
+from tests.support.redis_server import RestartableRedis
 from tests.support.servers import serving
 from tests.support.tenants import make_tenant
 from workers.tasks.usage_flush import flush_request_counts
@@ -122,3 +126,29 @@ async def test_errors_carry_the_headers_and_requests_are_counted_in_usage(
     assert (day.mode, day.value) == (KeyMode.TEST, 5)
     usage = (await client.get("/v1/usage", headers=bearer(acme.secret_key))).json()
     assert usage["test"]["api_requests"]["used"] == 5  # the usage request itself is not flushed
+
+
+async def test_limits_hold_while_redis_is_away_and_its_requests_are_counted_after(
+    servers: Callable[..., Any], tmp_path: Path
+) -> None:
+    # Failing open would take the brake off exactly when Redis is slow or gone: the process
+    # keeps the same buckets itself, and hands the requests it let through to the usage count
+    # once Redis is back.
+    redis_server = RestartableRedis(tmp_path / "redis")  # not started yet: unreachable
+    (client,) = await servers(redis_url=redis_server.url)
+    acme = await make_tenant("Acme")
+    answers = [await client.get("/v1/devices", headers=bearer(acme.secret_key)) for _ in range(4)]
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
+    assert int(answers[3].headers["Retry-After"]) >= 1
+    assert answers[3].json()["error"]["code"] == "rate_limited"
+    assert '"api_key";r=0' in answers[2].headers["RateLimit"]
+
+    with redis_server:
+        await asyncio.sleep(RETRY_REDIS_AFTER_SECONDS + 0.1)
+        back = await client.get("/v1/devices", headers=bearer(acme.secret_key))
+        assert back.status_code == 200  # Redis's own buckets again
+        redis = Redis.from_url(redis_server.url)
+        try:
+            assert await flush_request_counts(redis) == 4  # 3 while away, 1 after
+        finally:
+            await redis.aclose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import Callable
 
 import httpx
@@ -12,6 +14,7 @@ from controlplane.app import create_app
 from controlplane.auth.sessions import SESSION_COOKIE
 from controlplane.models import AuditEvent, Session
 from controlplane.settings import Settings
+from tests.support.processes import free_port
 from tests.support.servers import serving
 from tests.support.tenants import PASSWORD, make_person
 
@@ -94,6 +97,84 @@ async def test_one_ip_is_throttled_across_accounts(
             assert (await login(client, f"user{number}@example.com", "guess")).status_code == 401
         await make_person("ada@example.com")
         assert (await login(client, "ada@example.com")).status_code == 429
+
+
+def guesses(client: httpx.AsyncClient, emails: list[str]) -> list[asyncio.Task[httpx.Response]]:
+    """A wrong password for each of ``emails``, all sent at once."""
+    return [asyncio.create_task(login(client, email, "a wrong guess")) for email in emails]
+
+
+async def first_refusal(tasks: list[asyncio.Task[httpx.Response]]) -> None:
+    """Wait until one of ``tasks`` is answered 429 (or all are answered)."""
+    pending = set(tasks)
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if any(task.result().status_code == 429 for task in done):
+            return
+
+
+async def test_guesses_sent_at_once_are_counted_before_any_is_evaluated(
+    make_settings: Callable[..., Settings], database: None
+) -> None:
+    # Each attempt takes its place in the count before argon2 runs, so 24 guesses sent
+    # together are not 24 evaluations (they were: 24 x 401, and the right password got in).
+    await make_person("ada@example.com")
+    app = create_app(make_settings(login_max_failures_per_account=5))
+    limits = httpx.Limits(max_connections=50)
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, limits=limits) as client:
+        sent = guesses(client, ["ada@example.com"] * 24)
+        await first_refusal(sent)
+        right = await login(client, "ada@example.com")  # the account is locked now
+        answers = await asyncio.gather(*sent)
+    assert Counter(answer.status_code for answer in answers) == {401: 5, 429: 19}
+    assert right.status_code == 429
+    assert right.json()["error"]["code"] == "too_many_login_attempts"
+    assert 0 < int(right.headers["retry-after"]) <= 900
+    assert await AuditEvent.filter(action="user.login_failed").count() == 25
+
+
+async def test_guesses_sent_at_once_from_one_ip_are_capped_too(
+    make_settings: Callable[..., Settings], database: None
+) -> None:
+    app = create_app(make_settings(login_max_failures_per_ip=6))
+    limits = httpx.Limits(max_connections=50)
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, limits=limits) as client:
+        sent = guesses(client, [f"user{number}@example.com" for number in range(20)])
+        answers = await asyncio.gather(*sent)
+    assert Counter(answer.status_code for answer in answers) == {401: 6, 429: 14}
+
+
+async def test_a_successful_sign_in_gives_its_place_back(
+    make_settings: Callable[..., Settings], database: None
+) -> None:
+    await make_person("ada@example.com")
+    app = create_app(make_settings(login_max_failures_per_account=2, login_max_failures_per_ip=3))
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
+        assert (await login(client, "ada@example.com", "guess")).status_code == 401
+        for _ in range(3):  # neither the account nor the IP fills up with good sign-ins
+            assert (await login(client, "ada@example.com")).status_code == 200
+        assert (await login(client, "ada@example.com", "guess")).status_code == 401
+        assert (await login(client, "ada@example.com")).status_code == 200
+
+
+async def test_sign_in_keeps_its_limits_while_redis_is_unreachable(
+    make_settings: Callable[..., Settings], database: None
+) -> None:
+    # Each process counts in memory instead: no 500, and no unlimited guessing either.
+    await make_person("ada@example.com")
+    await make_person("bob@example.com")
+    settings = make_settings(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0", login_max_failures_per_account=3
+    )
+    async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
+        answers = await asyncio.gather(*guesses(client, ["ada@example.com"] * 6))
+        assert Counter(answer.status_code for answer in answers) == {401: 3, 429: 3}
+        locked = await login(client, "ada@example.com")
+        assert locked.status_code == 429
+        assert locked.json()["error"]["code"] == "too_many_login_attempts"
+        signed_in = await login(client, "bob@example.com")
+        assert signed_in.status_code == 200, signed_in.text
+        assert (await client.get("/v1/user")).json()["email"] == "bob@example.com"
 
 
 async def test_sign_out_revokes_the_session_server_side(
