@@ -1,5 +1,10 @@
 """``/v1/devices``: where a project's pushes go. Publishable keys may register devices (that is
-what they are for); reading and deleting need a secret key's ``devices:*`` scopes.
+what they are for); reading needs a secret key's ``devices:read``, and deleting a device by id
+a secret key itself — a publishable key ships inside every copy of the app, so whoever holds
+it could otherwise delete every device of the project. An app that wants to stop its own
+pushes calls ``POST /v1/devices/unregister`` with its token: that reaches only the device the
+token belongs to, found by the same keyed hash as registration, so proving the token is the
+permission.
 
 Registration is an upsert by token: an app calls it on every launch with the token it has,
 and the same device row is updated (user, tags, Live Activity tokens) — and reactivated if a
@@ -18,7 +23,7 @@ from controlplane.api.fields import Deleted
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Auth, Call, Operation
 from controlplane.auth.keys import hash_key
-from controlplane.errors import InvalidRequest
+from controlplane.errors import InvalidRequest, NotFound
 from controlplane.models import Device as DeviceRow
 from controlplane.models import DeviceStatus, DeviceTag, KeyMode, Platform
 from controlplane.validation import field_error
@@ -165,6 +170,24 @@ async def delete_device(call: Call) -> Deleted:
     return Deleted(object="device", id=row.id)
 
 
+class DeviceUnregistration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(min_length=1, max_length=4096, description="The token it registered.")
+    platform: Platform
+
+
+async def unregister_device(call: Call) -> Deleted:
+    body = call.body_as(DeviceUnregistration)
+    token = body.token.lower() if body.platform is Platform.IOS else body.token
+    row = await call.tenant.query(DeviceRow).get_or_none(
+        token_hash=token_hash(token, call), platform=body.platform
+    )
+    if row is None:
+        raise NotFound("No device of this project is registered with this token.", param="token")
+    await row.delete()
+    return Deleted(object="device", id=row.id)
+
+
 KEY = Auth.API_KEY
 operations = [
     Operation("POST", "/v1/devices", register_device,
@@ -172,8 +195,15 @@ operations = [
               scope="devices:write", body=DeviceRegistration, response=DeviceWithStatus),
     Operation("GET", "/v1/devices", list_devices, "List devices, with filters", "Devices",
               auth=KEY, scope="devices:read", query=DeviceListQuery, response=Page[Device]),
+    Operation("POST", "/v1/devices/unregister", unregister_device,
+              "Unregister the device with this token (an app signing out)", "Devices",
+              auth=KEY, scope="devices:write", body=DeviceUnregistration, response=Deleted,
+              description="For apps: publishable keys may call it, since it reaches only the "
+              "device whose token the caller sends."),
     Operation("GET", "/v1/devices/{device_id}", retrieve_device, "Retrieve a device",
               "Devices", auth=KEY, scope="devices:read", response=Device),
     Operation("DELETE", "/v1/devices/{device_id}", delete_device, "Delete a device",
-              "Devices", auth=KEY, scope="devices:write", response=Deleted),
+              "Devices", auth=KEY, scope="devices:write", secret_key_only=True,
+              response=Deleted, description="Secret keys only (publishable keys ship inside "
+              "apps); an app unregisters itself with POST /v1/devices/unregister."),
 ]  # fmt: skip

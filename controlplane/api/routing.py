@@ -92,6 +92,7 @@ class Operation:
     transactional: bool = True
     idempotent: bool = False  # honours Idempotency-Key (controlplane/idempotency.py)
     instance_admin: bool = False  # superusers only, and they reach every organization
+    secret_key_only: bool = False  # Auth.API_KEY: publishable keys (shipped in apps) get 403
     response_media_type: str = "application/json"
 
     @property
@@ -257,6 +258,8 @@ async def run_operation(request: Request, operation: Operation) -> Response:
         tenant.require(operation.permission)
     if operation.scope is not None and isinstance(principal, KeyPrincipal):
         principal.require(operation.scope)
+    if operation.secret_key_only and isinstance(principal, KeyPrincipal):
+        principal.require_secret()
     query = parse_query(request, operation.query) if operation.query else None
     if operation.body is not None:
         body: BaseModel | None = await parse_body(request, operation.body)

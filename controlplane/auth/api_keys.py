@@ -37,6 +37,14 @@ class KeyPrincipal:
                 f"This API key lacks the '{scope}' scope.", code="missing_scope", param=scope
             )
 
+    def require_secret(self) -> None:
+        """403 for a publishable key: it ships inside every copy of an app, so anyone has it."""
+        if self.kind is not KeyKind.SECRET:
+            raise PermissionDenied(
+                "This needs a secret key (bk_sk_…): publishable keys ship inside apps.",
+                code="secret_key_required",
+            )
+
     def check_not_expired(self, now: datetime | None = None) -> None:
         if self.expires_at is not None and self.expires_at <= (now or datetime.now(UTC)):
             raise AuthenticationFailed("The API key has expired.", code="api_key_expired")

@@ -153,3 +153,24 @@ async def test_every_v1_route_answers_404_for_another_tenants_ids(
         id=victim_ids["access_token_id"], revoked_at=None
     ).exists()
     assert await Device.filter(id=victim_ids["device_id"], user_id="victim-user").exists()
+
+
+async def test_unregistering_a_token_reaches_only_the_callers_project(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    # POST /v1/devices/unregister names no id the walk could swap: it finds the device by its
+    # token, which must be looked up in the caller's project only.
+    attacker = await make_tenant("Attacker")
+    victim = await make_tenant("Victim")
+    token = {"token": "c0" * 32, "platform": "ios"}
+    registered = await client.post(
+        "/v1/devices", json=token, headers={"Authorization": f"Bearer {victim.secret_key}"}
+    )
+    assert registered.status_code == 200, registered.text
+    refused = await client.post(
+        "/v1/devices/unregister", json=token,
+        headers={"Authorization": f"Bearer {attacker.secret_key}"},
+    )  # fmt: skip
+    assert refused.status_code == 404
+    assert registered.json()["id"] not in refused.text
+    assert await Device.filter(id=registered.json()["id"]).exists()

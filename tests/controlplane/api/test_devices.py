@@ -116,3 +116,45 @@ async def test_test_keys_and_live_keys_see_separate_devices(
     assert (await client.get(f"/v1/devices/{device_id}", headers=live)).status_code == 404
     assert (await client.get("/v1/devices", headers=live)).json()["data"] == []
     assert len((await client.get("/v1/devices", headers=test_server)).json()["data"]) == 1
+
+
+async def test_only_a_secret_key_deletes_devices_by_id(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    # A publishable key ships inside every copy of the app: whoever unpacks one must not be
+    # able to walk the project's devices away.
+    app_key, server_key, _ = await keys()
+    device = await client.post("/v1/devices", json={"token": IOS_TOKEN, "platform": "ios"},
+                               headers=app_key)  # fmt: skip
+    path = f"/v1/devices/{device.json()['id']}"
+    refused = await client.delete(path, headers=app_key)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "secret_key_required"
+    assert (await client.get(path, headers=server_key)).status_code == 200
+    assert (await client.delete(path, headers=server_key)).status_code == 200
+
+
+async def test_an_app_unregisters_the_device_whose_token_it_holds(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    app_key, server_key, _ = await keys()
+    mine = await client.post("/v1/devices", json={"token": IOS_TOKEN, "platform": "ios"},
+                             headers=app_key)  # fmt: skip
+    other = await client.post(
+        "/v1/devices", json={"token": ANDROID_TOKEN, "platform": "android"}, headers=app_key
+    )
+    unregister = "/v1/devices/unregister"
+    # The token as the app has it (APNs tokens are matched whatever their case).
+    gone = await client.post(unregister, json={"token": IOS_TOKEN.lower(), "platform": "ios"},
+                             headers=app_key)  # fmt: skip
+    assert gone.status_code == 200, gone.text
+    assert gone.json() == {"object": "device", "id": mine.json()["id"], "deleted": True}
+    assert (
+        await client.get(f"/v1/devices/{mine.json()['id']}", headers=server_key)
+    ).status_code == 404
+    # Nothing else is touched, and a token nobody registered reaches nothing.
+    again = await client.post(unregister, json={"token": IOS_TOKEN, "platform": "ios"},
+                              headers=app_key)  # fmt: skip
+    assert again.status_code == 404
+    assert again.json()["error"]["param"] == "token"
+    assert (await client.get(f"/v1/devices/{other.json()['id']}", headers=server_key)).is_success
