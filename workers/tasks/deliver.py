@@ -255,12 +255,12 @@ async def _send_group(
         if row.device_id is None or row.device_status != DeviceStatus.ACTIVE:
             outcomes[row.id] = Outcome.failed("the device was deleted or is invalid")
             continue
-        encrypted = getattr(row, token_column(row, content))
+        column = token_column(row, content)
+        encrypted = getattr(row, column)
         if encrypted is None:
             # Never the device token instead: Apple would refuse it for the Live Activity
             # topic (DeviceTokenNotForTopic) and the whole device would be dropped.
-            name = TOKEN_NAMES[token_column(row, content)]
-            outcomes[row.id] = Outcome.failed(f"the device has no {name} (any more)")
+            outcomes[row.id] = Outcome.failed(f"the device has no {TOKEN_NAMES[column]} (any more)")
             continue
         try:
             token = keyring.decrypt(encrypted).decode()
