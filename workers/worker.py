@@ -7,8 +7,9 @@ concurrent I/O-bound jobs, so (all overridable by settings, see docs/delivery.md
   worker is no longer capped near 200 jobs/s by sleeping between polls;
 - ``max_jobs`` 200: jobs spend their time waiting on APNs/FCM sockets, not the CPU;
 - ``queue_read_limit`` 5 x ``max_jobs`` (arq's rule), so one poll fills the worker;
-- ``job_timeout`` 120 s and ``max_tries`` 8: a batch waits out provider back-off, then gives up
-  into ``failed`` with its last reason instead of looping forever;
+- ``job_timeout`` 120 s and ``max_tries`` 8: bound how often arq re-runs one job that timed out
+  or whose worker died (a delivery's own retries are new jobs, bounded by time:
+  :mod:`workers.retries`);
 - ``keep_result`` 10 min: results are only read by probes and tests.
 
 A worker rides out a Redis outage instead of exiting (arq's own loop stops at the first
