@@ -11,7 +11,8 @@ in the same order for all of them, so no handler can forget one:
 4. validate the query string and the JSON body (400),
 5. run the handler — inside one database transaction unless it only reads — and render its
    pydantic result as JSON; work registered with ``call.after_commit`` (cache invalidation,
-   mail) runs once the transaction has committed.
+   enqueueing, mail) runs once the transaction has committed, and its failure never turns a
+   committed change into a 500.
 
 The same declarations feed ``/v1/openapi.json`` (``controlplane/api/openapi.py``), so an
 operation cannot exist without being documented.
@@ -295,8 +296,20 @@ async def run_operation(request: Request, operation: Operation) -> Response:
         if claimed is not None:
             await idempotency.release(claimed)
         raise
+    # The change is committed: follow-up work (enqueueing, mail, cache invalidation) must not
+    # turn its answer into a 500 — a client would retry a push that was accepted. A follow-up
+    # that has something to tell the client raises an APIError (forget_cached_keys' 503); any
+    # other failure is logged, and the rest still run.
+    told: APIError | None = None
     for callback in call.after_commit:
-        await callback()
+        try:
+            await callback()
+        except APIError as exc:
+            told = told or exc
+        except Exception:
+            logger.exception("work after the commit failed; the change itself is committed")
+    if told is not None:
+        raise told
     return response
 
 

@@ -48,6 +48,20 @@ async def with_after_commit(call: Call) -> Renamed:
     return Renamed(name="done")
 
 
+async def rename_then_follow_up_fails(call: Call) -> Renamed:
+    """Commits a rename; its first follow-up breaks, the second must still run."""
+    project = call.tenant.project
+    assert project is not None
+    project.name = call.body_as(Rename).name
+    await project.save(update_fields=["name"])
+
+    async def broken() -> None:
+        raise RuntimeError("the mail server hung up")
+
+    call.after_commit.extend([broken, lambda: _note_commit(call)])
+    return Renamed(name=project.name)
+
+
 COMMITS: list[str] = []
 
 
@@ -62,6 +76,8 @@ TEST_OPERATIONS = [
               auth=Auth.API_KEY, scope="pushes:write", response=Renamed),
     Operation("POST", "/v1/test/after-commit", with_after_commit, "test", "Test",
               auth=Auth.API_KEY, response=Renamed),
+    Operation("POST", "/v1/projects/{project_id}/rename-then-follow-up-fails",
+              rename_then_follow_up_fails, "test", "Test", body=Rename, response=Renamed),
 ]  # fmt: skip
 
 
@@ -119,6 +135,18 @@ async def test_after_commit_work_runs_and_bodies_are_refused_where_none_is_taken
     assert stray.status_code == 400
     assert stray.json()["error"]["code"] == "unexpected_body"
     assert COMMITS == ["/v1/test/after-commit"]
+
+
+async def test_a_failing_follow_up_never_turns_a_committed_change_into_a_500(
+    http: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    COMMITS.clear()
+    path = f"/v1/projects/{acme.project.id}/rename-then-follow-up-fails"
+    answer = await http.post(path, json={"name": "Renamed"}, headers=acme.owner.headers)
+    assert answer.status_code == 200, answer.text
+    assert (await Project.get(id=acme.project.id)).name == "Renamed"
+    assert [path] == COMMITS  # the follow-up after the broken one ran too
 
 
 async def test_head_is_answered_like_get(http: httpx.AsyncClient, database: None) -> None:
