@@ -1,4 +1,13 @@
-"""What the benchmarks share: a scratch database, the local servers' URLs, the results file."""
+"""What the benchmarks share: a scratch database, a Redis, the results file, the plan.
+
+The benchmark organization is put on the Enterprise plan (no push quota, the highest request
+rate) through the same plan change ``brik-cloud set-plan`` makes: a benchmark measures the
+pipeline, and on the Free plan its 20,000-device push was refused whole (10,000 a month).
+
+Redis is a redis-server of the benchmark's own on a free port (as the tests do), unless
+``BRIK_BENCH_REDIS_URL`` names one: a benchmark flushes its Redis, and a developer's own must
+never be flushed.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,7 @@ import json
 import os
 import secrets
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +23,10 @@ from typing import Any
 
 import asyncpg
 
+from controlplane.audit import Actor
+from controlplane.billing import set_plan_by_admin
+from controlplane.embedded_redis import EmbeddedRedis
+from controlplane.models import Organization, Plan
 from controlplane.settings import Settings
 from tests.support.processes import brik_cloud_command, settings_environment
 
@@ -24,8 +38,23 @@ def server_url() -> str:
     return os.environ.get("BRIK_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
 
-def redis_url() -> str:
-    return os.environ.get("BRIK_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+@contextmanager
+def bench_redis() -> Iterator[str]:
+    """``BRIK_BENCH_REDIS_URL``, else a private redis-server for the run; yields its URL."""
+    configured = os.environ.get("BRIK_BENCH_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    with tempfile.TemporaryDirectory() as directory, EmbeddedRedis(Path(directory)) as redis:
+        yield redis.url
+
+
+BENCH_PLAN = Plan.ENTERPRISE
+
+
+async def put_on_benchmark_plan(organization: Organization, settings: Settings) -> None:
+    """The plan change ``brik-cloud set-plan ORG enterprise`` makes (controlplane/billing.py)."""
+    await set_plan_by_admin(organization, BENCH_PLAN, settings, Actor("cli", None, "loadtests"))
 
 
 def _admin_dsn() -> str:
@@ -52,11 +81,11 @@ async def drop_scratch_database(url: str) -> None:
         await admin.close()
 
 
-def write_results(stem: str, figures: dict[str, Any]) -> Path:
-    """Print ``figures`` and write them to ``loadtests/results/<stem>-<date>.json``."""
+def write_results(stem: str, figures: dict[str, Any], directory: Path = RESULTS) -> Path:
+    """Print ``figures`` and write them to ``<directory>/<stem>-<date>.json``."""
     print(json.dumps(figures, indent=2))
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{stem}-{figures['when'][:10]}.json"
+    directory.mkdir(parents=True, exist_ok=True)
+    out = directory / f"{stem}-{figures['when'][:10]}.json"
     out.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"written to {out}")
     return out

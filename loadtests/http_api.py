@@ -3,10 +3,13 @@
 Creates a scratch PostgreSQL database, bootstraps a project (``brik-cloud bootstrap``), starts
 ``brik-cloud serve`` and ``brik-cloud worker`` as they run in production (one process each),
 then runs ``loadtests/locustfile.py`` headless against it with a test-mode secret key (the
-sandbox provider answers the pushes). Prints per-endpoint figures and writes them as JSON to
-``loadtests/results/``. Needs the local PostgreSQL and Redis (``BRIK_BENCH_DATABASE_URL``,
-``BRIK_BENCH_REDIS_URL``) and locust (``pip install -e ".[loadtest]"``). A benchmark, not a
-test: it asserts nothing.
+sandbox provider answers the pushes). The organization is put on the Enterprise plan with
+``brik-cloud set-plan`` (no push quota, 5,000 requests/s per key), so the plan does not limit
+what is measured. Prints per-endpoint figures and writes them as JSON to
+``loadtests/results/``. Needs the local PostgreSQL (``BRIK_BENCH_DATABASE_URL``), a
+``redis-server`` binary (a private one is started unless ``BRIK_BENCH_REDIS_URL`` names a
+Redis) and locust (in the ``dev`` and ``loadtest`` extras). A benchmark, not a test: it asserts
+nothing about speed (``tests/loadtests/`` runs it at a tiny size so that it keeps working).
 
     .venv/bin/python -m loadtests.http_api --users 50 --seconds 30
 """
@@ -32,11 +35,13 @@ from cryptography.fernet import Fernet
 
 from controlplane.settings import Settings
 from loadtests.common import (
+    BENCH_PLAN,
+    RESULTS,
+    bench_redis,
     cpu_seconds,
     create_scratch_database,
     drop_scratch_database,
     peak_rss_mb,
-    redis_url,
     worker_process,
     write_results,
 )
@@ -51,26 +56,31 @@ COMMAND = ".venv/bin/python -m loadtests.http_api"
 LOCUSTFILE = Path(__file__).parent / "locustfile.py"
 
 
-def _settings(database_url: str) -> Settings:
+def _settings(database_url: str, redis_url: str) -> Settings:
     return Settings(
         database_url=database_url,
-        redis_url=redis_url(),
+        redis_url=redis_url,
         secret_key=secrets.token_urlsafe(48),
         encryption_keys=[Fernet.generate_key().decode()],
         queue_name=f"brik-bench:{secrets.token_hex(3)}",
         log_level="WARNING",
-        # The benchmark measures the API, not the plan's rate limit (50 requests/s on Free).
-        plan_free_requests_per_second=100_000,
     )
 
 
 def _test_secret_key(env: dict[str, str]) -> str:
-    """Migrate and bootstrap the scratch database; the project's test-mode secret key."""
+    """Migrate and bootstrap the scratch database, put its organization on the benchmark plan
+    (``brik-cloud set-plan``: the Free plan's quota and rate would be what is measured); the
+    project's test-mode secret key."""
     printed = subprocess.run(
         [*brik_cloud_command(), "bootstrap", "--json"],
         env=env, check=True, capture_output=True, text=True,
     )  # fmt: skip
-    return str(json.loads(printed.stdout)["keys"]["test_secret"])
+    created = json.loads(printed.stdout)
+    subprocess.run(
+        [*brik_cloud_command(), "set-plan", created["org_id"], BENCH_PLAN.value],
+        env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return str(created["keys"]["test_secret"])
 
 
 def _locust(url: str, key: str, users: int, seconds: int, directory: Path) -> list[dict[str, str]]:
@@ -98,9 +108,14 @@ def _figures(row: dict[str, str]) -> dict[str, Any]:
 
 
 def main(users: int, seconds: int) -> dict[str, Any]:
+    with bench_redis() as redis_url:
+        return _run(users, seconds, redis_url)
+
+
+def _run(users: int, seconds: int, redis_url: str) -> dict[str, Any]:
     database_url = asyncio.run(create_scratch_database())
     try:
-        settings = _settings(database_url)
+        settings = _settings(database_url, redis_url)
         env = settings_environment(settings)
         key = _test_secret_key(env)
         port = free_port()
@@ -142,5 +157,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=50, help="concurrent locust users")
     parser.add_argument("--seconds", type=int, default=30, help="how long to run")
+    parser.add_argument(
+        "--results-dir", type=Path, default=RESULTS, help="where to write the JSON figures"
+    )
     arguments = parser.parse_args()
-    write_results("http-api", main(arguments.users, arguments.seconds))
+    write_results("http-api", main(arguments.users, arguments.seconds), arguments.results_dir)

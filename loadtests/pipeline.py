@@ -12,9 +12,11 @@ and one answering: the ratio b/a is what the pipeline (database, queue, leases, 
 Each is run ``--repeat`` times, interleaved, and the best of each is reported (as ``timeit``
 does: on a shared machine, slower runs measure the neighbours); every run's figure is kept in
 the results too. Prints the figures and b/a, and writes them as JSON to ``loadtests/results/``.
-Needs the local PostgreSQL and Redis (``BRIK_BENCH_DATABASE_URL`` — a server URL; a scratch
-database is created and dropped — and ``BRIK_BENCH_REDIS_URL``). A benchmark, not a test: it
-asserts nothing.
+Needs the local PostgreSQL (``BRIK_BENCH_DATABASE_URL``, a server URL: a scratch database is
+created and dropped) and a ``redis-server`` binary (a private one is started, unless
+``BRIK_BENCH_REDIS_URL`` names a Redis to use). The organization is on the Enterprise plan, so
+no quota stops the push. A benchmark, not a test: it asserts nothing about speed
+(``tests/loadtests/`` runs it at a tiny size so that it keeps working).
 
     .venv/bin/python -m loadtests.pipeline --devices 20000
 """
@@ -51,11 +53,13 @@ from controlplane.models import Device, KeyKind, KeyMode, Organization, Platform
 from controlplane.payloads import PushContent, apns_push
 from controlplane.settings import Settings
 from loadtests.common import (
+    RESULTS,
+    bench_redis,
     cpu_seconds,
     create_scratch_database,
     drop_scratch_database,
     peak_rss_mb,
-    redis_url,
+    put_on_benchmark_plan,
     worker_process,
     write_results,
 )
@@ -207,6 +211,7 @@ async def end_to_end(
     settings: Settings, fake: FakeApnsProcess, key: SigningKey, count: int
 ) -> dict[str, Any]:
     organization = await Organization.create(name="Bench")
+    await put_on_benchmark_plan(organization, settings)
     project = await Project.create(organization=organization, name="Bench app")
     _, live = await issue_api_key(project, name="live", kind=KeyKind.SECRET, mode=KeyMode.LIVE,
                                   pepper=SECRET)  # fmt: skip
@@ -247,11 +252,11 @@ async def end_to_end(
 async def main(count: int, in_flight: int, repeat: int) -> dict[str, Any]:
     database_url = await create_scratch_database()
     key = new_signing_key()
-    with tempfile.TemporaryDirectory() as directory:
+    with tempfile.TemporaryDirectory() as directory, bench_redis() as redis_url:
         fake = FakeApnsProcess(key, Path(directory))
         settings = Settings(
             database_url=database_url,
-            redis_url=redis_url(),
+            redis_url=redis_url,
             secret_key=SECRET, encryption_keys=[Fernet.generate_key().decode()],
             queue_name=f"brik-bench:{secrets.token_hex(3)}", apns_host="127.0.0.1",
             apns_port=fake.port, apns_ca_file=fake.ca_file, log_level="WARNING",
@@ -316,6 +321,9 @@ if __name__ == "__main__":
         "--repeat", type=int, default=3,
         help="runs of each; the best of each is reported (this machine's neighbours are noisy)",
     )  # fmt: skip
+    parser.add_argument(
+        "--results-dir", type=Path, default=RESULTS, help="where to write the JSON figures"
+    )
     arguments = parser.parse_args()
     figures = asyncio.run(main(arguments.devices, arguments.in_flight, arguments.repeat))
-    write_results(f"pipeline-{figures['devices']}", figures)
+    write_results(f"pipeline-{figures['devices']}", figures, arguments.results_dir)
