@@ -46,6 +46,7 @@ def create_app(settings: Settings) -> Starlette:
             if settings.secret_key is not None:
                 app.state.api_keys = ApiKeyCache(redis, settings.secret_key.get_secret_value())
             app.state.stripe = StripeConnection.open(settings)
+            mail.warn_if_mail_cannot_be_sent(app.state.mail_sender)
             try:
                 yield
             finally:

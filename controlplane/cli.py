@@ -90,6 +90,18 @@ def _secret_key(settings: Settings) -> str:
         raise click.ClickException(str(exc)) from None
 
 
+def _refuse_log_mail(settings: Settings) -> None:
+    """Only ``dev`` writes mail to its log: invitation links are bearer tokens."""
+    from controlplane.mail import LOG_SENDER
+
+    if settings.mail_sender == LOG_SENDER:
+        raise click.ClickException(
+            "BRIK_MAIL_SENDER=log writes every email, invitation links included, into the log; "
+            "only brik-cloud dev uses it. Set BRIK_MAIL_SENDER=smtp (with BRIK_SMTP_URL) or a "
+            "sender class, or leave it unset (nothing is mailed)."
+        )
+
+
 def _require_production_secrets(settings: Settings) -> None:
     """``serve`` and ``worker`` start only with a secret key and a valid encryption key ring."""
     from controlplane.crypto import KeyRing, KeyRingError
@@ -133,6 +145,7 @@ def serve(host: str, port: int) -> None:
 
     settings = _settings()
     _require_production_secrets(settings)
+    _refuse_log_mail(settings)
     configure_logging(settings.log_level)
     _check_database(settings)
     config = uvicorn.Config(

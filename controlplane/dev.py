@@ -30,6 +30,7 @@ from controlplane import db
 from controlplane.app import create_app
 from controlplane.bootstrap import bootstrap
 from controlplane.embedded_redis import EmbeddedRedis
+from controlplane.mail import LOG_SENDER
 from controlplane.models import ApiKey, KeyMode, Project
 from controlplane.serving import QuietSignalServer, stop_on_signals, wait_until_started
 from controlplane.settings import Settings
@@ -215,7 +216,10 @@ def _run_dev(workdir: Path, host: str, listener: socket.socket) -> None:
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     with EmbeddedRedis(workdir) as redis:
+        base = Settings()
         settings = dev_settings(
-            workdir, Settings(), redis_url=redis.url, public_base_url=f"http://{host}:{port}"
-        )
+            workdir, base, redis_url=redis.url, public_base_url=f"http://{host}:{port}",
+            # Only dev writes mail, invitation links included, to its log (controlplane/mail.py).
+            mail_sender=base.mail_sender or LOG_SENDER,
+        )  # fmt: skip
         asyncio.run(_serve(settings, host, listener, workdir))

@@ -1,11 +1,17 @@
 """Outbound email through a pluggable sender, every message logged in ``notifications``.
 
-``BRIK_MAIL_SENDER`` picks the sender: ``log`` (the default: writes the message to the
-application log, which is how ``brik-cloud dev`` shows invitation links), ``smtp`` (through the
-server in ``BRIK_SMTP_URL``) or the import path ``package.module:ClassName`` of any class
-implementing :class:`MailSender` (built with the settings). Whatever the sender, each message
-gets a ``notifications`` row with its body encrypted by the key ring, and a failed delivery is
-recorded as ``failed`` with the reason.
+``BRIK_MAIL_SENDER`` picks the sender: ``smtp`` (through the server in ``BRIK_SMTP_URL``) or
+the import path ``package.module:ClassName`` of any class implementing :class:`MailSender`
+(built with the settings). Whatever the sender, each message gets a ``notifications`` row with
+its body encrypted by the key ring, and a failed delivery is recorded as ``failed`` with the
+reason.
+
+Left unset, nothing can be mailed: :class:`NoMailSender` records each message as ``failed``
+("no mail sender is configured") and writes nothing of it to the log, and the API says so once
+when it starts. The ``log`` sender, which writes whole messages — invitation links, which are
+bearer tokens, included — to the application log, is how ``brik-cloud dev`` shows them; only
+``dev`` may use it: ``brik-cloud serve`` refuses to start with it, since an API's log goes to
+places (aggregators, support tickets) that must never hold a way into an organization.
 """
 
 from __future__ import annotations
@@ -44,8 +50,25 @@ class MailSender(Protocol):
         """Hand ``email`` over for delivery; raise to report a failure."""
 
 
+LOG_SENDER = "log"
+NOT_CONFIGURED = "no mail sender is configured (BRIK_MAIL_SENDER)"
+
+
+class MailNotConfigured(RuntimeError):
+    """There is no mail sender: the message cannot go out."""
+
+
+class NoMailSender:
+    """What an API without ``BRIK_MAIL_SENDER`` has: every message fails, quietly."""
+
+    name = "none"
+
+    async def deliver(self, email: Email) -> None:
+        raise MailNotConfigured(NOT_CONFIGURED)
+
+
 class LogMailSender:
-    """Writes each message to the log (``brik.mail``), for development and small installs."""
+    """Writes each message to the log (``brik.mail``): ``brik-cloud dev`` only."""
 
     name = "log"
 
@@ -134,8 +157,20 @@ class SmtpMailSender:
             client.send_message(message)
 
 
+def warn_if_mail_cannot_be_sent(sender: MailSender) -> None:
+    """Say at start-up, once, what an API without a mail sender cannot do."""
+    if isinstance(sender, NoMailSender):
+        logger.warning(
+            "No mail sender is configured (BRIK_MAIL_SENDER): invitations and quota warnings "
+            "cannot be mailed. Set BRIK_MAIL_SENDER=smtp and BRIK_SMTP_URL (see "
+            "docs/configuration.md)."
+        )
+
+
 def load_sender(settings: Settings) -> MailSender:
-    if settings.mail_sender == "log":
+    if settings.mail_sender is None:
+        return NoMailSender()
+    if settings.mail_sender == LOG_SENDER:
         return LogMailSender(settings)
     if settings.mail_sender == "smtp":
         return SmtpMailSender(settings)
@@ -156,6 +191,9 @@ async def send(email: Email, sender: MailSender, keyring: KeyRing) -> Notificati
     status, error = "sent", ""
     try:
         await sender.deliver(email)
+    except MailNotConfigured as exc:  # said once at start-up; no traceback per message
+        logger.warning("%s email to %s not sent: %s", email.kind, email.to, exc)
+        status, error = "failed", str(exc)
     except Exception as exc:  # a sender's failure is recorded, not the caller's problem
         logger.exception("mail sender %s failed", sender.name)
         status, error = "failed", f"{type(exc).__name__}: {exc}"[:2000]

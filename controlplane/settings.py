@@ -54,9 +54,11 @@ class Settings(BaseSettings):
     oidc_allow_signup: bool = Field(
         default=True, description="Create an account for a verified email seen the first time."
     )
-    mail_sender: str = Field(
-        default="log",
-        description="'log', 'smtp' or 'module:Class' of a MailSender implementation.",
+    mail_sender: str | None = Field(
+        default=None,
+        description="'smtp' or 'module:Class' of a MailSender implementation; unset, nothing "
+        "is mailed. 'log' (messages, invitation links included, to the log) is for "
+        "`brik-cloud dev`, its default; `serve` refuses it.",
     )
     mail_from: str = Field(
         default="Brik Cloud <noreply@localhost>", description="From: of every email sent."

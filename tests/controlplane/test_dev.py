@@ -33,6 +33,14 @@ def run_once(workdir: Path) -> tuple[dict[str, Any], str, int]:
         assert pipeline.status_code == 200, pipeline.text  # the in-process worker answers
         dashboard = httpx.get(dev_json["dashboard_url"], timeout=5)
         assert dashboard.status_code == 200
+        with httpx.Client(base_url=url, timeout=10) as admin:
+            credentials = {"email": dev_json["admin_email"], "password": dev_json["admin_password"]}
+            assert admin.post("/v1/auth/login", json=credentials).status_code == 200
+            invited = admin.post(f"/v1/organizations/{dev_json['org_id']}/invitations",
+                                 json={"email": f"dev{port}@example.com"})  # fmt: skip
+            assert invited.status_code == 201, invited.text
+        # dev, and only dev, writes mail to its log: that is how it shows invitation links.
+        assert "accept-invitation#bk_inv_" in (workdir / "dev.log").read_text()
     finally:
         output = stop(process).decode()
     assert process.returncode == 0, output

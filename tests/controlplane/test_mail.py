@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -10,10 +14,11 @@ import httpx
 import pytest
 
 from controlplane.app import create_app
-from controlplane.mail import Email, SmtpMailSender, load_sender
+from controlplane.mail import NOT_CONFIGURED, Email, SmtpMailSender, load_sender
 from controlplane.models import Invitation, Notification
 from controlplane.settings import Settings
 from tests.support.mail import RecordingSender
+from tests.support.processes import brik_cloud_command, free_port, server_environment
 from tests.support.servers import serving
 from tests.support.smtp import PASSWORD, USER, MailServer, mail_server
 from tests.support.tenants import make_tenant
@@ -147,3 +152,54 @@ def test_smtp_without_a_usable_url_is_a_clear_error(
 ) -> None:
     with pytest.raises(ValueError, match="BRIK_SMTP_URL"):
         load_sender(make_settings(mail_sender="smtp", smtp_url=url))
+
+
+async def test_serve_without_a_mail_sender_says_so_once_and_logs_no_invitation(
+    database_url: str, redis_url: str, database: None, tmp_path: Path
+) -> None:
+    # The log sender was the default everywhere, so `serve` wrote every invitation link — a
+    # bearer token into the organization — into the API's log.
+    acme = await make_tenant("Acme")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = server_environment(database_url, redis_url, "brik-test:mail")
+    log = tmp_path / "serve.log"
+    with log.open("wb") as stderr:
+        process = await asyncio.create_subprocess_exec(
+            *brik_cloud_command(), "serve", "--host", "127.0.0.1", "--port", str(port),
+            env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+        )  # fmt: skip
+        try:
+            async with httpx.AsyncClient(base_url=url) as client:
+                while True:
+                    assert process.returncode is None, log.read_text()
+                    with contextlib.suppress(httpx.TransportError):
+                        if (await client.get("/healthz")).status_code == 200:
+                            break
+                    await asyncio.sleep(0.1)
+                for email in ("one@example.com", "two@example.com"):
+                    invited = await client.post(
+                        f"/v1/organizations/{acme.organization.id}/invitations",
+                        json={"email": email}, headers=acme.owner.headers,
+                    )  # fmt: skip
+                    assert invited.status_code == 201, invited.text
+        finally:
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), 30)
+    text = log.read_text()
+    assert text.count("No mail sender is configured") == 1
+    assert "invitations and quota warnings cannot be mailed" in text
+    assert "bk_inv_" not in text
+    assert "accept-invitation" not in text
+    notifications = await Notification.filter(kind="invitation").values_list("status", "error")
+    assert notifications == [("failed", NOT_CONFIGURED)] * 2
+
+
+def test_serve_refuses_the_log_sender(database_url: str, redis_url: str) -> None:
+    env = server_environment(database_url, redis_url, "brik-test:mail", BRIK_MAIL_SENDER="log")
+    result = subprocess.run(
+        [*brik_cloud_command(), "serve", "--port", str(free_port())],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "only brik-cloud dev uses it" in result.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import subprocess
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from cryptography.fernet import Fernet
 
 from controlplane.auth.sessions import SESSION_COOKIE
 from controlplane.crypto import KeyRing
+from controlplane.mail import LOG_SENDER
 from controlplane.models import Notification
 from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
@@ -36,6 +38,12 @@ def needles(secret: str) -> list[str]:
     if match:
         found.append(match[1])
     return found
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """As under brik-cloud dev: mail goes to the log, where these tests read the links."""
+    return make_settings(mail_sender=LOG_SENDER)
 
 
 async def test_a_database_dump_contains_no_plaintext_secret(

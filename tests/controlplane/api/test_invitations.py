@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 
+from controlplane.mail import LOG_SENDER
 from controlplane.models import AuditEvent, Invitation, Membership, Notification, Role, User
+from controlplane.settings import Settings
 from tests.support.tenants import make_person, make_tenant
 
 pytestmark = pytest.mark.database
 
 TOKEN = re.compile(r"bk_inv_[0-9A-Za-z]+")
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """As under brik-cloud dev: mail goes to the log, where these tests read the links."""
+    return make_settings(mail_sender=LOG_SENDER)
 
 
 async def invite(
