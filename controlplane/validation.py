@@ -43,6 +43,8 @@ _MOMENT_RULE = (
 
 
 def _rfc3339(value: Any) -> Any:
+    if isinstance(value, datetime) and 1970 <= value.year <= 2999:
+        return value  # built in Python (a model validated again from its own dump)
     if not isinstance(value, str) or not _MOMENT.match(value):
         raise PydanticCustomError("datetime_format", f"expected {_MOMENT_RULE}")
     return value

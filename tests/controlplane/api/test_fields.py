@@ -82,6 +82,12 @@ async def test_date_times_within_the_range_still_work(
         headers=acme.owner.headers,
     )  # fmt: skip
     assert far.status_code == 201, far.text
+    activity = {"event": "end", "content_state": {}, "stale_date": "1973-06-09t22:36:20z",
+                "dismissal_date": "2999-01-01T00:00:00-12:00"}  # fmt: skip
+    live = {"kind": "liveactivity", "to": {"tags": ["t"]}, "live_activity": activity}
+    sent = await client.post("/v1/pushes", json=live,
+                             headers={"Authorization": f"Bearer {acme.secret_key}"})  # fmt: skip
+    assert sent.status_code == 202, sent.text
     listed = await client.get(
         f"/v1/organizations/{acme.organization.id}/audit_events",
         params={"created_gte": "1970-01-01T00:00:00-05:00"},
