@@ -14,10 +14,8 @@ from starlette.routing import Route
 
 from controlplane.api.bodies import parse_body
 from controlplane.app import create_app
-from controlplane.auth.keys import ACCESS_TOKEN_PREFIX, generate_secret
 from controlplane.settings import Settings
-from tests.conftest import TEST_SECRET_KEY
-from tests.support.processes import free_port, running_command, server_environment
+from tests.support.processes import free_port
 from tests.support.servers import serving
 from tests.support.tenants import make_tenant
 
@@ -174,21 +172,3 @@ async def test_a_redis_outage_is_a_503_that_names_redis(
             "api_error", "dependency_unavailable", "redis",
         )  # fmt: skip
         assert "Redis is unavailable" in str(error["message"])
-
-
-def test_a_database_outage_is_a_503_that_names_the_database(redis_url: str) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    nowhere = f"postgres://postgres@127.0.0.1:{free_port()}/brik"
-    env = server_environment(nowhere, redis_url, "brik-test:db-outage")
-    token = generate_secret(ACCESS_TOKEN_PREFIX, TEST_SECRET_KEY).plaintext
-    with running_command("serve", "--host", "127.0.0.1", "--port", str(port), env=env,
-                         ready_url=f"{url}/healthz"):  # fmt: skip
-        login = httpx.post(f"{url}/v1/auth/login", json={"email": "ada@example.com",
-                                                         "password": "a password"})  # fmt: skip
-        user = httpx.get(f"{url}/v1/user", headers={"Authorization": f"Bearer {token}"})
-    for response in (login, user):
-        assert response.status_code == 503, response.text
-        error = error_of(response)
-        assert (error["code"], error["param"]) == ("dependency_unavailable", "database")
-        assert "database is unavailable" in str(error["message"])
