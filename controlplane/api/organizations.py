@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
+from tortoise.transactions import in_transaction
 
+from controlplane import project_deletion
 from controlplane.api.fields import Deleted, Name
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Call, Operation, forget_cached_keys
@@ -94,20 +96,27 @@ async def update_organization(call: Call) -> Organization:
 
 
 async def delete_organization(call: Call) -> Deleted:
+    """Its projects go as ``DELETE /v1/projects/{id}`` deletes one
+    (``controlplane/project_deletion.py``), then the organization with its members."""
     row = call.tenant.organization
-    subscription = await paying_subscription(row, datetime.now(UTC), call.settings)
-    if subscription is not None:
-        raise InvalidRequest(
-            f"This organization still pays for {subscription.plan} (Stripe subscription "
-            f"{subscription.id}): cancel it in the Customer Portal first, so that deleting the "
-            "organization cannot leave it billing.",
-            code="subscription_active",
+    async with in_transaction():
+        subscription = await paying_subscription(row, datetime.now(UTC), call.settings)
+        if subscription is not None:
+            raise InvalidRequest(
+                f"This organization still pays for {subscription.plan} (Stripe subscription "
+                f"{subscription.id}): cancel it in the Customer Portal first, so that deleting "
+                "the organization cannot leave it billing.",
+                code="subscription_active",
+            )
+        await forget_cached_keys(call)  # Redis unreachable: 503, nothing done
+        retired = await project_deletion.retire_all(row.id)
+        await call.audit(
+            "organization.deleted", target_type="organization", target_id=row.id, name=row.name
         )
-    await call.audit(
-        "organization.deleted", target_type="organization", target_id=row.id, name=row.name
-    )
-    await forget_cached_keys(call)
-    await row.delete()
+    await call.run_after_commit()
+    for project_id, canceled in retired.items():
+        await project_deletion.finish(project_id, canceled)
+    await row.delete()  # members, invitations, usage and what is left of any project
     return Deleted(object="organization", id=row.id)
 
 
@@ -159,5 +168,6 @@ operations = [
         "Organizations",
         permission=Permission.ORGANIZATION_DELETE,
         response=Deleted,
+        transactional=False,
     ),
 ]

@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
+from tortoise.transactions import in_transaction
 
+from controlplane import project_deletion
 from controlplane.api.fields import Deleted, Name
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Call, Operation, forget_cached_keys
@@ -78,10 +80,15 @@ async def update_project(call: Call) -> Project:
 
 
 async def delete_project(call: Call) -> Deleted:
+    """In steps that a worker fanning out its pushes cannot deadlock against: see
+    ``controlplane/project_deletion.py``. Its keys are refused from the first commit on."""
     row = _project(call)
-    await call.audit("project.deleted", target_type="project", target_id=row.id, name=row.name)
-    await forget_cached_keys(call)
-    await row.delete()
+    async with in_transaction():
+        await forget_cached_keys(call)  # Redis unreachable: 503, nothing done
+        canceled = await project_deletion.retire(row.id)
+        await call.audit("project.deleted", target_type="project", target_id=row.id, name=row.name)
+    await call.run_after_commit()
+    await project_deletion.finish(row.id, canceled)
     return Deleted(object="project", id=row.id)
 
 
@@ -136,5 +143,9 @@ operations = [
         "Projects",
         permission=Permission.PROJECTS_WRITE,
         response=Deleted,
+        description="Its keys are refused and its unsent pushes canceled first; the answer "
+        "comes once sends already under way have finished and every row is gone. Deleting "
+        "again after an interruption carries on.",
+        transactional=False,
     ),
 ]

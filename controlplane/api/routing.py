@@ -143,6 +143,13 @@ class Call:
             )
         return keyring
 
+    async def run_after_commit(self) -> None:
+        """Run (once) the work registered with ``after_commit``: for the handler of an
+        operation with ``transactional=False`` that commits a transaction of its own."""
+        callbacks, self.after_commit = self.after_commit, []
+        for callback in callbacks:
+            await callback()
+
     def row(self, model: type[RowT], param: str) -> RowT:
         """The row the path parameter ``param`` names, already checked to be in reach."""
         row = self.rows[param]

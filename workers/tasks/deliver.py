@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from tortoise.expressions import F, Q
+from tortoise.expressions import F, Q, Subquery
 
 from controlplane.crypto import KeyRing, UndecryptableSecret
 from controlplane.models import (
@@ -106,6 +106,20 @@ def _claimable(now: datetime) -> Q:
     )
 
 
+def _push_still_open(push_id: str) -> Subquery:
+    """The push, unless canceled (or deleted with its project) — locked for the claim.
+
+    The claim locks the push row (``FOR NO KEY UPDATE``) before any delivery row: canceling
+    the push (``controlplane/project_deletion.py``) waits for a claim under way, and a claim
+    waits for the cancel and then finds the push canceled. So once a cancel has committed no
+    delivery of the push is claimed, and every claim made before it is already visible as
+    ``sending`` — which is what the deletion waits for. Claims of one push run one after the
+    other (milliseconds each); SQLite has no row locks and serialises every write anyway.
+    """
+    push = Push.filter(id=push_id).exclude(status=PushStatus.CANCELED)
+    return Subquery(push.select_for_update(no_key=True).only("id"))
+
+
 async def deliver_batch(
     ctx: dict[str, Any], push_id: str, delivery_ids: list[str]
 ) -> dict[str, int]:
@@ -154,7 +168,9 @@ async def _deliver_chunk(
     settings: Settings = ctx["settings"]
     now = datetime.now(UTC)
     lease = secrets.token_hex(16)
-    claimed = await Delivery.filter(_claimable(now), id__in=delivery_ids).update(
+    claimed = await Delivery.filter(
+        _claimable(now), id__in=delivery_ids, push_id__in=_push_still_open(push.id)
+    ).update(
         status=DeliveryStatus.SENDING,
         lease_token=lease,
         lease_until=now + timedelta(seconds=settings.delivery_lease_seconds),
