@@ -144,11 +144,25 @@ class Call:
         return keyring
 
     async def run_after_commit(self) -> None:
-        """Run (once) the work registered with ``after_commit``: for the handler of an
-        operation with ``transactional=False`` that commits a transaction of its own."""
+        """Run (once) the work registered with ``after_commit``. The router calls it after the
+        operation's transaction; a handler with ``transactional=False`` after its own.
+
+        The change is committed: follow-up work (enqueueing, mail, cache invalidation) must not
+        turn its answer into a 500 — a client would retry a push that was accepted. A follow-up
+        that has something to tell the client raises an APIError (forget_cached_keys' 503); any
+        other failure is logged, and the rest still run.
+        """
         callbacks, self.after_commit = self.after_commit, []
+        told: APIError | None = None
         for callback in callbacks:
-            await callback()
+            try:
+                await callback()
+            except APIError as exc:
+                told = told or exc
+            except Exception:
+                logger.exception("work after the commit failed; the change itself is committed")
+        if told is not None:
+            raise told
 
     def row(self, model: type[RowT], param: str) -> RowT:
         """The row the path parameter ``param`` names, already checked to be in reach."""
@@ -303,20 +317,7 @@ async def run_operation(request: Request, operation: Operation) -> Response:
         if claimed is not None:
             await idempotency.release(claimed)
         raise
-    # The change is committed: follow-up work (enqueueing, mail, cache invalidation) must not
-    # turn its answer into a 500 — a client would retry a push that was accepted. A follow-up
-    # that has something to tell the client raises an APIError (forget_cached_keys' 503); any
-    # other failure is logged, and the rest still run.
-    told: APIError | None = None
-    for callback in call.after_commit:
-        try:
-            await callback()
-        except APIError as exc:
-            told = told or exc
-        except Exception:
-            logger.exception("work after the commit failed; the change itself is committed")
-    if told is not None:
-        raise told
+    await call.run_after_commit()
     return response
 
 
