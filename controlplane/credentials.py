@@ -2,12 +2,15 @@
 
 An APNs auth key must be a PKCS#8 PEM holding a P-256 (ES256) private key; an FCM service
 account must be Google's JSON with an RSA private key. Anything else is a 400 naming the field
-— caught at upload, not at 3 a.m. on the first send.
+— caught at upload, not at 3 a.m. on the first send. The frame of the PEM and the fields of the
+service account are also in the OpenAPI document (``PEM_PRIVATE_KEY_PATTERN``); the key inside
+is what only this module can check.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -23,10 +26,25 @@ def _public_fingerprint(public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey
     return "SHA256:" + hashlib.sha256(der).hexdigest()[:32]
 
 
+# A PKCS#8 PEM private key as .p8 files and Google's JSON carry one, spaces around allowed.
+PEM_PRIVATE_KEY_PATTERN = (
+    r"^[ \t\r\n]*-----BEGIN PRIVATE KEY-----\r?\n[A-Za-z0-9+/=\r\n]+"
+    r"-----END PRIVATE KEY-----[ \t\r\n]*$"
+)
+_PEM_PRIVATE_KEY = re.compile(PEM_PRIVATE_KEY_PATTERN.strip("^$"))
+_SPACES = " \t\r\n"
+
+
+def _load_pem_private_key(pem: str) -> object:
+    if not _PEM_PRIVATE_KEY.fullmatch(pem):
+        raise ValueError("not a PKCS#8 PEM private key")
+    return serialization.load_pem_private_key(pem.strip(_SPACES).encode(), password=None)
+
+
 def apns_key_fingerprint(pem: str) -> str:
     """The fingerprint of an APNs .p8 key, or 400 ``param: key`` when it is not one."""
     try:
-        key = serialization.load_pem_private_key(pem.strip().encode(), password=None)
+        key = _load_pem_private_key(pem)
     except (ValueError, TypeError):
         raise InvalidRequest(
             "key: not a PEM private key; paste the whole .p8 file, "
@@ -49,7 +67,7 @@ SERVICE_ACCOUNT_FIELDS = ("type", "project_id", "private_key_id", "private_key",
 def service_account_fingerprint(info: dict[str, Any]) -> str:
     """The fingerprint of a service account's key, or 400 naming the field that is wrong."""
     for name in SERVICE_ACCOUNT_FIELDS:
-        if not isinstance(info.get(name), str) or not info[name].strip():
+        if not isinstance(info.get(name), str) or not info[name].strip(_SPACES):
             raise InvalidRequest(
                 f"service_account.{name}: required; upload the JSON key file Firebase gives "
                 "(Project settings → Service accounts → Generate new private key).",
@@ -63,7 +81,7 @@ def service_account_fingerprint(info: dict[str, Any]) -> str:
             param="service_account.type",
         )
     try:
-        key = serialization.load_pem_private_key(info["private_key"].encode(), password=None)
+        key = _load_pem_private_key(info["private_key"])
     except (ValueError, TypeError):
         key = None
     if not isinstance(key, rsa.RSAPrivateKey):

@@ -30,24 +30,53 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
 from controlplane.errors import InvalidRequest
-from controlplane.validation import Moment, field_error
+from controlplane.validation import WHOLE_NUMBER, Moment, field_error
 from workers.providers.base import ApnsPush, FcmPush
 
 MAX_PAYLOAD_BYTES = 4096
 LIVE_ACTIVITY_SUFFIX = ".push-type.liveactivity"
 
-Data = Annotated[dict[str, Any], Field(max_length=100)]
+Data = Annotated[
+    dict[str, Any],
+    Field(
+        max_length=100,
+        description="Custom keys for the app; not `aps`, which APNs reserves.",
+        json_schema_extra={"not": {"required": ["aps"]}},
+    ),
+]
+
+
+def _one_of_them_is_said(*names: str) -> JsonDict:
+    """JSON Schema for "at least one of ``names`` is there and not empty"."""
+    return {
+        "anyOf": [
+            {"required": [name], "properties": {name: {"type": "string", "minLength": 1}}}
+            for name in names
+        ]
+    }
+
+
+def _kind_is(kind: str, then: JsonDict, otherwise: JsonDict | None = None) -> JsonDict:
+    rule: JsonDict = {"if": {"properties": {"kind": {"const": kind}}}, "then": then}
+    return rule if otherwise is None else {**rule, "else": otherwise}
+
+
+_PRESENT: JsonDict = {"type": "object"}
+_ABSENT: JsonDict = {"type": "null"}
 
 
 class Alert(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=_one_of_them_is_said("title", "body")
+    )
     title: str | None = Field(default=None, max_length=1000)
     subtitle: str | None = Field(default=None, max_length=1000)
     body: str | None = Field(default=None, max_length=4000)
     sound: str | None = Field(default=None, max_length=200)
-    badge: int | None = Field(default=None, ge=0, le=1_000_000)
+    badge: Annotated[int, Field(ge=0, le=1_000_000), WHOLE_NUMBER] | None = None
 
     @model_validator(mode="after")
     def _says_something(self) -> Alert:
@@ -57,7 +86,17 @@ class Alert(BaseModel):
 
 
 class LiveActivity(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"event": {"const": "start"}}},
+            "then": {
+                "required": ["attributes_type", "attributes"],
+                "properties": {"attributes_type": {"type": "string"}, "attributes": _PRESENT},
+            },
+            "else": {"properties": {"attributes_type": _ABSENT, "attributes": _ABSENT}},
+        },
+    )
     event: Literal["start", "update", "end"]
     content_state: dict[str, Any] = Field(max_length=200)
     attributes_type: str | None = Field(default=None, max_length=200)
@@ -83,13 +122,28 @@ class LiveActivity(BaseModel):
 class PushContent(BaseModel):
     """The provider-independent content of a push (the body of ``POST /v1/pushes`` minus ``to``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "allOf": [
+                _kind_is("alert", {"required": ["alert"], "properties": {"alert": _PRESENT}}),
+                _kind_is("background", {"properties": {"alert": _ABSENT}}),
+                _kind_is(
+                    "liveactivity",
+                    {"required": ["live_activity"], "properties": {"live_activity": _PRESENT}},
+                    {"properties": {"live_activity": _ABSENT}},
+                ),
+            ]
+        },
+    )
     kind: Literal["alert", "background", "liveactivity"]
     alert: Alert | None = None
     data: Data | None = None
     live_activity: LiveActivity | None = None
     priority: Literal["high", "normal"] | None = None
-    ttl: int | None = Field(default=None, ge=0, le=28 * 24 * 3600, description="Seconds.")
+    ttl: Annotated[int, Field(ge=0, le=28 * 24 * 3600), WHOLE_NUMBER] | None = Field(
+        default=None, description="Seconds."
+    )
     collapse_id: str | None = Field(default=None, min_length=1, max_length=64)
 
     @model_validator(mode="after")

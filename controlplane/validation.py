@@ -4,6 +4,10 @@
   bare ``ValueError`` there is reported against the whole model — ``"param": null`` and a
   message reading ``"Value error, …"`` — while every field-level refusal names its parameter;
   ``controlplane/api/bodies.py`` turns the name carried here into the error's ``param``.
+- :data:`WHOLE_NUMBER` makes an ``int`` field a JSON Schema ``integer``: ``14`` or ``14.0``,
+  never ``true`` or ``"14"`` (request bodies are validated strictly, as
+  ``controlplane/api/bodies.py`` says). Put it after the field's bounds —
+  ``Annotated[int, Field(ge=0), WHOLE_NUMBER]`` — or the bounds leave the schema.
 - :data:`Moment` is a date-time as the API takes it: RFC 3339 with a UTC offset, years 1970 to
   2999 as written. Every such moment converts to UTC and back and takes a TTL added to it;
   ``0001-01-01T00:00:00+14:00`` does not (its UTC form falls before year 1, and Python raises
@@ -17,10 +21,10 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, TypeAdapter
 from pydantic_core import PydanticCustomError
 
-__all__ = ["MOMENT_PATTERN", "FutureMoment", "Moment", "field_error"]
+__all__ = ["MOMENT_PATTERN", "WHOLE_NUMBER", "FutureMoment", "Moment", "field_error"]
 
 PARAMETER_INVALID = "parameter_invalid"
 
@@ -28,6 +32,13 @@ PARAMETER_INVALID = "parameter_invalid"
 def field_error(param: str, message: str) -> PydanticCustomError:
     """A refusal (raise it in a model validator) naming ``param``, relative to the model."""
     return PydanticCustomError(PARAMETER_INVALID, message, {"param": param})
+
+
+def _integral(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WHOLE_NUMBER = BeforeValidator(_integral)
 
 
 MOMENT_PATTERN = (
@@ -42,12 +53,16 @@ _MOMENT_RULE = (
 )
 
 
+_PARSE_MOMENT = TypeAdapter(AwareDatetime)
+
+
 def _rfc3339(value: Any) -> Any:
     if isinstance(value, datetime) and 1970 <= value.year <= 2999:
         return value  # built in Python (a model validated again from its own dump)
     if not isinstance(value, str) or not _MOMENT.match(value):
         raise PydanticCustomError("datetime_format", f"expected {_MOMENT_RULE}")
-    return value
+    # Parsed here, so that strict validation after this sees a datetime, not text.
+    return _PARSE_MOMENT.validate_python(value)
 
 
 Moment = Annotated[

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict, JsonValue
 
 from controlplane.api.fields import FutureMoment, Name
 from controlplane.api.pagination import ListQuery, Page, paginate
@@ -75,8 +76,21 @@ def _check_scopes(kind: KeyKind, scopes: list[str]) -> None:
             )
 
 
+def _scopes_of(*kinds: KeyKind) -> JsonDict:
+    """The schema of the scopes ``kinds`` of key may hold."""
+    scopes: list[JsonValue] = [*sorted(set[str]().union(*(ALLOWED_SCOPES[kind] for kind in kinds)))]
+    return {"items": {"enum": scopes}}
+
+
 class ApiKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"kind": {"const": KeyKind.PUBLISHABLE.value}}},
+            "then": {"properties": {"scopes": _scopes_of(KeyKind.PUBLISHABLE)}},
+            "else": {"properties": {"scopes": _scopes_of(KeyKind.SECRET)}},
+        },
+    )
     name: Name
     kind: KeyKind
     mode: KeyMode
@@ -89,7 +103,12 @@ class ApiKeyCreate(BaseModel):
 class ApiKeyUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Name | None = None
-    scopes: list[str] | None = Field(default=None, max_length=50)
+    scopes: list[str] | None = Field(
+        default=None,
+        max_length=50,
+        description="Only scopes the key's kind allows (else 400 scope_not_allowed).",
+        json_schema_extra=_scopes_of(*KeyKind),
+    )
 
 
 class ApiKeyListQuery(ListQuery):

@@ -201,6 +201,10 @@ operations = [
         body=Login,
         response=User,
         transactional=False,
+        errors={
+            401: "Wrong email or password (`invalid_credentials`), one answer for both",
+            429: "Too many failed sign-ins for this account or from this address",
+        },
     ),
     Operation(
         "POST",
@@ -209,6 +213,8 @@ operations = [
         "Sign out (ends this session)",
         "Sign-in",
         response=LoggedOut,
+        description="Ends the session whose cookie comes with the call; called with a "
+        "personal access token instead, it is a 400 `session_required` (revoke the token).",
     ),
     Operation(
         "GET",
@@ -228,6 +234,7 @@ operations = [
         auth=Auth.NONE,
         query=OidcAuthorizeQuery,
         status_code=302,
+        errors={502: "The sign-in provider could not be reached (`oidc_unavailable`)"},
     ),
     Operation(
         "GET",
@@ -239,5 +246,6 @@ operations = [
         query=OidcCallbackQuery,
         status_code=303,
         transactional=False,
+        errors={401: "No account has this email and sign-up is closed (`signup_disabled`)"},
     ),
 ]

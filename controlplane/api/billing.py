@@ -95,6 +95,7 @@ async def create_portal_session(call: Call) -> BillingSession:
 
 
 BILLING = "/v1/organizations/{organization_id}/billing"
+_REFUSALS = "A 400 when this server has no Stripe connected (`billing_disabled`)"
 operations = [
     Operation(
         "GET",
@@ -114,6 +115,8 @@ operations = [
         permission=Permission.BILLING_MANAGE,
         response=BillingSession,
         status_code=201,
+        description=_REFUSALS + ", `already_subscribed` (a subscription is active) or "
+        "`plan_managed_by_admin` (an administrator set the plan).",
     ),
     Operation(
         "POST",
@@ -124,5 +127,6 @@ operations = [
         permission=Permission.BILLING_MANAGE,
         response=BillingSession,
         status_code=201,
+        description=_REFUSALS + ".",
     ),
 ]

@@ -120,35 +120,45 @@ async def read_json(request: Request) -> Any:
             "The request body is empty; a JSON object is required.", code="invalid_json"
         )
     data = parse_json(raw)
-    reject_nul_characters(data)
+    reject_unstorable_text(data)
     return data
 
 
-def reject_nul_characters(value: Any, path: str = "") -> None:
-    """400 for a NUL character anywhere (keys included): no text column can store one."""
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def reject_unstorable_text(value: Any, path: str = "") -> None:
+    """400 for text no column can store or UTF-8 encode, anywhere (keys included): a NUL, or a
+    lone UTF-16 surrogate (JSON can spell ``"\\ud800"``; it is not a character)."""
     if isinstance(value, str):
-        if "\x00" in value:
+        if found := _UNSTORABLE.search(value):
+            what = "NUL characters are" if found.group() == "\x00" else "lone surrogates are"
             raise InvalidRequest(
-                f"{path or 'The body'}: NUL characters are not allowed.",
+                f"{path or 'The body'}: {what} not allowed in text.",
                 code="parameter_invalid",
                 param=path or None,
             )
     elif isinstance(value, dict):
         for key, item in value.items():
-            reject_nul_characters(key, path)
-            reject_nul_characters(item, f"{path}.{key}" if path else str(key))
+            reject_unstorable_text(key, path)
+            reject_unstorable_text(item, f"{path}.{key}" if path else str(key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            reject_nul_characters(item, f"{path}.{index}" if path else str(index))
+            reject_unstorable_text(item, f"{path}.{index}" if path else str(index))
 
 
 async def parse_body(request: Request, model: type[ModelT]) -> ModelT:
-    """The body validated into ``model``; the first problem is reported with its ``param``."""
+    """The body validated into ``model``; the first problem is reported with its ``param``.
+
+    Validated as JSON, strictly: a number where the schema says string, ``true`` or ``"60"``
+    where it says integer, is refused rather than converted — the OpenAPI document says what
+    each field takes, and the server takes exactly that.
+    """
     data = await read_json(request)
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     try:
-        return model.model_validate(data)
+        return model.model_validate_json(await request.body(), strict=True)
     except ValidationError as exc:
         raise validation_error(exc) from None
 

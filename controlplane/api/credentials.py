@@ -9,10 +9,16 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from controlplane.api.fields import Deleted
 from controlplane.api.routing import Auth, Call, Operation
-from controlplane.credentials import apns_key_fingerprint, service_account_fingerprint
+from controlplane.credentials import (
+    PEM_PRIVATE_KEY_PATTERN,
+    SERVICE_ACCOUNT_FIELDS,
+    apns_key_fingerprint,
+    service_account_fingerprint,
+)
 from controlplane.errors import NotFound
 from controlplane.models import ProviderCredential, ProviderName
 
@@ -41,9 +47,17 @@ class CredentialList(BaseModel):
     has_more: Literal[False] = False
 
 
+_SOMETHING: JsonDict = {"type": "string", "pattern": r"[^ \t\r\n]"}
+
+
 class ApnsCredentialUpload(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    key: str = Field(max_length=10_000, description="The .p8 auth key file's contents.")
+    key: str = Field(
+        max_length=10_000,
+        json_schema_extra={"pattern": PEM_PRIVATE_KEY_PATTERN},
+        description="The .p8 auth key file's contents: a P-256 private key in PEM form, "
+        "-----BEGIN PRIVATE KEY----- lines included.",
+    )
     key_id: str = Field(pattern=r"^[A-Z0-9]{10}$", description="The key's 10-character id.")
     team_id: str = Field(pattern=r"^[A-Z0-9]{10}$", description="Your Apple team id.")
     topic: str = Field(
@@ -54,7 +68,18 @@ class ApnsCredentialUpload(BaseModel):
 
 class FcmCredentialUpload(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    service_account: dict[str, Any] = Field(description="The service account JSON key file.")
+    service_account: dict[str, Any] = Field(
+        description="The service account JSON key file, as Firebase gives it; its private_key "
+        "must be an RSA private key.",
+        json_schema_extra={
+            "required": list(SERVICE_ACCOUNT_FIELDS),
+            "properties": {
+                **{name: _SOMETHING for name in SERVICE_ACCOUNT_FIELDS},
+                "type": {"const": "service_account"},
+                "private_key": {"type": "string", "pattern": PEM_PRIVATE_KEY_PATTERN},
+            },
+        },
+    )
 
 
 async def _store(

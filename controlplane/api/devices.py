@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.config import JsonDict
 
 from controlplane.api.fields import Deleted
 from controlplane.api.pagination import ListQuery, Page, paginate
@@ -28,8 +29,29 @@ from controlplane.models import Device as DeviceRow
 from controlplane.models import DeviceStatus, DeviceTag, KeyMode, Platform
 from controlplane.validation import field_error
 
-_APNS_TOKEN = re.compile(r"^[0-9a-fA-F]{64,200}$")
-_FCM_TOKEN = re.compile(r"^[A-Za-z0-9_:\-.]{20,4096}$")
+APNS_TOKEN_PATTERN = r"^[0-9a-fA-F]{64,200}$"
+FCM_TOKEN_PATTERN = r"^[A-Za-z0-9_:\-.]{20,4096}$"
+_APNS_TOKEN = re.compile(APNS_TOKEN_PATTERN.strip("^$"))
+_FCM_TOKEN = re.compile(FCM_TOKEN_PATTERN.strip("^$"))
+# The per-platform rules of DeviceRegistration, for the OpenAPI document (its validator is
+# what enforces them).
+_TOKENS_BY_PLATFORM: JsonDict = {
+    "if": {"properties": {"platform": {"const": Platform.IOS.value}}},
+    "then": {
+        "properties": {
+            "token": {"pattern": APNS_TOKEN_PATTERN},
+            "live_activity_token": {"pattern": APNS_TOKEN_PATTERN},
+            "push_to_start_token": {"pattern": APNS_TOKEN_PATTERN},
+        }
+    },
+    "else": {
+        "properties": {
+            "token": {"pattern": FCM_TOKEN_PATTERN},
+            "live_activity_token": {"type": "null"},
+            "push_to_start_token": {"type": "null"},
+        }
+    },
+}
 
 Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-:.]{1,64}$")]
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -69,19 +91,27 @@ class DeviceWithStatus(Device):
 
 
 class DeviceRegistration(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    token: str = Field(max_length=4096)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": [_TOKENS_BY_PLATFORM]})
+    token: str = Field(
+        max_length=4096,
+        description="iOS: the APNs device token, 64 to 200 hex digits. Android: the FCM "
+        "registration token.",
+    )
     platform: Platform
     user_id: UserId | None = Field(default=None, description="Your own id for the user.")
     tags: list[Tag] = Field(default_factory=list, max_length=50)
-    live_activity_token: str | None = Field(default=None, max_length=200)
-    push_to_start_token: str | None = Field(default=None, max_length=200)
+    live_activity_token: str | None = Field(
+        default=None, max_length=200, description="iOS only: a Live Activity's APNs token."
+    )
+    push_to_start_token: str | None = Field(
+        default=None, max_length=200, description="iOS only: the push-to-start APNs token."
+    )
 
     @model_validator(mode="after")
     def _tokens_fit_the_platform(self) -> DeviceRegistration:
-        if self.platform is Platform.IOS and not _APNS_TOKEN.match(self.token):
+        if self.platform is Platform.IOS and not _APNS_TOKEN.fullmatch(self.token):
             raise field_error("token", "iOS device tokens are 64 to 200 hexadecimal characters")
-        if self.platform is Platform.ANDROID and not _FCM_TOKEN.match(self.token):
+        if self.platform is Platform.ANDROID and not _FCM_TOKEN.fullmatch(self.token):
             raise field_error("token", "not an FCM registration token")
         for name in ("live_activity_token", "push_to_start_token"):
             value = getattr(self, name)
@@ -89,7 +119,7 @@ class DeviceRegistration(BaseModel):
                 continue
             if self.platform is not Platform.IOS:
                 raise field_error(name, "Live Activities are iOS only")
-            if not _APNS_TOKEN.match(value):
+            if not _APNS_TOKEN.fullmatch(value):
                 raise field_error(name, "APNs tokens are 64 to 200 hexadecimal characters")
         return self
 
@@ -199,7 +229,8 @@ operations = [
               "Unregister the device with this token (an app signing out)", "Devices",
               auth=KEY, scope="devices:write", body=DeviceUnregistration, response=Deleted,
               description="For apps: publishable keys may call it, since it reaches only the "
-              "device whose token the caller sends."),
+              "device whose token the caller sends.",
+              errors={404: "No device of this project is registered with this token"}),
     Operation("GET", "/v1/devices/{device_id}", retrieve_device, "Retrieve a device",
               "Devices", auth=KEY, scope="devices:read", response=Device),
     Operation("DELETE", "/v1/devices/{device_id}", delete_device, "Delete a device",

@@ -250,6 +250,7 @@ operations = [
         body=InvitationCreate,
         response=Invitation,
         status_code=201,
+        description="Inviting someone who is already a member is a 400 `already_member`.",
     ),
     Operation(
         "GET",
@@ -278,5 +279,7 @@ operations = [
         auth=Auth.NONE,
         body=InvitationAccept,
         response=AcceptedInvitation,
+        description="A token that is unknown, expired, withdrawn or already used is a 400 "
+        "`invitation_unusable`.",
     ),
 ]

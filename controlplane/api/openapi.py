@@ -3,6 +3,14 @@
 Every path, method, parameter, request body and response comes from the
 :class:`~controlplane.api.routing.Operation` declarations the router itself serves, and the
 schemas from their pydantic models — so the document cannot drift from the API.
+
+The document promises both ways: every status an operation can answer is listed (those of
+its kind here, its own in ``Operation.errors``), and every rule a request must follow that JSON
+Schema can say is in the schemas (patterns, per-kind ``if``/``then``, ``anyOf`` for "one of
+these"), so what the schema allows the server accepts. What no schema can say — a cursor must
+name an existing object, an expiry must be in the future, a PEM must hold a real key — is in
+the descriptions, and is what ``tests/controlplane/api/test_openapi_conformance.py`` excuses,
+one named refusal at a time.
 """
 
 from __future__ import annotations
@@ -81,12 +89,26 @@ _RATE_LIMIT_HEADERS = {
 }
 
 
+_DESCRIPTION = """\
+Management API (session or personal access token) and tenant API (project API keys). Errors
+share one JSON body: `{"error": {"type", "code", "message", "param"}}`, where `param` names the
+parameter at fault (`alert.title`, `to.tags.0`) and the message starts with it.
+
+Rules for every JSON body, beyond the schemas:
+- Strings are Unicode text without U+0000 (NUL) and without lone UTF-16 surrogates such as
+  `"\\ud800"`: no column stores them (400 `parameter_invalid`, naming where).
+- Arrays and objects nest at most 64 levels (400 `invalid_json`).
+- Numbers are JSON numbers: no `NaN`, `Infinity` or `-Infinity`, nor any beyond an IEEE 754
+  double such as `1e999` (400 `invalid_json`).
+"""
+
+
 def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ERROR_REF}}}
 
 
 def _error_responses(operation: Operation) -> dict[str, Any]:
-    responses = {
+    responses: dict[str, Any] = {
         "400": _error("Invalid parameters or body, or a request this state does not allow"),
         "413": _error("Body too large"),
         "500": _error("Internal error (logged with the request id)"),
@@ -103,8 +125,11 @@ def _error_responses(operation: Operation) -> dict[str, Any]:
         or (operation.method == "DELETE")
     ):
         responses["404"] = _error("Not found (or belongs to another tenant)")
-    if operation.operation_id == "login":
-        responses["429"] = _error("Too many failed sign-ins")
+    if operation.idempotent:
+        responses["409"] = _error(
+            "A request with this Idempotency-Key is still being processed (`Retry-After`)"
+        )
+        responses["422"] = _error("This Idempotency-Key was used with a different request")
     if operation.auth is Auth.API_KEY:
         responses["429"] = {
             **_error(
@@ -113,6 +138,8 @@ def _error_responses(operation: Operation) -> dict[str, Any]:
             ),
             "headers": _RATE_LIMIT_HEADERS,
         }
+    for status, description in operation.errors.items():
+        responses[str(status)] = _error(description)
     return responses
 
 
@@ -192,8 +219,7 @@ def build_document(operations: Sequence[Operation], version: str) -> dict[str, A
         "info": {
             "title": "Brik Cloud API",
             "version": version,
-            "description": "Management API (session or personal access token) and tenant "
-            "API (project API keys). Errors share one JSON body.",
+            "description": _DESCRIPTION,
         },
         "servers": [{"url": "/"}],
         "paths": paths,

@@ -29,7 +29,9 @@ class ListQuery(BaseModel):
 
     limit: int = Field(default=10, ge=1, le=100, description="Page size, 1 to 100.")
     starting_after: ObjectId | None = Field(
-        default=None, description="Id of the last object of the previous page."
+        default=None,
+        description="Id of the last object of the previous page; an id not in this list is "
+        "a 400 `resource_missing`.",
     )
 
 

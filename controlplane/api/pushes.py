@@ -56,7 +56,16 @@ EVENTS_COALESCE_SECONDS = 0.2
 
 
 class Target(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "description": "At least one of device_ids, user_ids or tags, not empty.",
+            "anyOf": [
+                {"required": [name], "properties": {name: {"minItems": 1}}}
+                for name in ("device_ids", "user_ids", "tags")
+            ],
+        },
+    )
     device_ids: list[ObjectId] = Field(default_factory=list, max_length=1000)
     user_ids: list[str] = Field(default_factory=list, max_length=1000)
     tags: list[str] = Field(default_factory=list, max_length=20)
@@ -378,7 +387,9 @@ PUSH = "/v1/pushes/{push_id}"
 operations = [
     Operation("POST", "/v1/pushes", send_push, "Send a push (202 once it is committed)",
               "Pushes", auth=KEY, scope="pushes:write", body=PushRequest,
-              response=PushSent, status_code=202, idempotent=True),
+              response=PushSent, status_code=202, idempotent=True,
+              description="A push larger than 4 KB as APNs or FCM would receive it is a 400 "
+              "`payload_too_large`."),
     Operation("GET", "/v1/pushes", list_pushes, "List pushes", "Pushes", auth=KEY,
               scope="pushes:read", query=ListQuery, response=Page[PushAccepted]),
     Operation("GET", PUSH, retrieve_push, "A push: status and deliveries by outcome", "Pushes",

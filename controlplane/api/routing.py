@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -36,7 +36,7 @@ from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
 from controlplane import audit, idempotency
-from controlplane.api.bodies import parse_body, reject_nul_characters, validation_error
+from controlplane.api.bodies import parse_body, reject_unstorable_text, validation_error
 from controlplane.auth.admin import AdminPrincipal, authenticate_admin
 from controlplane.auth.api_key_cache import (
     MAX_ENTRY_AGE_SECONDS,
@@ -95,6 +95,9 @@ class Operation:
     instance_admin: bool = False  # superusers only, and they reach every organization
     secret_key_only: bool = False  # Auth.API_KEY: publishable keys (shipped in apps) get 403
     response_media_type: str = "application/json"
+    # Statuses this operation answers beyond those every operation of its kind may (see
+    # controlplane/api/openapi.py), with what each means here: {401: "Wrong password"}.
+    errors: Mapping[int, str] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def operation_id(self) -> str:
@@ -235,7 +238,7 @@ async def forget_cached_keys(call: Call) -> None:
 
 def parse_query(request: Request, model: type[ModelT]) -> ModelT:
     values = dict(request.query_params)
-    reject_nul_characters(values)
+    reject_unstorable_text(values)
     try:
         return model.model_validate(values)
     except ValidationError as exc:

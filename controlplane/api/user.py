@@ -188,6 +188,7 @@ operations = [
         "User",
         body=PasswordChange,
         response=User,
+        description="A wrong current_password is a 400 `incorrect_password`.",
     ),
     Operation(
         "GET",

@@ -88,6 +88,26 @@ async def test_large_but_finite_numbers_still_pass(
 
 
 @pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (BACKGROUND % '"\\ud800 alone"', "data.x"),
+        ('{"kind": "background", "to": {"user_ids": ["\\udfff"]}}', "to.user_ids.0"),
+        ('{"kind": "background", "to": {"tags": ["t"]}, "data": {"\\ud800": 1}}', "data"),
+        (BACKGROUND % '"\\u0000"', "data.x"),
+    ],
+)
+async def test_text_no_column_can_store_is_a_400_naming_it(
+    client: httpx.AsyncClient, database: None, body: str, param: str
+) -> None:
+    acme = await make_tenant("Acme")
+    error = refused(await post_push(client, acme, body), "parameter_invalid")
+    assert error["param"] == param
+    assert await Push.all().count() == 0
+    # A pair of surrogates is one character, and fine.
+    assert (await post_push(client, acme, BACKGROUND % '"\\ud83d\\ude80"')).status_code == 202
+
+
+@pytest.mark.parametrize(
     ("path", "body", "param", "message"),
     [
         ("/v1/devices", {"token": "abc", "platform": "ios"}, "token",
@@ -140,3 +160,20 @@ async def test_a_field_validator_reads_like_the_others(
     assert error["param"] == "email"
     assert error["message"].startswith("email: ")
     assert "Value error" not in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("ttl", "true"), ("ttl", '"60"'), ("ttl", "60.5"), ("priority", "1"),
+     ("send_at", "1900000000"), ("collapse_id", "42")],
+)  # fmt: skip
+async def test_a_value_of_another_type_is_refused_not_converted(
+    client: httpx.AsyncClient, database: None, field: str, value: str
+) -> None:
+    acme = await make_tenant("Acme")
+    body = f'{{"kind": "background", "to": {{"tags": ["t"]}}, "{field}": {value}}}'
+    error = refused(await post_push(client, acme, body), "parameter_invalid")
+    assert error["param"] == field
+    # A whole number written with a point is still a whole number.
+    whole = '{"kind": "background", "to": {"tags": ["t"]}, "ttl": 60.0}'
+    assert (await post_push(client, acme, whole)).status_code == 202

@@ -35,3 +35,12 @@ async def test_the_document_is_valid_and_covers_every_v1_route(
     assert {"201", "400", "401", "403", "404"} <= set(create_key["responses"])
     listing = document["paths"]["/v1/organizations"]["get"]
     assert {p["name"] for p in listing["parameters"]} == {"limit", "starting_after"}
+
+
+async def test_statuses_beyond_the_usual_are_documented(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/v1/openapi.json")).json()["paths"]
+    login = paths["/v1/auth/login"]["post"]["responses"]
+    assert {"200", "400", "401", "429"} <= set(login)
+    assert "invalid_credentials" in login["401"]["description"]
+    assert {"409", "422"} <= set(paths["/v1/pushes"]["post"]["responses"])  # Idempotency-Key
+    assert "404" in paths["/v1/devices/unregister"]["post"]["responses"]
