@@ -19,6 +19,7 @@ from controlplane.auth.api_key_cache import ApiKeyCache
 from controlplane.auth.login_throttle import LoginThrottle
 from controlplane.auth.oidc import STATE_COOKIE, OidcLogin
 from controlplane.billing import StripeConnection
+from controlplane.core.connections import queue_client
 from controlplane.crypto import KeyRing
 from controlplane.enqueue_relay import EnqueueRelay
 from controlplane.errors import exception_handlers
@@ -26,7 +27,6 @@ from controlplane.middleware.body_limit import BodySizeLimitMiddleware
 from controlplane.middleware.telemetry import RequestMetrics, RequestTelemetryMiddleware
 from controlplane.rate_limits import RateLimiter
 from controlplane.settings import Settings
-from workers.queue import queue_client
 
 
 def create_app(settings: Settings) -> Starlette:

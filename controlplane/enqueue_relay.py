@@ -5,9 +5,9 @@ only then are jobs enqueued in Redis. If Redis is unreachable at that moment the
 accepted — answering 500 would invite a client to send it again — so the batch stays here and
 a background task hands it over as soon as Redis answers: seconds after it is back, not the
 reconciler's minute. Handing a batch over twice is harmless (same job ids, see
-:func:`workers.queue.enqueue_deliveries`), and a batch this process never managed to hand over
-(it was stopped first, or :data:`MAX_PENDING` overflowed) is still in PostgreSQL, where the
-worker's reconciler finds it.
+:func:`controlplane.core.queue.enqueue_deliveries`), and a batch this process never managed to
+hand over (it was stopped first, or :data:`MAX_PENDING` overflowed) is still in PostgreSQL,
+where the worker's reconciler finds it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from arq.connections import ArqRedis
 from prometheus_client import CollectorRegistry, Gauge
 from redis.exceptions import RedisError
 
-from workers.queue import enqueue_deliveries
+from controlplane.core.queue import enqueue_deliveries
 
 logger = logging.getLogger("brik.enqueue")
 

@@ -27,11 +27,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from controlplane.auth.api_keys import KeyPrincipal
+from controlplane.core.keyspace import REQUESTS_HASH
 from controlplane.errors import RateLimited
 from controlplane.fallback_limits import LocalBuckets, RedisBreaker
 from controlplane.plans import PlanLimits
-
-REQUESTS_HASH = "brik:usage:api-requests"  # field "<organization>:<mode>:<YYYY-MM-DD>"
 
 _SCRIPT = """
 local rate = tonumber(ARGV[1])

@@ -17,9 +17,9 @@ defaults the budget ends first (the backoff reaches its 5-minute cap after 8 tri
 attempts in 4 hours). A provider's ``Retry-After`` is always honoured; a retry that it would
 put past the deadline is not made.
 
-Each retry is a new arq job (:func:`workers.queue.enqueue_deliveries`, origin ``retry:…``), so
-arq's own ``max_tries`` never counts them: it only bounds how often one job is re-run after a
-worker died or it timed out.
+Each retry is a new arq job (:func:`controlplane.core.queue.enqueue_deliveries`, origin
+``retry:…``), so arq's own ``max_tries`` never counts them: it only bounds how often one job is
+re-run after a worker died or it timed out.
 """
 
 from __future__ import annotations

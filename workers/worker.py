@@ -38,6 +38,8 @@ from redis.exceptions import RedisError
 
 from controlplane import db
 from controlplane.billing import StripeConnection
+from controlplane.core.connections import redis_settings
+from controlplane.core.queue import DELIVER_JOB, HEARTBEAT_JOB
 from controlplane.crypto import KeyRing
 from controlplane.settings import Settings
 from workers.device_cap import DeviceCap
@@ -45,7 +47,6 @@ from workers.egress import EgressLimiter
 from workers.in_flight import InFlightBudget
 from workers.metrics import WorkerMetrics
 from workers.provider_cache import ProviderCache
-from workers.queue import DELIVER_JOB, HEARTBEAT_JOB, redis_settings
 from workers.tasks.api_key_usage import scheduled_api_key_usage_flush
 from workers.tasks.billing import scheduled_billing
 from workers.tasks.deliver import deliver_batch

@@ -14,9 +14,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from tortoise.connection import get_connection
 
+from controlplane.core.queue import enqueue_heartbeat
 from controlplane.errors import InvalidRequest, ServiceUnavailable, error_body
 from controlplane.models import WorkerHeartbeat
-from workers.queue import HEARTBEAT_JOB
 
 CHECK_TIMEOUT_SECONDS = 2.0
 PIPELINE_TIMEOUT_SECONDS = 5.0
@@ -86,7 +86,7 @@ async def pipeline(request: Request) -> Response:
     probe_id = secrets.token_hex(8)
     started = time.perf_counter()
     # A probe nobody picked up in time expires instead of running late.
-    job = await redis.enqueue_job(HEARTBEAT_JOB, probe_id, _expires=timeout)
+    job = await enqueue_heartbeat(redis, probe_id, expires=timeout)
     if job is None:  # only when a job with the same id exists; ids are random
         raise ServiceUnavailable("Could not enqueue the heartbeat job.")
     try:

@@ -27,6 +27,7 @@ from tortoise.queryset import QuerySet
 from controlplane.api.fields import Moment, ObjectId
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Auth, Call, Operation
+from controlplane.core.keyspace import events_channel
 from controlplane.enqueue_relay import EnqueueRelay, Handover
 from controlplane.errors import InvalidRequest
 from controlplane.fan_out import insert_deliveries
@@ -47,7 +48,6 @@ from controlplane.payloads import PushContent, check_sizes
 from controlplane.plans import limits_for
 from controlplane.usage import release_pushes, reserve_pushes
 from controlplane.usage_alerts import warn_if_crossed
-from workers.queue import events_channel
 
 EVENTS_POLL_SECONDS = 5.0
 # Notices arriving this close together are answered with one count: a large fan-out publishes

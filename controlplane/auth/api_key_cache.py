@@ -45,9 +45,9 @@ from redis.exceptions import RedisError
 
 from controlplane.auth.api_keys import KeyPrincipal, check_key_shape, load_principal
 from controlplane.auth.keys import hash_key
+from controlplane.core.keyspace import LAST_USED_HASH
 
 EPOCH_KEY = "brik:api-keys:epoch"
-LAST_USED_HASH = "brik:api-keys:last-used"
 USE_REPORT_INTERVAL = 10.0
 MAX_ENTRIES = 50_000
 MAX_ENTRY_AGE_SECONDS = 60.0

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from controlplane.core.connections import queue_client
 from controlplane.enqueue_relay import EnqueueRelay, Handover
 from tests.support.redis_server import RestartableRedis
-from workers.queue import queue_client
 
 
 async def test_a_handover_while_redis_is_down_is_enqueued_once_it_is_back(

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from controlplane.auth.api_key_cache import LAST_USED_HASH
+from controlplane.core.keyspace import LAST_USED_HASH
 from controlplane.models import ApiKey
 from tests.support.tenants import make_tenant
 from workers.tasks.api_key_usage import flush_api_key_usage

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from controlplane.app import create_app
 from controlplane.auth.api_keys import issue_api_key
+from controlplane.core.connections import queue_client
 from controlplane.crypto import KeyRing
 from controlplane.models import Delivery, DeliveryStatus, KeyKind, KeyMode, Push, PushStatus
 from controlplane.settings import Settings
@@ -24,7 +25,6 @@ from tests.support.tenants import make_tenant
 from workers.fakes.apns import FakeAPNs
 from workers.in_flight import InFlightBudget
 from workers.provider_cache import ProviderCache
-from workers.queue import queue_client
 from workers.tasks.deliver import deliver_batch
 from workers.tasks.reconcile import reconcile_deliveries
 

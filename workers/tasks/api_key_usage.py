@@ -15,7 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 from tortoise.expressions import Q
 
-from controlplane.auth.api_key_cache import LAST_USED_HASH
+from controlplane.core.keyspace import LAST_USED_HASH
 from controlplane.models import ApiKey
 
 _DELETE_UNCHANGED = """

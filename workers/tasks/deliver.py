@@ -29,6 +29,8 @@ from typing import Any
 
 from tortoise.expressions import F, Q, Subquery
 
+from controlplane.core.keyspace import events_channel
+from controlplane.core.queue import enqueue_deliveries
 from controlplane.crypto import KeyRing, UndecryptableSecret
 from controlplane.models import (
     Delivery,
@@ -46,7 +48,6 @@ from workers.in_flight import InFlightBudget
 from workers.metrics import WorkerMetrics
 from workers.provider_cache import JobProviders, MissingCredential
 from workers.providers.base import ApnsPush, FcmPush, Outcome, OutcomeKind
-from workers.queue import enqueue_deliveries, events_channel
 from workers.retries import RetryWindow, expires_at
 
 OPEN_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)

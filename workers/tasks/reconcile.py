@@ -17,8 +17,8 @@ from typing import Any
 from tortoise.expressions import Q
 
 from controlplane import idempotency
+from controlplane.core.queue import enqueue_deliveries
 from controlplane.models import Delivery, DeliveryStatus, PushStatus
-from workers.queue import enqueue_deliveries
 
 MAX_ROWS_PER_RUN = 100_000
 

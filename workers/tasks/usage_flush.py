@@ -13,8 +13,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from controlplane.core.keyspace import REQUESTS_HASH
 from controlplane.models import KeyMode, Organization, UsageMetric
-from controlplane.rate_limits import REQUESTS_HASH
 from controlplane.usage import add_to_day
 
 _SUBTRACT = """

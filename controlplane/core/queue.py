@@ -1,0 +1,57 @@
+"""The job names, and the one way jobs get into the queue.
+
+Every path that hands deliveries to a worker — the API after it commits a push
+(:mod:`controlplane.enqueue_relay`), a retry, a delivery held by the egress limit, the
+reconciler — calls :func:`enqueue_deliveries`. It alone knows how deliveries are batched into
+jobs and how those jobs are named, so a job id always reads ``deliver:<push>:<origin>:<batch>``.
+arq refuses a second job under an id it still holds, which makes handing over the same batch
+twice (a relay retrying an enqueue whose answer was lost) harmless. The pipeline probe's
+heartbeat goes in through :func:`enqueue_heartbeat`; the worker registers its functions under
+the same names (``workers/worker.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from arq.connections import ArqRedis
+from arq.jobs import Job
+
+HEARTBEAT_JOB = "heartbeat"
+DELIVER_JOB = "deliver_batch"
+DELIVERY_BATCH_SIZE = 500  # deliveries per job; see loadtests/ for how it was chosen
+
+
+async def enqueue_deliveries(
+    redis: ArqRedis,
+    push_id: str,
+    delivery_ids: Sequence[str],
+    *,
+    origin: str,
+    defer_until: datetime | None = None,
+    defer_by: float | None = None,
+) -> int:
+    """Enqueue delivery jobs for ``delivery_ids``, :data:`DELIVERY_BATCH_SIZE` per job.
+
+    ``origin`` names who hands them over (``accept``, ``retry:…``, ``egress:…``,
+    ``reconcile:…``) and must make the job ids unique among the handovers of one push: the
+    same origin twice is the same jobs, enqueued once. Returns the number of jobs. Raises
+    whatever Redis raises; callers decide what an unreachable Redis means for them.
+    """
+    deferral = timedelta(seconds=defer_by) if defer_by else None
+    jobs = 0
+    for number, start in enumerate(range(0, len(delivery_ids), DELIVERY_BATCH_SIZE)):
+        await redis.enqueue_job(
+            DELIVER_JOB, push_id, list(delivery_ids[start : start + DELIVERY_BATCH_SIZE]),
+            _job_id=f"deliver:{push_id}:{origin}:{number}",
+            _defer_until=defer_until, _defer_by=deferral,
+        )  # fmt: skip
+        jobs += 1
+    return jobs
+
+
+async def enqueue_heartbeat(redis: ArqRedis, probe_id: str, *, expires: float) -> Job | None:
+    """Enqueue a heartbeat for the pipeline probe; one nobody takes within ``expires`` seconds
+    expires instead of running late. None only if its (random) id were already taken."""
+    return await redis.enqueue_job(HEARTBEAT_JOB, probe_id, _expires=expires)
