@@ -3,6 +3,8 @@
 Call :func:`record` inside the same transaction as the change it describes, so the log can
 never claim a change that was rolled back nor miss one that was committed. Action names are
 ``<noun>.<verb in past tense>``; docs/accounts.md lists them all (``AUDITED_ACTIONS``).
+Who acted is an :class:`Actor` and where from an :class:`Origin`: the HTTP layer reads both off
+the request (``controlplane/api/routing.py``), a worker or the CLI has no origin.
 """
 
 from __future__ import annotations
@@ -10,11 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import Request
-
 from controlplane.auth.admin import AdminPrincipal
 from controlplane.auth.api_keys import KeyPrincipal
-from controlplane.auth.sessions import client_ip, user_agent
 from controlplane.models import AuditEvent, User
 
 AUDITED_ACTIONS: dict[str, str] = {
@@ -66,10 +65,18 @@ class Actor:
         return cls("user", user.id, user.email)
 
 
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a change was asked from: the client's address and its user agent."""
+
+    ip: str = ""
+    user_agent: str = ""
+
+
 async def record(
     action: str,
     *,
-    request: Request | None,
+    origin: Origin | None,
     actor: Actor,
     organization_id: str | None,
     target_type: str | None = None,
@@ -86,7 +93,7 @@ async def record(
         action=action,
         target_type=target_type,
         target_id=target_id,
-        ip=client_ip(request) if request is not None else "",
-        user_agent=user_agent(request) if request is not None else "",
+        ip=origin.ip if origin is not None else "",
+        user_agent=origin.user_agent if origin is not None else "",
         details=details or {},
     )

@@ -25,7 +25,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import stripe
-from starlette.requests import Request
 from tortoise.transactions import in_transaction
 
 from controlplane import audit
@@ -288,7 +287,7 @@ def entitled_plan(subscription: Subscription, now: datetime, settings: Settings)
 
 
 async def mirror_subscription(
-    state: SubscriptionState, settings: Settings, now: datetime, request: Request | None
+    state: SubscriptionState, settings: Settings, now: datetime, origin: audit.Origin | None
 ) -> Subscription | None:
     """Store ``state`` (as just read from Stripe) and move the organization's plan with it.
 
@@ -323,7 +322,7 @@ async def mirror_subscription(
         row = await Subscription.create(id=state.id, **values)  # type: ignore[arg-type]
     else:
         await row.update_from_dict(values).save()
-    await apply_billing_plan(organization, settings, now, request)
+    await apply_billing_plan(organization, settings, now, origin)
     return row
 
 
@@ -339,14 +338,14 @@ async def billing_plan(organization: Organization, settings: Settings, now: date
 
 
 async def apply_billing_plan(
-    organization: Organization, settings: Settings, now: datetime, request: Request | None
+    organization: Organization, settings: Settings, now: datetime, origin: audit.Origin | None
 ) -> bool:
     """Set the plan billing pays for, unless an administrator set it; True when it changed."""
     if organization.plan_source is PlanSource.ADMIN:
         return False
     plan = await billing_plan(organization, settings, now)
     return await change_plan(
-        organization, plan, PlanSource.BILLING, audit.Actor("billing", None), request
+        organization, plan, PlanSource.BILLING, audit.Actor("billing", None), origin
     )
 
 
@@ -355,7 +354,7 @@ async def change_plan(
     plan: Plan,
     source: PlanSource,
     actor: audit.Actor,
-    request: Request | None,
+    origin: audit.Origin | None,
 ) -> bool:
     """Move the organization to ``plan``, recorded in the audit log; True when it changed.
 
@@ -371,7 +370,7 @@ async def change_plan(
         logger.info("organization %s: plan %s -> %s (%s)", organization.id, previous, plan, source)
         await audit.record(
             "organization.plan_changed",
-            request=request,
+            origin=origin,
             actor=actor,
             organization_id=organization.id,
             target_type="organization",
@@ -386,15 +385,15 @@ async def set_plan_by_admin(
     plan: Plan | None,
     settings: Settings,
     actor: audit.Actor,
-    request: Request | None = None,
+    origin: audit.Origin | None = None,
 ) -> Plan:
     """An administrator sets the plan (it then stays until they change it), or with ``None``
     hands the plan back to billing. Returns the plan now in force."""
     if plan is not None:
-        await change_plan(organization, plan, PlanSource.ADMIN, actor, request)
+        await change_plan(organization, plan, PlanSource.ADMIN, actor, origin)
         return organization.plan
     plan = await billing_plan(organization, settings, datetime.now(UTC))
-    await change_plan(organization, plan, PlanSource.BILLING, actor, request)
+    await change_plan(organization, plan, PlanSource.BILLING, actor, origin)
     return organization.plan
 
 

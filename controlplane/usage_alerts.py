@@ -3,13 +3,15 @@
 Each warning goes out once per organization, period, mode and threshold, whichever process
 crosses it first: a ``usage_alerts`` row is inserted before sending, and only the insert that
 wins (the unique constraint decides) sends. Sent after the push committed, through the
-configured mail sender, recorded in ``notifications`` like every email.
+configured mail sender, recorded in ``notifications`` like every email. The caller says how an
+email goes out (``send``): this module decides what to say and to whom, never how a request
+reached it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 from tortoise.exceptions import IntegrityError
 
@@ -17,9 +19,6 @@ from controlplane import mail
 from controlplane.models import Membership, Organization, Role, UsageAlert, UsageMetric
 from controlplane.plans import PlanLimits
 from controlplane.usage import WARNING_PERCENTS, Reservation, period_end, pushes_noun
-
-if TYPE_CHECKING:
-    from controlplane.api.routing import Call
 
 
 def crossed(reservation: Reservation, quota: int) -> list[int]:
@@ -31,11 +30,16 @@ def crossed(reservation: Reservation, quota: int) -> list[int]:
     ]
 
 
-async def warn_if_crossed(call: Call, reservation: Reservation, limits: PlanLimits) -> None:
+async def warn_if_crossed(
+    organization: Organization,
+    reservation: Reservation,
+    limits: PlanLimits,
+    send: Callable[[mail.Email], Awaitable[object]],
+) -> None:
+    """Mail the owners of ``organization`` each warning ``reservation`` crossed, once."""
     quota = limits.pushes_per_month
     if quota is None:
         return
-    organization = call.tenant.organization
     owners: list[str] | None = None
     for percent in crossed(reservation, quota):
         try:
@@ -50,11 +54,7 @@ async def warn_if_crossed(call: Call, reservation: Reservation, limits: PlanLimi
                 organization_id=organization.id, role=Role.OWNER
             ).values_list("user__email", flat=True)]  # fmt: skip
         for email in owners:
-            await mail.send(
-                _warning(email, organization, reservation, limits, quota, percent),
-                call.request.app.state.mail_sender,
-                call.keyring,
-            )
+            await send(_warning(email, organization, reservation, limits, quota, percent))
 
 
 def _warning(

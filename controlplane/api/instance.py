@@ -54,7 +54,7 @@ async def set_organization_plan(call: Call) -> InstanceOrganization:
     organization = await Organization.select_for_update().get(id=call.tenant.organization.id)
     plan = None if body.plan == "billing" else Plan(body.plan)
     await set_plan_by_admin(
-        organization, plan, call.settings, audit.Actor.of(call.principal), call.request
+        organization, plan, call.settings, audit.Actor.of(call.principal), call.origin
     )
     return InstanceOrganization.of(organization)
 

@@ -24,6 +24,7 @@ from tortoise.expressions import Q, Subquery
 from tortoise.functions import Count
 from tortoise.queryset import QuerySet
 
+from controlplane import mail
 from controlplane.api.fields import Moment, ObjectId
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Auth, Call, Operation
@@ -242,6 +243,11 @@ async def _providers(call: Call, platforms: set[str]) -> dict[str, str]:
     return providers
 
 
+async def _mail(call: Call, email: mail.Email) -> None:
+    """Send ``email`` through the app's mail sender (the key ring is read only when one goes)."""
+    await mail.send(email, call.request.app.state.mail_sender, call.keyring)
+
+
 async def send_push(call: Call) -> PushSent:
     body = call.body_as(PushRequest)
     content = PushContent.model_validate(body.model_dump(exclude={"to", "send_at"}))
@@ -273,7 +279,8 @@ async def send_push(call: Call) -> PushSent:
         reservation = await reserve_pushes(
             organization, call.key.mode, len(recipients), limits, now
         )
-        call.after_commit.append(partial(warn_if_crossed, call, reservation, limits))
+        send = partial(_mail, call)
+        call.after_commit.append(partial(warn_if_crossed, organization, reservation, limits, send))
     relay: EnqueueRelay = call.request.app.state.enqueue_relay
     handover = Handover(push.id, delivery_ids, body.send_at if scheduled else None)
     if delivery_ids:

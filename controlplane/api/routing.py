@@ -45,6 +45,7 @@ from controlplane.auth.api_key_cache import (
 )
 from controlplane.auth.api_keys import KeyPrincipal, bearer_token
 from controlplane.auth.permissions import Permission
+from controlplane.auth.sessions import client_ip, user_agent
 from controlplane.crypto import KeyRing
 from controlplane.errors import (
     APIError,
@@ -137,6 +138,11 @@ class Call:
         return self.principal
 
     @property
+    def origin(self) -> audit.Origin:
+        """Where the request came from, as the audit log records it."""
+        return request_origin(self.request)
+
+    @property
     def keyring(self) -> KeyRing:
         """The encryption key ring, or 503 when ``BRIK_ENCRYPTION_KEYS`` is not configured."""
         keyring: KeyRing | None = self.request.app.state.keyring
@@ -195,7 +201,7 @@ class Call:
             organization_id = self.tenant_or_none.organization.id
         await audit.record(
             action,
-            request=self.request,
+            origin=self.origin,
             actor=actor or audit.Actor.of(self.principal),
             organization_id=organization_id,
             target_type=target_type,
@@ -234,6 +240,11 @@ async def forget_cached_keys(call: Call) -> None:
             ) from None
 
     call.after_commit.append(after_commit)
+
+
+def request_origin(request: Request) -> audit.Origin:
+    """Where ``request`` came from, as the audit log records it."""
+    return audit.Origin(client_ip(request), user_agent(request))
 
 
 def parse_query(request: Request, model: type[ModelT]) -> ModelT:

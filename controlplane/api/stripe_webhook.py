@@ -30,6 +30,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from controlplane.api.bodies import parse_json
+from controlplane.api.routing import request_origin
 from controlplane.billing import (
     StripeConnection,
     SubscriptionState,
@@ -159,7 +160,8 @@ async def receive_stripe_event(request: Request) -> Response:
             subscription = await _current(client, subscription_id)
             if subscription is not None:
                 state = SubscriptionState.of(subscription, settings)
-                mirrored = await mirror_subscription(state, settings, datetime.now(UTC), request)
+                now = datetime.now(UTC)
+                mirrored = await mirror_subscription(state, settings, now, request_origin(request))
     except IntegrityError:
         logger.info("Stripe event %s (%s) already processed", event["id"], event["type"])
         return JSONResponse({"received": True, "duplicate": True})
