@@ -222,9 +222,12 @@ class EventParser:
         return None
 
 
-def event_data(event: ServerSentEvent) -> dict[str, Any]:
-    body = json.loads(event.data)
-    return body if isinstance(body, dict) else {}
+def event_data(event: ServerSentEvent) -> Any:
+    """The event's JSON, or its text when it is not JSON (the caller checks the shape)."""
+    try:
+        return json.loads(event.data)
+    except ValueError:
+        return event.data
 
 
 # --- the two transports -------------------------------------------------------------------

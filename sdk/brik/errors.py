@@ -5,7 +5,9 @@
     ├── APIConnectionError         could not reach Brik, or the connection dropped (after retries)
     └── APIError                   Brik answered with an error: status, type, code, message,
         │                          param and request_id (quote it when asking for help)
-        ├── InvalidRequestError    400, 405, 413, 415: the request is wrong (see ``param``)
+        ├── InvalidRequestError    400, 405, 413, 415: the request is wrong (see ``param``);
+        │                          also raised before sending for an id that cannot be one
+        │                          (code ``invalid_id``, no request id)
         ├── AuthenticationError    401: missing, unknown or revoked API key
         ├── PermissionError        403: the key's kind or scopes do not allow this
         ├── NotFoundError          404: no such object (or it belongs to another project)

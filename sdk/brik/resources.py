@@ -5,15 +5,24 @@ Every method builds its :class:`~brik._http.Call` through one function shared by
 Mutating methods take ``idempotency_key``: leave it out and one is generated for the call and
 reused on each of its retries. A send the server accepted but that leaves devices out (or
 reaches nobody) comes back with ``Push.warnings``, each also logged on the ``brik`` logger.
+
+Ids go into URL paths, where ``../credentials/apns`` would reach another resource (httpx
+resolves dot segments) and ``?`` or ``#`` would cut the path short; so an id that cannot be one
+of that resource's (``dev_…``, ``psh_…``, letters and digits) raises
+:class:`~brik.errors.InvalidRequestError` before anything is sent. An answer of another shape
+than the call's (a proxy's page, a path that reached something else) is an
+:class:`~brik.errors.APIError` saying so, never a ``KeyError``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+import re
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from brik._http import AsyncTransport, Call, SyncTransport, event_data, logger
+from brik.errors import APIError, InvalidRequestError
 from brik.types import Deleted, Delivery, Device, Page, Platform, Push, PushDetail, Target
 
 __all__ = [
@@ -31,9 +40,55 @@ ItemT = TypeVar("ItemT")
 Priority = Literal["high", "normal"]
 
 
-def _page(body: dict[str, Any], item: Any) -> Page[Any]:
-    return Page(data=[item(entry) for entry in body.get("data", [])],
-                has_more=bool(body.get("has_more")))  # fmt: skip
+# The server's ids are a type prefix and base32 (controlplane/models/ids.py); the length is
+# left open, so an id minted by a newer server is never refused here.
+_ID_SHAPE = re.compile(r"[a-z]{3}_[a-z0-9]{1,64}")
+_ID_KINDS = {"dev": ("device_id", "a device id"), "psh": ("push_id", "a push id")}
+
+
+def _path(prefix: str, object_id: str, *, collection: str, action: str = "") -> str:
+    """``/v1/<collection>/<object_id><action>``, once ``object_id`` is shaped like an id of
+    ``prefix``; otherwise :class:`InvalidRequestError` (param ``device_id`` / ``push_id``)
+    and nothing is sent."""
+    param, noun = _ID_KINDS[prefix]
+    if (
+        not isinstance(object_id, str)
+        or _ID_SHAPE.fullmatch(object_id) is None
+        or not object_id.startswith(f"{prefix}_")
+    ):
+        raise InvalidRequestError(
+            f"{object_id!r} is not {noun} ({prefix}_ and letters or digits); nothing was sent.",
+            status=400, type="invalid_request_error", code="invalid_id", param=param,
+        )  # fmt: skip
+    return f"/v1/{collection}/{object_id}{action}"
+
+
+_Built = TypeVar("_Built")
+
+
+def _read(build: Callable[[dict[str, Any]], _Built], body: Any, what: str | None = None) -> _Built:
+    """``build(body)``, or an :class:`APIError` when the answer is not shaped like what the
+    call returns (not an object, a missing field, a field of the wrong type)."""
+    what = what or build.__qualname__.partition(".")[0]
+    try:
+        if not isinstance(body, dict):
+            raise TypeError(f"{type(body).__name__}, not an object")
+        return build(body)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise APIError(
+            f"Brik answered with unexpected JSON for a {what} ({type(exc).__name__}: {exc}).",
+            status=200, body=body,
+        ) from None  # fmt: skip
+
+
+def _page(body: dict[str, Any], item: Callable[[dict[str, Any]], Any]) -> Page[Any]:
+    def build(body: dict[str, Any]) -> Page[Any]:
+        entries = body.get("data", [])
+        if not isinstance(entries, list):
+            raise TypeError("data is not a list")
+        return Page(data=[item(entry) for entry in entries], has_more=bool(body.get("has_more")))
+
+    return _read(build, body, f"page of {item.__qualname__.partition('.')[0]}")
 
 
 def _compact(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -44,7 +99,7 @@ def _compact(values: Mapping[str, Any]) -> dict[str, Any]:
 def _accepted(body: dict[str, Any]) -> Push:
     """An accepted push; each of its warnings is logged, so a send that reaches nobody is heard
     even by code that never looks at ``Push.warnings``."""
-    push = Push.from_json(body)
+    push = _read(Push.from_json, body)
     for warning in push.warnings:
         logger.warning("brik: push %s: %s: %s", push.id, warning.code, warning.message)
     return push
@@ -139,7 +194,8 @@ def _deliveries(
     push_id: str, status: str | None, limit: int | None, starting_after: str | None
 ) -> Call:
     params = {"status": status, "limit": limit, "starting_after": starting_after}
-    return Call("GET", f"/v1/pushes/{push_id}/deliveries", params=params)
+    return Call("GET", _path("psh", push_id, collection="pushes", action="/deliveries"),
+                params=params)  # fmt: skip
 
 
 def _unregister(token: str, platform: Platform, key: str | None) -> Call:
@@ -148,7 +204,21 @@ def _unregister(token: str, platform: Platform, key: str | None) -> Call:
 
 
 def _stream_call(push_id: str) -> Call:
-    return Call("GET", f"/v1/pushes/{push_id}/events")
+    return Call("GET", _path("psh", push_id, collection="pushes", action="/events"))
+
+
+def _device_call(method: str, device_id: str, key: str | None = None) -> Call:
+    path = _path("dev", device_id, collection="devices")
+    return Call(method, path) if method == "GET" else Call.mutating(method, path, None, key)
+
+
+def _push_get(push_id: str) -> Call:
+    return Call("GET", _path("psh", push_id, collection="pushes"))
+
+
+def _cancel(push_id: str, key: str | None) -> Call:
+    return Call.mutating("POST", _path("psh", push_id, collection="pushes", action="/cancel"),
+                         None, key)  # fmt: skip
 
 
 # --- blocking --------------------------------------------------------------------------------
@@ -166,10 +236,10 @@ class Devices:
         """Add a device, or update the one with this token (registering again is safe)."""
         call = _register(token, platform, user_id, tags, live_activity_token,
                          push_to_start_token, idempotency_key)  # fmt: skip
-        return Device.from_json(self._transport.request(call))
+        return _read(Device.from_json, self._transport.request(call))
 
     def retrieve(self, device_id: str) -> Device:
-        return Device.from_json(self._transport.request(Call("GET", f"/v1/devices/{device_id}")))
+        return _read(Device.from_json, self._transport.request(_device_call("GET", device_id)))
 
     def list(
         self, *, user_id: str | None = None, tag: str | None = None,
@@ -195,8 +265,8 @@ class Devices:
 
     def delete(self, device_id: str, *, idempotency_key: str | None = None) -> Deleted:
         """Delete a device by id: needs a secret key (an app uses :meth:`unregister`)."""
-        call = Call.mutating("DELETE", f"/v1/devices/{device_id}", None, idempotency_key)
-        return Deleted.from_json(self._transport.request(call))
+        call = _device_call("DELETE", device_id, idempotency_key)
+        return _read(Deleted.from_json, self._transport.request(call))
 
     def unregister(
         self, *, token: str, platform: Platform, idempotency_key: str | None = None
@@ -204,7 +274,7 @@ class Devices:
         """Remove the device registered with ``token``; a publishable key may (it proves the
         token). ``NotFoundError`` when no device of the project has it."""
         call = _unregister(token, platform, idempotency_key)
-        return Deleted.from_json(self._transport.request(call))
+        return _read(Deleted.from_json, self._transport.request(call))
 
 
 class Pushes:
@@ -223,8 +293,7 @@ class Pushes:
         return _accepted(self._transport.request(call))
 
     def retrieve(self, push_id: str) -> PushDetail:
-        call = Call("GET", f"/v1/pushes/{push_id}")
-        return PushDetail.from_json(self._transport.request(call))
+        return _read(PushDetail.from_json, self._transport.request(_push_get(push_id)))
 
     def list(self, *, limit: int | None = None, starting_after: str | None = None) -> Page[Push]:
         call = Call("GET", "/v1/pushes", params={"limit": limit, "starting_after": starting_after})
@@ -248,8 +317,8 @@ class Pushes:
         return _page(self._transport.request(call), Delivery.from_json)
 
     def cancel(self, push_id: str, *, idempotency_key: str | None = None) -> PushDetail:
-        call = Call.mutating("POST", f"/v1/pushes/{push_id}/cancel", None, idempotency_key)
-        return PushDetail.from_json(self._transport.request(call))
+        call = _cancel(push_id, idempotency_key)
+        return _read(PushDetail.from_json, self._transport.request(call))
 
     def stream(self, push_id: str) -> Iterator[PushDetail]:
         """The push on every change (server-sent events), ending once it is final."""
@@ -257,7 +326,7 @@ class Pushes:
             if event.event == "end":
                 return
             if event.event == "push":
-                detail = PushDetail.from_json(event_data(event))
+                detail = _read(PushDetail.from_json, event_data(event))
                 yield detail
                 if detail.final:
                     return
@@ -331,11 +400,11 @@ class AsyncDevices:
         """Add a device, or update the one with this token (registering again is safe)."""
         call = _register(token, platform, user_id, tags, live_activity_token,
                          push_to_start_token, idempotency_key)  # fmt: skip
-        return Device.from_json(await self._transport.request(call))
+        return _read(Device.from_json, await self._transport.request(call))
 
     async def retrieve(self, device_id: str) -> Device:
-        call = Call("GET", f"/v1/devices/{device_id}")
-        return Device.from_json(await self._transport.request(call))
+        call = _device_call("GET", device_id)
+        return _read(Device.from_json, await self._transport.request(call))
 
     async def list(
         self, *, user_id: str | None = None, tag: str | None = None,
@@ -362,8 +431,8 @@ class AsyncDevices:
 
     async def delete(self, device_id: str, *, idempotency_key: str | None = None) -> Deleted:
         """Delete a device by id: needs a secret key (an app uses :meth:`unregister`)."""
-        call = Call.mutating("DELETE", f"/v1/devices/{device_id}", None, idempotency_key)
-        return Deleted.from_json(await self._transport.request(call))
+        call = _device_call("DELETE", device_id, idempotency_key)
+        return _read(Deleted.from_json, await self._transport.request(call))
 
     async def unregister(
         self, *, token: str, platform: Platform, idempotency_key: str | None = None
@@ -371,7 +440,7 @@ class AsyncDevices:
         """Remove the device registered with ``token``; a publishable key may (it proves the
         token). ``NotFoundError`` when no device of the project has it."""
         call = _unregister(token, platform, idempotency_key)
-        return Deleted.from_json(await self._transport.request(call))
+        return _read(Deleted.from_json, await self._transport.request(call))
 
 
 class AsyncPushes:
@@ -390,8 +459,7 @@ class AsyncPushes:
         return _accepted(await self._transport.request(call))
 
     async def retrieve(self, push_id: str) -> PushDetail:
-        call = Call("GET", f"/v1/pushes/{push_id}")
-        return PushDetail.from_json(await self._transport.request(call))
+        return _read(PushDetail.from_json, await self._transport.request(_push_get(push_id)))
 
     async def list(
         self, *, limit: int | None = None, starting_after: str | None = None
@@ -418,8 +486,8 @@ class AsyncPushes:
         return _page(await self._transport.request(call), Delivery.from_json)
 
     async def cancel(self, push_id: str, *, idempotency_key: str | None = None) -> PushDetail:
-        call = Call.mutating("POST", f"/v1/pushes/{push_id}/cancel", None, idempotency_key)
-        return PushDetail.from_json(await self._transport.request(call))
+        call = _cancel(push_id, idempotency_key)
+        return _read(PushDetail.from_json, await self._transport.request(call))
 
     async def stream(self, push_id: str) -> AsyncIterator[PushDetail]:
         """The push on every change (server-sent events), ending once it is final."""
@@ -427,7 +495,7 @@ class AsyncPushes:
             if event.event == "end":
                 return
             if event.event == "push":
-                detail = PushDetail.from_json(event_data(event))
+                detail = _read(PushDetail.from_json, event_data(event))
                 yield detail
                 if detail.final:
                     return

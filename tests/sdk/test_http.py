@@ -87,7 +87,7 @@ def test_each_error_answer_is_its_own_exception_with_the_request_id(
         assert invalid.value.request_id in str(invalid.value)
 
         with pytest.raises(brik.NotFoundError) as missing:
-            client.pushes.retrieve("push_" + "0" * 24)
+            client.pushes.retrieve("psh_" + "0" * 24)
         assert missing.value.code == "resource_missing"
 
         client.devices.register(token=IOS_TOKEN, platform="ios", user_id="u_4")

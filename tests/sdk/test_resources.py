@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import brik
+import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from tests.sdk.conftest import BrikServer, api_get
+from tests.support.apple import new_signing_key
+from tests.support.servers import serving
 
 pytestmark = pytest.mark.usefixtures("environment")
 
@@ -213,3 +221,94 @@ def test_an_app_unregisters_its_own_device_and_cannot_delete_by_id(keys: dict[st
             app.devices.unregister(token=IOS_TOKEN, platform="ios")
     finally:
         app.close()
+
+
+TRAVERSALS = ["../credentials/apns", "../../v1/api_key", "..", ".", "", "dev_x?status=all",
+              "dev_x#y", "dev_x/../../credentials/apns", "psh_%2e%2e"]  # fmt: skip
+
+
+def test_an_id_that_cannot_be_one_is_refused_before_it_leaves_its_resource(
+    brik_server: BrikServer, keys: dict[str, str]
+) -> None:
+    auth = {"Authorization": f"Bearer {keys['test_secret']}"}
+    signing = new_signing_key()
+    uploaded = httpx.put(f"{brik_server.url}/v1/credentials/apns", headers=auth, json={
+        "key": signing.pem, "key_id": signing.key_id, "team_id": signing.team_id,
+        "topic": "com.example.app", "environment": "production",
+    })  # fmt: skip
+    assert uploaded.status_code == 200, uploaded.text
+    sent: list[str] = []
+    with httpx.Client(
+        base_url=brik_server.url, headers=auth,
+        event_hooks={"request": [lambda request: sent.append(request.url.path)]},
+    ) as http, brik.Client(keys["test_secret"], base_url=brik_server.url,
+                           http_client=http) as client:  # fmt: skip
+        calls: list[tuple[str, Callable[[str], object]]] = [
+            ("device_id", client.devices.retrieve), ("device_id", client.devices.delete),
+            ("push_id", client.pushes.retrieve), ("push_id", client.pushes.cancel),
+            ("push_id", client.pushes.deliveries),
+            ("push_id", lambda push_id: list(client.pushes.stream(push_id))),
+        ]  # fmt: skip
+        for param, call in calls:
+            for bad in TRAVERSALS:
+                with pytest.raises(brik.InvalidRequestError) as refused:
+                    call(bad)
+                assert refused.value.param == param, bad
+        with pytest.raises(brik.InvalidRequestError, match="device id"):
+            client.devices.delete("psh_" + "a" * 24)  # a push's id is not a device's
+    assert sent == []
+    credentials = api_get(brik_server, keys["test_secret"], "/v1/credentials")["data"]
+    assert [c["provider"] for c in credentials] == ["apns"]  # type: ignore[attr-defined]
+
+
+async def test_the_async_client_refuses_such_ids_too(
+    brik_server: BrikServer, keys: dict[str, str]
+) -> None:
+    sent: list[str] = []
+
+    async def record(request: httpx.Request) -> None:
+        sent.append(request.url.path)
+
+    async with httpx.AsyncClient(
+        base_url=brik_server.url, headers={"Authorization": f"Bearer {keys['test_secret']}"},
+        event_hooks={"request": [record]},
+    ) as http, brik.AsyncClient(keys["test_secret"], base_url=brik_server.url,
+                                http_client=http) as client:  # fmt: skip
+
+        async def stream(push_id: str) -> object:
+            return [update async for update in client.pushes.stream(push_id)]
+
+        calls: list[Callable[[str], Awaitable[object]]] = [
+            client.devices.retrieve, client.devices.delete, client.pushes.retrieve,
+            client.pushes.cancel, client.pushes.deliveries, stream,
+        ]  # fmt: skip
+        for call in calls:
+            for bad in TRAVERSALS:
+                with pytest.raises(brik.InvalidRequestError):
+                    await call(bad)
+    assert sent == []
+
+
+async def test_an_answer_of_the_wrong_shape_is_a_brik_error() -> None:
+    """A proxy, an older server or a path that reached something else: an APIError saying so,
+    never a KeyError from deep inside the SDK."""
+
+    async def anything(request: Request) -> JSONResponse:
+        return JSONResponse({"object": "api_key", "data": [{"id": 1}], "kind": None})
+
+    methods = ["GET", "POST", "DELETE"]
+    stand_in = Starlette(routes=[Route("/{path:path}", anything, methods=methods)])
+    async with serving(stand_in) as url, brik.AsyncClient("bk_sk_test_" + "x" * 40,
+                                                          base_url=url) as client:  # fmt: skip
+        push_id, device_id = "psh_" + "a" * 24, "dev_" + "a" * 24
+        calls: list[Awaitable[Any]] = [
+            client.pushes.retrieve(push_id), client.pushes.cancel(push_id),
+            client.pushes.deliveries(push_id), client.pushes.list(),
+            client.pushes.send(to={"tags": ["a"]}, alert={"title": "x"}),
+            client.devices.retrieve(device_id), client.devices.delete(device_id),
+            client.devices.list(), client.devices.register(token="a1" * 32, platform="ios"),
+        ]  # fmt: skip
+        for call in calls:
+            with pytest.raises(brik.APIError, match="unexpected") as raised:
+                await call
+            assert raised.value.body == {"object": "api_key", "data": [{"id": 1}], "kind": None}
