@@ -1,4 +1,10 @@
-"""The ASGI application factory."""
+"""The ASGI application factory: where the API process is put together.
+
+It is one of the composition roots allowed to import the worker package (``tests/test_layers.py``
+names them): it hands the app the provider registry (``app.state.providers``), which the HTTP
+layer knows only as a :class:`controlplane.payloads.ProviderCatalog` — who sends to which
+platform, and how big a push is on each provider's wire.
+"""
 
 from __future__ import annotations
 
@@ -23,10 +29,12 @@ from controlplane.core.connections import queue_client
 from controlplane.crypto import KeyRing
 from controlplane.enqueue_relay import EnqueueRelay
 from controlplane.errors import exception_handlers
+from controlplane.events_hub import EventsHub
 from controlplane.middleware.body_limit import BodySizeLimitMiddleware
 from controlplane.middleware.telemetry import RequestMetrics, RequestTelemetryMiddleware
 from controlplane.rate_limits import RateLimiter
 from controlplane.settings import Settings
+from workers.providers.registry import PROVIDERS
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -51,6 +59,7 @@ def create_app(settings: Settings) -> Starlette:
                 yield
             finally:
                 await app.state.enqueue_relay.close()
+                await app.state.events_hub.close()
                 await redis.aclose(close_connection_pool=True)
                 if app.state.stripe is not None:
                     await app.state.stripe.close()
@@ -89,7 +98,15 @@ def create_app(settings: Settings) -> Starlette:
         registry=registry,
     )  # fmt: skip
     app.state.settings = settings
+    app.state.events_hub = EventsHub(
+        settings.redis_url, registry, per_project=settings.event_streams_per_project,
+        per_process=settings.event_streams_per_process,
+    )  # fmt: skip
+    # Called by the server before it waits for open responses to finish (serving.py): event
+    # streams end then, rather than holding a stopping process for their whole length.
+    app.state.drain = app.state.events_hub.drain
     app.state.operations = OPERATIONS
+    app.state.providers = PROVIDERS
     app.state.version = _version()
     app.state.openapi = None
     app.state.keyring = (

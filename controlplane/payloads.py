@@ -1,43 +1,38 @@
-"""What a push says, and how it is spelled for APNs and for FCM.
+"""What a push says, whatever carries it, and the accept-time checks that need its carriers.
 
-One request body (:class:`PushContent`) describes the push once; :func:`apns_push` and
-:func:`fcm_push` build the provider-specific request for one device, and :func:`check_sizes`
-refuses, at accept time, content that either provider would refuse for size (4 KB each).
+One request body (:class:`PushContent`) describes the push once, for every platform:
 
-========================  ==========================================  =============================
-kind                      APNs                                        FCM (Android)
-========================  ==========================================  =============================
-``alert``                 push-type ``alert``, ``aps.alert``,          ``notification`` + ``data``,
-                          sound, badge; data as top-level keys         sound/badge in ``android``
-``background``            push-type ``background``, priority 5,        data-only message,
-(widget update)           ``aps.content-available: 1`` + data          priority ``NORMAL``
-``liveactivity``          push-type ``liveactivity``, topic            data-only message with the
-                          ``<bundle>.push-type.liveactivity``,         event and content state (no
-                          ``aps.event/content-state/timestamp`` …      Live Activities on Android)
-========================  ==========================================  =============================
+================  ==========================================================================
+kind              what the device does with it
+================  ==========================================================================
+``alert``         shows a notification (title, subtitle, body, sound, badge) and hands the
+                  app ``data``
+``background``    wakes the app silently with ``data`` (a widget update); never shown
+``liveactivity``  starts, updates or ends a Live Activity (on Android: a data message the
+                  app renders as an ongoing notification)
+================  ==========================================================================
 
-Options: ``priority`` (``high`` → APNs 10 / FCM ``HIGH``; ``normal`` → 5 / ``NORMAL``),
-``ttl`` seconds, counted from when the push is due — ``send_at`` if scheduled, else when it
-was accepted (→ ``apns-expiration`` / what is left of it as ``android.ttl``), ``collapse_id``
-(→ ``apns-collapse-id`` / ``android.collapse_key`` and the notification ``tag``).
+Options: ``priority`` (``high`` or ``normal``), ``ttl`` seconds, counted from when the push is
+due — ``send_at`` if scheduled, else when it was accepted — and ``collapse_id`` (a newer push
+with it replaces the older one on the device).
+
+How each kind and option is spelled for Apple or Google is each provider's business (its module
+in ``workers/providers/``); the API only asks the providers, through a :class:`ProviderCatalog`
+(the worker's registry, handed to the app by ``controlplane/app.py``), which provider sends to
+a platform and how many bytes a push takes on each wire, so :func:`check_sizes` refuses at
+accept time what a provider would refuse (4 KB each).
 """
 
 from __future__ import annotations
 
-import json
-import time
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
 from controlplane.errors import InvalidRequest
 from controlplane.validation import WHOLE_NUMBER, Moment, field_error
-from workers.providers.base import ApnsPush, FcmPush
-
-MAX_PAYLOAD_BYTES = 4096
-LIVE_ACTIVITY_SUFFIX = ".push-type.liveactivity"
 
 Data = Annotated[
     dict[str, Any],
@@ -160,142 +155,34 @@ class PushContent(BaseModel):
             raise field_error("data.aps", "APNs reserves this key")
         return self
 
-    @property
-    def apns_priority(self) -> int:
-        if self.kind == "background":
-            return 5  # Apple rejects or throttles background pushes at priority 10
-        return 5 if self.priority == "normal" else 10
+
+@dataclass(frozen=True, slots=True)
+class WireSize:
+    """How many bytes a push takes on one provider's wire, and how many that provider takes."""
+
+    provider: str  # as a tenant would call it: "APNs", "FCM"
+    size: int
+    limit: int
 
 
-def _unix(moment: datetime | None) -> int | None:
-    return None if moment is None else int(moment.timestamp())
+class ProviderCatalog(Protocol):
+    """What the API asks of the push providers (``workers/providers/registry.py`` answers)."""
+
+    def provider_for(self, platform: str, *, test_mode: bool) -> str:
+        """The name of the provider that sends to ``platform`` (test-mode keys: the sandbox)."""
+        ...
+
+    def wire_sizes(self, content: PushContent) -> list[WireSize]:
+        """``content`` measured as each provider that can send it would receive it."""
+        ...
 
 
-def _aps_alert(alert: Alert) -> dict[str, Any]:
-    return {k: v for k, v in {"title": alert.title, "subtitle": alert.subtitle,
-                              "body": alert.body}.items() if v is not None}  # fmt: skip
-
-
-def apns_payload(content: PushContent, now: float | None = None) -> dict[str, Any]:
-    aps: dict[str, Any] = {}
-    if content.kind == "alert":
-        assert content.alert is not None
-        aps["alert"] = _aps_alert(content.alert)
-        if content.alert.sound:
-            aps["sound"] = content.alert.sound
-        if content.alert.badge is not None:
-            aps["badge"] = content.alert.badge
-    elif content.kind == "background":
-        aps["content-available"] = 1
-    else:
-        live = content.live_activity
-        assert live is not None
-        aps["timestamp"] = int(now if now is not None else time.time())
-        aps["event"] = live.event
-        aps["content-state"] = live.content_state
-        if live.event == "start":
-            aps["attributes-type"] = live.attributes_type
-            aps["attributes"] = live.attributes
-        optional = {
-            "dismissal-date": _unix(live.dismissal_date),
-            "stale-date": _unix(live.stale_date),
-            "relevance-score": live.relevance_score,
-        }
-        aps.update({k: v for k, v in optional.items() if v is not None})
-        if live.alert is not None:
-            aps["alert"] = _aps_alert(live.alert)
-            if live.alert.sound:
-                aps["sound"] = live.alert.sound
-    return {**(content.data or {}), "aps": aps}
-
-
-def apns_push(
-    content: PushContent,
-    *,
-    token: str,
-    apns_id: str,
-    topic: str,
-    collapse_id: str | None,
-    expires_at: int | None,
-    attempt: int = 1,
-) -> ApnsPush:
-    """The APNs request for one device (``topic`` is the app's bundle id)."""
-    push_type = content.kind
-    if content.kind == "liveactivity":
-        topic = topic + LIVE_ACTIVITY_SUFFIX
-    return ApnsPush(
-        token=token, apns_id=apns_id, payload=apns_payload(content), push_type=push_type,
-        topic=topic, priority=content.apns_priority, expiration=expires_at,
-        collapse_id=collapse_id, attempt=attempt,
-    )  # fmt: skip
-
-
-def _string_data(data: dict[str, Any] | None) -> dict[str, str]:
-    """FCM data values must be strings: non-strings travel as JSON."""
-    return {
-        key: value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-        for key, value in (data or {}).items()
-    }
-
-
-def fcm_message(
-    content: PushContent,
-    *,
-    token: str,
-    collapse_id: str | None,
-    attempt: int = 1,
-    ttl: int | None = None,
-) -> FcmPush:
-    """The FCM v1 message for one Android device.
-
-    ``ttl``: the seconds the push has left to live (FCM's ttl is relative to the send, so a
-    scheduled or retried push passes what remains); default, the content's whole ``ttl``.
-    """
-    android: dict[str, Any] = {"priority": "NORMAL" if content.priority == "normal" else "HIGH"}
-    ttl = content.ttl if ttl is None else ttl
-    if ttl is not None:
-        android["ttl"] = f"{ttl}s"
-    if collapse_id:
-        android["collapse_key"] = collapse_id
-    message: dict[str, Any] = {"token": token, "android": android}
-    data = _string_data(content.data)
-    if content.kind == "alert":
-        assert content.alert is not None
-        shown = {"title": content.alert.title, "body": content.alert.body}
-        message["notification"] = {key: value for key, value in shown.items() if value}
-        notification: dict[str, Any] = {}
-        if content.alert.sound:
-            notification["sound"] = content.alert.sound
-        if content.alert.badge is not None:
-            notification["notification_count"] = content.alert.badge
-        if collapse_id:
-            notification["tag"] = collapse_id
-        if notification:
-            android["notification"] = notification
-    elif content.kind == "background":
-        android["priority"] = "NORMAL" if content.priority != "high" else "HIGH"
-    else:
-        live = content.live_activity
-        assert live is not None
-        data["brik_live_activity_event"] = live.event
-        data["brik_live_activity_state"] = json.dumps(live.content_state, separators=(",", ":"))
-        if live.attributes_type:
-            data["brik_live_activity_type"] = live.attributes_type
-    if data:
-        message["data"] = data
-    return FcmPush(message=message, attempt=attempt)
-
-
-def check_sizes(content: PushContent) -> None:
-    """400 ``payload_too_large`` when either provider's form of the push exceeds 4 KB."""
-    apns_bytes = len(json.dumps(apns_payload(content), ensure_ascii=False).encode())
-    fcm = fcm_message(content, token="", collapse_id=content.collapse_id).message
-    fcm.pop("token")
-    fcm_bytes = len(json.dumps(fcm, separators=(",", ":"), ensure_ascii=False).encode())
-    for provider, size in (("APNs", apns_bytes), ("FCM", fcm_bytes)):
-        if size > MAX_PAYLOAD_BYTES:
+def check_sizes(content: PushContent, providers: ProviderCatalog) -> None:
+    """400 ``payload_too_large`` when any provider's form of the push is over its limit."""
+    for wire in providers.wire_sizes(content):
+        if wire.size > wire.limit:
             raise InvalidRequest(
-                f"The push is {size} bytes as {provider} would receive it; the limit is "
-                f"{MAX_PAYLOAD_BYTES}. Send less data (or a reference the app fetches).",
+                f"The push is {wire.size} bytes as {wire.provider} would receive it; the limit "
+                f"is {wire.limit}. Send less data (or a reference the app fetches).",
                 code="payload_too_large",
             )

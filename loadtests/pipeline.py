@@ -50,7 +50,7 @@ from controlplane.auth.api_keys import issue_api_key
 from controlplane.auth.keys import hash_key
 from controlplane.crypto import KeyRing
 from controlplane.models import Device, KeyKind, KeyMode, Organization, Platform, Project
-from controlplane.payloads import PushContent, apns_push
+from controlplane.payloads import PushContent
 from controlplane.settings import Settings
 from loadtests.common import (
     RESULTS,
@@ -67,6 +67,7 @@ from tests.support.apple import SigningKey, fake_host_tls, new_signing_key
 from tests.support.servers import serving
 from workers.fakes.apns import FakeAPNs
 from workers.providers.apns import ApnsProvider
+from workers.providers.base import Recipient
 
 SECRET = "benchmark-secret-key-" + "x" * 32
 TOPIC = "com.example.bench"
@@ -152,8 +153,8 @@ async def raw_sends_per_second(
     content = PushContent.model_validate(PUSH)
     collapse_id = f"psh_{secrets.token_hex(12)}"
     pushes = [
-        apns_push(content, token=f"{n:064x}", apns_id=str(uuid.uuid4()), topic=TOPIC,
-                  collapse_id=collapse_id, expires_at=None)
+        provider.request(content, Recipient(token=f"{n:064x}", platform="ios",
+                                            message_id=str(uuid.uuid4()), collapse_id=collapse_id))
         for n in range(count)
     ]  # fmt: skip
     await provider.send(pushes[:100])  # warm the connection

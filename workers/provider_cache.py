@@ -3,7 +3,9 @@
 A provider (and its HTTP/2 connections, its provider JWT, its OAuth2 token) is built once per
 ``(credential id, version)`` and kept. Uploading a new credential bumps its version: the next
 job builds a fresh provider while jobs already sending on the old one finish with it; the old
-one is closed a while later.
+one is closed a while later. Which provider a name means, and how it is built from a credential,
+is the registry's (:mod:`workers.providers.registry`); a provider that needs no credential (the
+sandbox) is built once and shared by every project.
 """
 
 from __future__ import annotations
@@ -11,15 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
 
 from controlplane.crypto import KeyRing
 from controlplane.models import ProviderCredential, ProviderName
 from controlplane.settings import Settings
-from workers.providers.apns import ApnsProvider
-from workers.providers.base import Provider
-from workers.providers.fcm import FcmProvider
-from workers.providers.sandbox import SandboxProvider
+from workers.providers.base import Credential, Provider
+from workers.providers.registry import PROVIDERS, Registry, UnknownProvider
 
 RETIRE_AFTER_SECONDS = 600.0
 
@@ -29,18 +28,25 @@ class MissingCredential(Exception):
 
 
 class ProviderCache:
-    def __init__(self, settings: Settings, keyring: KeyRing) -> None:
+    def __init__(
+        self, settings: Settings, keyring: KeyRing, registry: Registry = PROVIDERS
+    ) -> None:
         self._settings = settings
         self._keyring = keyring
-        self._providers: dict[tuple[str, int], tuple[Provider, dict[str, Any]]] = {}
+        self._registry = registry
+        self._providers: dict[tuple[str, int], Provider] = {}
+        self._shared: dict[str, Provider] = {}  # those needing no credential (the sandbox)
         self._retired: list[tuple[float, Provider]] = []
         self._lock = asyncio.Lock()
-        self.sandbox = SandboxProvider()
 
-    async def get(self, project_id: str, name: str) -> tuple[Provider, dict[str, Any]]:
-        """The provider for ``name`` (apns, fcm, sandbox) and its credential's details."""
-        if name == "sandbox":
-            return self.sandbox, {"topic": "sandbox"}
+    async def get(self, project_id: str, name: str) -> Provider:
+        """The provider ``name`` for the project: :class:`UnknownProvider` if no provider has
+        that name, :class:`MissingCredential` if the project has no credential for it."""
+        kind = self._registry[name]
+        if kind.test_mode:
+            if name not in self._shared:
+                self._shared[name] = kind.connect(Credential(), self._settings)
+            return self._shared[name]
         credential = await ProviderCredential.get_or_none(
             project_id=project_id, provider=ProviderName(name)
         )
@@ -50,24 +56,15 @@ class ProviderCache:
         async with self._lock:
             if key not in self._providers:
                 self._retire_older(credential.id)
-                self._providers[key] = (self._build(credential), credential.details)
+                secret = json.loads(self._keyring.decrypt(credential.secret_encrypted))
+                self._providers[key] = kind.connect(
+                    Credential(secret, credential.details), self._settings
+                )
             return self._providers[key]
-
-    def _build(self, credential: ProviderCredential) -> Provider:
-        secret = json.loads(self._keyring.decrypt(credential.secret_encrypted))
-        details = credential.details
-        if credential.provider is ProviderName.APNS:
-            return ApnsProvider(
-                key=secret["key"], key_id=details["key_id"], team_id=details["team_id"],
-                topic=details["topic"], sandbox=details["environment"] == "sandbox",
-                settings=self._settings,
-                max_in_flight=self._settings.delivery_in_flight_per_connection,
-            )  # fmt: skip
-        return FcmProvider(service_account=secret["service_account"], settings=self._settings)
 
     def _retire_older(self, credential_id: str) -> None:
         for key in [k for k in self._providers if k[0] == credential_id]:
-            provider, _ = self._providers.pop(key)
+            provider = self._providers.pop(key)
             self._retired.append((time.monotonic(), provider))
 
     async def close_retired(self, *, everything: bool = False) -> None:
@@ -81,9 +78,10 @@ class ProviderCache:
                 keep.append((retired_at, provider))
         self._retired = keep
         if everything:
-            for provider, _ in self._providers.values():
+            for provider in [*self._providers.values(), *self._shared.values()]:
                 await provider.close()
             self._providers.clear()
+            self._shared.clear()
 
 
 class JobProviders:
@@ -96,15 +94,15 @@ class JobProviders:
     def __init__(self, cache: ProviderCache, project_id: str) -> None:
         self._cache = cache
         self._project_id = project_id
-        self._resolved: dict[str, tuple[Provider, dict[str, Any]] | MissingCredential] = {}
+        self._resolved: dict[str, Provider | MissingCredential | UnknownProvider] = {}
 
-    async def get(self, name: str) -> tuple[Provider, dict[str, Any]]:
+    async def get(self, name: str) -> Provider:
         if name not in self._resolved:
             try:
                 self._resolved[name] = await self._cache.get(self._project_id, name)
-            except MissingCredential as exc:
+            except (MissingCredential, UnknownProvider) as exc:
                 self._resolved[name] = exc
         resolved = self._resolved[name]
-        if isinstance(resolved, MissingCredential):
+        if isinstance(resolved, MissingCredential | UnknownProvider):
             raise resolved
         return resolved

@@ -12,23 +12,21 @@ token on some — the 202 says so in ``warnings`` rather than "completing" silen
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from tortoise.expressions import Q, Subquery
 from tortoise.functions import Count
 from tortoise.queryset import QuerySet
 
 from controlplane import mail
+from controlplane.api.event_stream import Snapshot, open_stream
 from controlplane.api.fields import Moment, ObjectId
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Auth, Call, Operation
-from controlplane.core.keyspace import events_channel
 from controlplane.enqueue_relay import EnqueueRelay, Handover
 from controlplane.errors import InvalidRequest
 from controlplane.fan_out import insert_deliveries
@@ -41,19 +39,13 @@ from controlplane.models import (
     KeyMode,
     Platform,
     ProviderCredential,
-    ProviderName,
     Push,
     PushStatus,
 )
-from controlplane.payloads import PushContent, check_sizes
+from controlplane.payloads import ProviderCatalog, PushContent, check_sizes
 from controlplane.plans import limits_for
 from controlplane.usage import release_pushes, reserve_pushes
 from controlplane.usage_alerts import warn_if_crossed
-
-EVENTS_POLL_SECONDS = 5.0
-# Notices arriving this close together are answered with one count: a large fan-out publishes
-# one per worker job, and each listening client would otherwise re-count for every one.
-EVENTS_COALESCE_SECONDS = 0.2
 
 
 class Target(BaseModel):
@@ -223,23 +215,23 @@ async def _warnings(
 
 
 async def _providers(call: Call, platforms: set[str]) -> dict[str, str]:
-    """Platform → provider; test mode always goes to the sandbox. 400 if a credential lacks."""
-    if call.key.mode is KeyMode.TEST:
-        return {platform: "sandbox" for platform in platforms}
-    needed = {Platform.IOS.value: ProviderName.APNS, Platform.ANDROID.value: ProviderName.FCM}
+    """Platform → provider, as the providers declare it (test mode: the sandbox). 400 if the
+    project lacks a live provider's credential."""
+    catalog: ProviderCatalog = call.request.app.state.providers
+    test_mode = call.key.mode is KeyMode.TEST
+    providers = {p: catalog.provider_for(p, test_mode=test_mode) for p in platforms}
+    if test_mode:
+        return providers
     stored = await call.tenant.query(ProviderCredential).values_list("provider", flat=True)
     have = {str(provider) for provider in stored}
-    providers: dict[str, str] = {}
-    for platform in platforms:
-        provider = needed[platform]
-        if provider.value not in have:
+    for platform, provider in providers.items():
+        if provider not in have:
             raise InvalidRequest(
                 f"Some recipients are {platform} devices, and this project has no "
-                f"{provider.value} credential: PUT /v1/credentials/{provider.value} first.",
+                f"{provider} credential: PUT /v1/credentials/{provider} first.",
                 code="credential_missing",
                 param="to",
             )
-        providers[platform] = provider.value
     return providers
 
 
@@ -251,7 +243,7 @@ async def _mail(call: Call, email: mail.Email) -> None:
 async def send_push(call: Call) -> PushSent:
     body = call.body_as(PushRequest)
     content = PushContent.model_validate(body.model_dump(exclude={"to", "send_at"}))
-    check_sizes(content)
+    check_sizes(content, call.request.app.state.providers)
     now = datetime.now(UTC)
     scheduled = body.send_at is not None and body.send_at > now
     recipients = await _recipients(call, content, body.to)
@@ -351,42 +343,23 @@ async def cancel_push(call: Call) -> PushDetail:
     return await _detail(push)
 
 
+async def _snapshot(push_id: str) -> Snapshot | None:
+    push = await Push.get_or_none(id=push_id)
+    if push is None:
+        return None  # deleted meanwhile, with its project
+    detail = await _detail(push)
+    final = detail.status in (PushStatus.COMPLETED, PushStatus.CANCELED)
+    return Snapshot(detail.model_dump_json(), final)
+
+
 async def push_events(call: Call) -> Response:
-    """Server-sent events: the push's status and counts on every change, until it is final."""
-    push_id = call.row(Push, "push_id").id
-    redis = call.request.app.state.redis
-
-    async def stream() -> AsyncIterator[str]:
-        pubsub = redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(events_channel(push_id))
-        try:
-            last = ""
-            while True:
-                detail = await _detail(await Push.get(id=push_id))
-                payload = detail.model_dump_json()
-                if payload != last:
-                    yield f"event: push\ndata: {payload}\n\n"
-                    last = payload
-                if detail.status in (PushStatus.COMPLETED, PushStatus.CANCELED):
-                    yield "event: end\ndata: {}\n\n"
-                    return
-                # Woken by a worker's notice, or every few seconds regardless (a notice can be
-                # missed while Redis reconnects; the database is the truth either way).
-                notice = await pubsub.get_message(timeout=EVENTS_POLL_SECONDS)
-                if notice is None:
-                    yield ": keep-alive\n\n"
-                    continue
-                await asyncio.sleep(EVENTS_COALESCE_SECONDS)
-                while await pubsub.get_message(timeout=0) is not None:
-                    pass  # already covered by the count about to be taken
-        finally:
-            await pubsub.aclose()
-
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    """Server-sent events: the push's status and counts on every change, until it is final
+    (how a stream ends and what bounds it: :mod:`controlplane.api.event_stream`)."""
+    push = call.row(Push, "push_id")
+    project = call.tenant.project
+    assert project is not None, "an API key's tenant has its project"
+    hub = call.request.app.state.events_hub
+    return open_stream(hub, call.settings, project.id, push.id, _snapshot)
 
 
 KEY = Auth.API_KEY
@@ -406,7 +379,12 @@ operations = [
               response=Page[DeliveryOut]),
     Operation("GET", PUSH + "/events", push_events,
               "Server-sent events: the push's status and counts until it is final", "Pushes",
-              auth=KEY, scope="pushes:read", response_media_type="text/event-stream"),
+              auth=KEY, scope="pushes:read", response_media_type="text/event-stream",
+              description="`event: push` with the push on every change; `event: end` once it "
+              "is final (`data: {}`) or deleted (`data: {\"reason\": \"deleted\"}`). A stream "
+              "closed without `end` (it lasts at most `BRIK_EVENT_STREAM_MAX_SECONDS`) is "
+              "reopened by the client. Open streams are bounded per project and per API "
+              "process: beyond, 429 `too_many_streams`."),
     Operation("POST", PUSH + "/cancel", cancel_push, "Cancel a scheduled push", "Pushes",
               auth=KEY, scope="pushes:write", response=PushDetail),
 ]  # fmt: skip

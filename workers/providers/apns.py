@@ -1,6 +1,28 @@
-"""APNs over HTTP/2 with token auth (aioapns), and Apple's answers mapped to outcomes.
+"""APNs: how a push is spelled for Apple, sent over HTTP/2 with token auth (aioapns), and how
+Apple's answers become outcomes.
 
-Apple's answers are decided on (status, reason) *pairs*, kept in named sets as sygnal does —
+**Spelling.** Each kind of push is one entry of :data:`PUSH_TYPES` — its ``apns-push-type``,
+its topic suffix, the priority Apple allows it and its ``aps`` dictionary; the app's ``data``
+goes beside ``aps`` as top-level keys. Adding an APNs push type is one entry there (and, if the
+push kind is new, its content in ``controlplane/payloads.py``):
+
+================  ============================================================================
+kind              APNs request
+================  ============================================================================
+``alert``         push-type ``alert``; ``aps.alert`` (title, subtitle, body), sound, badge
+``background``    push-type ``background``, always priority 5 (Apple throttles 10);
+                  ``aps.content-available: 1``
+``liveactivity``  push-type ``liveactivity``, topic ``<bundle>.push-type.liveactivity``;
+                  ``aps.event``, ``content-state``, ``timestamp``, and on start
+                  ``attributes-type`` + ``attributes``; ``dismissal-date``, ``stale-date``,
+                  ``relevance-score``, an alert when given
+================  ============================================================================
+
+Options: ``priority`` ``high`` → 10, ``normal`` → 5; the ``ttl`` → ``apns-expiration`` (an
+absolute time); the collapse id → ``apns-collapse-id``; the delivery's own id → ``apns-id``,
+the same on every attempt.
+
+**Answers** are decided on (status, reason) *pairs*, kept in named sets as sygnal does —
 never on the reason string alone, which a proxy or a 5xx body can carry too. Apple's
 "Handling notification responses from APNs" is the contract:
 
@@ -20,16 +42,21 @@ Anything else Apple refuses is a permanent failure with Apple's reason.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
 
 from aioapns import NotificationRequest, PushType
 from aioapns.exceptions import ConnectionError as APNsConnectionError
 from aioapns.exceptions import MaxAttemptsExceeded
 
+from controlplane.payloads import Alert, PushContent
 from controlplane.settings import Settings
 from workers.providers.apns_connection import apns_pool
-from workers.providers.base import ApnsPush, Outcome
+from workers.providers.base import Credential, Outcome, ProviderKind, Recipient
 
 DEAD_TOKEN_ERRORS = frozenset(
     {
@@ -48,6 +75,123 @@ CREDENTIAL_ERRORS = {
     (403, "BadCertificateEnvironment"): "The credential is for the other APNs environment.",
     (400, "TopicDisallowed"): "The APNs key may not send to this bundle id (topic).",
 }
+
+
+@dataclass(frozen=True)
+class ApnsPush:
+    """One APNs request: headers and payload, already built and size-checked."""
+
+    token: str
+    apns_id: str
+    payload: dict[str, Any]
+    push_type: str = "alert"
+    topic: str | None = None
+    priority: int = 10
+    expiration: int | None = None  # unix seconds; None: Apple's default storage
+    collapse_id: str | None = None
+    attempt: int = 1  # which try this is (the sandbox's scripted tokens count them)
+
+
+@dataclass(frozen=True, slots=True)
+class PushTypeSpelling:
+    """How one kind of push is spelled for APNs."""
+
+    header: str  # apns-push-type
+    aps: Callable[[PushContent], dict[str, Any]]
+    topic_suffix: str = ""  # after the app's bundle id
+    priority: int | None = None  # the only priority Apple allows it; None: the push's own
+
+
+def _unix(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp())
+
+
+def _shown(alert: Alert) -> dict[str, Any]:
+    aps: dict[str, Any] = {"alert": {k: v for k, v in {
+        "title": alert.title, "subtitle": alert.subtitle, "body": alert.body,
+    }.items() if v is not None}}  # fmt: skip
+    if alert.sound:
+        aps["sound"] = alert.sound
+    return aps
+
+
+def _alert(content: PushContent) -> dict[str, Any]:
+    assert content.alert is not None
+    aps = _shown(content.alert)
+    if content.alert.badge is not None:
+        aps["badge"] = content.alert.badge
+    return aps
+
+
+def _background(content: PushContent) -> dict[str, Any]:
+    return {"content-available": 1}
+
+
+def _live_activity(content: PushContent) -> dict[str, Any]:
+    live = content.live_activity
+    assert live is not None
+    aps: dict[str, Any] = {
+        "timestamp": int(time.time()),
+        "event": live.event,
+        "content-state": live.content_state,
+    }
+    if live.event == "start":
+        aps["attributes-type"] = live.attributes_type
+        aps["attributes"] = live.attributes
+    optional = {
+        "dismissal-date": _unix(live.dismissal_date),
+        "stale-date": _unix(live.stale_date),
+        "relevance-score": live.relevance_score,
+    }
+    aps.update({k: v for k, v in optional.items() if v is not None})
+    if live.alert is not None:
+        aps.update(_shown(live.alert))
+    return aps
+
+
+PUSH_TYPES: dict[str, PushTypeSpelling] = {
+    "alert": PushTypeSpelling("alert", _alert),
+    "background": PushTypeSpelling("background", _background, priority=5),
+    "liveactivity": PushTypeSpelling(
+        "liveactivity", _live_activity, topic_suffix=".push-type.liveactivity"
+    ),
+}
+
+
+def apns_payload(content: PushContent) -> dict[str, Any]:
+    """The JSON body Apple receives: the app's data beside ``aps``."""
+    return {**(content.data or {}), "aps": PUSH_TYPES[content.kind].aps(content)}
+
+
+def spell(content: PushContent, recipient: Recipient, details: Mapping[str, Any]) -> ApnsPush:
+    """The APNs request for one device (``details["topic"]``: the app's bundle id)."""
+    push_type = PUSH_TYPES[content.kind]
+    priority = push_type.priority or (5 if content.priority == "normal" else 10)
+    return ApnsPush(
+        token=recipient.token, apns_id=recipient.message_id, payload=apns_payload(content),
+        push_type=push_type.header, topic=f"{details.get('topic')}{push_type.topic_suffix}",
+        priority=priority, expiration=recipient.expires_at, collapse_id=recipient.collapse_id,
+        attempt=recipient.attempt,
+    )  # fmt: skip
+
+
+def encoded_size(content: PushContent) -> int:
+    """Bytes of the payload Apple would receive for ``content``."""
+    return len(json.dumps(apns_payload(content), ensure_ascii=False).encode())
+
+
+def _aioapns_push_type(header: str) -> PushType:
+    """aioapns' name for a push type; for one it has no name for yet, a stand-in (aioapns only
+    reads ``.value`` to write the header), so a new type needs no aioapns release."""
+    try:
+        return PushType(header)
+    except ValueError:
+        return cast(PushType, _Header(header))
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    value: str
 
 
 class ApnsProvider:
@@ -69,8 +213,22 @@ class ApnsProvider:
             key=key, key_id=key_id, team_id=team_id, topic=topic, sandbox=sandbox,
             settings=settings,
         )  # fmt: skip
+        self._details = {"topic": topic}
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._response_timeout = response_timeout
+
+    @classmethod
+    def connect(cls, credential: Credential, settings: Settings) -> ApnsProvider:
+        """The provider for a project's APNs credential (its .p8 key, key id, team, topic)."""
+        details = credential.details
+        return cls(
+            key=credential.secret["key"], key_id=details["key_id"], team_id=details["team_id"],
+            topic=details["topic"], sandbox=details["environment"] == "sandbox",
+            settings=settings, max_in_flight=settings.delivery_in_flight_per_connection,
+        )  # fmt: skip
+
+    def request(self, content: PushContent, recipient: Recipient) -> ApnsPush:
+        return cast(ApnsPush, APNS.request(content, recipient, self._details))
 
     async def send(self, pushes: Sequence[ApnsPush]) -> list[Outcome]:
         return list(await asyncio.gather(*(self._send_one(push) for push in pushes)))
@@ -84,7 +242,7 @@ class ApnsProvider:
             time_to_live=ttl,
             priority=push.priority,
             collapse_key=push.collapse_id,
-            push_type=PushType(push.push_type),
+            push_type=_aioapns_push_type(push.push_type),
             apns_topic=push.topic,
         )
         async with self._in_flight:
@@ -116,3 +274,14 @@ def classify(status: str | int, reason: str | None) -> Outcome:
     if fix is not None or code == 403:
         return Outcome.failed(f"{reason}: {fix or 'fix the credential'}")
     return Outcome.failed(reason)
+
+
+APNS = ProviderKind(
+    name="apns",
+    label="APNs",
+    platforms=frozenset({"ios"}),
+    kinds=frozenset(PUSH_TYPES),
+    connect=ApnsProvider.connect,
+    spell=spell,
+    encoded_size=encoded_size,
+)

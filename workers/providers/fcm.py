@@ -1,7 +1,27 @@
-"""FCM HTTP v1 (pyfcm, driven by :mod:`workers.providers.fcm_connection`), answers as outcomes.
+"""FCM: how a push is spelled for Google's HTTP v1 API, sent with pyfcm (driven by
+:mod:`workers.providers.fcm_connection`), and how Google's answers become outcomes.
 
-Google's answers are decided on (HTTP status, FCM error code) pairs in named sets, as in the
-APNs provider:
+**Spelling.** One shape per kind of push in :data:`SHAPES`, over what every message has (the
+token, ``android.priority``, ``android.ttl``, ``android.collapse_key``, the app's ``data`` —
+whose values FCM wants as strings, so others travel as JSON):
+
+================  ============================================================================
+kind              FCM v1 message
+================  ============================================================================
+``alert``         ``notification`` (title, body); sound, badge (``notification_count``) and the
+                  collapse id as ``tag`` in ``android.notification``
+``background``    a data-only message, priority ``NORMAL`` unless ``high`` is asked for
+``liveactivity``  a data-only message carrying the event, the content state and the attributes
+                  type (``brik_live_activity_*``): Android has no Live Activities, the app
+                  renders an ongoing notification
+================  ============================================================================
+
+Options: ``priority`` ``high`` → ``HIGH``, ``normal`` → ``NORMAL``; the ``ttl`` → what is left
+of it as ``android.ttl`` (FCM counts from the send, so a scheduled or retried push passes what
+remains); the collapse id → ``android.collapse_key``.
+
+**Answers** are decided on (HTTP status, FCM error code) pairs in named sets, as in the APNs
+provider:
 
 * :data:`DEAD_TOKEN_ERRORS` — 404 ``UNREGISTERED`` (the app is gone from the device) and 403
   ``SENDER_ID_MISMATCH`` (the token belongs to another Firebase project: it can never work with
@@ -18,18 +38,130 @@ APNs provider:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import requests
 
+from controlplane.payloads import PushContent
 from controlplane.settings import Settings
-from workers.providers.base import FcmPush, Outcome
+from workers.providers.base import Credential, Outcome, ProviderKind, Recipient
 from workers.providers.fcm_connection import FcmResult, FcmSender
 
 DEAD_TOKEN_ERRORS = frozenset({(404, "UNREGISTERED"), (403, "SENDER_ID_MISMATCH")})
 TEMPORARY_STATUSES = frozenset({429, 500, 502, 503, 504})
 CREDENTIAL_STATUSES = frozenset({401, 403})
+
+
+@dataclass(frozen=True)
+class FcmPush:
+    """One FCM v1 message (the ``message`` object, ``token`` included)."""
+
+    message: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 1
+
+    @property
+    def token(self) -> str:
+        return str(self.message.get("token", ""))
+
+
+def _string_data(data: dict[str, Any] | None) -> dict[str, str]:
+    """FCM data values must be strings: non-strings travel as JSON."""
+    return {
+        key: value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        for key, value in (data or {}).items()
+    }
+
+
+# A kind's shape fills in the message, its android block and its data for that kind.
+Shape = Callable[[PushContent, dict[str, Any], dict[str, Any], dict[str, str]], None]
+
+
+def _alert(
+    content: PushContent, message: dict[str, Any], android: dict[str, Any], data: dict[str, str]
+) -> None:
+    assert content.alert is not None
+    shown = {"title": content.alert.title, "body": content.alert.body}
+    message["notification"] = {key: value for key, value in shown.items() if value}
+    notification: dict[str, Any] = {}
+    if content.alert.sound:
+        notification["sound"] = content.alert.sound
+    if content.alert.badge is not None:
+        notification["notification_count"] = content.alert.badge
+    if "collapse_key" in android:
+        notification["tag"] = android["collapse_key"]
+    if notification:
+        android["notification"] = notification
+
+
+def _background(
+    content: PushContent, message: dict[str, Any], android: dict[str, Any], data: dict[str, str]
+) -> None:
+    android["priority"] = "HIGH" if content.priority == "high" else "NORMAL"
+
+
+def _live_activity(
+    content: PushContent, message: dict[str, Any], android: dict[str, Any], data: dict[str, str]
+) -> None:
+    live = content.live_activity
+    assert live is not None
+    data["brik_live_activity_event"] = live.event
+    data["brik_live_activity_state"] = json.dumps(live.content_state, separators=(",", ":"))
+    if live.attributes_type:
+        data["brik_live_activity_type"] = live.attributes_type
+
+
+SHAPES: dict[str, Shape] = {
+    "alert": _alert,
+    "background": _background,
+    "liveactivity": _live_activity,
+}
+
+
+def fcm_message(
+    content: PushContent,
+    *,
+    token: str,
+    collapse_id: str | None,
+    attempt: int = 1,
+    ttl: int | None = None,
+) -> FcmPush:
+    """The FCM v1 message for one Android device.
+
+    ``ttl``: the seconds the push has left to live; default, the content's whole ``ttl``.
+    """
+    shape = SHAPES[content.kind]
+    android: dict[str, Any] = {"priority": "NORMAL" if content.priority == "normal" else "HIGH"}
+    ttl = content.ttl if ttl is None else ttl
+    if ttl is not None:
+        android["ttl"] = f"{ttl}s"
+    if collapse_id:
+        android["collapse_key"] = collapse_id
+    message: dict[str, Any] = {"token": token, "android": android}
+    data = _string_data(content.data)
+    shape(content, message, android, data)
+    if data:
+        message["data"] = data
+    return FcmPush(message=message, attempt=attempt)
+
+
+def spell(content: PushContent, recipient: Recipient, details: Mapping[str, Any]) -> FcmPush:
+    """The FCM message for one device, with what is left of the push's life as its ttl."""
+    left = None if recipient.expires_at is None else max(0, recipient.expires_at - int(time.time()))
+    return fcm_message(
+        content, token=recipient.token, collapse_id=recipient.collapse_id,
+        attempt=recipient.attempt, ttl=left,
+    )  # fmt: skip
+
+
+def encoded_size(content: PushContent) -> int:
+    """Bytes of the message Google would receive for ``content``, its token left out."""
+    message = fcm_message(content, token="", collapse_id=content.collapse_id).message
+    message.pop("token")
+    return len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 class FcmProvider:
@@ -40,6 +172,14 @@ class FcmProvider:
     ) -> None:
         self._sender = FcmSender(service_account, settings)
         self._in_flight = asyncio.Semaphore(max_in_flight)
+
+    @classmethod
+    def connect(cls, credential: Credential, settings: Settings) -> FcmProvider:
+        """The provider for a project's FCM service account."""
+        return cls(service_account=credential.secret["service_account"], settings=settings)
+
+    def request(self, content: PushContent, recipient: Recipient) -> FcmPush:
+        return cast(FcmPush, FCM.request(content, recipient, {}))
 
     async def send(self, pushes: Sequence[FcmPush]) -> list[Outcome]:
         return list(await asyncio.gather(*(self._send_one(push) for push in pushes)))
@@ -72,3 +212,14 @@ def classify(result: FcmResult) -> Outcome:
             f"service-account key for this Firebase project ({result.error_message})"
         )
     return Outcome.failed(f"{code}: {result.error_message}")
+
+
+FCM = ProviderKind(
+    name="fcm",
+    label="FCM",
+    platforms=frozenset({"android"}),
+    kinds=frozenset(SHAPES),
+    connect=FcmProvider.connect,
+    spell=spell,
+    encoded_size=encoded_size,
+)

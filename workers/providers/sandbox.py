@@ -1,5 +1,11 @@
 """The sandbox: where test-mode pushes go. Nothing leaves the process; outcomes are scripted.
 
+Each push is spelled exactly as the live provider for its device's platform would spell it
+(APNs for iOS, FCM for Android: :func:`sandbox_of` takes them from the registry), and what
+that provider cannot send fails here too — so a test-mode push exercises the same requests, and
+the same refusals, as a live one. The sandbox has no credential: an APNs topic reads
+``sandbox``.
+
 Like Stripe's test cards, a few documented device tokens simulate what Apple and Google can
 answer; every other token is delivered. A tenant's code — and its handling of dead tokens and
 retries — can so be exercised end to end with test keys, no Apple or Google account needed.
@@ -18,9 +24,19 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from workers.providers.base import ApnsPush, FcmPush, Outcome
+from controlplane.payloads import PushContent
+from controlplane.settings import Settings
+from workers.providers.base import (
+    Credential,
+    Outcome,
+    ProviderKind,
+    Recipient,
+    Unsendable,
+    WireRequest,
+)
 
 RECENT_SENDS = 1000  # delivered test pushes kept in memory (a ring buffer: the oldest go)
+STAND_IN_DETAILS = {"topic": "sandbox"}  # what a credential would say (APNs: the bundle id)
 
 
 @dataclass(frozen=True)
@@ -65,14 +81,20 @@ MAGIC_TOKENS: dict[str, Script] = {
 class SandboxProvider:
     name = "sandbox"
 
-    def __init__(self, keep: int = RECENT_SENDS) -> None:
-        self.sent: deque[ApnsPush | FcmPush] = deque(maxlen=keep)
+    def __init__(self, spelled_as: Sequence[ProviderKind] = (), keep: int = RECENT_SENDS) -> None:
+        self._live = {platform: kind for kind in spelled_as for platform in kind.platforms}
+        self.sent: deque[WireRequest] = deque(maxlen=keep)
 
-    async def send(self, pushes: Sequence[ApnsPush | FcmPush]) -> list[Outcome]:
+    def request(self, content: PushContent, recipient: Recipient) -> WireRequest:
+        live = self._live.get(recipient.platform)
+        if live is None:
+            raise Unsendable(f"the sandbox does not send to {recipient.platform} devices")
+        return live.request(content, recipient, STAND_IN_DETAILS)
+
+    async def send(self, pushes: Sequence[WireRequest]) -> list[Outcome]:
         outcomes = []
         for push in pushes:
-            token = push.token if isinstance(push, ApnsPush) else str(push.message.get("token"))
-            script = MAGIC_TOKENS.get(token)
+            script = MAGIC_TOKENS.get(push.token)
             if script is not None and (script.failures is None or push.attempt <= script.failures):
                 outcomes.append(script.outcome)
                 continue
@@ -82,3 +104,20 @@ class SandboxProvider:
 
     async def close(self) -> None:
         return None
+
+
+def sandbox_of(live: Sequence[ProviderKind]) -> ProviderKind:
+    """The sandbox's registry entry: it takes test-mode pushes for every platform the ``live``
+    providers send to, and spells each as the one for its platform would."""
+
+    def connect(credential: Credential, settings: Settings) -> SandboxProvider:
+        return SandboxProvider(live)
+
+    return ProviderKind(
+        name="sandbox",
+        label="the sandbox",
+        platforms=frozenset(platform for kind in live for platform in kind.platforms),
+        kinds=frozenset(push_kind for kind in live for push_kind in kind.kinds),
+        connect=connect,
+        test_mode=True,
+    )

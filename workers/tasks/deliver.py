@@ -40,14 +40,15 @@ from controlplane.models import (
     Push,
     PushStatus,
 )
-from controlplane.payloads import PushContent, apns_push, fcm_message
+from controlplane.payloads import PushContent
 from controlplane.settings import Settings
 from workers.device_cap import DeviceCap
 from workers.egress import EgressLimiter
 from workers.in_flight import InFlightBudget
 from workers.metrics import WorkerMetrics
 from workers.provider_cache import JobProviders, MissingCredential
-from workers.providers.base import ApnsPush, FcmPush, Outcome, OutcomeKind
+from workers.providers.base import Outcome, OutcomeKind, Recipient, Unsendable, WireRequest
+from workers.providers.registry import UnknownProvider
 from workers.retries import RetryWindow, expires_at
 
 OPEN_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
@@ -257,17 +258,18 @@ async def _send_group(
     keyring: KeyRing,
 ) -> dict[str, Outcome]:
     try:
-        provider, details = await providers.get(name)
+        provider = await providers.get(name)
     except MissingCredential as exc:
         return {row.id: Outcome.failed(f"{exc}: upload it, then send again") for row in rows}
+    except UnknownProvider as exc:
+        return {row.id: Outcome.failed(str(exc)) for row in rows}
     outcomes: dict[str, Outcome] = {}
-    sendable: list[tuple[Claimed, ApnsPush | FcmPush]] = []
+    sendable: list[tuple[Claimed, WireRequest]] = []
     collapse_id = push.collapse_id or push.id  # one notification on the device, even if resent
-    # The ttl counts from when the push became due (send_at, for a scheduled push), and FCM
-    # gets what is left of it (Apple gets the absolute time).
+    # The ttl counts from when the push became due (send_at, for a scheduled push); each
+    # provider spells that moment its own way (Apple an absolute time, FCM what is left).
     expiry = expires_at(push, content.ttl)
     expires = None if expiry is None else int(expiry.timestamp())
-    ttl_left = None if expires is None else max(0, expires - int(time.time()))
     for row in rows:
         if row.device_id is None or row.device_status != DeviceStatus.ACTIVE:
             outcomes[row.id] = Outcome.failed("the device was deleted or is invalid")
@@ -284,15 +286,15 @@ async def _send_group(
         except UndecryptableSecret:
             outcomes[row.id] = Outcome.failed("the device token cannot be decrypted")
             continue
-        if row.platform == "ios":
-            built: ApnsPush | FcmPush = apns_push(
-                content, token=token, apns_id=row.apns_id, topic=str(details.get("topic")),
-                collapse_id=collapse_id, expires_at=expires, attempt=row.attempts,
-            )  # fmt: skip
-        else:
-            built = fcm_message(
-                content, token=token, collapse_id=collapse_id, attempt=row.attempts, ttl=ttl_left
-            )
+        recipient = Recipient(
+            token=token, platform=row.platform, message_id=row.apns_id, attempt=row.attempts,
+            collapse_id=collapse_id, expires_at=expires,
+        )  # fmt: skip
+        try:
+            built = provider.request(content, recipient)
+        except Unsendable as exc:
+            outcomes[row.id] = Outcome.failed(str(exc))
+            continue
         sendable.append((row, built))
     if sendable:
         results = await provider.send([built for _, built in sendable])

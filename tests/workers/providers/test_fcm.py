@@ -1,7 +1,15 @@
-"""The FCM provider against the fake FCM: every answer Google can give, as the worker sees it."""
+"""The FCM provider: pushes spelled as Google documents them, and against the fake FCM every
+answer Google can give, as the worker sees it."""
 
 from __future__ import annotations
 
+import json
+import time
+from typing import Any, cast
+
+import pytest
+
+from controlplane.payloads import PushContent
 from controlplane.settings import Settings
 from tests.support.google import new_service_account
 from workers.fakes.fcm import (
@@ -15,8 +23,8 @@ from workers.fakes.fcm import (
     FakeFCM,
     FcmOutcome,
 )
-from workers.providers.base import FcmPush, OutcomeKind
-from workers.providers.fcm import FcmProvider
+from workers.providers.base import OutcomeKind, Recipient, Unsendable
+from workers.providers.fcm import FCM, FcmProvider, FcmPush
 
 
 def provider(fake: FakeFCM) -> FcmProvider:
@@ -24,6 +32,55 @@ def provider(fake: FakeFCM) -> FcmProvider:
     fake.add_account(info["client_email"], info["project_id"], info["private_key_id"], public_key)
     settings = Settings(fcm_base_url=fake.base_url, fcm_token_url=fake.token_url)
     return FcmProvider(service_account=info, settings=settings)
+
+
+def spelled(fields: dict[str, Any], **recipient: Any) -> dict[str, Any]:
+    content = PushContent.model_validate(fields)
+    to = Recipient(**{"token": "t", "platform": "android", "message_id": "id", **recipient})
+    return cast(FcmPush, FCM.request(content, to, {})).message
+
+
+def test_an_alert_is_spelled_as_google_documents() -> None:
+    shown = {"title": "Order shipped", "body": "Today", "sound": "default", "badge": 3}
+    fcm = spelled(
+        {"kind": "alert", "alert": shown, "data": {"order": 42}, "ttl": 60,
+         "collapse_id": "order-42"},
+        collapse_id="order-42", expires_at=int(time.time()) + 60,
+    )  # fmt: skip
+    assert fcm["token"] == "t"
+    assert fcm["notification"] == {"title": "Order shipped", "body": "Today"}
+    assert fcm["data"] == {"order": "42"}  # FCM data values are strings
+    ttl = fcm["android"].pop("ttl")
+    assert ttl in ("59s", "60s")  # what is left of the push's life, counted from now
+    assert fcm["android"] == {
+        "priority": "HIGH", "collapse_key": "order-42",
+        "notification": {"sound": "default", "notification_count": 3, "tag": "order-42"},
+    }  # fmt: skip
+
+
+def test_a_widget_update_is_a_data_only_message() -> None:
+    fcm = spelled({"kind": "background", "data": {"widget": {"temp": 21}}})
+    assert "notification" not in fcm
+    assert fcm["data"] == {"widget": '{"temp":21}'}
+    assert fcm["android"] == {"priority": "NORMAL"}
+
+
+def test_a_live_activity_is_a_data_message_the_app_renders() -> None:
+    android = spelled({"kind": "liveactivity", "live_activity": {
+        "event": "start", "content_state": {"eta": 10}, "attributes_type": "OrderTracking",
+        "attributes": {"order": 42},
+    }})["data"]  # fmt: skip
+    assert android["brik_live_activity_event"] == "start"
+    assert json.loads(android["brik_live_activity_state"]) == {"eta": 10}
+    assert android["brik_live_activity_type"] == "OrderTracking"
+
+
+def test_what_fcm_cannot_send_is_refused() -> None:
+    with pytest.raises(Unsendable, match="FCM does not send to ios devices"):
+        spelled({"kind": "alert", "alert": {"title": "Hi"}}, platform="ios")
+    unknown = PushContent.model_construct(kind="telegram", data={"x": 1})
+    with pytest.raises(Unsendable, match="FCM cannot send a 'telegram' push"):
+        FCM.request(unknown, Recipient(token="t", platform="android", message_id="id"), {})
 
 
 async def test_each_google_answer_becomes_the_right_outcome(fcm_fake: FakeFCM) -> None:

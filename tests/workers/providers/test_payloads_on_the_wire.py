@@ -1,18 +1,20 @@
-"""Built payloads go through the real clients to the fakes and arrive as Apple/Google expect."""
+"""Requests each provider spells go through the real clients to the fakes and arrive as Apple and
+Google expect."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
-from controlplane.payloads import PushContent, apns_push, fcm_message
+from controlplane.payloads import PushContent
 from controlplane.settings import Settings
 from tests.support.apple import TOPIC, SigningKey
 from tests.support.google import new_service_account
 from workers.fakes.apns import FakeAPNs
 from workers.fakes.fcm import FakeFCM
 from workers.providers.apns import ApnsProvider
-from workers.providers.base import OutcomeKind
+from workers.providers.base import OutcomeKind, Recipient
 from workers.providers.fcm import FcmProvider
 
 TOKEN = "ab" * 32
@@ -37,14 +39,7 @@ async def test_live_activity_start_update_end_reach_apns_as_apple_documents(
         live_activity("end", dismissal_date="2030-01-01T00:00:00Z"),
     ]
     pushes = [
-        apns_push(
-            c,
-            token=TOKEN,
-            apns_id=str(uuid.uuid4()),
-            topic=TOPIC,
-            collapse_id=None,
-            expires_at=None,
-        )
+        apns.request(c, Recipient(token=TOKEN, platform="ios", message_id=str(uuid.uuid4())))
         for c in contents
     ]
     outcomes = await apns.send(pushes)
@@ -74,13 +69,18 @@ async def test_a_widget_update_and_an_alert_reach_fcm_as_google_documents(
         {"kind": "alert", "alert": {"title": "Hi", "badge": 2}, "collapse_id": "greeting"}
     )
     outcomes = await fcm.send([
-        fcm_message(widget, token="token-" + "w" * 30, collapse_id=None),
-        fcm_message(alert, token="token-" + "a" * 30, collapse_id="greeting"),
+        fcm.request(widget, Recipient(token="token-" + "w" * 30, platform="android",
+                                      message_id="w", expires_at=int(time.time()) + 600)),
+        fcm.request(alert, Recipient(token="token-" + "a" * 30, platform="android",
+                                     message_id="a", collapse_id="greeting")),
     ])  # fmt: skip
     assert [o.kind for o in outcomes] == [OutcomeKind.DELIVERED] * 2
     by_token = {m.token: m.message for m in fcm_fake.accepted()}  # sent concurrently
     widget_message, alert_message = by_token["token-" + "w" * 30], by_token["token-" + "a" * 30]
     assert widget_message["data"] == {"temp": "21"}
-    assert widget_message["android"] == {"priority": "NORMAL", "ttl": "600s"}
+    assert widget_message["android"] in (
+        {"priority": "NORMAL", "ttl": "600s"},
+        {"priority": "NORMAL", "ttl": "599s"},  # a second ticked between spelling and now
+    )
     assert alert_message["android"]["notification"] == {"notification_count": 2, "tag": "greeting"}
     assert alert_message["android"]["collapse_key"] == "greeting"

@@ -1,4 +1,5 @@
-"""The sandbox delivers everything but its documented magic tokens, which behave as promised."""
+"""The sandbox delivers everything but its documented magic tokens, which behave as promised, and
+records each push as the live provider for its platform would have sent it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import uuid
 
 import pytest
 
-from workers.providers.base import ApnsPush, FcmPush, OutcomeKind
+from controlplane.payloads import PushContent
+from workers.providers.apns import ApnsPush
+from workers.providers.base import OutcomeKind, Recipient, Unsendable
+from workers.providers.fcm import FcmPush
+from workers.providers.registry import LIVE
 from workers.providers.sandbox import MAGIC_TOKENS, RECENT_SENDS, SandboxProvider
 
 
@@ -47,3 +52,17 @@ async def test_a_long_running_worker_keeps_only_the_recent_sends() -> None:
         await sandbox.send(pushes[start : start + 100])
     assert len(sandbox.sent) == RECENT_SENDS  # memory stays flat, however long it runs
     assert list(sandbox.sent) == pushes[-RECENT_SENDS:]  # the newest are the ones kept
+
+
+def test_each_push_is_spelled_as_the_live_provider_for_its_platform_would() -> None:
+    sandbox = SandboxProvider(LIVE)
+    alert = PushContent.model_validate({"kind": "alert", "alert": {"title": "Hi"}})
+    ios = sandbox.request(alert, Recipient(token="ab" * 32, platform="ios", message_id="m1"))
+    android = sandbox.request(alert, Recipient(token="t" * 40, platform="android", message_id="m2"))
+    shown = {"aps": {"alert": {"title": "Hi"}}}
+    assert ios == ApnsPush(token="ab" * 32, apns_id="m1", payload=shown, push_type="alert",
+                           topic="sandbox", priority=10)  # fmt: skip
+    assert isinstance(android, FcmPush)
+    assert android.message["notification"] == {"title": "Hi"}
+    with pytest.raises(Unsendable, match="the sandbox does not send to web devices"):
+        sandbox.request(alert, Recipient(token="w", platform="web", message_id="m3"))

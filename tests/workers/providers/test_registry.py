@@ -1,0 +1,54 @@
+"""The registry finds every provider by name, and nothing it does not know falls back to FCM."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from controlplane.models import Platform, ProviderName
+from controlplane.payloads import PushContent
+from workers.providers import apns, fcm
+from workers.providers.registry import LIVE, PROVIDERS, Registry, UnknownProvider
+from workers.providers.sandbox import sandbox_of
+
+
+def test_each_platform_has_one_live_provider_and_the_sandbox() -> None:
+    for platform in Platform:
+        live = PROVIDERS.for_platform(platform.value, test_mode=False)
+        assert live.name in {name.value for name in ProviderName}  # its credential can be stored
+        assert PROVIDERS.provider_for(platform.value, test_mode=True) == "sandbox"
+    assert PROVIDERS.provider_for("ios", test_mode=False) == "apns"
+    assert PROVIDERS.provider_for("android", test_mode=False) == "fcm"
+
+
+def test_an_unknown_name_or_platform_is_an_error_that_says_so() -> None:
+    with pytest.raises(UnknownProvider, match="no push provider is named 'hms'"):
+        PROVIDERS["hms"]
+    with pytest.raises(UnknownProvider, match="no push provider sends live pushes to web"):
+        PROVIDERS.provider_for("web", test_mode=False)
+
+
+def test_every_live_provider_can_send_every_kind_of_push_today() -> None:
+    kinds = set(PushContent.model_fields["kind"].annotation.__args__)  # type: ignore[union-attr]
+    for kind in LIVE:
+        assert kind.kinds == kinds, kind.name
+    assert PROVIDERS["sandbox"].kinds == kinds
+
+
+def test_two_providers_for_one_platform_are_refused_when_the_registry_is_built() -> None:
+    with pytest.raises(ValueError, match="two providers are named 'apns'"):
+        Registry([apns.APNS, apns.APNS])
+    other_ios = dataclasses.replace(fcm.FCM, name="other", platforms=frozenset({"ios"}))
+    with pytest.raises(ValueError, match="apns and other both send to ios devices"):
+        Registry([apns.APNS, other_ios])
+    Registry([apns.APNS, fcm.FCM, sandbox_of([apns.APNS, fcm.FCM])])  # what ships is consistent
+
+
+def test_sizes_are_measured_on_every_wire_that_can_carry_the_push() -> None:
+    content = PushContent.model_validate({"kind": "background", "data": {"blob": "x" * 100}})
+    sizes = {wire.provider: wire for wire in PROVIDERS.wire_sizes(content)}
+    assert set(sizes) == {"APNs", "FCM"}  # the sandbox has no wire of its own
+    assert sizes["APNs"].size == apns.encoded_size(content)
+    assert sizes["FCM"].size == fcm.encoded_size(content)
+    assert {wire.limit for wire in sizes.values()} == {4096}

@@ -1,0 +1,80 @@
+"""Deliveries reach the provider their row names, through the registry — and a name or platform no
+provider declares fails the delivery with a reason, instead of being sent as an FCM message."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from controlplane.auth.api_keys import issue_api_key
+from controlplane.core.connections import queue_client
+from controlplane.crypto import KeyRing
+from controlplane.models import Delivery, KeyKind, KeyMode
+from controlplane.settings import Settings
+from tests.conftest import TEST_SECRET_KEY
+from tests.support.tenants import make_tenant
+from workers.in_flight import InFlightBudget
+from workers.provider_cache import ProviderCache
+from workers.providers.apns import ApnsPush
+from workers.providers.sandbox import SandboxProvider
+from workers.tasks.deliver import deliver_batch
+
+pytestmark = pytest.mark.database
+
+
+@pytest.fixture
+async def worker_ctx(settings: Settings, database: None) -> AsyncIterator[dict[str, Any]]:
+    keyring = KeyRing([key.get_secret_value() for key in settings.encryption_keys])
+    redis = queue_client(settings.redis_url, settings.queue_name)
+    providers = ProviderCache(settings, keyring)
+    yield {
+        "settings": settings, "keyring": keyring, "providers": providers, "redis": redis,
+        "in_flight": InFlightBudget(settings.delivery_in_flight_per_connection),
+    }  # fmt: skip
+    await providers.close_retired(everything=True)
+    await redis.aclose(close_connection_pool=True)
+
+
+async def test_test_mode_pushes_go_through_the_sandbox_and_strangers_fail_with_a_reason(
+    client: httpx.AsyncClient, worker_ctx: dict[str, Any]
+) -> None:
+    acme = await make_tenant("Acme")
+    _, key = await issue_api_key(acme.project, name="test", kind=KeyKind.SECRET,
+                                 mode=KeyMode.TEST, pepper=TEST_SECRET_KEY)  # fmt: skip
+    auth = {"Authorization": f"Bearer {key}"}
+    devices = {}
+    for name, token, platform in [("ios", "ab" * 32, "ios"), ("hms", "cd" * 32, "ios"),
+                                  ("web", "brik-web-token-" + "x" * 20, "android")]:  # fmt: skip
+        registered = await client.post("/v1/devices", headers=auth, json={
+            "token": token, "platform": platform, "tags": ["all"]})  # fmt: skip
+        assert registered.status_code == 200, registered.text
+        devices[registered.json()["id"]] = name
+    accepted = await client.post("/v1/pushes", headers=auth, json={
+        "kind": "alert", "alert": {"title": "Hi"}, "to": {"tags": ["all"]}})  # fmt: skip
+    assert accepted.status_code == 202, accepted.text
+    push_id = accepted.json()["id"]
+    rows = {devices[row.device_id]: row for row in await Delivery.filter(push_id=push_id)}  # type: ignore[attr-defined]
+    # Rows a future (or a rolled-back) version could have written: a provider nobody
+    # registered, a platform no provider sends to.
+    await Delivery.filter(id=rows["hms"].id).update(provider="hms")
+    await Delivery.filter(id=rows["web"].id).update(platform="web")
+
+    counts = await deliver_batch(worker_ctx, push_id, [row.id for row in rows.values()])
+
+    assert counts == {"delivered": 1, "failed": 2}
+    after = {devices[row.device_id]: row for row in await Delivery.filter(push_id=push_id)}  # type: ignore[attr-defined]
+    assert (after["ios"].status.value, after["ios"].reason) == ("delivered", None)
+    assert (after["hms"].status.value, after["hms"].reason) == (
+        "failed", "no push provider is named 'hms'")  # fmt: skip
+    assert (after["web"].status.value, after["web"].reason) == (
+        "failed", "the sandbox does not send to web devices")  # fmt: skip
+    # The sandbox kept what APNs would have been sent, and nothing for the two strangers.
+    sandbox = await worker_ctx["providers"].get(acme.project.id, "sandbox")
+    assert isinstance(sandbox, SandboxProvider)
+    assert list(sandbox.sent) == [ApnsPush(
+        token="ab" * 32, apns_id=rows["ios"].apns_id, payload={"aps": {"alert": {"title": "Hi"}}},
+        push_type="alert", topic="sandbox", priority=10, collapse_id=push_id, attempt=1,
+    )]  # fmt: skip
