@@ -13,7 +13,8 @@ from controlplane.api.routing import Call, Operation
 from controlplane.auth.permissions import Permission, can_assign
 from controlplane.errors import InvalidRequest, PermissionDenied
 from controlplane.models import Membership as MembershipRow
-from controlplane.models import Role
+from controlplane.models import Organization, Role
+from controlplane.tenancy import Tenant, missing
 
 
 class Member(BaseModel):
@@ -43,23 +44,36 @@ class MemberUpdate(BaseModel):
 
 
 async def _check_change(call: Call, row: MembershipRow, new: Role | None) -> None:
-    """Role rules beyond the matrix: who may touch whom, and never leave no owner."""
-    actor = call.tenant.role
-    assert actor is not None
+    """Role rules beyond the matrix: who may touch whom, and never leave no owner.
+
+    Two owners demoting (or removing) each other at once must not both see "one more owner",
+    and the second must not act with a role the first just took away. So every role change
+    first locks the organization row (one lock order: organization, then memberships), then
+    reads the actor's role, the target's and the owner count afresh under that lock; the
+    second request waits for the first to commit and decides on what it left.
+    """
+    organization_id = call.tenant.organization.id
+    await Organization.select_for_update().filter(id=organization_id).first()
+    roles = dict(
+        await MembershipRow.filter(
+            organization_id=organization_id, user_id__in={call.user.id, row.user.id}
+        ).values_list("user_id", "role")
+    )
+    if call.user.id not in roles:  # the caller was removed meanwhile
+        raise missing("organization", organization_id, "organization_id")
+    if row.user.id not in roles:
+        raise missing("member", row.id, "member_id")
+    actor, row.role = Role(roles[call.user.id]), Role(roles[row.user.id])
     leaving = new is None and row.user.id == call.user.id
+    if not leaving:
+        Tenant(call.tenant.organization, None, actor).require(Permission.MEMBERS_MANAGE)
     if not leaving and not can_assign(actor, row.role, new):
         raise PermissionDenied(
             "Only owners can change, remove or appoint owners.", code="insufficient_role"
         )
     if row.role is Role.OWNER and new is not Role.OWNER:
-        # Locks the owner rows so two concurrent demotions cannot both see "one more owner".
-        owners = await (
-            call.tenant.query(MembershipRow)
-            .filter(role=Role.OWNER)
-            .select_for_update()
-            .values_list("id", flat=True)
-        )
-        if len(owners) <= 1:
+        owners = await call.tenant.query(MembershipRow).filter(role=Role.OWNER).count()
+        if owners <= 1:
             raise InvalidRequest(
                 "An organization needs at least one owner: appoint another owner first.",
                 code="last_owner",
