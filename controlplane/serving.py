@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Generator
 
 import uvicorn
@@ -21,6 +22,15 @@ class QuietSignalServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn lets every open response finish before it stops the app, and a stream of
+        # server-sent events lasts until its push is final: the app's ``drain`` ends them now
+        # (their clients reconnect, to another process).
+        drain = getattr(getattr(self.config.app, "state", None), "drain", None)
+        if callable(drain):
+            drain()
+        await super().shutdown(sockets)
 
 
 def stop_on_signals(server: uvicorn.Server) -> None:

@@ -112,6 +112,20 @@ class Settings(BaseSettings):
     reconcile_every_seconds: int = Field(default=60, ge=1, le=60)
     reconcile_grace_seconds: float = Field(default=60.0, gt=0)
 
+    # Push event streams (GET /v1/pushes/{id}/events); see docs/api.md, "Reading a push".
+    event_streams_per_project: int = Field(
+        default=100, ge=1, description="Open event streams one project may hold per API process."
+    )
+    event_streams_per_process: int = Field(
+        default=1000, ge=1, description="Open event streams one API process holds at most."
+    )
+    event_stream_max_seconds: float = Field(
+        default=900.0, gt=0, description="A stream is closed after this long; clients reconnect."
+    )
+    event_stream_poll_seconds: float = Field(
+        default=5.0, gt=0, description="A stream re-reads its push this often without a notice."
+    )
+
     # Plans and their limits; see docs/billing.md and docs/api.md.
     # Quotas are per organization and calendar month (UTC); "unlimited" is -1.
     plan_free_pushes_per_month: int = Field(default=10_000, ge=-1)

@@ -277,6 +277,13 @@ def _stream_timeout(config: Config) -> httpx.Timeout:
 
 
 _STREAM_HEADERS = {"Accept": "text/event-stream"}
+END_EVENT = "end"  # the server's last word on a stream; any other close is reconnected
+
+
+def _closed_before_end() -> httpx.TransportError:
+    # The server closes a stream after a while (and when it restarts) without ``end``; it is
+    # reopened like a dropped connection, and the new stream starts with the state as it is.
+    return httpx.RemoteProtocolError("the stream closed before its end event")
 
 
 class SyncTransport:
@@ -307,7 +314,8 @@ class SyncTransport:
             time.sleep(delay)
 
     def events(self, call: Call) -> Iterator[ServerSentEvent]:
-        """The events of one stream, reconnecting after a dropped connection."""
+        """The events of one stream up to its ``end``, reconnecting after a dropped connection
+        or a stream closed before ``end`` (the server bounds how long one stream lasts)."""
         attempts = Attempts(call, self.config.max_retries)
         while True:
             try:
@@ -322,7 +330,9 @@ class SyncTransport:
                         if (event := parser.feed(line)) is not None:
                             attempts.progressed()
                             yield event
-                return
+                            if event.event == END_EVENT:
+                                return
+                    raise _closed_before_end()
             except httpx.TransportError as exc:
                 time.sleep(attempts.failed(exc))
 
@@ -355,7 +365,8 @@ class AsyncTransport:
             await asyncio.sleep(delay)
 
     async def events(self, call: Call) -> AsyncIterator[ServerSentEvent]:
-        """The events of one stream, reconnecting after a dropped connection."""
+        """The events of one stream up to its ``end``, reconnecting as :meth:`SyncTransport.events`
+        does."""
         attempts = Attempts(call, self.config.max_retries)
         while True:
             try:
@@ -370,6 +381,8 @@ class AsyncTransport:
                         if (event := parser.feed(line)) is not None:
                             attempts.progressed()
                             yield event
-                return
+                            if event.event == END_EVENT:
+                                return
+                    raise _closed_before_end()
             except httpx.TransportError as exc:
                 await asyncio.sleep(attempts.failed(exc))

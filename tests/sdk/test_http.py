@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import brik
 import httpx
@@ -15,7 +16,7 @@ from controlplane.settings import Settings
 from tests.sdk.conftest import QUOTA, BrikServer, api_get
 from tests.support.processes import free_port
 from tests.support.proxy import dropping_proxy
-from tests.support.servers import serving
+from tests.support.servers import running_worker, serving
 from tests.support.tenants import make_tenant
 
 IOS_TOKEN = "c3" * 32
@@ -183,3 +184,26 @@ def test_a_custom_http_client_is_used_and_left_open(
         client.close()
         assert not http.is_closed
     assert seen == ["/v1/devices"]
+
+
+@pytest.mark.database
+async def test_a_stream_the_server_closes_before_the_end_is_reopened(
+    make_settings: Callable[..., Settings], database: None
+) -> None:
+    # The server closes every stream after a second (BRIK_EVENT_STREAM_MAX_SECONDS) without
+    # `end`; the push goes out three seconds after it is sent.
+    settings = make_settings(event_stream_max_seconds=1.0, event_stream_poll_seconds=0.2)
+    acme = await make_tenant("Acme", roles=())
+    async with (
+        serving(create_app(settings)) as url,
+        running_worker(settings),
+        brik.AsyncClient(acme.secret_key, base_url=url) as client,
+    ):
+        await client.devices.register(token=IOS_TOKEN, platform="ios", user_id="u_6")
+        push = await client.pushes.send(
+            to={"user_ids": ["u_6"]}, alert={"title": "Later"},
+            send_at=datetime.now(UTC) + timedelta(seconds=3),
+        )  # fmt: skip
+        updates = [update async for update in client.pushes.stream(push.id)]
+    assert updates[0].status == "scheduled"
+    assert (updates[-1].status, updates[-1].deliveries) == ("completed", {"delivered": 1})
