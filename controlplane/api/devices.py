@@ -154,20 +154,29 @@ async def register_device(call: Call) -> DeviceWithStatus:
         "invalid_reason": None,
         "invalidated_at": None,
     }
-    row = await call.tenant.query(DeviceRow).select_for_update().get_or_none(token_hash=hashed)
-    if row is not None and row.platform is not body.platform:
-        raise InvalidRequest(
-            f"This token is registered as an {row.platform.value} device.",
-            code="platform_mismatch", param="platform",
-        )  # fmt: skip
-    created = row is None
-    if row is None:
-        row = await DeviceRow.create(
+    mine = call.tenant.query(DeviceRow).select_for_update()
+    row = await mine.get_or_none(token_hash=hashed)
+    created = False
+    while row is None:
+        # Insert unless another registration of this token got there first (an app retrying,
+        # or launched on several threads): ON CONFLICT DO NOTHING waits for that one's commit
+        # instead of failing on the unique (project, mode, token hash), and the row is then
+        # locked and updated like any existing one (or inserted again, had it been deleted
+        # meanwhile). The id says whose insert it was.
+        candidate = DeviceRow(
             project=call.tenant.project, mode=call.key.mode, platform=body.platform,
             token_hash=hashed, token_encrypted=keyring.encrypt(token.encode()),
             token_last_four=token[-4:], **fields,
         )  # fmt: skip
-    else:
+        await DeviceRow.bulk_create([candidate], ignore_conflicts=True)
+        row = await mine.get_or_none(token_hash=hashed)
+        created = row is not None and row.id == candidate.id
+    if row.platform is not body.platform:
+        raise InvalidRequest(
+            f"This token is registered as an {row.platform.value} device.",
+            code="platform_mismatch", param="platform",
+        )  # fmt: skip
+    if not created:
         for name, value in fields.items():
             setattr(row, name, value)
         await row.save(update_fields=[*fields, "updated_at"])

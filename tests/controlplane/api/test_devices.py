@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -158,3 +160,22 @@ async def test_an_app_unregisters_the_device_whose_token_it_holds(
     assert again.status_code == 404
     assert again.json()["error"]["param"] == "token"
     assert (await client.get(f"/v1/devices/{other.json()['id']}", headers=server_key)).is_success
+
+
+async def test_concurrent_first_registrations_of_one_token_make_one_device(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    """An app launched on many threads, or retrying: 30 registrations of a new token at once."""
+    app_key, _, _ = await keys()
+    warm = await client.post("/v1/devices", headers=app_key,
+                             json={"token": "cd" * 32, "platform": "ios"})  # fmt: skip
+    assert warm.status_code == 200
+    body = {"token": IOS_TOKEN, "platform": "ios", "user_id": "u_1", "tags": ["t"]}
+    answers = await asyncio.gather(
+        *(client.post("/v1/devices", json=body, headers=app_key) for _ in range(30))
+    )
+    assert [a.status_code for a in answers] == [200] * 30, [a.text for a in answers]
+    assert sorted(a.json()["created"] for a in answers) == [False] * 29 + [True]
+    [device] = await Device.filter(user_id="u_1")
+    assert {a.json()["id"] for a in answers} == {device.id}
+    assert device.tags == ["t"]
