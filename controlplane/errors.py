@@ -10,6 +10,7 @@
     ├── NotFound                  404 not_found_error
     ├── MethodNotAllowed          405 invalid_request_error / method_not_allowed
     ├── IdempotencyConflict       409 / 422 idempotency_error
+    ├── PreconditionFailed        412 invalid_request_error / precondition_failed (If-Match)
     ├── RateLimited               429 rate_limit_error (Retry-After)
     ├── QuotaExceeded             429 quota_exceeded (the limit, the usage, when it resets)
     └── ServiceUnavailable        503 api_error
@@ -47,6 +48,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
+    "PreconditionFailed",
     "QuotaExceeded",
     "RateLimited",
     "ServiceUnavailable",
@@ -129,6 +131,15 @@ class IdempotencyConflict(APIError):
     status_code = 409
     type = "idempotency_error"
     default_code = "idempotency_key_in_use"
+
+
+class PreconditionFailed(APIError):
+    """A conditional request (``If-Match``, ``If-None-Match``) whose condition does not hold:
+    the resource changed since the client read it, or exists when it was to be created."""
+
+    status_code = 412
+    type = "invalid_request_error"
+    default_code = "precondition_failed"
 
 
 class RateLimited(APIError):

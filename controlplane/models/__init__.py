@@ -18,6 +18,7 @@ from controlplane.models.pushes import (
     PushStatus,
 )
 from controlplane.models.sessions import PersonalAccessToken, Session
+from controlplane.models.state import StateEntry, StateUsage
 from controlplane.models.tenancy import (
     Membership,
     Organization,
@@ -59,6 +60,8 @@ __all__ = [
     "PushStatus",
     "Role",
     "Session",
+    "StateEntry",
+    "StateUsage",
     "StripeEvent",
     "Subscription",
     "UsageAlert",

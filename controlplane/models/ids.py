@@ -79,3 +79,7 @@ def new_push_id() -> str:
 
 def new_delivery_id() -> str:
     return new_id("dlv")
+
+
+def new_state_entry_id() -> str:
+    return new_id("ste")

@@ -85,6 +85,11 @@ class Project(Model):
         "brik.Organization", related_name="projects", on_delete=fields.CASCADE
     )
     name = fields.CharField(max_length=200)
+    # Key prefixes under which the project's publishable keys (inside its apps) may write
+    # state; empty or null (projects created before state): apps write none (docs/state.md).
+    state_public_write_prefixes: fields.Field[list[str] | None] = fields.JSONField(
+        null=True, default=list
+    )
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
