@@ -34,7 +34,7 @@ AUDITED_ACTIONS: dict[str, str] = {
     "invitation.revoked": "an invitation was withdrawn",
     "invitation.accepted": "an invitation was redeemed",
     "project.created": "a project was created",
-    "project.updated": "a project was renamed",
+    "project.updated": "a project was renamed, or the state prefixes its apps may write changed",
     "project.deleted": "a project was deleted with its keys",
     "api_key.created": "a project API key was created",
     "api_key.updated": "a project API key was renamed",

@@ -9,8 +9,10 @@ runs, from the path (``{organization_id}``, ``{project_id}``) and the caller:
 
 Every other id in the path (``{member_id}``, ``{api_key_id}`` …) names a row of a model listed
 in :data:`PATH_OBJECTS`; the router loads it through the same scope before it even reads the
-request body, and hands it to the handler (``call.row(...)``). A path parameter missing from
-that table is refused when the routes are built, so a new route cannot skip the check.
+request body, and hands it to the handler (``call.row(...)``). A name the tenant chooses within
+its own namespace (a state ``{key}``) is listed in :data:`PATH_NAMES` instead, and the handler
+looks it up through :meth:`Tenant.query`. A path parameter in neither table is refused when
+the routes are built, so a new route cannot skip the check.
 
 Anything out of reach is 404 ``resource_missing`` — the same answer as for an id that does not
 exist, so ids of other tenants cannot even be confirmed. Handlers query further rows only
@@ -44,6 +46,7 @@ from controlplane.models import (
     Role,
 )
 from controlplane.models.ids import is_well_formed_id
+from controlplane.state import KEY_PATTERN, KEY_RULE, RESERVED_PREFIXES
 
 ModelT = TypeVar("ModelT", bound=Model)
 
@@ -65,6 +68,20 @@ PATH_OBJECTS: dict[str, tuple[type[Model], str]] = {
     "access_token_id": (PersonalAccessToken, "access token"),
     "device_id": (Device, "device"),
     "push_id": (Push, "push"),
+}
+
+
+# Path parameters that name something inside the caller's own namespace rather than a row by
+# id (a state key): no row is loaded for them here — the handler looks the name up through
+# Tenant.query, so another tenant's can never be reached. Param → its JSON Schema.
+PATH_NAMES: dict[str, dict[str, Any]] = {
+    "key": {
+        "type": "string",
+        "pattern": KEY_PATTERN,
+        "not": {"pattern": "^(" + "|".join(RESERVED_PREFIXES) + ")"},
+        "description": f"A state key: {KEY_RULE}; not starting with a reserved prefix "
+        f"({', '.join(RESERVED_PREFIXES)}).",
+    },
 }
 
 
@@ -197,7 +214,7 @@ async def load_path_objects(
     """The rows the path's other ids name, each fetched within the caller's reach."""
     rows: dict[str, Model] = {}
     for param, value in params.items():
-        if param in TENANT_PARAMS:
+        if param in TENANT_PARAMS or param in PATH_NAMES:
             continue
         model, noun = PATH_OBJECTS[param]
         object_id = _check_shape(noun, str(value))
@@ -210,6 +227,9 @@ async def load_path_objects(
 
 def check_path_params(path: str, names: list[str]) -> None:
     """Refuse to build a route whose ids the tenant scope does not know how to check."""
-    unknown = [name for name in names if name not in TENANT_PARAMS and name not in PATH_OBJECTS]
+    known = TENANT_PARAMS | PATH_OBJECTS.keys() | PATH_NAMES.keys()
+    unknown = [name for name in names if name not in known]
     if unknown:
-        raise ValueError(f"{path}: add {unknown} to controlplane.tenancy.PATH_OBJECTS")
+        raise ValueError(
+            f"{path}: add {unknown} to controlplane.tenancy.PATH_OBJECTS (or PATH_NAMES)"
+        )

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 
 from controlplane.api.routing import Auth, Call, Operation
 from controlplane.models.ids import ID_PATTERN
+from controlplane.tenancy import PATH_NAMES
 
 _REF = "#/components/schemas/{model}"
 _PATH_PARAM = re.compile(r"{(\w+)}")
@@ -133,8 +134,9 @@ def _error_responses(operation: Operation) -> dict[str, Any]:
     if operation.auth is Auth.API_KEY:
         responses["429"] = {
             **_error(
-                "Rate limited (`rate_limit_error`, with `Retry-After`) or, when sending, the "
-                "monthly push quota is used up (`quota_exceeded`)"
+                "Rate limited (`rate_limit_error`, with `Retry-After`) or a plan's quota is "
+                "used up (`quota_exceeded`): the month's pushes when sending, the state bytes "
+                "when writing state (`state_quota_exceeded`)"
             ),
             "headers": _RATE_LIMIT_HEADERS,
         }
@@ -149,7 +151,7 @@ def _parameters(operation: Operation, query_schema: dict[str, Any] | None) -> li
             "name": name,
             "in": "path",
             "required": True,
-            "schema": {"type": "string", "pattern": ID_PATTERN},
+            "schema": PATH_NAMES.get(name, {"type": "string", "pattern": ID_PATTERN}),
         }
         for name in _PATH_PARAM.findall(operation.path)
     ]

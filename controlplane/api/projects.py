@@ -1,11 +1,17 @@
-"""Projects of an organization: ``/v1/organizations/{id}/projects`` and ``/v1/projects/{id}``."""
+"""Projects of an organization: ``/v1/organizations/{id}/projects`` and ``/v1/projects/{id}``.
+
+Besides its name, a project holds one rule its admins set for the apps that ship its
+publishable keys: the state key prefixes those keys may write (``state_public_write_prefixes``;
+see ``controlplane/api/state.py``). Apps are the public, so it is a project setting, changed
+with the ``projects:write`` permission and audited, not something a key can change.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from tortoise.transactions import in_transaction
 
 from controlplane import project_deletion
@@ -14,6 +20,10 @@ from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Call, Operation, forget_cached_keys
 from controlplane.auth.permissions import Permission
 from controlplane.models import Project as ProjectRow
+from controlplane.state import KEY_PATTERN
+
+MAX_PUBLIC_WRITE_PREFIXES = 20
+StatePrefix = Annotated[str, Field(pattern=KEY_PATTERN)]
 
 
 class Project(BaseModel):
@@ -21,6 +31,9 @@ class Project(BaseModel):
     id: str
     organization_id: str
     name: str
+    state_public_write_prefixes: list[str] = Field(
+        description="State key prefixes the project's publishable keys may write under."
+    )
     created_at: datetime
 
     @classmethod
@@ -29,6 +42,7 @@ class Project(BaseModel):
             id=row.id,
             organization_id=row.organization_id,  # type: ignore[attr-defined]
             name=row.name,
+            state_public_write_prefixes=row.state_public_write_prefixes or [],
             created_at=row.created_at,
         )
 
@@ -39,8 +53,18 @@ class ProjectCreate(BaseModel):
 
 
 class ProjectUpdate(BaseModel):
+    """What to change; a field left out (or null) stays as it is."""
+
     model_config = ConfigDict(extra="forbid")
-    name: Name
+    name: Name | None = None
+    state_public_write_prefixes: (
+        Annotated[list[StatePrefix], Field(max_length=MAX_PUBLIC_WRITE_PREFIXES)] | None
+    ) = Field(
+        default=None,
+        description="The state key prefixes publishable keys (inside your apps) may write "
+        "under, replacing the current ones; [] for none (the default). Entries apps write "
+        "are public.",
+    )
 
 
 async def list_projects(call: Call) -> Page[Project]:
@@ -66,16 +90,22 @@ async def retrieve_project(call: Call) -> Project:
 
 async def update_project(call: Call) -> Project:
     row = _project(call)
-    previous = row.name
-    row.name = call.body_as(ProjectUpdate).name
-    await row.save(update_fields=["name"])
-    await call.audit(
-        "project.updated",
-        target_type="project",
-        target_id=row.id,
-        name=row.name,
-        previous_name=previous,
-    )
+    body = call.body_as(ProjectUpdate)
+    changes: dict[str, Any] = {}
+    if body.name is not None and body.name != row.name:
+        changes.update(name=body.name, previous_name=row.name)
+        row.name = body.name
+    prefixes = body.state_public_write_prefixes
+    if prefixes is not None and sorted(set(prefixes)) != (row.state_public_write_prefixes or []):
+        changes.update(
+            state_public_write_prefixes=sorted(set(prefixes)),
+            previous_state_public_write_prefixes=row.state_public_write_prefixes or [],
+        )
+        row.state_public_write_prefixes = sorted(set(prefixes))
+    if changes:
+        await row.save(update_fields=[name for name in ("name", "state_public_write_prefixes")
+                                      if name in changes])  # fmt: skip
+        await call.audit("project.updated", target_type="project", target_id=row.id, **changes)
     return Project.of(row)
 
 
@@ -129,7 +159,7 @@ operations = [
         "PATCH",
         PROJECT,
         update_project,
-        "Rename a project",
+        "Rename a project, or set the state prefixes its apps may write",
         "Projects",
         permission=Permission.PROJECTS_WRITE,
         body=ProjectUpdate,

@@ -3,6 +3,10 @@
 ``GET /v1/usage`` answers a project's secret key (scope ``usage:read``) about its
 organization; ``GET /v1/organizations/{organization_id}/usage`` answers its members (the
 dashboard). Both show live and test mode side by side.
+
+Pushes and requests are counted per month; state bytes are a level, not a count: the meter is
+what is stored now (``controlplane/state.py``), and each day of the series what was stored at
+that day's last snapshot (the worker takes one a minute).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from controlplane.api.routing import Auth, Call, Operation
 from controlplane.auth.permissions import Permission
 from controlplane.models import KeyMode, Organization, Plan, UsageDay, UsageMetric, UsagePeriod
 from controlplane.plans import limits_for
+from controlplane.state import stored_bytes
 from controlplane.usage import period_end, period_start
 
 
@@ -72,6 +77,7 @@ async def usage_of(organization: Organization, call: Call) -> Usage:
     rows = await UsageDay.filter(
         organization_id=organization.id, day__gte=start, day__lte=now.date()
     ).values_list("day", "mode", "metric", "value")
+    state_bytes = await stored_bytes(organization.id)  # now, not a day's snapshot
     by_day: dict[tuple[str, date], dict[str, int]] = defaultdict(dict)
     totals: dict[tuple[str, str], int] = defaultdict(int)
     for day, mode, metric, value in rows:
@@ -82,8 +88,7 @@ async def usage_of(organization: Organization, call: Call) -> Usage:
         return ModeUsage(
             pushes=_meter(int(pushes.get(mode, 0)), limits.pushes_per_month),
             api_requests=_meter(totals[(mode.value, UsageMetric.API_REQUESTS.value)], None),
-            state_bytes=_meter(totals[(mode.value, UsageMetric.STATE_BYTES.value)],
-                               limits.state_bytes),
+            state_bytes=_meter(state_bytes.get(mode, 0), limits.state_bytes),
         )  # fmt: skip
 
     days = [start + timedelta(days=n) for n in range((now.date() - start).days + 1)]

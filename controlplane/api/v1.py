@@ -20,6 +20,7 @@ from controlplane.api import (
     organizations,
     projects,
     pushes,
+    state,
     usage,
     user,
 )
@@ -37,6 +38,7 @@ OPERATIONS: list[Operation] = [
     *credentials.operations,
     *devices.operations,
     *pushes.operations,
+    *state.operations,
     *usage.operations,
     *billing.operations,
     *instance.operations,

@@ -14,9 +14,15 @@ SECRET_SCOPES: frozenset[str] = frozenset(
         "credentials:write",
         "usage:read",
         "analytics:write",
+        "state:read",
+        "state:write",
     }
 )
-PUBLISHABLE_SCOPES: frozenset[str] = frozenset({"devices:write", "analytics:write"})
+# Publishable keys hold the state scopes too; what they may read and write is narrowed by
+# the entries' public flag and the project's prefixes (controlplane/api/state.py).
+PUBLISHABLE_SCOPES: frozenset[str] = frozenset(
+    {"devices:write", "analytics:write", "state:read", "state:write"}
+)
 
 ALLOWED_SCOPES: dict[KeyKind, frozenset[str]] = {
     KeyKind.SECRET: SECRET_SCOPES,

@@ -2,11 +2,16 @@
 
 The route list comes from the app itself, so a route added later is walked automatically;
 a new path parameter must be given a foreign id in ``foreign_ids`` or this test fails.
+
+A state ``{key}`` is a name in the caller's own namespace, not an id: the victim's key reads
+and deletes nothing (404), and a PUT with it writes the attacker's own entry, never the
+victim's (:data:`UPSERTS_BY_NAME`, checked at the end).
 """
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -26,12 +31,18 @@ from controlplane.models import (
     Push,
     PushStatus,
     Role,
+    StateEntry,
 )
 from tests.support.tenants import Tenant, make_tenant
 
 pytestmark = pytest.mark.database
 
 _PARAM = re.compile(r"{(\w+)}")
+VICTIM_STATE_KEY = "victim:secret"
+# Operations that create what a name in the caller's namespace names (a valid body is sent).
+UPSERTS_BY_NAME: dict[tuple[str, str], dict[str, object]] = {
+    ("PUT", "/v1/state/{key}"): {"value": "attacker's"},
+}
 
 
 def v1_operations(app: Starlette) -> list[Operation]:
@@ -73,7 +84,13 @@ async def make_victim_rows(victim: Tenant) -> dict[str, str]:
         project=victim.project, mode=KeyMode.TEST, kind="alert", content={}, target={},
         status=PushStatus.SCHEDULED, recipients=0,
     )  # fmt: skip
+    now = datetime.now(UTC)
+    await StateEntry.create(
+        project=victim.project, mode=KeyMode.TEST, key=VICTIM_STATE_KEY, value='"victim\'s"',
+        public=True, size_bytes=30, created_at=now, updated_at=now,
+    )  # fmt: skip
     return {
+        "key": VICTIM_STATE_KEY,
         "organization_id": victim.organization.id,
         "project_id": victim.project.id,
         "member_id": membership.id,
@@ -107,7 +124,9 @@ async def test_every_v1_route_answers_404_for_another_tenants_ids(
         Auth.API_KEY: {"Authorization": f"Bearer {attacker.secret_key}"},
     }
     walked = 0
-    for operation in v1_operations(app):
+    # Upserts last: the entry one creates must not answer the walk's reads and deletes.
+    walk = sorted(v1_operations(app), key=lambda op: (op.method, op.path) in UPSERTS_BY_NAME)
+    for operation in walk:
         if operation.auth is Auth.NONE:
             continue
         headers = credentials[operation.auth]
@@ -120,12 +139,13 @@ async def test_every_v1_route_answers_404_for_another_tenants_ids(
                 attempts.append(fill(operation.path, {**victim_ids, **own_ids}))
         else:
             attempts.append(operation.path)
+        upsert = UPSERTS_BY_NAME.get((operation.method, operation.path))
         for path in attempts:
             response = await client.request(
                 operation.method,
                 path,
                 headers=headers,
-                json={} if operation.body else None,
+                json=upsert if upsert is not None else {} if operation.body else None,
             )
             walked += 1
             label = f"{operation.method} {path}"
@@ -134,7 +154,10 @@ async def test_every_v1_route_answers_404_for_another_tenants_ids(
                 if value not in path:
                     assert value not in response.text, f"{label} leaked {value}"
             assert "Victim" not in response.text, label
-            if operation.instance_admin:  # superusers only: refused before any id is read
+            if upsert is not None:  # the attacker's own entry, under the same name
+                assert response.status_code == 200, f"{label}: {response.text}"
+                assert response.json()["value"] == upsert["value"], label
+            elif operation.instance_admin:  # superusers only: refused before any id is read
                 assert response.status_code == 403, f"{label}: {response.status_code}"
                 assert response.json()["error"]["code"] == "instance_admin_required", label
             elif params:
@@ -153,6 +176,8 @@ async def test_every_v1_route_answers_404_for_another_tenants_ids(
         id=victim_ids["access_token_id"], revoked_at=None
     ).exists()
     assert await Device.filter(id=victim_ids["device_id"], user_id="victim-user").exists()
+    victim_entry = await StateEntry.get(project=victim.project, key=VICTIM_STATE_KEY)
+    assert (victim_entry.value, victim_entry.version) == ('"victim\'s"', 1)
 
 
 async def test_unregistering_a_token_reaches_only_the_callers_project(
