@@ -15,7 +15,8 @@ delivery row while a worker could want it):
 2. :func:`finish` — wait until the sends that workers had claimed before that commit are
    recorded (at most one chunk per job; :data:`SEND_WAIT_SECONDS` at most), so nothing of the
    project is on its way out once the deletion answers; then delete the rows in batches
-   (deliveries, pushes, devices), each batch its own short statement; then, in a last short
+   (deliveries, pushes, devices, state entries — these giving their bytes back to the
+   organization's plan), each batch its own short statement; then, in a last short
    transaction that locks the project again, delete the project with what is left (keys,
    credentials, idempotency records). A push created meanwhile by a request that was already
    past authentication is canceled there and the steps repeat.
@@ -38,6 +39,7 @@ from tortoise.models import Model
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
+from controlplane import state
 from controlplane.models import ApiKey, Delivery, DeliveryStatus, Device, Project, Push, PushStatus
 
 logger = logging.getLogger("brik.project_deletion")
@@ -94,6 +96,7 @@ async def finish(project_id: str, canceled: list[str]) -> None:
                 return
             canceled = await _cancel_open_pushes(project_id, datetime.now(UTC))
             if not canceled:
+                await state.purge_project(project_id)  # any a late request wrote: few, if any
                 await project.delete()  # keys, credentials, idempotency records: few rows
                 return
     raise RuntimeError(f"project {project_id} kept getting new pushes while being deleted")
@@ -120,11 +123,13 @@ async def wait_for_sends(push_ids: list[str], patience: float = SEND_WAIT_SECOND
 
 
 async def purge(project_id: str) -> None:
-    """Delete the project's deliveries, pushes and devices, :data:`PURGE_BATCH` at a time."""
+    """Delete the project's deliveries, pushes, devices and state entries, :data:`PURGE_BATCH`
+    at a time (the entries' bytes go back to the organization's plan)."""
     pushes = Subquery(Push.filter(project_id=project_id).values("id"))
     await _delete_in_batches(Delivery, Delivery.filter(push_id__in=pushes))
     await _delete_in_batches(Push, Push.filter(project_id=project_id))
     await _delete_in_batches(Device, Device.filter(project_id=project_id))
+    await state.purge_project(project_id, batch=PURGE_BATCH)
 
 
 async def _delete_in_batches(model: type[ModelT], rows: QuerySet[ModelT]) -> None:

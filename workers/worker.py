@@ -52,6 +52,7 @@ from workers.tasks.billing import scheduled_billing
 from workers.tasks.deliver import deliver_batch
 from workers.tasks.heartbeat import heartbeat, scheduled_heartbeat
 from workers.tasks.reconcile import delete_expired_idempotency_keys, scheduled_reconcile
+from workers.tasks.state_purge import scheduled_state_purge
 from workers.tasks.usage_flush import scheduled_request_count_flush
 
 KEEP_RESULT_SECONDS = 600
@@ -185,6 +186,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> OutageTo
                 run_at_startup=True,
             ),
             cron(delete_expired_idempotency_keys, minute=7, second=45),
+            cron(scheduled_state_purge, second=20),
         ],
         queue_name=settings.queue_name,
         redis_settings=redis_settings(settings.redis_url),
