@@ -21,6 +21,8 @@ AUDITED_ACTIONS: dict[str, str] = {
     "user.login_failed": "a sign-in attempt failed (wrong password, unknown email, locked out)",
     "user.logged_out": "a user signed out",
     "user.password_changed": "a user changed their password (all their sessions end)",
+    "user.password_change_failed": "a password change gave a wrong current password, or came "
+    "while the account was locked out",
     "user.created": "an account was created (invitation or OIDC sign-up)",
     "access_token.created": "a personal access token was created",
     "access_token.revoked": "a personal access token was revoked",

@@ -8,15 +8,22 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
 
 from controlplane.api.audit_events import AuditEvent
 from controlplane.api.fields import FutureMoment, Name, Password
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Call, Operation
 from controlplane.auth.admin import issue_access_token
+from controlplane.auth.login_throttle import LoginThrottle
 from controlplane.auth.passwords import hash_password_async, verify_password_async
-from controlplane.auth.sessions import revoke_sessions, set_session_cookie, start_session
-from controlplane.errors import InvalidRequest, PermissionDenied
+from controlplane.auth.sessions import (
+    client_ip,
+    revoke_sessions,
+    set_session_cookie,
+    start_session,
+)
+from controlplane.errors import InvalidRequest, PermissionDenied, RateLimited
 from controlplane.models import AuditEvent as AuditEventRow
 from controlplane.models import PersonalAccessToken
 from controlplane.models import User as UserRow
@@ -98,28 +105,70 @@ async def update_user(call: Call) -> User:
     return User.of(user)
 
 
-async def change_password(call: Call) -> Response:
-    body = call.body_as(PasswordChange)
+async def _check_current_password(call: Call, password: str | None) -> None:
+    """The account's current password, checked like a sign-in: whoever holds a stolen
+    personal access token must not get unlimited guesses at the password behind it.
+
+    The attempt takes its slot in the sign-in failure counts (the account's and the IP's, the
+    same ones ``POST /v1/auth/login`` uses) before the password is hashed; every failure,
+    refused or locked, is in the account's security log. Not in a transaction: a failure's
+    audit record must outlive the error answer.
+    """
     user = call.user
-    if user.password_hash is not None and not await verify_password_async(
-        user.password_hash, body.current_password or ""
-    ):
+    assert user.password_hash is not None
+    if password is None:
+        raise InvalidRequest(
+            "current_password is missing: this account has a password, so changing it "
+            "needs the current one.",
+            code="parameter_missing",
+            param="current_password",
+        )
+    throttle: LoginThrottle = call.request.app.state.login_throttle
+    try:
+        slot = await throttle.take(user.email, client_ip(call.request))
+    except RateLimited:
+        await _change_failed(call, "locked")
+        raise
+    try:
+        valid = await verify_password_async(user.password_hash, password)
+    except BaseException:
+        await throttle.not_evaluated(slot)
+        raise
+    if not valid:
+        await _change_failed(call, "incorrect_password")
         raise InvalidRequest(
             "The current password is not correct.",
             code="incorrect_password",
             param="current_password",
         )
-    user.password_hash = await hash_password_async(body.new_password)
-    await user.save(update_fields=["password_hash"])
-    ended = await revoke_sessions(user.id)
+    await throttle.signed_in(slot)
+
+
+async def _change_failed(call: Call, reason: str) -> None:
     await call.audit(
-        "user.password_changed", target_type="user", target_id=user.id, sessions_ended=ended
+        "user.password_change_failed", target_type="user", target_id=call.user.id, reason=reason
     )
+
+
+async def change_password(call: Call) -> Response:
+    body = call.body_as(PasswordChange)
+    user = call.user
+    if user.password_hash is not None:
+        await _check_current_password(call, body.current_password)
+    new_hash = await hash_password_async(body.new_password)
     response = JSONResponse(User.of(user).model_dump(mode="json"))
-    if call.admin.session_id is not None:
-        # Every session ended, this browser's included; it gets a fresh one.
-        _, cookie = await start_session(user, "password", call.request, call.settings)
-        set_session_cookie(response, cookie, call.settings)
+    async with in_transaction():
+        user.password_hash = new_hash
+        await user.save(update_fields=["password_hash"])
+        ended = await revoke_sessions(user.id)
+        await call.audit(
+            "user.password_changed", target_type="user", target_id=user.id, sessions_ended=ended
+        )
+        if call.admin.session_id is not None:
+            # Every session ended, this browser's included; it gets a fresh one.
+            _, cookie = await start_session(user, "password", call.request, call.settings)
+            set_session_cookie(response, cookie, call.settings)
+    await call.run_after_commit()
     return response
 
 
@@ -188,7 +237,12 @@ operations = [
         "User",
         body=PasswordChange,
         response=User,
-        description="A wrong current_password is a 400 `incorrect_password`.",
+        description="A wrong current_password is a 400 `incorrect_password`, a missing one "
+        "(when the account has a password) a 400 `parameter_missing`. Attempts are counted "
+        "with sign-in failures, before the password is checked: past the limit, a 429 "
+        "`too_many_login_attempts` with Retry-After.",
+        errors={429: "Too many wrong passwords (sign-in and here) for this account or address"},
+        transactional=False,
     ),
     Operation(
         "GET",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -91,3 +92,45 @@ async def test_renaming_yourself(client: httpx.AsyncClient, database: None) -> N
     assert renamed.json()["name"] == "Ada L."
     stray = await client.patch("/v1/user", json={"email": "x@y.z"}, headers=ada.headers)
     assert stray.status_code == 400
+
+
+async def test_guessing_the_current_password_is_throttled_like_sign_in_and_audited(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    """A personal access token's holder guessing the password it does not know: the slot is
+    taken before the password is hashed, so guesses sent at once stop at the sign-in limit (5
+    per account), and then even the right password waits for the window."""
+    ada = await make_person("ada@example.com")
+    guesses = await asyncio.gather(*(
+        client.post("/v1/user/password", headers=ada.headers,
+                    json={"current_password": f"guess {n}", "new_password": "mine now, thanks"})
+        for n in range(12)
+    ))  # fmt: skip
+    statuses = sorted(guess.status_code for guess in guesses)
+    assert statuses == [400] * 5 + [429] * 7, statuses
+    locked = next(guess for guess in guesses if guess.status_code == 429)
+    assert locked.json()["error"]["code"] == "too_many_login_attempts"
+    assert int(locked.headers["retry-after"]) > 0
+    right = await client.post("/v1/user/password", headers=ada.headers,
+                              json={"current_password": PASSWORD,
+                                    "new_password": "mine now, thanks"})  # fmt: skip
+    assert right.status_code == 429
+    signed_in = await client.post(
+        "/v1/auth/login", json={"email": "ada@example.com", "password": PASSWORD}
+    )
+    assert signed_in.status_code == 429  # one account, one count
+    failed = await AuditEvent.filter(action="user.password_change_failed", target_id=ada.user.id)
+    reasons = sorted(event.details["reason"] for event in failed)
+    assert reasons == ["incorrect_password"] * 5 + ["locked"] * 8
+
+
+async def test_a_missing_current_password_says_it_is_missing(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    ada = await make_person("ada@example.com")
+    missing = await client.post("/v1/user/password", headers=ada.headers,
+                                json={"new_password": "a brand new passphrase"})  # fmt: skip
+    assert missing.status_code == 400
+    error = missing.json()["error"]
+    assert (error["code"], error["param"]) == ("parameter_missing", "current_password")
+    assert "missing" in error["message"]
