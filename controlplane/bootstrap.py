@@ -4,6 +4,13 @@ Used by ``brik-cloud bootstrap`` (automation, CI, load tests) and ``brik-cloud d
 it again finds what exists. Keys are stored only hashed, so an existing key cannot be shown
 again: it is reported as ``null`` unless ``rotate_keys`` issues fresh ones (the old ones are
 revoked at that moment).
+
+A rotation is a revocation, and running API processes cache the keys they resolved: given
+``redis``, the key-cache epoch is bumped inside the transaction before the old keys are revoked
+(Redis unreachable: the error propagates, the transaction rolls back, nothing is rotated) and
+again after the commit — as the API's own revocations do (``controlplane/auth/api_key_cache.py``).
+Without ``redis`` (``brik-cloud dev``, whose embedded Redis only lives with its process) the
+caller tells whoever runs an API on this database to restart it.
 """
 
 from __future__ import annotations
@@ -12,8 +19,11 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from tortoise.transactions import in_transaction
 
+from controlplane.auth.api_key_cache import invalidate_cached_keys
 from controlplane.auth.api_keys import issue_api_key
 from controlplane.auth.passwords import hash_password
 from controlplane.models import (
@@ -27,6 +37,8 @@ from controlplane.models import (
     User,
 )
 
+EPOCH_BUMPS_AFTER_COMMIT = 3  # tries, as for the API's own revocations
+
 
 @dataclass
 class BootstrapResult:
@@ -35,6 +47,10 @@ class BootstrapResult:
     org_id: str
     project_id: str
     keys: dict[str, str | None] = field(default_factory=dict)
+    revoked: int = 0  # keys this run revoked (rotate_keys)
+    # False when keys were revoked but Redis went away before the bump after the commit: API
+    # processes may accept the old keys until their cache entries age out.
+    announced: bool = True
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -60,6 +76,7 @@ async def bootstrap(
     project_name: str = "Default project",
     modes: tuple[KeyMode, ...] = (KeyMode.TEST, KeyMode.LIVE),
     rotate_keys: bool = False,
+    redis: Redis | None = None,
 ) -> BootstrapResult:
     admin_email = admin_email.strip().lower()
     async with in_transaction():
@@ -98,12 +115,20 @@ async def bootstrap(
             for kind in (KeyKind.SECRET, KeyKind.PUBLISHABLE):
                 name = key_name(kind, mode)
                 active = ApiKey.filter(project=project, name=name, revoked_at__isnull=True)
-                if await active.exists() and not rotate_keys:
+                exists = await active.exists()
+                if exists and not rotate_keys:
                     result.keys[name] = None
                     continue
-                await active.update(revoked_at=now)
+                if exists and redis is not None and not result.revoked:
+                    await invalidate_cached_keys(redis)  # before the write, or nothing written
+                result.revoked += await active.update(revoked_at=now)
                 _, plaintext = await issue_api_key(
                     project, name=name, kind=kind, mode=mode, pepper=pepper
                 )
                 result.keys[name] = plaintext
+    if result.revoked and redis is not None:
+        try:
+            await invalidate_cached_keys(redis, attempts=EPOCH_BUMPS_AFTER_COMMIT)
+        except RedisError:
+            result.announced = False
     return result

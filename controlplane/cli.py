@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 import uvicorn
@@ -26,6 +26,9 @@ from controlplane.models import KeyMode, Plan
 from controlplane.serving import QuietSignalServer, serve_until_signalled
 from controlplane.settings import Settings
 
+if TYPE_CHECKING:
+    from controlplane.bootstrap import BootstrapResult
+
 T = TypeVar("T")
 
 
@@ -36,21 +39,30 @@ def _settings() -> Settings:
         raise click.ClickException(f"Invalid BRIK_* configuration:\n{exc}") from None
 
 
-def _database_settings(workdir: Path | None) -> Settings:
-    """Settings for a command on the database: a dev install's (``--dir``, or ./.brik) or env."""
-    from controlplane.dev import DEFAULT_DEV_DIR, dev_settings, holds_dev_database
+def _dev_install(settings: Settings, workdir: Path | None) -> Path | None:
+    """The ``brik-cloud dev`` install a database command works on (``--dir``, or ./.brik when
+    it holds one and BRIK_DATABASE_URL is not set); None: BRIK_DATABASE_URL's database."""
+    from controlplane.dev import DEFAULT_DEV_DIR, holds_dev_database
 
-    settings = _settings()
     if workdir is None:
         if "database_url" in settings.model_fields_set or not holds_dev_database(DEFAULT_DEV_DIR):
-            return settings
-        workdir = DEFAULT_DEV_DIR
-    elif not holds_dev_database(workdir):
+            return None
+        return DEFAULT_DEV_DIR
+    if not holds_dev_database(workdir):
         raise click.ClickException(
             f"{workdir} holds no brik-cloud dev database: run brik-cloud dev there first, "
             "or leave out --dir to use BRIK_DATABASE_URL."
         )
-    return dev_settings(workdir, settings)
+    return workdir
+
+
+def _database_settings(workdir: Path | None) -> Settings:
+    """Settings for a command on the database: a dev install's (``--dir``, or ./.brik) or env."""
+    from controlplane.dev import dev_settings
+
+    settings = _settings()
+    install = _dev_install(settings, workdir)
+    return settings if install is None else dev_settings(install, settings)
 
 
 def _on_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
@@ -241,38 +253,89 @@ def bootstrap(
     rotate_keys: bool,
     as_json: bool,
 ) -> None:
-    """Create or find an admin, organization, project and its test and live keys."""
-    from controlplane.bootstrap import bootstrap as run_bootstrap
+    """Create or find an admin, organization, project and its test and live keys.
 
+    --rotate-keys revokes the old keys, and running API processes hear of it through
+    BRIK_REDIS_URL at once: without that Redis nothing is rotated (except on a dev install,
+    whose embedded Redis lives only inside brik-cloud dev: restart a running one).
+    """
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    from controlplane.bootstrap import bootstrap as run_bootstrap
+    from controlplane.core.connections import CONNECT_TIMEOUT_SECONDS, SOCKET_TIMEOUT_SECONDS
+
+    on_dev_install = _dev_install(_settings(), workdir) is not None
     settings = _database_settings(workdir)
     pepper = _secret_key(settings)
 
-    async def go() -> dict[str, object]:
+    async def go() -> BootstrapResult:
         await db.migrate(settings.database_url)
-        async with db.database(settings.database_url):
-            result = await run_bootstrap(
-                pepper=pepper,
-                admin_email=admin_email,
-                admin_password=admin_password,
-                org_name=org_name,
-                project_name=project_name,
-                modes=(KeyMode.TEST, KeyMode.LIVE),
-                rotate_keys=rotate_keys,
-            )
-        return result.as_dict()
+        redis = None
+        if rotate_keys and not on_dev_install:
+            redis = Redis.from_url(
+                settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            )  # fmt: skip
+        try:
+            async with db.database(settings.database_url):
+                return await run_bootstrap(
+                    pepper=pepper,
+                    admin_email=admin_email,
+                    admin_password=admin_password,
+                    org_name=org_name,
+                    project_name=project_name,
+                    modes=(KeyMode.TEST, KeyMode.LIVE),
+                    rotate_keys=rotate_keys,
+                    redis=redis,
+                )
+        finally:
+            if redis is not None:
+                await redis.aclose()
 
-    data = _on_database(settings, go)
+    try:
+        result = _on_database(settings, go)
+    except RedisError as exc:
+        raise click.ClickException(
+            f"Cannot reach Redis at {db.display_url(settings.redis_url)} "
+            f"({type(exc).__name__}: {exc}): nothing was rotated. Running API processes hear of "
+            "revoked keys through it (BRIK_REDIS_URL); try again once it answers."
+        ) from None
+    data = result.as_dict()
     if as_json:
         json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")
+    else:
+        for field, value in data.items():
+            if field != "keys":
+                click.echo(f"{field:<16} {value}")
+        keys = data["keys"]
+        assert isinstance(keys, dict)
+        for name, key in keys.items():
+            shown = key or "(exists; shown only at creation: use --rotate-keys)"
+            click.echo(f"{name:<16} {shown}")
+    _say_who_must_hear(result, on_dev_install)
+
+
+def _say_who_must_hear(result: BootstrapResult, on_dev_install: bool) -> None:
+    """After the keys are printed, on stderr: what running processes may still accept."""
+    from controlplane.auth.api_key_cache import MAX_ENTRY_AGE_SECONDS
+
+    if not result.revoked:
         return
-    for field, value in data.items():
-        if field != "keys":
-            click.echo(f"{field:<16} {value}")
-    keys = data["keys"]
-    assert isinstance(keys, dict)
-    for name, key in keys.items():
-        click.echo(f"{name:<16} {key or '(exists; shown only at creation: use --rotate-keys)'}")
+    if on_dev_install:
+        click.echo(
+            "The old keys are revoked in the dev database. A brik-cloud dev running on it may "
+            f"accept them for up to {MAX_ENTRY_AGE_SECONDS:g} seconds: restart it to refuse "
+            "them at once.",
+            err=True,
+        )
+    elif not result.announced:
+        raise click.ClickException(
+            "The keys were rotated (the new ones are above), but Redis went away before every "
+            f"API process heard of it: they may accept the old keys for up to "
+            f"{MAX_ENTRY_AGE_SECONDS:g} seconds."
+        )
 
 
 @main.command("set-plan")

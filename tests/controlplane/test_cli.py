@@ -69,8 +69,9 @@ def test_invalid_configuration_is_reported_not_a_traceback() -> None:
 
 
 @pytest.mark.database
-def test_bootstrap_json_is_idempotent(database_url: str) -> None:
-    env = {"BRIK_DATABASE_URL": database_url, "BRIK_SECRET_KEY": TEST_SECRET_KEY}
+def test_bootstrap_json_is_idempotent(database_url: str, redis_url: str) -> None:
+    env = {"BRIK_DATABASE_URL": database_url, "BRIK_SECRET_KEY": TEST_SECRET_KEY,
+           "BRIK_REDIS_URL": redis_url}  # fmt: skip
     email = "ci@example.com"
     first = run("bootstrap", "--json", "--admin-email", email, "--org", "CLI org", **env)
     assert first.returncode == 0, first.stderr
