@@ -14,6 +14,9 @@ from pydantic.config import JsonDict
 from controlplane.api.fields import Deleted
 from controlplane.api.routing import Auth, Call, Operation
 from controlplane.credentials import (
+    CLIENT_EMAIL_MAX_LENGTH,
+    CLIENT_EMAIL_PATTERN,
+    FCM_PROJECT_ID_PATTERN,
     PEM_PRIVATE_KEY_PATTERN,
     SERVICE_ACCOUNT_FIELDS,
     apns_key_fingerprint,
@@ -70,13 +73,20 @@ class FcmCredentialUpload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     service_account: dict[str, Any] = Field(
         description="The service account JSON key file, as Firebase gives it; its private_key "
-        "must be an RSA private key.",
+        "must be an RSA private key, its project_id a Google project id (6 to 30 lowercase "
+        "letters, digits and hyphens, starting with a letter) and its client_email an address.",
         json_schema_extra={
             "required": list(SERVICE_ACCOUNT_FIELDS),
             "properties": {
                 **{name: _SOMETHING for name in SERVICE_ACCOUNT_FIELDS},
                 "type": {"const": "service_account"},
                 "private_key": {"type": "string", "pattern": PEM_PRIVATE_KEY_PATTERN},
+                "project_id": {"type": "string", "pattern": FCM_PROJECT_ID_PATTERN},
+                "client_email": {
+                    "type": "string",
+                    "pattern": CLIENT_EMAIL_PATTERN,
+                    "maxLength": CLIENT_EMAIL_MAX_LENGTH,
+                },
             },
         },
     )

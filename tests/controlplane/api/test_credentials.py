@@ -114,6 +114,36 @@ async def test_a_service_account_is_checked_and_kept_secret(
     assert again.status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("project_id", "a/b?c#d"),  # it goes into the FCM endpoint's path
+        ("project_id", "../../x"),
+        ("project_id", "short"),  # 6 to 30 characters
+        ("project_id", "a" * 31),
+        ("project_id", "1-starts-with-a-digit"),
+        ("project_id", "Upper-Case-Project"),
+        ("project_id", "ends-with-a-hyphen-"),
+        ("client_email", "x" * 5000 + "@example.iam.gserviceaccount.com"),
+        ("client_email", "not an email"),
+        ("client_email", "firebase@project"),
+    ],
+)
+async def test_a_service_account_with_a_malformed_field_is_refused_naming_it(
+    client: httpx.AsyncClient, database: None, field: str, value: str
+) -> None:
+    acme = await make_tenant("Acme")
+    info, _ = new_service_account("https://oauth2.googleapis.com/token")
+    response = await client.put(
+        "/v1/credentials/fcm", json={"service_account": {**info, field: value}},
+        headers={"Authorization": f"Bearer {acme.secret_key}"},
+    )  # fmt: skip
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("parameter_invalid", f"service_account.{field}")
+    assert await ProviderCredential.all().count() == 0
+
+
 async def test_publishable_keys_cannot_touch_credentials(
     client: httpx.AsyncClient, database: None
 ) -> None:
