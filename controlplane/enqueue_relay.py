@@ -4,10 +4,10 @@
 only then are jobs enqueued in Redis. If Redis is unreachable at that moment the push is still
 accepted — answering 500 would invite a client to send it again — so the batch stays here and
 a background task hands it over as soon as Redis answers: seconds after it is back, not the
-reconciler's minute. Handing a batch over twice is harmless (same job ids, see
-:func:`controlplane.core.queue.enqueue_deliveries`), and a batch this process never managed to
-hand over (it was stopped first, or :data:`MAX_PENDING` overflowed) is still in PostgreSQL,
-where the worker's reconciler finds it.
+reconciler's one to two minutes (its grace, then its next run). Handing a batch over twice is
+harmless (same job ids, see :func:`controlplane.core.queue.enqueue_deliveries`), and a batch
+this process never managed to hand over (it was stopped first, or :data:`MAX_PENDING`
+overflowed) is still in PostgreSQL, where the worker's reconciler finds it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from controlplane.core.queue import enqueue_deliveries
 
 logger = logging.getLogger("brik.enqueue")
 
-MAX_PENDING = 100_000  # batches kept in memory; beyond that the reconciler's minute applies
+MAX_PENDING = 100_000  # batches kept in memory; beyond that the reconciler picks them up
 FIRST_RETRY_SECONDS = 0.2
 MAX_RETRY_SECONDS = 5.0
 

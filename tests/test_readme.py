@@ -205,3 +205,14 @@ def test_every_benchmark_command_runs_with_options_it_has() -> None:
     assert {"loadtests.pipeline", "loadtests.http_api"} <= documented.keys()
     for module, options in documented.items():
         assert options <= _benchmark_options(module), module
+
+
+def test_the_docs_give_the_reconcilers_delay_its_settings_make() -> None:
+    # A delivery whose job was lost waits out the grace, then up to one period for the next run.
+    fields = Settings.model_fields
+    worst = fields["reconcile_grace_seconds"].default + fields["reconcile_every_seconds"].default
+    assert worst == 120
+    for page in PAGES:
+        prose = " ".join(text(page).split())
+        assert not re.search(r"reconciler[^.]{0,80}within a minute", prose), page.name
+    assert "within about two minutes" in text(ROOT / "docs" / "operations.md")
