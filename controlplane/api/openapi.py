@@ -95,6 +95,9 @@ Management API (session or personal access token) and tenant API (project API ke
 share one JSON body: `{"error": {"type", "code", "message", "param"}}`, where `param` names the
 parameter at fault (`alert.title`, `to.tags.0`) and the message starts with it.
 
+Each query parameter is given at most once: `limit=10&limit=20` is a 400 `parameter_invalid`
+naming `limit`.
+
 Rules for every JSON body, beyond the schemas:
 - Strings are Unicode text without U+0000 (NUL) and without lone UTF-16 surrogates such as
   `"\\ud800"`: no column stores them (400 `parameter_invalid`, naming where).

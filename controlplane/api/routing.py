@@ -248,6 +248,15 @@ def request_origin(request: Request) -> audit.Origin:
 
 
 def parse_query(request: Request, model: type[ModelT]) -> ModelT:
+    """The query string as ``model``. A parameter given twice (``limit=10&limit=20``) is a 400
+    naming it: silently using one of the values would answer a question nobody asked."""
+    for name in dict.fromkeys(request.query_params.keys()):
+        if len(request.query_params.getlist(name)) > 1:
+            raise InvalidRequest(
+                f"{name}: given more than once; give each query parameter once.",
+                code="parameter_invalid",
+                param=name,
+            )
     values = dict(request.query_params)
     reject_unstorable_text(values)
     try:

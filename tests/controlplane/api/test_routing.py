@@ -159,3 +159,22 @@ async def test_head_is_answered_like_get(http: httpx.AsyncClient, database: None
 def test_a_route_with_an_unscoped_path_id_cannot_be_built() -> None:
     with pytest.raises(ValueError, match="PATH_OBJECTS"):
         build_routes([Operation("GET", "/v1/widgets/{widget_id}", push_something, "t", "T")])
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [("limit=10&limit=20", "limit"), ("platform=ios&platform=android", "platform"),
+     ("limit=5&status=active&status=active", "status")],
+)  # fmt: skip
+async def test_a_repeated_query_parameter_is_refused_naming_it(
+    client: httpx.AsyncClient, database: None, query: str, param: str
+) -> None:
+    """Silently using one of two values would answer a question nobody asked."""
+    acme = await make_tenant("Acme")
+    response = await client.get(
+        f"/v1/devices?{query}", headers={"Authorization": f"Bearer {acme.secret_key}"}
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("parameter_invalid", param)
+    assert error["message"].startswith(f"{param}:")
