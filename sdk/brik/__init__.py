@@ -8,9 +8,10 @@
     push = brik.pushes.send(to={"user_ids": ["u_42"]}, alert={"title": "Order shipped"})
     for update in brik.pushes.stream(push.id):    # until every delivery is final
         print(update.status, update.deliveries)
+    entry = brik.state.set("order:A-1", {"eta_minutes": 12})   # entry.etag for if_match
 
 ``brik.init()`` makes a default :class:`Client` that ``brik.devices``, ``brik.pushes``,
-``brik.live_activities`` and ``brik.widgets`` use; create :class:`Client` or
+``brik.live_activities``, ``brik.widgets`` and ``brik.state`` use; create :class:`Client` or
 :class:`AsyncClient` instances for several projects or for asyncio. Errors are in
 :mod:`brik.errors` (the tree is drawn there) and exported here.
 """
@@ -30,12 +31,24 @@ from brik.errors import (
     InvalidRequestError,
     NotFoundError,
     PermissionError,
+    PreconditionFailedError,
     QuotaExceededError,
     RateLimitError,
     ServerError,
 )
-from brik.resources import Devices, LiveActivities, Pushes, Widgets
-from brik.types import Deleted, Delivery, Device, Page, Push, PushDetail, PushWarning, Target
+from brik.resources import Devices, LiveActivities, Pushes, State, Widgets
+from brik.types import (
+    Deleted,
+    Delivery,
+    Device,
+    Page,
+    Push,
+    PushDetail,
+    PushWarning,
+    StateDeleted,
+    StateEntry,
+    Target,
+)
 from brik.version import VERSION
 
 __version__ = VERSION
@@ -55,17 +68,21 @@ __all__ = [
     "NotFoundError",
     "Page",
     "PermissionError",
+    "PreconditionFailedError",
     "Push",
     "PushDetail",
     "PushWarning",
     "QuotaExceededError",
     "RateLimitError",
     "ServerError",
+    "StateDeleted",
+    "StateEntry",
     "Target",
     "devices",
     "init",
     "live_activities",
     "pushes",
+    "state",
     "widgets",
 ]
 
@@ -117,3 +134,4 @@ devices = cast(Devices, _DefaultResource("devices"))
 pushes = cast(Pushes, _DefaultResource("pushes"))
 live_activities = cast(LiveActivities, _DefaultResource("live_activities"))
 widgets = cast(Widgets, _DefaultResource("widgets"))
+state = cast(State, _DefaultResource("state"))

@@ -51,6 +51,7 @@ class Call:
     json: dict[str, Any] | None = None
     params: dict[str, Any] | None = None
     idempotency_key: str | None = None
+    conditions: dict[str, str] | None = None  # If-Match / If-None-Match
 
     @classmethod
     def mutating(
@@ -61,7 +62,10 @@ class Call:
         )
 
     def headers(self) -> dict[str, str]:
-        return {"Idempotency-Key": self.idempotency_key} if self.idempotency_key else {}
+        headers = dict(self.conditions or {})
+        if self.idempotency_key:
+            headers["Idempotency-Key"] = self.idempotency_key
+        return headers
 
     def query(self) -> dict[str, Any] | None:
         if self.params is None:
@@ -149,6 +153,10 @@ def error_for(response: httpx.Response) -> errors.APIError:
         return errors.RateLimitError(message, retry_after=retry_after(response), **arguments)
     if kind == "idempotency_error" or status in (409, 422):
         return errors.IdempotencyError(message, **arguments)
+    if status == 412:
+        return errors.PreconditionFailedError(
+            message, etag=response.headers.get("etag"), **arguments
+        )
     by_status: dict[int, type[errors.APIError]] = {
         401: errors.AuthenticationError,
         403: errors.PermissionError,

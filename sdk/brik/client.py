@@ -18,10 +18,12 @@ from brik.resources import (
     AsyncDevices,
     AsyncLiveActivities,
     AsyncPushes,
+    AsyncState,
     AsyncWidgets,
     Devices,
     LiveActivities,
     Pushes,
+    State,
     Widgets,
 )
 
@@ -95,6 +97,7 @@ class Client(_Settings):
         self.pushes = Pushes(self._transport)
         self.live_activities = LiveActivities(self._transport)
         self.widgets = Widgets(self._transport)
+        self.state = State(self._transport)
 
     def close(self) -> None:
         self._transport.close()
@@ -128,6 +131,7 @@ class AsyncClient(_Settings):
         self.pushes = AsyncPushes(self._transport)
         self.live_activities = AsyncLiveActivities(self._transport)
         self.widgets = AsyncWidgets(self._transport)
+        self.state = AsyncState(self._transport)
 
     async def close(self) -> None:
         await self._transport.close()

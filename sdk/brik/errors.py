@@ -6,14 +6,18 @@
     └── APIError                   Brik answered with an error: status, type, code, message,
         │                          param and request_id (quote it when asking for help)
         ├── InvalidRequestError    400, 405, 413, 415: the request is wrong (see ``param``);
-        │                          also raised before sending for an id that cannot be one
-        │                          (code ``invalid_id``, no request id)
+        │                          also raised before sending for an id (code ``invalid_id``)
+        │                          or a state key (``parameter_invalid``) that cannot be one
         ├── AuthenticationError    401: missing, unknown or revoked API key
         ├── PermissionError        403: the key's kind or scopes do not allow this
         ├── NotFoundError          404: no such object (or it belongs to another project)
         ├── IdempotencyError       409/422: the Idempotency-Key is in use or was used differently
+        ├── PreconditionFailedError
+        │                          412: the state entry changed since the ETag given as
+        │                          ``if_match`` was read (``etag``: its ETag now)
         ├── RateLimitError         429 rate_limit_error: too fast; ``retry_after`` seconds
-        ├── QuotaExceededError     429 quota_exceeded: the month's quota is used up
+        ├── QuotaExceededError     429 quota_exceeded: the month's pushes, or the state
+        │                          storage (``state_quota_exceeded``), are used up
         └── ServerError            5xx: Brik failed (after retries)
 
 Retries happen before anything is raised: connection errors, 429 ``rate_limit_error``, 409
@@ -34,6 +38,7 @@ __all__ = [
     "InvalidRequestError",
     "NotFoundError",
     "PermissionError",
+    "PreconditionFailedError",
     "QuotaExceededError",
     "RateLimitError",
     "ServerError",
@@ -104,6 +109,16 @@ class IdempotencyError(APIError):
     """The Idempotency-Key is still in use by another request, or was used with another body."""
 
 
+class PreconditionFailedError(APIError):
+    """A conditional write did not apply: the state entry changed since the ETag passed as
+    ``if_match`` was read (or was deleted), or exists when ``create_only`` was asked. Read it
+    again and decide; ``etag`` is its current ETag when there is an entry."""
+
+    def __init__(self, message: str, *, etag: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.etag = etag
+
+
 class RateLimitError(APIError):
     """Too many requests; wait ``retry_after`` seconds."""
 
@@ -113,7 +128,8 @@ class RateLimitError(APIError):
 
 
 class QuotaExceededError(APIError):
-    """The organization's monthly quota is used up; retrying will not help until it resets."""
+    """A plan quota is used up: the month's pushes (retrying will not help until it resets), or
+    the organization's state storage (``code`` ``state_quota_exceeded``: delete entries)."""
 
 
 class ServerError(APIError):

@@ -9,7 +9,8 @@ reaches nobody) comes back with ``Push.warnings``, each also logged on the ``bri
 Ids go into URL paths, where ``../credentials/apns`` would reach another resource (httpx
 resolves dot segments) and ``?`` or ``#`` would cut the path short; so an id that cannot be one
 of that resource's (``dev_…``, ``psh_…``, letters and digits) raises
-:class:`~brik.errors.InvalidRequestError` before anything is sent. An answer of another shape
+:class:`~brik.errors.InvalidRequestError` before anything is sent; so does a state key with a
+character keys never hold or a leading ``.``. An answer of another shape
 than the call's (a proxy's page, a path that reached something else) is an
 :class:`~brik.errors.APIError` saying so, never a ``KeyError``.
 """
@@ -21,18 +22,38 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from brik._http import AsyncTransport, Call, SyncTransport, event_data, logger
-from brik.errors import APIError, InvalidRequestError
-from brik.types import Deleted, Delivery, Device, Page, Platform, Push, PushDetail, Target
+from brik._http import (
+    AsyncTransport,
+    Call,
+    SyncTransport,
+    event_data,
+    logger,
+    new_idempotency_key,
+)
+from brik.errors import APIError, InvalidRequestError, NotFoundError
+from brik.types import (
+    Deleted,
+    Delivery,
+    Device,
+    Page,
+    Platform,
+    Push,
+    PushDetail,
+    StateDeleted,
+    StateEntry,
+    Target,
+)
 
 __all__ = [
     "AsyncDevices",
     "AsyncLiveActivities",
     "AsyncPushes",
+    "AsyncState",
     "AsyncWidgets",
     "Devices",
     "LiveActivities",
     "Pushes",
+    "State",
     "Widgets",
 ]
 
@@ -552,3 +573,167 @@ class AsyncWidgets:
     ) -> Push:  # fmt: skip
         call = _widget(to, data, ttl, collapse_id, idempotency_key)
         return _accepted(await self._transport.request(call))
+
+
+# --- state -------------------------------------------------------------------------------------
+
+# The characters state keys are made of (docs/state.md); a leading '.' would make a path segment
+# httpx resolves. The server checks the rest (length, first character).
+_STATE_KEY = re.compile(r"[A-Za-z0-9_:-][A-Za-z0-9._:-]*")
+
+
+def _state_path(key: str) -> str:
+    if not isinstance(key, str) or _STATE_KEY.fullmatch(key) is None:
+        raise InvalidRequestError(
+            f"{key!r} is not a state key (A-Z a-z 0-9 . _ : -, not starting with '.'); "
+            "nothing was sent.",
+            status=400, type="invalid_request_error", code="parameter_invalid", param="key",
+        )  # fmt: skip
+    return f"/v1/state/{key}"
+
+
+def _conditions(if_match: str | None, create_only: bool) -> dict[str, str]:
+    if if_match is not None and create_only:
+        raise ValueError("if_match needs the entry to exist and create_only needs it not to")
+    if if_match is not None:
+        return {"If-Match": if_match}
+    return {"If-None-Match": "*"} if create_only else {}
+
+
+def _state_set(
+    key: str, value: Any, ttl: int | None, public: bool | None, if_match: str | None,
+    create_only: bool, idempotency_key: str | None,
+) -> Call:  # fmt: skip
+    body = {"value": value, **_compact({"ttl_seconds": ttl, "public": public})}
+    return Call("PUT", _state_path(key), json=body,
+                idempotency_key=idempotency_key or new_idempotency_key(),
+                conditions=_conditions(if_match, create_only))  # fmt: skip
+
+
+def _state_delete(key: str, if_match: str | None, idempotency_key: str | None) -> Call:
+    return Call("DELETE", _state_path(key),
+                idempotency_key=idempotency_key or new_idempotency_key(),
+                conditions=_conditions(if_match, False))  # fmt: skip
+
+
+def _state_list(prefix: str | None, limit: int | None, starting_after: str | None) -> Call:
+    return Call("GET", "/v1/state", params={"prefix": prefix, "limit": limit,
+                                            "starting_after": starting_after})  # fmt: skip
+
+
+def _absent(error: NotFoundError) -> bool:
+    """A 404 that means "no such entry" (not, say, a wrong base URL's missing route)."""
+    return error.code == "resource_missing"
+
+
+class State:
+    """JSON values by key, per project and mode (docs/state.md): ``set``, ``get``, ``delete``,
+    ``list`` / ``iterate``. Writes carry the entry's ETag back as ``if_match`` to apply only to
+    the version they were based on (:class:`~brik.errors.PreconditionFailedError` otherwise)."""
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def set(
+        self, key: str, value: Any, *, ttl: int | None = None, public: bool | None = None,
+        if_match: str | None = None, create_only: bool = False,
+        idempotency_key: str | None = None,
+    ) -> StateEntry:  # fmt: skip
+        """Create or replace ``key`` with ``value`` (any JSON), expiring after ``ttl`` seconds
+        if given; ``public`` makes it readable with publishable keys. ``if_match``: only if the
+        entry still has this ETag; ``create_only``: only if there is no entry."""
+        call = _state_set(key, value, ttl, public, if_match, create_only, idempotency_key)
+        return _read(StateEntry.from_json, self._transport.request(call))
+
+    def get(self, key: str) -> StateEntry | None:
+        """The entry, or None when there is none (or it expired; for a publishable key, or it
+        is private)."""
+        try:
+            body = self._transport.request(Call("GET", _state_path(key)))
+        except NotFoundError as error:
+            if _absent(error):
+                return None
+            raise
+        return _read(StateEntry.from_json, body)
+
+    def delete(
+        self, key: str, *, if_match: str | None = None, idempotency_key: str | None = None
+    ) -> StateDeleted:
+        """Delete ``key`` (``NotFoundError`` when there is none); ``if_match`` as for ``set``."""
+        call = _state_delete(key, if_match, idempotency_key)
+        return _read(StateDeleted.from_json, self._transport.request(call))
+
+    def list(
+        self, *, prefix: str | None = None, limit: int | None = None,
+        starting_after: str | None = None,
+    ) -> Page[StateEntry]:  # fmt: skip
+        """One page of entries in key order; for the next, ``starting_after=page.data[-1].key``."""
+        call = _state_list(prefix, limit, starting_after)
+        return _page(self._transport.request(call), StateEntry.from_json)
+
+    def iterate(self, *, prefix: str | None = None, page_size: int = 100) -> Iterator[StateEntry]:
+        """Every entry (under ``prefix``), in key order, page after page as the loop goes."""
+        after: str | None = None
+        while True:
+            page = self.list(prefix=prefix, limit=page_size, starting_after=after)
+            yield from page.data
+            if not page.has_more or not page.data:
+                return
+            after = page.data[-1].key
+
+
+class AsyncState:
+    """The same as :class:`State`, for asyncio."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def set(
+        self, key: str, value: Any, *, ttl: int | None = None, public: bool | None = None,
+        if_match: str | None = None, create_only: bool = False,
+        idempotency_key: str | None = None,
+    ) -> StateEntry:  # fmt: skip
+        """Create or replace ``key`` with ``value`` (any JSON), expiring after ``ttl`` seconds
+        if given; ``public`` makes it readable with publishable keys. ``if_match``: only if the
+        entry still has this ETag; ``create_only``: only if there is no entry."""
+        call = _state_set(key, value, ttl, public, if_match, create_only, idempotency_key)
+        return _read(StateEntry.from_json, await self._transport.request(call))
+
+    async def get(self, key: str) -> StateEntry | None:
+        """The entry, or None when there is none (or it expired; for a publishable key, or it
+        is private)."""
+        try:
+            body = await self._transport.request(Call("GET", _state_path(key)))
+        except NotFoundError as error:
+            if _absent(error):
+                return None
+            raise
+        return _read(StateEntry.from_json, body)
+
+    async def delete(
+        self, key: str, *, if_match: str | None = None, idempotency_key: str | None = None
+    ) -> StateDeleted:
+        """Delete ``key`` (``NotFoundError`` when there is none); ``if_match`` as for ``set``."""
+        call = _state_delete(key, if_match, idempotency_key)
+        return _read(StateDeleted.from_json, await self._transport.request(call))
+
+    async def list(
+        self, *, prefix: str | None = None, limit: int | None = None,
+        starting_after: str | None = None,
+    ) -> Page[StateEntry]:  # fmt: skip
+        """One page of entries in key order; for the next, ``starting_after=page.data[-1].key``."""
+        call = _state_list(prefix, limit, starting_after)
+        return _page(await self._transport.request(call), StateEntry.from_json)
+
+    async def iterate(
+        self, *, prefix: str | None = None, page_size: int = 100
+    ) -> AsyncIterator[StateEntry]:
+        """Every entry (under ``prefix``), in key order, page after page as the loop goes."""
+        after: str | None = None
+        while True:
+            page = await self.list(prefix=prefix, limit=page_size, starting_after=after)
+            for entry in page.data:
+                yield entry
+            if not page.has_more or not page.data:
+                return
+            after = page.data[-1].key

@@ -18,6 +18,8 @@ __all__ = [
     "Push",
     "PushDetail",
     "PushWarning",
+    "StateDeleted",
+    "StateEntry",
     "Target",
 ]
 
@@ -201,6 +203,51 @@ class Deleted:
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Deleted:
         return cls(object=body["object"], id=body["id"])
+
+
+@dataclass(frozen=True)
+class StateEntry:
+    """A state entry (``brik.state``): its JSON ``value``, and the ``etag`` to pass back as
+    ``if_match`` so a write applies only to the version it was based on. ``version`` counts
+    the entry's writes; ``size_bytes`` (key plus value) is what it counts against the plan."""
+
+    key: str
+    value: Any
+    public: bool
+    etag: str
+    version: int
+    size_bytes: int
+    expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    created: bool | None = None  # set(): True when this write created the entry
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> StateEntry:
+        return cls(
+            key=body["key"],
+            value=body["value"],
+            public=bool(body["public"]),
+            etag=body["etag"],
+            version=int(body["version"]),
+            size_bytes=int(body["size_bytes"]),
+            expires_at=_time(body.get("expires_at")),
+            created_at=_required_time(body["created_at"]),
+            updated_at=_required_time(body["updated_at"]),
+            created=body.get("created"),
+        )
+
+
+@dataclass(frozen=True)
+class StateDeleted:
+    """What ``brik.state.delete`` removed."""
+
+    key: str
+    deleted: bool = True
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> StateDeleted:
+        return cls(key=body["key"], deleted=bool(body.get("deleted", True)))
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from tests.support.processes import (
 )
 
 QUOTA = 40  # pushes a month per mode on the test server's free plan
+STATE_QUOTA = 200_000  # bytes of state per mode on the test server's free plan
 
 
 @dataclass
@@ -52,6 +53,7 @@ async def brik_server(database_url: str, redis_url: str) -> AsyncIterator[BrikSe
         f"brik-sdk-test:{port}",
         BRIK_WORKER_POLL_DELAY="0.01",
         BRIK_PLAN_FREE_PUSHES_PER_MONTH=str(QUOTA),
+        BRIK_PLAN_FREE_STATE_BYTES=str(STATE_QUOTA),
         BRIK_PLAN_FREE_REQUESTS_PER_SECOND="100000",
     )
     url = f"http://127.0.0.1:{port}"
