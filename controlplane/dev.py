@@ -2,8 +2,11 @@
 
 SQLite under ``./.brik/``, a private Redis, the API and an in-process worker. The first run
 creates an admin, an organization, a project and test-mode keys and writes them to
-``./.brik/dev.json``; later runs reuse them. The other ``brik-cloud`` commands find that
-database too (:func:`dev_settings`), so ``set-plan`` or ``bootstrap`` work on a dev install.
+``./.brik/dev.json``; later runs reuse them while each key it names is still active (one
+revoked or expired meanwhile: fresh test keys are issued and dev.json rewritten), and show the
+admin password only while it still signs in (changed in the dashboard: dev says so instead).
+The other ``brik-cloud`` commands find that database too (:func:`dev_settings`), so
+``set-plan`` or ``bootstrap`` work on a dev install.
 
 The port is bound before anything else happens and the bound socket is handed to uvicorn: a
 port that is taken (often by another ``dev``) is one line suggesting ``--port``, and nothing is
@@ -19,6 +22,7 @@ import json
 import os
 import secrets
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +32,12 @@ from pydantic import SecretStr
 
 from controlplane import db
 from controlplane.app import create_app
+from controlplane.auth.keys import hash_key
+from controlplane.auth.passwords import verify_password_async
 from controlplane.bootstrap import bootstrap
 from controlplane.embedded_redis import EmbeddedRedis
 from controlplane.mail import LOG_SENDER
-from controlplane.models import ApiKey, KeyMode, Project
+from controlplane.models import ApiKey, KeyMode, Project, User
 from controlplane.serving import QuietSignalServer, stop_on_signals, wait_until_started
 from controlplane.settings import Settings
 from workers.worker import run_worker
@@ -122,24 +128,54 @@ def dev_settings(workdir: Path, base: Settings, **overrides: object) -> Settings
     )
 
 
-async def _existing_dev_data(dev_json: Path) -> dict[str, Any] | None:
-    """dev.json's content if the database still holds its project and its keys."""
+async def _still_active(key: object, project_id: str, pepper: str) -> bool:
+    """Whether ``key`` (a plaintext from dev.json) is an active key of the project."""
+    if not isinstance(key, str):
+        return False
+    row = await ApiKey.get_or_none(
+        key_hash=hash_key(key, pepper), project_id=project_id, revoked_at__isnull=True
+    )
+    return row is not None and (row.expires_at is None or row.expires_at > datetime.now(UTC))
+
+
+async def _existing_dev_data(dev_json: Path, pepper: str) -> dict[str, Any] | None:
+    """dev.json's content if the database still holds its project and every key it names is
+    still active there (a revoked one must not be shown again as if it worked)."""
     data = _load_json(dev_json)
-    if not data or not isinstance(data.get("keys"), dict):
+    if not data or not isinstance(data.get("keys"), dict) or not data["keys"]:
         return None
-    if not await Project.exists(
-        id=str(data.get("project_id")), organization_id=str(data.get("org_id"))
+    project_id = str(data.get("project_id"))
+    if not await Project.exists(id=project_id, organization_id=str(data.get("org_id"))):
+        return None
+    for key in data["keys"].values():
+        if not await _still_active(key, project_id, pepper):
+            return None
+    return data
+
+
+async def _signs_in(email: object, password: object) -> bool:
+    if not isinstance(email, str) or not isinstance(password, str):
+        return False
+    user = await User.get_or_none(email=email)
+    return user is not None and await verify_password_async(user.password_hash, password)
+
+
+async def _forget_a_changed_password(data: dict[str, Any]) -> None:
+    """dev.json keeps the admin password only while it signs in: once changed (it is the
+    admin's own now) it is dropped, and the banner says it was changed."""
+    if data.get("admin_password") and not await _signs_in(
+        data.get("admin_email"), data["admin_password"]
     ):
-        return None
-    active = await ApiKey.filter(project_id=data["project_id"], revoked_at__isnull=True).count()
-    return data if active >= len(data["keys"]) else None
+        data["admin_password"] = None
+        data["admin_password_changed"] = True
 
 
 async def _ensure_dev_data(settings: Settings, api_url: str, dev_json: Path) -> dict[str, Any]:
-    existing = await _existing_dev_data(dev_json)
+    existing = await _existing_dev_data(dev_json, settings.require_secret_key())
     if existing is not None:
         existing["api_url"] = api_url
         existing["dashboard_url"] = f"{api_url}/dashboard/"
+        await _forget_a_changed_password(existing)
         _write_private(dev_json, existing)
         return existing
     result = await bootstrap(
@@ -159,8 +195,19 @@ async def _ensure_dev_data(settings: Settings, api_url: str, dev_json: Path) -> 
         "project_id": result.project_id,
         "keys": result.keys,
     }
+    if result.admin_password is None:
+        data["admin_password_changed"] = previous.get("admin_password_changed", False)
+        await _forget_a_changed_password(data)
     _write_private(dev_json, data)
     return data
+
+
+def _shown_password(data: dict[str, Any]) -> str:
+    if data.get("admin_password"):
+        return str(data["admin_password"])
+    if data.get("admin_password_changed"):
+        return "(changed since dev.json was written: your own, not shown)"
+    return "(unchanged)"
 
 
 def _banner(data: dict[str, Any], dev_json: Path) -> str:
@@ -170,7 +217,7 @@ def _banner(data: dict[str, Any], dev_json: Path) -> str:
         "",
         f"  API        {data['api_url']}",
         f"  Dashboard  {data['dashboard_url']}",
-        f"  Admin      {data['admin_email']} / {data['admin_password'] or '(unchanged)'}",
+        f"  Admin      {data['admin_email']} / {_shown_password(data)}",
     ]
     lines += [f"  {name:<18} {key}" for name, key in data["keys"].items()]
     lines += ["", f"  Saved to {dev_json}. Press Ctrl-C to stop.", ""]

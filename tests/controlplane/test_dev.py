@@ -20,7 +20,8 @@ from tests.support.processes import (
 )
 
 
-def run_once(workdir: Path) -> tuple[dict[str, Any], str, int]:
+def run_once(workdir: Path, password: str | None = None) -> tuple[dict[str, Any], str, int]:
+    """Run dev until ready, use it (as the admin, with ``password`` or dev.json's), stop it."""
     port = free_port()
     process = start_dev(workdir, port)
     try:
@@ -33,8 +34,12 @@ def run_once(workdir: Path) -> tuple[dict[str, Any], str, int]:
         assert pipeline.status_code == 200, pipeline.text  # the in-process worker answers
         dashboard = httpx.get(dev_json["dashboard_url"], timeout=5)
         assert dashboard.status_code == 200
+        for key in dev_json["keys"].values():  # the keys dev.json holds are keys that work
+            me = httpx.get(f"{url}/v1/api_key", headers={"Authorization": f"Bearer {key}"})
+            assert me.status_code == 200, me.text
         with httpx.Client(base_url=url, timeout=10) as admin:
-            credentials = {"email": dev_json["admin_email"], "password": dev_json["admin_password"]}
+            password = password or dev_json["admin_password"]
+            credentials = {"email": dev_json["admin_email"], "password": password}
             assert admin.post("/v1/auth/login", json=credentials).status_code == 200
             invited = admin.post(f"/v1/organizations/{dev_json['org_id']}/invitations",
                                  json={"email": f"dev{port}@example.com"})  # fmt: skip
@@ -99,3 +104,36 @@ def test_a_busy_port_is_one_line_that_names_port_before_anything_is_written(
     # No dev.json with keys that whoever holds the port would reject, no half-made database.
     assert not (tmp_path / ".brik" / "dev.json").exists()
     assert not (tmp_path / ".brik" / "brik.sqlite3").exists()
+
+
+def test_a_revoked_key_and_a_changed_password_are_not_shown_again(tmp_path: Path) -> None:
+    first, _, _ = run_once(tmp_path)
+    port = free_port()
+    process = start_dev(tmp_path, port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_ready(process, url)
+        with httpx.Client(base_url=url, timeout=10) as admin:
+            credentials = {"email": first["admin_email"], "password": first["admin_password"]}
+            assert admin.post("/v1/auth/login", json=credentials).status_code == 200
+            keys = f"/v1/projects/{first['project_id']}/api_keys"
+            [secret] = [k for k in admin.get(keys).json()["data"] if k["name"] == "test_secret"]
+            assert admin.delete(f"{keys}/{secret['id']}").status_code == 200
+            # As many active keys as before: counting them cannot tell.
+            created = admin.post(keys, json={"name": "ci", "kind": "secret", "mode": "test"})
+            assert created.status_code == 201, created.text
+            changed = admin.post("/v1/user/password", json={
+                "current_password": first["admin_password"],
+                "new_password": "a new password of my own"})  # fmt: skip
+            assert changed.status_code == 200, changed.text
+    finally:
+        stop(process)
+
+    second, output, _ = run_once(tmp_path, password="a new password of my own")
+    revoked = first["keys"]["test_secret"]
+    assert second["keys"]["test_secret"] != revoked
+    assert revoked not in output
+    assert second["keys"]["test_secret"] in output
+    assert first["admin_password"] not in output
+    assert second["admin_password"] is None
+    assert "changed" in output
