@@ -217,6 +217,9 @@ def build_document(operations: Sequence[Operation], version: str) -> dict[str, A
             success["content"] = {operation.response_media_type: {"schema": {"type": "string"}}}
         elif operation.status_code in (302, 303):
             success["headers"] = {"Location": {"schema": {"type": "string"}}}
+        for name, meaning in operation.response_headers.items():
+            header = {"description": meaning, "schema": {"type": "string"}}
+            success.setdefault("headers", {})[name] = header
         entry["responses"] = {str(operation.status_code): success, **_error_responses(operation)}
         paths.setdefault(operation.path, {})[operation.method.lower()] = entry
     return {

@@ -99,6 +99,8 @@ class Operation:
     # Statuses this operation answers beyond those every operation of its kind may (see
     # controlplane/api/openapi.py), with what each means here: {401: "Wrong password"}.
     errors: Mapping[int, str] = field(default_factory=dict, hash=False, compare=False)
+    # Headers its success answers carry, with what each means: {"ETag": "…"}.
+    response_headers: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def operation_id(self) -> str:

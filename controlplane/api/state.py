@@ -215,6 +215,7 @@ async def delete_state(call: Call) -> StateDeleted:
     return StateDeleted(key=key)
 
 
+_ETAG = {"ETag": "The entry's ETag (strong, quoted), as in `etag`: send it back as `If-Match`"}
 _PRECONDITION = (
     "`If-Match` names an ETag the entry no longer has (or the entry is gone), or "
     "`If-None-Match` matches it (`*`: it exists): `precondition_failed`, with the current "
@@ -233,13 +234,13 @@ operations = [
               description="Entries in ascending key order; expired ones are never listed. "
               "Publishable keys list public entries only."),
     Operation("GET", ENTRY, retrieve_state, "Read a state entry (with its ETag)", "State",
-              auth=KEY, scope="state:read", response=StateEntry,
+              auth=KEY, scope="state:read", response=StateEntry, response_headers=_ETAG,
               description="The `ETag` header is the entry's `etag`. An expired entry is a 404 "
               "at once. Publishable keys read public entries only (a private one is a 404, as "
               "if missing). Keys starting with `activity:` are reserved (400 `reserved_key`)."),
     Operation("PUT", ENTRY, put_state, "Create or replace a state entry", "State", auth=KEY,
               scope="state:write", body=StateWrite, response=StateEntryWritten,
-              idempotent=True, errors={412: _PRECONDITION},
+              idempotent=True, errors={412: _PRECONDITION}, response_headers=_ETAG,
               description="Replaces value, TTL and `public` together; answers with the new "
               "`ETag`." + _CONDITIONAL + " `If-None-Match: *` creates only. Counted against "
               "the plan's state bytes: a write that does not fit is 429 "

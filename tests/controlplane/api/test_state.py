@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from controlplane import state
 from controlplane.app import create_app
 from controlplane.auth.api_keys import issue_api_key
 from controlplane.models import KeyKind, KeyMode, Project, Role, StateEntry, StateUsage
@@ -459,3 +460,17 @@ async def test_deleting_a_project_gives_its_state_bytes_back(
     assert deleted.status_code == 200, deleted.text
     assert await StateEntry.filter(project_id=other.id).count() == 0
     assert await stored(acme) == kept.json()["size_bytes"]
+
+
+async def test_the_openapi_document_says_etag_412_and_the_key_rule(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    paths = (await client.get("/v1/openapi.json")).json()["paths"]
+    entry = paths["/v1/state/{key}"]
+    assert "ETag" in entry["get"]["responses"]["200"]["headers"]
+    assert "ETag" in entry["put"]["responses"]["200"]["headers"]
+    assert "412" in entry["put"]["responses"]
+    assert "412" in entry["delete"]["responses"]
+    [key] = entry["get"]["parameters"]
+    assert key["schema"]["pattern"] == state.KEY_PATTERN
+    assert key["schema"]["not"] == {"pattern": "^(activity:)"}
