@@ -458,6 +458,7 @@ async def record_daily_usage(day: date | None = None) -> None:
             )
             for organization_id, mode, stored in rows
         ],
+        batch_size=PURGE_BATCH,
         on_conflict=["organization_id", "day", "mode", "metric"],
         update_fields=["value"],
     )
