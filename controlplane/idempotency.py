@@ -1,7 +1,10 @@
 """``Idempotency-Key``: a retried request gets the first answer, never a second push.
 
-Keys are scoped per project and kept 24 hours (an arq cron job deletes expired ones). The
-first request *claims* the key in its own small commit, so concurrent retries see it at once:
+Keys are scoped per project and mode (the API key's, test or live, as Stripe scopes them per
+account and mode) and kept 24 hours (an arq cron job deletes expired ones): the same key sent
+with a test key and then a live key is two requests, so a test run never answers for
+production, nor claims a key production will use. The first request *claims* the key in its
+own small commit, so concurrent retries see it at once:
 
 * same key, same body, first request finished → its answer, replayed (``Idempotent-Replayed``);
 * same key, different body → 422 ``idempotency_key_reused``;
@@ -24,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from tortoise.exceptions import IntegrityError
 
 from controlplane.errors import IdempotencyConflict, InvalidRequest
-from controlplane.models import IdempotencyKey
+from controlplane.models import IdempotencyKey, KeyMode
 
 KEY_LIFETIME = timedelta(hours=24)
 STALE_CLAIM = timedelta(minutes=5)
@@ -36,8 +39,11 @@ def request_fingerprint(method: str, path: str, body: Any) -> str:
     return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
 
 
-async def claim(project_id: str, key: str, fingerprint: str) -> IdempotencyKey | Response:
-    """Claim ``key`` for this request, or the answer a retry must get instead."""
+async def claim(
+    project_id: str, mode: KeyMode, key: str, fingerprint: str
+) -> IdempotencyKey | Response:
+    """Claim ``key`` in ``project_id``'s ``mode`` for this request, or the answer a retry must
+    get instead."""
     if not _KEY.match(key):
         raise InvalidRequest(
             "Idempotency-Key: 1 to 255 printable ASCII characters, no spaces.",
@@ -48,11 +54,11 @@ async def claim(project_id: str, key: str, fingerprint: str) -> IdempotencyKey |
     for _ in range(2):
         try:
             return await IdempotencyKey.create(
-                project_id=project_id, key=key, request_hash=fingerprint, status="in_flight",
-                expires_at=now + KEY_LIFETIME,
+                project_id=project_id, mode=mode, key=key, request_hash=fingerprint,
+                status="in_flight", expires_at=now + KEY_LIFETIME,
             )  # fmt: skip
         except IntegrityError:
-            existing = await IdempotencyKey.get_or_none(project_id=project_id, key=key)
+            existing = await IdempotencyKey.get_or_none(project_id=project_id, mode=mode, key=key)
         if existing is None:
             continue  # released meanwhile: claim again
         if existing.expires_at <= now:

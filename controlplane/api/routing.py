@@ -322,11 +322,14 @@ async def run_operation(request: Request, operation: Operation) -> Response:
         return _render(await operation.handler(call), operation)
     claimed = None
     key = request.headers.get("idempotency-key")
+    # Keys are per project and mode; idempotent operations are API-key operations, and only a
+    # key has a mode.
     if operation.idempotent and key is not None and tenant is not None and tenant.project:
+        assert tenant.mode is not None, "idempotent operations take an API key"
         fingerprint = idempotency.request_fingerprint(
             request.method, request.url.path, body.model_dump(mode="json") if body else None
         )
-        outcome = await idempotency.claim(tenant.project.id, key, fingerprint)
+        outcome = await idempotency.claim(tenant.project.id, tenant.mode, key, fingerprint)
         if isinstance(outcome, Response):
             return outcome
         claimed = outcome

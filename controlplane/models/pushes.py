@@ -101,12 +101,17 @@ class Delivery(Model):
 
 
 class IdempotencyKey(Model):
-    """The first answer to a request with an ``Idempotency-Key``, replayed for its retries."""
+    """The first answer to a request with an ``Idempotency-Key``, replayed for its retries.
+
+    Scoped per project *and* mode (the API key's): a test-mode request never answers for a
+    live one, nor claims a key production will use.
+    """
 
     id = fields.BigIntField(primary_key=True)
     project: fields.ForeignKeyRelation[Project] = fields.ForeignKeyField(
         "brik.Project", related_name="idempotency_keys", on_delete=fields.CASCADE
     )
+    mode = fields.CharEnumField(KeyMode, max_length=4)
     key = fields.CharField(max_length=255)
     request_hash = fields.CharField(max_length=64)
     status = fields.CharField(max_length=12)  # in_flight | completed
@@ -117,4 +122,4 @@ class IdempotencyKey(Model):
 
     class Meta:
         table = "idempotency_keys"
-        unique_together = (("project", "key"),)
+        unique_together = (("project", "mode", "key"),)

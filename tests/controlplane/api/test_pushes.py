@@ -158,8 +158,8 @@ async def test_a_request_still_in_flight_gets_409_and_a_failed_one_releases_its_
         "POST", "/v1/pushes", PushRequest.model_validate(body).model_dump(mode="json")
     )
     await IdempotencyKey.create(
-        project=acme.project, key="busy", request_hash=fingerprint, status="in_flight",
-        expires_at=datetime.now(UTC) + timedelta(hours=1),
+        project=acme.project, mode=KeyMode.TEST, key="busy", request_hash=fingerprint,
+        status="in_flight", expires_at=datetime.now(UTC) + timedelta(hours=1),
     )  # fmt: skip
     busy_headers = {**bearer(acme.secret_key), "Idempotency-Key": "busy"}
     busy = await client.post("/v1/pushes", json=body, headers=busy_headers)
