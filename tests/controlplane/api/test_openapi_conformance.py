@@ -154,7 +154,11 @@ STATE_DEPENDENT: dict[str, list[Refusal]] = {
     "accept_invitation": [Refusal("invitation_unusable", "token",
                                   "a token is good only once an invitation was sent with it")],
     "change_password": [Refusal("incorrect_password", "current_password",
-                                "the right current password is a secret, not a shape")],
+                                "the right current password is a secret, not a shape"),
+                        Refusal("parameter_missing", "current_password",
+                                "needed only when the account has a password (an account "
+                                "that signs in with OIDC only has none)",
+                                lambda case: (case.body or {}).get("current_password") is None)],
     "create_invitation": [Refusal("already_member", "email", "depends on who is a member")],
     "create_api_key": [_PAST_EXPIRY],
     "create_access_token": [_PAST_EXPIRY],
