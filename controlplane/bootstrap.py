@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from tortoise.transactions import in_transaction
 
-from controlplane.auth.api_key_cache import invalidate_cached_keys
+from controlplane.auth.api_key_cache import EPOCH_BUMPS_AFTER_COMMIT, invalidate_cached_keys
 from controlplane.auth.api_keys import issue_api_key
 from controlplane.auth.passwords import hash_password
 from controlplane.models import (
@@ -36,8 +36,6 @@ from controlplane.models import (
     Role,
     User,
 )
-
-EPOCH_BUMPS_AFTER_COMMIT = 3  # tries, as for the API's own revocations
 
 
 @dataclass

@@ -39,6 +39,7 @@ from controlplane import audit, idempotency
 from controlplane.api.bodies import parse_body, reject_unstorable_text, validation_error
 from controlplane.auth.admin import AdminPrincipal, authenticate_admin
 from controlplane.auth.api_key_cache import (
+    EPOCH_BUMPS_AFTER_COMMIT,
     MAX_ENTRY_AGE_SECONDS,
     ApiKeyCache,
     invalidate_cached_keys,
@@ -66,7 +67,6 @@ logger = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
 RowT = TypeVar("RowT", bound=Model)
 _READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
-EPOCH_BUMPS_AFTER_COMMIT = 3
 Handler = Callable[["Call"], Awaitable[BaseModel | Response]]
 
 

@@ -52,6 +52,7 @@ USE_REPORT_INTERVAL = 10.0
 MAX_ENTRIES = 50_000
 MAX_ENTRY_AGE_SECONDS = 60.0
 BUMP_RETRY_DELAY_SECONDS = 0.2
+EPOCH_BUMPS_AFTER_COMMIT = 3  # tries for the bump after a revocation has committed
 
 logger = logging.getLogger("brik.api_keys")
 
