@@ -5,8 +5,8 @@ One request body (:class:`PushContent`) describes the push once, for every platf
 ================  ==========================================================================
 kind              what the device does with it
 ================  ==========================================================================
-``alert``         shows a notification (title, subtitle, body, sound, badge) and hands the
-                  app ``data``
+``alert``         shows a notification (title, subtitle, body, sound, badge, and the
+                  notification options of :class:`Alert`) and hands the app ``data``
 ``background``    wakes the app silently with ``data`` (a widget update); never shown
 ``liveactivity``  starts, updates or ends a Live Activity (on Android: a data message the
                   app renders as an ongoing notification)
@@ -59,11 +59,33 @@ def _kind_is(kind: str, then: JsonDict, otherwise: JsonDict | None = None) -> Js
     return rule if otherwise is None else {**rule, "else": otherwise}
 
 
+IMAGE_KEY = "brik_image_url"
+"""Where an APNs notification service extension finds ``alert.image_url`` (top-level key)."""
+
 _PRESENT: JsonDict = {"type": "object"}
 _ABSENT: JsonDict = {"type": "null"}
 
 
-class Alert(BaseModel):
+_Name = Annotated[str, Field(min_length=1, max_length=200)]
+_LocArgs = Annotated[list[Annotated[str, Field(max_length=1000)]], Field(max_length=20)]
+_Url = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^https://\S+$")]
+
+
+_LOCALIZED = ("title", "subtitle", "body")
+
+
+def _args_need_their_key(part: str) -> JsonDict:
+    """JSON Schema for "``<part>_loc_args`` (not null) needs ``<part>_loc_key`` (not null)"."""
+    args, key = f"{part}_loc_args", f"{part}_loc_key"
+    return {
+        "if": {"required": [args], "properties": {args: {"type": "array"}}},
+        "then": {"required": [key], "properties": {key: {"type": "string"}}},
+    }
+
+
+class ActivityAlert(BaseModel):
+    """A Live Activity's alert: what Apple documents there (its text and sound)."""
+
     model_config = ConfigDict(
         extra="forbid", json_schema_extra=_one_of_them_is_said("title", "body")
     )
@@ -74,9 +96,71 @@ class Alert(BaseModel):
     badge: Annotated[int, Field(ge=0, le=1_000_000), WHOLE_NUMBER] | None = None
 
     @model_validator(mode="after")
-    def _says_something(self) -> Alert:
+    def _says_something(self) -> ActivityAlert:
         if not (self.title or self.body):
             raise field_error("title", "an alert needs a title or a body")
+        return self
+
+
+class Alert(ActivityAlert):
+    """What a notification shows, and how (see docs/api.md, "Notification options").
+
+    Beside the text, the options OneSignal and Expo users expect; each is spelled by the
+    providers (``workers/providers/``) and only where the platform has it: ``thread_id`` …
+    ``target_content_id`` are APNs only, ``channel_id`` … ``visibility`` Android only, the
+    localization keys and ``image_url`` both. The app's localized strings may stand in for the
+    text: an alert needs a title or a body, as text or as a localization key.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            **_one_of_them_is_said("title", "body", "title_loc_key", "body_loc_key"),
+            "allOf": [_args_need_their_key(part) for part in _LOCALIZED],
+        },
+    )
+    # Localization (both platforms; subtitle: APNs only).
+    title_loc_key: _Name | None = None
+    title_loc_args: _LocArgs | None = None
+    subtitle_loc_key: _Name | None = None
+    subtitle_loc_args: _LocArgs | None = None
+    body_loc_key: _Name | None = None
+    body_loc_args: _LocArgs | None = None
+    image_url: _Url | None = Field(
+        default=None,
+        description="An image shown with the notification (https). APNs: needs the app's "
+        "notification service extension, which finds it as the payload's top-level "
+        "`brik_image_url` (the push is sent with mutable-content); Android: shown by FCM.",
+    )
+    # APNs only.
+    thread_id: _Name | None = None
+    category: _Name | None = None
+    mutable_content: bool | None = None
+    interruption_level: Literal["passive", "active", "time-sensitive", "critical"] | None = None
+    relevance_score: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    target_content_id: _Name | None = None
+    # Android (FCM) only.
+    channel_id: _Name | None = None
+    icon: _Name | None = None
+    color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$", description="#rrggbb")
+    click_action: _Name | None = None
+    tag: _Name | None = Field(
+        default=None, description="Replaces the shown notification with this tag (default: "
+        "the collapse id)."
+    )  # fmt: skip
+    notification_priority: Literal["min", "low", "default", "high", "max"] | None = None
+    visibility: Literal["private", "public", "secret"] | None = None
+
+    @model_validator(mode="after")
+    def _says_something(self) -> Alert:  # more ways to say it than the text
+        if not (self.title or self.body or self.title_loc_key or self.body_loc_key):
+            raise field_error(
+                "title", "an alert needs a title or a body (or title_loc_key or body_loc_key)"
+            )
+        for part in _LOCALIZED:
+            key, args = f"{part}_loc_key", f"{part}_loc_args"
+            if getattr(self, args) is not None and getattr(self, key) is None:
+                raise field_error(args, f"{args} needs {key}")
         return self
 
 
@@ -96,7 +180,7 @@ class LiveActivity(BaseModel):
     content_state: dict[str, Any] = Field(max_length=200)
     attributes_type: str | None = Field(default=None, max_length=200)
     attributes: dict[str, Any] | None = Field(default=None, max_length=200)
-    alert: Alert | None = None
+    alert: ActivityAlert | None = None
     dismissal_date: Moment | None = None
     stale_date: Moment | None = None
     relevance_score: float | None = Field(default=None, ge=0, allow_inf_nan=False)
@@ -153,6 +237,8 @@ class PushContent(BaseModel):
             raise field_error("alert", "a background push has no alert; use kind 'alert'")
         if self.data and "aps" in self.data:
             raise field_error("data.aps", "APNs reserves this key")
+        if self.data and self.alert and self.alert.image_url and IMAGE_KEY in self.data:
+            raise field_error(f"data.{IMAGE_KEY}", "alert.image_url is sent under this key")
         return self
 
 

@@ -37,6 +37,48 @@ def test_content_that_cannot_be_sent_is_refused(fields: dict[str, Any]) -> None:
         PushContent.model_validate(fields)
 
 
+@pytest.mark.parametrize(
+    ("alert", "param"),
+    [
+        ({"title": "x", "title_loc_args": ["x"]}, "title_loc_args"),  # args need their key
+        ({"body": "x", "body_loc_args": ["x"]}, "body_loc_args"),
+        ({"body": "x", "interruption_level": "urgent"}, "interruption_level"),
+        ({"body": "x", "relevance_score": 1.5}, "relevance_score"),
+        ({"body": "x", "color": "orange"}, "color"),
+        ({"body": "x", "image_url": "http://example.com/a.png"}, "image_url"),
+        ({"body": "x", "visibility": "hidden"}, "visibility"),
+        ({"body": "x", "thread_id": ""}, "thread_id"),
+        ({"body": "x", "title_loc_args": ["a"] * 21}, "title_loc_args"),
+    ],
+)  # fmt: skip
+def test_a_wrong_notification_option_is_refused_by_name(alert: dict[str, Any], param: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        content(kind="alert", alert=alert)
+    named = [str(e["loc"][-1]) if e["type"] != "parameter_invalid" else e["ctx"]["param"]
+             for e in error.value.errors()]  # fmt: skip
+    assert param in named, error.value.errors()
+
+
+def test_a_localization_key_stands_in_for_the_text() -> None:
+    assert content(kind="alert", alert={"body_loc_key": "HELLO"}).alert is not None
+    with pytest.raises(ValidationError, match="title or a body"):
+        content(kind="alert", alert={"thread_id": "t"})
+
+
+def test_a_live_activity_alert_refuses_the_notification_options_apple_ignores_there() -> None:
+    with pytest.raises(ValidationError) as error:
+        content(kind="liveactivity", live_activity={
+            "event": "update", "content_state": {}, "alert": {"title": "x", "thread_id": "t"},
+        })  # fmt: skip
+    assert error.value.errors()[0]["loc"] == ("live_activity", "alert", "thread_id")
+
+
+def test_the_image_key_is_not_taken_twice() -> None:
+    with pytest.raises(ValidationError, match="image_url is sent under this key"):
+        content(kind="alert", alert={"body": "x", "image_url": "https://e.com/a.png"},
+                data={"brik_image_url": "other"})  # fmt: skip
+
+
 def test_the_4kb_limit_is_checked_for_both_providers() -> None:
     check_sizes(content(kind="background", data={"blob": "x" * 3900}), PROVIDERS)
     with pytest.raises(InvalidRequest) as error:

@@ -273,3 +273,52 @@ async def test_a_scheduled_push_goes_out_at_send_at_not_before_and_lives_its_ttl
     # The ttl counts from send_at: Apple may store it until send_at + ttl, not creation + ttl.
     assert int(apple.headers["apns-expiration"]) >= int(send_at.timestamp()) + ttl - 1
     assert int(google.message["android"]["ttl"].removesuffix("s")) >= ttl - 2
+
+
+async def test_notification_options_reach_apple_and_google_as_each_documents_them(
+    pipeline: Callable[..., Any],
+    apns_fake: FakeAPNs,
+    fcm_fake: FakeFCM,
+    signing_key: SigningKey,
+) -> None:
+    client = await pipeline(
+        apns_host=apns_fake.host, apns_port=apns_fake.port,
+        apns_ca_file=apns_fake.ca_file,  # type: ignore[attr-defined]
+        fcm_base_url=fcm_fake.base_url, fcm_token_url=fcm_fake.token_url,
+    )  # fmt: skip
+    live = await live_project(client, signing_key, fcm_fake)
+    await register(client, live, "cd" * 32, "ios")
+    await register(client, live, "android-options-" + "q" * 20, "android")
+    alert = {
+        "title_loc_key": "SHIPPED", "body_loc_key": "ETA", "body_loc_args": ["5"],
+        "thread_id": "order-42", "interruption_level": "time-sensitive",
+        "relevance_score": 0.5, "image_url": "https://cdn.example.com/box.png",
+        "channel_id": "orders", "color": "#FF8800", "click_action": "OPEN_ORDER",
+    }  # fmt: skip
+    refused = await client.post(
+        "/v1/pushes", json={"kind": "alert", "alert": {**alert, "color": "orange"},
+                            "to": {"tags": ["all"]}}, headers=bearer(live),
+    )  # fmt: skip
+    assert (refused.status_code, refused.json()["error"]["param"]) == (400, "alert.color")
+    accepted = await client.post(
+        "/v1/pushes", json={"kind": "alert", "alert": alert, "to": {"tags": ["all"]}},
+        headers=bearer(live),
+    )  # fmt: skip
+    assert accepted.status_code == 202, accepted.text
+    push = await until_final(client, live, accepted.json()["id"])
+    assert push["deliveries"] == {"delivered": 2}
+    [apple] = apns_fake.accepted()
+    assert apple.payload["brik_image_url"] == "https://cdn.example.com/box.png"
+    assert apple.payload["aps"] == {
+        "alert": {"title-loc-key": "SHIPPED", "loc-key": "ETA", "loc-args": ["5"]},
+        "thread-id": "order-42", "interruption-level": "time-sensitive",
+        "relevance-score": 0.5, "mutable-content": 1,
+    }  # fmt: skip
+    [google] = fcm_fake.accepted()
+    shown = google.message["android"]["notification"]
+    assert shown.pop("tag").startswith("psh_")  # no tag asked for: the push's collapse id
+    assert shown == {
+        "title_loc_key": "SHIPPED", "body_loc_key": "ETA", "body_loc_args": ["5"],
+        "image": "https://cdn.example.com/box.png", "channel_id": "orders", "color": "#FF8800",
+        "click_action": "OPEN_ORDER",
+    }  # fmt: skip

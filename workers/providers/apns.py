@@ -9,7 +9,12 @@ push kind is new, its content in ``controlplane/payloads.py``):
 ================  ============================================================================
 kind              APNs request
 ================  ============================================================================
-``alert``         push-type ``alert``; ``aps.alert`` (title, subtitle, body), sound, badge
+``alert``         push-type ``alert``; ``aps.alert`` (title, subtitle, body and their
+                  ``*-loc-key``/``*-loc-args``; the body's are ``loc-key``/``loc-args``),
+                  sound, badge, ``thread-id``, ``category``, ``interruption-level``,
+                  ``relevance-score``, ``target-content-id``, ``mutable-content: 1`` (asked
+                  for, or implied by an image: its URL goes top-level as ``brik_image_url``,
+                  where the app's notification service extension reads it)
 ``background``    push-type ``background``, always priority 5 (Apple throttles 10);
                   ``aps.content-available: 1``
 ``liveactivity``  push-type ``liveactivity``, topic ``<bundle>.push-type.liveactivity``;
@@ -53,7 +58,7 @@ from aioapns import NotificationRequest, PushType
 from aioapns.exceptions import ConnectionError as APNsConnectionError
 from aioapns.exceptions import MaxAttemptsExceeded
 
-from controlplane.payloads import Alert, PushContent
+from controlplane.payloads import IMAGE_KEY, ActivityAlert, PushContent
 from controlplane.settings import Settings
 from workers.providers.apns_connection import apns_pool
 from workers.providers.base import Credential, Outcome, ProviderKind, Recipient
@@ -106,20 +111,39 @@ def _unix(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp())
 
 
-def _shown(alert: Alert) -> dict[str, Any]:
-    aps: dict[str, Any] = {"alert": {k: v for k, v in {
+def _present(fields: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def _shown(alert: ActivityAlert) -> dict[str, Any]:
+    aps: dict[str, Any] = {"alert": _present({
         "title": alert.title, "subtitle": alert.subtitle, "body": alert.body,
-    }.items() if v is not None}}  # fmt: skip
+    })}  # fmt: skip
     if alert.sound:
         aps["sound"] = alert.sound
     return aps
 
 
 def _alert(content: PushContent) -> dict[str, Any]:
-    assert content.alert is not None
-    aps = _shown(content.alert)
-    if content.alert.badge is not None:
-        aps["badge"] = content.alert.badge
+    alert = content.alert
+    assert alert is not None
+    aps = _shown(alert)
+    aps["alert"].update(_present({
+        "title-loc-key": alert.title_loc_key, "title-loc-args": alert.title_loc_args,
+        "subtitle-loc-key": alert.subtitle_loc_key,
+        "subtitle-loc-args": alert.subtitle_loc_args,
+        "loc-key": alert.body_loc_key, "loc-args": alert.body_loc_args,
+    }))  # fmt: skip
+    mutable = alert.mutable_content or alert.image_url is not None
+    aps.update(_present({
+        "badge": alert.badge,
+        "thread-id": alert.thread_id,
+        "category": alert.category,
+        "mutable-content": 1 if mutable else None,
+        "interruption-level": alert.interruption_level,
+        "relevance-score": alert.relevance_score,
+        "target-content-id": alert.target_content_id,
+    }))  # fmt: skip
     return aps
 
 
@@ -160,7 +184,10 @@ PUSH_TYPES: dict[str, PushTypeSpelling] = {
 
 def apns_payload(content: PushContent) -> dict[str, Any]:
     """The JSON body Apple receives: the app's data beside ``aps``."""
-    return {**(content.data or {}), "aps": PUSH_TYPES[content.kind].aps(content)}
+    payload = {**(content.data or {}), "aps": PUSH_TYPES[content.kind].aps(content)}
+    if content.alert is not None and content.alert.image_url is not None:
+        payload[IMAGE_KEY] = content.alert.image_url  # for the notification service extension
+    return payload
 
 
 def spell(content: PushContent, recipient: Recipient, details: Mapping[str, Any]) -> ApnsPush:

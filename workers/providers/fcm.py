@@ -8,8 +8,11 @@ whose values FCM wants as strings, so others travel as JSON):
 ================  ============================================================================
 kind              FCM v1 message
 ================  ============================================================================
-``alert``         ``notification`` (title, body); sound, badge (``notification_count``) and the
-                  collapse id as ``tag`` in ``android.notification``
+``alert``         ``notification`` (title, body); in ``android.notification``: sound, badge
+                  (``notification_count``), ``tag`` (default: the collapse id), the
+                  localization keys (``title_loc_key``/``args``, ``body_loc_key``/``args``),
+                  ``image``, ``channel_id``, ``icon``, ``color``, ``click_action``,
+                  ``notification_priority`` (``PRIORITY_*``), ``visibility`` (upper case)
 ``background``    a data-only message, priority ``NORMAL`` unless ``high`` is asked for
 ``liveactivity``  a data-only message carrying the event, the content state and the attributes
                   type (``brik_live_activity_*``): Android has no Live Activities, the app
@@ -83,18 +86,38 @@ Shape = Callable[[PushContent, dict[str, Any], dict[str, Any], dict[str, str]], 
 def _alert(
     content: PushContent, message: dict[str, Any], android: dict[str, Any], data: dict[str, str]
 ) -> None:
-    assert content.alert is not None
-    shown = {"title": content.alert.title, "body": content.alert.body}
-    message["notification"] = {key: value for key, value in shown.items() if value}
-    notification: dict[str, Any] = {}
-    if content.alert.sound:
-        notification["sound"] = content.alert.sound
-    if content.alert.badge is not None:
-        notification["notification_count"] = content.alert.badge
-    if "collapse_key" in android:
-        notification["tag"] = android["collapse_key"]
+    alert = content.alert
+    assert alert is not None
+    shown = {"title": alert.title, "body": alert.body}
+    if any(shown.values()):
+        message["notification"] = {key: value for key, value in shown.items() if value}
+    notification: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "sound": alert.sound or None,
+            "notification_count": alert.badge,
+            "tag": alert.tag or android.get("collapse_key"),
+            "title_loc_key": alert.title_loc_key,
+            "title_loc_args": alert.title_loc_args,
+            "body_loc_key": alert.body_loc_key,
+            "body_loc_args": alert.body_loc_args,
+            "image": alert.image_url,
+            "channel_id": alert.channel_id,
+            "icon": alert.icon,
+            "color": alert.color,
+            "click_action": alert.click_action,
+            "notification_priority": _NOTIFICATION_PRIORITIES.get(alert.notification_priority),
+            "visibility": alert.visibility.upper() if alert.visibility else None,
+        }.items()
+        if value is not None
+    }
     if notification:
         android["notification"] = notification
+
+
+_NOTIFICATION_PRIORITIES: dict[str | None, str] = {
+    level: f"PRIORITY_{level.upper()}" for level in ("min", "low", "default", "high", "max")
+}
 
 
 def _background(

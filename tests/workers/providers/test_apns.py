@@ -62,6 +62,41 @@ def test_an_alert_is_spelled_as_apple_documents() -> None:
     assert (apns.apns_id, apns.collapse_id, apns.expiration) == ("id", "order-42", 1_900_000_000)
 
 
+def test_every_notification_option_is_spelled_as_apples_payload_key_reference() -> None:
+    apns = spelled({"kind": "alert", "alert": {
+        "title_loc_key": "ORDER_TITLE", "title_loc_args": ["42"],
+        "subtitle_loc_key": "ORDER_SUB", "subtitle_loc_args": ["Anna"],
+        "body_loc_key": "ORDER_BODY", "body_loc_args": ["today", "5"],
+        "thread_id": "order-42", "category": "ORDER", "interruption_level": "time-sensitive",
+        "relevance_score": 0.75, "target_content_id": "orders/42",
+        "image_url": "https://cdn.example.com/box.png",
+        # Android's own options are not APNs keys: they stay out of Apple's payload.
+        "channel_id": "orders", "color": "#FF8800", "visibility": "private",
+    }, "data": {"order": 42}})  # fmt: skip
+    assert apns.payload == {
+        "order": 42,
+        "brik_image_url": "https://cdn.example.com/box.png",
+        "aps": {
+            "alert": {
+                "title-loc-key": "ORDER_TITLE", "title-loc-args": ["42"],
+                "subtitle-loc-key": "ORDER_SUB", "subtitle-loc-args": ["Anna"],
+                "loc-key": "ORDER_BODY", "loc-args": ["today", "5"],
+            },
+            "thread-id": "order-42", "category": "ORDER",
+            "interruption-level": "time-sensitive", "relevance-score": 0.75,
+            "target-content-id": "orders/42",
+            "mutable-content": 1,  # the image needs the notification service extension
+        },
+    }  # fmt: skip
+
+
+def test_mutable_content_is_sent_when_asked_and_only_then() -> None:
+    asked = spelled({"kind": "alert", "alert": {"body": "x", "mutable_content": True}})
+    assert asked.payload["aps"]["mutable-content"] == 1
+    for plain in ({"body": "x"}, {"body": "x", "mutable_content": False}):
+        assert "mutable-content" not in spelled({"kind": "alert", "alert": plain}).payload["aps"]
+
+
 def test_a_widget_update_is_a_silent_low_priority_push() -> None:
     apns = spelled({"kind": "background", "data": {"widget": {"temp": 21}}, "priority": "high"})
     assert apns.payload == {"widget": {"temp": 21}, "aps": {"content-available": 1}}

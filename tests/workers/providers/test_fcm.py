@@ -58,6 +58,28 @@ def test_an_alert_is_spelled_as_google_documents() -> None:
     }  # fmt: skip
 
 
+def test_every_notification_option_is_spelled_as_googles_android_notification() -> None:
+    fcm = spelled({"kind": "alert", "alert": {
+        "title_loc_key": "ORDER_TITLE", "title_loc_args": ["42"],
+        "body_loc_key": "ORDER_BODY", "body_loc_args": ["today"],
+        "image_url": "https://cdn.example.com/box.png", "channel_id": "orders",
+        "icon": "ic_box", "color": "#FF8800", "click_action": "OPEN_ORDER", "tag": "o-42",
+        "notification_priority": "high", "visibility": "private",
+        # APNs' own options are not FCM fields: they stay out of Google's message.
+        "thread_id": "order-42", "interruption_level": "passive", "mutable_content": True,
+    }}, collapse_id="order")  # fmt: skip
+    assert "notification" not in fcm  # no plain text: the app's localized strings say it
+    assert fcm["android"]["notification"] == {
+        "title_loc_key": "ORDER_TITLE", "title_loc_args": ["42"],
+        "body_loc_key": "ORDER_BODY", "body_loc_args": ["today"],
+        "image": "https://cdn.example.com/box.png", "channel_id": "orders", "icon": "ic_box",
+        "color": "#FF8800", "click_action": "OPEN_ORDER",
+        "tag": "o-42",  # asked for: wins over the collapse id
+        "notification_priority": "PRIORITY_HIGH", "visibility": "PRIVATE",
+    }  # fmt: skip
+    assert fcm["android"]["collapse_key"] == "order"
+
+
 def test_a_widget_update_is_a_data_only_message() -> None:
     fcm = spelled({"kind": "background", "data": {"widget": {"temp": 21}}})
     assert "notification" not in fcm
