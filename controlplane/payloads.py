@@ -14,7 +14,8 @@ kind              what the device does with it
 
 Options: ``priority`` (``high`` or ``normal``), ``ttl`` seconds, counted from when the push is
 due — ``send_at`` if scheduled, else when it was accepted — and ``collapse_id`` (a newer push
-with it replaces the older one on the device).
+with it replaces the older one on the device). ``apns`` (:class:`ApnsOverride`) and ``android``
+are raw parts laid over what the providers build, for what Brik does not spell itself.
 
 How each kind and option is spelled for Apple or Google is each provider's business (its module
 in ``workers/providers/``); the API only asks the providers, through a :class:`ProviderCatalog`
@@ -198,6 +199,58 @@ class LiveActivity(BaseModel):
         return self
 
 
+# APNs headers Brik sets itself: the delivery's own id (the same on every retry, which is how
+# Apple and our logs tell one push from another), the bundle id of the project's credential,
+# the push type its kind needs, the provider token. Expiry is the push's `ttl`.
+_BRIK_APNS_HEADERS = {
+    "apns-id": "Brik sets apns-id: the delivery's own id, the same on every retry",
+    "apns-topic": "Brik sets apns-topic from the project's APNs credential",
+    "apns-push-type": "Brik sets apns-push-type from the push's kind",
+    "authorization": "Brik signs every request with the project's APNs key",
+    "apns-expiration": "use the push's ttl",
+}
+
+
+class ApnsHeaders(BaseModel):
+    """The APNs request headers a push may set itself (the rest are Brik's)."""
+
+    model_config = ConfigDict(extra="forbid", serialize_by_alias=True)  # stored as sent
+    priority: Literal[1, 5, 10] | None = Field(default=None, alias="apns-priority")
+    collapse_id: str | None = Field(
+        default=None, alias="apns-collapse-id", min_length=1, max_length=64
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_brik_s(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in data:
+                reason = _BRIK_APNS_HEADERS.get(str(name).lower())
+                if reason is not None:
+                    raise field_error(str(name), reason)
+        return data
+
+
+class ApnsOverride(BaseModel):
+    """Raw APNs parts laid over what Brik spells (docs/api.md, "Raw per-platform overrides")."""
+
+    model_config = ConfigDict(extra="forbid")
+    headers: ApnsHeaders | None = None
+    payload: dict[str, Any] | None = Field(
+        default=None,
+        max_length=100,
+        description="Deep-merged into the APNs payload: `aps` key by key into Brik's `aps`, "
+        "other keys beside it (over `data`); the override wins.",
+        json_schema_extra={"properties": {"aps": {"type": "object"}}},
+    )
+
+    @model_validator(mode="after")
+    def _aps_is_an_object(self) -> ApnsOverride:
+        if self.payload is not None and not isinstance(self.payload.get("aps", {}), dict):
+            raise field_error("payload.aps", "aps is an object")
+        return self
+
+
 class PushContent(BaseModel):
     """The provider-independent content of a push (the body of ``POST /v1/pushes`` minus ``to``)."""
 
@@ -224,6 +277,15 @@ class PushContent(BaseModel):
         default=None, description="Seconds."
     )
     collapse_id: str | None = Field(default=None, min_length=1, max_length=64)
+    apns: ApnsOverride | None = Field(
+        default=None, description="Raw APNs headers and payload keys, laid over Brik's."
+    )
+    android: dict[str, Any] | None = Field(
+        default=None,
+        max_length=50,
+        description="Deep-merged into the FCM message's `android` config (AndroidConfig); "
+        "the override wins.",
+    )
 
     @model_validator(mode="after")
     def _fits_its_kind(self) -> PushContent:

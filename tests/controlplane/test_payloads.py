@@ -79,6 +79,36 @@ def test_the_image_key_is_not_taken_twice() -> None:
                 data={"brik_image_url": "other"})  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("apns", "param"),
+    [
+        ({"headers": {"apns-id": "x"}}, "apns-id"),
+        ({"headers": {"APNs-Topic": "com.other"}}, "APNs-Topic"),
+        ({"headers": {"apns-push-type": "voip"}}, "apns-push-type"),
+        ({"headers": {"apns-priority": 7}}, "apns-priority"),
+        ({"payload": {"aps": "x"}}, "payload.aps"),
+    ],
+)
+def test_an_apns_override_may_not_take_what_brik_owns(apns: dict[str, Any], param: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        content(kind="alert", alert={"body": "x"}, apns=apns)
+    [wrong] = error.value.errors()
+    named = wrong["ctx"]["param"] if wrong["type"] == "parameter_invalid" else wrong["loc"][-1]
+    assert named == param
+
+
+def test_the_4kb_limit_counts_the_raw_overrides() -> None:
+    alert = {"body": "x"}
+    check_sizes(content(kind="alert", alert=alert, apns={"payload": {"k": "x" * 3800}}),
+                PROVIDERS)  # fmt: skip
+    with pytest.raises(InvalidRequest, match="as APNs would receive it"):
+        check_sizes(content(kind="alert", alert=alert, apns={"payload": {"k": "x" * 4100}}),
+                    PROVIDERS)  # fmt: skip
+    long = {"notification": {"ticker": "x" * 4100}}
+    with pytest.raises(InvalidRequest, match="as FCM would receive it"):
+        check_sizes(content(kind="alert", alert=alert, android=long), PROVIDERS)
+
+
 def test_the_4kb_limit_is_checked_for_both_providers() -> None:
     check_sizes(content(kind="background", data={"blob": "x" * 3900}), PROVIDERS)
     with pytest.raises(InvalidRequest) as error:

@@ -300,9 +300,18 @@ async def test_notification_options_reach_apple_and_google_as_each_documents_the
                             "to": {"tags": ["all"]}}, headers=bearer(live),
     )  # fmt: skip
     assert (refused.status_code, refused.json()["error"]["param"]) == (400, "alert.color")
+    overrides = {
+        "apns": {"headers": {"apns-priority": 5}, "payload": {"aps": {"category": "ORDER"}}},
+        "android": {"notification": {"sticky": True}},
+    }
+    owned = await client.post(
+        "/v1/pushes", json={"kind": "alert", "alert": alert, "to": {"tags": ["all"]},
+                            "apns": {"headers": {"apns-id": "mine"}}}, headers=bearer(live),
+    )  # fmt: skip
+    assert (owned.status_code, owned.json()["error"]["param"]) == (400, "apns.headers.apns-id")
     accepted = await client.post(
-        "/v1/pushes", json={"kind": "alert", "alert": alert, "to": {"tags": ["all"]}},
-        headers=bearer(live),
+        "/v1/pushes", json={"kind": "alert", "alert": alert, "to": {"tags": ["all"]},
+                            **overrides}, headers=bearer(live),
     )  # fmt: skip
     assert accepted.status_code == 202, accepted.text
     push = await until_final(client, live, accepted.json()["id"])
@@ -312,13 +321,14 @@ async def test_notification_options_reach_apple_and_google_as_each_documents_the
     assert apple.payload["aps"] == {
         "alert": {"title-loc-key": "SHIPPED", "loc-key": "ETA", "loc-args": ["5"]},
         "thread-id": "order-42", "interruption-level": "time-sensitive",
-        "relevance-score": 0.5, "mutable-content": 1,
+        "relevance-score": 0.5, "mutable-content": 1, "category": "ORDER",
     }  # fmt: skip
+    assert apple.headers["apns-priority"] == "5"
     [google] = fcm_fake.accepted()
     shown = google.message["android"]["notification"]
     assert shown.pop("tag").startswith("psh_")  # no tag asked for: the push's collapse id
     assert shown == {
         "title_loc_key": "SHIPPED", "body_loc_key": "ETA", "body_loc_args": ["5"],
         "image": "https://cdn.example.com/box.png", "channel_id": "orders", "color": "#FF8800",
-        "click_action": "OPEN_ORDER",
+        "click_action": "OPEN_ORDER", "sticky": True,
     }  # fmt: skip

@@ -23,6 +23,10 @@ kind              APNs request
                   ``relevance-score``, an alert when given
 ================  ============================================================================
 
+Raw overrides (``content.apns``): ``payload`` is deep-merged over the payload built above
+(``aps`` key by key; the tenant's keys win), ``headers`` may set ``apns-priority`` and
+``apns-collapse-id`` (the model refuses the headers Brik owns: apns-id, topic, push type).
+
 Options: ``priority`` ``high`` → 10, ``normal`` → 5; the ``ttl`` → ``apns-expiration`` (an
 absolute time); the collapse id → ``apns-collapse-id``; the delivery's own id → ``apns-id``,
 the same on every attempt.
@@ -61,7 +65,7 @@ from aioapns.exceptions import MaxAttemptsExceeded
 from controlplane.payloads import IMAGE_KEY, ActivityAlert, PushContent
 from controlplane.settings import Settings
 from workers.providers.apns_connection import apns_pool
-from workers.providers.base import Credential, Outcome, ProviderKind, Recipient
+from workers.providers.base import Credential, Outcome, ProviderKind, Recipient, deep_merged
 
 DEAD_TOKEN_ERRORS = frozenset(
     {
@@ -187,6 +191,8 @@ def apns_payload(content: PushContent) -> dict[str, Any]:
     payload = {**(content.data or {}), "aps": PUSH_TYPES[content.kind].aps(content)}
     if content.alert is not None and content.alert.image_url is not None:
         payload[IMAGE_KEY] = content.alert.image_url  # for the notification service extension
+    if content.apns is not None and content.apns.payload:
+        payload = deep_merged(payload, content.apns.payload)  # the tenant's raw keys win
     return payload
 
 
@@ -194,10 +200,14 @@ def spell(content: PushContent, recipient: Recipient, details: Mapping[str, Any]
     """The APNs request for one device (``details["topic"]``: the app's bundle id)."""
     push_type = PUSH_TYPES[content.kind]
     priority = push_type.priority or (5 if content.priority == "normal" else 10)
+    headers = content.apns.headers if content.apns else None
     return ApnsPush(
         token=recipient.token, apns_id=recipient.message_id, payload=apns_payload(content),
         push_type=push_type.header, topic=f"{details.get('topic')}{push_type.topic_suffix}",
-        priority=priority, expiration=recipient.expires_at, collapse_id=recipient.collapse_id,
+        priority=headers.priority if headers and headers.priority else priority,
+        expiration=recipient.expires_at,
+        collapse_id=headers.collapse_id if headers and headers.collapse_id
+        else recipient.collapse_id,
         attempt=recipient.attempt,
     )  # fmt: skip
 

@@ -144,3 +144,15 @@ class ProviderKind:
         if content.kind not in self.kinds or self.spell is None:
             raise Unsendable(f"{self.label} cannot send a {content.kind!r} push")
         return self.spell(content, recipient, details)
+
+
+def deep_merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` laid over it: objects merge key by key, anything else (a
+    list, a string, a number, null) from ``override`` replaces what ``base`` had."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

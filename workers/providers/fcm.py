@@ -19,6 +19,9 @@ kind              FCM v1 message
                   renders an ongoing notification
 ================  ============================================================================
 
+Raw override: ``content.android`` is deep-merged over the ``android`` block built above (the
+tenant's keys win), so any AndroidConfig field Brik does not spell can still be sent.
+
 Options: ``priority`` ``high`` → ``HIGH``, ``normal`` → ``NORMAL``; the ``ttl`` → what is left
 of it as ``android.ttl`` (FCM counts from the send, so a scheduled or retried push passes what
 remains); the collapse id → ``android.collapse_key``.
@@ -51,7 +54,7 @@ import requests
 
 from controlplane.payloads import PushContent
 from controlplane.settings import Settings
-from workers.providers.base import Credential, Outcome, ProviderKind, Recipient
+from workers.providers.base import Credential, Outcome, ProviderKind, Recipient, deep_merged
 from workers.providers.fcm_connection import FcmResult, FcmSender
 
 DEAD_TOKEN_ERRORS = frozenset({(404, "UNREGISTERED"), (403, "SENDER_ID_MISMATCH")})
@@ -168,6 +171,8 @@ def fcm_message(
     shape(content, message, android, data)
     if data:
         message["data"] = data
+    if content.android:
+        message["android"] = deep_merged(android, content.android)  # the tenant's keys win
     return FcmPush(message=message, attempt=attempt)
 
 

@@ -97,6 +97,25 @@ def test_mutable_content_is_sent_when_asked_and_only_then() -> None:
         assert "mutable-content" not in spelled({"kind": "alert", "alert": plain}).payload["aps"]
 
 
+def test_the_raw_apns_override_is_laid_over_brik_s_request() -> None:
+    apns = spelled({
+        "kind": "alert", "alert": {"title": "Hi", "body": "There", "thread_id": "a"},
+        "data": {"order": 42, "kept": True},
+        "apns": {
+            "headers": {"apns-priority": 5, "apns-collapse-id": "mine"},
+            "payload": {"aps": {"alert": {"launch-image": "box.png"}, "thread-id": "b",
+                                "sound": {"critical": 1, "name": "x.caf", "volume": 0.5}},
+                        "order": 43, "extra": [1]},
+        },
+    }, collapse_id="brik")  # fmt: skip
+    assert apns.payload == {
+        "order": 43, "kept": True, "extra": [1],
+        "aps": {"alert": {"title": "Hi", "body": "There", "launch-image": "box.png"},
+                "thread-id": "b", "sound": {"critical": 1, "name": "x.caf", "volume": 0.5}},
+    }  # fmt: skip
+    assert (apns.priority, apns.collapse_id, apns.apns_id) == (5, "mine", "id")
+
+
 def test_a_widget_update_is_a_silent_low_priority_push() -> None:
     apns = spelled({"kind": "background", "data": {"widget": {"temp": 21}}, "priority": "high"})
     assert apns.payload == {"widget": {"temp": 21}, "aps": {"content-available": 1}}

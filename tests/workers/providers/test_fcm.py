@@ -80,6 +80,19 @@ def test_every_notification_option_is_spelled_as_googles_android_notification() 
     assert fcm["android"]["collapse_key"] == "order"
 
 
+def test_the_raw_android_override_is_merged_into_the_android_config() -> None:
+    fcm = spelled({
+        "kind": "alert", "alert": {"title": "Hi", "channel_id": "orders"}, "ttl": 60,
+        "android": {"notification": {"sticky": True, "channel_id": "urgent"},
+                    "direct_boot_ok": True, "priority": "NORMAL"},
+    })  # fmt: skip
+    assert fcm["android"]["notification"] == {"channel_id": "urgent", "sticky": True}
+    assert (fcm["android"]["direct_boot_ok"], fcm["android"]["priority"]) == (True, "NORMAL")
+    assert fcm["android"]["ttl"] in ("59s", "60s")  # what the override does not name stays
+    assert fcm["notification"] == {"title": "Hi"}
+    assert fcm["token"] == "t"
+
+
 def test_a_widget_update_is_a_data_only_message() -> None:
     fcm = spelled({"kind": "background", "data": {"widget": {"temp": 21}}})
     assert "notification" not in fcm
