@@ -160,12 +160,14 @@ def _push_call(
     data: Mapping[str, Any] | None = None, live_activity: Mapping[str, Any] | None = None,
     priority: Priority | None = None, ttl: int | None = None, collapse_id: str | None = None,
     send_at: datetime | None = None, idempotency_key: str | None = None,
+    apns: Mapping[str, Any] | None = None, android: Mapping[str, Any] | None = None,
 ) -> Call:  # fmt: skip
     body = _compact({
         "to": dict(to), "kind": kind, "alert": dict(alert) if alert else None,
         "data": dict(data) if data is not None else None,
         "live_activity": _compact(live_activity) if live_activity else None,
         "priority": priority, "ttl": ttl, "collapse_id": collapse_id, "send_at": _iso(send_at),
+        "apns": dict(apns) if apns else None, "android": dict(android) if android else None,
     })  # fmt: skip
     return Call.mutating("POST", "/v1/pushes", body, idempotency_key)
 
@@ -174,6 +176,7 @@ def _send(
     to: Target, alert: Mapping[str, Any] | None, data: Mapping[str, Any] | None,
     priority: Priority | None, ttl: int | None, collapse_id: str | None,
     send_at: datetime | None, idempotency_key: str | None,
+    apns: Mapping[str, Any] | None = None, android: Mapping[str, Any] | None = None,
 ) -> Call:  # fmt: skip
     if not alert and not data:
         # Refused here, before anything is sent: it would be an empty background push to
@@ -182,7 +185,7 @@ def _send(
     kind = "alert" if alert else "background"
     return _push_call(to, kind, alert=alert, data=data, priority=priority, ttl=ttl,
                       collapse_id=collapse_id, send_at=send_at,
-                      idempotency_key=idempotency_key)  # fmt: skip
+                      idempotency_key=idempotency_key, apns=apns, android=android)  # fmt: skip
 
 
 def _live_activity(
@@ -306,11 +309,14 @@ class Pushes:
         self, *, to: Target, alert: Mapping[str, Any] | None = None,
         data: Mapping[str, Any] | None = None, priority: Priority | None = None,
         ttl: int | None = None, collapse_id: str | None = None, send_at: datetime | None = None,
-        idempotency_key: str | None = None,
+        idempotency_key: str | None = None, apns: Mapping[str, Any] | None = None,
+        android: Mapping[str, Any] | None = None,
     ) -> Push:  # fmt: skip
-        """Send an alert (with ``alert``) or a background data push (``data`` only); neither is
-        a ``ValueError``."""
-        call = _send(to, alert, data, priority, ttl, collapse_id, send_at, idempotency_key)
+        """Send an alert (with ``alert``, which takes the notification options of docs/api.md)
+        or a background data push (``data`` only); neither is a ``ValueError``. ``apns`` and
+        ``android``: raw per-platform overrides (docs/api.md)."""
+        call = _send(to, alert, data, priority, ttl, collapse_id, send_at, idempotency_key,
+                     apns, android)  # fmt: skip
         return _accepted(self._transport.request(call))
 
     def retrieve(self, push_id: str) -> PushDetail:
@@ -472,11 +478,14 @@ class AsyncPushes:
         self, *, to: Target, alert: Mapping[str, Any] | None = None,
         data: Mapping[str, Any] | None = None, priority: Priority | None = None,
         ttl: int | None = None, collapse_id: str | None = None, send_at: datetime | None = None,
-        idempotency_key: str | None = None,
+        idempotency_key: str | None = None, apns: Mapping[str, Any] | None = None,
+        android: Mapping[str, Any] | None = None,
     ) -> Push:  # fmt: skip
-        """Send an alert (with ``alert``) or a background data push (``data`` only); neither is
-        a ``ValueError``."""
-        call = _send(to, alert, data, priority, ttl, collapse_id, send_at, idempotency_key)
+        """Send an alert (with ``alert``, which takes the notification options of docs/api.md)
+        or a background data push (``data`` only); neither is a ``ValueError``. ``apns`` and
+        ``android``: raw per-platform overrides (docs/api.md)."""
+        call = _send(to, alert, data, priority, ttl, collapse_id, send_at, idempotency_key,
+                     apns, android)  # fmt: skip
         return _accepted(await self._transport.request(call))
 
     async def retrieve(self, push_id: str) -> PushDetail:

@@ -63,6 +63,27 @@ def test_the_five_minute_tour_delivers_through_the_sandbox(
     assert stored["content"] == {"kind": "alert", "alert": {"title": "Order shipped"}}
 
 
+def test_notification_options_and_raw_overrides_travel_with_the_push(
+    brik_server: BrikServer, keys: dict[str, str]
+) -> None:
+    brik.init()
+    brik.devices.register(token=IOS_TOKEN, platform="ios", user_id="u_opt")
+    alert = {"body_loc_key": "ETA", "body_loc_args": ["5"], "thread_id": "order-42",
+             "channel_id": "orders", "color": "#FF8800"}  # fmt: skip
+    push = brik.pushes.send(
+        to={"user_ids": ["u_opt"]}, alert=alert,
+        apns={"headers": {"apns-priority": 5}, "payload": {"aps": {"category": "ORDER"}}},
+        android={"notification": {"sticky": True}},
+    )  # fmt: skip
+    stored = api_get(brik_server, keys["test_secret"], f"/v1/pushes/{push.id}")["content"]
+    assert stored["alert"] == alert  # type: ignore[index]
+    assert stored["apns"]["headers"] == {"apns-priority": 5}  # type: ignore[index]
+    assert stored["android"] == {"notification": {"sticky": True}}  # type: ignore[index]
+    with pytest.raises(brik.BrikError) as refused:
+        brik.pushes.send(to={"user_ids": ["u_opt"]}, alert={"body": "x", "color": "orange"})
+    assert refused.value.param == "alert.color"
+
+
 def test_widgets_and_live_activities_go_out_as_their_kinds(
     brik_server: BrikServer, keys: dict[str, str]
 ) -> None:
