@@ -211,6 +211,14 @@ _BRIK_APNS_HEADERS = {
 }
 
 
+# aps keys Brik sets itself: a Live Activity's ordering (a late retry never rolls the Lock
+# Screen back) and its lifecycle.
+_BRIK_APS_KEYS = {
+    "timestamp": "Brik sets aps.timestamp (a Live Activity's newest state wins)",
+    "event": "use live_activity.event",
+}
+
+
 class ApnsHeaders(BaseModel):
     """The APNs request headers a push may set itself (the rest are Brik's)."""
 
@@ -241,13 +249,24 @@ class ApnsOverride(BaseModel):
         max_length=100,
         description="Deep-merged into the APNs payload: `aps` key by key into Brik's `aps`, "
         "other keys beside it (over `data`); the override wins.",
-        json_schema_extra={"properties": {"aps": {"type": "object"}}},
+        json_schema_extra={
+            "properties": {
+                "aps": {
+                    "type": "object",
+                    "not": {"anyOf": [{"required": [key]} for key in _BRIK_APS_KEYS]},
+                }
+            }
+        },
     )
 
     @model_validator(mode="after")
     def _aps_is_an_object(self) -> ApnsOverride:
-        if self.payload is not None and not isinstance(self.payload.get("aps", {}), dict):
+        aps = {} if self.payload is None else self.payload.get("aps", {})
+        if not isinstance(aps, dict):
             raise field_error("payload.aps", "aps is an object")
+        for key in _BRIK_APS_KEYS:
+            if key in aps:
+                raise field_error(f"payload.aps.{key}", _BRIK_APS_KEYS[key])
         return self
 
 

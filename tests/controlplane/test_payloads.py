@@ -87,6 +87,8 @@ def test_the_image_key_is_not_taken_twice() -> None:
         ({"headers": {"apns-push-type": "voip"}}, "apns-push-type"),
         ({"headers": {"apns-priority": 7}}, "apns-priority"),
         ({"payload": {"aps": "x"}}, "payload.aps"),
+        ({"payload": {"aps": {"timestamp": 1}}}, "payload.aps.timestamp"),
+        ({"payload": {"aps": {"event": "end"}}}, "payload.aps.event"),
     ],
 )
 def test_an_apns_override_may_not_take_what_brik_owns(apns: dict[str, Any], param: str) -> None:
