@@ -138,3 +138,17 @@ async def fake_stripe(localstripe_url: str) -> AsyncIterator[FakeStripe]:
         yield fake
     finally:
         await fake.stop()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the SQLite dialect run now, beside the rest, if it is one of the tests to run."""
+    from tests import test_sqlite_dialect
+
+    if any(item.nodeid == test_sqlite_dialect.TEST_ID for item in session.items):
+        test_sqlite_dialect.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from tests import test_sqlite_dialect
+
+    test_sqlite_dialect.stop()

@@ -62,16 +62,21 @@ async def _fan_out(settings: Settings, signing_key: SigningKey) -> str:
     ])  # fmt: skip
     auth = {"Authorization": f"Bearer {live}"}
     async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as api:
-        uploaded = await api.put("/v1/credentials/apns", json={
-            "key": signing_key.pem, "key_id": signing_key.key_id,
-            "team_id": signing_key.team_id, "topic": "com.example.app",
-            "environment": "sandbox"}, headers=auth)  # fmt: skip
-        assert uploaded.status_code == 200
+        await _upload_apns_key(api, auth, signing_key)
         body = {"kind": "alert", "alert": {"title": "Flash sale"},
                 "to": {"user_ids": ["everyone"]}}  # fmt: skip
         accepted = await api.post("/v1/pushes", json=body, headers=auth)
     assert accepted.json()["recipients"] == DEVICES
     return str(accepted.json()["id"])
+
+
+async def _upload_apns_key(
+    api: httpx.AsyncClient, auth: dict[str, str], signing_key: SigningKey
+) -> None:
+    uploaded = await api.put("/v1/credentials/apns", json={
+        "key": signing_key.pem, "key_id": signing_key.key_id, "team_id": signing_key.team_id,
+        "topic": "com.example.app", "environment": "sandbox"}, headers=auth)  # fmt: skip
+    assert uploaded.status_code == 200, uploaded.text
 
 
 async def _wait_completed(push_id: str) -> None:
@@ -174,11 +179,7 @@ async def test_a_push_accepted_while_redis_is_down_is_answered_202_and_delivered
     auth = {"Authorization": f"Bearer {live}"}
     tokens = [f"{n + 1:064x}" for n in range(20)]
     async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as api:
-        uploaded = await api.put("/v1/credentials/apns", json={
-            "key": signing_key.pem, "key_id": signing_key.key_id,
-            "team_id": signing_key.team_id, "topic": "com.example.app",
-            "environment": "sandbox"}, headers=auth)  # fmt: skip
-        assert uploaded.status_code == 200
+        await _upload_apns_key(api, auth, signing_key)
         for token in tokens:
             registered = await api.post("/v1/devices", headers=auth, json={
                 "token": token, "platform": "ios", "user_id": "u_1"})  # fmt: skip

@@ -91,7 +91,8 @@ async def test_the_purge_goes_in_batches_across_organizations_and_modes(
         assert await accounted(tenant, mode) == remaining[0].size_bytes
 
 
-def test_the_worker_runs_the_purge_every_minute(settings: Settings) -> None:
+async def test_the_worker_runs_the_purge_every_minute(settings: Settings) -> None:
+    # Built inside the running loop, as build_worker asks: arq takes the current event loop.
     worker = build_worker(settings, handle_signals=False)
     [job] = [job for job in worker.cron_jobs if job.name == "cron:scheduled_state_purge"]
     assert job.second == 20
