@@ -10,6 +10,8 @@
     ├── NotFound                  404 not_found_error
     ├── MethodNotAllowed          405 invalid_request_error / method_not_allowed
     ├── IdempotencyConflict       409 / 422 idempotency_error
+    ├── Conflict                  409 invalid_request_error (the resource's state forbids it:
+    │                             an ended Live Activity cannot be updated)
     ├── PreconditionFailed        412 invalid_request_error / precondition_failed (If-Match)
     ├── RateLimited               429 rate_limit_error (Retry-After)
     ├── QuotaExceeded             429 quota_exceeded (the limit, the usage, when it resets)
@@ -41,6 +43,7 @@ from starlette.responses import JSONResponse, Response
 __all__ = [
     "APIError",
     "AuthenticationFailed",
+    "Conflict",
     "DependencyUnavailable",
     "IdempotencyConflict",
     "InvalidRequest",
@@ -131,6 +134,14 @@ class IdempotencyConflict(APIError):
     status_code = 409
     type = "idempotency_error"
     default_code = "idempotency_key_in_use"
+
+
+class Conflict(APIError):
+    """The request is well formed, but what it acts on is in a state that forbids it."""
+
+    status_code = 409
+    type = "invalid_request_error"
+    default_code = "conflict"
 
 
 class PreconditionFailed(APIError):

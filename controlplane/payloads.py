@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
+from pydantic.json_schema import SkipJsonSchema
 
 from controlplane.errors import InvalidRequest
 from controlplane.validation import WHOLE_NUMBER, Moment, field_error
@@ -185,6 +186,12 @@ class LiveActivity(BaseModel):
     dismissal_date: Moment | None = None
     stale_date: Moment | None = None
     relevance_score: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    # Set by Brik when it accepts the push, never by the tenant (the API refuses them): the
+    # aps.timestamp every attempt carries, the activity it addresses by id, and the broadcast
+    # channel a push-to-start subscribes the new activity to (controlplane/activities.py).
+    timestamp: SkipJsonSchema[int | None] = None
+    activity_id: SkipJsonSchema[str | None] = None
+    channel_id: SkipJsonSchema[str | None] = None
 
     @model_validator(mode="after")
     def _start_names_its_attributes(self) -> LiveActivity:

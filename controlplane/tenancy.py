@@ -33,6 +33,7 @@ from controlplane.auth.api_keys import KeyPrincipal
 from controlplane.auth.permissions import Permission, allows
 from controlplane.errors import NotFound, PermissionDenied
 from controlplane.models import (
+    Activity,
     ApiKey,
     AuditEvent,
     Device,
@@ -68,6 +69,7 @@ PATH_OBJECTS: dict[str, tuple[type[Model], str]] = {
     "access_token_id": (PersonalAccessToken, "access token"),
     "device_id": (Device, "device"),
     "push_id": (Push, "push"),
+    "activity_id": (Activity, "activity"),
 }
 
 

@@ -47,6 +47,7 @@ from workers.egress import EgressLimiter
 from workers.in_flight import InFlightBudget
 from workers.metrics import WorkerMetrics
 from workers.provider_cache import ProviderCache
+from workers.tasks.activity_lifecycle import scheduled_activity_sweep
 from workers.tasks.api_key_usage import scheduled_api_key_usage_flush
 from workers.tasks.billing import scheduled_billing
 from workers.tasks.deliver import deliver_batch
@@ -187,6 +188,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> OutageTo
             ),
             cron(delete_expired_idempotency_keys, minute=7, second=45),
             cron(scheduled_state_purge, second=20),
+            cron(scheduled_activity_sweep, second=25),
         ],
         queue_name=settings.queue_name,
         redis_settings=redis_settings(settings.redis_url),

@@ -27,9 +27,8 @@ from controlplane.api.event_stream import Snapshot, open_stream
 from controlplane.api.fields import Moment, ObjectId
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Auth, Call, Operation
-from controlplane.enqueue_relay import EnqueueRelay, Handover
 from controlplane.errors import InvalidRequest
-from controlplane.fan_out import insert_deliveries
+from controlplane.fan_out import Destination
 from controlplane.models import (
     Delivery,
     DeliveryStatus,
@@ -38,14 +37,12 @@ from controlplane.models import (
     DeviceTag,
     KeyMode,
     Platform,
-    ProviderCredential,
     Push,
     PushStatus,
 )
-from controlplane.payloads import ProviderCatalog, PushContent, check_sizes
-from controlplane.plans import limits_for
-from controlplane.usage import release_pushes, reserve_pushes
-from controlplane.usage_alerts import warn_if_crossed
+from controlplane.payloads import PushContent, check_sizes
+from controlplane.sending import Sender, accept_push
+from controlplane.usage import release_pushes
 
 
 class Target(BaseModel):
@@ -160,13 +157,14 @@ def _has_activity_token(content: PushContent, has: bool = True) -> Q:
     return Q(**lookup)
 
 
-async def _recipients(call: Call, content: PushContent, target: Target) -> list[tuple[str, str]]:
-    """(device id, platform) of every active device the target names, once each."""
+async def _recipients(call: Call, content: PushContent, target: Target) -> list[Destination]:
+    """Every active device the target names, once each."""
     query = _named(call, target).filter(status=DeviceStatus.ACTIVE)
     if content.live_activity is not None:
         query = query.filter(Q(platform=Platform.ANDROID) | _has_activity_token(content))
     rows = await query.values_list("id", "platform")
-    return list(dict.fromkeys((str(device_id), str(platform)) for device_id, platform in rows))
+    unique = dict.fromkeys((str(device_id), str(platform)) for device_id, platform in rows)
+    return [Destination(device_id, platform) for device_id, platform in unique]
 
 
 def _devices(n: int) -> str:
@@ -214,71 +212,47 @@ async def _warnings(
     return warnings
 
 
-async def _providers(call: Call, platforms: set[str]) -> dict[str, str]:
-    """Platform → provider, as the providers declare it (test mode: the sandbox). 400 if the
-    project lacks a live provider's credential."""
-    catalog: ProviderCatalog = call.request.app.state.providers
-    test_mode = call.key.mode is KeyMode.TEST
-    providers = {p: catalog.provider_for(p, test_mode=test_mode) for p in platforms}
-    if test_mode:
-        return providers
-    stored = await call.tenant.query(ProviderCredential).values_list("provider", flat=True)
-    have = {str(provider) for provider in stored}
-    for platform, provider in providers.items():
-        if provider not in have:
-            raise InvalidRequest(
-                f"Some recipients are {platform} devices, and this project has no "
-                f"{provider} credential: PUT /v1/credentials/{provider} first.",
-                code="credential_missing",
-                param="to",
-            )
-    return providers
-
-
 async def _mail(call: Call, email: mail.Email) -> None:
     """Send ``email`` through the app's mail sender (the key ring is read only when one goes)."""
     await mail.send(email, call.request.app.state.mail_sender, call.keyring)
 
 
+def sender_of(call: Call) -> Sender:
+    """The API key's project and mode as a :class:`controlplane.sending.Sender`; work it
+    leaves for after the commit runs with the call's."""
+    project = call.tenant.project
+    assert project is not None, "an API key's tenant has its project"
+    return Sender(
+        project=project, organization=call.tenant.organization, mode=call.key.mode,
+        settings=call.settings, providers=call.request.app.state.providers,
+        relay=call.request.app.state.enqueue_relay, send_mail=partial(_mail, call),
+        after_commit=call.after_commit,
+    )  # fmt: skip
+
+
+_BRIK_LIVE_ACTIVITY_FIELDS = ("timestamp", "activity_id", "channel_id")
+
+
 async def send_push(call: Call) -> PushSent:
     body = call.body_as(PushRequest)
     content = PushContent.model_validate(body.model_dump(exclude={"to", "send_at"}))
+    live = content.live_activity
+    if live is not None:
+        for name in _BRIK_LIVE_ACTIVITY_FIELDS:
+            if getattr(live, name) is not None:
+                raise InvalidRequest(
+                    f"live_activity.{name}: Brik sets it (use /v1/activities to address an "
+                    "activity by id).", code="parameter_invalid", param=f"live_activity.{name}",
+                )  # fmt: skip
+        # Stamped now, once: every retry of this push carries the same aps.timestamp, so a
+        # late one never counts as newer than what was sent after it.
+        live.timestamp = int(datetime.now(UTC).timestamp())
     check_sizes(content, call.request.app.state.providers)
     now = datetime.now(UTC)
-    scheduled = body.send_at is not None and body.send_at > now
     recipients = await _recipients(call, content, body.to)
-    providers = await _providers(call, {platform for _, platform in recipients})
-    push = await Push.create(
-        project=call.tenant.project,
-        mode=call.key.mode,
-        kind=content.kind,
-        content=content.model_dump(mode="json", exclude_none=True),
-        target=body.to.model_dump(),
-        status=PushStatus.SCHEDULED if scheduled else PushStatus.QUEUED,
-        collapse_id=content.collapse_id,
-        send_at=body.send_at,
-        recipients=len(recipients),
-        completed_at=None if recipients else now,
+    push = await accept_push(
+        sender_of(call), content, body.to.model_dump(), recipients, now, send_at=body.send_at
     )
-    if not recipients:
-        push.status = PushStatus.COMPLETED
-        await push.save(update_fields=["status"])
-    delivery_ids = await insert_deliveries(push, recipients, providers)
-    if recipients:
-        # Last before the commit: the month's usage row stays locked for as short as can be.
-        organization = call.tenant.organization
-        limits = limits_for(organization.plan, call.settings)
-        reservation = await reserve_pushes(
-            organization, call.key.mode, len(recipients), limits, now
-        )
-        send = partial(_mail, call)
-        call.after_commit.append(partial(warn_if_crossed, organization, reservation, limits, send))
-    relay: EnqueueRelay = call.request.app.state.enqueue_relay
-    handover = Handover(push.id, delivery_ids, body.send_at if scheduled else None)
-    if delivery_ids:
-        # After the commit, and never an error: the push is accepted whether Redis answers now
-        # or later (controlplane/enqueue_relay.py).
-        call.after_commit.append(partial(relay.hand_over, handover))
     warnings = await _warnings(call, content, body.to, len(recipients))
     return PushSent(id=push.id, status=push.status, recipients=push.recipients, warnings=warnings)
 

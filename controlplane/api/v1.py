@@ -7,6 +7,7 @@ cross-tenant isolation test pick it up from this list.
 from __future__ import annotations
 
 from controlplane.api import (
+    activities,
     api_keys,
     audit_events,
     auth,
@@ -38,6 +39,7 @@ OPERATIONS: list[Operation] = [
     *credentials.operations,
     *devices.operations,
     *pushes.operations,
+    *activities.operations,
     *state.operations,
     *usage.operations,
     *billing.operations,

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from controlplane.models.activities import (
+    OPEN_ACTIVITY_STATUSES,
+    Activity,
+    ActivityStatus,
+    ActivityToken,
+    ActivityTokenStatus,
+)
 from controlplane.models.api_keys import ApiKey, KeyKind, KeyMode
 from controlplane.models.audit import AppendOnly, AuditEvent
 from controlplane.models.billing import MeterReport, StripeEvent, Subscription
@@ -33,6 +40,11 @@ from controlplane.models.workers import WorkerHeartbeat
 
 __all__ = [
     "FINAL_DELIVERY_STATUSES",
+    "OPEN_ACTIVITY_STATUSES",
+    "Activity",
+    "ActivityStatus",
+    "ActivityToken",
+    "ActivityTokenStatus",
     "ApiKey",
     "AppendOnly",
     "AuditEvent",

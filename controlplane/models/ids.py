@@ -83,3 +83,7 @@ def new_delivery_id() -> str:
 
 def new_state_entry_id() -> str:
     return new_id("ste")
+
+
+def new_activity_id() -> str:
+    return new_id("act")

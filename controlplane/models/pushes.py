@@ -14,6 +14,7 @@ from typing import Any
 from tortoise import fields
 from tortoise.models import Model
 
+from controlplane.models.activities import Activity, ActivityToken
 from controlplane.models.api_keys import KeyMode
 from controlplane.models.devices import Device
 from controlplane.models.ids import new_delivery_id, new_push_id
@@ -36,6 +37,7 @@ class DeliveryStatus(StrEnum):
     INVALID_TOKEN = "invalid_token"
     RATE_LIMITED = "rate_limited"
     CANCELED = "canceled"
+    SUPERSEDED = "superseded"  # a newer update of its Live Activity was accepted before it went
 
 
 FINAL_DELIVERY_STATUSES = frozenset(
@@ -45,6 +47,7 @@ FINAL_DELIVERY_STATUSES = frozenset(
         DeliveryStatus.INVALID_TOKEN,
         DeliveryStatus.RATE_LIMITED,
         DeliveryStatus.CANCELED,
+        DeliveryStatus.SUPERSEDED,
     }
 )
 
@@ -60,6 +63,9 @@ class Push(Model):
     target: fields.Field[dict[str, Any]] = fields.JSONField()
     status = fields.CharEnumField(PushStatus, max_length=12)
     collapse_id = fields.CharField(max_length=64, null=True)
+    activity: fields.ForeignKeyNullableRelation[Activity] = fields.ForeignKeyField(
+        "brik.Activity", related_name="pushes", on_delete=fields.CASCADE, null=True
+    )  # the Live Activity this push starts, updates or ends
     send_at = fields.DatetimeField(null=True)
     recipients = fields.IntField(default=0)
     created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
@@ -80,6 +86,12 @@ class Delivery(Model):
     device: fields.ForeignKeyNullableRelation[Device] = fields.ForeignKeyField(
         "brik.Device", related_name="deliveries", on_delete=fields.SET_NULL, null=True
     )
+    # A Live Activity's delivery goes through the activity's token on that device; a broadcast
+    # activity's update goes once to its APNs channel (no device).
+    activity_token: fields.ForeignKeyNullableRelation[ActivityToken] = fields.ForeignKeyField(
+        "brik.ActivityToken", related_name="deliveries", on_delete=fields.SET_NULL, null=True
+    )
+    channel_id = fields.CharField(max_length=200, null=True)
     provider = fields.CharField(max_length=10)  # apns | fcm | sandbox
     platform = fields.CharField(max_length=10)
     apns_id = fields.CharField(max_length=36)  # the same on every attempt

@@ -19,6 +19,8 @@ from starlette.applications import Starlette
 
 from controlplane.api.routing import ApiRoute, Auth, Operation
 from controlplane.models import (
+    Activity,
+    ActivityStatus,
     ApiKey,
     AuditEvent,
     Device,
@@ -84,6 +86,11 @@ async def make_victim_rows(victim: Tenant) -> dict[str, str]:
         project=victim.project, mode=KeyMode.TEST, kind="alert", content={}, target={},
         status=PushStatus.SCHEDULED, recipients=0,
     )  # fmt: skip
+    activity = await Activity.create(
+        project=victim.project, mode=KeyMode.TEST, activity_type="OrderTracking",
+        attributes={"order": "victim"}, content_state={"eta": 5}, status=ActivityStatus.ACTIVE,
+        started_by="server", last_timestamp=1,
+    )  # fmt: skip
     now = datetime.now(UTC)
     await StateEntry.create(
         project=victim.project, mode=KeyMode.TEST, key=VICTIM_STATE_KEY, value='"victim\'s"',
@@ -100,6 +107,7 @@ async def make_victim_rows(victim: Tenant) -> dict[str, str]:
         "access_token_id": token.id,
         "device_id": device.id,
         "push_id": push.id,
+        "activity_id": activity.id,
     }
 
 
@@ -176,6 +184,8 @@ async def test_every_v1_route_answers_404_for_another_tenants_ids(
         id=victim_ids["access_token_id"], revoked_at=None
     ).exists()
     assert await Device.filter(id=victim_ids["device_id"], user_id="victim-user").exists()
+    victim_activity = await Activity.get(id=victim_ids["activity_id"])
+    assert (victim_activity.content_state, victim_activity.version) == ({"eta": 5}, 1)
     victim_entry = await StateEntry.get(project=victim.project, key=VICTIM_STATE_KEY)
     assert (victim_entry.value, victim_entry.version) == ('"victim\'s"', 1)
 

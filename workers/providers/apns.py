@@ -159,13 +159,17 @@ def _live_activity(content: PushContent) -> dict[str, Any]:
     live = content.live_activity
     assert live is not None
     aps: dict[str, Any] = {
-        "timestamp": int(time.time()),
+        # Stamped when the push was accepted (every attempt the same): a late retry never
+        # counts as newer than an update accepted after it.
+        "timestamp": live.timestamp if live.timestamp is not None else int(time.time()),
         "event": live.event,
         "content-state": live.content_state,
     }
     if live.event == "start":
         aps["attributes-type"] = live.attributes_type
         aps["attributes"] = live.attributes
+        if live.channel_id is not None:
+            aps["input-push-channel"] = live.channel_id  # the activity listens to its channel
     optional = {
         "dismissal-date": _unix(live.dismissal_date),
         "stale-date": _unix(live.stale_date),

@@ -14,9 +14,10 @@ kind              FCM v1 message
                   ``image``, ``channel_id``, ``icon``, ``color``, ``click_action``,
                   ``notification_priority`` (``PRIORITY_*``), ``visibility`` (upper case)
 ``background``    a data-only message, priority ``NORMAL`` unless ``high`` is asked for
-``liveactivity``  a data-only message carrying the event, the content state and the attributes
-                  type (``brik_live_activity_*``): Android has no Live Activities, the app
-                  renders an ongoing notification
+``liveactivity``  a data-only message carrying the event, the content state, the attributes
+                  type and attributes, and its timestamp (``brik_live_activity_*``), and the
+                  activity's id (``brik_activity_id``): Android has no Live Activities, the
+                  app renders an ongoing notification and keeps the newest timestamp
 ================  ============================================================================
 
 Raw override: ``content.android`` is deep-merged over the ``android`` block built above (the
@@ -138,6 +139,13 @@ def _live_activity(
     data["brik_live_activity_state"] = json.dumps(live.content_state, separators=(",", ":"))
     if live.attributes_type:
         data["brik_live_activity_type"] = live.attributes_type
+    if live.attributes is not None:
+        data["brik_live_activity_attributes"] = json.dumps(live.attributes, separators=(",", ":"))
+    if live.activity_id is not None:
+        data["brik_activity_id"] = live.activity_id
+    if live.timestamp is not None:
+        # The app keeps the newest: an older update arriving late is ignored.
+        data["brik_live_activity_timestamp"] = str(live.timestamp)
 
 
 SHAPES: dict[str, Shape] = {

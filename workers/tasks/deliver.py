@@ -33,6 +33,8 @@ from controlplane.core.keyspace import events_channel
 from controlplane.core.queue import enqueue_deliveries
 from controlplane.crypto import KeyRing, UndecryptableSecret
 from controlplane.models import (
+    ActivityToken,
+    ActivityTokenStatus,
     Delivery,
     DeliveryStatus,
     Device,
@@ -73,6 +75,10 @@ class Claimed:
     token_encrypted: str | None
     live_activity_token_encrypted: str | None
     push_to_start_token_encrypted: str | None
+    activity_token_id: int | None = None  # a Live Activity addressed by id: its token here
+    activity_token_encrypted: str | None = None
+    activity_token_status: str | None = None
+    channel_id: str | None = None  # a broadcast: the APNs channel, no device
 
 
 # The device's tokens a push can go to, by column, as a tenant would call them.
@@ -83,8 +89,13 @@ TOKEN_NAMES = {
     "push_to_start_token_encrypted": "push-to-start token",
 }
 
-CLAIMED_FIELDS = ("id", "provider", "platform", "apns_id", "attempts", "device_id")
+CLAIMED_FIELDS = (
+    "id", "provider", "platform", "apns_id", "attempts", "device_id", "activity_token_id",
+    "channel_id",
+)  # fmt: skip
 CLAIMED_DEVICE_FIELDS = {
+    "activity_token_encrypted": "activity_token__token_encrypted",
+    "activity_token_status": "activity_token__status",
     "device_status": "device__status",
     "token_encrypted": "device__token_encrypted",
     "live_activity_token_encrypted": "device__live_activity_token_encrypted",
@@ -274,13 +285,25 @@ async def _send_group(
         if row.device_id is None or row.device_status != DeviceStatus.ACTIVE:
             outcomes[row.id] = Outcome.failed("the device was deleted or is invalid")
             continue
-        column = token_column(row, content)
-        encrypted = getattr(row, column)
-        if encrypted is None:
-            # Never the device token instead: Apple would refuse it for the Live Activity
-            # topic (DeviceTokenNotForTopic) and the whole device would be dropped.
-            outcomes[row.id] = Outcome.failed(f"the device has no {TOKEN_NAMES[column]} (any more)")
-            continue
+        if _via_activity_token(row, content):
+            encrypted = row.activity_token_encrypted
+            if encrypted is None or row.activity_token_status != ActivityTokenStatus.ACTIVE:
+                outcomes[row.id] = Outcome.failed(
+                    "the app has not reported this activity's token on the device"
+                    if row.activity_token_status == ActivityTokenStatus.PENDING
+                    else "Apple refused this activity's token on the device"
+                )
+                continue
+        else:
+            column = token_column(row, content)
+            encrypted = getattr(row, column)
+            if encrypted is None:
+                # Never the device token instead: Apple would refuse it for the Live Activity
+                # topic (DeviceTokenNotForTopic) and the whole device would be dropped.
+                outcomes[row.id] = Outcome.failed(
+                    f"the device has no {TOKEN_NAMES[column]} (any more)"
+                )
+                continue
         try:
             token = keyring.decrypt(encrypted).decode()
         except UndecryptableSecret:
@@ -302,6 +325,16 @@ async def _send_group(
             {row.id: outcome for (row, _), outcome in zip(sendable, results, strict=True)}
         )
     return outcomes
+
+
+def _via_activity_token(row: Claimed, content: PushContent) -> bool:
+    """A Live Activity addressed by id reaches an iOS device through the activity's own token
+    there (a push-to-start goes to the device's push-to-start token, Android to the device)."""
+    live = content.live_activity
+    return (
+        row.activity_token_id is not None and row.platform == "ios"
+        and live is not None and live.event != "start"
+    )  # fmt: skip
 
 
 def token_column(row: Claimed, content: PushContent) -> str:
@@ -329,6 +362,8 @@ async def _record(
     retries: dict[tuple[str, float, str], list[str]] = defaultdict(list)
     dead_devices: dict[str, list[str]] = defaultdict(list)
     dropped_tokens: list[tuple[str, str, str]] = []  # (device id, column, the refused token)
+    # (activity token row, the refused token, why)
+    dead_activity_tokens: list[tuple[int | None, str | None, str]] = []
     counts: dict[str, int] = defaultdict(int)
     window = RetryWindow.of(push, content.ttl, settings)
     for row in rows:
@@ -339,8 +374,15 @@ async def _record(
         elif outcome.kind is OutcomeKind.INVALID_TOKEN:
             # A dead Live Activity or push-to-start token is that activity's, not the phone's:
             # drop only it, and the device keeps getting its alerts.
-            column = token_column(row, content)
             reason = outcome.reason
+            if _via_activity_token(row, content):
+                reason = f"{reason}: this activity's token is dropped, the device stays active"
+                dead_activity_tokens.append(
+                    (row.activity_token_id, row.activity_token_encrypted, outcome.reason)
+                )
+                finals[(DeliveryStatus.INVALID_TOKEN, reason[:500])].append(row.id)
+                continue
+            column = token_column(row, content)
             if row.device_id is not None and column == DEVICE_TOKEN:
                 dead_devices[outcome.reason].append(row.device_id)
             elif row.device_id is not None:
@@ -372,6 +414,11 @@ async def _record(
     for device_id, column, refused in dropped_tokens:
         # Only while it still holds the refused token: one registered since then is kept.
         await Device.filter(id=device_id, **{column: refused}).update(**{column: None})
+    for token_id, refused_token, why in dead_activity_tokens:
+        # Only while it still holds the refused token: one the app reported since is kept.
+        await ActivityToken.filter(id=token_id, token_encrypted=refused_token).update(
+            status=ActivityTokenStatus.INVALID, invalid_reason=why[:300]
+        )
     redis = ctx["redis"]
     due: dict[tuple[str, float], list[str]] = defaultdict(list)
     for (provider, delay, reason), ids in retries.items():

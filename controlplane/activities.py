@@ -1,0 +1,383 @@
+"""Live Activities by id: start, register, report tokens, update, end — and their lifecycle.
+
+A tenant addresses an activity (``act_…``, :mod:`controlplane.models.activities`) instead of
+devices: the server starts one for users or devices (a push-to-start on iOS 17.2+, a data
+message on Android), or the app registers one it started itself; from then on
+``update`` and ``end`` name the activity, and Brik sends each device the push its platform
+needs through that activity's own token there.
+
+**The newest state wins.** Every update or end of an activity is accepted with its row locked,
+one after the other, and
+
+* gets a ``timestamp`` (APNs ``aps.timestamp``; on Android ``brik_live_activity_timestamp``)
+  strictly larger than the one before — the current second, or one more than the last when
+  several come within a second — stamped once at accept time, so every retry of it carries the
+  same one, and a late retry of an older update is older than what the device shows: the
+  system (and Brik's Android SDK) ignores it instead of rolling the Lock Screen back;
+* *supersedes* the deliveries of the activity's earlier pushes still queued (not yet taken by
+  a worker, or waiting to be retried): they end ``superseded``, are never sent, and their
+  quota is given back. A delivery already on the wire goes; its older timestamp settles it.
+
+Superseding locks the earlier pushes before their deliveries, the order a worker's claim takes
+them (``workers/tasks/deliver.py``), so the two never deadlock.
+
+**Lifecycle** (:func:`status_at`): ``starting`` (push-to-start sent, no activity token yet) →
+``active`` → ``stale`` (past its stale date, not updated since) → ``ended`` → ``dismissed``.
+Apple ends an activity 8 hours after it started and removes it from the Lock Screen at most 4
+hours after it ended (at its dismissal date, if sooner); Brik applies the same limits — reads
+and updates see them at once, and the worker's sweep (:func:`sweep`) writes them down each
+minute so lists filter by the true status.
+
+Domain code: callers pass a :class:`controlplane.sending.Sender`, never an HTTP request, and run
+these inside their transaction.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from tortoise.expressions import Q
+
+from controlplane.crypto import KeyRing
+from controlplane.errors import Conflict
+from controlplane.fan_out import Destination
+from controlplane.models import (
+    OPEN_ACTIVITY_STATUSES,
+    Activity,
+    ActivityStatus,
+    ActivityToken,
+    ActivityTokenStatus,
+    Delivery,
+    DeliveryStatus,
+    Device,
+    Platform,
+    Push,
+    PushStatus,
+)
+from controlplane.payloads import ActivityAlert, LiveActivity, PushContent, check_sizes
+from controlplane.sending import Sender, accept_push
+from controlplane.usage import release_pushes
+
+ACTIVE_LIMIT = timedelta(hours=8)  # Apple ends an activity this long after it started
+LOCK_SCREEN_LIMIT = timedelta(hours=4)  # and removes an ended one from the Lock Screen after
+ACTIVITY_ID_KEY = "brik_activity_id"  # added to a push-to-start's attributes
+SWEEP_BATCH = 1000
+
+Priority = Literal[5, 10]
+
+
+@dataclass(frozen=True)
+class Change:
+    """What an update or an end says (``None``: leave it as it is)."""
+
+    content_state: dict[str, Any] | None = None
+    alert: ActivityAlert | None = None
+    stale_date: datetime | None = None
+    dismissal_date: datetime | None = None
+    relevance_score: float | None = None
+    priority: Priority = 5
+    ttl: int | None = None
+
+
+@dataclass
+class Sent:
+    """An activity after a change, the push that carries it (None when nothing is sent) and
+    the devices left out, by why."""
+
+    activity: Activity
+    push: Push | None
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def status_at(activity: Activity, now: datetime) -> ActivityStatus:
+    """The activity's status at ``now``, Apple's time limits applied (see the docstring)."""
+    status = activity.status
+    if status in OPEN_ACTIVITY_STATUSES:
+        apple_ends = activity.created_at + ACTIVE_LIMIT
+        if now >= apple_ends:
+            return ActivityStatus.DISMISSED if now >= apple_ends + LOCK_SCREEN_LIMIT else (
+                ActivityStatus.ENDED
+            )  # fmt: skip
+        if activity.stale_date is not None and activity.stale_date <= now:
+            return ActivityStatus.STALE
+        return status
+    if status is ActivityStatus.ENDED and now >= dismissed_at(activity):
+        return ActivityStatus.DISMISSED
+    return status
+
+
+def dismissed_at(activity: Activity) -> datetime:
+    """When an ended activity leaves the Lock Screen: its dismissal date, at most 4 h on."""
+    ended = activity.ended_at or activity.created_at + ACTIVE_LIMIT
+    latest = ended + LOCK_SCREEN_LIMIT
+    return latest if activity.dismissal_date is None else min(activity.dismissal_date, latest)
+
+
+def next_timestamp(activity: Activity, now: datetime) -> int:
+    """Strictly larger than the last one the activity carried (unix seconds)."""
+    return max(int(now.timestamp()), int(activity.last_timestamp) + 1)
+
+
+def _priority(priority: Priority) -> Literal["high", "normal"]:
+    return "high" if priority == 10 else "normal"
+
+
+async def start(
+    sender: Sender,
+    *,
+    activity_type: str,
+    attributes: dict[str, Any],
+    content_state: dict[str, Any],
+    devices: list[Device],
+    change: Change,
+    user_id: str | None,
+    channel_id: str | None,
+    now: datetime,
+) -> Sent:
+    """Start an activity on ``devices`` (active ones of the sender's project and mode).
+
+    iOS devices get a push-to-start (those without a push-to-start token are skipped), Android
+    devices a data message; each gets its token row (pending on iOS until the app reports the
+    activity's own token).
+    """
+    ios = [d for d in devices if d.platform is Platform.IOS]
+    startable = [d for d in ios if d.push_to_start_token_encrypted is not None]
+    android = [d for d in devices if d.platform is Platform.ANDROID]
+    activity = await Activity.create(
+        project=sender.project, mode=sender.mode, activity_type=activity_type,
+        attributes=attributes, content_state=content_state,
+        status=ActivityStatus.STARTING if startable or not android else ActivityStatus.ACTIVE,
+        started_by="server", user_id=user_id, channel_id=channel_id,
+        stale_date=change.stale_date, relevance_score=change.relevance_score,
+        last_timestamp=int(now.timestamp()),
+    )  # fmt: skip
+    reached = [*startable, *android]
+    await ActivityToken.bulk_create([
+        ActivityToken(
+            activity=activity, device_id=device.id, platform=device.platform.value,
+            status=ActivityTokenStatus.PENDING if device.platform is Platform.IOS
+            else ActivityTokenStatus.ACTIVE,
+        )
+        for device in reached
+    ])  # fmt: skip
+    token_ids = dict(
+        await ActivityToken.filter(activity_id=activity.id).values_list("device_id", "id")
+    )
+    content = PushContent(
+        kind="liveactivity",
+        live_activity=LiveActivity(
+            event="start", content_state=content_state, attributes_type=activity_type,
+            attributes={**attributes, ACTIVITY_ID_KEY: activity.id}, alert=change.alert,
+            stale_date=change.stale_date, relevance_score=change.relevance_score,
+            timestamp=activity.last_timestamp, activity_id=activity.id, channel_id=channel_id,
+        ),
+        priority=_priority(change.priority), ttl=change.ttl,
+    )  # fmt: skip
+    check_sizes(content, sender.providers)
+    destinations = [
+        Destination(d.id, d.platform.value, activity_token_id=token_ids[d.id]) for d in reached
+    ]
+    push = await accept_push(
+        sender, content, {"activity_id": activity.id}, destinations, now, activity_id=activity.id
+    )
+    skipped: Counter[str] = Counter()
+    if len(startable) < len(ios):
+        skipped["no_push_to_start_token"] = len(ios) - len(startable)
+    return Sent(activity, push, skipped)
+
+
+async def register(
+    sender: Sender,
+    keyring: KeyRing,
+    *,
+    device: Device,
+    token: str | None,
+    activity_type: str,
+    attributes: dict[str, Any],
+    content_state: dict[str, Any],
+    stale_date: datetime | None,
+    relevance_score: float | None,
+    now: datetime,
+) -> Activity:
+    """An activity the app started itself, with its token on ``device`` (iOS; Android: none)."""
+    activity = await Activity.create(
+        project=sender.project, mode=sender.mode, activity_type=activity_type,
+        attributes=attributes, content_state=content_state, status=ActivityStatus.ACTIVE,
+        started_by="app", user_id=device.user_id, stale_date=stale_date,
+        relevance_score=relevance_score, last_timestamp=int(now.timestamp()),
+    )  # fmt: skip
+    await _store_token(activity, device, token, keyring)
+    return activity
+
+
+async def _store_token(
+    activity: Activity, device: Device, token: str | None, keyring: KeyRing
+) -> ActivityToken:
+    """Insert or replace the activity's token on ``device`` (now active)."""
+    fields: dict[str, Any] = {
+        "platform": device.platform.value,
+        "token_encrypted": None if token is None else keyring.encrypt(token.lower().encode()),
+        "token_last_four": None if token is None else token[-4:].lower(),
+        "status": ActivityTokenStatus.ACTIVE,
+        "invalid_reason": None,
+    }
+    await ActivityToken.bulk_create(
+        [ActivityToken(activity=activity, device_id=device.id, **fields)], ignore_conflicts=True
+    )
+    row = await ActivityToken.get(activity_id=activity.id, device_id=device.id)
+    for name, value in fields.items():
+        setattr(row, name, value)
+    await row.save(update_fields=[*fields, "updated_at"])
+    return row
+
+
+def _still_open(activity: Activity, now: datetime, doing: str) -> ActivityStatus:
+    status = status_at(activity, now)
+    if status not in OPEN_ACTIVITY_STATUSES:
+        raise Conflict(
+            f"Activity {activity.id} is {status.value}: it cannot {doing} any more (Apple ends "
+            "an activity 8 hours after it started). Start a new one.",
+            code="activity_ended",
+        )
+    return status
+
+
+async def report_token(
+    activity: Activity, device: Device, token: str | None, keyring: KeyRing, now: datetime
+) -> ActivityToken:
+    """The app reports (or rotates) the activity's token on ``device``; a starting activity
+    becomes active."""
+    _still_open(activity, now, "take tokens")
+    row = await _store_token(activity, device, token, keyring)
+    if activity.status is ActivityStatus.STARTING:
+        activity.status = ActivityStatus.ACTIVE
+        await activity.save(update_fields=["status", "updated_at"])
+    return row
+
+
+async def lock(sender: Sender, activity_id: str) -> Activity:
+    """The activity, locked until the transaction ends: its changes go one after the other."""
+    query = Activity.filter(project_id=sender.project.id, mode=sender.mode, id=activity_id)
+    return await query.select_for_update().get()
+
+
+async def _supersede_queued(sender: Sender, activity: Activity, now: datetime) -> int:
+    """End the still-queued deliveries of the activity's earlier pushes ``superseded`` and give
+    back their quota; returns how many."""
+    open_pushes = await (
+        Push.filter(activity_id=activity.id, status__in=[PushStatus.QUEUED, PushStatus.SENDING])
+        .order_by("id").select_for_update(no_key=True).values_list("id", "created_at")
+    )  # fmt: skip
+    superseded = 0
+    for push_id, created_at in open_pushes:
+        count = await Delivery.filter(push_id=push_id, status=DeliveryStatus.QUEUED).update(
+            status=DeliveryStatus.SUPERSEDED, completed_at=now, lease_token=None,
+            lease_until=None, reason="a newer update of the activity was accepted before it went",
+        )  # fmt: skip
+        if not count:
+            continue
+        superseded += count
+        await release_pushes(sender.organization.id, sender.mode, count, created_at)
+        still_open = Delivery.filter(
+            push_id=push_id, status__in=[DeliveryStatus.QUEUED, DeliveryStatus.SENDING]
+        )
+        if not await still_open.exists():
+            await Push.filter(id=push_id).update(status=PushStatus.COMPLETED, completed_at=now)
+    return superseded
+
+
+async def _destinations(activity: Activity) -> tuple[list[Destination], Counter[str]]:
+    """Where a change of ``activity`` goes: its channel (a broadcast) or its active tokens."""
+    rows = await ActivityToken.filter(activity_id=activity.id).values_list(
+        "id", "device_id", "platform", "status", "device__status"
+    )
+    skipped: Counter[str] = Counter()
+    destinations = []
+    if activity.channel_id is not None:
+        destinations.append(Destination(None, Platform.IOS.value, channel_id=activity.channel_id))
+    for token_id, device_id, platform, status, device_status in rows:
+        if platform == Platform.IOS.value and activity.channel_id is not None:
+            continue  # the channel reaches them
+        if status != ActivityTokenStatus.ACTIVE or device_status != "active":
+            skipped[f"token_{status}" if device_status == "active" else "device_invalid"] += 1
+            continue
+        destinations.append(Destination(device_id, platform, activity_token_id=token_id))
+    return destinations, skipped
+
+
+async def change(
+    sender: Sender,
+    activity: Activity,
+    event: Literal["update", "end"],
+    what: Change,
+    now: datetime,
+) -> Sent:
+    """Update or end ``activity`` (locked with :func:`lock`) and send the change."""
+    status = _still_open(activity, now, "be updated" if event == "update" else "be ended")
+    timestamp = next_timestamp(activity, now)
+    await _supersede_queued(sender, activity, now)
+    if what.content_state is not None:
+        activity.content_state = what.content_state
+        activity.version += 1
+    activity.last_timestamp = timestamp
+    if what.stale_date is not None:
+        activity.stale_date = what.stale_date
+    if what.relevance_score is not None:
+        activity.relevance_score = what.relevance_score
+    if event == "end":
+        activity.status = ActivityStatus.ENDED
+        activity.ended_at = now
+        activity.end_reason = "ended"
+        activity.dismissal_date = what.dismissal_date
+        if what.dismissal_date is not None and what.dismissal_date <= now:
+            activity.status = ActivityStatus.DISMISSED
+    elif status is ActivityStatus.STALE:
+        # Updated again: active until its (new) stale date passes.
+        fresh = activity.stale_date is None or activity.stale_date > now
+        activity.status = ActivityStatus.ACTIVE if fresh else ActivityStatus.STALE
+    await activity.save()
+    destinations, skipped = await _destinations(activity)
+    content = PushContent(
+        kind="liveactivity",
+        live_activity=LiveActivity(
+            event=event, content_state=activity.content_state, alert=what.alert,
+            stale_date=what.stale_date, dismissal_date=what.dismissal_date,
+            relevance_score=what.relevance_score, timestamp=timestamp, activity_id=activity.id,
+        ),
+        priority=_priority(what.priority), ttl=what.ttl,
+    )  # fmt: skip
+    check_sizes(content, sender.providers)
+    push = await accept_push(
+        sender, content, {"activity_id": activity.id}, destinations, now, activity_id=activity.id
+    )
+    return Sent(activity, push, skipped)
+
+
+async def sweep(now: datetime) -> Counter[str]:
+    """Write down what Apple's limits and the stale dates did since the last sweep (once a
+    minute from the worker); returns how many activities moved, by new status."""
+    moved: Counter[str] = Counter()
+    past_limit = Q(status__in=OPEN_ACTIVITY_STATUSES, created_at__lte=now - ACTIVE_LIMIT)
+    while rows := await Activity.filter(past_limit).limit(SWEEP_BATCH):
+        for row in rows:
+            row.ended_at = row.created_at + ACTIVE_LIMIT
+            row.end_reason = "apple_limit"
+            row.status = ActivityStatus.ENDED
+            row.status = status_at(row, now)
+            await Activity.filter(id=row.id, status__in=OPEN_ACTIVITY_STATUSES).update(
+                status=row.status, ended_at=row.ended_at, end_reason=row.end_reason
+            )
+            moved[row.status.value] += 1
+    stale = await Activity.filter(status=ActivityStatus.ACTIVE, stale_date__lte=now).update(
+        status=ActivityStatus.STALE
+    )
+    moved[ActivityStatus.STALE.value] += stale
+    gone = Q(dismissal_date__lte=now) | Q(ended_at__lte=now - LOCK_SCREEN_LIMIT)
+    dismissed = await Activity.filter(gone, status=ActivityStatus.ENDED).update(
+        status=ActivityStatus.DISMISSED
+    )
+    moved[ActivityStatus.DISMISSED.value] += dismissed
+    return +moved
