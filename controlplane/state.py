@@ -36,7 +36,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pypika_tortoise.terms import Function as SqlFunction
 from tortoise.expressions import F, Function, Q
@@ -69,9 +69,10 @@ KEY_RULE = (
 _KEY = re.compile(KEY_PATTERN.removesuffix("$") + r"\Z")
 MAX_VALUE_BYTES = 64 * 1024  # the value as compact JSON, in UTF-8
 MAX_TTL_SECONDS = 365 * 24 * 3600
-# Prefixes the API keeps for state it serves itself: an activity's content state will be
-# readable as activity:{id}.
-RESERVED_PREFIXES = ("activity:",)
+# Prefixes the API keeps for state it serves itself: an activity's content state is readable
+# as activity:{id} (controlplane/api/state.py), and written only by updating the activity.
+ACTIVITY_PREFIX = "activity:"
+RESERVED_PREFIXES = (ACTIVITY_PREFIX,)
 PURGE_BATCH = 1000
 PURGE_MAX_BATCHES = 100  # per run; the next run (a minute later) carries on
 _WRITE_ROUNDS = 3
@@ -99,7 +100,14 @@ def entry_size(key: str, value_text: str) -> int:
     return len(key.encode()) + len(value_text.encode())
 
 
-def etag(entry: StateEntry) -> str:
+class Versioned(Protocol):
+    """A row served as state: a state entry, or a Live Activity (``activity:{id}``)."""
+
+    id: str
+    version: int
+
+
+def etag(entry: Versioned) -> str:
     """The entry's strong ETag (quoted, as in the header): its id and version, hashed.
 
     The id is random per entry, so an entry deleted and written again starts a new series:

@@ -38,7 +38,7 @@ from controlplane.models import (
     Platform,
 )
 from controlplane.payloads import ActivityAlert
-from controlplane.validation import WHOLE_NUMBER, field_error
+from controlplane.validation import WHOLE_NUMBER
 
 _APNS_TOKEN = re.compile(APNS_TOKEN_PATTERN.strip("^$"))
 
@@ -272,7 +272,11 @@ async def _device(call: Call, device_id: str, token: str | None) -> Device:
             "(POST /v1/devices first).", param="device_id",
         )  # fmt: skip
     if device.platform is Platform.IOS and token is None:
-        raise field_error("token", "an iOS activity is reached through its own push token")
+        raise InvalidRequest(
+            "token: an iOS activity is reached through its own push token; send the one "
+            "ActivityKit gave the app (activity.pushTokenUpdates).",
+            code="parameter_invalid", param="token",
+        )  # fmt: skip
     if device.platform is Platform.ANDROID and token is not None:
         raise InvalidRequest(
             "token: an Android activity is reached through the device's FCM token; leave it "

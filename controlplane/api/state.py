@@ -28,8 +28,9 @@ from controlplane import state
 from controlplane.api.pagination import Page
 from controlplane.api.routing import Auth, Call, Operation
 from controlplane.errors import InvalidRequest, NotFound, PayloadTooLarge, PermissionDenied
-from controlplane.models import KeyKind
+from controlplane.models import Activity, KeyKind
 from controlplane.models import StateEntry as EntryRow
+from controlplane.models.ids import is_well_formed_id
 from controlplane.plans import limits_for
 from controlplane.validation import WHOLE_NUMBER
 
@@ -110,8 +111,8 @@ def _key(call: Call) -> str:
         raise InvalidRequest(f"key: {state.KEY_RULE}.", code="parameter_invalid", param="key")
     if prefix := state.reserved_prefix(key):
         raise InvalidRequest(
-            f"key: keys starting with '{prefix}' are reserved: an activity's content state "
-            f"will be readable as {prefix}{{id}}.",
+            f"key: keys starting with '{prefix}' are reserved: {prefix}{{id}} is the "
+            "activity's content state, read-only (update the activity to change it).",
             code="reserved_key",
             param="key",
         )
@@ -146,7 +147,27 @@ def _answer(model: StateEntry, row: EntryRow) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json"), headers={"ETag": state.etag(row)})
 
 
+async def _activity_state(call: Call, key: str) -> JSONResponse:
+    """``activity:{id}``: the activity's current content state, read-only. Its id is the
+    capability: publishable keys read it too, as the app showing the activity must."""
+    activity_id = key.removeprefix(state.ACTIVITY_PREFIX)
+    query = call.tenant.query(Activity)
+    row = await query.get_or_none(id=activity_id) if is_well_formed_id(activity_id) else None
+    if row is None:
+        raise state.missing_entry(key)
+    value = state.encode_value(row.content_state)
+    entry = StateEntry(
+        key=key, value=row.content_state, public=True, etag=state.etag(row),
+        version=row.version, size_bytes=len(key.encode()) + len(value.encode()),
+        expires_at=None, created_at=row.created_at, updated_at=row.updated_at,
+    )  # fmt: skip
+    return JSONResponse(entry.model_dump(mode="json"), headers={"ETag": entry.etag})
+
+
 async def retrieve_state(call: Call) -> JSONResponse:
+    raw = str(call.request.path_params["key"])
+    if raw.startswith(state.ACTIVITY_PREFIX):
+        return await _activity_state(call, raw)
     key = _key(call)
     row = await state.read(_space(call), key, datetime.now(UTC))
     if _from_app(call) and (row is None or not row.public):
@@ -237,7 +258,8 @@ operations = [
               auth=KEY, scope="state:read", response=StateEntry, response_headers=_ETAG,
               description="The `ETag` header is the entry's `etag`. An expired entry is a 404 "
               "at once. Publishable keys read public entries only (a private one is a 404, as "
-              "if missing). Keys starting with `activity:` are reserved (400 `reserved_key`)."),
+              "if missing). `activity:{id}` is a Live Activity's current content state "
+              "(read-only; publishable keys read it too: the id is unguessable)."),
     Operation("PUT", ENTRY, put_state, "Create or replace a state entry", "State", auth=KEY,
               scope="state:write", body=StateWrite, response=StateEntryWritten,
               idempotent=True, errors={412: _PRECONDITION}, response_headers=_ETAG,

@@ -372,8 +372,10 @@ async def test_the_largest_value_fits_and_reads_of_bad_keys_are_400(
     assert written.status_code == 200, written.text
     assert written.json()["size_bytes"] == len("big") + 64 * 1024
     for path in ("/v1/state/-x", "/v1/state/activity:act_1"):
-        assert (await client.get(path, headers=server)).status_code == 400
         assert (await client.delete(path, headers=server)).status_code == 400
+    assert (await client.get("/v1/state/-x", headers=server)).status_code == 400
+    # activity:{id} reads a Live Activity's state (tests/controlplane/api/test_activities.py).
+    assert (await client.get("/v1/state/activity:act_1", headers=server)).status_code == 404
     bad_prefix = await client.get("/v1/state", params={"prefix": "a b"}, headers=server)
     assert (bad_prefix.status_code, bad_prefix.json()["error"]["param"]) == (400, "prefix")
 

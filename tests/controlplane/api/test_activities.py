@@ -1,0 +1,240 @@
+"""``/v1/activities`` over HTTP: who may do what, what is refused, the lifecycle, state reads.
+
+Test-mode keys (the sandbox provider), no worker: what is checked here is what the API
+answers and commits. Delivery through the fakes: tests/workers/test_deliver_activities.py.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from controlplane.activities import sweep
+from controlplane.auth.api_keys import issue_api_key
+from controlplane.models import Activity, ActivityStatus, KeyKind, KeyMode, Push
+from tests.conftest import TEST_SECRET_KEY
+from tests.support.tenants import Tenant, make_tenant
+
+pytestmark = pytest.mark.database
+
+IPHONE = "ab" * 32
+ACTIVITY_TOKEN = "cd" * 32
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def publishable(tenant: Tenant) -> str:
+    _, key = await issue_api_key(tenant.project, name="app", kind=KeyKind.PUBLISHABLE,
+                                 mode=KeyMode.TEST, pepper=TEST_SECRET_KEY)  # fmt: skip
+    return key
+
+
+async def iphone(client: httpx.AsyncClient, key: str, token: str = IPHONE,
+                 user_id: str = "ann") -> str:  # fmt: skip
+    registered = await client.post("/v1/devices", headers=bearer(key), json={
+        "token": token, "platform": "ios", "user_id": user_id, "push_to_start_token": "ef" * 32,
+    })  # fmt: skip
+    assert registered.status_code == 200, registered.text
+    return str(registered.json()["id"])
+
+
+async def app_started(client: httpx.AsyncClient, key: str, device_id: str,
+                      activity_type: str = "OrderTracking") -> dict[str, Any]:  # fmt: skip
+    registered = await client.post("/v1/activities/register", headers=bearer(key), json={
+        "device_id": device_id, "token": ACTIVITY_TOKEN, "activity_type": activity_type,
+        "attributes": {"order": "A-1"}, "content_state": {"eta": 30},
+    })  # fmt: skip
+    assert registered.status_code == 201, registered.text
+    return dict(registered.json())
+
+
+async def test_apps_register_and_report_tokens_but_only_servers_start_update_and_end(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    app_key = await publishable(acme)
+    phone = await iphone(client, app_key)
+    activity = await app_started(client, app_key, phone)
+    assert activity["status"] == "active"
+    assert activity["started_by"] == "app"
+    assert activity["user_id"] == "ann"  # the device's user
+    rotated = await client.post(f"/v1/activities/{activity['id']}/tokens", headers=bearer(
+        app_key), json={"device_id": phone, "token": "12" * 32})  # fmt: skip
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.json()["token"] == "…1212"
+    for path, body in (
+        ("/v1/activities", {"activity_type": "T", "content_state": {}, "to": {"user_ids": ["a"]}}),
+        (f"/v1/activities/{activity['id']}/update", {"content_state": {"eta": 5}}),
+        (f"/v1/activities/{activity['id']}/end", {}),
+    ):
+        refused = await client.post(path, json=body, headers=bearer(app_key))
+        assert refused.status_code == 403, path
+        assert refused.json()["error"]["type"] == "permission_error", path
+    read = await client.get(f"/v1/activities/{activity['id']}", headers=bearer(app_key))
+    assert read.status_code == 403
+    stored = await Activity.get(id=activity["id"])
+    assert stored.content_state == {"eta": 30}
+
+
+async def test_bad_requests_are_refused_naming_the_field_and_nothing_is_written(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme, other = await make_tenant("Acme"), await make_tenant("Other")
+    app_key = await publishable(acme)
+    phone = await iphone(client, app_key)
+    theirs = await iphone(client, await publishable(other), token="99" * 32)
+    android = await client.post("/v1/devices", headers=bearer(app_key), json={
+        "token": "android-" + "x" * 30, "platform": "android"})  # fmt: skip
+    base = {"activity_type": "OrderTracking", "content_state": {"eta": 1}}
+    cases: list[tuple[str, dict[str, Any], int, str]] = [
+        ("/v1/activities", {**base, "to": {}}, 400, "to"),
+        ("/v1/activities", {**base, "activity_type": "9 lives", "to": {"user_ids": ["a"]}}, 400,
+         "activity_type"),
+        ("/v1/activities", {**base, "priority": 7, "to": {"user_ids": ["a"]}}, 400, "priority"),
+        ("/v1/activities/register", {**base, "device_id": phone}, 400, "token"),
+        ("/v1/activities/register", {**base, "device_id": phone, "token": "xyz"}, 400, "token"),
+        ("/v1/activities/register", {**base, "device_id": android.json()["id"],
+                                     "token": ACTIVITY_TOKEN}, 400, "token"),
+        ("/v1/activities/register", {**base, "device_id": theirs, "token": ACTIVITY_TOKEN}, 404,
+         "device_id"),
+    ]  # fmt: skip
+    for path, body, status, param in cases:
+        response = await client.post(path, json=body, headers=bearer(acme.secret_key))
+        assert response.status_code == status, (body, response.text)
+        assert response.json()["error"]["param"] == param, (body, response.text)
+    assert not await Activity.filter(project_id=acme.project.id).exists()
+    started = await client.post("/v1/activities", headers=bearer(acme.secret_key), json={
+        **base, "to": {"device_ids": [theirs]}})  # fmt: skip
+    assert started.json()["recipients"] == 0  # another tenant's device is nobody here
+    assert [w["code"] for w in started.json()["warnings"]] == ["no_recipients"]
+
+
+async def test_a_server_started_activity_waits_for_its_token_then_ends_and_refuses_more(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    app_key = await publishable(acme)
+    phone = await iphone(client, app_key)
+    await iphone(client, app_key, token="77" * 32, user_id="bob")
+    started = await client.post("/v1/activities", headers=bearer(acme.secret_key), json={
+        "activity_type": "OrderTracking", "attributes": {"order": "A-1"},
+        "content_state": {"eta": 30}, "to": {"user_ids": ["ann"]},
+    })  # fmt: skip
+    assert started.status_code == 201, started.text
+    activity = started.json()
+    assert (activity["status"], activity["recipients"], activity["user_id"]) == (
+        "starting",
+        1,
+        "ann",
+    )
+    push = await Push.get(id=activity["push_id"])
+    assert push.content["live_activity"]["attributes"]["brik_activity_id"] == activity["id"]
+    path = f"/v1/activities/{activity['id']}"
+    waiting = await client.post(path + "/update", headers=bearer(acme.secret_key),
+                                json={"content_state": {"eta": 20}})  # fmt: skip
+    assert [w["code"] for w in waiting.json()["warnings"]] == ["no_recipients", "token_pending"]
+    reported = await client.post(path + "/tokens", headers=bearer(app_key),
+                                 json={"device_id": phone, "token": ACTIVITY_TOKEN})  # fmt: skip
+    assert reported.json()["status"] == "active"
+    detail = (await client.get(path, headers=bearer(acme.secret_key))).json()
+    assert detail["status"] == "active"
+    assert detail["content_state"] == {"eta": 20}
+    ended = await client.post(path + "/end", headers=bearer(acme.secret_key), json={
+        "content_state": {"eta": 0}, "dismissal_date": "2020-01-01T00:00:00Z"})  # fmt: skip
+    assert ended.json()["status"] == "dismissed"  # a dismissal date past: gone at once
+    assert ended.json()["recipients"] == 1
+    for action, body in (("/update", {"content_state": {"eta": 1}}), ("/end", {})):
+        late = await client.post(path + action, headers=bearer(acme.secret_key), json=body)
+        assert late.status_code == 409, late.text
+        assert late.json()["error"]["code"] == "activity_ended"
+    late_token = await client.post(path + "/tokens", headers=bearer(app_key),
+                                   json={"device_id": phone, "token": "34" * 32})  # fmt: skip
+    assert late_token.status_code == 409
+    mine = await client.get("/v1/activities", params={"user_id": "ann"},
+                            headers=bearer(acme.secret_key))  # fmt: skip
+    assert [a["id"] for a in mine.json()["data"]] == [activity["id"]]
+    nobody = await client.get("/v1/activities", params={"user_id": "bob"},
+                              headers=bearer(acme.secret_key))  # fmt: skip
+    assert nobody.json()["data"] == []
+
+
+async def test_apple_s_limits_end_stale_and_dismiss_activities_on_reads_and_in_the_sweep(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    app_key = await publishable(acme)
+    phone = await iphone(client, app_key)
+    old, ancient, stale = [(await app_started(client, app_key, phone))["id"] for _ in range(3)]
+    now = datetime.now(UTC)
+    await Activity.filter(id=old).update(created_at=now - timedelta(hours=9))
+    await Activity.filter(id=ancient).update(created_at=now - timedelta(hours=13))
+    await Activity.filter(id=stale).update(stale_date=now - timedelta(minutes=1))
+    headers = bearer(acme.secret_key)
+    seen = {i: (await client.get(f"/v1/activities/{i}", headers=headers)).json()
+            for i in (old, ancient, stale)}  # fmt: skip
+    assert seen[old]["status"] == "ended"
+    assert seen[old]["end_reason"] == "apple_limit"
+    assert seen[ancient]["status"] == "dismissed"
+    assert seen[stale]["status"] == "stale"
+    refused = await client.post(f"/v1/activities/{old}/update", headers=headers,
+                                json={"content_state": {"eta": 1}})  # fmt: skip
+    assert refused.status_code == 409
+    moved = await sweep(datetime.now(UTC))
+    assert moved == {"ended": 1, "dismissed": 1, "stale": 1}
+    statuses = dict(await Activity.filter(id__in=[old, ancient, stale]).values_list("id", "status"))
+    assert statuses == {old: ActivityStatus.ENDED, ancient: ActivityStatus.DISMISSED,
+                        stale: ActivityStatus.STALE}  # fmt: skip
+    listed = await client.get("/v1/activities", params={"status": "stale"}, headers=headers)
+    assert [a["id"] for a in listed.json()["data"]] == [stale]
+    revived = await client.post(
+        f"/v1/activities/{stale}/update",
+        headers=headers,
+        json={"content_state": {"eta": 3}, "stale_date": (now + timedelta(hours=1)).isoformat()},
+    )
+    assert revived.json()["status"] == "active"
+
+
+async def test_a_retried_update_with_its_idempotency_key_is_sent_once(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    app_key = await publishable(acme)
+    activity = await app_started(client, app_key, await iphone(client, app_key))
+    headers = {**bearer(acme.secret_key), "Idempotency-Key": "update-eta-20"}
+    path = f"/v1/activities/{activity['id']}/update"
+    first = await client.post(path, headers=headers, json={"content_state": {"eta": 20}})
+    again = await client.post(path, headers=headers, json={"content_state": {"eta": 20}})
+    assert again.json() == first.json()
+    assert await Push.filter(activity_id=activity["id"]).count() == 1
+    stored = await Activity.get(id=activity["id"])
+    assert stored.version == 2  # registered, then one update
+
+
+async def test_an_activity_s_content_state_reads_as_state_and_cannot_be_written_there(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme, other = await make_tenant("Acme"), await make_tenant("Other")
+    app_key = await publishable(acme)
+    activity = await app_started(client, app_key, await iphone(client, app_key))
+    key = f"activity:{activity['id']}"
+    await client.post(f"/v1/activities/{activity['id']}/update", headers=bearer(
+        acme.secret_key), json={"content_state": {"eta": 12}})  # fmt: skip
+    read = await client.get(f"/v1/state/{key}", headers=bearer(app_key))
+    assert read.status_code == 200, read.text
+    assert read.json()["value"] == {"eta": 12}
+    assert read.json()["version"] == 2
+    assert read.headers["etag"] == read.json()["etag"]
+    written = await client.put(f"/v1/state/{key}", headers=bearer(acme.secret_key),
+                               json={"value": {"eta": 0}})  # fmt: skip
+    assert written.status_code == 400
+    assert written.json()["error"]["code"] == "reserved_key"
+    foreign = await client.get(f"/v1/state/{key}", headers=bearer(other.secret_key))
+    assert foreign.status_code == 404
+    missing = await client.get("/v1/state/activity:act_aaaaaaaaaaaaaaaaaaaaaaaa",
+                               headers=bearer(app_key))  # fmt: skip
+    assert missing.status_code == 404
