@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     apns_host: str | None = None
     apns_port: int = Field(default=443, ge=1, le=65535)
     apns_ca_file: Path | None = None
+    # Apple's channel management API (broadcast channels) is a host of its own; None: Apple's.
+    apns_channels_host: str | None = None
+    apns_channels_port: int | None = Field(default=None, ge=1, le=65535)
     fcm_base_url: str = GOOGLE_FCM_BASE_URL
     fcm_token_url: str = GOOGLE_TOKEN_URL
 

@@ -34,10 +34,12 @@ async def apns_fake(tmp_path: Path, signing_key: SigningKey) -> AsyncIterator[Fa
 
 @pytest.fixture
 def apns_settings(apns_fake: FakeAPNs) -> Settings:
-    """Settings pointing APNs at the fake."""
+    """Settings pointing APNs (pushes, broadcasts and channel management) at the fake."""
     return Settings(
         apns_host=apns_fake.host,
         apns_port=apns_fake.port,
+        apns_channels_host=apns_fake.host,
+        apns_channels_port=apns_fake.management_port,
         apns_ca_file=apns_fake.ca_file,  # type: ignore[attr-defined]
     )
 

@@ -20,14 +20,46 @@ per-token outcomes (:meth:`FakeAPNs.script`): an error status and reason (a 410 
 timestamp), a slow answer, or a dropped connection; ``chaos`` makes a share of all
 requests fail temporarily. Every request is recorded (:attr:`FakeAPNs.received`) with what
 was answered, so tests can count accepted deliveries per ``(apns-id, token)``.
+
+**Broadcast channels** (iOS 18 Live Activities), as Apple's "Sending channel management
+requests to APNs" and "Sending broadcast push notification requests to APNs" describe them,
+with the reasons of the broadcast table of "Handling error responses from APNs":
+
+* the channel management API listens on a port of its own (:attr:`FakeAPNs.management_port`;
+  Apple's is another host, ``api-manage-broadcast[.sandbox].push.apple.com``), per bundle id
+  from the path: ``POST /1/apps/<bundle>/channels`` with ``{"message-storage-policy": 0|1,
+  "push-type": "LiveActivity"}`` → 201 and the new id in ``apns-channel-id`` (400
+  ``BadRequestPayload`` for a body that is no JSON object, ``BadRequestParams`` for an unknown
+  key or a policy other than 0 or 1, ``MissingPushType``/``InvalidPushType``,
+  ``CannotCreateChannelConfig`` past :attr:`FakeAPNs.max_channels`); ``GET`` (200, the
+  channel's configuration) and ``DELETE`` (204) of ``/1/apps/<bundle>/channels`` with
+  ``apns-channel-id`` (400 ``MissingChannelId``, ``BadChannelId`` — not base64, or longer than
+  :data:`MAX_CHANNEL_ID_LENGTH` —, ``ChannelNotRegistered`` — unknown, deleted, or another
+  app's); ``GET /1/apps/<bundle>/all-channels`` → 200 ``{"channels": [...]}``;
+* ``POST /4/broadcasts/apps/<bundle>`` on the push port, with ``apns-channel-id`` (the same
+  three reasons), ``apns-push-type: liveactivity`` (``MissingPushType``/``InvalidPushType``),
+  ``apns-priority`` 1, 5 or 10 (``BadPriority``), ``apns-expiration`` an integer, and ``0`` on
+  a channel that stores no message (``BadExpirationDate``), ``apns-request-id`` a UUID
+  (``BadMessageId``), and a JSON object of at most 5,120 bytes (413 ``PayloadTooLarge``, 400
+  ``PayloadEmpty``/``BadRequestPayload``) → 200 with ``apns-request-id`` and
+  ``apns-unique-id``. Every broadcast is recorded (:attr:`FakeAPNs.broadcasts`; count them
+  with :meth:`FakeAPNs.broadcasts_per_channel`) and can be scripted per channel
+  (:meth:`FakeAPNs.script_broadcast`);
+* both check the provider token as above (403), refuse a bundle id with a push-type suffix
+  (400 ``TopicDisallowed``) or one whose broadcast capability is off
+  (:attr:`FakeAPNs.broadcast_disabled`: 400 ``FeatureNotEnabled``); management requests are
+  recorded too (:attr:`FakeAPNs.channel_requests`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import random
 import re
+import secrets
 import ssl
 import time
 import uuid
@@ -50,6 +82,15 @@ PUSH_TYPES = frozenset(
 )  # fmt: skip
 _TOKEN = re.compile(r"^[0-9a-fA-F]{64,200}$")
 _DEVICE_PATH = re.compile(r"^/3/device/(?P<token>[^/?]+)$")
+
+MAX_BROADCAST_PAYLOAD_BYTES = 5120  # Apple: "a maximum size of 5 KB (5,120 bytes)"
+MAX_CHANNELS = 10_000  # per app and environment
+# Apple gives no length ("don't make assumptions on the channel ID size"); the fake's own bound.
+MAX_CHANNEL_ID_LENGTH = 256
+STORAGE_POLICIES = (0, 1)  # No Message Stored, Most Recent Message Stored
+_CHANNELS_PATH = re.compile(r"^/1/apps/(?P<bundle>[^/?]+)/(?P<what>channels|all-channels)$")
+_BROADCAST_PATH = re.compile(r"^/4/broadcasts/apps/(?P<bundle>[^/?]+)$")
+_CHANNEL_KEYS = frozenset({"message-storage-policy", "push-type"})
 
 
 @dataclass(frozen=True)
@@ -102,6 +143,56 @@ class ReceivedPush:
         return self.status == 200
 
 
+@dataclass(frozen=True)
+class Channel:
+    """A broadcast channel the fake made for one app."""
+
+    channel_id: str
+    bundle_id: str
+    storage_policy: int
+    push_type: str = "LiveActivity"
+
+
+@dataclass(frozen=True)
+class ReceivedBroadcast:
+    """One broadcast request as the fake saw it, and what it answered."""
+
+    request_id: str
+    channel_id: str
+    bundle_id: str
+    headers: dict[str, str]
+    payload: Any
+    status: int
+    reason: str | None
+    received_at: float
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == 200
+
+
+@dataclass(frozen=True)
+class ChannelRequest:
+    """One channel management request, and what it answered."""
+
+    method: str
+    path: str
+    request_id: str
+    headers: dict[str, str]
+    status: int
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A broadcast or management answer: status, reason, headers beside the request id, body."""
+
+    status: int
+    reason: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    body: Any = None
+
+
 @dataclass
 class SigningKey:
     team_id: str
@@ -121,13 +212,22 @@ class FakeAPNs:
     seed: int = 0
     default_delay: float = 0.0  # seconds before answering an unscripted request
     received: list[ReceivedPush] = field(default_factory=list)
+    # Broadcast channels: by channel id; bundle ids whose broadcast capability is off.
+    channels: dict[str, Channel] = field(default_factory=dict)
+    broadcast_disabled: set[str] = field(default_factory=set)
+    max_channels: int = MAX_CHANNELS
+    broadcasts: list[ReceivedBroadcast] = field(default_factory=list)
+    channel_requests: list[ChannelRequest] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._scripts: dict[str, deque[Outcome]] = defaultdict(deque)
+        self._broadcast_scripts: dict[str, deque[Outcome]] = defaultdict(deque)
         self._random = random.Random(self.seed)
         self._server: asyncio.Server | None = None
+        self._management_server: asyncio.Server | None = None
         self.host = "127.0.0.1"
         self.port = 0
+        self.management_port = 0  # the channel management API (Apple: its own host)
         self.connections = 0
         self._transports: set[asyncio.Transport] = set()
         # Apple verifies a provider token's signature once, not on every request; its age is
@@ -142,6 +242,22 @@ class FakeAPNs:
         """Answer the next requests for ``token`` with ``outcomes``, then 200 again."""
         self._scripts[token.lower()].extend(outcomes)
 
+    def script_broadcast(self, channel_id: str, *outcomes: Outcome) -> None:
+        """Answer the next valid broadcasts on ``channel_id`` with ``outcomes``, then 200."""
+        self._broadcast_scripts[channel_id].extend(outcomes)
+
+    def channels_of(self, bundle_id: str) -> list[str]:
+        """The ids of ``bundle_id``'s channels, oldest first."""
+        return [c.channel_id for c in self.channels.values() if c.bundle_id == bundle_id]
+
+    def broadcasts_per_channel(self) -> dict[str, int]:
+        """Broadcasts accepted on each channel id."""
+        counts: dict[str, int] = defaultdict(int)
+        for broadcast in self.broadcasts:
+            if broadcast.accepted:
+                counts[broadcast.channel_id] += 1
+        return dict(counts)
+
     def accepted(self) -> list[ReceivedPush]:
         return [push for push in self.received if push.accepted]
 
@@ -152,21 +268,29 @@ class FakeAPNs:
             counts[(push.apns_id, push.token)] += 1
         return dict(counts)
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    async def start(self, host: str = "127.0.0.1", port: int = 0, management_port: int = 0) -> None:
+        """Listen for pushes and broadcasts on ``port`` and for channel management requests on
+        ``management_port`` (0: a free port each; read :attr:`port`, :attr:`management_port`)."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: _APNsConnection(self), host, port, ssl=self.tls
         )
+        self._management_server = await loop.create_server(
+            lambda: _APNsConnection(self, management=True), host, management_port, ssl=self.tls
+        )
         self.host = host
         self.port = self._server.sockets[0].getsockname()[1]
+        self.management_port = self._management_server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for transport in list(self._transports):
-                transport.abort()
-            await self._server.wait_closed()
-            self._server = None
+        servers = [s for s in (self._server, self._management_server) if s is not None]
+        for server in servers:
+            server.close()
+        for transport in list(self._transports):
+            transport.abort()
+        for server in servers:
+            await server.wait_closed()
+        self._server = self._management_server = None
 
     async def __aenter__(self) -> FakeAPNs:
         await self.start()
@@ -256,6 +380,139 @@ class FakeAPNs:
             return 400, "PayloadEmpty", token, None
         return 200, None, token, payload
 
+    # -- broadcast channels ----------------------------------------------------------------
+
+    def _check_app(self, headers: dict[str, str], bundle_id: str) -> tuple[int, str] | None:
+        """What Apple checks first on both broadcast hosts: the token, then the app."""
+        problem = self._check_provider_token(headers.get("authorization"))
+        if problem is not None:
+            return 403, problem
+        if ".push-type." in bundle_id:
+            return 400, "TopicDisallowed"  # Apple: no push type suffix on the bundle id
+        if bundle_id in self.broadcast_disabled:
+            return 400, "FeatureNotEnabled"
+        request_id = headers.get("apns-request-id")
+        if request_id is not None and not _is_uuid(request_id):
+            return 400, "BadMessageId"
+        return None
+
+    def _find_channel(self, headers: dict[str, str], bundle_id: str) -> Channel | str:
+        """The channel ``apns-channel-id`` names for ``bundle_id``, or Apple's reason why not."""
+        channel_id = headers.get("apns-channel-id")
+        if not channel_id:
+            return "MissingChannelId"
+        if len(channel_id) > MAX_CHANNEL_ID_LENGTH or not _is_base64(channel_id):
+            return "BadChannelId"
+        channel = self.channels.get(channel_id)
+        if channel is None or channel.bundle_id != bundle_id:
+            return "ChannelNotRegistered"
+        return channel
+
+    def manage(self, headers: dict[str, str], body: bytes) -> _Answer:
+        """Answer one channel management request as APNs does (creating or deleting)."""
+        method, path = headers.get(":method", ""), headers.get(":path", "")
+        match = _CHANNELS_PATH.match(path)
+        if match is None:
+            return _Answer(404, "BadPath")
+        bundle_id, what = match["bundle"], match["what"]
+        allowed = {"POST", "GET", "DELETE"} if what == "channels" else {"GET"}
+        if method not in allowed:
+            return _Answer(405, "MethodNotAllowed")
+        problem = self._check_app(headers, bundle_id)
+        if problem is not None:
+            return _Answer(*problem)
+        if what == "all-channels":
+            return _Answer(200, body={"channels": self.channels_of(bundle_id)})
+        if method == "POST":
+            return self._create_channel(bundle_id, body)
+        channel = self._find_channel(headers, bundle_id)
+        if isinstance(channel, str):
+            return _Answer(400, channel)
+        if method == "DELETE":
+            del self.channels[channel.channel_id]
+            return _Answer(204)
+        return _Answer(200, body={
+            "message-storage-policy": channel.storage_policy, "push-type": channel.push_type,
+        })  # fmt: skip
+
+    def _create_channel(self, bundle_id: str, body: bytes) -> _Answer:
+        try:
+            config = json.loads(body) if body else None
+        except ValueError:
+            config = None
+        if not isinstance(config, dict):
+            return _Answer(400, "BadRequestPayload")
+        policy = config.get("message-storage-policy")
+        if set(config) - _CHANNEL_KEYS or policy not in STORAGE_POLICIES or policy is True:
+            return _Answer(400, "BadRequestParams")
+        push_type = config.get("push-type")
+        if push_type is None:
+            return _Answer(400, "MissingPushType")
+        if not isinstance(push_type, str) or push_type.lower() != "liveactivity":
+            return _Answer(400, "InvalidPushType")
+        if len(self.channels_of(bundle_id)) >= self.max_channels:
+            return _Answer(400, "CannotCreateChannelConfig")
+        channel_id = base64.b64encode(secrets.token_bytes(16)).decode()
+        self.channels[channel_id] = Channel(channel_id, bundle_id, int(policy))
+        return _Answer(201, headers=(("apns-channel-id", channel_id),))
+
+    def check_broadcast(self, headers: dict[str, str], body: bytes) -> tuple[_Answer, str, Any]:
+        """Validate one broadcast as APNs does: ``(answer, channel id, payload)``."""
+        if headers.get(":method") != "POST":
+            return _Answer(405, "MethodNotAllowed"), "", None
+        match = _BROADCAST_PATH.match(headers.get(":path", ""))
+        if match is None:
+            return _Answer(404, "BadPath"), "", None
+        bundle_id = match["bundle"]
+        problem = self._check_app(headers, bundle_id)
+        channel_id = headers.get("apns-channel-id", "")
+        if problem is not None:
+            return _Answer(*problem), channel_id, None
+        channel = self._find_channel(headers, bundle_id)
+        if isinstance(channel, str):
+            return _Answer(400, channel), channel_id, None
+        push_type = headers.get("apns-push-type")
+        expiration = headers.get("apns-expiration", "")
+        failures = [
+            (push_type is None, "MissingPushType"),
+            ((push_type or "").lower() != "liveactivity", "InvalidPushType"),
+            (headers.get("apns-priority") not in {"1", "5", "10"}, "BadPriority"),
+            (not expiration.isdigit(), "BadExpirationDate"),
+            # A channel that stores nothing takes only "attempt once": a nonzero expiration
+            # "results in message rejection".
+            (channel.storage_policy == 0 and expiration.strip("0") != "", "BadExpirationDate"),
+        ]  # fmt: skip
+        for failed, reason in failures:
+            if failed:
+                return _Answer(400, reason), channel_id, None
+        if len(body) > MAX_BROADCAST_PAYLOAD_BYTES:
+            return _Answer(413, "PayloadTooLarge"), channel_id, None
+        if not body:
+            return _Answer(400, "PayloadEmpty"), channel_id, None
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            return _Answer(400, "BadRequestPayload"), channel_id, None
+        return _Answer(200, headers=(("apns-unique-id", str(uuid.uuid4())),)), channel_id, payload
+
+    def _next_broadcast_outcome(self, channel_id: str) -> Outcome:
+        script = self._broadcast_scripts.get(channel_id)
+        if script:
+            return script.popleft()
+        if self.chaos and self._random.random() < self.chaos:
+            return self._random.choice(self.chaos_outcomes)
+        return Outcome.ok(delay=self.default_delay)
+
+
+def _is_base64(value: str) -> bool:
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
 
 def _is_uuid(value: str) -> bool:
     try:
@@ -268,8 +525,9 @@ def _is_uuid(value: str) -> bool:
 class _APNsConnection(asyncio.Protocol):
     """One client connection: an h2 server state machine."""
 
-    def __init__(self, fake: FakeAPNs) -> None:
+    def __init__(self, fake: FakeAPNs, management: bool = False) -> None:
         self.fake = fake
+        self.management = management  # the channel management host, not the push host
         # h2's generic header validation is off both ways: requests come from aioapns, whose
         # own h2 already validates every header it sends, and our answers are a few fixed,
         # valid headers. Checking them twice made the fake, not Brik, the bottleneck of the
@@ -313,6 +571,12 @@ class _APNsConnection(asyncio.Protocol):
         self._flush()
 
     def _answer(self, stream_id: int, headers: dict[str, str], body: bytes) -> None:
+        if self.management:
+            self._answer_management(stream_id, headers, body)
+            return
+        if headers.get(":path", "").startswith("/4/"):
+            self._answer_broadcast(stream_id, headers, body)
+            return
         status, reason, token, payload = self.fake.check(headers, body)
         outcome = self.fake._next_outcome(token) if status == 200 else Outcome(status, reason)
         apns_id = headers.get("apns-id") or str(uuid.uuid4()).upper()
@@ -355,6 +619,65 @@ class _APNsConnection(asyncio.Protocol):
                     [*response_headers, ("content-type", "application/json")],
                 )
                 self.conn.send_data(stream_id, data, end_stream=True)
+        except StreamClosedError:
+            return
+        self._flush()
+
+    def _answer_management(self, stream_id: int, headers: dict[str, str], body: bytes) -> None:
+        answer = self.fake.manage(headers, body)
+        request_id = headers.get("apns-request-id") or str(uuid.uuid4())
+        request = ChannelRequest(
+            method=headers.get(":method", ""), path=headers.get(":path", ""),
+            request_id=request_id,
+            headers={k: v for k, v in headers.items() if not k.startswith(":")},
+            status=answer.status, reason=answer.reason,
+        )  # fmt: skip
+        self.fake.channel_requests.append(request)
+        self._send(stream_id, request_id, answer)
+
+    def _answer_broadcast(self, stream_id: int, headers: dict[str, str], body: bytes) -> None:
+        answer, channel_id, payload = self.fake.check_broadcast(headers, body)
+        if answer.status == 200:
+            outcome = self.fake._next_broadcast_outcome(channel_id)
+            if outcome.status != 200 or outcome.drop_connection:
+                answer = _Answer(outcome.status, outcome.reason)
+        else:
+            outcome = Outcome(answer.status, answer.reason)
+        match = _BROADCAST_PATH.match(headers.get(":path", ""))
+        request_id = headers.get("apns-request-id") or str(uuid.uuid4())
+        received = ReceivedBroadcast(
+            request_id=request_id, channel_id=channel_id,
+            bundle_id=match["bundle"] if match else "",
+            headers={k: v for k, v in headers.items() if not k.startswith(":")},
+            payload=payload, status=0 if outcome.drop_connection else answer.status,
+            reason=answer.reason, received_at=time.time(),
+        )  # fmt: skip
+        self.fake.broadcasts.append(received)
+        if outcome.drop_connection:
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        if outcome.delay:
+            asyncio.get_running_loop().call_later(
+                outcome.delay, self._send, stream_id, request_id, answer
+            )
+        else:
+            self._send(stream_id, request_id, answer)
+
+    def _send(self, stream_id: int, request_id: str, answer: _Answer) -> None:
+        """A broadcast or management answer: ``apns-request-id`` always, a JSON body if any."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        headers = [(":status", str(answer.status)), ("apns-request-id", request_id),
+                   *answer.headers]  # fmt: skip
+        body = answer.body if answer.reason is None else {"reason": answer.reason}
+        try:
+            if body is None:
+                self.conn.send_headers(stream_id, headers, end_stream=True)
+            else:
+                headers.append(("content-type", "application/json"))
+                self.conn.send_headers(stream_id, headers)
+                self.conn.send_data(stream_id, json.dumps(body).encode(), end_stream=True)
         except StreamClosedError:
             return
         self._flush()

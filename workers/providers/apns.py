@@ -23,6 +23,14 @@ kind              APNs request
                   ``relevance-score``, an alert when given
 ================  ============================================================================
 
+**Broadcasts** (iOS 18): a recipient with a ``channel_id`` is an APNs broadcast channel, not a
+device. Only Live Activity updates and ends go there — a broadcast cannot start a Live Activity
+(Apple), so a start is :class:`~workers.providers.base.Unsendable` — spelled with the same
+payload, no device token and no collapse id; the topic is the bare bundle id (it goes in the
+path of ``POST /4/broadcasts/apps/<bundle>``, where a push-type suffix is refused) and the
+channel goes in ``apns-channel-id``. aioapns cannot send them: :mod:`.apns_channels` does,
+over its own HTTP/2 connection to the same APNs host.
+
 Raw overrides (``content.apns``): ``payload`` is deep-merged over the payload built above
 (``aps`` key by key; the tenant's keys win), ``headers`` may set ``apns-priority`` and
 ``apns-collapse-id`` (the model refuses the headers Brik owns: apns-id, topic, push type).
@@ -42,10 +50,18 @@ never on the reason string alone, which a proxy or a 5xx body can carry too. App
 * :data:`TEMPORARY_STATUSES` — 429, 500, 503 whatever the reason (and a lost connection or a
   timeout): retried with the *same* ``apns-id``;
 * :data:`CREDENTIAL_ERRORS` — 403 provider-token and certificate errors (and 400
-  ``TopicDisallowed``): failed, with a message saying which credential to fix; any other 403
-  too.
+  ``TopicDisallowed``; 403 ``TopicMismatch`` on broadcasts): failed, with a message saying
+  which credential to fix; any other 403 too.
 
 Anything else Apple refuses is a permanent failure with Apple's reason.
+
+**Broadcast answers** follow the broadcast table of Apple's "Handling error responses from
+APNs" (:func:`classify_broadcast`): 429, 500, 503 and no answer are retried, with the same
+``apns-request-id``; :data:`CHANNEL_ERRORS` — 400 ``ChannelNotRegistered`` (the channel was
+deleted, or is another app's or environment's), ``BadChannelId``, ``MissingChannelId``,
+``FeatureNotEnabled`` (broadcast is off for the app) — fail for good, saying what to do; the
+credential errors above fail as for devices; anything else fails with Apple's reason. A
+broadcast never kills a token: it has none.
 """
 
 from __future__ import annotations
@@ -56,6 +72,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, cast
 
 from aioapns import NotificationRequest, PushType
@@ -64,8 +81,16 @@ from aioapns.exceptions import MaxAttemptsExceeded
 
 from controlplane.payloads import IMAGE_KEY, ActivityAlert, PushContent
 from controlplane.settings import Settings
+from workers.providers.apns_channels import ApnsChannels, ChannelRequestFailed
 from workers.providers.apns_connection import apns_pool
-from workers.providers.base import Credential, Outcome, ProviderKind, Recipient, deep_merged
+from workers.providers.base import (
+    Credential,
+    Outcome,
+    ProviderKind,
+    Recipient,
+    Unsendable,
+    deep_merged,
+)
 
 DEAD_TOKEN_ERRORS = frozenset(
     {
@@ -83,6 +108,15 @@ CREDENTIAL_ERRORS = {
     (403, "BadCertificate"): "APNs refused the credential.",
     (403, "BadCertificateEnvironment"): "The credential is for the other APNs environment.",
     (400, "TopicDisallowed"): "The APNs key may not send to this bundle id (topic).",
+    (403, "TopicMismatch"): "The APNs key may not send to this bundle id.",  # broadcasts
+}
+CHANNEL_ERRORS = {
+    (400, "ChannelNotRegistered"): "The broadcast channel does not exist: it was deleted, or "
+    "belongs to another app or to the other APNs environment.",
+    (400, "BadChannelId"): "Not a broadcast channel id APNs issued.",
+    (400, "MissingChannelId"): "The broadcast had no channel id.",
+    (400, "FeatureNotEnabled"): "Broadcast is off for this bundle id: turn on Broadcast "
+    "Capability under Push Notifications at developer.apple.com.",
 }
 
 
@@ -90,8 +124,8 @@ CREDENTIAL_ERRORS = {
 class ApnsPush:
     """One APNs request: headers and payload, already built and size-checked."""
 
-    token: str
-    apns_id: str
+    token: str  # "" for a broadcast
+    apns_id: str  # a broadcast's apns-request-id
     payload: dict[str, Any]
     push_type: str = "alert"
     topic: str | None = None
@@ -99,6 +133,7 @@ class ApnsPush:
     expiration: int | None = None  # unix seconds; None: Apple's default storage
     collapse_id: str | None = None
     attempt: int = 1  # which try this is (the sandbox's scripted tokens count them)
+    channel_id: str | None = None  # a broadcast on this channel (topic: the bare bundle id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,10 +236,14 @@ def apns_payload(content: PushContent) -> dict[str, Any]:
 
 
 def spell(content: PushContent, recipient: Recipient, details: Mapping[str, Any]) -> ApnsPush:
-    """The APNs request for one device (``details["topic"]``: the app's bundle id)."""
+    """The APNs request for one device, or for one broadcast channel when the recipient has a
+    ``channel_id`` (``details["topic"]``: the app's bundle id)."""
     push_type = PUSH_TYPES[content.kind]
     priority = push_type.priority or (5 if content.priority == "normal" else 10)
     headers = content.apns.headers if content.apns else None
+    if recipient.channel_id is not None:
+        chosen = headers.priority if headers and headers.priority else priority
+        return _broadcast(content, recipient, str(details.get("topic")), chosen)
     return ApnsPush(
         token=recipient.token, apns_id=recipient.message_id, payload=apns_payload(content),
         push_type=push_type.header, topic=f"{details.get('topic')}{push_type.topic_suffix}",
@@ -213,6 +252,23 @@ def spell(content: PushContent, recipient: Recipient, details: Mapping[str, Any]
         collapse_id=headers.collapse_id if headers and headers.collapse_id
         else recipient.collapse_id,
         attempt=recipient.attempt,
+    )  # fmt: skip
+
+
+def _broadcast(
+    content: PushContent, recipient: Recipient, bundle_id: str, priority: int
+) -> ApnsPush:
+    live = content.live_activity
+    if content.kind != "liveactivity" or live is None:
+        raise Unsendable("an APNs broadcast channel carries only Live Activity updates and ends")
+    if live.event == "start":
+        raise Unsendable(
+            "a broadcast cannot start a Live Activity: send the start to push-to-start tokens"
+        )
+    return ApnsPush(
+        token="", channel_id=recipient.channel_id, apns_id=recipient.message_id,
+        payload=apns_payload(content), push_type="liveactivity", topic=bundle_id,
+        priority=priority, expiration=recipient.expires_at, attempt=recipient.attempt,
     )  # fmt: skip
 
 
@@ -257,6 +313,11 @@ class ApnsProvider:
         self._details = {"topic": topic}
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._response_timeout = response_timeout
+        self._connect_channels = partial(
+            ApnsChannels, key=key, key_id=key_id, team_id=team_id, bundle_id=topic,
+            sandbox=sandbox, settings=settings, timeout=response_timeout,
+        )  # fmt: skip
+        self._channels: ApnsChannels | None = None
 
     @classmethod
     def connect(cls, credential: Credential, settings: Settings) -> ApnsProvider:
@@ -268,6 +329,14 @@ class ApnsProvider:
             settings=settings, max_in_flight=settings.delivery_in_flight_per_connection,
         )  # fmt: skip
 
+    @property
+    def channels(self) -> ApnsChannels:
+        """The credential's broadcast channels (connected on first use), which broadcasts
+        are sent through."""
+        if self._channels is None:
+            self._channels = self._connect_channels()
+        return self._channels
+
     def request(self, content: PushContent, recipient: Recipient) -> ApnsPush:
         return cast(ApnsPush, APNS.request(content, recipient, self._details))
 
@@ -275,6 +344,8 @@ class ApnsProvider:
         return list(await asyncio.gather(*(self._send_one(push) for push in pushes)))
 
     async def _send_one(self, push: ApnsPush) -> Outcome:
+        if push.channel_id is not None:
+            return await self._broadcast(push, push.channel_id)
         ttl = None if push.expiration is None else max(0, push.expiration - int(time.time()))
         request = NotificationRequest(
             device_token=push.token,
@@ -297,8 +368,24 @@ class ApnsProvider:
                 return Outcome.retry(f"APNs connection failed: {type(exc).__name__}")
         return classify(result.status, result.description)
 
+    async def _broadcast(self, push: ApnsPush, channel_id: str) -> Outcome:
+        sending = self.channels.broadcast(
+            channel_id, push.payload, request_id=push.apns_id, priority=push.priority,
+            expires_at=push.expiration,
+        )  # fmt: skip
+        async with self._in_flight:
+            try:
+                unique_id = await asyncio.wait_for(sending, self._response_timeout)
+            except TimeoutError:
+                return Outcome.retry("APNs did not answer in time")
+            except ChannelRequestFailed as exc:
+                return classify_broadcast(exc.status, exc.reason)
+        return Outcome.delivered(provider_message_id=unique_id)
+
     async def close(self) -> None:
         self._pool.close()
+        if self._channels is not None:
+            await self._channels.close()
 
 
 def classify(status: str | int, reason: str | None) -> Outcome:
@@ -313,6 +400,19 @@ def classify(status: str | int, reason: str | None) -> Outcome:
         return Outcome.retry(reason)
     fix = CREDENTIAL_ERRORS.get((code, reason))
     if fix is not None or code == 403:
+        return Outcome.failed(f"{reason}: {fix or 'fix the credential'}")
+    return Outcome.failed(reason)
+
+
+def classify_broadcast(status: int, reason: str | None) -> Outcome:
+    """Apple's answer to a broadcast (status 0: none came) as an outcome; see the docstring."""
+    if status == 200:
+        return Outcome.delivered()
+    reason = reason or f"HTTP {status}"
+    if status == 0 or status in TEMPORARY_STATUSES:
+        return Outcome.retry(reason)
+    fix = CHANNEL_ERRORS.get((status, reason)) or CREDENTIAL_ERRORS.get((status, reason))
+    if fix is not None or status == 403:
         return Outcome.failed(f"{reason}: {fix or 'fix the credential'}")
     return Outcome.failed(reason)
 

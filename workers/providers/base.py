@@ -75,12 +75,15 @@ class Recipient:
     """One delivery as a wire request needs it: where it goes and what stays the same across
     its attempts."""
 
-    token: str
+    token: str  # "" for a broadcast
     platform: str
     message_id: str  # the delivery's own id, the same on every attempt (APNs' apns-id)
     attempt: int = 1  # which try this is (the sandbox's scripted tokens count them)
     collapse_id: str | None = None  # one notification on the device, even if sent twice
     expires_at: int | None = None  # unix seconds; None: the provider's default storage
+    # An APNs broadcast channel (iOS 18 Live Activities): one request reaches every device
+    # subscribed to it, instead of one device's token.
+    channel_id: str | None = None
 
 
 class WireRequest(Protocol):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from tests.support.apple import TOPIC, SigningKey, fake_host_tls, new_signing_ke
 from workers.fakes.apns import (
     BAD_DEVICE_TOKEN,
     UNREGISTERED,
+    Channel,
     FakeAPNs,
     Outcome,
 )
@@ -195,3 +197,97 @@ async def test_a_slow_answer_arrives_late(
     assert not done  # still waiting: a client needs its own timeout (aioapns has none)
     assert (await sending).status == "200"
     pool.close()
+
+
+def test_the_fake_manages_channels_as_apple_documents(
+    tmp_path: Path, signing_key: SigningKey
+) -> None:
+    fake = FakeAPNs(tls=fake_host_tls(tmp_path).server, broadcast_disabled={"com.example.off"})
+    fake.add_key(signing_key.key_id, signing_key.team_id, signing_key.public_key)
+    bearer = "bearer " + jwt.encode(
+        {"iss": signing_key.team_id, "iat": int(time.time())}, signing_key.pem,
+        algorithm="ES256", headers={"kid": signing_key.key_id},
+    )  # fmt: skip
+
+    def manage(method: str, body: object = None, **headers: str) -> tuple[int, str | None]:
+        base = {":method": method, ":path": f"/1/apps/{TOPIC}/channels", "authorization": bearer}
+        data = b"" if body is None else json.dumps(body).encode()
+        answer = fake.manage({**base, **headers}, data)
+        return answer.status, answer.reason
+
+    good = {"message-storage-policy": 1, "push-type": "LiveActivity"}
+    assert manage("POST", good) == (201, None)
+    [channel] = fake.channels_of(TOPIC)
+    assert manage("GET", **{"apns-channel-id": channel}) == (200, None)
+    assert manage("POST", {**good, "message-storage-policy": 2}) == (400, "BadRequestParams")
+    assert manage("POST", {**good, "colour": "red"}) == (400, "BadRequestParams")
+    assert manage("POST", {"message-storage-policy": 0}) == (400, "MissingPushType")
+    assert manage("POST", {**good, "push-type": "alert"}) == (400, "InvalidPushType")
+    assert manage("POST", [1]) == (400, "BadRequestPayload")
+    assert manage("GET") == (400, "MissingChannelId")
+    assert manage("GET", **{"apns-channel-id": "%%%"}) == (400, "BadChannelId")
+    assert manage("GET", **{"apns-channel-id": "dHN0LXNyY2gtY2hubA=="}) == (
+        400, "ChannelNotRegistered",
+    )  # fmt: skip
+    assert manage("PUT") == (405, "MethodNotAllowed")
+    assert manage("GET", **{":path": f"/1/apps/{TOPIC}/nothing"}) == (404, "BadPath")
+    assert manage("POST", good, authorization="") == (403, "MissingProviderToken")
+    assert manage("POST", good, **{":path": "/1/apps/com.example.off/channels"}) == (
+        400, "FeatureNotEnabled",
+    )  # fmt: skip
+    suffixed = f"/1/apps/{TOPIC}.push-type.liveactivity/channels"
+    assert manage("POST", good, **{":path": suffixed}) == (400, "TopicDisallowed")
+    assert manage("POST", good, **{"apns-request-id": "42"}) == (400, "BadMessageId")
+    fake.max_channels = 1
+    assert manage("POST", good) == (400, "CannotCreateChannelConfig")
+    assert manage("DELETE", **{"apns-channel-id": channel}) == (204, None)
+    assert manage("DELETE", **{"apns-channel-id": channel}) == (400, "ChannelNotRegistered")
+    assert fake.channels == {}
+
+
+def test_the_fake_checks_broadcasts_as_apple_documents(
+    tmp_path: Path, signing_key: SigningKey
+) -> None:
+    fake = FakeAPNs(tls=fake_host_tls(tmp_path).server)
+    fake.add_key(signing_key.key_id, signing_key.team_id, signing_key.public_key)
+    fake.channels["c3RvcmVk"] = Channel("c3RvcmVk", TOPIC, storage_policy=1)
+    fake.channels["bm9uZQ=="] = Channel("bm9uZQ==", TOPIC, storage_policy=0)
+    bearer = "bearer " + jwt.encode(
+        {"iss": signing_key.team_id, "iat": int(time.time())}, signing_key.pem,
+        algorithm="ES256", headers={"kid": signing_key.key_id},
+    )  # fmt: skip
+
+    def check(body: bytes = b'{"aps": {"event": "update"}}', /, **headers: str) -> object:
+        base = {
+            ":method": "POST", ":path": f"/4/broadcasts/apps/{TOPIC}", "authorization": bearer,
+            "apns-channel-id": "c3RvcmVk", "apns-push-type": "liveactivity",
+            "apns-priority": "10", "apns-expiration": str(int(time.time()) + 60),
+        }  # fmt: skip
+        answer, _, _ = fake.check_broadcast({**base, **headers}, body)
+        return answer.status, answer.reason
+
+    assert check() == (200, None)
+    assert check(**{"apns-push-type": "LiveActivity"}) == (200, None)  # Apple spells it both ways
+    assert check(**{"apns-channel-id": "bm9uZQ==", "apns-expiration": "0"}) == (200, None)
+    # A channel that stores nothing refuses any expiration but 0.
+    assert check(**{"apns-channel-id": "bm9uZQ=="}) == (400, "BadExpirationDate")
+    assert check(**{"apns-expiration": "soon"}) == (400, "BadExpirationDate")
+    assert check(**{"apns-channel-id": ""}) == (400, "MissingChannelId")
+    assert check(**{"apns-channel-id": "x" * 300}) == (400, "BadChannelId")
+    assert check(**{"apns-channel-id": "dW5rbm93bg=="}) == (400, "ChannelNotRegistered")
+    assert check(**{"apns-push-type": "alert"}) == (400, "InvalidPushType")
+    assert check(**{"apns-priority": "7"}) == (400, "BadPriority")
+    assert check(**{"apns-request-id": "not-a-uuid"}) == (400, "BadMessageId")
+    assert check(**{":path": f"/4/broadcasts/apps/{TOPIC}.push-type.liveactivity"}) == (
+        400, "TopicDisallowed",
+    )  # fmt: skip
+    assert check(authorization="bearer nonsense") == (403, "InvalidProviderToken")
+    assert check(**{":method": "GET"}) == (405, "MethodNotAllowed")
+    assert check(**{":path": "/4/broadcasts/com.example.app"}) == (404, "BadPath")
+    assert check(b"") == (400, "PayloadEmpty")
+    assert check(b"{not json") == (400, "BadRequestPayload")
+    # Broadcasts may carry 5 KB, not the 4 KB of a device push.
+    five_kb = json.dumps({"aps": {"event": "update"}, "pad": "x" * 5050}).encode()
+    assert 4096 < len(five_kb) <= 5120
+    assert check(five_kb) == (200, None)
+    assert check(b'{"pad": "' + b"x" * 5120 + b'"}') == (413, "PayloadTooLarge")

@@ -24,7 +24,8 @@ from workers.fakes.apns import (
     FakeAPNs,
     Outcome,
 )
-from workers.providers.apns import APNS, ApnsProvider, ApnsPush, classify
+from workers.providers.apns import APNS, ApnsProvider, ApnsPush, classify, classify_broadcast
+from workers.providers.apns_channels import StoragePolicy
 from workers.providers.base import OutcomeKind, Recipient, Unsendable
 
 
@@ -258,3 +259,129 @@ async def test_in_flight_sends_are_bounded(
     await apns.close()
     assert all(o.kind is OutcomeKind.DELIVERED for o in outcomes)
     assert len(apns_fake.deliveries_per_device()) == 30
+
+
+# -- broadcast channels (iOS 18) ---------------------------------------------------------------
+
+LIVE_UPDATE = {"kind": "liveactivity", "live_activity": {
+    "event": "update", "content_state": {"score": "2-1"}, "alert": {"title": "Goal!"},
+}}  # fmt: skip
+
+
+def broadcast_to(channel_id: str, fields: dict[str, Any] = LIVE_UPDATE, **recipient: Any) -> Any:
+    content = PushContent.model_validate(fields)
+    to = Recipient(token="", platform="ios", message_id=str(uuid.uuid4()), channel_id=channel_id,
+                   **recipient)  # fmt: skip
+    return content, to
+
+
+def test_a_broadcast_is_spelled_for_its_channel_not_a_device() -> None:
+    apns = spelled({**LIVE_UPDATE, "priority": "normal"}, token="", channel_id="Y2hhbm5lbA==",
+                   collapse_id="c", expires_at=1_900_000_000)  # fmt: skip
+    assert (apns.channel_id, apns.token, apns.collapse_id) == ("Y2hhbm5lbA==", "", None)
+    # The bundle id goes in the path, where Apple refuses a push-type suffix.
+    assert (apns.push_type, apns.topic) == ("liveactivity", "com.example.app")
+    assert (apns.priority, apns.expiration) == (5, 1_900_000_000)
+    assert apns.payload["aps"]["event"] == "update"
+    assert apns.payload["aps"]["alert"] == {"title": "Goal!"}
+
+
+def test_what_a_channel_cannot_carry_is_refused() -> None:
+    start = {"kind": "liveactivity", "live_activity": {
+        "event": "start", "content_state": {}, "attributes_type": "Match", "attributes": {},
+    }}  # fmt: skip
+    with pytest.raises(Unsendable, match="cannot start a Live Activity"):
+        spelled(start, channel_id="Y2hhbm5lbA==")
+    with pytest.raises(Unsendable, match="only Live Activity"):
+        spelled({"kind": "alert", "alert": {"title": "Hi"}}, channel_id="Y2hhbm5lbA==")
+
+
+async def test_a_broadcast_reaches_apns_once_per_channel(
+    apns_fake: FakeAPNs, apns_settings: Settings, signing_key: SigningKey
+) -> None:
+    apns = provider(apns_settings, signing_key)
+    match = await apns.channels.create(StoragePolicy.NO_MESSAGE_STORED)
+    launch = await apns.channels.create(StoragePolicy.MOST_RECENT_MESSAGE_STORED)
+    pushes = [apns.request(*broadcast_to(channel)) for channel in (match, launch)]
+    device = push("0f" * 32)  # a device push in the same batch still goes through aioapns
+    outcomes = await apns.send([*pushes, device])
+    await apns.close()
+    assert [o.kind for o in outcomes] == [OutcomeKind.DELIVERED] * 3
+    assert outcomes[0].provider_message_id  # Apple's apns-unique-id
+    assert apns_fake.broadcasts_per_channel() == {match: 1, launch: 1}
+    for sent, received in zip(pushes, apns_fake.broadcasts, strict=True):
+        assert (received.bundle_id, received.channel_id) == (TOPIC, sent.channel_id)
+        assert received.request_id == sent.apns_id  # the delivery's id
+        assert received.headers["apns-push-type"] == "liveactivity"
+        assert received.headers["apns-priority"] == "10"
+        assert received.payload == sent.payload
+        assert received.payload["aps"]["content-state"] == {"score": "2-1"}
+    assert [r.token for r in apns_fake.accepted()] == [device.token]
+
+
+async def test_a_broadcast_to_a_deleted_channel_fails_for_good_saying_why(
+    apns_fake: FakeAPNs, apns_settings: Settings, signing_key: SigningKey
+) -> None:
+    apns = provider(apns_settings, signing_key)
+    channel = await apns.channels.create()
+    [first] = await apns.send([apns.request(*broadcast_to(channel))])
+    # The event is over: the channel is deleted elsewhere (the API, another worker).
+    other = provider(apns_settings, signing_key)
+    await other.channels.delete(channel)
+    [late] = await apns.send([apns.request(*broadcast_to(channel))])
+    [fresh] = await other.send([other.request(*broadcast_to(channel))])
+    await apns.close()
+    await other.close()
+    assert first.kind is OutcomeKind.DELIVERED
+    for failed in (late, fresh):
+        assert failed.kind is OutcomeKind.FAILED  # not a dead token, and not retried
+        assert failed.reason.startswith("ChannelNotRegistered: ")
+        assert "deleted" in failed.reason
+    assert [(b.status, b.reason) for b in apns_fake.broadcasts] == [
+        (200, None), (400, "ChannelNotRegistered"),
+    ]  # fmt: skip
+    assert apns_fake.broadcasts_per_channel() == {channel: 1}
+
+
+async def test_temporary_broadcast_answers_are_retried_with_the_same_request_id(
+    apns_fake: FakeAPNs, apns_settings: Settings, signing_key: SigningKey
+) -> None:
+    apns = provider(apns_settings, signing_key)
+    channel = await apns.channels.create()
+    apns_fake.script_broadcast(
+        channel, TOO_MANY_REQUESTS, INTERNAL_SERVER_ERROR, SERVICE_UNAVAILABLE, Outcome.dropped()
+    )
+    update = apns.request(*broadcast_to(channel))
+    outcomes = [(await apns.send([update]))[0] for _ in range(5)]
+    await apns.close()
+    assert [o.kind for o in outcomes] == [OutcomeKind.RETRY] * 4 + [OutcomeKind.DELIVERED]
+    assert [o.reason for o in outcomes[:3]] == [
+        "TooManyRequests", "InternalServerError", "ServiceUnavailable",
+    ]  # fmt: skip
+    assert {b.request_id for b in apns_fake.broadcasts} == {update.apns_id}
+    assert apns_fake.broadcasts_per_channel() == {channel: 1}
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "kind", "says"),
+    [
+        (200, None, OutcomeKind.DELIVERED, ""),
+        (429, "TooManyProviderTokenUpdates", OutcomeKind.RETRY, "TooManyProviderTokenUpdates"),
+        (503, "Shutdown", OutcomeKind.RETRY, "Shutdown"),
+        (0, "APNs connection failed: ConnectError", OutcomeKind.RETRY, "APNs connection"),
+        (400, "ChannelNotRegistered", OutcomeKind.FAILED, "deleted"),
+        (400, "FeatureNotEnabled", OutcomeKind.FAILED, "Broadcast Capability"),
+        (403, "TopicMismatch", OutcomeKind.FAILED, "may not send to this bundle id"),
+        (403, "ExpiredProviderToken", OutcomeKind.FAILED, "server clock"),
+        (400, "BadExpirationDate", OutcomeKind.FAILED, "BadExpirationDate"),
+        # A broadcast has no token to drop, whatever Apple says.
+        (410, "Unregistered", OutcomeKind.FAILED, "Unregistered"),
+        (400, "BadDeviceToken", OutcomeKind.FAILED, "BadDeviceToken"),
+    ],
+)
+def test_broadcast_answers_follow_apples_broadcast_table(
+    status: int, reason: str | None, kind: OutcomeKind, says: str
+) -> None:
+    outcome = classify_broadcast(status, reason)
+    assert outcome.kind is kind
+    assert says in outcome.reason
