@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from tortoise.expressions import Q
 
@@ -67,6 +67,32 @@ ACTIVITY_ID_KEY = "brik_activity_id"  # added to a push-to-start's attributes
 SWEEP_BATCH = 1000
 
 Priority = Literal[5, 10]
+
+
+class ChannelUnavailable(Exception):
+    """A broadcast channel could not be opened or closed; ``temporary``: try again later."""
+
+    def __init__(self, message: str, *, temporary: bool) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+
+
+class BroadcastChannels(Protocol):
+    """Opening and closing APNs broadcast channels (``workers/providers/apns_channels.py``
+    answers; the app gets it from ``controlplane/app.py``). Raises :class:`ChannelUnavailable`."""
+
+    async def open(
+        self, project_id: str, keyring: KeyRing, *, test_mode: bool, keep_latest: bool
+    ) -> str:
+        """A new channel's id; ``keep_latest``: APNs keeps the newest message for devices
+        offline (else frequent updates, nothing stored)."""
+        ...
+
+    async def close(
+        self, project_id: str, channel_id: str, keyring: KeyRing, *, test_mode: bool
+    ) -> None:
+        """Delete the channel (one already gone is fine)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -146,22 +172,26 @@ async def start(
     ios = [d for d in devices if d.platform is Platform.IOS]
     startable = [d for d in ios if d.push_to_start_token_encrypted is not None]
     android = [d for d in devices if d.platform is Platform.ANDROID]
+    # Waiting for tokens: only iOS devices reached through tokens of their own (a broadcast
+    # activity's updates go to its channel, which they subscribe to when it starts).
+    waits = channel_id is None and (startable or not android)
     activity = await Activity.create(
         project=sender.project, mode=sender.mode, activity_type=activity_type,
         attributes=attributes, content_state=content_state,
-        status=ActivityStatus.STARTING if startable or not android else ActivityStatus.ACTIVE,
+        status=ActivityStatus.STARTING if waits else ActivityStatus.ACTIVE,
         started_by="server", user_id=user_id, channel_id=channel_id,
         stale_date=change.stale_date, relevance_score=change.relevance_score,
         last_timestamp=int(now.timestamp()),
     )  # fmt: skip
     reached = [*startable, *android]
+    with_tokens = android if channel_id is not None else reached
     await ActivityToken.bulk_create([
         ActivityToken(
             activity=activity, device_id=device.id, platform=device.platform.value,
             status=ActivityTokenStatus.PENDING if device.platform is Platform.IOS
             else ActivityTokenStatus.ACTIVE,
         )
-        for device in reached
+        for device in with_tokens
     ])  # fmt: skip
     token_ids = dict(
         await ActivityToken.filter(activity_id=activity.id).values_list("device_id", "id")
@@ -178,7 +208,7 @@ async def start(
     )  # fmt: skip
     check_sizes(content, sender.providers)
     destinations = [
-        Destination(d.id, d.platform.value, activity_token_id=token_ids[d.id]) for d in reached
+        Destination(d.id, d.platform.value, activity_token_id=token_ids.get(d.id)) for d in reached
     ]
     push = await accept_push(
         sender, content, {"activity_id": activity.id}, destinations, now, activity_id=activity.id
@@ -381,3 +411,33 @@ async def sweep(now: datetime) -> Counter[str]:
     )
     moved[ActivityStatus.DISMISSED.value] += dismissed
     return +moved
+
+
+@dataclass(frozen=True, slots=True)
+class OpenChannel:
+    activity_id: str
+    project_id: str
+    test_mode: bool
+    channel_id: str
+
+
+async def channels_to_close() -> list[OpenChannel]:
+    """Broadcast channels whose activity is dismissed and whose last update has gone (deleting
+    a channel is final: its end must reach the devices first)."""
+    rows = await Activity.filter(
+        status=ActivityStatus.DISMISSED, channel_id__isnull=False, channel_closed_at__isnull=True
+    ).limit(SWEEP_BATCH).values_list("id", "project_id", "mode", "channel_id")  # fmt: skip
+    closable = []
+    for activity_id, project_id, mode, channel_id in rows:
+        if await Delivery.filter(
+            push__activity_id=activity_id,
+            status__in=[DeliveryStatus.QUEUED, DeliveryStatus.SENDING],
+        ).exists():
+            continue
+        closable.append(OpenChannel(activity_id, project_id, mode == "test", channel_id))
+    return closable
+
+
+async def channel_closed(activity_id: str, now: datetime) -> None:
+    """Note that the activity's channel is deleted at Apple."""
+    await Activity.filter(id=activity_id).update(channel_closed_at=now)

@@ -3,7 +3,9 @@
 It is one of the composition roots allowed to import the worker package (``tests/test_layers.py``
 names them): it hands the app the provider registry (``app.state.providers``), which the HTTP
 layer knows only as a :class:`controlplane.payloads.ProviderCatalog` — who sends to which
-platform, and how big a push is on each provider's wire.
+platform, and how big a push is on each provider's wire — and the APNs channel manager
+(``app.state.channels``), known to the API as :class:`controlplane.activities.BroadcastChannels`:
+a broadcast Live Activity opens its channel before it starts.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from controlplane.middleware.body_limit import BodySizeLimitMiddleware
 from controlplane.middleware.telemetry import RequestMetrics, RequestTelemetryMiddleware
 from controlplane.rate_limits import RateLimiter
 from controlplane.settings import Settings
+from workers.providers.apns_channels import ChannelAdmin
 from workers.providers.registry import PROVIDERS
 
 
@@ -107,6 +110,7 @@ def create_app(settings: Settings) -> Starlette:
     app.state.drain = app.state.events_hub.drain
     app.state.operations = OPERATIONS
     app.state.providers = PROVIDERS
+    app.state.channels = ChannelAdmin(settings)  # Live Activity broadcast channels
     app.state.version = _version()
     app.state.openapi = None
     app.state.keyring = (

@@ -47,7 +47,9 @@ ROOT_IMPORTS = {
     # create_app hands the API the provider registry (app.state.providers), which the HTTP layer
     # knows only as controlplane.payloads.ProviderCatalog: who sends to which platform, and how
     # big a push is on each provider's wire (the 4 KB check at accept time).
-    "controlplane.app": {"workers.providers.registry"},
+    # And the APNs channel manager (app.state.channels), known to the API only as
+    # controlplane.activities.BroadcastChannels: a broadcast Live Activity opens its channel.
+    "controlplane.app": {"workers.providers.registry", "workers.providers.apns_channels"},
     # `python -m controlplane` runs the CLI; it takes nothing from workers itself.
     "controlplane.__main__": set(),
 }

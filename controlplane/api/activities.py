@@ -19,13 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from tortoise.expressions import Q, Subquery
 
 from controlplane import activities
-from controlplane.activities import Change, Sent
-from controlplane.api.devices import APNS_TOKEN_PATTERN
+from controlplane.activities import BroadcastChannels, Change, ChannelUnavailable, Sent
+from controlplane.api.devices import APNS_TOKEN_PATTERN, Tag
 from controlplane.api.fields import Moment, ObjectId
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.pushes import DeliveryOut, sender_of
 from controlplane.api.routing import Auth, Call, Operation
-from controlplane.errors import InvalidRequest, NotFound
+from controlplane.errors import InvalidRequest, NotFound, ServiceUnavailable
 from controlplane.models import (
     Activity,
     ActivityStatus,
@@ -34,11 +34,12 @@ from controlplane.models import (
     Delivery,
     Device,
     DeviceStatus,
+    DeviceTag,
     KeyMode,
     Platform,
 )
 from controlplane.payloads import ActivityAlert
-from controlplane.validation import WHOLE_NUMBER
+from controlplane.validation import WHOLE_NUMBER, field_error
 
 _APNS_TOKEN = re.compile(APNS_TOKEN_PATTERN.strip("^$"))
 
@@ -62,34 +63,77 @@ class ActivityRecipients(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "description": "At least one of device_ids or user_ids, not empty.",
+            "description": "At least one of device_ids, user_ids or tags, not empty.",
             "anyOf": [
                 {"required": [name], "properties": {name: {"minItems": 1}}}
-                for name in ("device_ids", "user_ids")
+                for name in ("device_ids", "user_ids", "tags")
             ],
         },
     )
     device_ids: list[ObjectId] = Field(default_factory=list, max_length=1000)
     user_ids: list[UserId] = Field(default_factory=list, max_length=1000)
+    tags: list[Tag] = Field(default_factory=list, max_length=20)
 
     @model_validator(mode="after")
     def _names_someone(self) -> ActivityRecipients:
-        if not (self.device_ids or self.user_ids):
-            raise ValueError("name at least one of device_ids or user_ids")
+        if not (self.device_ids or self.user_ids or self.tags):
+            raise ValueError("name at least one of device_ids, user_ids or tags")
         return self
 
 
 class ActivityStart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "allOf": [
+                {
+                    "if": {"properties": {"broadcast": {"const": True}}, "required": ["broadcast"]},
+                    "then": {},
+                    "else": {"required": ["to"], "properties": {"to": {"type": "object"}}},
+                },
+                {
+                    "if": {
+                        "properties": {"broadcast_keeps_latest": {"const": True}},
+                        "required": ["broadcast_keeps_latest"],
+                    },
+                    "then": {
+                        "properties": {"broadcast": {"const": True}},
+                        "required": ["broadcast"],
+                    },
+                },
+            ]
+        },
+    )
     activity_type: ActivityType
     attributes: JsonObject = Field(default_factory=dict, description="The static attributes.")
     content_state: JsonObject = Field(description="The first content state.")
-    to: ActivityRecipients
+    to: ActivityRecipients | None = Field(
+        default=None, description="Who gets a push-to-start; optional for a broadcast activity "
+        "(apps subscribe to its channel themselves).",
+    )  # fmt: skip
+    broadcast: bool = Field(
+        default=False,
+        description="iOS 18: updates go once to an APNs broadcast channel Brik opens for the "
+        "activity (`channel_id`), not to each device's token.",
+    )
+    broadcast_keeps_latest: bool = Field(
+        default=False,
+        description="The channel's storage policy: APNs keeps the newest update for devices "
+        "offline (else nothing is stored, and frequent updates have a higher budget).",
+    )
     alert: ActivityAlert | None = None
     stale_date: Moment | None = None
     relevance_score: Score | None = None
     priority: Literal[5, 10] = Field(default=10, description="APNs priority of the start.")
     ttl: Ttl | None = None
+
+    @model_validator(mode="after")
+    def _names_someone_unless_broadcast(self) -> ActivityStart:
+        if self.to is None and not self.broadcast:
+            raise field_error("to", "name device_ids or user_ids (or start a broadcast)")
+        if self.broadcast_keeps_latest and not self.broadcast:
+            raise field_error("broadcast_keeps_latest", "only for a broadcast activity")
+        return self
 
 
 class ActivityRegistration(BaseModel):
@@ -261,6 +305,9 @@ async def _recipients(call: Call, to: ActivityRecipients) -> list[Device]:
         wanted |= Q(id__in=to.device_ids)
     if to.user_ids:
         wanted |= Q(user_id__in=to.user_ids)
+    if to.tags:
+        tagged = DeviceTag.filter(tag__in=to.tags).values("device_id")
+        wanted |= Q(id__in=Subquery(tagged))
     return await call.tenant.query(Device).filter(wanted, status=DeviceStatus.ACTIVE)
 
 
@@ -285,10 +332,29 @@ async def _device(call: Call, device_id: str, token: str | None) -> Device:
     return device
 
 
+async def _open_channel(call: Call, keeps_latest: bool) -> str:
+    """A new APNs broadcast channel for the project (test mode: a sandbox one)."""
+    channels: BroadcastChannels = call.request.app.state.channels
+    project = call.tenant.project
+    assert project is not None
+    try:
+        return await channels.open(
+            project.id, call.keyring, test_mode=call.key.mode is KeyMode.TEST,
+            keep_latest=keeps_latest,
+        )  # fmt: skip
+    except ChannelUnavailable as exc:
+        if exc.temporary:
+            raise ServiceUnavailable(f"{exc} Nothing was started; try again shortly.",
+                                     code="broadcast_unavailable") from None  # fmt: skip
+        raise InvalidRequest(str(exc), code="broadcast_unavailable", param="broadcast") from None
+
+
 async def start_activity(call: Call) -> ActivitySent:
     body = call.body_as(ActivityStart)
-    devices = await _recipients(call, body.to)
-    user_id = body.to.user_ids[0] if len(body.to.user_ids) == 1 and not body.to.device_ids else (
+    to = body.to or ActivityRecipients.model_construct(device_ids=[], user_ids=[], tags=[])
+    devices = await _recipients(call, to) if body.to is not None else []
+    user_id = to.user_ids[0] if len(to.user_ids) == 1 and not (to.device_ids or to.tags) else None
+    channel_id = await _open_channel(call, body.broadcast_keeps_latest) if body.broadcast else (
         None
     )  # fmt: skip
     sent = await activities.start(
@@ -296,7 +362,7 @@ async def start_activity(call: Call) -> ActivitySent:
         content_state=body.content_state, devices=devices,
         change=Change(alert=body.alert, stale_date=body.stale_date,
                       relevance_score=body.relevance_score, priority=body.priority, ttl=body.ttl),
-        user_id=user_id, channel_id=None, now=datetime.now(UTC),
+        user_id=user_id, channel_id=channel_id, now=datetime.now(UTC),
     )  # fmt: skip
     return ActivitySent.of_sent(sent)
 
@@ -389,7 +455,9 @@ operations = [
               body=ActivityStart, response=ActivitySent, status_code=201, idempotent=True,
               description="iOS devices need a push-to-start token (iOS 17.2+); each gets a "
               "pending token until the app reports the activity's own. The push is tracked "
-              "like any other (`push_id`)."),
+              "like any other (`push_id`). `broadcast`: Brik opens an APNs broadcast channel "
+              "first (APNs unreachable: 503 `broadcast_unavailable`, nothing started).",
+              errors={503: "APNs did not open the broadcast channel"}),
     Operation("POST", "/v1/activities/register", register_activity,
               "Register an activity the app started itself, with its token", "Activities",
               auth=KEY, scope="devices:write", body=ActivityRegistration, response=ActivityOut,

@@ -1,3 +1,6 @@
+"""Live Activities addressed by id (issue 13): activities, their per-device tokens, and the
+deliveries that go through them (an activity token, or a broadcast channel)."""
+
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
@@ -29,6 +32,7 @@ class Migration(migrations.Migration):
                 ('started_by', fields.CharField(max_length=10)),
                 ('user_id', fields.CharField(null=True, db_index=True, max_length=200)),
                 ('channel_id', fields.CharField(null=True, max_length=200)),
+                ('channel_closed_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('stale_date', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('dismissal_date', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('relevance_score', fields.FloatField(null=True)),

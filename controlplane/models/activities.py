@@ -60,6 +60,7 @@ class Activity(Model):
     started_by = fields.CharField(max_length=10)  # server | app
     user_id = fields.CharField(max_length=200, null=True, db_index=True)
     channel_id = fields.CharField(max_length=200, null=True)  # APNs broadcast channel
+    channel_closed_at = fields.DatetimeField(null=True)  # deleted at Apple once dismissed
     stale_date = fields.DatetimeField(null=True)
     dismissal_date = fields.DatetimeField(null=True)
     relevance_score = fields.FloatField(null=True)

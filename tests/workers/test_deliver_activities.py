@@ -18,7 +18,9 @@ import pytest
 
 from controlplane.app import create_app
 from controlplane.auth.api_keys import issue_api_key
+from controlplane.crypto import KeyRing
 from controlplane.models import (
+    Activity,
     ActivityToken,
     ActivityTokenStatus,
     Delivery,
@@ -39,6 +41,7 @@ from tests.workers.conftest import FAST_RETRIES
 from tests.workers.test_deliver import bearer, until_final
 from workers.fakes.apns import UNREGISTERED, FakeAPNs, Outcome
 from workers.fakes.fcm import FakeFCM
+from workers.tasks.activity_lifecycle import scheduled_activity_sweep
 
 pytestmark = pytest.mark.database
 
@@ -61,6 +64,7 @@ def fake_settings(apns_fake: FakeAPNs, fcm_fake: FakeFCM) -> dict[str, Any]:
     return {
         "apns_host": apns_fake.host, "apns_port": apns_fake.port,
         "apns_ca_file": apns_fake.ca_file,  # type: ignore[attr-defined]
+        "apns_channels_host": apns_fake.host, "apns_channels_port": apns_fake.management_port,
         "fcm_base_url": fcm_fake.base_url, "fcm_token_url": fcm_fake.token_url,
     }  # fmt: skip
 
@@ -279,3 +283,85 @@ async def test_a_dead_activity_token_is_dropped_alone_and_the_phone_keeps_its_al
     assert (await until_final(app.client, app.secret, revived["push_id"]))["deliveries"] == {
         "delivered": 1
     }
+
+
+async def test_a_broadcast_activity_opens_a_channel_updates_it_once_and_closes_it_when_gone(
+    make_settings: Callable[..., Settings], database: None, apns_fake: FakeAPNs,
+    fcm_fake: FakeFCM, signing_key: SigningKey,
+) -> None:  # fmt: skip
+    settings = make_settings(**fake_settings(apns_fake, fcm_fake), **FAST_RETRIES)
+    async with (
+        serving(create_app(settings)) as url,
+        httpx.AsyncClient(base_url=url) as client,
+        running_worker(settings),
+    ):
+        app = await live_app(client, signing_key, fcm_fake)
+        await post(
+            app,
+            "/v1/devices",
+            {
+                "token": "ef" * 32,
+                "platform": "ios",
+                "tags": ["fans"],
+                "push_to_start_token": "0f" * 32,
+            },
+            key=app.publishable,
+        )
+        match = await post(app, "/v1/activities", {
+            "activity_type": "MatchAttributes", "attributes": {"home": "Lyon", "away": "Nice"},
+            "content_state": {"score": "0-0"}, "to": {"user_ids": ["ann"], "tags": ["fans"]},
+            "broadcast": True,
+        })  # fmt: skip
+        channel = match["channel_id"]
+        assert apns_fake.channels_of("com.example.app") == [channel]
+        assert match["status"] == "active"  # devices subscribe to the channel: no tokens wait
+        await until_final(client, app.secret, match["push_id"])
+        starts = [r.payload["aps"] for r in apns_fake.accepted()]
+        assert [s["input-push-channel"] for s in starts] == [channel, channel]  # two iPhones
+        for score in ("1-0", "1-1"):
+            goal = await post(app, f"/v1/activities/{match['id']}/update",
+                              {"content_state": {"score": score}})  # fmt: skip
+            assert goal["recipients"] == 2  # the channel, and the Android phone
+            await until_final(client, app.secret, goal["push_id"])
+        assert apns_fake.broadcasts_per_channel() == {channel: 2}
+        assert [b.payload["aps"]["content-state"] for b in apns_fake.broadcasts] == [
+            {"score": "1-0"}, {"score": "1-1"},
+        ]  # fmt: skip
+        android = [m.message["data"]["brik_live_activity_state"] for m in fcm_fake.accepted()]
+        assert android == ['{"score":"0-0"}', '{"score":"1-0"}', '{"score":"1-1"}']
+        final = await post(
+            app,
+            f"/v1/activities/{match['id']}/end",
+            {"content_state": {"score": "2-1"}, "dismissal_date": "2020-01-01T00:00:00Z"},
+        )
+        await until_final(client, app.secret, final["push_id"])
+        assert apns_fake.broadcasts[-1].payload["aps"]["event"] == "end"
+        ctx = {
+            "settings": settings,
+            "keyring": KeyRing([key.get_secret_value() for key in settings.encryption_keys]),
+        }
+        swept = await scheduled_activity_sweep(ctx)
+    assert swept["channels_closed"] == 1
+    assert apns_fake.channels_of("com.example.app") == []  # deleted at Apple
+    assert (await scheduled_activity_sweep(ctx))["channels_closed"] == 0
+
+
+async def test_a_broadcast_apple_will_not_open_starts_nothing(
+    pipeline: Callable[..., Any], apns_fake: FakeAPNs, fcm_fake: FakeFCM, signing_key: SigningKey
+) -> None:
+    app = await live_app(await pipeline(**fake_settings(apns_fake, fcm_fake)), signing_key,
+                         fcm_fake)  # fmt: skip
+    apns_fake.broadcast_disabled.add("com.example.app")  # the App ID lacks Broadcast
+    refused = await app.client.post(
+        "/v1/activities",
+        headers=bearer(app.secret),
+        json={
+            "activity_type": "MatchAttributes",
+            "content_state": {"score": "0-0"},
+            "broadcast": True,
+        },
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["code"] == "broadcast_unavailable"
+    assert "Broadcast capability" in refused.json()["error"]["message"]
+    assert not await Activity.filter(activity_type="MatchAttributes").exists()

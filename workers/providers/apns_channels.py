@@ -74,7 +74,9 @@ loop; ``await close()`` when done.
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 import time
 import uuid
 from collections.abc import Mapping
@@ -86,6 +88,9 @@ from typing import Any
 import httpx
 import jwt
 
+from controlplane.activities import ChannelUnavailable
+from controlplane.crypto import KeyRing
+from controlplane.models import ProviderCredential
 from controlplane.settings import APPLE_PRODUCTION_HOST, APPLE_SANDBOX_HOST, Settings
 from workers.providers.apns_connection import tls_context
 from workers.providers.base import Credential
@@ -341,3 +346,64 @@ def _reason(response: httpx.Response) -> str:
     except (ValueError, AttributeError):
         reason = None
     return str(reason) if reason else f"HTTP {response.status_code}"
+
+
+class ChannelAdmin:
+    """Opens and closes a project's broadcast channels for its Live Activities: what
+    :class:`controlplane.activities.BroadcastChannels` asks, answered with the project's APNs
+    credential (a test-mode activity gets a sandbox channel id: nothing reaches Apple)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    async def _channels(self, project_id: str, keyring: KeyRing) -> ApnsChannels:
+        row = await ProviderCredential.get_or_none(project_id=project_id, provider="apns")
+        if row is None:
+            raise ChannelUnavailable(
+                "This project has no APNs credential: PUT /v1/credentials/apns first.",
+                temporary=False,
+            )
+        secret = json.loads(keyring.decrypt(row.secret_encrypted))
+        return ApnsChannels.connect(Credential(secret, row.details), self._settings)
+
+    async def open(
+        self, project_id: str, keyring: KeyRing, *, test_mode: bool, keep_latest: bool
+    ) -> str:
+        if test_mode:
+            return base64.b64encode(b"sandbox:" + secrets.token_bytes(12)).decode()
+        policy = (
+            StoragePolicy.MOST_RECENT_MESSAGE_STORED if keep_latest
+            else StoragePolicy.NO_MESSAGE_STORED
+        )  # fmt: skip
+        async with await self._channels(project_id, keyring) as channels:
+            try:
+                return await channels.create(policy)
+            except ChannelRequestFailed as exc:
+                raise _unavailable(exc, "create a broadcast channel") from None
+
+    async def close(
+        self, project_id: str, channel_id: str, keyring: KeyRing, *, test_mode: bool
+    ) -> None:
+        if test_mode:
+            return
+        async with await self._channels(project_id, keyring) as channels:
+            try:
+                await channels.delete(channel_id)
+            except ChannelRequestFailed as exc:
+                if not exc.channel_gone:  # already gone is what was asked
+                    raise _unavailable(exc, "delete a broadcast channel") from None
+
+
+_CHANNEL_FIXES = {
+    "FeatureNotEnabled": "enable the Broadcast capability for the app's App ID in the Apple "
+    "Developer portal",
+    "TopicDisallowed": "the APNs key may not send to this bundle id",
+}
+
+
+def _unavailable(exc: ChannelRequestFailed, doing: str) -> ChannelUnavailable:
+    fix = _CHANNEL_FIXES.get(exc.reason, "")
+    said = f"APNs refused to {doing}: {exc.reason}" if exc.status else (
+        f"APNs did not answer a request to {doing}"
+    )  # fmt: skip
+    return ChannelUnavailable(f"{said}{f' ({fix})' if fix else ''}.", temporary=exc.temporary)

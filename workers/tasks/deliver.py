@@ -49,7 +49,14 @@ from workers.egress import EgressLimiter
 from workers.in_flight import InFlightBudget
 from workers.metrics import WorkerMetrics
 from workers.provider_cache import JobProviders, MissingCredential
-from workers.providers.base import Outcome, OutcomeKind, Recipient, Unsendable, WireRequest
+from workers.providers.base import (
+    Outcome,
+    OutcomeKind,
+    Provider,
+    Recipient,
+    Unsendable,
+    WireRequest,
+)
 from workers.providers.registry import UnknownProvider
 from workers.retries import RetryWindow, expires_at
 
@@ -282,6 +289,14 @@ async def _send_group(
     expiry = expires_at(push, content.ttl)
     expires = None if expiry is None else int(expiry.timestamp())
     for row in rows:
+        if row.channel_id is not None:
+            # A broadcast: one request to the channel reaches every device subscribed to it.
+            recipient = Recipient(
+                token="", platform=row.platform, message_id=row.apns_id, attempt=row.attempts,
+                expires_at=expires, channel_id=row.channel_id,
+            )  # fmt: skip
+            _build(provider, content, row, recipient, outcomes, sendable)
+            continue
         if row.device_id is None or row.device_status != DeviceStatus.ACTIVE:
             outcomes[row.id] = Outcome.failed("the device was deleted or is invalid")
             continue
@@ -313,18 +328,24 @@ async def _send_group(
             token=token, platform=row.platform, message_id=row.apns_id, attempt=row.attempts,
             collapse_id=collapse_id, expires_at=expires,
         )  # fmt: skip
-        try:
-            built = provider.request(content, recipient)
-        except Unsendable as exc:
-            outcomes[row.id] = Outcome.failed(str(exc))
-            continue
-        sendable.append((row, built))
+        _build(provider, content, row, recipient, outcomes, sendable)
     if sendable:
         results = await provider.send([built for _, built in sendable])
         outcomes.update(
             {row.id: outcome for (row, _), outcome in zip(sendable, results, strict=True)}
         )
     return outcomes
+
+
+def _build(
+    provider: Provider, content: PushContent, row: Claimed, recipient: Recipient,
+    outcomes: dict[str, Outcome], sendable: list[tuple[Claimed, WireRequest]],
+) -> None:  # fmt: skip
+    """The row's wire request, ready to send — or its failure, when the provider cannot."""
+    try:
+        sendable.append((row, provider.request(content, recipient)))
+    except Unsendable as exc:
+        outcomes[row.id] = Outcome.failed(str(exc))
 
 
 def _via_activity_token(row: Claimed, content: PushContent) -> bool:

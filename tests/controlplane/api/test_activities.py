@@ -238,3 +238,22 @@ async def test_an_activity_s_content_state_reads_as_state_and_cannot_be_written_
     missing = await client.get("/v1/state/activity:act_aaaaaaaaaaaaaaaaaaaaaaaa",
                                headers=bearer(app_key))  # fmt: skip
     assert missing.status_code == 404
+
+
+async def test_a_test_mode_broadcast_gets_a_sandbox_channel_and_needs_no_recipients(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    headers = bearer(acme.secret_key)
+    nobody = await client.post("/v1/activities", headers=headers, json={
+        "activity_type": "Launch", "content_state": {"t": -60}})  # fmt: skip
+    assert nobody.status_code == 400
+    assert nobody.json()["error"]["param"] == "to"
+    launch = await client.post("/v1/activities", headers=headers, json={
+        "activity_type": "Launch", "content_state": {"t": -60}, "broadcast": True})  # fmt: skip
+    assert launch.status_code == 201, launch.text
+    assert launch.json()["channel_id"]
+    assert launch.json()["status"] == "active"
+    update = await client.post(f"/v1/activities/{launch.json()['id']}/update", headers=headers,
+                               json={"content_state": {"t": -30}})  # fmt: skip
+    assert update.json()["recipients"] == 1  # one request, to the channel
