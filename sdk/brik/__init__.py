@@ -9,11 +9,14 @@
     for update in brik.pushes.stream(push.id):    # until every delivery is final
         print(update.status, update.deliveries)
     entry = brik.state.set("order:A-1", {"eta_minutes": 12})   # entry.etag for if_match
+    order = brik.activities.start(to={"user_ids": ["u_42"]}, activity_type="OrderTracking",
+                                  content_state={"eta": 30})  # a Live Activity, by id
+    brik.activities.update(order.id, content_state={"eta": 12})
 
 ``brik.init()`` makes a default :class:`Client` that ``brik.devices``, ``brik.pushes``,
-``brik.live_activities``, ``brik.widgets`` and ``brik.state`` use; create :class:`Client` or
-:class:`AsyncClient` instances for several projects or for asyncio. Errors are in
-:mod:`brik.errors` (the tree is drawn there) and exported here.
+``brik.activities``, ``brik.live_activities``, ``brik.widgets`` and ``brik.state`` use; create
+:class:`Client` or :class:`AsyncClient` instances for several projects or for asyncio. Errors
+are in :mod:`brik.errors` (the tree is drawn there) and exported here.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from brik.errors import (
     AuthenticationError,
     BrikError,
     ConfigurationError,
+    ConflictError,
     IdempotencyError,
     InvalidRequestError,
     NotFoundError,
@@ -36,8 +40,13 @@ from brik.errors import (
     RateLimitError,
     ServerError,
 )
-from brik.resources import Devices, LiveActivities, Pushes, State, Widgets
+from brik.resources import Activities, Devices, LiveActivities, Pushes, State, Widgets
 from brik.types import (
+    Activity,
+    ActivityDetail,
+    ActivitySent,
+    ActivityTarget,
+    ActivityToken,
     Deleted,
     Delivery,
     Device,
@@ -55,11 +64,17 @@ __version__ = VERSION
 __all__ = [
     "APIConnectionError",
     "APIError",
+    "Activity",
+    "ActivityDetail",
+    "ActivitySent",
+    "ActivityTarget",
+    "ActivityToken",
     "AsyncClient",
     "AuthenticationError",
     "BrikError",
     "Client",
     "ConfigurationError",
+    "ConflictError",
     "Deleted",
     "Delivery",
     "Device",
@@ -78,6 +93,7 @@ __all__ = [
     "StateDeleted",
     "StateEntry",
     "Target",
+    "activities",
     "devices",
     "init",
     "live_activities",
@@ -131,6 +147,7 @@ class _DefaultResource:
 
 
 devices = cast(Devices, _DefaultResource("devices"))
+activities = cast(Activities, _DefaultResource("activities"))
 pushes = cast(Pushes, _DefaultResource("pushes"))
 live_activities = cast(LiveActivities, _DefaultResource("live_activities"))
 widgets = cast(Widgets, _DefaultResource("widgets"))

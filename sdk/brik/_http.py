@@ -151,8 +151,10 @@ def error_for(response: httpx.Response) -> errors.APIError:
         if kind == "quota_exceeded":
             return errors.QuotaExceededError(message, **arguments)
         return errors.RateLimitError(message, retry_after=retry_after(response), **arguments)
-    if kind == "idempotency_error" or status in (409, 422):
+    if kind == "idempotency_error" or status == 422:
         return errors.IdempotencyError(message, **arguments)
+    if status == 409:
+        return errors.ConflictError(message, **arguments)
     if status == 412:
         return errors.PreconditionFailedError(
             message, etag=response.headers.get("etag"), **arguments

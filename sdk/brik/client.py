@@ -15,6 +15,8 @@ import httpx
 from brik._http import AsyncTransport, Config, SyncTransport
 from brik.errors import ConfigurationError
 from brik.resources import (
+    Activities,
+    AsyncActivities,
     AsyncDevices,
     AsyncLiveActivities,
     AsyncPushes,
@@ -96,6 +98,7 @@ class Client(_Settings):
         self.devices = Devices(self._transport)
         self.pushes = Pushes(self._transport)
         self.live_activities = LiveActivities(self._transport)
+        self.activities = Activities(self._transport)
         self.widgets = Widgets(self._transport)
         self.state = State(self._transport)
 
@@ -130,6 +133,7 @@ class AsyncClient(_Settings):
         self.devices = AsyncDevices(self._transport)
         self.pushes = AsyncPushes(self._transport)
         self.live_activities = AsyncLiveActivities(self._transport)
+        self.activities = AsyncActivities(self._transport)
         self.widgets = AsyncWidgets(self._transport)
         self.state = AsyncState(self._transport)
 

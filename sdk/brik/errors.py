@@ -12,6 +12,8 @@
         ├── PermissionError        403: the key's kind or scopes do not allow this
         ├── NotFoundError          404: no such object (or it belongs to another project)
         ├── IdempotencyError       409/422: the Idempotency-Key is in use or was used differently
+        ├── ConflictError          409: what the call acts on is in a state that forbids it
+        │                          (``activity_ended``: the Live Activity has ended)
         ├── PreconditionFailedError
         │                          412: the state entry changed since the ETag given as
         │                          ``if_match`` was read (``etag``: its ETag now)
@@ -34,6 +36,7 @@ __all__ = [
     "AuthenticationError",
     "BrikError",
     "ConfigurationError",
+    "ConflictError",
     "IdempotencyError",
     "InvalidRequestError",
     "NotFoundError",
@@ -107,6 +110,12 @@ class NotFoundError(APIError):
 
 class IdempotencyError(APIError):
     """The Idempotency-Key is still in use by another request, or was used with another body."""
+
+
+class ConflictError(APIError):
+    """The request is well formed, but what it acts on is in a state that forbids it: ``code``
+    ``activity_ended`` when a Live Activity that has ended (by your server, or by Apple 8 hours
+    after it started) is updated, ended or given a token. Start a new activity instead."""
 
 
 class PreconditionFailedError(APIError):

@@ -4,11 +4,12 @@ Every method builds its :class:`~brik._http.Call` through one function shared by
 (``_register``, ``_send`` …), so the two cannot drift apart; the classes only send it.
 Mutating methods take ``idempotency_key``: leave it out and one is generated for the call and
 reused on each of its retries. A send the server accepted but that leaves devices out (or
-reaches nobody) comes back with ``Push.warnings``, each also logged on the ``brik`` logger.
+reaches nobody) comes back with ``Push.warnings`` (an activity's change, with
+``ActivitySent.warnings``), each also logged on the ``brik`` logger.
 
 Ids go into URL paths, where ``../credentials/apns`` would reach another resource (httpx
 resolves dot segments) and ``?`` or ``#`` would cut the path short; so an id that cannot be one
-of that resource's (``dev_…``, ``psh_…``, letters and digits) raises
+of that resource's (``dev_…``, ``psh_…``, ``act_…``, letters and digits) raises
 :class:`~brik.errors.InvalidRequestError` before anything is sent; so does a state key with a
 character keys never hold or a leading ``.``. An answer of another shape
 than the call's (a proxy's page, a path that reached something else) is an
@@ -32,6 +33,11 @@ from brik._http import (
 )
 from brik.errors import APIError, InvalidRequestError, NotFoundError
 from brik.types import (
+    Activity,
+    ActivityDetail,
+    ActivitySent,
+    ActivityTarget,
+    ActivityToken,
     Deleted,
     Delivery,
     Device,
@@ -45,6 +51,8 @@ from brik.types import (
 )
 
 __all__ = [
+    "Activities",
+    "AsyncActivities",
     "AsyncDevices",
     "AsyncLiveActivities",
     "AsyncPushes",
@@ -64,13 +72,17 @@ Priority = Literal["high", "normal"]
 # The server's ids are a type prefix and base32 (controlplane/models/ids.py); the length is
 # left open, so an id minted by a newer server is never refused here.
 _ID_SHAPE = re.compile(r"[a-z]{3}_[a-z0-9]{1,64}")
-_ID_KINDS = {"dev": ("device_id", "a device id"), "psh": ("push_id", "a push id")}
+_ID_KINDS = {
+    "dev": ("device_id", "a device id"),
+    "psh": ("push_id", "a push id"),
+    "act": ("activity_id", "an activity id"),
+}
 
 
 def _path(prefix: str, object_id: str, *, collection: str, action: str = "") -> str:
     """``/v1/<collection>/<object_id><action>``, once ``object_id`` is shaped like an id of
-    ``prefix``; otherwise :class:`InvalidRequestError` (param ``device_id`` / ``push_id``)
-    and nothing is sent."""
+    ``prefix``; otherwise :class:`InvalidRequestError` (param ``device_id``, ``push_id`` or
+    ``activity_id``) and nothing is sent."""
     param, noun = _ID_KINDS[prefix]
     if (
         not isinstance(object_id, str)
@@ -746,3 +758,266 @@ class AsyncState:
             if not page.has_more or not page.data:
                 return
             after = page.data[-1].key
+
+
+# --- activities (Live Activities by id) --------------------------------------------------------
+
+ActivityPriority = Literal[5, 10]
+
+
+def _activity_path(activity_id: str, action: str = "") -> str:
+    return _path("act", activity_id, collection="activities", action=action)
+
+
+def _sent(body: dict[str, Any]) -> ActivitySent:
+    """An activity's change as accepted; each warning is logged, as a push's are."""
+    sent = _read(ActivitySent.from_json, body)
+    for warning in sent.warnings:
+        logger.warning("brik: activity %s (push %s): %s: %s", sent.id, sent.push_id,
+                       warning.code, warning.message)  # fmt: skip
+    return sent
+
+
+def _activity_start(
+    to: ActivityTarget, activity_type: str, content_state: Mapping[str, Any],
+    attributes: Mapping[str, Any] | None, alert: Mapping[str, Any] | None,
+    stale_date: datetime | None, relevance_score: float | None,
+    priority: ActivityPriority | None, ttl: int | None, key: str | None,
+) -> Call:  # fmt: skip
+    body = _compact({
+        "to": dict(to), "activity_type": activity_type,
+        "attributes": dict(attributes) if attributes is not None else None,
+        "content_state": dict(content_state), "alert": dict(alert) if alert else None,
+        "stale_date": _iso(stale_date), "relevance_score": relevance_score,
+        "priority": priority, "ttl": ttl,
+    })  # fmt: skip
+    return Call.mutating("POST", "/v1/activities", body, key)
+
+
+def _activity_register(
+    device_id: str, token: str | None, activity_type: str, content_state: Mapping[str, Any],
+    attributes: Mapping[str, Any] | None, stale_date: datetime | None,
+    relevance_score: float | None, key: str | None,
+) -> Call:  # fmt: skip
+    body = _compact({
+        "device_id": device_id, "token": token, "activity_type": activity_type,
+        "attributes": dict(attributes) if attributes is not None else None,
+        "content_state": dict(content_state), "stale_date": _iso(stale_date),
+        "relevance_score": relevance_score,
+    })  # fmt: skip
+    return Call.mutating("POST", "/v1/activities/register", body, key)
+
+
+def _activity_token(activity_id: str, device_id: str, token: str | None, key: str | None) -> (
+    Call
+):  # fmt: skip
+    body = _compact({"device_id": device_id, "token": token})
+    return Call.mutating("POST", _activity_path(activity_id, "/tokens"), body, key)
+
+
+def _activity_change(
+    activity_id: str, event: Literal["update", "end"], content_state: Mapping[str, Any] | None,
+    alert: Mapping[str, Any] | None, stale_date: datetime | None,
+    dismissal_date: datetime | None, relevance_score: float | None,
+    priority: ActivityPriority | None, ttl: int | None, key: str | None,
+) -> Call:  # fmt: skip
+    body = _compact({
+        "content_state": dict(content_state) if content_state is not None else None,
+        "alert": dict(alert) if alert else None, "stale_date": _iso(stale_date),
+        "dismissal_date": _iso(dismissal_date), "relevance_score": relevance_score,
+        "priority": priority, "ttl": ttl,
+    })  # fmt: skip
+    return Call.mutating("POST", _activity_path(activity_id, f"/{event}"), body, key)
+
+
+def _activity_list(
+    status: str | None, activity_type: str | None, user_id: str | None, limit: int | None,
+    starting_after: str | None,
+) -> Call:  # fmt: skip
+    return Call("GET", "/v1/activities", params={
+        "status": status, "activity_type": activity_type, "user_id": user_id, "limit": limit,
+        "starting_after": starting_after,
+    })  # fmt: skip
+
+
+class Activities:
+    """Live Activities addressed by id (docs/activities.md). Your server starts one for users
+    or devices, then updates and ends it by id; the app (a publishable key is enough) registers
+    one it started itself and reports each activity's push token. Each change is a push
+    (``push_id``), and the newest state wins. An activity that has ended answers
+    :class:`~brik.errors.ConflictError` (``activity_ended``)."""
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def start(
+        self, *, to: ActivityTarget, activity_type: str, content_state: Mapping[str, Any],
+        attributes: Mapping[str, Any] | None = None, alert: Mapping[str, Any] | None = None,
+        stale_date: datetime | None = None, relevance_score: float | None = None,
+        priority: ActivityPriority | None = None, ttl: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> ActivitySent:  # fmt: skip
+        """Start an activity of ``activity_type`` (the app's ``ActivityAttributes`` type) on
+        ``to``'s devices: a push-to-start on iOS 17.2+ (devices registered with a push-to-start
+        token), a data message on Android. ``priority`` is 10 unless you ask for 5."""
+        call = _activity_start(to, activity_type, content_state, attributes, alert, stale_date,
+                               relevance_score, priority, ttl, idempotency_key)  # fmt: skip
+        return _sent(self._transport.request(call))
+
+    def register(
+        self, *, device_id: str, activity_type: str, content_state: Mapping[str, Any],
+        token: str | None = None, attributes: Mapping[str, Any] | None = None,
+        stale_date: datetime | None = None, relevance_score: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Activity:  # fmt: skip
+        """Register an activity the app started itself on ``device_id``, with its push
+        ``token`` (iOS, hex; none on Android). Publishable keys may."""
+        call = _activity_register(device_id, token, activity_type, content_state, attributes,
+                                  stale_date, relevance_score, idempotency_key)  # fmt: skip
+        return _read(Activity.from_json, self._transport.request(call))
+
+    def report_token(
+        self, activity_id: str, *, device_id: str, token: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> ActivityToken:  # fmt: skip
+        """Report (or rotate) the activity's push ``token`` on ``device_id`` (iOS; none on
+        Android); a ``starting`` activity becomes ``active``. Publishable keys may."""
+        call = _activity_token(activity_id, device_id, token, idempotency_key)
+        return _read(ActivityToken.from_json, self._transport.request(call))
+
+    def update(
+        self, activity_id: str, *, content_state: Mapping[str, Any],
+        alert: Mapping[str, Any] | None = None, stale_date: datetime | None = None,
+        relevance_score: float | None = None, priority: ActivityPriority | None = None,
+        ttl: int | None = None, idempotency_key: str | None = None,
+    ) -> ActivitySent:  # fmt: skip
+        """Send the activity its new content state; the newest wins (an earlier update still
+        queued is superseded). ``priority`` is 5 unless you ask for 10 (Apple throttles 10s)."""
+        call = _activity_change(activity_id, "update", content_state, alert, stale_date, None,
+                                relevance_score, priority, ttl, idempotency_key)  # fmt: skip
+        return _sent(self._transport.request(call))
+
+    def end(
+        self, activity_id: str, *, content_state: Mapping[str, Any] | None = None,
+        alert: Mapping[str, Any] | None = None, dismissal_date: datetime | None = None,
+        priority: ActivityPriority | None = None, ttl: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> ActivitySent:  # fmt: skip
+        """End the activity, with an optional final content state; it leaves the Lock Screen
+        at ``dismissal_date`` (at most 4 hours on; one already past: at once)."""
+        call = _activity_change(activity_id, "end", content_state, alert, None, dismissal_date,
+                                None, priority, ttl, idempotency_key)  # fmt: skip
+        return _sent(self._transport.request(call))
+
+    def retrieve(self, activity_id: str) -> ActivityDetail:
+        """The activity, its token on each device and its 20 newest deliveries."""
+        call = Call("GET", _activity_path(activity_id))
+        return _read(ActivityDetail.from_json, self._transport.request(call))
+
+    def list(
+        self, *, status: str | None = None, activity_type: str | None = None,
+        user_id: str | None = None, limit: int | None = None, starting_after: str | None = None,
+    ) -> Page[Activity]:  # fmt: skip
+        call = _activity_list(status, activity_type, user_id, limit, starting_after)
+        return _page(self._transport.request(call), Activity.from_json)
+
+    def iterate(
+        self, *, status: str | None = None, activity_type: str | None = None,
+        user_id: str | None = None, page_size: int = 100,
+    ) -> Iterator[Activity]:  # fmt: skip
+        """Every matching activity, fetching page after page as the loop goes."""
+        after: str | None = None
+        while True:
+            page = self.list(status=status, activity_type=activity_type, user_id=user_id,
+                             limit=page_size, starting_after=after)  # fmt: skip
+            yield from page.data
+            if not page.has_more or not page.data:
+                return
+            after = page.data[-1].id
+
+
+class AsyncActivities:
+    """The same as :class:`Activities`, for asyncio."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def start(
+        self, *, to: ActivityTarget, activity_type: str, content_state: Mapping[str, Any],
+        attributes: Mapping[str, Any] | None = None, alert: Mapping[str, Any] | None = None,
+        stale_date: datetime | None = None, relevance_score: float | None = None,
+        priority: ActivityPriority | None = None, ttl: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> ActivitySent:  # fmt: skip
+        """As :meth:`Activities.start`."""
+        call = _activity_start(to, activity_type, content_state, attributes, alert, stale_date,
+                               relevance_score, priority, ttl, idempotency_key)  # fmt: skip
+        return _sent(await self._transport.request(call))
+
+    async def register(
+        self, *, device_id: str, activity_type: str, content_state: Mapping[str, Any],
+        token: str | None = None, attributes: Mapping[str, Any] | None = None,
+        stale_date: datetime | None = None, relevance_score: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Activity:  # fmt: skip
+        """As :meth:`Activities.register`."""
+        call = _activity_register(device_id, token, activity_type, content_state, attributes,
+                                  stale_date, relevance_score, idempotency_key)  # fmt: skip
+        return _read(Activity.from_json, await self._transport.request(call))
+
+    async def report_token(
+        self, activity_id: str, *, device_id: str, token: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> ActivityToken:  # fmt: skip
+        """As :meth:`Activities.report_token`."""
+        call = _activity_token(activity_id, device_id, token, idempotency_key)
+        return _read(ActivityToken.from_json, await self._transport.request(call))
+
+    async def update(
+        self, activity_id: str, *, content_state: Mapping[str, Any],
+        alert: Mapping[str, Any] | None = None, stale_date: datetime | None = None,
+        relevance_score: float | None = None, priority: ActivityPriority | None = None,
+        ttl: int | None = None, idempotency_key: str | None = None,
+    ) -> ActivitySent:  # fmt: skip
+        """As :meth:`Activities.update`."""
+        call = _activity_change(activity_id, "update", content_state, alert, stale_date, None,
+                                relevance_score, priority, ttl, idempotency_key)  # fmt: skip
+        return _sent(await self._transport.request(call))
+
+    async def end(
+        self, activity_id: str, *, content_state: Mapping[str, Any] | None = None,
+        alert: Mapping[str, Any] | None = None, dismissal_date: datetime | None = None,
+        priority: ActivityPriority | None = None, ttl: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> ActivitySent:  # fmt: skip
+        """As :meth:`Activities.end`."""
+        call = _activity_change(activity_id, "end", content_state, alert, None, dismissal_date,
+                                None, priority, ttl, idempotency_key)  # fmt: skip
+        return _sent(await self._transport.request(call))
+
+    async def retrieve(self, activity_id: str) -> ActivityDetail:
+        """As :meth:`Activities.retrieve`."""
+        call = Call("GET", _activity_path(activity_id))
+        return _read(ActivityDetail.from_json, await self._transport.request(call))
+
+    async def list(
+        self, *, status: str | None = None, activity_type: str | None = None,
+        user_id: str | None = None, limit: int | None = None, starting_after: str | None = None,
+    ) -> Page[Activity]:  # fmt: skip
+        call = _activity_list(status, activity_type, user_id, limit, starting_after)
+        return _page(await self._transport.request(call), Activity.from_json)
+
+    async def iterate(
+        self, *, status: str | None = None, activity_type: str | None = None,
+        user_id: str | None = None, page_size: int = 100,
+    ) -> AsyncIterator[Activity]:  # fmt: skip
+        """Every matching activity, fetching page after page as the loop goes."""
+        after: str | None = None
+        while True:
+            page = await self.list(status=status, activity_type=activity_type, user_id=user_id,
+                                   limit=page_size, starting_after=after)  # fmt: skip
+            for activity in page.data:
+                yield activity
+            if not page.has_more or not page.data:
+                return
+            after = page.data[-1].id

@@ -11,6 +11,11 @@ from datetime import datetime, timezone
 from typing import Any, Generic, Literal, TypedDict, TypeVar
 
 __all__ = [
+    "Activity",
+    "ActivityDetail",
+    "ActivitySent",
+    "ActivityTarget",
+    "ActivityToken",
     "Deleted",
     "Delivery",
     "Device",
@@ -34,6 +39,13 @@ class Target(TypedDict, total=False):
     device_ids: list[str]
     user_ids: list[str]
     tags: list[str]
+
+
+class ActivityTarget(TypedDict, total=False):
+    """Whom an activity starts for: device ids and your user ids (an OR of them; no tags)."""
+
+    device_ids: list[str]
+    user_ids: list[str]
 
 
 def _time(value: Any) -> datetime | None:
@@ -92,9 +104,9 @@ class Device:
 
 @dataclass(frozen=True)
 class PushWarning:
-    """Why devices a send names get nothing: ``code`` (``no_recipients``,
-    ``no_live_activity_token``, ``no_push_to_start_token``, …) and a ``message`` saying how many
-    and why."""
+    """Why devices a send (or an activity's change) names get nothing: ``code``
+    (``no_recipients``, ``no_live_activity_token``, ``no_push_to_start_token``, …) and a
+    ``message`` saying how many and why."""
 
     code: str
     message: str
@@ -178,6 +190,7 @@ class Delivery:
     created_at: datetime
     sent_at: datetime | None
     completed_at: datetime | None
+    push_id: str | None = None  # in an activity's last_deliveries: the push it belongs to
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Delivery:
@@ -192,6 +205,7 @@ class Delivery:
             created_at=_required_time(body["created_at"]),
             sent_at=_time(body.get("sent_at")),
             completed_at=_time(body.get("completed_at")),
+            push_id=body.get("push_id"),
         )
 
 
@@ -256,3 +270,120 @@ class Page(Generic[ItemT]):
 
     data: list[ItemT] = field(default_factory=list)
     has_more: bool = False
+
+
+@dataclass(frozen=True)
+class Activity:
+    """A Live Activity addressed by id (``act_…``): what it shows and where it is in its
+    lifecycle — ``status`` is ``starting`` (push-to-start sent, no activity token reported yet),
+    ``active``, ``stale``, ``ended`` or ``dismissed``. ``timestamp`` is the ``aps.timestamp`` of
+    its newest change (unix seconds): every change carries a larger one."""
+
+    id: str
+    mode: str
+    activity_type: str
+    attributes: dict[str, Any]
+    content_state: dict[str, Any]
+    status: str
+    started_by: str  # "server" (activities.start) or "app" (activities.register)
+    user_id: str | None
+    channel_id: str | None
+    stale_date: datetime | None
+    dismissal_date: datetime | None
+    relevance_score: float | None
+    timestamp: int
+    end_reason: str | None  # "ended" (by you) or "apple_limit" (8 hours after it started)
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+
+    @staticmethod
+    def fields_of(body: dict[str, Any]) -> dict[str, Any]:
+        score = body.get("relevance_score")
+        return {
+            "id": body["id"],
+            "mode": body["mode"],
+            "activity_type": body["activity_type"],
+            "attributes": dict(body.get("attributes") or {}),
+            "content_state": dict(body.get("content_state") or {}),
+            "status": body["status"],
+            "started_by": body["started_by"],
+            "user_id": body.get("user_id"),
+            "channel_id": body.get("channel_id"),
+            "stale_date": _time(body.get("stale_date")),
+            "dismissal_date": _time(body.get("dismissal_date")),
+            "relevance_score": None if score is None else float(score),
+            "timestamp": int(body["timestamp"]),
+            "end_reason": body.get("end_reason"),
+            "created_at": _required_time(body["created_at"]),
+            "updated_at": _required_time(body["updated_at"]),
+            "ended_at": _time(body.get("ended_at")),
+        }
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Activity:
+        return cls(**cls.fields_of(body))
+
+
+@dataclass(frozen=True)
+class ActivitySent(Activity):
+    """An activity after ``start``, ``update`` or ``end``, with the push carrying the change
+    (``push_id``, for ``brik.pushes.retrieve`` / ``stream``; None when nothing was sent) and how
+    many devices it goes to. ``warnings`` say why devices were left out (``no_recipients``,
+    ``no_push_to_start_token``, ``token_pending``, ``token_invalid``, ``device_invalid``); the
+    SDK also logs each on the ``brik`` logger."""
+
+    push_id: str | None = None
+    recipients: int = 0
+    warnings: list[PushWarning] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> ActivitySent:
+        return cls(
+            **Activity.fields_of(body),
+            push_id=body.get("push_id"),
+            recipients=int(body["recipients"]),
+            warnings=[PushWarning.from_json(w) for w in body.get("warnings") or []],
+        )
+
+
+@dataclass(frozen=True)
+class ActivityToken:
+    """An activity's push token on one device: ``token`` is redacted (``…`` and its last four
+    characters; None on Android, where the device's FCM token reaches the activity), ``status``
+    is ``pending`` (not reported yet), ``active`` or ``invalid`` (Apple refused it)."""
+
+    device_id: str
+    platform: str
+    token: str | None
+    status: str
+    invalid_reason: str | None
+    updated_at: datetime
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> ActivityToken:
+        return cls(
+            device_id=body["device_id"],
+            platform=body["platform"],
+            token=body.get("token"),
+            status=body["status"],
+            invalid_reason=body.get("invalid_reason"),
+            updated_at=_required_time(body["updated_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class ActivityDetail(Activity):
+    """An activity with its token on each device and its 20 newest deliveries, newest first
+    (each with its ``push_id``)."""
+
+    tokens: list[ActivityToken] = field(default_factory=list)
+    last_deliveries: list[Delivery] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> ActivityDetail:
+        return cls(
+            **Activity.fields_of(body),
+            tokens=[ActivityToken.from_json(t) for t in body.get("tokens") or []],
+            last_deliveries=[Delivery.from_json(d) for d in body.get("last_deliveries") or []],
+        )
