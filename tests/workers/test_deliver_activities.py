@@ -69,8 +69,10 @@ def fake_settings(apns_fake: FakeAPNs, fcm_fake: FakeFCM) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def live_app(client: httpx.AsyncClient, signing_key: SigningKey, fcm_fake: FakeFCM) -> App:
-    """A new tenant with live keys, APNs and FCM credentials, an iPhone and an Android phone."""
+async def live_project(
+    client: httpx.AsyncClient, signing_key: SigningKey, fcm_fake: FakeFCM
+) -> App:
+    """A new tenant with live keys and APNs and FCM credentials (the fakes'), no devices."""
     tenant = await make_tenant("Acme")
     _, secret = await issue_api_key(tenant.project, name="live", kind=KeyKind.SECRET,
                                     mode=KeyMode.LIVE, pepper=TEST_SECRET_KEY)  # fmt: skip
@@ -87,12 +89,18 @@ async def live_app(client: httpx.AsyncClient, signing_key: SigningKey, fcm_fake:
         "/v1/credentials/fcm", json={"service_account": info}, headers=bearer(secret)
     )
     assert uploaded.status_code == 200, uploaded.text
-    app = App(client, secret, publishable, tenant.organization.id)
+    return App(client, secret, publishable, tenant.organization.id)
+
+
+async def live_app(client: httpx.AsyncClient, signing_key: SigningKey, fcm_fake: FakeFCM) -> App:
+    """:func:`live_project` with an iPhone (and its push-to-start token) and an Android phone."""
+    app = await live_project(client, signing_key, fcm_fake)
     for device in (
         {"token": PHONE, "platform": "ios", "user_id": "ann", "push_to_start_token": PUSH_TO_START},
         {"token": PIXEL, "platform": "android", "user_id": "ann"},
     ):
-        registered = await client.post("/v1/devices", json=device, headers=bearer(publishable))
+        registered = await client.post("/v1/devices", json=device,
+                                       headers=bearer(app.publishable))  # fmt: skip
         assert registered.status_code == 200, registered.text
     return app
 
