@@ -36,7 +36,6 @@ from brik.types import (
     Activity,
     ActivityDetail,
     ActivitySent,
-    ActivityTarget,
     ActivityToken,
     Deleted,
     Delivery,
@@ -779,13 +778,15 @@ def _sent(body: dict[str, Any]) -> ActivitySent:
 
 
 def _activity_start(
-    to: ActivityTarget, activity_type: str, content_state: Mapping[str, Any],
-    attributes: Mapping[str, Any] | None, alert: Mapping[str, Any] | None,
-    stale_date: datetime | None, relevance_score: float | None,
-    priority: ActivityPriority | None, ttl: int | None, key: str | None,
+    to: Target | None, activity_type: str, content_state: Mapping[str, Any],
+    attributes: Mapping[str, Any] | None, broadcast: bool, broadcast_keeps_latest: bool,
+    alert: Mapping[str, Any] | None, stale_date: datetime | None,
+    relevance_score: float | None, priority: ActivityPriority | None, ttl: int | None,
+    key: str | None,
 ) -> Call:  # fmt: skip
     body = _compact({
-        "to": dict(to), "activity_type": activity_type,
+        "to": dict(to) if to is not None else None, "activity_type": activity_type,
+        "broadcast": broadcast or None, "broadcast_keeps_latest": broadcast_keeps_latest or None,
         "attributes": dict(attributes) if attributes is not None else None,
         "content_state": dict(content_state), "alert": dict(alert) if alert else None,
         "stale_date": _iso(stale_date), "relevance_score": relevance_score,
@@ -851,17 +852,23 @@ class Activities:
         self._transport = transport
 
     def start(
-        self, *, to: ActivityTarget, activity_type: str, content_state: Mapping[str, Any],
-        attributes: Mapping[str, Any] | None = None, alert: Mapping[str, Any] | None = None,
-        stale_date: datetime | None = None, relevance_score: float | None = None,
-        priority: ActivityPriority | None = None, ttl: int | None = None,
-        idempotency_key: str | None = None,
+        self, *, activity_type: str, content_state: Mapping[str, Any],
+        to: Target | None = None, attributes: Mapping[str, Any] | None = None,
+        broadcast: bool = False, broadcast_keeps_latest: bool = False,
+        alert: Mapping[str, Any] | None = None, stale_date: datetime | None = None,
+        relevance_score: float | None = None, priority: ActivityPriority | None = None,
+        ttl: int | None = None, idempotency_key: str | None = None,
     ) -> ActivitySent:  # fmt: skip
         """Start an activity of ``activity_type`` (the app's ``ActivityAttributes`` type) on
         ``to``'s devices: a push-to-start on iOS 17.2+ (devices registered with a push-to-start
-        token), a data message on Android. ``priority`` is 10 unless you ask for 5."""
-        call = _activity_start(to, activity_type, content_state, attributes, alert, stale_date,
-                               relevance_score, priority, ttl, idempotency_key)  # fmt: skip
+        token), a data message on Android. ``priority`` is 10 unless you ask for 5.
+
+        ``broadcast`` (iOS 18): Brik opens an APNs broadcast channel (``channel_id``) and sends
+        each update once to it; ``to`` is then optional, and ``broadcast_keeps_latest`` asks
+        APNs to keep the newest update for devices that are offline."""
+        call = _activity_start(to, activity_type, content_state, attributes, broadcast,
+                               broadcast_keeps_latest, alert, stale_date, relevance_score,
+                               priority, ttl, idempotency_key)  # fmt: skip
         return _sent(self._transport.request(call))
 
     def register(
@@ -943,15 +950,17 @@ class AsyncActivities:
         self._transport = transport
 
     async def start(
-        self, *, to: ActivityTarget, activity_type: str, content_state: Mapping[str, Any],
-        attributes: Mapping[str, Any] | None = None, alert: Mapping[str, Any] | None = None,
-        stale_date: datetime | None = None, relevance_score: float | None = None,
-        priority: ActivityPriority | None = None, ttl: int | None = None,
-        idempotency_key: str | None = None,
+        self, *, activity_type: str, content_state: Mapping[str, Any],
+        to: Target | None = None, attributes: Mapping[str, Any] | None = None,
+        broadcast: bool = False, broadcast_keeps_latest: bool = False,
+        alert: Mapping[str, Any] | None = None, stale_date: datetime | None = None,
+        relevance_score: float | None = None, priority: ActivityPriority | None = None,
+        ttl: int | None = None, idempotency_key: str | None = None,
     ) -> ActivitySent:  # fmt: skip
         """As :meth:`Activities.start`."""
-        call = _activity_start(to, activity_type, content_state, attributes, alert, stale_date,
-                               relevance_score, priority, ttl, idempotency_key)  # fmt: skip
+        call = _activity_start(to, activity_type, content_state, attributes, broadcast,
+                               broadcast_keeps_latest, alert, stale_date, relevance_score,
+                               priority, ttl, idempotency_key)  # fmt: skip
         return _sent(await self._transport.request(call))
 
     async def register(

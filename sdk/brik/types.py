@@ -14,7 +14,6 @@ __all__ = [
     "Activity",
     "ActivityDetail",
     "ActivitySent",
-    "ActivityTarget",
     "ActivityToken",
     "Deleted",
     "Delivery",
@@ -34,18 +33,12 @@ ItemT = TypeVar("ItemT")
 
 
 class Target(TypedDict, total=False):
-    """Who a push goes to: any mix of device ids, your user ids and tags (an OR of them)."""
+    """Who a push (or an activity's start) goes to: any mix of device ids, your user ids and
+    tags (an OR of them)."""
 
     device_ids: list[str]
     user_ids: list[str]
     tags: list[str]
-
-
-class ActivityTarget(TypedDict, total=False):
-    """Whom an activity starts for: device ids and your user ids (an OR of them; no tags)."""
-
-    device_ids: list[str]
-    user_ids: list[str]
 
 
 def _time(value: Any) -> datetime | None:

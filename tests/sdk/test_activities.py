@@ -111,6 +111,24 @@ def test_start_report_update_end_and_read_back(
     }  # fmt: skip
 
 
+def test_tags_and_a_broadcast_channel(keys: dict[str, str], app: brik.Client) -> None:
+    brik.init()
+    app.devices.register(token=IPHONE, platform="ios", tags=["fans"],
+                         push_to_start_token=PUSH_TO_START)  # fmt: skip
+    match = brik.activities.start(to={"tags": ["fans"]}, activity_type="Match",
+                                  content_state={"score": "0-0"}, broadcast=True)  # fmt: skip
+    assert match.channel_id is not None
+    assert (match.recipients, delivered(match.push_id)) == (1, {"delivered": 1})
+    goal = brik.activities.update(match.id, content_state={"score": "1-0"})
+    assert (goal.recipients, delivered(goal.push_id)) == (1, {"delivered": 1})  # the channel
+    kept = brik.activities.start(activity_type="Match", content_state={"score": "0-0"},
+                                 broadcast=True, broadcast_keeps_latest=True)  # fmt: skip
+    assert (kept.channel_id is not None, kept.recipients) == (True, 0)  # `to` is optional
+    with pytest.raises(brik.InvalidRequestError) as refused:
+        brik.activities.start(activity_type="Match", content_state={})
+    assert refused.value.param == "to"
+
+
 def test_an_app_registers_its_own_activity_and_an_ended_one_is_a_conflict(
     keys: dict[str, str], app: brik.Client
 ) -> None:
