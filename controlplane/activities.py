@@ -210,9 +210,8 @@ async def start(
     destinations = [
         Destination(d.id, d.platform.value, activity_token_id=token_ids.get(d.id)) for d in reached
     ]
-    push = await accept_push(
-        sender, content, {"activity_id": activity.id}, destinations, now, activity_id=activity.id
-    )
+    target = {"activity_id": activity.id, "event": "start"}
+    push = await accept_push(sender, content, target, destinations, now, activity_id=activity.id)
     skipped: Counter[str] = Counter()
     if len(startable) < len(ios):
         skipped["no_push_to_start_token"] = len(ios) - len(startable)
@@ -295,14 +294,17 @@ async def lock(sender: Sender, activity_id: str) -> Activity:
 
 
 async def _supersede_queued(sender: Sender, activity: Activity, now: datetime) -> int:
-    """End the still-queued deliveries of the activity's earlier pushes ``superseded`` and give
-    back their quota; returns how many."""
+    """End the still-queued deliveries of the activity's earlier updates ``superseded`` and
+    give back their quota; returns how many. Never the start's: a push-to-start not yet sent
+    must still go, or the activity never appears."""
     open_pushes = await (
         Push.filter(activity_id=activity.id, status__in=[PushStatus.QUEUED, PushStatus.SENDING])
-        .order_by("id").select_for_update(no_key=True).values_list("id", "created_at")
+        .order_by("id").select_for_update(no_key=True).values_list("id", "created_at", "target")
     )  # fmt: skip
     superseded = 0
-    for push_id, created_at in open_pushes:
+    for push_id, created_at, target in open_pushes:
+        if target.get("event") == "start":
+            continue
         count = await Delivery.filter(push_id=push_id, status=DeliveryStatus.QUEUED).update(
             status=DeliveryStatus.SUPERSEDED, completed_at=now, lease_token=None,
             lease_until=None, reason="a newer update of the activity was accepted before it went",
@@ -380,9 +382,8 @@ async def change(
         priority=_priority(what.priority), ttl=what.ttl,
     )  # fmt: skip
     check_sizes(content, sender.providers)
-    push = await accept_push(
-        sender, content, {"activity_id": activity.id}, destinations, now, activity_id=activity.id
-    )
+    target = {"activity_id": activity.id, "event": event}
+    push = await accept_push(sender, content, target, destinations, now, activity_id=activity.id)
     return Sent(activity, push, skipped)
 
 

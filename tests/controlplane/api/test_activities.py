@@ -14,7 +14,7 @@ import pytest
 
 from controlplane.activities import sweep
 from controlplane.auth.api_keys import issue_api_key
-from controlplane.models import Activity, ActivityStatus, KeyKind, KeyMode, Push
+from controlplane.models import Activity, ActivityStatus, Delivery, KeyKind, KeyMode, Push
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.tenants import Tenant, make_tenant
 
@@ -257,3 +257,27 @@ async def test_a_test_mode_broadcast_gets_a_sandbox_channel_and_needs_no_recipie
     update = await client.post(f"/v1/activities/{launch.json()['id']}/update", headers=headers,
                                json={"content_state": {"t": -30}})  # fmt: skip
     assert update.json()["recipients"] == 1  # one request, to the channel
+
+
+async def test_an_update_right_after_the_start_never_supersedes_the_start(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    app_key = await publishable(acme)
+    await iphone(client, app_key)
+    await client.post("/v1/devices", headers=bearer(app_key), json={
+        "token": "android-" + "y" * 30, "platform": "android", "user_id": "ann"})  # fmt: skip
+    headers = bearer(acme.secret_key)
+    started = (await client.post("/v1/activities", headers=headers, json={
+        "activity_type": "OrderTracking", "content_state": {"eta": 30},
+        "to": {"user_ids": ["ann"]}})).json()  # fmt: skip
+    path = f"/v1/activities/{started['id']}/update"
+    first = (await client.post(path, headers=headers, json={"content_state": {"eta": 20}})).json()
+    await client.post(path, headers=headers, json={"content_state": {"eta": 10}})
+    start_push = await Push.get(id=started["push_id"])
+    assert start_push.status == "queued"  # both start deliveries still go (no worker here)
+    assert await Delivery.filter(push_id=started["push_id"], status="queued").count() == 2
+    # The older update to the Android phone is what the newer one replaced.
+    assert await Delivery.filter(push_id=first["push_id"]).values_list("status", flat=True) == [
+        "superseded"
+    ]
