@@ -48,6 +48,7 @@ from brik.types import (
     StateDeleted,
     StateEntry,
     Target,
+    WidgetReload,
 )
 from brik.version import VERSION
 
@@ -78,6 +79,7 @@ __all__ = [
     "StateDeleted",
     "StateEntry",
     "Target",
+    "WidgetReload",
     "devices",
     "init",
     "live_activities",
