@@ -378,3 +378,24 @@ async def test_a_widget_reload_reaches_widgetkit_and_the_android_appwidget(
     # What the widget then fetches.
     entry = await client.get("/v1/state/widget:OrderWidget", headers=bearer(live))
     assert entry.json()["value"] == {"eta_minutes": 7}
+
+
+async def test_a_sandbox_magic_token_as_the_widget_token_drops_only_it(
+    pipeline: Callable[..., Any],
+) -> None:
+    client = await pipeline()
+    acme = await make_tenant("Acme")
+    key = acme.secret_key
+    registered = await client.post(
+        "/v1/devices", json={"token": "ab" * 32, "platform": "ios",
+                             "widget_push_token": "0" * 61 + "410"}, headers=bearer(key),
+    )  # fmt: skip
+    device = registered.json()["id"]
+    accepted = await client.post(
+        "/v1/widgets/OrderWidget/reload", json={"to": {"device_ids": [device]}, "data": {}},
+        headers=bearer(key),
+    )  # fmt: skip
+    push = await until_final(client, key, accepted.json()["id"])
+    assert push["deliveries"] == {"invalid_token": 1}
+    after = (await client.get(f"/v1/devices/{device}", headers=bearer(key))).json()
+    assert (after["status"], after["has_widget_push_token"]) == ("active", False)
