@@ -11,8 +11,8 @@ its admins), never over a private entry.
 
 Keys under a reserved prefix (``controlplane.state.RESERVED_PREFIXES``) are Brik's to write:
 ``widget:{kind}`` is written by ``POST /v1/widgets/{kind}/reload`` (public, so the app's widget
-reads it with the publishable key) and read here like any entry; ``activity:`` is not served
-yet.
+reads it with the publishable key) and read here like any entry; ``activity:{id}`` is served
+read-only from the activity itself.
 
 Every entry carries a strong ETag (header and body). ``If-Match`` makes a PUT or DELETE
 conditional on the version the client read (412 ``precondition_failed`` otherwise, with the

@@ -2,9 +2,6 @@
 
 A nullable column added on both dialects (``ALTER TABLE … ADD COLUMN``); existing devices have
 none until their app registers one.
-
-It follows 0009 on the widgets branch; the activities migration (0010) is written beside it,
-and whoever merges second points this one's dependency at 0010.
 """
 
 from tortoise import fields, migrations
@@ -12,7 +9,7 @@ from tortoise.migrations import operations as ops
 
 
 class Migration(migrations.Migration):
-    dependencies = [('brik', '0009_idempotency_mode')]
+    dependencies = [('brik', '0010_activities')]
 
     initial = False
 
