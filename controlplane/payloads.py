@@ -7,9 +7,14 @@ kind              what the device does with it
 ================  ==========================================================================
 ``alert``         shows a notification (title, subtitle, body, sound, badge, and the
                   notification options of :class:`Alert`) and hands the app ``data``
-``background``    wakes the app silently with ``data`` (a widget update); never shown
+``background``    wakes the app silently with ``data`` (also how widgets are refreshed on
+                  iOS before 26); never shown
 ``liveactivity``  starts, updates or ends a Live Activity (on Android: a data message the
                   app renders as an ongoing notification)
+``widget``        tells the app's widgets of ``widget.kind`` that their content changed
+                  (iOS 26+: a WidgetKit push to the widget push token; Android: a data
+                  message the app's AppWidget handles); it carries no ``data`` — the widget
+                  reads what changed from state, ``widget:{kind}`` (``controlplane/widgets.py``)
 ================  ==========================================================================
 
 Options: ``priority`` (``high`` or ``normal``), ``ttl`` seconds, counted from when the push is
@@ -20,8 +25,9 @@ are raw parts laid over what the providers build, for what Brik does not spell i
 How each kind and option is spelled for Apple or Google is each provider's business (its module
 in ``workers/providers/``); the API only asks the providers, through a :class:`ProviderCatalog`
 (the worker's registry, handed to the app by ``controlplane/app.py``), which provider sends to
-a platform and how many bytes a push takes on each wire, so :func:`check_sizes` refuses at
-accept time what a provider would refuse (4 KB each).
+a platform, which of a device's tokens a push goes to there (:meth:`ProviderCatalog.token_slot`)
+and how many bytes a push takes on each wire, so :func:`check_sizes` refuses at accept time what
+a provider would refuse (4 KB each).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from pydantic.config import JsonDict
 from pydantic.json_schema import SkipJsonSchema
 
 from controlplane.errors import InvalidRequest
+from controlplane.models.devices import TokenSlot
 from controlplane.validation import WHOLE_NUMBER, Moment, field_error
 
 Data = Annotated[
@@ -206,6 +213,30 @@ class LiveActivity(BaseModel):
         return self
 
 
+# WidgetKit's kind strings are the app's own (`StaticConfiguration(kind: "OrderWidget", …)`);
+# Apple sets no rule beyond "a string", so Brik takes what a path segment and a state key can
+# hold unchanged: reverse-DNS names ("com.example.app.OrderWidget") and plain identifiers.
+WIDGET_KIND_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
+WIDGET_KIND_RULE = (
+    "1 to 128 characters of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.' or '-'"
+)
+WidgetKind = Annotated[
+    str,
+    Field(
+        pattern=WIDGET_KIND_PATTERN,
+        description=f"The widget's kind, as the app's widget configuration names it: "
+        f"{WIDGET_KIND_RULE}.",
+    ),
+]
+
+
+class WidgetReload(BaseModel):
+    """Which widgets a ``widget`` push reloads."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: WidgetKind
+
+
 # APNs headers Brik sets itself: the delivery's own id (the same on every retry, which is how
 # Apple and our logs tell one push from another), the bundle id of the project's credential,
 # the push type its kind needs, the provider token. Expiry is the push's `ttl`.
@@ -291,13 +322,26 @@ class PushContent(BaseModel):
                     {"required": ["live_activity"], "properties": {"live_activity": _PRESENT}},
                     {"properties": {"live_activity": _ABSENT}},
                 ),
+                _kind_is(
+                    "widget",
+                    {
+                        "required": ["widget"],
+                        "properties": {"widget": _PRESENT, "alert": _ABSENT, "data": _ABSENT},
+                    },
+                    {"properties": {"widget": _ABSENT}},
+                ),
             ]
         },
     )
-    kind: Literal["alert", "background", "liveactivity"]
+    kind: Literal["alert", "background", "liveactivity", "widget"]
     alert: Alert | None = None
     data: Data | None = None
     live_activity: LiveActivity | None = None
+    widget: WidgetReload | None = Field(
+        default=None,
+        description="Kind `widget`: the widgets to reload (they read their data from state, "
+        "`widget:{kind}`).",
+    )
     priority: Literal["high", "normal"] | None = None
     ttl: Annotated[int, Field(ge=0, le=28 * 24 * 3600), WHOLE_NUMBER] | None = Field(
         default=None, description="Seconds."
@@ -323,6 +367,17 @@ class PushContent(BaseModel):
             raise field_error("live_activity", "live_activity is only for kind 'liveactivity'")
         if self.kind == "background" and self.alert is not None:
             raise field_error("alert", "a background push has no alert; use kind 'alert'")
+        if self.kind == "widget" and self.widget is None:
+            raise field_error("widget", "kind 'widget' needs widget")
+        if self.kind != "widget" and self.widget is not None:
+            raise field_error("widget", "widget is only for kind 'widget'")
+        if self.kind == "widget" and self.alert is not None:
+            raise field_error("alert", "a widget push has no alert; use kind 'alert'")
+        if self.kind == "widget" and self.data is not None:
+            raise field_error(
+                "data", "a widget push carries no data: the widget reads it from state "
+                "(POST /v1/widgets/{kind}/reload stores it as widget:{kind})",
+            )  # fmt: skip
         if self.data and "aps" in self.data:
             raise field_error("data.aps", "APNs reserves this key")
         if self.data and self.alert and self.alert.image_url and IMAGE_KEY in self.data:
@@ -344,6 +399,11 @@ class ProviderCatalog(Protocol):
 
     def provider_for(self, platform: str, *, test_mode: bool) -> str:
         """The name of the provider that sends to ``platform`` (test-mode keys: the sandbox)."""
+        ...
+
+    def token_slot(self, content: PushContent, platform: str) -> TokenSlot:
+        """Which of a ``platform`` device's tokens ``content`` goes to (the sandbox sends to
+        the same one as the live provider)."""
         ...
 
     def wire_sizes(self, content: PushContent) -> list[WireSize]:

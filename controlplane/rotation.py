@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from tortoise.models import Model
 
 from controlplane.crypto import KeyRing, UndecryptableSecret
-from controlplane.models import Device, Notification, ProviderCredential
+from controlplane.models import TOKEN_COLUMNS, Device, Notification, ProviderCredential
 
 ENCRYPTED_FIELDS: list[tuple[type[Model], str]] = [
     (Notification, "body_encrypted"),
     (ProviderCredential, "secret_encrypted"),
-    (Device, "token_encrypted"),
-    (Device, "live_activity_token_encrypted"),
-    (Device, "push_to_start_token_encrypted"),
+    # Every push token of a device: its own, a Live Activity's, push-to-start, widget.
+    *[(Device, column) for column in TOKEN_COLUMNS.values()],
 ]
 _BATCH = 500
 

@@ -46,6 +46,7 @@ from tortoise.transactions import in_transaction
 from controlplane.errors import (
     InvalidRequest,
     NotFound,
+    PayloadTooLarge,
     PermissionDenied,
     PreconditionFailed,
     QuotaExceeded,
@@ -69,10 +70,20 @@ KEY_RULE = (
 _KEY = re.compile(KEY_PATTERN.removesuffix("$") + r"\Z")
 MAX_VALUE_BYTES = 64 * 1024  # the value as compact JSON, in UTF-8
 MAX_TTL_SECONDS = 365 * 24 * 3600
-# Prefixes the API keeps for state it serves itself: an activity's content state is readable
-# as activity:{id} (controlplane/api/state.py), and written only by updating the activity.
+# Prefixes the API keeps for state it writes itself, with why: nothing under them is written
+# or deleted through /v1/state. Those in READABLE_PREFIXES are read like any entry: an
+# activity's content state as activity:{id} (served from the activity by
+# controlplane/api/state.py; update the activity to change it), a widget's data as
+# widget:{kind} (an entry the widget reload writes: controlplane/widgets.py).
 ACTIVITY_PREFIX = "activity:"
-RESERVED_PREFIXES = (ACTIVITY_PREFIX,)
+WIDGET_PREFIX = "widget:"
+RESERVED_PREFIXES: dict[str, str] = {
+    ACTIVITY_PREFIX: "activity:{id} is the activity's content state, read-only (update the "
+    "activity to change it)",
+    WIDGET_PREFIX: "widget:{kind} is a widget's data, written by POST /v1/widgets/{kind}/reload "
+    "(read it here)",
+}
+READABLE_PREFIXES = frozenset({ACTIVITY_PREFIX, WIDGET_PREFIX})
 PURGE_BATCH = 1000
 PURGE_MAX_BATCHES = 100  # per run; the next run (a minute later) carries on
 _WRITE_ROUNDS = 3
@@ -82,13 +93,30 @@ def is_key(value: str) -> bool:
     return _KEY.match(value) is not None
 
 
-def reserved_prefix(key: str) -> str | None:
-    return next((prefix for prefix in RESERVED_PREFIXES if key.startswith(prefix)), None)
+def reserved_prefix(key: str, *, writing: bool = True) -> str | None:
+    """The reserved prefix ``key`` is under, if it may not be written (``writing``) or read."""
+    for prefix in RESERVED_PREFIXES:
+        if key.startswith(prefix) and (writing or prefix not in READABLE_PREFIXES):
+            return prefix
+    return None
 
 
 def encode_value(value: Any) -> str:
     """The value as stored and counted: compact JSON, non-ASCII characters as themselves."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def storable_value(value: Any, param: str = "value") -> str:
+    """``value`` encoded, or 413 ``value_too_large`` (naming ``param``) when it is over
+    :data:`MAX_VALUE_BYTES`."""
+    text = encode_value(value)
+    if (size := len(text.encode())) > MAX_VALUE_BYTES:
+        raise PayloadTooLarge(
+            f"{param}: {size:,} bytes as JSON; a state value holds at most {MAX_VALUE_BYTES:,}.",
+            code="value_too_large",
+            param=param,
+        )
+    return text
 
 
 def decode_value(value_text: str) -> Any:

@@ -47,7 +47,8 @@ from controlplane.models import (
     Role,
 )
 from controlplane.models.ids import is_well_formed_id
-from controlplane.state import KEY_PATTERN, KEY_RULE, RESERVED_PREFIXES
+from controlplane.payloads import WIDGET_KIND_PATTERN, WIDGET_KIND_RULE
+from controlplane.state import KEY_PATTERN, KEY_RULE, READABLE_PREFIXES, RESERVED_PREFIXES
 
 ModelT = TypeVar("ModelT", bound=Model)
 
@@ -73,16 +74,35 @@ PATH_OBJECTS: dict[str, tuple[type[Model], str]] = {
 }
 
 
-# Path parameters that name something inside the caller's own namespace rather than a row by
-# id (a state key): no row is loaded for them here — the handler looks the name up through
-# Tenant.query, so another tenant's can never be reached. Param → its JSON Schema.
-PATH_NAMES: dict[str, dict[str, Any]] = {
-    "key": {
+def state_key_schema(*, writing: bool) -> dict[str, Any]:
+    """JSON Schema of a state key in a path: to write (or delete), or to read."""
+    refused = [p for p in RESERVED_PREFIXES if writing or p not in READABLE_PREFIXES]
+    if not refused:
+        return {
+            "type": "string",
+            "pattern": KEY_PATTERN,
+            "description": f"A state key: {KEY_RULE}.",
+        }
+    return {
         "type": "string",
         "pattern": KEY_PATTERN,
-        "not": {"pattern": "^(" + "|".join(RESERVED_PREFIXES) + ")"},
+        "not": {"pattern": "^(" + "|".join(refused) + ")"},
         "description": f"A state key: {KEY_RULE}; not starting with a reserved prefix "
-        f"({', '.join(RESERVED_PREFIXES)}).",
+        f"({', '.join(refused)}).",
+    }
+
+
+# Path parameters that name something inside the caller's own namespace rather than a row by
+# id (a state key, a widget kind): no row is loaded for them here — the handler looks the name
+# up through Tenant.query, so another tenant's can never be reached. Param → its JSON Schema
+# (an operation may narrow it: Operation.path_schemas).
+PATH_NAMES: dict[str, dict[str, Any]] = {
+    "key": state_key_schema(writing=False),
+    "kind": {
+        "type": "string",
+        "pattern": WIDGET_KIND_PATTERN,
+        "description": f"A widget kind, as the app's widget configuration names it: "
+        f"{WIDGET_KIND_RULE}.",
     },
 }
 

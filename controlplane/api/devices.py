@@ -7,8 +7,11 @@ token belongs to, found by the same keyed hash as registration, so proving the t
 permission.
 
 Registration is an upsert by token: an app calls it on every launch with the token it has,
-and the same device row is updated (user, tags, Live Activity tokens) — and reactivated if a
-provider had marked it invalid, since the app just vouched for it again.
+and the same device row is updated (user, tags, its Live Activity, push-to-start and widget
+push tokens) — and reactivated if a provider had marked it invalid, since the app just vouched
+for it again. The per-purpose tokens are iOS's: ``live_activity_token`` and
+``push_to_start_token`` (ActivityKit), ``widget_push_token`` (WidgetKit's ``WidgetPushHandler``,
+iOS 26+); each is stored encrypted, and one a provider refuses is dropped alone.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ _TOKENS_BY_PLATFORM: JsonDict = {
             "token": {"pattern": APNS_TOKEN_PATTERN},
             "live_activity_token": {"pattern": APNS_TOKEN_PATTERN},
             "push_to_start_token": {"pattern": APNS_TOKEN_PATTERN},
+            "widget_push_token": {"pattern": APNS_TOKEN_PATTERN},
         }
     },
     "else": {
@@ -49,8 +53,19 @@ _TOKENS_BY_PLATFORM: JsonDict = {
             "token": {"pattern": FCM_TOKEN_PATTERN},
             "live_activity_token": {"type": "null"},
             "push_to_start_token": {"type": "null"},
+            "widget_push_token": {"type": "null"},
         }
     },
+}
+# The iOS-only tokens a registration may carry: field → (column, what they are for).
+IOS_TOKENS = {
+    "live_activity_token": ("live_activity_token_encrypted", "Live Activities are iOS only"),
+    "push_to_start_token": ("push_to_start_token_encrypted", "Live Activities are iOS only"),
+    "widget_push_token": (
+        "widget_push_token_encrypted",
+        "widget push tokens are iOS only (Android widgets are refreshed through the device's "
+        "FCM token)",
+    ),
 }
 
 Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-:.]{1,64}$")]
@@ -67,6 +82,7 @@ class Device(BaseModel):
     tags: list[str]
     has_live_activity_token: bool
     has_push_to_start_token: bool
+    has_widget_push_token: bool
     status: DeviceStatus
     invalid_reason: str | None
     invalidated_at: datetime | None
@@ -80,6 +96,7 @@ class Device(BaseModel):
             user_id=row.user_id, tags=row.tags,
             has_live_activity_token=row.live_activity_token_encrypted is not None,
             has_push_to_start_token=row.push_to_start_token_encrypted is not None,
+            has_widget_push_token=row.widget_push_token_encrypted is not None,
             status=row.status, invalid_reason=row.invalid_reason,
             invalidated_at=row.invalidated_at, created_at=row.created_at,
             updated_at=row.updated_at,
@@ -106,6 +123,12 @@ class DeviceRegistration(BaseModel):
     push_to_start_token: str | None = Field(
         default=None, max_length=200, description="iOS only: the push-to-start APNs token."
     )
+    widget_push_token: str | None = Field(
+        default=None,
+        max_length=200,
+        description="iOS 26+ only: the app's WidgetKit push token (`WidgetPushInfo.token`, "
+        "from its `WidgetPushHandler`), hex-encoded; widget pushes go to it.",
+    )
 
     @model_validator(mode="after")
     def _tokens_fit_the_platform(self) -> DeviceRegistration:
@@ -113,12 +136,12 @@ class DeviceRegistration(BaseModel):
             raise field_error("token", "iOS device tokens are 64 to 200 hexadecimal characters")
         if self.platform is Platform.ANDROID and not _FCM_TOKEN.fullmatch(self.token):
             raise field_error("token", "not an FCM registration token")
-        for name in ("live_activity_token", "push_to_start_token"):
+        for name, (_, ios_only) in IOS_TOKENS.items():
             value = getattr(self, name)
             if value is None:
                 continue
             if self.platform is not Platform.IOS:
-                raise field_error(name, "Live Activities are iOS only")
+                raise field_error(name, ios_only)
             if not _APNS_TOKEN.fullmatch(value):
                 raise field_error(name, "APNs tokens are 64 to 200 hexadecimal characters")
         return self
@@ -148,8 +171,7 @@ async def register_device(call: Call) -> DeviceWithStatus:
     fields: dict[str, Any] = {
         "user_id": body.user_id,
         "tags": sorted(set(body.tags)),
-        "live_activity_token_encrypted": encrypt(body.live_activity_token),
-        "push_to_start_token_encrypted": encrypt(body.push_to_start_token),
+        **{column: encrypt(getattr(body, name)) for name, (column, _) in IOS_TOKENS.items()},
         "status": DeviceStatus.ACTIVE,
         "invalid_reason": None,
         "invalidated_at": None,

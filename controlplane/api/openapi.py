@@ -154,7 +154,8 @@ def _parameters(operation: Operation, query_schema: dict[str, Any] | None) -> li
             "name": name,
             "in": "path",
             "required": True,
-            "schema": PATH_NAMES.get(name, {"type": "string", "pattern": ID_PATTERN}),
+            "schema": operation.path_schemas.get(name)
+            or PATH_NAMES.get(name, {"type": "string", "pattern": ID_PATTERN}),
         }
         for name in _PATH_PARAM.findall(operation.path)
     ]

@@ -6,8 +6,13 @@ answering 202 — from then on it cannot be lost: jobs are enqueued after the co
 away then, as soon as it is back: :mod:`controlplane.enqueue_relay`), and the worker's
 reconciler re-enqueues anything a lost job leaves behind. Retrying with the same
 ``Idempotency-Key`` replays the first answer instead of sending again. When devices ``to``
-names are left out — none matches, all are invalid, or a Live Activity push finds no activity
-token on some — the 202 says so in ``warnings`` rather than "completing" silently.
+names are left out — none matches, all are invalid, or the push needs a token some have not
+registered (a Live Activity's, the push-to-start or the widget push token: which one, the
+providers declare) — the 202 says so in ``warnings`` rather than "completing" silently.
+
+:func:`send_content` is that for any push content (the acceptance itself is
+:mod:`controlplane.sending`'s); ``POST /v1/widgets/{kind}/reload``
+(``controlplane/api/widgets.py``) sends its widget push through it too.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from controlplane.api.routing import Auth, Call, Operation
 from controlplane.errors import InvalidRequest
 from controlplane.fan_out import Destination
 from controlplane.models import (
+    TOKEN_COLUMNS,
     Delivery,
     DeliveryStatus,
     Device,
@@ -39,8 +45,9 @@ from controlplane.models import (
     Platform,
     Push,
     PushStatus,
+    TokenSlot,
 )
-from controlplane.payloads import PushContent, check_sizes
+from controlplane.payloads import ProviderCatalog, PushContent, check_sizes
 from controlplane.sending import Sender, accept_push
 from controlplane.usage import release_pushes
 
@@ -79,8 +86,13 @@ class PushAccepted(BaseModel):
     recipients: int
 
 
+WarningCode = Literal[
+    "no_recipients", "no_live_activity_token", "no_push_to_start_token", "no_widget_push_token"
+]
+
+
 class PushWarning(BaseModel):
-    code: Literal["no_recipients", "no_live_activity_token", "no_push_to_start_token"]
+    code: WarningCode
     message: str = Field(description="What was left out, how many, and why.")
 
 
@@ -147,21 +159,40 @@ def _named(call: Call, target: Target) -> QuerySet[Device]:
     return call.tenant.query(Device).filter(wanted)
 
 
-def _has_activity_token(content: PushContent, has: bool = True) -> Q:
-    """iOS devices with (or without) the token a Live Activity push needs: the activity's own,
-    or the push-to-start token to start one."""
-    assert content.live_activity is not None
-    start = content.live_activity.event == "start"
-    column = "push_to_start_token_encrypted" if start else "live_activity_token_encrypted"
-    lookup: dict[str, Any] = {f"{column}__isnull": not has}
-    return Q(**lookup)
+# A token a push may need beyond the device's own: its warning code, what it is, and the
+# registration field an app sends it in.
+_TOKENLESS: dict[TokenSlot, tuple[WarningCode, str, str]] = {
+    TokenSlot.LIVE_ACTIVITY: ("no_live_activity_token", "Live Activity token",
+                              "live_activity_token"),
+    TokenSlot.PUSH_TO_START: ("no_push_to_start_token", "push-to-start token (iOS 17.2+)",
+                              "push_to_start_token"),
+    TokenSlot.WIDGET: ("no_widget_push_token", "widget push token (iOS 26+; older iOS has "
+                       "none: refresh those widgets with a background push)",
+                       "widget_push_token"),
+}  # fmt: skip
 
 
-async def _recipients(call: Call, content: PushContent, target: Target) -> list[Destination]:
-    """Every active device the target names, once each."""
+def _special_tokens(call: Call, content: PushContent) -> dict[Platform, TokenSlot]:
+    """Platform → the token ``content`` needs there other than the device's own, as the
+    providers declare it (a Live Activity push on iOS: the activity's token, …)."""
+    catalog: ProviderCatalog = call.request.app.state.providers
+    slots = {platform: catalog.token_slot(content, platform.value) for platform in Platform}
+    return {platform: slot for platform, slot in slots.items() if slot is not TokenSlot.DEVICE}
+
+
+def _lacking(platform: Platform, slot: TokenSlot) -> Q:
+    """Devices of ``platform`` without the ``slot`` token."""
+    lookup: dict[str, Any] = {f"{TOKEN_COLUMNS[slot]}__isnull": True}
+    return Q(platform=platform, **lookup)
+
+
+async def _recipients(
+    call: Call, target: Target, needed: dict[Platform, TokenSlot]
+) -> list[Destination]:
+    """Every active device the target names that has the token the push goes to, once each."""
     query = _named(call, target).filter(status=DeviceStatus.ACTIVE)
-    if content.live_activity is not None:
-        query = query.filter(Q(platform=Platform.ANDROID) | _has_activity_token(content))
+    for platform, slot in needed.items():
+        query = query.exclude(_lacking(platform, slot))
     rows = await query.values_list("id", "platform")
     unique = dict.fromkeys((str(device_id), str(platform)) for device_id, platform in rows)
     return [Destination(device_id, platform) for device_id, platform in unique]
@@ -172,16 +203,17 @@ def _devices(n: int) -> str:
 
 
 async def _warnings(
-    call: Call, content: PushContent, target: Target, recipients: int
+    call: Call, target: Target, recipients: int, needed: dict[Platform, TokenSlot]
 ) -> list[PushWarning]:
     """Why devices the target names get nothing — a 202 alone would not say (counted only for
-    Live Activity pushes and for sends that reach nobody, so a plain fan-out pays nothing)."""
-    tokenless = 0
-    if content.live_activity is not None:
-        tokenless = await _named(call, target).filter(
-            _has_activity_token(content, has=False), status=DeviceStatus.ACTIVE,
-            platform=Platform.IOS,
+    pushes that need a token of their own and for sends that reach nobody, so a plain fan-out
+    pays nothing)."""
+    lacking: dict[TokenSlot, int] = {}
+    for platform, slot in needed.items():
+        lacking[slot] = lacking.get(slot, 0) + await _named(call, target).filter(
+            _lacking(platform, slot), status=DeviceStatus.ACTIVE
         ).count()  # fmt: skip
+    tokenless = sum(lacking.values())
     warnings = []
     if not recipients:
         named = await _named(call, target).count()
@@ -199,13 +231,13 @@ async def _warnings(
                 " and ".join(left_out)
             )
         warnings.append(PushWarning(code="no_recipients", message=f"{why}. Nothing is sent."))
-    if tokenless:
-        start = content.live_activity is not None and content.live_activity.event == "start"
-        token = "push-to-start token (iOS 17.2+)" if start else "Live Activity token"
-        field = "push_to_start_token" if start else "live_activity_token"
-        skipped = "1 iOS device was" if tokenless == 1 else f"{tokenless} iOS devices were"
+    for slot, count in lacking.items():
+        if not count:
+            continue
+        code, token, field = _TOKENLESS[slot]
+        skipped = "1 iOS device was" if count == 1 else f"{count} iOS devices were"
         warnings.append(PushWarning(
-            code="no_push_to_start_token" if start else "no_live_activity_token",
+            code=code,
             message=f"{skipped} skipped: no {token} registered (the app sends it as `{field}` "
             "when it has one; one Apple refused is dropped).",
         ))  # fmt: skip
@@ -247,13 +279,23 @@ async def send_push(call: Call) -> PushSent:
         # Stamped now, once: every retry of this push carries the same aps.timestamp, so a
         # late one never counts as newer than what was sent after it.
         live.timestamp = int(datetime.now(UTC).timestamp())
+    return await send_content(call, content, body.to, body.send_at)
+
+
+async def send_content(
+    call: Call, content: PushContent, to: Target, send_at: datetime | None = None
+) -> PushSent:
+    """Accept ``content`` for the devices ``to`` names that have the token it goes to, inside
+    the call's transaction (:func:`controlplane.sending.accept_push`), and say in ``warnings``
+    who was left out and why."""
     check_sizes(content, call.request.app.state.providers)
     now = datetime.now(UTC)
-    recipients = await _recipients(call, content, body.to)
+    needed = _special_tokens(call, content)
+    recipients = await _recipients(call, to, needed)
     push = await accept_push(
-        sender_of(call), content, body.to.model_dump(), recipients, now, send_at=body.send_at
+        sender_of(call), content, to.model_dump(), recipients, now, send_at=send_at
     )
-    warnings = await _warnings(call, content, body.to, len(recipients))
+    warnings = await _warnings(call, to, len(recipients), needed)
     return PushSent(id=push.id, status=push.status, recipients=push.recipients, warnings=warnings)
 
 

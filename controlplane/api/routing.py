@@ -101,6 +101,11 @@ class Operation:
     errors: Mapping[int, str] = field(default_factory=dict, hash=False, compare=False)
     # Headers its success answers carry, with what each means: {"ETag": "…"}.
     response_headers: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # A path name's JSON Schema where this operation takes less than tenancy.PATH_NAMES says
+    # (a state key one may read but not write).
+    path_schemas: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=dict, hash=False, compare=False
+    )
 
     @property
     def operation_id(self) -> str:

@@ -9,6 +9,11 @@ so its existence stays private too — and write (always public entries) only un
 prefixes the project opened to apps (``state_public_write_prefixes`` on the project, set by
 its admins), never over a private entry.
 
+Keys under a reserved prefix (``controlplane.state.RESERVED_PREFIXES``) are Brik's to write:
+``widget:{kind}`` is written by ``POST /v1/widgets/{kind}/reload`` (public, so the app's widget
+reads it with the publishable key) and read here like any entry; ``activity:{id}`` is served
+read-only from the activity itself.
+
 Every entry carries a strong ETag (header and body). ``If-Match`` makes a PUT or DELETE
 conditional on the version the client read (412 ``precondition_failed`` otherwise, with the
 current ETag); ``If-None-Match: *`` makes a PUT create-only. PUT and DELETE honour
@@ -27,11 +32,12 @@ from starlette.responses import JSONResponse
 from controlplane import state
 from controlplane.api.pagination import Page
 from controlplane.api.routing import Auth, Call, Operation
-from controlplane.errors import InvalidRequest, NotFound, PayloadTooLarge, PermissionDenied
+from controlplane.errors import InvalidRequest, NotFound, PermissionDenied
 from controlplane.models import Activity, KeyKind
 from controlplane.models import StateEntry as EntryRow
 from controlplane.models.ids import is_well_formed_id
 from controlplane.plans import limits_for
+from controlplane.tenancy import state_key_schema
 from controlplane.validation import WHOLE_NUMBER
 
 Key = Annotated[str, Field(pattern=state.KEY_PATTERN, description=f"A key: {state.KEY_RULE}.")]
@@ -105,14 +111,13 @@ def _space(call: Call) -> state.Namespace:
     return state.Namespace(project.id, call.tenant.organization.id, call.key.mode)
 
 
-def _key(call: Call) -> str:
+def _key(call: Call, *, writing: bool) -> str:
     key = str(call.request.path_params["key"])
     if not state.is_key(key):
         raise InvalidRequest(f"key: {state.KEY_RULE}.", code="parameter_invalid", param="key")
-    if prefix := state.reserved_prefix(key):
+    if prefix := state.reserved_prefix(key, writing=writing):
         raise InvalidRequest(
-            f"key: keys starting with '{prefix}' are reserved: {prefix}{{id}} is the "
-            "activity's content state, read-only (update the activity to change it).",
+            f"key: keys starting with '{prefix}' are reserved: {state.RESERVED_PREFIXES[prefix]}.",
             code="reserved_key",
             param="key",
         )
@@ -168,7 +173,7 @@ async def retrieve_state(call: Call) -> JSONResponse:
     raw = str(call.request.path_params["key"])
     if raw.startswith(state.ACTIVITY_PREFIX):
         return await _activity_state(call, raw)
-    key = _key(call)
+    key = _key(call, writing=False)
     row = await state.read(_space(call), key, datetime.now(UTC))
     if _from_app(call) and (row is None or not row.public):
         raise NotFound(
@@ -191,17 +196,10 @@ async def list_state(call: Call) -> Page[StateEntry]:
 
 
 async def put_state(call: Call) -> JSONResponse:
-    key = _key(call)
+    key = _key(call, writing=True)
     body = call.body_as(StateWrite)
     conditions = _conditions(call)
-    text = state.encode_value(body.value)
-    if (size := len(text.encode())) > state.MAX_VALUE_BYTES:
-        raise PayloadTooLarge(
-            f"value: {size:,} bytes as JSON; a state value holds at most "
-            f"{state.MAX_VALUE_BYTES:,}.",
-            code="value_too_large",
-            param="value",
-        )
+    text = state.storable_value(body.value)
     public = bool(body.public)
     if _from_app(call):
         _check_app_may_write(call, key)
@@ -225,7 +223,7 @@ async def put_state(call: Call) -> JSONResponse:
 
 
 async def delete_state(call: Call) -> StateDeleted:
-    key = _key(call)
+    key = _key(call, writing=True)
     conditions = _conditions(call)
     if _from_app(call):
         _check_app_may_write(call, key)
@@ -246,6 +244,7 @@ _CONDITIONAL = (
     ' Conditional with `If-Match: "<etag>"` (or `*`: any existing entry) — 412 '
     "`precondition_failed` when the entry changed meanwhile."
 )
+_WRITABLE = {"key": state_key_schema(writing=True)}  # no reserved prefix at all
 KEY = Auth.API_KEY
 ENTRY = "/v1/state/{key}"
 operations = [
@@ -259,7 +258,9 @@ operations = [
               description="The `ETag` header is the entry's `etag`. An expired entry is a 404 "
               "at once. Publishable keys read public entries only (a private one is a 404, as "
               "if missing). `activity:{id}` is a Live Activity's current content state "
-              "(read-only; publishable keys read it too: the id is unguessable)."),
+              "(read-only; publishable keys read it too: the id is unguessable); "
+              "`widget:{kind}` is a widget's data, written by `POST /v1/widgets/{kind}/reload` "
+              "(public: publishable keys read it)."),
     Operation("PUT", ENTRY, put_state, "Create or replace a state entry", "State", auth=KEY,
               scope="state:write", body=StateWrite, response=StateEntryWritten,
               idempotent=True, errors={412: _PRECONDITION}, response_headers=_ETAG,
@@ -269,10 +270,11 @@ operations = [
               "`state_quota_exceeded` and changes nothing. Publishable keys write only under "
               "the project's `state_public_write_prefixes` (403 `state_write_forbidden`) and "
               "never over a private entry (403 `state_entry_private`). Keys starting with "
-              "`activity:` are reserved (400 `reserved_key`)."),
+              "`activity:` or `widget:` are reserved (400 `reserved_key`): Brik writes them.",
+              path_schemas=_WRITABLE),
     Operation("DELETE", ENTRY, delete_state, "Delete a state entry", "State", auth=KEY,
               scope="state:write", response=StateDeleted, idempotent=True,
-              errors={412: _PRECONDITION},
+              errors={412: _PRECONDITION}, path_schemas=_WRITABLE,
               description="Gives its bytes back to the plan." + _CONDITIONAL + " Publishable "
-              "keys as for PUT."),
+              "keys and reserved keys as for PUT."),
 ]  # fmt: skip

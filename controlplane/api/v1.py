@@ -24,6 +24,7 @@ from controlplane.api import (
     state,
     usage,
     user,
+    widgets,
 )
 from controlplane.api.routing import Operation
 
@@ -40,6 +41,7 @@ OPERATIONS: list[Operation] = [
     *devices.operations,
     *pushes.operations,
     *activities.operations,
+    *widgets.operations,
     *state.operations,
     *usage.operations,
     *billing.operations,

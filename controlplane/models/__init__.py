@@ -13,7 +13,15 @@ from controlplane.models.api_keys import ApiKey, KeyKind, KeyMode
 from controlplane.models.audit import AppendOnly, AuditEvent
 from controlplane.models.billing import MeterReport, StripeEvent, Subscription
 from controlplane.models.credentials import ProviderCredential, ProviderName
-from controlplane.models.devices import Device, DeviceStatus, DeviceTag, Platform
+from controlplane.models.devices import (
+    TOKEN_COLUMNS,
+    TOKEN_NAMES,
+    Device,
+    DeviceStatus,
+    DeviceTag,
+    Platform,
+    TokenSlot,
+)
 from controlplane.models.invitations import Invitation
 from controlplane.models.notifications import Notification
 from controlplane.models.pushes import (
@@ -41,6 +49,8 @@ from controlplane.models.workers import WorkerHeartbeat
 __all__ = [
     "FINAL_DELIVERY_STATUSES",
     "OPEN_ACTIVITY_STATUSES",
+    "TOKEN_COLUMNS",
+    "TOKEN_NAMES",
     "Activity",
     "ActivityStatus",
     "ActivityToken",
@@ -76,6 +86,7 @@ __all__ = [
     "StateUsage",
     "StripeEvent",
     "Subscription",
+    "TokenSlot",
     "UsageAlert",
     "UsageDay",
     "UsageMetric",

@@ -5,8 +5,11 @@ The push token is a secret of the tenant's users, so it is stored encrypted
 never in the clear. A device belongs to a project *and a mode*: devices registered with test
 keys only ever receive test-mode pushes (the sandbox), and live ones live pushes. A device a
 provider refused becomes ``invalid`` with the reason and time, and is never sent to again. A
-refused Live Activity or push-to-start token belongs to one activity, not to the phone: only
-that token is cleared, and the device stays ``active`` for everything else.
+refused Live Activity, push-to-start or widget push token belongs to one purpose, not to the
+phone: only that token is cleared, and the device stays ``active`` for everything else.
+
+Which of a device's tokens a push goes to is a :class:`TokenSlot`, declared by each provider's
+push-type table (``workers/providers/``); :data:`TOKEN_COLUMNS` says where each slot is stored.
 """
 
 from __future__ import annotations
@@ -31,6 +34,30 @@ class DeviceStatus(StrEnum):
     INVALID = "invalid"
 
 
+class TokenSlot(StrEnum):
+    """Which of a device's push tokens a push goes to."""
+
+    DEVICE = "device"  # the app's own APNs device token or FCM registration token
+    LIVE_ACTIVITY = "live_activity"  # iOS: a Live Activity's token (updates, ends)
+    PUSH_TO_START = "push_to_start"  # iOS 17.2+: starts a Live Activity
+    WIDGET = "widget"  # iOS 26+: WidgetKit's push token (WidgetPushHandler)
+
+
+# Where each slot is stored on the device row (encrypted), and what a tenant calls it.
+TOKEN_COLUMNS: dict[TokenSlot, str] = {
+    TokenSlot.DEVICE: "token_encrypted",
+    TokenSlot.LIVE_ACTIVITY: "live_activity_token_encrypted",
+    TokenSlot.PUSH_TO_START: "push_to_start_token_encrypted",
+    TokenSlot.WIDGET: "widget_push_token_encrypted",
+}
+TOKEN_NAMES: dict[TokenSlot, str] = {
+    TokenSlot.DEVICE: "device token",
+    TokenSlot.LIVE_ACTIVITY: "Live Activity token",
+    TokenSlot.PUSH_TO_START: "push-to-start token",
+    TokenSlot.WIDGET: "widget push token",
+}
+
+
 class Device(Model):
     id = fields.CharField(max_length=32, primary_key=True, default=new_device_id)
     project: fields.ForeignKeyRelation[Project] = fields.ForeignKeyField(
@@ -45,6 +72,7 @@ class Device(Model):
     tags: fields.Field[list[str]] = fields.JSONField(default=list)
     live_activity_token_encrypted = fields.TextField(null=True)
     push_to_start_token_encrypted = fields.TextField(null=True)
+    widget_push_token_encrypted = fields.TextField(null=True)
     status = fields.CharEnumField(DeviceStatus, max_length=10, default=DeviceStatus.ACTIVE)
     invalid_reason = fields.CharField(max_length=300, null=True)
     invalidated_at = fields.DatetimeField(null=True)

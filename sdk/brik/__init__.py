@@ -56,6 +56,7 @@ from brik.types import (
     StateDeleted,
     StateEntry,
     Target,
+    WidgetReload,
 )
 from brik.version import VERSION
 
@@ -91,6 +92,7 @@ __all__ = [
     "StateDeleted",
     "StateEntry",
     "Target",
+    "WidgetReload",
     "activities",
     "devices",
     "init",

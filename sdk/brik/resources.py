@@ -10,8 +10,8 @@ reaches nobody) comes back with ``Push.warnings`` (an activity's change, with
 Ids go into URL paths, where ``../credentials/apns`` would reach another resource (httpx
 resolves dot segments) and ``?`` or ``#`` would cut the path short; so an id that cannot be one
 of that resource's (``dev_…``, ``psh_…``, ``act_…``, letters and digits) raises
-:class:`~brik.errors.InvalidRequestError` before anything is sent; so does a state key with a
-character keys never hold or a leading ``.``. An answer of another shape
+:class:`~brik.errors.InvalidRequestError` before anything is sent; so does a state key or a
+widget kind with a character they never hold or a leading ``.``. An answer of another shape
 than the call's (a proxy's page, a path that reached something else) is an
 :class:`~brik.errors.APIError` saying so, never a ``KeyError``.
 """
@@ -47,6 +47,7 @@ from brik.types import (
     StateDeleted,
     StateEntry,
     Target,
+    WidgetReload,
 )
 
 __all__ = [
@@ -148,11 +149,13 @@ def _iso(moment: datetime | None) -> str | None:
 
 def _register(
     token: str, platform: Platform, user_id: str | None, tags: list[str] | None,
-    live_activity_token: str | None, push_to_start_token: str | None, key: str | None,
+    live_activity_token: str | None, push_to_start_token: str | None,
+    widget_push_token: str | None, key: str | None,
 ) -> Call:  # fmt: skip
     body = _compact({"token": token, "platform": platform, "user_id": user_id, "tags": tags,
                      "live_activity_token": live_activity_token,
-                     "push_to_start_token": push_to_start_token})  # fmt: skip
+                     "push_to_start_token": push_to_start_token,
+                     "widget_push_token": widget_push_token})  # fmt: skip
     return Call.mutating("POST", "/v1/devices", body, key)
 
 
@@ -225,6 +228,31 @@ def _widget(
                       idempotency_key=idempotency_key)  # fmt: skip
 
 
+# A widget kind as the server takes it in its path (docs/api.md, "Widgets").
+_WIDGET_KIND = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+
+
+def _widget_reload(
+    kind: str, to: Target, data: Mapping[str, Any] | None, idempotency_key: str | None
+) -> Call:
+    if not isinstance(kind, str) or _WIDGET_KIND.fullmatch(kind) is None:
+        raise InvalidRequestError(
+            f"{kind!r} is not a widget kind (1 to 128 of A-Z a-z 0-9 . _ -, not starting with "
+            "'.' or '-'); nothing was sent.",
+            status=400, type="invalid_request_error", code="parameter_invalid", param="kind",
+        )  # fmt: skip
+    body = _compact({"to": dict(to), "data": dict(data) if data is not None else None})
+    return Call.mutating("POST", f"/v1/widgets/{kind}/reload", body, idempotency_key)
+
+
+def _reloaded(body: dict[str, Any]) -> WidgetReload:
+    """An accepted reload; its warnings are logged as a push's are."""
+    reload = _read(WidgetReload.from_json, body)
+    for warning in reload.warnings:
+        logger.warning("brik: push %s: %s: %s", reload.id, warning.code, warning.message)
+    return reload
+
+
 def _deliveries(
     push_id: str, status: str | None, limit: int | None, starting_after: str | None
 ) -> Call:
@@ -267,10 +295,13 @@ class Devices:
         self, *, token: str, platform: Platform, user_id: str | None = None,
         tags: list[str] | None = None, live_activity_token: str | None = None,
         push_to_start_token: str | None = None, idempotency_key: str | None = None,
+        widget_push_token: str | None = None,
     ) -> Device:  # fmt: skip
-        """Add a device, or update the one with this token (registering again is safe)."""
+        """Add a device, or update the one with this token (registering again is safe; it
+        replaces the whole registration). ``widget_push_token``: iOS 26+, the app's WidgetKit
+        push token, which ``widgets.reload`` pushes go to."""
         call = _register(token, platform, user_id, tags, live_activity_token,
-                         push_to_start_token, idempotency_key)  # fmt: skip
+                         push_to_start_token, widget_push_token, idempotency_key)  # fmt: skip
         return _read(Device.from_json, self._transport.request(call))
 
     def retrieve(self, device_id: str) -> Device:
@@ -410,15 +441,29 @@ class LiveActivities:
 
 
 class Widgets:
-    """Refresh home-screen widgets: a background push carrying the widget's new data."""
+    """Refresh home-screen widgets (docs/api.md, "Widgets"): ``reload`` on iOS 26+ and Android,
+    ``update`` — a background push carrying the data — for apps on older iOS."""
 
     def __init__(self, transport: SyncTransport) -> None:
         self._transport = transport
+
+    def reload(
+        self, kind: str, *, to: Target, data: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> WidgetReload:  # fmt: skip
+        """Store ``data`` (a JSON object) as the public state entry ``widget:{kind}`` and tell
+        the app's widgets of ``kind`` to reload: a WidgetKit push on iOS 26+ (devices that
+        registered a ``widget_push_token``), an FCM data message on Android. Without ``data``
+        the entry stays as it is. Safe to retry (one ``Idempotency-Key`` per call)."""
+        call = _widget_reload(kind, to, data, idempotency_key)
+        return _reloaded(self._transport.request(call))
 
     def update(
         self, *, to: Target, data: Mapping[str, Any], ttl: int | None = None,
         collapse_id: str | None = None, idempotency_key: str | None = None,
     ) -> Push:  # fmt: skip
+        """A background push carrying ``data``, for widgets on iOS before 26 (their app reloads
+        them) and for apps that refresh widgets from their own data messages."""
         call = _widget(to, data, ttl, collapse_id, idempotency_key)
         return _accepted(self._transport.request(call))
 
@@ -434,10 +479,13 @@ class AsyncDevices:
         self, *, token: str, platform: Platform, user_id: str | None = None,
         tags: list[str] | None = None, live_activity_token: str | None = None,
         push_to_start_token: str | None = None, idempotency_key: str | None = None,
+        widget_push_token: str | None = None,
     ) -> Device:  # fmt: skip
-        """Add a device, or update the one with this token (registering again is safe)."""
+        """Add a device, or update the one with this token (registering again is safe; it
+        replaces the whole registration). ``widget_push_token``: iOS 26+, the app's WidgetKit
+        push token, which ``widgets.reload`` pushes go to."""
         call = _register(token, platform, user_id, tags, live_activity_token,
-                         push_to_start_token, idempotency_key)  # fmt: skip
+                         push_to_start_token, widget_push_token, idempotency_key)  # fmt: skip
         return _read(Device.from_json, await self._transport.request(call))
 
     async def retrieve(self, device_id: str) -> Device:
@@ -582,15 +630,28 @@ class AsyncLiveActivities:
 
 
 class AsyncWidgets:
-    """Refresh home-screen widgets: a background push carrying the widget's new data."""
+    """The same as :class:`Widgets`, for asyncio."""
 
     def __init__(self, transport: AsyncTransport) -> None:
         self._transport = transport
+
+    async def reload(
+        self, kind: str, *, to: Target, data: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> WidgetReload:  # fmt: skip
+        """Store ``data`` (a JSON object) as the public state entry ``widget:{kind}`` and tell
+        the app's widgets of ``kind`` to reload: a WidgetKit push on iOS 26+ (devices that
+        registered a ``widget_push_token``), an FCM data message on Android. Without ``data``
+        the entry stays as it is. Safe to retry (one ``Idempotency-Key`` per call)."""
+        call = _widget_reload(kind, to, data, idempotency_key)
+        return _reloaded(await self._transport.request(call))
 
     async def update(
         self, *, to: Target, data: Mapping[str, Any], ttl: int | None = None,
         collapse_id: str | None = None, idempotency_key: str | None = None,
     ) -> Push:  # fmt: skip
+        """A background push carrying ``data``, for widgets on iOS before 26 (their app reloads
+        them) and for apps that refresh widgets from their own data messages."""
         call = _widget(to, data, ttl, collapse_id, idempotency_key)
         return _accepted(await self._transport.request(call))
 

@@ -25,6 +25,7 @@ __all__ = [
     "StateDeleted",
     "StateEntry",
     "Target",
+    "WidgetReload",
 ]
 
 FINAL_PUSH_STATUSES = frozenset({"completed", "canceled"})
@@ -74,6 +75,7 @@ class Device:
     created_at: datetime
     updated_at: datetime
     created: bool | None = None  # register(): True when this call added the device
+    has_widget_push_token: bool = False  # iOS 26+: WidgetKit push updates reach it
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Device:
@@ -92,13 +94,15 @@ class Device:
             created_at=_required_time(body["created_at"]),
             updated_at=_required_time(body["updated_at"]),
             created=body.get("created"),
+            has_widget_push_token=bool(body.get("has_widget_push_token")),
         )
 
 
 @dataclass(frozen=True)
 class PushWarning:
     """Why devices a send (or an activity's change) names get nothing: ``code``
-    (``no_recipients``, ``no_live_activity_token``, ``no_push_to_start_token``, …) and a
+    (``no_recipients``, ``no_live_activity_token``, ``no_push_to_start_token``,
+    ``no_widget_push_token``, …) and a
     ``message`` saying how many and why."""
 
     code: str
@@ -127,6 +131,25 @@ class Push:
         warnings = [PushWarning.from_json(w) for w in body.get("warnings") or []]
         return cls(id=body["id"], status=body["status"], recipients=int(body["recipients"]),
                    warnings=warnings)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WidgetReload(Push):
+    """A widget reload as accepted (``widgets.reload``): the push, the widget kind, and the
+    state entry its data was stored as (``widget:{kind}``; None when no data was given)."""
+
+    widget_kind: str = ""
+    state: StateEntry | None = None
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> WidgetReload:
+        push = Push.from_json(body)
+        entry = body.get("state")
+        return cls(
+            id=push.id, status=push.status, recipients=push.recipients, warnings=push.warnings,
+            widget_kind=str(body["widget_kind"]),
+            state=StateEntry.from_json(entry) if isinstance(entry, dict) else None,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

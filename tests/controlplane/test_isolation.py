@@ -5,7 +5,9 @@ a new path parameter must be given a foreign id in ``foreign_ids`` or this test 
 
 A state ``{key}`` is a name in the caller's own namespace, not an id: the victim's key reads
 and deletes nothing (404), and a PUT with it writes the attacker's own entry, never the
-victim's (:data:`UPSERTS_BY_NAME`, checked at the end).
+victim's (:data:`UPSERTS_BY_NAME`, checked at the end). So is a widget ``{kind}``: reloading
+the victim's kind writes the attacker's own ``widget:{kind}`` entry and pushes to the
+attacker's own devices.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from controlplane.models import (
     ActivityStatus,
     ApiKey,
     AuditEvent,
+    Delivery,
     Device,
     Invitation,
     KeyMode,
@@ -41,10 +44,15 @@ pytestmark = pytest.mark.database
 
 _PARAM = re.compile(r"{(\w+)}")
 VICTIM_STATE_KEY = "victim:secret"
-# Operations that create what a name in the caller's namespace names (a valid body is sent).
-UPSERTS_BY_NAME: dict[tuple[str, str], dict[str, object]] = {
-    ("PUT", "/v1/state/{key}"): {"value": "attacker's"},
-}
+VICTIM_WIDGET_KIND = "ScoreWidget"  # not "Victim…": the walk looks for that name
+# Operations that create what a name in the caller's namespace names (a valid body is sent),
+# with the status they answer.
+UPSERTS_BY_NAME: dict[tuple[str, str], tuple[dict[str, object], int]] = {
+    ("PUT", "/v1/state/{key}"): ({"value": "attacker's"}, 200),
+    ("POST", "/v1/widgets/{kind}/reload"): (
+        {"to": {"tags": ["victim"]}, "data": {"value": "attacker's"}}, 202,
+    ),
+}  # fmt: skip
 
 
 def v1_operations(app: Starlette) -> list[Operation]:
@@ -92,12 +100,14 @@ async def make_victim_rows(victim: Tenant) -> dict[str, str]:
         started_by="server", last_timestamp=1,
     )  # fmt: skip
     now = datetime.now(UTC)
-    await StateEntry.create(
-        project=victim.project, mode=KeyMode.TEST, key=VICTIM_STATE_KEY, value='"victim\'s"',
-        public=True, size_bytes=30, created_at=now, updated_at=now,
-    )  # fmt: skip
+    for name in (VICTIM_STATE_KEY, f"widget:{VICTIM_WIDGET_KIND}"):
+        await StateEntry.create(
+            project=victim.project, mode=KeyMode.TEST, key=name, value='"victim\'s"',
+            public=True, size_bytes=30, created_at=now, updated_at=now,
+        )  # fmt: skip
     return {
         "key": VICTIM_STATE_KEY,
+        "kind": VICTIM_WIDGET_KIND,
         "organization_id": victim.organization.id,
         "project_id": victim.project.id,
         "member_id": membership.id,
@@ -153,7 +163,7 @@ async def test_every_v1_route_answers_404_for_another_tenants_ids(
                 operation.method,
                 path,
                 headers=headers,
-                json=upsert if upsert is not None else {} if operation.body else None,
+                json=upsert[0] if upsert is not None else {} if operation.body else None,
             )
             walked += 1
             label = f"{operation.method} {path}"
@@ -162,9 +172,8 @@ async def test_every_v1_route_answers_404_for_another_tenants_ids(
                 if value not in path:
                     assert value not in response.text, f"{label} leaked {value}"
             assert "Victim" not in response.text, label
-            if upsert is not None:  # the attacker's own entry, under the same name
-                assert response.status_code == 200, f"{label}: {response.text}"
-                assert response.json()["value"] == upsert["value"], label
+            if upsert is not None:  # the attacker's own, under the same name
+                assert response.status_code == upsert[1], f"{label}: {response.text}"
             elif operation.instance_admin:  # superusers only: refused before any id is read
                 assert response.status_code == 403, f"{label}: {response.status_code}"
                 assert response.json()["error"]["code"] == "instance_admin_required", label
@@ -186,8 +195,18 @@ async def test_every_v1_route_answers_404_for_another_tenants_ids(
     assert await Device.filter(id=victim_ids["device_id"], user_id="victim-user").exists()
     victim_activity = await Activity.get(id=victim_ids["activity_id"])
     assert (victim_activity.content_state, victim_activity.version) == ({"eta": 5}, 1)
-    victim_entry = await StateEntry.get(project=victim.project, key=VICTIM_STATE_KEY)
-    assert (victim_entry.value, victim_entry.version) == ('"victim\'s"', 1)
+    for key in (VICTIM_STATE_KEY, f"widget:{VICTIM_WIDGET_KIND}"):
+        victim_entry = await StateEntry.get(project=victim.project, key=key)
+        assert (victim_entry.value, victim_entry.version) == ('"victim\'s"', 1), key
+    # What the attacker wrote under the victim's names is its own.
+    attackers = await StateEntry.filter(project=attacker.project).order_by("key")
+    assert [(entry.key, entry.value) for entry in attackers] == [
+        ("victim:secret", '"attacker\'s"'),
+        (f"widget:{VICTIM_WIDGET_KIND}", '{"value":"attacker\'s"}'),
+    ]
+    # The reload pushed to none of the victim's devices (its tag is the victim's).
+    assert not await Delivery.filter(device_id=victim_ids["device_id"]).exists()
+    assert await Push.filter(project=victim.project).count() == 1  # the one made above
 
 
 async def test_unregistering_a_token_reaches_only_the_callers_project(

@@ -30,11 +30,28 @@ def content(**fields: Any) -> PushContent:
         {"kind": "alert", "alert": {"title": "x"}, "data": {"aps": 1}},
         {"kind": "alert", "alert": {"title": "x"}, "ttl": -1},
         {"kind": "telegram"},
+        {"kind": "widget"},
+        {"kind": "widget", "widget": {"kind": "OrderWidget"}, "data": {"eta": 5}},
+        {"kind": "widget", "widget": {"kind": "OrderWidget"}, "alert": {"title": "x"}},
+        {"kind": "widget", "widget": {"kind": ".hidden"}},
+        {"kind": "widget", "widget": {"kind": "a/b"}},
+        {"kind": "widget", "widget": {"kind": "w" * 129}},
+        {"kind": "widget", "widget": {"kind": "OrderWidget", "family": "small"}},
+        {"kind": "background", "data": {"x": 1}, "widget": {"kind": "OrderWidget"}},
     ],
 )  # fmt: skip
 def test_content_that_cannot_be_sent_is_refused(fields: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         PushContent.model_validate(fields)
+
+
+def test_a_widget_push_names_its_kind_and_carries_no_data() -> None:
+    reload = content(kind="widget", widget={"kind": "com.example.app.OrderWidget"})
+    assert reload.widget is not None
+    assert reload.widget.kind == "com.example.app.OrderWidget"
+    with pytest.raises(ValidationError) as error:
+        content(kind="widget", widget={"kind": "OrderWidget"}, data={"eta": 5})
+    assert "widget:{kind}" in str(error.value)  # says where the data goes instead
 
 
 @pytest.mark.parametrize(

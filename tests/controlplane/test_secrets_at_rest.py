@@ -18,7 +18,7 @@ from cryptography.fernet import Fernet
 from controlplane.auth.sessions import SESSION_COOKIE
 from controlplane.crypto import KeyRing
 from controlplane.mail import LOG_SENDER
-from controlplane.models import Notification
+from controlplane.models import Device, KeyMode, Notification, Platform
 from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.apple import new_signing_key
@@ -86,11 +86,12 @@ async def test_a_database_dump_contains_no_plaintext_secret(
     device_token = "5e" * 32
     registered = await client.post(
         "/v1/devices",
-        json={"token": device_token, "platform": "ios", "live_activity_token": "6f" * 32},
+        json={"token": device_token, "platform": "ios", "live_activity_token": "6f" * 32,
+              "widget_push_token": "7d" * 32},
         headers=server,
-    )
+    )  # fmt: skip
     assert registered.status_code == 200, registered.text
-    secrets_seen += [device_token, "6f" * 32]
+    secrets_seen += [device_token, "6f" * 32, "7d" * 32]
     apple_key = new_signing_key()
     uploaded = await client.put(
         "/v1/credentials/apns",
@@ -124,6 +125,12 @@ async def test_rotate_keys_reencrypts_everything_under_the_newest_key(
             sender="log",
             status="sent",
         )
+    acme = await make_tenant("Acme")
+    device = await Device.create(
+        project=acme.project, mode=KeyMode.LIVE, platform=Platform.IOS, token_hash="d" * 64,
+        token_encrypted=old_ring.encrypt(b"device token"), token_last_four="oken",
+        widget_push_token_encrypted=old_ring.encrypt(b"widget token"),
+    )  # fmt: skip
 
     def rotate(*keys: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -144,12 +151,17 @@ async def test_rotate_keys_reencrypts_everything_under_the_newest_key(
     assert "could not be decrypted" in blind.stderr
     done = rotate(new_key, old_key)
     assert done.returncode == 0, done.stderr
-    assert '"rotated": 3' in done.stdout
+    assert '"rotated": 5' in done.stdout
     new_only = KeyRing([new_key])
     bodies = sorted(
         new_only.decrypt(row.body_encrypted).decode() for row in await Notification.all()
     )
     assert bodies == ["body 0", "body 1", "body 2"]
+    await device.refresh_from_db()
+    assert new_only.decrypt(device.token_encrypted) == b"device token"
+    assert device.widget_push_token_encrypted is not None
+    assert new_only.decrypt(device.widget_push_token_encrypted) == b"widget token"
     again = rotate(new_key, old_key)
     assert '"rotated": 0' in again.stdout
-    assert '"already_current": 3' in again.stdout
+    # The five, and the device's two empty token columns (no Live Activity, no push-to-start).
+    assert '"already_current": 7' in again.stdout

@@ -332,3 +332,70 @@ async def test_notification_options_reach_apple_and_google_as_each_documents_the
         "image": "https://cdn.example.com/box.png", "channel_id": "orders", "color": "#FF8800",
         "click_action": "OPEN_ORDER", "sticky": True,
     }  # fmt: skip
+
+
+async def test_a_widget_reload_reaches_widgetkit_and_the_android_appwidget(
+    pipeline: Callable[..., Any],
+    apns_fake: FakeAPNs,
+    fcm_fake: FakeFCM,
+    signing_key: SigningKey,
+) -> None:
+    client = await pipeline(
+        apns_host=apns_fake.host, apns_port=apns_fake.port,
+        apns_ca_file=apns_fake.ca_file,  # type: ignore[attr-defined]
+        fcm_base_url=fcm_fake.base_url, fcm_token_url=fcm_fake.token_url,
+    )  # fmt: skip
+    live = await live_project(client, signing_key, fcm_fake)
+    phone, widget_token = "a1" * 32, "b2" * 32
+    registered = await client.post(
+        "/v1/devices", json={"token": phone, "platform": "ios", "user_id": "u_1",
+                             "widget_push_token": widget_token}, headers=bearer(live),
+    )  # fmt: skip
+    assert registered.status_code == 200, registered.text
+    android = "android-widget-" + "r" * 20
+    await client.post("/v1/devices", json={"token": android, "platform": "android",
+                                           "user_id": "u_1"}, headers=bearer(live))  # fmt: skip
+
+    accepted = await client.post(
+        "/v1/widgets/OrderWidget/reload",
+        json={"to": {"user_ids": ["u_1"]}, "data": {"eta_minutes": 7}}, headers=bearer(live),
+    )  # fmt: skip
+
+    assert accepted.status_code == 202, accepted.text
+    push = await until_final(client, live, accepted.json()["id"])
+    assert push["deliveries"] == {"delivered": 2}
+    # iOS 26: a WidgetKit push, to the widget push token — never the device token.
+    [apple] = apns_fake.accepted()
+    assert apple.token == widget_token
+    assert apple.headers["apns-push-type"] == "widgets"
+    assert apple.headers["apns-topic"] == "com.example.app.push-type.widgets"
+    assert apple.payload == {"aps": {"content-changed": True}}
+    # Android: a data message naming the kind, for the app's AppWidget to refresh.
+    [google] = fcm_fake.accepted()
+    assert google.token == android
+    assert google.message["data"] == {"brik_widget_reload": "OrderWidget"}
+    assert "notification" not in google.message
+    # What the widget then fetches.
+    entry = await client.get("/v1/state/widget:OrderWidget", headers=bearer(live))
+    assert entry.json()["value"] == {"eta_minutes": 7}
+
+
+async def test_a_sandbox_magic_token_as_the_widget_token_drops_only_it(
+    pipeline: Callable[..., Any],
+) -> None:
+    client = await pipeline()
+    acme = await make_tenant("Acme")
+    key = acme.secret_key
+    registered = await client.post(
+        "/v1/devices", json={"token": "ab" * 32, "platform": "ios",
+                             "widget_push_token": "0" * 61 + "410"}, headers=bearer(key),
+    )  # fmt: skip
+    device = registered.json()["id"]
+    accepted = await client.post(
+        "/v1/widgets/OrderWidget/reload", json={"to": {"device_ids": [device]}, "data": {}},
+        headers=bearer(key),
+    )  # fmt: skip
+    push = await until_final(client, key, accepted.json()["id"])
+    assert push["deliveries"] == {"invalid_token": 1}
+    after = (await client.get(f"/v1/devices/{device}", headers=bearer(key))).json()
+    assert (after["status"], after["has_widget_push_token"]) == ("active", False)

@@ -17,6 +17,7 @@ def claimed(delivery: str, device: str, attempts: int = 1) -> Claimed:
         id=delivery, provider="sandbox", platform="ios", apns_id="", attempts=attempts,
         device_id=device, device_status="active", token_encrypted=None,
         live_activity_token_encrypted=None, push_to_start_token_encrypted=None,
+        widget_push_token_encrypted=None,
     )  # fmt: skip
 
 

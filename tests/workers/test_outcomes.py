@@ -239,3 +239,43 @@ async def test_a_dead_live_activity_token_is_dropped_alone_and_alerts_still_arri
     assert again.json()["recipients"] == 0
     sent_to = [r.token for r in apns_fake.received]
     assert sent_to.count(phones["ended"]["live_activity_token"]) == 1
+
+
+async def test_a_dead_widget_token_is_dropped_alone_and_alerts_still_arrive(
+    pipeline: Callable[..., Any], apns_fake: FakeAPNs, fcm_fake: FakeFCM, signing_key: SigningKey
+) -> None:
+    client = await _start(pipeline, apns_fake, fcm_fake)
+    key = await live_project(client, signing_key, fcm_fake)
+    phone, widget_token = f"{1:064x}", f"{2:064x}"
+    apns_fake.script(widget_token, apns.UNREGISTERED)  # the widget was removed, say
+    registered = await client.post(
+        "/v1/devices", json={"token": phone, "platform": "ios", "tags": ["all"],
+                             "widget_push_token": widget_token}, headers=bearer(key),
+    )  # fmt: skip
+    assert registered.status_code == 200, registered.text
+    device = registered.json()["id"]
+
+    accepted = await client.post(
+        "/v1/widgets/Score/reload", json={"to": {"device_ids": [device]}}, headers=bearer(key)
+    )
+    reload = await until_final(client, key, accepted.json()["id"])
+
+    assert reload["deliveries"] == {"invalid_token": 1}
+    (reason,) = (await _outcomes(reload["id"]))[device][1:2]
+    assert str(reason).startswith("Unregistered")
+    assert "widget push token is dropped, the device stays active" in str(reason)
+    after = (await client.get(f"/v1/devices/{device}", headers=bearer(key))).json()
+    assert (after["status"], after["has_widget_push_token"]) == ("active", False)
+    # The phone's alerts still go, to its device token.
+    alert = await _send(client, key, "all")
+    assert alert["deliveries"] == {"delivered": 1}
+    assert phone in {r.token for r in apns_fake.accepted()}
+    # The dropped token is not sent to again: the next reload skips the phone, and says so.
+    again = await client.post(
+        "/v1/widgets/Score/reload", json={"to": {"device_ids": [device]}}, headers=bearer(key)
+    )
+    assert again.json()["recipients"] == 0
+    assert [w["code"] for w in again.json()["warnings"]] == [
+        "no_recipients", "no_widget_push_token",
+    ]  # fmt: skip
+    assert [r.token for r in apns_fake.received].count(widget_token) == 1

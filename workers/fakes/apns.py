@@ -7,8 +7,9 @@ What it checks, as Apple does (reasons are Apple's):
 * the ES256 provider token: present (403 ``MissingProviderToken``), a known ``kid`` whose
   signature verifies and whose ``iss`` is that key's team (403 ``InvalidProviderToken``),
   issued less than an hour ago (403 ``ExpiredProviderToken``);
-* ``apns-topic`` present (400 ``MissingTopic``) and, for ``apns-push-type: liveactivity``,
-  ending in ``.push-type.liveactivity`` (400 ``BadTopic``); ``apns-push-type`` known
+* ``apns-topic`` present (400 ``MissingTopic``) and, for ``apns-push-type: liveactivity`` and
+  ``widgets``, ending in ``.push-type.liveactivity`` / ``.push-type.widgets`` (400
+  ``BadTopic``: Apple's answer to a wrong suffix is not documented); ``apns-push-type`` known
   (400 ``InvalidPushType``); ``apns-priority`` 1, 5 or 10 (400 ``BadPriority``); ``apns-id`` a
   UUID (400 ``BadMessageId``); ``apns-expiration`` an integer (400 ``BadExpirationDate``);
   ``apns-collapse-id`` at most 64 bytes (400 ``BadCollapseId``);
@@ -80,6 +81,8 @@ PUSH_TYPES = frozenset(
     {"alert", "background", "location", "voip", "complication", "fileprovider", "mdm",
      "liveactivity", "pushtotalk", "widgets", "controls"}
 )  # fmt: skip
+# The topic suffix each push type needs (the app's bundle id, then this).
+TOPIC_SUFFIXES = {"liveactivity": ".push-type.liveactivity", "widgets": ".push-type.widgets"}
 _TOKEN = re.compile(r"^[0-9a-fA-F]{64,200}$")
 _DEVICE_PATH = re.compile(r"^/3/device/(?P<token>[^/?]+)$")
 
@@ -360,8 +363,7 @@ class FakeAPNs:
         failures = [
             (not topic, "MissingTopic"),
             (push_type not in PUSH_TYPES, "InvalidPushType"),
-            (push_type == "liveactivity" and not (topic or "").endswith(
-                ".push-type.liveactivity"), "BadTopic"),
+            (not (topic or "").endswith(TOPIC_SUFFIXES.get(push_type, "")), "BadTopic"),
             (headers.get("apns-priority", "10") not in {"1", "5", "10"}, "BadPriority"),
             (apns_id is not None and not _is_uuid(apns_id), "BadMessageId"),
             (not headers.get("apns-expiration", "0").isdigit(), "BadExpirationDate"),

@@ -2,9 +2,11 @@
 Apple's answers become outcomes.
 
 **Spelling.** Each kind of push is one entry of :data:`PUSH_TYPES` — its ``apns-push-type``,
-its topic suffix, the priority Apple allows it and its ``aps`` dictionary; the app's ``data``
-goes beside ``aps`` as top-level keys. Adding an APNs push type is one entry there (and, if the
-push kind is new, its content in ``controlplane/payloads.py``):
+its topic suffix, the priority Apple allows it, its ``aps`` dictionary and which of the
+device's tokens it goes to (its :class:`~controlplane.models.devices.TokenSlot`; the worker
+asks, never decides); the app's ``data`` goes beside ``aps`` as top-level keys. Adding an APNs
+push type is one entry there (and, if the push kind is new, its content in
+``controlplane/payloads.py``):
 
 ================  ============================================================================
 kind              APNs request
@@ -20,7 +22,14 @@ kind              APNs request
 ``liveactivity``  push-type ``liveactivity``, topic ``<bundle>.push-type.liveactivity``;
                   ``aps.event``, ``content-state``, ``timestamp``, and on start
                   ``attributes-type`` + ``attributes``; ``dismissal-date``, ``stale-date``,
-                  ``relevance-score``, an alert when given
+                  ``relevance-score``, an alert when given. To the Live Activity token, or
+                  on start the push-to-start token
+``widget``        push-type ``widgets``, topic ``<bundle>.push-type.widgets``;
+                  ``aps.content-changed: true`` and nothing else (WidgetKit reloads the
+                  app's widget timelines, which read their data from Brik's state); to the
+                  widget push token (iOS 26+, ``WidgetPushHandler``). Apple's article
+                  ("Updating widgets with WidgetKit push notifications") names no priority
+                  rule we could confirm: the push's own (10 unless ``normal``) is sent
 ================  ============================================================================
 
 **Broadcasts** (iOS 18): a recipient with a ``channel_id`` is an APNs broadcast channel, not a
@@ -46,7 +55,8 @@ never on the reason string alone, which a proxy or a 5xx body can carry too. App
 * :data:`DEAD_TOKEN_ERRORS` — 410 ``Unregistered`` (the token is inactive for the topic),
   410 ``ExpiredToken`` (the token has expired), 400 ``BadDeviceToken`` (not a token, or one for
   the other environment), 400 ``DeviceTokenNotForTopic`` (a token of another app): the token is
-  dropped (the device, or only its Live Activity token, see :mod:`workers.tasks.deliver`);
+  dropped (the device, or only its Live Activity, push-to-start or widget token, see
+  :mod:`workers.tasks.deliver`);
 * :data:`TEMPORARY_STATUSES` — 429, 500, 503 whatever the reason (and a lost connection or a
   timeout): retried with the *same* ``apns-id``;
 * :data:`CREDENTIAL_ERRORS` — 403 provider-token and certificate errors (and 400
@@ -79,6 +89,7 @@ from aioapns import NotificationRequest, PushType
 from aioapns.exceptions import ConnectionError as APNsConnectionError
 from aioapns.exceptions import MaxAttemptsExceeded
 
+from controlplane.models.devices import TokenSlot
 from controlplane.payloads import IMAGE_KEY, ActivityAlert, PushContent
 from controlplane.settings import Settings
 from workers.providers.apns_channels import ApnsChannels, ChannelRequestFailed
@@ -136,14 +147,19 @@ class ApnsPush:
     channel_id: str | None = None  # a broadcast on this channel (topic: the bare bundle id)
 
 
+def _to_the_device(content: PushContent) -> TokenSlot:
+    return TokenSlot.DEVICE
+
+
 @dataclass(frozen=True, slots=True)
 class PushTypeSpelling:
-    """How one kind of push is spelled for APNs."""
+    """How one kind of push is spelled for APNs, and which token it goes to."""
 
     header: str  # apns-push-type
     aps: Callable[[PushContent], dict[str, Any]]
     topic_suffix: str = ""  # after the app's bundle id
     priority: int | None = None  # the only priority Apple allows it; None: the push's own
+    token: Callable[[PushContent], TokenSlot] = _to_the_device  # which of the device's tokens
 
 
 def _unix(moment: datetime | None) -> int | None:
@@ -216,13 +232,40 @@ def _live_activity(content: PushContent) -> dict[str, Any]:
     return aps
 
 
+def _activity_token(content: PushContent) -> TokenSlot:
+    """The activity's own token; to start one, the app's push-to-start token."""
+    live = content.live_activity
+    start = live is not None and live.event == "start"
+    return TokenSlot.PUSH_TO_START if start else TokenSlot.LIVE_ACTIVITY
+
+
+def _widgets(content: PushContent) -> dict[str, Any]:
+    return {"content-changed": True}
+
+
+def _widget_token(content: PushContent) -> TokenSlot:
+    return TokenSlot.WIDGET
+
+
 PUSH_TYPES: dict[str, PushTypeSpelling] = {
     "alert": PushTypeSpelling("alert", _alert),
     "background": PushTypeSpelling("background", _background, priority=5),
     "liveactivity": PushTypeSpelling(
-        "liveactivity", _live_activity, topic_suffix=".push-type.liveactivity"
+        "liveactivity",
+        _live_activity,
+        topic_suffix=".push-type.liveactivity",
+        token=_activity_token,
+    ),
+    "widget": PushTypeSpelling(
+        "widgets", _widgets, topic_suffix=".push-type.widgets", token=_widget_token
     ),
 }
+
+
+def token_slot(content: PushContent, platform: str) -> TokenSlot:
+    """Which of an iOS device's tokens ``content`` goes to, as its push type says."""
+    push_type = PUSH_TYPES.get(content.kind)
+    return TokenSlot.DEVICE if push_type is None else push_type.token(content)
 
 
 def apns_payload(content: PushContent) -> dict[str, Any]:
@@ -425,4 +468,5 @@ APNS = ProviderKind(
     connect=ApnsProvider.connect,
     spell=spell,
     encoded_size=encoded_size,
+    tokens=token_slot,
 )

@@ -4,8 +4,10 @@ A provider is one module of this package (``apns.py``, ``fcm.py``, ``sandbox.py`
 in :mod:`workers.providers.registry`. The module defines two things:
 
 * its :class:`ProviderKind`, the registry entry — its name, what it can send (platforms and
-  push kinds), how a push's content is spelled on its wire (and so how many bytes it takes
-  there, which the API checks at accept time), and how it is connected from a credential;
+  push kinds), which of a device's tokens each push goes to (its :class:`TokenSlot`: the
+  device token, a Live Activity's, the push-to-start or the widget push token), how a push's
+  content is spelled on its wire (and so how many bytes it takes there, which the API checks
+  at accept time), and how it is connected from a credential;
 * the connected :class:`Provider` — built from one project's credential, it builds the wire
   request for one delivery (:meth:`Provider.request`) and sends batches of them.
 
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from controlplane.models.devices import TokenSlot
 from controlplane.payloads import PushContent
 from controlplane.settings import Settings
 
@@ -122,6 +125,13 @@ class Provider(Protocol):
 # How a provider spells a push for one recipient; the mapping is its credential's details
 # (for APNs the topic, the app's bundle id).
 Spelling = Callable[[PushContent, Recipient, Mapping[str, Any]], WireRequest]
+# Which of a device's tokens a push goes to, for a device of this platform.
+TokenChoice = Callable[[PushContent, str], TokenSlot]
+
+
+def device_token(content: PushContent, platform: str) -> TokenSlot:
+    """Every push to the device's own token (FCM: Android has no other)."""
+    return TokenSlot.DEVICE
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +147,11 @@ class ProviderKind:
     encoded_size: Callable[[PushContent], int] | None = None  # bytes on its wire
     max_payload_bytes: int = 4096
     test_mode: bool = False  # sends test-mode pushes, needs no credential
+    tokens: TokenChoice = device_token  # which device token each push goes to
+
+    def token_slot(self, content: PushContent, platform: str) -> TokenSlot:
+        """Which of a ``platform`` device's tokens ``content`` goes to."""
+        return self.tokens(content, platform)
 
     def request(
         self, content: PushContent, recipient: Recipient, details: Mapping[str, Any]

@@ -18,7 +18,13 @@ kind              FCM v1 message
                   type and attributes, and its timestamp (``brik_live_activity_*``), and the
                   activity's id (``brik_activity_id``): Android has no Live Activities, the
                   app renders an ongoing notification and keeps the newest timestamp
+``widget``        a data-only message ``brik_widget_reload: <kind>``, priority ``NORMAL``
+                  unless ``high`` is asked for: the app's receiver tells its AppWidget of that
+                  kind to refresh (``AppWidgetManager``), which reads ``widget:{kind}`` from
+                  Brik's state
 ================  ============================================================================
+
+Every FCM message goes to the device's own registration token: Android has no other.
 
 Raw override: ``content.android`` is deep-merged over the ``android`` block built above (the
 tenant's keys win), so any AndroidConfig field Brik does not spell can still be sent.
@@ -148,10 +154,23 @@ def _live_activity(
         data["brik_live_activity_timestamp"] = str(live.timestamp)
 
 
+WIDGET_KEY = "brik_widget_reload"  # the data key an app's receiver looks for
+
+
+def _widget(
+    content: PushContent, message: dict[str, Any], android: dict[str, Any], data: dict[str, str]
+) -> None:
+    widget = content.widget
+    assert widget is not None
+    data[WIDGET_KEY] = widget.kind
+    android["priority"] = "HIGH" if content.priority == "high" else "NORMAL"
+
+
 SHAPES: dict[str, Shape] = {
     "alert": _alert,
     "background": _background,
     "liveactivity": _live_activity,
+    "widget": _widget,
 }
 
 

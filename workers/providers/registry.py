@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from controlplane.models.devices import TokenSlot
 from controlplane.payloads import ProviderCatalog, PushContent, WireSize
 from controlplane.settings import Settings
 from workers.providers import apns, fcm
@@ -70,6 +71,9 @@ class Registry:
 
     def provider_for(self, platform: str, *, test_mode: bool) -> str:
         return self.for_platform(platform, test_mode=test_mode).name
+
+    def token_slot(self, content: PushContent, platform: str) -> TokenSlot:
+        return self.for_platform(platform, test_mode=False).token_slot(content, platform)
 
     def wire_sizes(self, content: PushContent) -> list[WireSize]:
         return [

@@ -1,10 +1,10 @@
 """The sandbox: where test-mode pushes go. Nothing leaves the process; outcomes are scripted.
 
 Each push is spelled exactly as the live provider for its device's platform would spell it
-(APNs for iOS, FCM for Android: :func:`sandbox_of` takes them from the registry), and what
-that provider cannot send fails here too — so a test-mode push exercises the same requests, and
-the same refusals, as a live one. The sandbox has no credential: an APNs topic reads
-``sandbox``.
+(APNs for iOS, FCM for Android: :func:`sandbox_of` takes them from the registry), goes to the
+same one of the device's tokens, and what that provider cannot send fails here too — so a
+test-mode push exercises the same requests, and the same refusals, as a live one. The sandbox
+has no credential: an APNs topic reads ``sandbox``.
 
 Like Stripe's test cards, a few documented device tokens simulate what Apple and Google can
 answer; every other token is delivered. A tenant's code — and its handling of dead tokens and
@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from controlplane.models.devices import TokenSlot
 from controlplane.payloads import PushContent
 from controlplane.settings import Settings
 from workers.providers.base import (
@@ -113,11 +114,18 @@ def sandbox_of(live: Sequence[ProviderKind]) -> ProviderKind:
     def connect(credential: Credential, settings: Settings) -> SandboxProvider:
         return SandboxProvider(live)
 
+    by_platform = {platform: kind for kind in live for platform in kind.platforms}
+
+    def tokens(content: PushContent, platform: str) -> TokenSlot:
+        spelled_as = by_platform.get(platform)
+        return TokenSlot.DEVICE if spelled_as is None else spelled_as.token_slot(content, platform)
+
     return ProviderKind(
         name="sandbox",
         label="the sandbox",
-        platforms=frozenset(platform for kind in live for platform in kind.platforms),
+        platforms=frozenset(by_platform),
         kinds=frozenset(push_kind for kind in live for push_kind in kind.kinds),
         connect=connect,
         test_mode=True,
+        tokens=tokens,
     )

@@ -33,6 +33,7 @@ from controlplane.core.keyspace import events_channel
 from controlplane.core.queue import enqueue_deliveries
 from controlplane.crypto import KeyRing, UndecryptableSecret
 from controlplane.models import (
+    TOKEN_COLUMNS,
     ActivityToken,
     ActivityTokenStatus,
     Delivery,
@@ -41,7 +42,9 @@ from controlplane.models import (
     DeviceStatus,
     Push,
     PushStatus,
+    TokenSlot,
 )
+from controlplane.models import TOKEN_NAMES as SLOT_NAMES
 from controlplane.payloads import PushContent
 from controlplane.settings import Settings
 from workers.device_cap import DeviceCap
@@ -57,7 +60,7 @@ from workers.providers.base import (
     Unsendable,
     WireRequest,
 )
-from workers.providers.registry import UnknownProvider
+from workers.providers.registry import PROVIDERS, UnknownProvider
 from workers.retries import RetryWindow, expires_at
 
 OPEN_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
@@ -82,19 +85,17 @@ class Claimed:
     token_encrypted: str | None
     live_activity_token_encrypted: str | None
     push_to_start_token_encrypted: str | None
+    widget_push_token_encrypted: str | None
     activity_token_id: int | None = None  # a Live Activity addressed by id: its token here
     activity_token_encrypted: str | None = None
     activity_token_status: str | None = None
     channel_id: str | None = None  # a broadcast: the APNs channel, no device
 
 
-# The device's tokens a push can go to, by column, as a tenant would call them.
-DEVICE_TOKEN = "token_encrypted"
-TOKEN_NAMES = {
-    DEVICE_TOKEN: "device token",
-    "live_activity_token_encrypted": "Live Activity token",
-    "push_to_start_token_encrypted": "push-to-start token",
-}
+# The device's tokens a push can go to, by column, as a tenant would call them (which one a
+# push goes to is its provider's to say: token_column).
+DEVICE_TOKEN = TOKEN_COLUMNS[TokenSlot.DEVICE]
+TOKEN_NAMES = {TOKEN_COLUMNS[slot]: name for slot, name in SLOT_NAMES.items()}
 
 CLAIMED_FIELDS = (
     "id", "provider", "platform", "apns_id", "attempts", "device_id", "activity_token_id",
@@ -104,9 +105,7 @@ CLAIMED_DEVICE_FIELDS = {
     "activity_token_encrypted": "activity_token__token_encrypted",
     "activity_token_status": "activity_token__status",
     "device_status": "device__status",
-    "token_encrypted": "device__token_encrypted",
-    "live_activity_token_encrypted": "device__live_activity_token_encrypted",
-    "push_to_start_token_encrypted": "device__push_to_start_token_encrypted",
+    **{column: f"device__{column}" for column in TOKEN_COLUMNS.values()},
 }
 
 
@@ -359,13 +358,10 @@ def _via_activity_token(row: Claimed, content: PushContent) -> bool:
 
 
 def token_column(row: Claimed, content: PushContent) -> str:
-    """Which of the device's tokens the push goes to: on iOS a Live Activity push goes to the
-    activity's own token (or, to start one, the push-to-start token); all else to the device."""
-    if content.live_activity is None or row.platform != "ios":
-        return DEVICE_TOKEN
-    if content.live_activity.event == "start":
-        return "push_to_start_token_encrypted"
-    return "live_activity_token_encrypted"
+    """Which of the device's tokens the push goes to, as the row's provider declares it (its
+    push-type table: on iOS a Live Activity push goes to the activity's token, or to start one
+    the push-to-start token, a widget push to the widget push token; all else to the device)."""
+    return TOKEN_COLUMNS[PROVIDERS[row.provider].token_slot(content, row.platform)]
 
 
 async def _record(
@@ -393,8 +389,8 @@ async def _record(
         if outcome.kind is OutcomeKind.DELIVERED:
             finals[(DeliveryStatus.DELIVERED, None)].append(row.id)
         elif outcome.kind is OutcomeKind.INVALID_TOKEN:
-            # A dead Live Activity or push-to-start token is that activity's, not the phone's:
-            # drop only it, and the device keeps getting its alerts.
+            # A dead Live Activity, push-to-start or widget token is that purpose's, not the
+            # phone's: drop only it, and the device keeps getting its alerts.
             reason = outcome.reason
             if _via_activity_token(row, content):
                 reason = f"{reason}: this activity's token is dropped, the device stays active"

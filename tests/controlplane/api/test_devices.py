@@ -74,6 +74,9 @@ async def test_an_app_registers_its_device_and_later_updates_it(
         {"token": IOS_TOKEN, "platform": "windows"},
         {"token": IOS_TOKEN, "platform": "ios", "tags": ["has space"]},
         {"token": IOS_TOKEN, "platform": "ios", "tags": ["t"] * 51},
+        {"token": ANDROID_TOKEN, "platform": "android", "widget_push_token": "cd" * 32},
+        {"token": IOS_TOKEN, "platform": "ios", "widget_push_token": "not-hex" * 10},
+        {"token": IOS_TOKEN, "platform": "ios", "widget_push_token": "cd" * 101},
     ],
 )
 async def test_tokens_are_validated_per_platform(
@@ -83,6 +86,34 @@ async def test_tokens_are_validated_per_platform(
     response = await client.post("/v1/devices", json=body, headers=app_key)
     assert response.status_code == 400, response.text
     assert await Device.all().count() == 0
+
+
+async def test_an_ios_26_app_registers_its_widget_push_token_encrypted(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    app_key, server_key, _ = await keys()
+    widget_token = "7A" * 32
+    registered = await client.post(
+        "/v1/devices",
+        json={"token": IOS_TOKEN, "platform": "ios", "widget_push_token": widget_token},
+        headers=app_key,
+    )
+    assert registered.status_code == 200, registered.text
+    device = registered.json()
+    assert (device["has_widget_push_token"], device["has_live_activity_token"]) == (True, False)
+    row = await Device.get(id=device["id"])
+    assert row.widget_push_token_encrypted is not None
+    assert widget_token.lower() not in row.widget_push_token_encrypted
+    assert widget_token not in row.widget_push_token_encrypted
+    read = await client.get(f"/v1/devices/{device['id']}", headers=server_key)
+    assert read.json()["has_widget_push_token"] is True
+    assert widget_token.lower() not in read.text
+    # Registering again is an upsert of the whole registration: an app that no longer has a
+    # widget push token (its widgets gone) sends none, and none is kept.
+    again = await client.post(
+        "/v1/devices", json={"token": IOS_TOKEN, "platform": "ios"}, headers=app_key
+    )
+    assert (again.json()["id"], again.json()["has_widget_push_token"]) == (device["id"], False)
 
 
 async def test_filters_and_delete(client: httpx.AsyncClient, database: None) -> None:

@@ -208,6 +208,7 @@ MUST_SUCCEED = {
     "create_project",
     "put_state",
     "list_state",
+    "reload_widgets",
 }
 
 

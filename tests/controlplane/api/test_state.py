@@ -475,4 +475,6 @@ async def test_the_openapi_document_says_etag_412_and_the_key_rule(
     assert "412" in entry["delete"]["responses"]
     [key] = entry["get"]["parameters"]
     assert key["schema"]["pattern"] == state.KEY_PATTERN
-    assert key["schema"]["not"] == {"pattern": "^(activity:)"}
+    assert "not" not in key["schema"]  # activity:{id} and widget:{kind} are read
+    [written] = entry["put"]["parameters"]
+    assert written["schema"]["not"] == {"pattern": "^(activity:|widget:)"}

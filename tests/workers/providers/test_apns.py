@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 
+from controlplane.models import TokenSlot
 from controlplane.payloads import PushContent
 from controlplane.settings import Settings
 from tests.support.apple import TOPIC, SigningKey, new_signing_key
@@ -123,6 +124,33 @@ def test_a_widget_update_is_a_silent_low_priority_push() -> None:
     assert (apns.push_type, apns.priority) == ("background", 5)
 
 
+def test_a_widget_reload_is_a_widgetkit_push_as_apple_documents() -> None:
+    # "Updating widgets with WidgetKit push notifications": push type `widgets`, the bundle id
+    # with `.push-type.widgets`, and `aps.content-changed` — nothing else: the widget reads its
+    # data from state.
+    apns = spelled({"kind": "widget", "widget": {"kind": "OrderWidget"}}, collapse_id="c")
+    assert apns.payload == {"aps": {"content-changed": True}}
+    assert (apns.push_type, apns.topic) == ("widgets", "com.example.app.push-type.widgets")
+    assert (apns.priority, apns.collapse_id) == (10, "c")  # APNs' default; no rule confirmed
+    normal = spelled({"kind": "widget", "widget": {"kind": "OrderWidget"}, "priority": "normal"})
+    assert normal.priority == 5
+
+
+def test_each_push_type_says_which_of_the_device_s_tokens_it_goes_to() -> None:
+    start = {"event": "start", "content_state": {}, "attributes_type": "T", "attributes": {}}
+    contents = {
+        TokenSlot.DEVICE: {"kind": "alert", "alert": {"title": "Hi"}},
+        TokenSlot.LIVE_ACTIVITY: {"kind": "liveactivity",
+                                  "live_activity": {"event": "update", "content_state": {}}},
+        TokenSlot.PUSH_TO_START: {"kind": "liveactivity", "live_activity": start},
+        TokenSlot.WIDGET: {"kind": "widget", "widget": {"kind": "OrderWidget"}},
+    }  # fmt: skip
+    for slot, fields in contents.items():
+        assert APNS.token_slot(PushContent.model_validate(fields), "ios") is slot
+    background = PushContent.model_validate({"kind": "background", "data": {"x": 1}})
+    assert APNS.token_slot(background, "ios") is TokenSlot.DEVICE
+
+
 def test_live_activity_events() -> None:
     apns = spelled({"kind": "liveactivity", "live_activity": {
         "event": "start", "content_state": {"eta": 10}, "attributes_type": "OrderTracking",
@@ -163,11 +191,18 @@ async def test_a_push_type_aioapns_has_no_name_for_still_goes_out_with_its_heade
         token="0d" * 32, apns_id=str(uuid.uuid4()), push_type="widgets",
         topic=f"{TOPIC}.push-type.widgets", payload={"aps": {"content-changed": True}},
     )  # fmt: skip
-    [outcome] = await apns.send([widgets])
+    bare_topic = ApnsPush(
+        token="0d" * 32, apns_id=str(uuid.uuid4()), push_type="widgets", topic=TOPIC,
+        payload={"aps": {"content-changed": True}},
+    )  # fmt: skip
+    [outcome, refused] = await apns.send([widgets, bare_topic])
     await apns.close()
     assert outcome.kind is OutcomeKind.DELIVERED
     [received] = apns_fake.accepted()
     assert received.headers["apns-push-type"] == "widgets"
+    # The fake wants the widgets topic: the bundle id alone is refused (BadTopic is the
+    # fake's reason; Apple documents none for this case).
+    assert (refused.kind, refused.reason) == (OutcomeKind.FAILED, "BadTopic")
 
 
 async def test_each_apple_answer_becomes_the_right_outcome(

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 
+from controlplane.models import TokenSlot
 from controlplane.payloads import PushContent
 from controlplane.settings import Settings
 from tests.support.google import new_service_account
@@ -98,6 +99,19 @@ def test_a_widget_update_is_a_data_only_message() -> None:
     assert "notification" not in fcm
     assert fcm["data"] == {"widget": '{"temp":21}'}
     assert fcm["android"] == {"priority": "NORMAL"}
+
+
+def test_a_widget_reload_is_a_data_message_naming_the_kind_to_the_device_token() -> None:
+    content = PushContent.model_validate({"kind": "widget", "widget": {"kind": "OrderWidget"}})
+    fcm = FCM.request(content, Recipient(token="t", platform="android", message_id="id"), {})
+    message = cast(FcmPush, fcm).message
+    assert "notification" not in message
+    assert message["data"] == {"brik_widget_reload": "OrderWidget"}
+    assert message["android"] == {"priority": "NORMAL"}
+    assert message["token"] == "t"
+    assert FCM.token_slot(content, "android") is TokenSlot.DEVICE  # Android has no other
+    high = spelled({"kind": "widget", "widget": {"kind": "OrderWidget"}, "priority": "high"})
+    assert high["android"]["priority"] == "HIGH"
 
 
 def test_a_live_activity_is_a_data_message_the_app_renders() -> None:

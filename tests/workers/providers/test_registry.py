@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from controlplane.models import Platform, ProviderName
+from controlplane.models import Platform, ProviderName, TokenSlot
 from controlplane.payloads import PushContent
 from workers.providers import apns, fcm
 from workers.providers.registry import LIVE, PROVIDERS, Registry, UnknownProvider
@@ -52,3 +52,11 @@ def test_sizes_are_measured_on_every_wire_that_can_carry_the_push() -> None:
     assert sizes["APNs"].size == apns.encoded_size(content)
     assert sizes["FCM"].size == fcm.encoded_size(content)
     assert {wire.limit for wire in sizes.values()} == {4096}
+
+
+def test_the_sandbox_and_the_api_send_to_the_token_the_live_provider_names() -> None:
+    widget = PushContent.model_validate({"kind": "widget", "widget": {"kind": "OrderWidget"}})
+    assert PROVIDERS["sandbox"].token_slot(widget, "ios") is TokenSlot.WIDGET
+    assert PROVIDERS["sandbox"].token_slot(widget, "android") is TokenSlot.DEVICE
+    assert PROVIDERS.token_slot(widget, "ios") is TokenSlot.WIDGET  # what the API asks
+    assert PROVIDERS.token_slot(widget, "android") is TokenSlot.DEVICE
