@@ -6,6 +6,7 @@ answers and commits. Delivery through the fakes: tests/workers/test_deliver_acti
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -281,3 +282,28 @@ async def test_an_update_right_after_the_start_never_supersedes_the_start(
     assert await Delivery.filter(push_id=first["push_id"]).values_list("status", flat=True) == [
         "superseded"
     ]
+
+
+async def test_twenty_updates_racing_on_one_activity_leave_the_newest_and_only_it_queued(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    app_key = await publishable(acme)
+    activity = await app_started(client, app_key, await iphone(client, app_key))
+    path = f"/v1/activities/{activity['id']}/update"
+    headers = bearer(acme.secret_key)
+    answers = await asyncio.gather(*(
+        client.post(path, headers=headers, json={"content_state": {"eta": n}}) for n in range(20)
+    ))  # fmt: skip
+    assert [a.status_code for a in answers] == [200] * 20
+    sent = [a.json() for a in answers]
+    stamps = sorted(s["timestamp"] for s in sent)
+    assert len(set(stamps)) == 20  # each strictly newer than the one accepted before it
+    newest = max(sent, key=lambda s: s["timestamp"])
+    stored = await Activity.get(id=activity["id"])
+    assert stored.content_state == newest["content_state"]
+    assert stored.last_timestamp == newest["timestamp"]
+    queued = await Delivery.filter(push__activity_id=activity["id"], status="queued").values_list(
+        "push_id", flat=True
+    )
+    assert queued == [newest["push_id"]]  # every older update superseded, never sent
