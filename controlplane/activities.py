@@ -18,8 +18,13 @@ one after the other, and
   a worker, or waiting to be retried): they end ``superseded``, are never sent, and their
   quota is given back. A delivery already on the wire goes; its older timestamp settles it.
 
-Superseding locks the earlier pushes before their deliveries, the order a worker's claim takes
-them (``workers/tasks/deliver.py``), so the two never deadlock.
+**Lock order.** A change takes its locks in the order everything else that writes these rows
+takes them, so none of them meets it in a deadlock (PostgreSQL would kill one side: a 500, or a
+worker's failed job): the project's row (shared, as the new push's foreign key would; a
+project deletion locks it first), then the activity, then the devices it is on (shared, as the
+new deliveries' foreign keys would; deleting a device locks it before its deliveries), then the
+earlier pushes, then their deliveries — a worker's claim locks a push before its deliveries
+(``workers/tasks/deliver.py``).
 
 **Lifecycle** (:func:`status_at`): ``starting`` (push-to-start sent, no activity token yet) →
 ``active`` → ``stale`` (past its stale date, not updated since) → ``ended`` → ``dismissed``.
@@ -287,23 +292,44 @@ async def report_token(
     return row
 
 
+# Shared locks (FOR KEY SHARE: what a foreign key check takes) on the rows a change will point
+# its new rows at, taken before it locks anything else (the lock order: the module docstring).
+_HOLD_PROJECT = 'SELECT 1 FROM "projects" WHERE "id" = $1 FOR KEY SHARE'
+_HOLD_DEVICES = (
+    'SELECT 1 FROM "devices" WHERE "id" IN '
+    '(SELECT "device_id" FROM "activity_tokens" WHERE "activity_id" = $1) FOR KEY SHARE'
+)
+
+
+async def _hold(statement: str, value: str) -> None:
+    client = Activity._meta.db  # the caller's transaction
+    if client.capabilities.dialect == "postgres":  # SQLite: one writer at a time anyway
+        await client.execute_query(statement, [value])
+
+
 async def lock(sender: Sender, activity_id: str) -> Activity:
-    """The activity, locked until the transaction ends: its changes go one after the other."""
+    """The activity, locked until the transaction ends: its changes go one after the other
+    (and take their locks in one order: the module docstring)."""
+    await _hold(_HOLD_PROJECT, sender.project.id)
     query = Activity.filter(project_id=sender.project.id, mode=sender.mode, id=activity_id)
-    return await query.select_for_update().get()
+    activity = await query.select_for_update().get()
+    await _hold(_HOLD_DEVICES, activity.id)
+    return activity
 
 
 async def _supersede_queued(sender: Sender, activity: Activity, now: datetime) -> int:
     """End the still-queued deliveries of the activity's earlier updates ``superseded`` and
     give back their quota; returns how many. Never the start's: a push-to-start not yet sent
     must still go, or the activity never appears."""
+    # Model rows, not values_list(): Tortoise drops FOR UPDATE from a values query.
     open_pushes = await (
         Push.filter(activity_id=activity.id, status__in=[PushStatus.QUEUED, PushStatus.SENDING])
-        .order_by("id").select_for_update(no_key=True).values_list("id", "created_at", "target")
+        .order_by("id").select_for_update(no_key=True).only("id", "created_at", "target")
     )  # fmt: skip
     superseded = 0
-    for push_id, created_at, target in open_pushes:
-        if target.get("event") == "start":
+    for push in open_pushes:
+        push_id, created_at = push.id, push.created_at
+        if push.target.get("event") == "start":
             continue
         count = await Delivery.filter(push_id=push_id, status=DeliveryStatus.QUEUED).update(
             status=DeliveryStatus.SUPERSEDED, completed_at=now, lease_token=None,
