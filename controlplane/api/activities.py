@@ -11,6 +11,7 @@ state wins and the lifecycle: :mod:`controlplane.activities`; the reference: doc
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -41,6 +42,7 @@ from controlplane.models import (
 from controlplane.payloads import ActivityAlert
 from controlplane.validation import WHOLE_NUMBER, field_error
 
+logger = logging.getLogger("brik.activities")
 _APNS_TOKEN = re.compile(APNS_TOKEN_PATTERN.strip("^$"))
 
 ActivityType = Annotated[
@@ -349,6 +351,19 @@ async def _open_channel(call: Call, keeps_latest: bool) -> str:
         raise InvalidRequest(str(exc), code="broadcast_unavailable", param="broadcast") from None
 
 
+async def _close_channel(call: Call, channel_id: str) -> None:
+    """Give back a channel opened for a start that was then refused (never an error)."""
+    channels: BroadcastChannels = call.request.app.state.channels
+    project = call.tenant.project
+    assert project is not None
+    try:
+        await channels.close(
+            project.id, channel_id, call.keyring, test_mode=call.key.mode is KeyMode.TEST
+        )
+    except ChannelUnavailable as exc:
+        logger.warning("broadcast channel %s of a refused start not deleted: %s", channel_id, exc)
+
+
 async def start_activity(call: Call) -> ActivitySent:
     body = call.body_as(ActivityStart)
     to = body.to or ActivityRecipients.model_construct(device_ids=[], user_ids=[], tags=[])
@@ -357,13 +372,21 @@ async def start_activity(call: Call) -> ActivitySent:
     channel_id = await _open_channel(call, body.broadcast_keeps_latest) if body.broadcast else (
         None
     )  # fmt: skip
-    sent = await activities.start(
-        sender_of(call), activity_type=body.activity_type, attributes=body.attributes,
-        content_state=body.content_state, devices=devices,
-        change=Change(alert=body.alert, stale_date=body.stale_date,
-                      relevance_score=body.relevance_score, priority=body.priority, ttl=body.ttl),
-        user_id=user_id, channel_id=channel_id, now=datetime.now(UTC),
-    )  # fmt: skip
+    try:
+        sent = await activities.start(
+            sender_of(call), activity_type=body.activity_type, attributes=body.attributes,
+            content_state=body.content_state, devices=devices,
+            change=Change(alert=body.alert, stale_date=body.stale_date,
+                          relevance_score=body.relevance_score, priority=body.priority,
+                          ttl=body.ttl),
+            user_id=user_id, channel_id=channel_id, now=datetime.now(UTC),
+        )  # fmt: skip
+    except Exception:
+        # Refused (quota, a credential missing, too large): nothing is started, and the
+        # channel opened for it would otherwise count against the app's 10,000 for good.
+        if channel_id is not None:
+            await _close_channel(call, channel_id)
+        raise
     return ActivitySent.of_sent(sent)
 
 

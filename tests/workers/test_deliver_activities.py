@@ -373,3 +373,18 @@ async def test_a_broadcast_apple_will_not_open_starts_nothing(
     assert refused.json()["error"]["code"] == "broadcast_unavailable"
     assert "Broadcast capability" in refused.json()["error"]["message"]
     assert not await Activity.filter(activity_type="MatchAttributes").exists()
+
+
+async def test_a_broadcast_start_refused_after_its_channel_opened_leaves_no_channel_at_apple(
+    pipeline: Callable[..., Any], apns_fake: FakeAPNs, fcm_fake: FakeFCM, signing_key: SigningKey
+) -> None:
+    client = await pipeline(**fake_settings(apns_fake, fcm_fake), plan_free_pushes_per_month=0)
+    app = await live_app(client, signing_key, fcm_fake)
+    refused = await client.post("/v1/activities", headers=bearer(app.secret), json={
+        "activity_type": "MatchAttributes", "content_state": {"score": "0-0"},
+        "to": {"user_ids": ["ann"]}, "broadcast": True,
+    })  # fmt: skip
+    assert refused.status_code == 429, refused.text  # the month's pushes are used up
+    assert not await Activity.filter(activity_type="MatchAttributes").exists()
+    # The channel Brik opened first is deleted again: an app holds at most 10,000.
+    assert apns_fake.channels_of("com.example.app") == []
