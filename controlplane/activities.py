@@ -62,6 +62,7 @@ from controlplane.models import (
     Push,
     PushStatus,
 )
+from controlplane.models.ids import new_activity_id
 from controlplane.payloads import ActivityAlert, LiveActivity, PushContent, check_sizes
 from controlplane.sending import Sender, accept_push
 from controlplane.usage import release_pushes
@@ -236,9 +237,20 @@ async def register(
     relevance_score: float | None,
     now: datetime,
 ) -> Activity:
-    """An activity the app started itself, with its token on ``device`` (iOS; Android: none)."""
+    """An activity the app started itself, with its token on ``device`` (iOS; Android: none).
+
+    400 ``payload_too_large`` when its start would not fit in a push, as for one the server
+    starts: its state goes out again with every update and end, and apps hold a public key.
+    """
+    activity_id = new_activity_id()
+    start = LiveActivity(
+        event="start", content_state=content_state, attributes_type=activity_type,
+        attributes={**attributes, ACTIVITY_ID_KEY: activity_id}, stale_date=stale_date,
+        relevance_score=relevance_score, timestamp=int(now.timestamp()), activity_id=activity_id,
+    )  # fmt: skip
+    check_sizes(PushContent(kind="liveactivity", live_activity=start), sender.providers)
     activity = await Activity.create(
-        project=sender.project, mode=sender.mode, activity_type=activity_type,
+        id=activity_id, project=sender.project, mode=sender.mode, activity_type=activity_type,
         attributes=attributes, content_state=content_state, status=ActivityStatus.ACTIVE,
         started_by="app", user_id=device.user_id, stale_date=stale_date,
         relevance_score=relevance_score, last_timestamp=int(now.timestamp()),

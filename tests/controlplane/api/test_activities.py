@@ -307,3 +307,21 @@ async def test_twenty_updates_racing_on_one_activity_leave_the_newest_and_only_i
         "push_id", flat=True
     )
     assert queued == [newest["push_id"]]  # every older update superseded, never sent
+
+
+async def test_an_app_cannot_register_an_activity_whose_state_no_push_could_carry(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    app_key = await publishable(acme)
+    phone = await iphone(client, app_key)
+    for field in ("content_state", "attributes"):
+        registered = await client.post("/v1/activities/register", headers=bearer(app_key), json={
+            "device_id": phone, "token": ACTIVITY_TOKEN, "activity_type": "OrderTracking",
+            "content_state": {"eta": 30}, field: {"note": "x" * 500_000},
+        })  # fmt: skip
+        # Refused as a start from the server would be: its state goes out with every update
+        # and end (an end without a new state would fail), and apps hold only a public key.
+        assert registered.status_code == 400, registered.text[:300]
+        assert registered.json()["error"]["code"] == "payload_too_large"
+    assert not await Activity.filter(project_id=acme.project.id).exists()
