@@ -405,7 +405,10 @@ async def change(
         if what.dismissal_date is not None and what.dismissal_date <= now:
             activity.status = ActivityStatus.DISMISSED
     elif status is ActivityStatus.STALE:
-        # Updated again: active until its (new) stale date passes.
+        # Updated again: active until its new stale date passes (none given: the passed one
+        # is dropped — this update is the fresh content).
+        if what.stale_date is None:
+            activity.stale_date = None
         fresh = activity.stale_date is None or activity.stale_date > now
         activity.status = ActivityStatus.ACTIVE if fresh else ActivityStatus.STALE
     await activity.save()

@@ -325,3 +325,23 @@ async def test_an_app_cannot_register_an_activity_whose_state_no_push_could_carr
         assert registered.status_code == 400, registered.text[:300]
         assert registered.json()["error"]["code"] == "payload_too_large"
     assert not await Activity.filter(project_id=acme.project.id).exists()
+
+
+async def test_a_stale_activity_updated_without_a_new_stale_date_is_active_again(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    app_key = await publishable(acme)
+    activity = await app_started(client, app_key, await iphone(client, app_key))
+    await Activity.filter(id=activity["id"]).update(
+        stale_date=datetime.now(UTC) - timedelta(minutes=1)
+    )
+    headers = bearer(acme.secret_key)
+    updated = await client.post(f"/v1/activities/{activity['id']}/update", headers=headers,
+                                json={"content_state": {"eta": 3}})  # fmt: skip
+    assert updated.json()["status"] == "active"  # docs/activities.md: "an update makes it active"
+    read = await client.get(f"/v1/activities/{activity['id']}", headers=headers)
+    assert read.json()["status"] == "active"
+    await sweep(datetime.now(UTC))
+    listed = await client.get("/v1/activities", params={"status": "active"}, headers=headers)
+    assert [a["id"] for a in listed.json()["data"]] == [activity["id"]]
