@@ -443,7 +443,8 @@ async def sweep(now: datetime) -> Counter[str]:
                 status=row.status, ended_at=row.ended_at, end_reason=row.end_reason
             )
             moved[row.status.value] += 1
-    stale = await Activity.filter(status=ActivityStatus.ACTIVE, stale_date__lte=now).update(
+    not_yet_stale = (ActivityStatus.STARTING, ActivityStatus.ACTIVE)  # as status_at says
+    stale = await Activity.filter(status__in=not_yet_stale, stale_date__lte=now).update(
         status=ActivityStatus.STALE
     )
     moved[ActivityStatus.STALE.value] += stale

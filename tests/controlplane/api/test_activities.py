@@ -345,3 +345,25 @@ async def test_a_stale_activity_updated_without_a_new_stale_date_is_active_again
     await sweep(datetime.now(UTC))
     listed = await client.get("/v1/activities", params={"status": "active"}, headers=headers)
     assert [a["id"] for a in listed.json()["data"]] == [activity["id"]]
+
+
+async def test_a_starting_activity_past_its_stale_date_is_listed_as_stale_after_the_sweep(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    app_key = await publishable(acme)
+    await iphone(client, app_key)
+    headers = bearer(acme.secret_key)
+    started = (await client.post("/v1/activities", headers=headers, json={
+        "activity_type": "OrderTracking", "content_state": {"eta": 30},
+        "to": {"user_ids": ["ann"]}})).json()  # fmt: skip
+    assert started["status"] == "starting"
+    await Activity.filter(id=started["id"]).update(
+        stale_date=datetime.now(UTC) - timedelta(minutes=1)
+    )
+    read = await client.get(f"/v1/activities/{started['id']}", headers=headers)
+    assert read.json()["status"] == "stale"
+    assert await sweep(datetime.now(UTC)) == {"stale": 1}
+    for status, ids in (("stale", [started["id"]]), ("starting", [])):
+        listed = await client.get("/v1/activities", params={"status": status}, headers=headers)
+        assert [a["id"] for a in listed.json()["data"]] == ids, status
