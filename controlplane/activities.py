@@ -39,6 +39,7 @@ these inside their transaction.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -66,6 +67,8 @@ from controlplane.models.ids import new_activity_id
 from controlplane.payloads import ActivityAlert, LiveActivity, PushContent, check_sizes
 from controlplane.sending import Sender, accept_push
 from controlplane.usage import release_pushes
+
+logger = logging.getLogger("brik.activities")
 
 ACTIVE_LIMIT = timedelta(hours=8)  # Apple ends an activity this long after it started
 LOCK_SCREEN_LIMIT = timedelta(hours=4)  # and removes an ended one from the Lock Screen after
@@ -484,3 +487,25 @@ async def channels_to_close() -> list[OpenChannel]:
 async def channel_closed(activity_id: str, now: datetime) -> None:
     """Note that the activity's channel is deleted at Apple."""
     await Activity.filter(id=activity_id).update(channel_closed_at=now)
+
+
+async def close_project_channels(
+    project_id: str, channels: BroadcastChannels, keyring: KeyRing, now: datetime
+) -> int:
+    """Delete at Apple every broadcast channel the project's activities still hold; returns
+    how many. For its deletion, after its keys are revoked and before its APNs credential goes:
+    nothing could delete them later, and they would count against the app's 10,000 for good.
+    One APNs will not delete now is logged and left."""
+    rows = await Activity.filter(
+        project_id=project_id, channel_id__isnull=False, channel_closed_at__isnull=True
+    ).values_list("id", "mode", "channel_id")
+    closed = 0
+    for activity_id, mode, channel_id in rows:
+        try:
+            await channels.close(project_id, channel_id, keyring, test_mode=mode == "test")
+        except ChannelUnavailable as exc:
+            logger.warning("broadcast channel of %s left at Apple: %s", activity_id, exc)
+            continue
+        await channel_closed(activity_id, now)
+        closed += 1
+    return closed

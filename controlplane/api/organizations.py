@@ -11,6 +11,7 @@ from tortoise.transactions import in_transaction
 from controlplane import project_deletion
 from controlplane.api.fields import Deleted, Name
 from controlplane.api.pagination import ListQuery, Page, paginate
+from controlplane.api.projects import close_channels
 from controlplane.api.routing import Call, Operation, forget_cached_keys
 from controlplane.auth.permissions import Permission
 from controlplane.billing import paying_subscription
@@ -115,6 +116,7 @@ async def delete_organization(call: Call) -> Deleted:
         )
     await call.run_after_commit()
     for project_id, canceled in retired.items():
+        await close_channels(call, project_id)
         await project_deletion.finish(project_id, canceled)
     await row.delete()  # members, invitations, usage and what is left of any project
     return Deleted(object="organization", id=row.id)

@@ -8,13 +8,13 @@ with the ``projects:write`` permission and audited, not something a key can chan
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from tortoise.transactions import in_transaction
 
-from controlplane import project_deletion
+from controlplane import activities, project_deletion
 from controlplane.api.fields import Deleted, Name
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Call, Operation, forget_cached_keys
@@ -118,8 +118,18 @@ async def delete_project(call: Call) -> Deleted:
         canceled = await project_deletion.retire(row.id)
         await call.audit("project.deleted", target_type="project", target_id=row.id, name=row.name)
     await call.run_after_commit()
+    await close_channels(call, row.id)
     await project_deletion.finish(row.id, canceled)
     return Deleted(object="project", id=row.id)
+
+
+async def close_channels(call: Call, project_id: str) -> None:
+    """The deleted project's broadcast channels, deleted at Apple while its credential is
+    still there (``controlplane/activities.py``)."""
+    keyring = call.request.app.state.keyring  # None: no credential could have opened one
+    if keyring is not None:
+        channels = call.request.app.state.channels
+        await activities.close_project_channels(project_id, channels, keyring, datetime.now(UTC))
 
 
 PROJECTS = "/v1/organizations/{organization_id}/projects"

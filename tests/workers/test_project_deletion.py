@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 
 from controlplane.app import create_app
+from controlplane.auth.admin import issue_access_token
 from controlplane.auth.api_keys import issue_api_key
 from controlplane.auth.keys import hash_key
 from controlplane.crypto import KeyRing
@@ -26,16 +28,20 @@ from controlplane.models import (
     Device,
     KeyKind,
     KeyMode,
+    Membership,
     Platform,
     Project,
     Push,
+    Role,
 )
 from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.apple import SigningKey
 from tests.support.servers import running_worker, serving
 from tests.support.tenants import Tenant, make_tenant
+from tests.workers.test_deliver_activities import bearer, fake_settings, live_app
 from workers.fakes.apns import FakeAPNs
+from workers.fakes.fcm import FakeFCM
 
 pytestmark = pytest.mark.database
 
@@ -110,3 +116,26 @@ async def test_deleting_a_project_during_its_fan_out_wins_cleanly(
     assert await AuditEvent.filter(
         action=f"{deleted_object}.deleted", target_id=deleted_id
     ).exists()
+
+
+async def test_deleting_a_project_deletes_its_open_broadcast_channels_at_apple(
+    pipeline: Callable[..., Any], apns_fake: FakeAPNs, fcm_fake: FakeFCM, signing_key: SigningKey
+) -> None:
+    client = await pipeline(**fake_settings(apns_fake, fcm_fake))
+    app = await live_app(client, signing_key, fcm_fake)
+    for match in ("Lyon-Nice", "Lens-Brest"):
+        started = await client.post("/v1/activities", headers=bearer(app.secret), json={
+            "activity_type": "MatchAttributes", "attributes": {"match": match},
+            "content_state": {"score": "0-0"}, "broadcast": True,
+        })  # fmt: skip
+        assert started.status_code == 201, started.text
+    assert len(apns_fake.channels_of("com.example.app")) == 2
+    project = await Project.get(organization_id=app.organization_id)
+    owner = await Membership.get(organization_id=app.organization_id, role=Role.OWNER)
+    _, token = await issue_access_token(await owner.user, name="t", pepper=TEST_SECRET_KEY)
+    deleted = await client.delete(f"/v1/projects/{project.id}",
+                                  headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    assert deleted.status_code == 200, deleted.text
+    # With the project go its APNs key and its activities: nothing could delete them later,
+    # and they would count against the app's 10,000 channels for good.
+    assert apns_fake.channels_of("com.example.app") == []
