@@ -48,7 +48,7 @@ from typing import Any, Literal, Protocol
 from tortoise.expressions import Q
 
 from controlplane.crypto import KeyRing
-from controlplane.errors import Conflict
+from controlplane.errors import Conflict, RateLimited
 from controlplane.fan_out import Destination
 from controlplane.models import (
     OPEN_ACTIVITY_STATUSES,
@@ -74,6 +74,7 @@ ACTIVE_LIMIT = timedelta(hours=8)  # Apple ends an activity this long after it s
 LOCK_SCREEN_LIMIT = timedelta(hours=4)  # and removes an ended one from the Lock Screen after
 ACTIVITY_ID_KEY = "brik_activity_id"  # added to a push-to-start's attributes
 SWEEP_BATCH = 1000
+MAX_TIMESTAMP_LEAD = 60  # seconds an activity's timestamps may run ahead of the clock
 
 Priority = Literal[5, 10]
 
@@ -152,8 +153,25 @@ def dismissed_at(activity: Activity) -> datetime:
 
 
 def next_timestamp(activity: Activity, now: datetime) -> int:
-    """Strictly larger than the last one the activity carried (unix seconds)."""
-    return max(int(now.timestamp()), int(activity.last_timestamp) + 1)
+    """Strictly larger than the last one the activity carried (unix seconds) — and never more
+    than :data:`MAX_TIMESTAMP_LEAD` ahead of the clock: past that, 429 ``activity_update_rate``.
+
+    More than one change a second moves the timestamps ahead of real time, and far enough ahead
+    the device would ignore the app's own local updates (and Apple drops timestamps hours in
+    the future). One change a second on average, in bursts of up to a minute's worth, is far
+    beyond what Apple's update budget lets through anyway.
+    """
+    clock = int(now.timestamp())
+    timestamp = max(clock, int(activity.last_timestamp) + 1)
+    if timestamp > clock + MAX_TIMESTAMP_LEAD:
+        wait = timestamp - clock - MAX_TIMESTAMP_LEAD
+        raise RateLimited(
+            f"Activity {activity.id} changes faster than once a second: its timestamps would "
+            f"run more than {MAX_TIMESTAMP_LEAD} seconds ahead of the clock. Send the newest "
+            f"state in {wait} s (it replaces every update still queued).",
+            code="activity_update_rate", headers={"Retry-After": str(wait)},
+        )  # fmt: skip
+    return timestamp
 
 
 def _priority(priority: Priority) -> Literal["high", "normal"]:

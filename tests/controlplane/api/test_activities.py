@@ -367,3 +367,21 @@ async def test_a_starting_activity_past_its_stale_date_is_listed_as_stale_after_
     for status, ids in (("stale", [started["id"]]), ("starting", [])):
         listed = await client.get("/v1/activities", params={"status": status}, headers=headers)
         assert [a["id"] for a in listed.json()["data"]] == ids, status
+
+
+async def test_an_activity_changed_faster_than_once_a_second_for_long_is_told_to_slow_down(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    app_key = await publishable(acme)
+    activity = await app_started(client, app_key, await iphone(client, app_key))
+    ahead = int(datetime.now(UTC).timestamp()) + 60  # a minute's burst already spent
+    await Activity.filter(id=activity["id"]).update(last_timestamp=ahead)
+    refused = await client.post(f"/v1/activities/{activity['id']}/update", headers=bearer(
+        acme.secret_key), json={"content_state": {"eta": 1}})  # fmt: skip
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "activity_update_rate"
+    assert 1 <= int(refused.headers["retry-after"]) <= 2
+    stored = await Activity.get(id=activity["id"])
+    assert (stored.content_state, stored.last_timestamp) == ({"eta": 30}, ahead)
+    assert not await Push.filter(activity_id=activity["id"]).exists()
