@@ -445,7 +445,12 @@ async def change(
     )  # fmt: skip
     check_sizes(content, sender.providers)
     target = {"activity_id": activity.id, "event": event}
-    push = await accept_push(sender, content, target, destinations, now, activity_id=activity.id)
+    # An end goes even past the month's quota (counted): refused, the activity would stay on
+    # Lock Screens until Apple's 8 hours run out.
+    push = await accept_push(
+        sender, content, target, destinations, now, activity_id=activity.id, param=None,
+        within_quota=event != "end",
+    )  # fmt: skip
     return Sent(activity, push, skipped)
 
 

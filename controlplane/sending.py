@@ -21,7 +21,7 @@ from typing import Any
 
 from controlplane import mail
 from controlplane.enqueue_relay import EnqueueRelay, Handover
-from controlplane.errors import InvalidRequest
+from controlplane.errors import InvalidRequest, QuotaExceeded
 from controlplane.fan_out import Destination, insert_deliveries
 from controlplane.models import (
     KeyMode,
@@ -58,7 +58,9 @@ class Sender:
         return self.mode is KeyMode.TEST
 
 
-async def providers_for(sender: Sender, platforms: set[str], param: str = "to") -> dict[str, str]:
+async def providers_for(
+    sender: Sender, platforms: set[str], param: str | None = "to"
+) -> dict[str, str]:
     """Platform → provider, as the providers declare it (test mode: the sandbox). 400
     ``credential_missing`` if the project lacks a live provider's credential."""
     providers = {p: sender.providers.provider_for(p, test_mode=sender.test_mode) for p in platforms}
@@ -88,12 +90,15 @@ async def accept_push(
     *,
     send_at: datetime | None = None,
     activity_id: str | None = None,
-    param: str = "to",
+    param: str | None = "to",
+    within_quota: bool = True,
 ) -> Push:
     """Commit a push to ``destinations`` (inside the caller's transaction), take its quota
     (429 ``quota_exceeded``, nothing written), and hand it to the queue after the commit.
 
     ``send_at`` in the future schedules it. A push to nobody is committed ``completed``.
+    ``within_quota=False``: counted, but never refused for the quota (a Live Activity's end).
+    ``param``: the request field a missing credential is blamed on.
     """
     providers = await providers_for(sender, {d.platform for d in destinations}, param)
     scheduled = send_at is not None and send_at > now
@@ -118,9 +123,14 @@ async def accept_push(
         return push
     # Last before the commit: the month's usage row stays locked for as short as can be.
     limits = limits_for(sender.organization.plan, sender.settings)
-    reservation = await reserve_pushes(
-        sender.organization, sender.mode, len(destinations), limits, now
-    )
+    try:
+        reservation = await reserve_pushes(
+            sender.organization, sender.mode, len(destinations), limits, now,
+            enforce=within_quota,
+        )  # fmt: skip
+    except QuotaExceeded as exc:
+        exc.param = param  # the field that named the recipients, if the request has one
+        raise
     sender.after_commit.append(
         partial(warn_if_crossed, sender.organization, reservation, limits, sender.send_mail)
     )

@@ -48,9 +48,18 @@ class Reservation:
 
 
 async def reserve_pushes(
-    organization: Organization, mode: KeyMode, count: int, limits: PlanLimits, now: datetime
+    organization: Organization,
+    mode: KeyMode,
+    count: int,
+    limits: PlanLimits,
+    now: datetime,
+    *,
+    enforce: bool = True,
 ) -> Reservation:
-    """Count ``count`` pushes against the month, or raise :class:`QuotaExceeded` for all."""
+    """Count ``count`` pushes against the month, or raise :class:`QuotaExceeded` for all.
+
+    ``enforce=False`` counts them even past the quota (what must go whatever the plan: a Live
+    Activity's end, without which it would stay on Lock Screens for hours)."""
     start = period_start(now)
     await UsagePeriod.bulk_create(
         [UsagePeriod(organization=organization, period_start=start, mode=mode)],
@@ -58,7 +67,7 @@ async def reserve_pushes(
     )
     row = UsagePeriod.filter(organization_id=organization.id, period_start=start, mode=mode)
     quota = limits.push_quota(mode)
-    fits = row if quota is None else row.filter(pushes__lte=quota - count)
+    fits = row if quota is None or not enforce else row.filter(pushes__lte=quota - count)
     if not await fits.update(pushes=F("pushes") + count):
         raise _exceeded(mode, count, quota or 0, await _count(row), now)
     after = await _count(row)

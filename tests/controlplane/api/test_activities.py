@@ -7,6 +7,7 @@ answers and commits. Delivery through the fakes: tests/workers/test_deliver_acti
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,9 +15,20 @@ import httpx
 import pytest
 
 from controlplane.activities import sweep
+from controlplane.app import create_app
 from controlplane.auth.api_keys import issue_api_key
-from controlplane.models import Activity, ActivityStatus, Delivery, KeyKind, KeyMode, Push
+from controlplane.models import (
+    Activity,
+    ActivityStatus,
+    Delivery,
+    KeyKind,
+    KeyMode,
+    Push,
+    UsagePeriod,
+)
+from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
+from tests.support.servers import serving
 from tests.support.tenants import Tenant, make_tenant
 
 pytestmark = pytest.mark.database
@@ -385,3 +397,29 @@ async def test_an_activity_changed_faster_than_once_a_second_for_long_is_told_to
     stored = await Activity.get(id=activity["id"])
     assert (stored.content_state, stored.last_timestamp) == ({"eta": 30}, ahead)
     assert not await Push.filter(activity_id=activity["id"]).exists()
+
+
+async def test_an_activity_ends_even_past_the_month_s_quota_while_updates_are_refused(
+    make_settings: Callable[..., Settings], database: None
+) -> None:
+    settings = make_settings(plan_free_pushes_per_month=1)
+    async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
+        acme = await make_tenant("Acme")
+        app_key = await publishable(acme)
+        activity = await app_started(client, app_key, await iphone(client, app_key))
+        path, headers = f"/v1/activities/{activity['id']}", bearer(acme.secret_key)
+        used = await client.post(path + "/update", headers=headers,
+                                 json={"content_state": {"eta": 20}})  # fmt: skip
+        assert used.status_code == 200, used.text
+        await Delivery.filter(push_id=used.json()["push_id"]).update(status="delivered")
+        refused = await client.post(path + "/update", headers=headers,
+                                    json={"content_state": {"eta": 10}})  # fmt: skip
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "quota_exceeded"
+        assert refused.json()["error"]["param"] is None  # no `to` on this route
+        ended = await client.post(path + "/end", headers=headers,
+                                  json={"content_state": {"eta": 0}})  # fmt: skip
+        assert ended.status_code == 200, ended.text
+        assert ended.json()["recipients"] == 1
+        usage = await UsagePeriod.get(organization_id=acme.organization.id, mode=KeyMode.TEST)
+        assert usage.pushes == 2  # the end is counted, past the quota
