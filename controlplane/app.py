@@ -20,7 +20,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 
 from controlplane import db, mail
-from controlplane.api import dashboard, health, reference, stripe_webhook
+from controlplane.api import health, reference, stripe_webhook
 from controlplane.api.routing import build_routes
 from controlplane.api.v1 import OPERATIONS
 from controlplane.auth.api_key_cache import ApiKeyCache
@@ -29,6 +29,7 @@ from controlplane.auth.oidc import STATE_COOKIE, OidcLogin
 from controlplane.billing import StripeConnection
 from controlplane.core.connections import queue_client
 from controlplane.crypto import KeyRing
+from controlplane.dashboard.routes import routes as dashboard_routes
 from controlplane.enqueue_relay import EnqueueRelay
 from controlplane.errors import exception_handlers
 from controlplane.events_hub import EventsHub
@@ -86,7 +87,7 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             *health.routes,
-            *dashboard.routes,
+            *dashboard_routes,
             *reference.routes,
             *stripe_webhook.routes,
             *build_routes(OPERATIONS),

@@ -14,6 +14,7 @@ from typing import Any
 
 from controlplane.auth.admin import AdminPrincipal
 from controlplane.auth.api_keys import KeyPrincipal
+from controlplane.auth.member_principal import MemberPrincipal
 from controlplane.models import AuditEvent, User
 
 AUDITED_ACTIONS: dict[str, str] = {
@@ -58,6 +59,8 @@ class Actor:
         if isinstance(principal, AdminPrincipal):
             kind = "access_token" if principal.access_token_id else "user"
             return cls(kind, principal.user.id, principal.user.email)
+        if isinstance(principal, MemberPrincipal):  # a member, from the dashboard
+            return cls("user", principal.user.id, principal.user.email)
         if isinstance(principal, KeyPrincipal):
             return cls("api_key", principal.key_id)
         return cls("anonymous", None)

@@ -5,7 +5,8 @@
     composition roots  controlplane/cli.py, dev.py (start a worker), app.py (builds the API),
                        __main__.py
           │
-          ├──▶ HTTP layer   controlplane/api/, controlplane/middleware/
+          ├──▶ HTTP layer   controlplane/api/, controlplane/middleware/,
+          │                 controlplane/dashboard/ (pages over the API's operations)
           │        │
           │        ▼
           └──▶ domain       the rest of controlplane/ (services, auth, models, …)  ◀── workers/
@@ -37,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"controlplane": ROOT / "controlplane", "workers": ROOT / "workers",
             "brik": ROOT / "sdk" / "brik"}  # fmt: skip
 
-HTTP = ("controlplane.api", "controlplane.middleware")
+HTTP = ("controlplane.api", "controlplane.middleware", "controlplane.dashboard")
 CORE = ("controlplane.core",)
 # The composition roots, and the one thing each may take from the worker package.
 ROOT_IMPORTS = {

@@ -264,7 +264,12 @@ def parse_query(request: Request, model: type[ModelT]) -> ModelT:
                 code="parameter_invalid",
                 param=name,
             )
-    values = dict(request.query_params)
+    return parse_query_values(dict(request.query_params), model)
+
+
+def parse_query_values(values: Mapping[str, str], model: type[ModelT]) -> ModelT:
+    """Query parameters (name → text) as ``model``, or 400 naming the first bad one."""
+    values = dict(values)
     reject_unstorable_text(values)
     try:
         return model.model_validate(values)
@@ -293,17 +298,64 @@ async def _authenticate(
     return None
 
 
+# Where an operation's validated body comes from: the request (the HTTP API) or a dashboard
+# form turned into JSON. Called only once the caller's identity and reach are checked, so a
+# caller who may not do something hears 401/403/404, never a complaint about their body.
+BodySource = Callable[[type[ModelT]], Awaitable[ModelT]]
+
+
+def json_body_source(data: Mapping[str, Any]) -> BodySource[Any]:
+    """A body given as JSON-ready values (a dashboard form), validated exactly as a request's
+    body is: through its JSON text, strictly."""
+
+    async def load(model: type[ModelT]) -> ModelT:
+        reject_unstorable_text(dict(data))
+        try:
+            return model.model_validate_json(json.dumps(dict(data)), strict=True)
+        except ValidationError as exc:
+            raise validation_error(exc) from None
+
+    return load
+
+
 async def run_operation(request: Request, operation: Operation) -> Response:
     settings: Settings = request.app.state.settings
     principal = await _authenticate(request, operation.auth, settings)
+    result = await execute(
+        request,
+        operation,
+        principal,
+        path_params=request.path_params,
+        query=request,
+        body=None,
+        idempotency_key=request.headers.get("idempotency-key"),
+    )
+    return _render(result, operation)
+
+
+async def execute(
+    request: Request,
+    operation: Operation,
+    principal: AdminPrincipal | KeyPrincipal | None,
+    *,
+    path_params: Mapping[str, Any],
+    query: Request | Mapping[str, str] | None,
+    body: BodySource[Any] | None,
+    idempotency_key: str | None = None,
+) -> BaseModel | Response:
+    """Run ``operation`` for ``principal``: every check of the module docstring, then the handler.
+
+    The HTTP API passes the request itself as ``query`` and no ``body`` (both are read from the
+    request); the dashboard passes a page's values (``controlplane/dashboard/``), so both go
+    through the same checks, handlers and audit trail.
+    """
+    settings: Settings = request.app.state.settings
     if operation.instance_admin:
         require_instance_admin(principal)
-    tenant = await resolve_tenant(
-        principal, request.path_params, any_organization=operation.instance_admin
-    )
+    tenant = await resolve_tenant(principal, path_params, any_organization=operation.instance_admin)
     if isinstance(principal, KeyPrincipal) and tenant is not None:
         await _within_rate_limit(request, principal, tenant, settings)
-    rows = await load_path_objects(principal, tenant, request.path_params)
+    rows = await load_path_objects(principal, tenant, path_params)
     if operation.permission is not None:
         if tenant is None:
             raise AuthenticationFailed("This operation needs an organization member.")
@@ -312,27 +364,36 @@ async def run_operation(request: Request, operation: Operation) -> Response:
         principal.require(operation.scope)
     if operation.secret_key_only and isinstance(principal, KeyPrincipal):
         principal.require_secret()
-    query = parse_query(request, operation.query) if operation.query else None
+    parsed_query = None
+    if operation.query is not None:
+        if isinstance(query, Request):
+            parsed_query = parse_query(query, operation.query)
+        else:
+            parsed_query = parse_query_values(query or {}, operation.query)
+    parsed_body: BaseModel | None = None
     if operation.body is not None:
-        body: BaseModel | None = await parse_body(request, operation.body)
-    else:
-        body = None
-        if await request.body():
-            raise InvalidRequest(
-                f"{operation.method} {operation.path} takes no request body.",
-                code="unexpected_body",
-            )
-    call = Call(request, settings, principal, tenant, body, query, rows)
-    if request.method in _READ_ONLY_METHODS or not operation.transactional:
-        return _render(await operation.handler(call), operation)
+        if body is None:
+            parsed_body = await parse_body(request, operation.body)
+        else:
+            parsed_body = await body(operation.body)
+    elif body is None and await request.body():
+        raise InvalidRequest(
+            f"{operation.method} {operation.path} takes no request body.",
+            code="unexpected_body",
+        )
+    call = Call(request, settings, principal, tenant, parsed_body, parsed_query, rows)
+    if operation.method in _READ_ONLY_METHODS or not operation.transactional:
+        return await operation.handler(call)
     claimed = None
-    key = request.headers.get("idempotency-key")
+    key = idempotency_key
     # Keys are per project and mode; idempotent operations are API-key operations, and only a
     # key has a mode.
     if operation.idempotent and key is not None and tenant is not None and tenant.project:
         assert tenant.mode is not None, "idempotent operations take an API key"
         fingerprint = idempotency.request_fingerprint(
-            request.method, request.url.path, body.model_dump(mode="json") if body else None
+            operation.method,
+            _concrete_path(operation.path, path_params),
+            parsed_body.model_dump(mode="json") if parsed_body else None,
         )
         outcome = await idempotency.claim(tenant.project.id, tenant.mode, key, fingerprint)
         if isinstance(outcome, Response):
@@ -341,17 +402,24 @@ async def run_operation(request: Request, operation: Operation) -> Response:
     try:
         # A change commits whole or not at all, audit record and idempotent answer included.
         async with in_transaction():
-            response = _render(await operation.handler(call), operation)
-            if claimed is not None and isinstance(response, JSONResponse):
-                await idempotency.complete(
-                    claimed, response.status_code, json.loads(bytes(response.body))
-                )
+            result = await operation.handler(call)
+            if claimed is not None:
+                response = _render(result, operation)
+                if isinstance(response, JSONResponse):
+                    await idempotency.complete(
+                        claimed, response.status_code, json.loads(bytes(response.body))
+                    )
     except BaseException:
         if claimed is not None:
             await idempotency.release(claimed)
         raise
     await call.run_after_commit()
-    return response
+    return result
+
+
+def _concrete_path(template: str, path_params: Mapping[str, Any]) -> str:
+    """The operation's path with its parameters filled in, as a client would have sent it."""
+    return template.format_map({name: str(value) for name, value in path_params.items()})
 
 
 async def _within_rate_limit(

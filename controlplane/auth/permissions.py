@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from controlplane.auth.scopes import SECRET_SCOPES
 from controlplane.models import Role
 
 
@@ -72,3 +73,19 @@ def can_assign(actor: Role, current: Role | None, new: Role | None) -> bool:
     if actor is Role.ADMIN:
         return Role.OWNER not in (current, new)
     return False
+
+
+# What a member may do to a project's own data (devices, pushes, activities, state,
+# credentials) from the dashboard, as the scopes of the API key their role amounts to. The
+# tenant API's operations check scopes, so the dashboard acting for a member is checked by the
+# very same code (controlplane/auth/member_principal.py). Viewers read; developers and above
+# do everything a secret key may.
+_READ_SCOPES = frozenset(
+    {"devices:read", "pushes:read", "credentials:read", "usage:read", "state:read"}
+)
+PROJECT_DATA_SCOPES: dict[Role, frozenset[str]] = {
+    Role.VIEWER: _READ_SCOPES,
+    Role.DEVELOPER: SECRET_SCOPES,
+    Role.ADMIN: SECRET_SCOPES,
+    Role.OWNER: SECRET_SCOPES,
+}

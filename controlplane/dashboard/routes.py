@@ -1,0 +1,20 @@
+"""Every dashboard route, and its static assets (served from this package: no CDN)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from controlplane.dashboard.pages import api_keys, overview, projects, session
+
+STATIC = Path(__file__).parent / "static"
+
+routes: list[BaseRoute] = [
+    *session.routes,
+    *projects.routes,
+    *overview.routes,
+    *api_keys.routes,
+    Mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static"),
+]

@@ -1,0 +1,76 @@
+"""Browser fixtures: Debian's Chromium driven by Playwright against the dashboard over HTTP.
+
+``dashboard_url`` serves the app (``create_app``, on the test database and Redis) on a real
+socket; ``page`` is a fresh browser context per test (its own cookies), so tests never share a
+session. ``signed_in`` signs a person in through the sign-in form, as they would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+from starlette.applications import Starlette
+
+from tests.support.servers import serving
+from tests.support.tenants import Person
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+async def dashboard_url(app: Starlette) -> AsyncIterator[str]:
+    async with serving(app) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+async def page(browser: Browser, dashboard_url: str) -> AsyncIterator[Page]:
+    context = await browser.new_context(
+        base_url=dashboard_url, viewport={"width": 1280, "height": 860}
+    )
+    context.set_default_timeout(10_000)
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    # Pages answer forms with 4xx when they refuse them (the browser logs those as failed
+    # loads); assets, scripts and streams must never fail.
+    page.on(
+        "console",
+        lambda message: errors.append(message.text)
+        if message.type == "error" and not message.text.startswith("Failed to load resource")
+        else None,
+    )
+    page.on(
+        "response",
+        lambda response: errors.append(f"{response.status} {response.url}")
+        if response.status >= 400 and response.request.resource_type != "document"
+        else None,
+    )
+    try:
+        yield page
+    finally:
+        await context.close()
+    # A Content-Security-Policy violation or a script error is a bug the person would hit.
+    assert not errors, errors
+
+
+async def sign_in(page: Page, person: Person, next_path: str = "/dashboard/") -> None:
+    await page.goto(f"/dashboard/sign-in?next={next_path}")
+    await page.get_by_label("Email").fill(person.user.email)
+    await page.get_by_label("Password").fill(person.password)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(lambda url: "/sign-in" not in url)
