@@ -394,6 +394,16 @@ class WireSize:
     limit: int
 
 
+@dataclass(frozen=True, slots=True)
+class WirePreview:
+    """A push as one provider would receive it (its device token left out), and its size."""
+
+    provider: str
+    body: dict[str, Any]
+    size: int
+    limit: int
+
+
 class ProviderCatalog(Protocol):
     """What the API asks of the push providers (``workers/providers/registry.py`` answers)."""
 
@@ -408,6 +418,10 @@ class ProviderCatalog(Protocol):
 
     def wire_sizes(self, content: PushContent) -> list[WireSize]:
         """``content`` measured as each provider that can send it would receive it."""
+        ...
+
+    def previews(self, content: PushContent) -> list[WirePreview]:
+        """``content`` as each provider that can send it would receive it, and its size."""
         ...
 
 

@@ -59,7 +59,9 @@ class ProjectStats:
         return self.deliveries_24h.get(DeliveryStatus.DELIVERED.value, 0) / attempted
 
 
-async def project_stats(project_id: str, mode: KeyMode, now: datetime | None = None) -> ProjectStats:
+async def project_stats(
+    project_id: str, mode: KeyMode, now: datetime | None = None
+) -> ProjectStats:
     now = now or datetime.now(UTC)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     month = midnight.replace(day=1)

@@ -286,19 +286,18 @@ class ActivityTokenOut(BaseModel):
         )  # fmt: skip
 
 
-class ActivityDelivery(DeliveryOut):
-    push_id: str
-
-
 class ActivityDetail(ActivityOut):
     tokens: list[ActivityTokenOut]
-    last_deliveries: list[ActivityDelivery] = Field(description="The 20 newest, newest first.")
+    last_deliveries: list[DeliveryOut] = Field(description="The 20 newest, newest first.")
 
 
 class ActivityListQuery(ListQuery):
     status: ActivityStatus | None = None
     activity_type: ActivityType | None = None
     user_id: UserId | None = None
+    device_id: ObjectId | None = Field(
+        default=None, description="Activities with a token on this device."
+    )
 
 
 async def _recipients(call: Call, to: ActivityRecipients) -> list[Device]:
@@ -448,6 +447,9 @@ async def list_activities(call: Call) -> Page[ActivityOut]:
             "activity_id"
         )
         query = query.filter(Q(user_id=params.user_id) | Q(id__in=Subquery(on_their_devices)))
+    if params.device_id is not None:
+        on_the_device = ActivityToken.filter(device_id=params.device_id).values("activity_id")
+        query = query.filter(id__in=Subquery(on_the_device))
     now = datetime.now(UTC)
     return await paginate(query, params, lambda row: ActivityOut.of(row, now))
 
@@ -462,8 +464,7 @@ async def retrieve_activity(call: Call) -> ActivityDetail:
         **ActivityOut.of(activity).model_dump(),
         tokens=[ActivityTokenOut.of(token) for token in tokens],
         last_deliveries=[
-            ActivityDelivery(**DeliveryOut.of(row).model_dump(), push_id=row.push_id)  # type: ignore[attr-defined]
-            for row in deliveries
+            DeliveryOut.of(row) for row in deliveries
         ],
     )  # fmt: skip
 

@@ -25,11 +25,12 @@ from pydantic.config import JsonDict
 
 from controlplane.api.fields import Deleted
 from controlplane.api.pagination import ListQuery, Page, paginate
+from controlplane.api.pushes import DeliveryListQuery, DeliveryOut
 from controlplane.api.routing import Auth, Call, Operation
 from controlplane.auth.keys import hash_key
 from controlplane.errors import InvalidRequest, NotFound
+from controlplane.models import Delivery, DeviceStatus, DeviceTag, KeyMode, Platform
 from controlplane.models import Device as DeviceRow
-from controlplane.models import DeviceStatus, DeviceTag, KeyMode, Platform
 from controlplane.validation import field_error
 
 APNS_TOKEN_PATTERN = r"^[0-9a-fA-F]{64,200}$"
@@ -225,6 +226,15 @@ async def retrieve_device(call: Call) -> Device:
     return Device.of(call.row(DeviceRow, "device_id"))
 
 
+async def list_device_deliveries(call: Call) -> Page[DeliveryOut]:
+    """The deliveries to one device, newest first: what it was sent and what became of it."""
+    params = call.query_as(DeliveryListQuery)
+    query = Delivery.filter(device_id=call.row(DeviceRow, "device_id").id)
+    if params.status is not None:
+        query = query.filter(status=params.status)
+    return await paginate(query, params, DeliveryOut.of)
+
+
 async def delete_device(call: Call) -> Deleted:
     row = call.row(DeviceRow, "device_id")
     await row.delete()
@@ -264,6 +274,9 @@ operations = [
               errors={404: "No device of this project is registered with this token"}),
     Operation("GET", "/v1/devices/{device_id}", retrieve_device, "Retrieve a device",
               "Devices", auth=KEY, scope="devices:read", response=Device),
+    Operation("GET", "/v1/devices/{device_id}/deliveries", list_device_deliveries,
+              "A device's deliveries, newest first", "Devices", auth=KEY, scope="pushes:read",
+              query=DeliveryListQuery, response=Page[DeliveryOut]),
     Operation("DELETE", "/v1/devices/{device_id}", delete_device, "Delete a device",
               "Devices", auth=KEY, scope="devices:write", secret_key_only=True,
               response=Deleted, description="Secret keys only (publishable keys ship inside "

@@ -122,6 +122,7 @@ class PushDetail(BaseModel):
 class DeliveryOut(BaseModel):
     object: Literal["delivery"] = "delivery"
     id: str
+    push_id: str
     device_id: str | None
     platform: str
     provider: str
@@ -135,10 +136,49 @@ class DeliveryOut(BaseModel):
     @classmethod
     def of(cls, row: Delivery) -> DeliveryOut:
         return cls(
-            id=row.id, device_id=row.device_id, platform=row.platform,  # type: ignore[attr-defined]
+            id=row.id, push_id=row.push_id, device_id=row.device_id,  # type: ignore[attr-defined]
+            platform=row.platform,
             provider=row.provider, status=row.status, reason=row.reason, attempts=row.attempts,
             created_at=row.created_at, sent_at=row.sent_at, completed_at=row.completed_at,
         )  # fmt: skip
+
+
+class PushSummary(PushAccepted):
+    kind: str
+    mode: KeyMode
+    send_at: datetime | None
+    created_at: datetime
+    completed_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Push) -> PushSummary:
+        return cls(
+            id=row.id, status=row.status, recipients=row.recipients, kind=row.kind,
+            mode=row.mode, send_at=row.send_at, created_at=row.created_at,
+            completed_at=row.completed_at,
+        )  # fmt: skip
+
+
+class PushListQuery(ListQuery):
+    status: PushStatus | None = None
+    kind: Literal["alert", "background", "liveactivity", "widget"] | None = None
+    created_gte: Moment | None = Field(default=None, description="Created at or after.")
+    created_lt: Moment | None = Field(default=None, description="Created before.")
+
+
+class WireForm(BaseModel):
+    provider: str = Field(description="APNs, FCM.")
+    payload: dict[str, Any] = Field(
+        description="What the provider receives (the device token left out)."
+    )
+    size: int = Field(description="Bytes on the provider's wire.")
+    limit: int
+    fits: bool
+
+
+class PushPreview(BaseModel):
+    object: Literal["push_preview"] = "push_preview"
+    providers: list[WireForm]
 
 
 class DeliveryListQuery(ListQuery):
@@ -322,11 +362,37 @@ async def retrieve_push(call: Call) -> PushDetail:
     return await _detail(call.row(Push, "push_id"))
 
 
-async def list_pushes(call: Call) -> Page[PushAccepted]:
-    return await paginate(
-        call.tenant.query(Push), call.query_as(ListQuery),
-        lambda row: PushAccepted(id=row.id, status=row.status, recipients=row.recipients),
-    )  # fmt: skip
+async def list_pushes(call: Call) -> Page[PushSummary]:
+    params = call.query_as(PushListQuery)
+    query = call.tenant.query(Push)
+    if params.status is not None:
+        query = query.filter(status=params.status)
+    if params.kind is not None:
+        query = query.filter(kind=params.kind)
+    if params.created_gte is not None:
+        query = query.filter(created_at__gte=params.created_gte)
+    if params.created_lt is not None:
+        query = query.filter(created_at__lt=params.created_lt)
+    return await paginate(query, params, PushSummary.of)
+
+
+async def preview_push(call: Call) -> PushPreview:
+    """The push as APNs and FCM would receive it, with each size against the limit: nothing
+    is stored or sent (the dashboard's composer shows this before sending)."""
+    content = call.body_as(PushContent)
+    catalog: ProviderCatalog = call.request.app.state.providers
+    return PushPreview(
+        providers=[
+            WireForm(
+                provider=form.provider,
+                payload=form.body,
+                size=form.size,
+                limit=form.limit,
+                fits=form.size <= form.limit,
+            )
+            for form in catalog.previews(content)
+        ]
+    )
 
 
 async def list_deliveries(call: Call) -> Page[DeliveryOut]:
@@ -386,8 +452,15 @@ operations = [
               response=PushSent, status_code=202, idempotent=True,
               description="A push larger than 4 KB as APNs or FCM would receive it is a 400 "
               "`payload_too_large`."),
-    Operation("GET", "/v1/pushes", list_pushes, "List pushes", "Pushes", auth=KEY,
-              scope="pushes:read", query=ListQuery, response=Page[PushAccepted]),
+    Operation("GET", "/v1/pushes", list_pushes, "List pushes, newest first", "Pushes",
+              auth=KEY, scope="pushes:read", query=PushListQuery, response=Page[PushSummary]),
+    Operation("POST", "/v1/pushes/preview", preview_push,
+              "A push as APNs and FCM would receive it, and its size against their limits",
+              "Pushes", auth=KEY, scope="pushes:read", body=PushContent, response=PushPreview,
+              transactional=False,
+              description="Nothing is stored or sent. A push over a provider's limit is "
+              "answered with `fits: false` for it (sending it would be a 400 "
+              "`payload_too_large`)."),
     Operation("GET", PUSH, retrieve_push, "A push: status and deliveries by outcome", "Pushes",
               auth=KEY, scope="pushes:read", response=PushDetail),
     Operation("GET", PUSH + "/deliveries", list_deliveries, "A push's deliveries, per device",

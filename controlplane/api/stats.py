@@ -51,7 +51,8 @@ class Stats(BaseModel):
 
 
 async def retrieve_stats(call: Call) -> Stats:
-    assert call.tenant.project is not None and call.tenant.mode is not None
+    assert call.tenant.project is not None
+    assert call.tenant.mode is not None
     stats = await project_stats(call.tenant.project.id, call.tenant.mode)
     return Stats(
         project_id=call.tenant.project.id,

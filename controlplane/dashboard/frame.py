@@ -53,7 +53,8 @@ class Frame:
     def mode_links(self, path: str) -> list[tuple[str, str]]:
         """The same page in each mode: ``[("test", url), ("live", url)]``. A page about one
         object (a push, a device) leads to the list it is in: the object exists in one mode."""
-        assert self.project is not None and self.mode is not None
+        assert self.project is not None
+        assert self.mode is not None
         prefix = f"/dashboard/projects/{self.project.id}/{self.mode.value}"
         rest = path[len(prefix) :].strip("/") if path.startswith(prefix) else ""
         section = rest.split("/", 1)[0]

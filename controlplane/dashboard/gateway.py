@@ -58,7 +58,9 @@ class Gateway:
         if operation.auth is Auth.ADMIN:
             principal = self.admin
         elif operation.auth is Auth.API_KEY:
-            assert self.admin is not None and project_id is not None and mode is not None
+            assert self.admin is not None, "a signed-in admin acts on project data"
+            assert project_id is not None, "tenant-API operations need the project"
+            assert mode is not None, "tenant-API operations need the mode"
             principal = await acting_member(self.admin, project_id, mode)
         return await execute(
             self.request,

@@ -7,7 +7,15 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from controlplane.dashboard.pages import api_keys, overview, projects, session
+from controlplane.dashboard.pages import (
+    api_keys,
+    credentials,
+    devices,
+    overview,
+    projects,
+    pushes,
+    session,
+)
 
 STATIC = Path(__file__).parent / "static"
 
@@ -16,5 +24,8 @@ routes: list[BaseRoute] = [
     *projects.routes,
     *overview.routes,
     *api_keys.routes,
+    *pushes.routes,
+    *devices.routes,
+    *credentials.routes,
     Mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static"),
 ]

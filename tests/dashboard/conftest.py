@@ -50,15 +50,19 @@ async def page(browser: Browser, dashboard_url: str) -> AsyncIterator[Page]:
     # loads); assets, scripts and streams must never fail.
     page.on(
         "console",
-        lambda message: errors.append(message.text)
-        if message.type == "error" and not message.text.startswith("Failed to load resource")
-        else None,
+        lambda message: (
+            errors.append(message.text)
+            if message.type == "error" and not message.text.startswith("Failed to load resource")
+            else None
+        ),
     )
     page.on(
         "response",
-        lambda response: errors.append(f"{response.status} {response.url}")
-        if response.status >= 400 and response.request.resource_type != "document"
-        else None,
+        lambda response: (
+            errors.append(f"{response.status} {response.url}")
+            if response.status >= 400 and response.request.resource_type != "document"
+            else None
+        ),
     )
     try:
         yield page
@@ -74,3 +78,7 @@ async def sign_in(page: Page, person: Person, next_path: str = "/dashboard/") ->
     await page.get_by_label("Password").fill(person.password)
     await page.get_by_role("button", name="Sign in").click()
     await page.wait_for_url(lambda url: "/sign-in" not in url)
+
+
+# The push-provider fakes (APNs over HTTP/2 with TLS, FCM), as the worker tests use them.
+from tests.workers.conftest import apns_fake, fcm_fake, signing_key  # noqa: E402, F401

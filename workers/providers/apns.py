@@ -468,5 +468,6 @@ APNS = ProviderKind(
     connect=ApnsProvider.connect,
     spell=spell,
     encoded_size=encoded_size,
+    wire_form=apns_payload,
     tokens=token_slot,
 )

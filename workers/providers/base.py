@@ -145,6 +145,8 @@ class ProviderKind:
     connect: Callable[[Credential, Settings], Provider]
     spell: Spelling | None = None  # None: it has no wire of its own (the sandbox)
     encoded_size: Callable[[PushContent], int] | None = None  # bytes on its wire
+    # The push as it receives it (minus the device token): the composer's preview.
+    wire_form: Callable[[PushContent], dict[str, Any]] | None = None
     max_payload_bytes: int = 4096
     test_mode: bool = False  # sends test-mode pushes, needs no credential
     tokens: TokenChoice = device_token  # which device token each push goes to

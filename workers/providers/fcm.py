@@ -212,11 +212,16 @@ def spell(content: PushContent, recipient: Recipient, details: Mapping[str, Any]
     )  # fmt: skip
 
 
-def encoded_size(content: PushContent) -> int:
-    """Bytes of the message Google would receive for ``content``, its token left out."""
+def wire_form(content: PushContent) -> dict[str, Any]:
+    """The message Google would receive for ``content``, its token left out."""
     message = fcm_message(content, token="", collapse_id=content.collapse_id).message
     message.pop("token")
-    return len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode())
+    return message
+
+
+def encoded_size(content: PushContent) -> int:
+    """Bytes of the message Google would receive for ``content``, its token left out."""
+    return len(json.dumps(wire_form(content), separators=(",", ":"), ensure_ascii=False).encode())
 
 
 class FcmProvider:
@@ -277,4 +282,5 @@ FCM = ProviderKind(
     connect=FcmProvider.connect,
     spell=spell,
     encoded_size=encoded_size,
+    wire_form=wire_form,
 )

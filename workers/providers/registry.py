@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from controlplane.models.devices import TokenSlot
-from controlplane.payloads import ProviderCatalog, PushContent, WireSize
+from controlplane.payloads import ProviderCatalog, PushContent, WirePreview, WireSize
 from controlplane.settings import Settings
 from workers.providers import apns, fcm
 from workers.providers.base import Credential, Provider, ProviderKind
@@ -80,6 +80,20 @@ class Registry:
             WireSize(kind.label, kind.encoded_size(content), kind.max_payload_bytes)
             for kind in self
             if kind.encoded_size is not None and content.kind in kind.kinds
+        ]
+
+    def previews(self, content: PushContent) -> list[WirePreview]:
+        return [
+            WirePreview(
+                kind.label,
+                kind.wire_form(content),
+                kind.encoded_size(content),
+                kind.max_payload_bytes,
+            )
+            for kind in self
+            if kind.wire_form is not None
+            and kind.encoded_size is not None
+            and content.kind in kind.kinds
         ]
 
 

@@ -19,12 +19,20 @@ from controlplane.models import KeyKind
 KEYS = "/v1/projects/{project_id}/api_keys"
 KEY = KEYS + "/{api_key_id}"
 EXPIRY_CHOICES = {"": None, "30d": 30, "90d": 90, "365d": 365}
-NOTICES = {"revoked": "Key revoked: every API process refuses it from now on.",
-           "updated": "Key updated."}  # fmt: skip
+NOTICES = {
+    "revoked": "Key revoked: every API process refuses it from now on.",
+    "updated": "Key updated.",
+}
 
 
-async def _page(view: View, *, error: APIError | None = None, created: ApiKeyWithSecret | None = None,
-                status_code: int = 200, **context: Any) -> Response:  # fmt: skip
+async def _page(
+    view: View,
+    *,
+    error: APIError | None = None,
+    created: ApiKeyWithSecret | None = None,
+    status_code: int = 200,
+    **context: Any,
+) -> Response:
     keys = await view.gateway.get(
         Page[ApiKey],
         KEYS,
@@ -88,8 +96,12 @@ async def api_key_action(view: View) -> Response:
                 "POST",
                 KEYS,
                 params={"project_id": view.project_id},
-                body={"name": old.name, "kind": old.kind.value, "mode": old.mode.value,
-                      "scopes": old.scopes},  # fmt: skip
+                body={
+                    "name": old.name,
+                    "kind": old.kind.value,
+                    "mode": old.mode.value,
+                    "scopes": old.scopes,
+                },
             )
             assert isinstance(created, ApiKeyWithSecret)
             try:

@@ -12,9 +12,7 @@ from controlplane.errors import PermissionDenied
 
 
 async def overview(view: View) -> Response:
-    stats = await view.gateway.get(
-        Stats, "/v1/stats", project_id=view.project_id, mode=view.mode
-    )
+    stats = await view.gateway.get(Stats, "/v1/stats", project_id=view.project_id, mode=view.mode)
     usage: Usage | None = None
     try:  # the organization's meters: every role may read them
         usage = await view.gateway.get(

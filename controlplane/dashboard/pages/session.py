@@ -110,9 +110,7 @@ async def accept_invitation(request: Request) -> Response:
     if (password := form.get("password")) and isinstance(password, str):
         body["password"] = password
     try:
-        accepted = await Gateway(request, None).run(
-            "POST", "/v1/invitations/accept", body=body
-        )
+        accepted = await Gateway(request, None).run("POST", "/v1/invitations/accept", body=body)
     except APIError as error:
         context.update(error=error, token=body["token"], name=body.get("name"))
         return render(request, "accept_invitation.html", context, status_code=error.status_code)
@@ -120,9 +118,7 @@ async def accept_invitation(request: Request) -> Response:
     target = f"/dashboard/organizations/{accepted.organization_id}/projects"
     if await signed_in_admin(request) is not None:
         return RedirectResponse(target, status_code=303)
-    return RedirectResponse(
-        f"{SIGN_IN}?notice=invitation_accepted&next={target}", status_code=303
-    )
+    return RedirectResponse(f"{SIGN_IN}?notice=invitation_accepted&next={target}", status_code=303)
 
 
 async def home(view: View) -> Response:

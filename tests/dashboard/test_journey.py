@@ -1,0 +1,199 @@
+"""An admin's first hour, in a real browser against real ``brik-cloud serve`` and ``worker``
+processes on PostgreSQL and Redis, with APNs and FCM reached over real sockets (the fakes).
+
+The admin signs in, uploads the APNs key (file picker) and the FCM service account (pasted),
+devices register through the API, the admin previews a push, sends it, and watches it reach
+``completed`` on its page without reloading; then creates an API key, sees it once, revokes it,
+and the API refuses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from controlplane.auth.api_keys import issue_api_key
+from controlplane.models import KeyKind, KeyMode, Role
+from tests.conftest import TEST_SECRET_KEY
+from tests.dashboard.conftest import sign_in
+from tests.support.apple import SigningKey
+from tests.support.google import new_service_account
+from tests.support.processes import (
+    brik_cloud_command,
+    free_port,
+    running_command,
+    server_environment,
+)
+from tests.support.tenants import make_tenant
+from workers.fakes.apns import FakeAPNs
+from workers.fakes.fcm import FakeFCM
+
+pytestmark = pytest.mark.database
+
+IPHONE = "ab" * 32
+PIXEL = "pixel-token-" + "z" * 40
+
+
+@contextlib.contextmanager
+def worker_process(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        [*brik_cloud_command(), "worker"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture
+async def product(
+    database_url: str, redis_url: str, clean_redis: None, apns_fake: FakeAPNs, fcm_fake: FakeFCM
+) -> AsyncIterator[str]:
+    """``brik-cloud serve`` and ``brik-cloud worker`` on the test database, Redis and fakes."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = server_environment(
+        database_url, redis_url, f"brik-test:{secrets.token_hex(4)}",
+        BRIK_PUBLIC_BASE_URL=base_url,
+        BRIK_APNS_HOST=apns_fake.host, BRIK_APNS_PORT=str(apns_fake.port),
+        BRIK_APNS_CA_FILE=str(apns_fake.ca_file),  # type: ignore[attr-defined]
+        BRIK_APNS_CHANNELS_HOST=apns_fake.host,
+        BRIK_APNS_CHANNELS_PORT=str(apns_fake.management_port),
+        BRIK_FCM_BASE_URL=fcm_fake.base_url, BRIK_FCM_TOKEN_URL=fcm_fake.token_url,
+        BRIK_WORKER_POLL_DELAY="0.05",
+    )  # fmt: skip
+    # The readiness wait blocks; the fakes on this loop are not needed until pushes go out.
+    with running_command(
+        "serve", "--host", "127.0.0.1", "--port", str(port), env=env, ready_url=f"{base_url}/readyz"
+    ), worker_process(env):  # fmt: skip
+        yield base_url
+
+
+@pytest.fixture
+async def product_page(browser: Browser, product: str) -> AsyncIterator[Page]:
+    context = await browser.new_context(base_url=product)
+    context.set_default_timeout(15_000)
+    page = await context.new_page()
+    try:
+        yield page
+    finally:
+        await context.close()
+
+
+async def test_an_admin_sets_up_a_project_sends_a_push_and_watches_it_delivered(
+    product_page: Page,
+    product: str,
+    database: None,
+    tmp_path: Path,
+    signing_key: SigningKey,
+    apns_fake: FakeAPNs,
+    fcm_fake: FakeFCM,
+) -> None:
+    page = product_page
+    tenant = await make_tenant("Journey Co", roles=(Role.OWNER,))
+    _, live_key = await issue_api_key(
+        tenant.project, name="server", kind=KeyKind.SECRET, mode=KeyMode.LIVE,
+        pepper=TEST_SECRET_KEY,
+    )  # fmt: skip
+    await sign_in(page, tenant.owner)
+    live = f"/dashboard/projects/{tenant.project.id}/live"
+
+    # Credentials: the .p8 through the file picker, the service account pasted.
+    await page.goto(f"{live}/credentials")
+    key_file = tmp_path / f"AuthKey_{signing_key.key_id}.p8"
+    key_file.write_text(signing_key.pem)
+    await page.get_by_label(".p8 key file").set_input_files(key_file)
+    await page.get_by_label("Key id").fill(signing_key.key_id)
+    await page.get_by_label("Team id").fill(signing_key.team_id)
+    await page.get_by_label("Bundle id (topic)").fill("com.example.journey")
+    await page.get_by_label("Environment").select_option("sandbox")
+    await page.get_by_role("button", name="Upload APNs key").click()
+    await expect(page.get_by_role("status")).to_contain_text("APNs key saved")
+    account, public_key = new_service_account("https://oauth2.googleapis.com/token")
+    fcm_fake.add_account(
+        account["client_email"], account["project_id"], account["private_key_id"], public_key
+    )
+    await page.get_by_label("…or paste it").fill(json.dumps(account))
+    await page.get_by_role("button", name="Upload service account").click()
+    await expect(page.get_by_role("status")).to_contain_text("FCM service account saved")
+    apns_section = page.get_by_role("region", name="Apple (APNs auth key)")
+    await expect(apns_section).to_contain_text("com.example.journey")
+    await expect(apns_section).to_contain_text("sandbox")
+
+    # Devices register through the API, as apps do.
+    async with httpx.AsyncClient(
+        base_url=product, headers={"Authorization": f"Bearer {live_key}"}
+    ) as api:
+        for device in ({"token": IPHONE, "platform": "ios", "user_id": "ann"},
+                       {"token": PIXEL, "platform": "android", "user_id": "ann"}):  # fmt: skip
+            registered = await api.post("/v1/devices", json=device)
+            assert registered.status_code == 200, registered.text
+    await page.goto(f"{live}/devices?user_id=ann")
+    rows = page.get_by_role("row")
+    await expect(rows).to_have_count(3)  # the header and two devices
+    await expect(page.get_by_role("table")).not_to_contain_text(IPHONE)  # tokens redacted
+
+    # Compose: preview what each provider receives, then send.
+    await page.goto(f"{live}/compose")
+    await page.get_by_label("User ids").fill("ann")
+    await page.get_by_label("Title", exact=True).fill("Your order shipped")
+    await page.get_by_label("Body", exact=True).fill("It arrives Thursday.")
+    await page.get_by_role("button", name="Preview").click()
+    apns_preview = page.get_by_role("region", name="APNs preview")
+    await expect(apns_preview).to_contain_text('"title": "Your order shipped"')
+    await expect(apns_preview).to_contain_text("of 4,096 bytes")
+    await expect(page.get_by_role("region", name="FCM preview")).to_contain_text("It arrives")
+    await page.get_by_role("button", name="Send").click()
+    await page.wait_for_url("**/pushes/psh_*")
+    push_id = page.url.rsplit("/", 1)[1].split("?")[0]
+    # The status moves to completed on the page itself (the event stream), then the page
+    # shows its final deliveries.
+    await expect(page.locator('[data-field="status"]')).to_have_text("completed", timeout=20_000)
+    await page.wait_for_url("**final=1")
+    table = page.get_by_role("table")
+    await expect(table.get_by_text("delivered")).to_have_count(2)
+    await expect(table).to_contain_text("apns")
+    await expect(table).to_contain_text("fcm")
+    assert [push.payload["aps"]["alert"]["title"] for push in apns_fake.received] == [
+        "Your order shipped"
+    ]
+    assert len(fcm_fake.received) == 1
+
+    # The overview counts it; the history lists it.
+    await page.goto(live)
+    await expect(page.get_by_role("region", name="Pushes today")).to_contain_text("1")
+    await expect(page.get_by_role("region", name="Delivery success, last 24 h")).to_contain_text(
+        "100.0 %"
+    )
+    await page.goto(f"{live}/pushes?kind=alert")
+    await expect(page.get_by_role("link", name=push_id)).to_be_visible()
+
+    # An API key: shown once, then revoked — and the API refuses it at once.
+    await page.goto(f"{live}/api-keys")
+    await page.get_by_label("Name").fill("ci deploys")
+    await page.get_by_role("button", name="Create key").click()
+    secret = (await page.locator("#new-secret").text_content() or "").strip()
+    assert secret.startswith("bk_sk_live_")
+    async with httpx.AsyncClient(base_url=product) as api:
+        assert (
+            await api.get("/v1/api_key", headers={"Authorization": f"Bearer {secret}"})
+        ).status_code == 200
+        page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+        row = page.get_by_role("row").filter(has_text="ci deploys")
+        await row.get_by_role("button", name="Revoke").click()
+        await expect(page.get_by_role("status")).to_contain_text("Key revoked")
+        await page.reload()
+        assert secret not in await page.content()  # the secret is never shown again
+        refused = await api.get("/v1/api_key", headers={"Authorization": f"Bearer {secret}"})
+        assert refused.status_code == 401
