@@ -24,7 +24,8 @@ from markupsafe import Markup
 
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
 GRIDLINES = 4  # the axis is split into about this many steps
-MAX_TICK_LABELS = 16  # more categories than this: label every n-th one
+MAX_TICK_LABELS = 11  # more categories than this: label every n-th one
+MAX_BAR_SHARE = 1 / 12  # one bar (or group) never takes more of the width than this
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,12 @@ class Series:
 class Layout:
     """The drawing's size in SVG units (it scales to the page's width)."""
 
-    width: int = 640
-    height: int = 240
-    left: int = 64  # the y axis's label and numbers
-    right: int = 12
-    top: int = 30  # the legend
-    bottom: int = 44  # the categories' labels and the x axis's label
+    width: int = 480  # narrow enough that its 10-unit text stays legible on a phone
+    height: int = 220
+    left: int = 56  # the y axis's label and numbers
+    right: int = 10
+    top: int = 28  # the legend
+    bottom: int = 42  # the categories' labels and the x axis's label
 
     @property
     def plot_width(self) -> int:
@@ -220,9 +221,11 @@ def bar_chart_svg(chart: BarChart) -> Markup:
         _element(root, "text", "No data yet", class_="empty", text_anchor="middle",
                  x=layout.left + layout.plot_width / 2, y=middle_y)  # fmt: skip
     band = layout.plot_width / max(count, 1)
-    body = band * 0.72  # the rest is the gap between categories
+    body = min(band * 0.72, layout.plot_width * MAX_BAR_SHARE)  # the rest is the gap
     labels = chart.tick_labels or chart.categories
-    label_every = -(-count // MAX_TICK_LABELS) if count else 1
+    # Label every n-th category, so that labels neither crowd nor overlap (~6 units a letter).
+    widest = max((len(label) for label in labels), default=0) * 6 + 6
+    label_every = max(-(-count // MAX_TICK_LABELS), int(-(-widest // band)), 1)
     for index, category in enumerate(chart.categories):
         left = layout.left + index * band + (band - body) / 2
         stacked_below = 0
