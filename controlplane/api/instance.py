@@ -1,11 +1,13 @@
 """``/v1/instance``: what the operator of this Brik Cloud installation manages — every
-organization and its plan. Superusers only (``brik-cloud bootstrap`` creates one); they reach
-every organization, member or not. The same plan change as ``brik-cloud set-plan``.
+organization, its plan and this month's pushes against it. Superusers only (``brik-cloud
+bootstrap`` creates one); they reach every organization, member or not. The same plan change
+as ``brik-cloud set-plan``.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -14,7 +16,18 @@ from controlplane import audit
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Call, Operation
 from controlplane.billing import set_plan_by_admin
-from controlplane.models import Organization, Plan, PlanSource
+from controlplane.models import KeyMode, Organization, Plan, PlanSource, UsagePeriod
+from controlplane.plans import limits_for
+from controlplane.settings import Settings
+from controlplane.usage import period_start
+
+
+class MonthPushes(BaseModel):
+    """Pushes accepted this calendar month (UTC), per mode, and the plan's quota for each."""
+
+    live: int
+    test: int
+    limit: int | None  # per mode; None: unlimited
 
 
 class InstanceOrganization(BaseModel):
@@ -25,9 +38,11 @@ class InstanceOrganization(BaseModel):
     plan_source: PlanSource
     stripe_customer_id: str | None
     created_at: datetime
+    pushes_this_month: MonthPushes
 
     @classmethod
-    def of(cls, row: Organization) -> InstanceOrganization:
+    def of(cls, row: Organization, settings: Settings) -> InstanceOrganization:
+        """The organization, its pushes not yet counted (:func:`count_pushes`)."""
         return cls(
             id=row.id,
             name=row.name,
@@ -35,7 +50,20 @@ class InstanceOrganization(BaseModel):
             plan_source=row.plan_source,
             stripe_customer_id=row.stripe_customer_id,
             created_at=row.created_at,
+            pushes_this_month=MonthPushes(
+                live=0, test=0, limit=limits_for(row.plan, settings).pushes_per_month
+            ),
         )
+
+
+async def count_pushes(organizations: Sequence[InstanceOrganization]) -> None:
+    """Fill in each organization's pushes this month, by mode, in one query."""
+    by_id = {organization.id: organization.pushes_this_month for organization in organizations}
+    rows = await UsagePeriod.filter(
+        organization_id__in=list(by_id), period_start=period_start(datetime.now(UTC))
+    ).values_list("organization_id", "mode", "pushes")
+    for organization_id, mode, pushes in rows:
+        setattr(by_id[str(organization_id)], KeyMode(mode).value, int(pushes))
 
 
 class PlanChange(BaseModel):
@@ -44,8 +72,14 @@ class PlanChange(BaseModel):
 
 
 async def list_instance_organizations(call: Call) -> Page[InstanceOrganization]:
-    """Every organization of this installation."""
-    return await paginate(Organization.all(), call.query_as(ListQuery), InstanceOrganization.of)
+    """Every organization of this installation, with this month's pushes."""
+    page = await paginate(
+        Organization.all(),
+        call.query_as(ListQuery),
+        lambda row: InstanceOrganization.of(row, call.settings),
+    )
+    await count_pushes(page.data)
+    return page
 
 
 async def set_organization_plan(call: Call) -> InstanceOrganization:
@@ -56,7 +90,9 @@ async def set_organization_plan(call: Call) -> InstanceOrganization:
     await set_plan_by_admin(
         organization, plan, call.settings, audit.Actor.of(call.principal), call.origin
     )
-    return InstanceOrganization.of(organization)
+    changed = InstanceOrganization.of(organization, call.settings)
+    await count_pushes([changed])
+    return changed
 
 
 operations = [

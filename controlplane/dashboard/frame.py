@@ -3,18 +3,23 @@
 Built from the operations themselves (the organizations the user belongs to, the projects of
 the current one), so the switchers list exactly what the API would let this person reach.
 Buttons a role may not use are left out (``frame.can``); the server refuses the forms anyway.
+A subscription whose payment failed is shown on every page of its organization
+(``frame.billing_warning``), with the day its plan lapses.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from controlplane.api.billing import Billing, Subscription
 from controlplane.api.organizations import Organization
 from controlplane.api.pagination import Page
 from controlplane.api.projects import Project
 from controlplane.auth.admin import AdminPrincipal
 from controlplane.auth.permissions import PROJECT_DATA_SCOPES, Permission, allows
 from controlplane.dashboard.gateway import Gateway
+from controlplane.errors import PermissionDenied
 from controlplane.models import KeyMode, Role
 
 MODES = (KeyMode.TEST, KeyMode.LIVE)
@@ -28,6 +33,7 @@ class Frame:
     projects: list[Project] = field(default_factory=list)
     project: Project | None = None
     mode: KeyMode | None = None
+    billing_warning: Subscription | None = None  # past due: the plan lapses at its grace end
 
     @property
     def role(self) -> Role | None:
@@ -36,6 +42,13 @@ class Frame:
     @property
     def is_instance_admin(self) -> bool:
         return bool(self.admin.user.is_superuser)
+
+    @property
+    def billing_grace_ended(self) -> bool:
+        """The past-due subscription's grace period is over: the plan has lapsed to Free."""
+        warning = self.billing_warning
+        ends = warning.grace_period_ends_at if warning else None
+        return ends is not None and ends <= datetime.now(UTC)
 
     def can(self, permission: str) -> bool:
         """May the viewer do ``permission`` (a role permission or a project-data scope)?"""
@@ -95,4 +108,24 @@ async def build_frame(
             query={"limit": "100"},
         )
         frame.projects = projects.data
+        frame.billing_warning = await _past_due_subscription(gateway, organization_id)
     return frame
+
+
+# Statuses in which a subscription pays for its plan without a warning.
+_PAYING = frozenset({"active", "trialing"})
+
+
+async def _past_due_subscription(gateway: Gateway, organization_id: str) -> Subscription | None:
+    """The organization's subscription whose renewal failed, unless another one pays."""
+    try:
+        billing = await gateway.get(
+            Billing,
+            "/v1/organizations/{organization_id}/billing",
+            params={"organization_id": organization_id},
+        )
+    except PermissionDenied:
+        return None
+    if any(subscription.status in _PAYING for subscription in billing.subscriptions):
+        return None
+    return next((s for s in billing.subscriptions if s.status == "past_due"), None)

@@ -9,7 +9,7 @@ message and status.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -75,9 +75,21 @@ class View:
             method, path, project_id=self.project_id, mode=self.mode, **kwargs
         )
 
-    def render(self, template: str, status_code: int = 200, **context: Any) -> Response:
+    def render(
+        self,
+        template: str,
+        status_code: int = 200,
+        *,
+        form_targets: Iterable[str] = (),
+        **context: Any,
+    ) -> Response:
+        """The page; ``form_targets``: other sites its forms lead to (Stripe's pages)."""
         return render(
-            self.request, template, {"frame": self.frame, **context}, status_code=status_code
+            self.request,
+            template,
+            {"frame": self.frame, **context},
+            status_code=status_code,
+            form_targets=form_targets,
         )
 
     def redirect(self, url: str) -> Response:

@@ -9,8 +9,10 @@ from starlette.staticfiles import StaticFiles
 
 from controlplane.dashboard.pages import (
     api_keys,
+    billing,
     credentials,
     devices,
+    instance,
     overview,
     projects,
     pushes,
@@ -27,5 +29,7 @@ routes: list[BaseRoute] = [
     *pushes.routes,
     *devices.routes,
     *credentials.routes,
+    *billing.routes,
+    *instance.routes,
     Mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static"),
 ]

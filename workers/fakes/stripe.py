@@ -9,7 +9,10 @@ Brik talks to Stripe through one API base, so this fake sits at that address:
   invoices, payment methods, webhook configuration …), so the stateful parts stay real.
 
 Requests are form-encoded with Stripe's bracket notation and need a secret key, as on Stripe.
-A test plays the customer with ``POST /_fake/checkout/sessions/{id}/complete``: the fake pays
+A test plays the customer with ``POST /_fake/checkout/sessions/{id}/complete``, or a browser
+does on the session's ``url`` — a small hosted Checkout page whose Pay button pays, then sends
+the browser to the session's ``success_url`` (Cancel: its ``cancel_url``), as Stripe's does;
+a portal session's ``url`` is a page that leads back to its ``return_url``. The fake pays
 with a card through localstripe (which creates the subscription and sends its own signed
 ``customer.subscription.created``), then sends ``checkout.session.completed`` signed the way
 Stripe signs (``Stripe-Signature: t=…,v1=HMAC-SHA256(secret, "t.payload")``) to every webhook
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import itertools
 import json
 import re
@@ -33,7 +37,7 @@ from urllib.parse import parse_qsl
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from workers.fakes.local_server import LocalServer
@@ -86,6 +90,14 @@ def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+def _page(title: str, body: str) -> str:
+    """A hosted page of the fake (Checkout, the portal): plain HTML, no script."""
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title} (fake '
+        f"Stripe)</title></head><body><h1>{title}</h1>{body}</body></html>"
+    )
+
+
 def _new_id(prefix: str) -> str:
     return f"{prefix}_test_{secrets.token_hex(12)}"
 
@@ -100,6 +112,8 @@ class FakeStripe(LocalServer):
     meter_events: list[dict[str, Any]] = field(default_factory=list)  # accepted, no duplicates
     duplicate_meter_events: int = 0
     webhooks: dict[str, tuple[str, str]] = field(default_factory=dict)  # id → (url, secret)
+    # The secret key that created each Checkout session: its hosted page pays as that account.
+    session_accounts: dict[str, str] = field(default_factory=dict)
 
     def app(self) -> Starlette:
         return Starlette(
@@ -110,6 +124,8 @@ class FakeStripe(LocalServer):
                 Route("/v1/billing/meter_events", self._meter_event, methods=["POST"]),
                 Route("/_config/webhooks/{id}", self._config_webhook, methods=["POST"]),
                 Route("/_fake/checkout/sessions/{id}/complete", self._complete, methods=["POST"]),
+                Route("/checkout/{id}", self._checkout_page, methods=["GET", "POST"]),
+                Route("/portal/{id}", self._portal_page, methods=["GET"]),
                 Route("/{path:path}", self._forward, methods=["GET", "POST", "DELETE"]),
             ]
         )
@@ -164,6 +180,7 @@ class FakeStripe(LocalServer):
             "livemode": False,
         }
         self.checkout_sessions[session_id] = session
+        self.session_accounts[session_id] = request.headers["authorization"]
         return JSONResponse(session)
 
     async def _retrieve_checkout(self, request: Request) -> Response:
@@ -234,7 +251,40 @@ class FakeStripe(LocalServer):
         if session is None or session["status"] != "open":
             return _error(404, "No open checkout session with that id.")
         card = dict(parse_qsl((await request.body()).decode())).get("card", GOOD_CARD)
-        auth = {"authorization": request.headers.get("authorization", "")}
+        return await self._pay(session, card, request.headers.get("authorization", ""))
+
+    async def _checkout_page(self, request: Request) -> Response:
+        """The hosted Checkout page: GET shows it, its form (POST) pays with the good card
+        and sends the browser back to the session's success URL."""
+        session = self.checkout_sessions.get(request.path_params["id"])
+        if session is None or session["status"] != "open":
+            return HTMLResponse(_page("Checkout", "<p>This checkout has ended.</p>"), 404)
+        if request.method == "POST":
+            paid = await self._pay(session, GOOD_CARD, self.session_accounts[session["id"]])
+            if paid.status_code != 200:
+                return paid
+            return RedirectResponse(session["success_url"], status_code=303)
+        price = html.escape(str(session["line_items"][0]["price"]))
+        cancel = html.escape(session["cancel_url"], quote=True)
+        body = (
+            f"<p>Subscribe to <strong>{price}</strong> (test mode: card {GOOD_CARD}).</p>"
+            f'<form method="post"><button type="submit">Pay and subscribe</button></form>'
+            f'<p><a href="{cancel}">Cancel and go back</a></p>'
+        )
+        return HTMLResponse(_page("Checkout", body))
+
+    async def _portal_page(self, request: Request) -> Response:
+        session = self.portal_sessions.get(request.path_params["id"])
+        if session is None:
+            return HTMLResponse(_page("Billing portal", "<p>No such session.</p>"), 404)
+        back = html.escape(session.get("return_url") or "/", quote=True)
+        body = f'<p>Customer portal (fake).</p><p><a href="{back}">Return</a></p>'
+        return HTMLResponse(_page("Billing portal", body))
+
+    async def _pay(self, session: dict[str, Any], card: str, authorization: str) -> Response:
+        """The customer pays: a card through localstripe, the subscription, then Stripe's
+        ``checkout.session.completed`` to every webhook."""
+        auth = {"authorization": authorization}
         async with httpx.AsyncClient(base_url=self.upstream, headers=auth) as upstream:
             method = await upstream.post(
                 "/v1/payment_methods",

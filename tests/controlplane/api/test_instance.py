@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import httpx
 import pytest
 
-from controlplane.models import AuditEvent, Organization, User
+from controlplane.models import AuditEvent, KeyMode, Organization, UsagePeriod, User
+from controlplane.usage import period_start
 from tests.support.tenants import Person, make_person, make_tenant
 
 pytestmark = pytest.mark.database
@@ -21,16 +24,25 @@ async def test_the_operator_sees_every_organization_and_sets_their_plans(
     client: httpx.AsyncClient,
 ) -> None:
     acme, globex = await make_tenant("Acme"), await make_tenant("Globex")
+    this_month = period_start(datetime.now(UTC))
+    await UsagePeriod.create(organization=acme.organization, period_start=this_month,
+                             mode=KeyMode.LIVE, pushes=42)  # fmt: skip
+    await UsagePeriod.create(organization=acme.organization, period_start=this_month.replace(
+        year=this_month.year - 1), mode=KeyMode.TEST, pushes=99)  # fmt: skip
     ops = await operator()  # a member of neither
     listed = await client.get("/v1/instance/organizations", headers=ops.headers)
     assert listed.status_code == 200, listed.text
     assert {org["name"] for org in listed.json()["data"]} == {"Acme", "Globex"}
     assert {org["plan_source"] for org in listed.json()["data"]} == {"default"}
+    pushes = {org["name"]: org["pushes_this_month"] for org in listed.json()["data"]}
+    assert pushes == {"Acme": {"live": 42, "test": 0, "limit": 10_000},  # last year's: not
+                      "Globex": {"live": 0, "test": 0, "limit": 10_000}}  # fmt: skip
 
     path = f"/v1/instance/organizations/{acme.organization.id}/plan"
     changed = await client.put(path, json={"plan": "enterprise"}, headers=ops.headers)
     assert changed.status_code == 200, changed.text
     assert (changed.json()["plan"], changed.json()["plan_source"]) == ("enterprise", "admin")
+    assert changed.json()["pushes_this_month"] == {"live": 42, "test": 0, "limit": None}
     stored = await Organization.get(id=acme.organization.id)
     assert (stored.plan, stored.plan_source) == ("enterprise", "admin")
     assert (await Organization.get(id=globex.organization.id)).plan == "free"
