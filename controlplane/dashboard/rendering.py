@@ -49,13 +49,17 @@ def _pretty_json(value: Any) -> str:
 
 
 def _size(count: int | None) -> str:
+    """Bytes in the units the plans are sold in (1 GB = 10⁹ bytes)."""
     if count is None:
         return "—"
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
-            return f"{count:,} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
-        count = count / 1024  # type: ignore[assignment]
-    return str(count)
+    if count < 1000:
+        return f"{count:,} bytes"
+    value = float(count)
+    for unit in ("KB", "MB", "GB", "TB"):
+        value /= 1000
+        if value < 1000 or unit == "TB":
+            break
+    return f"{value:,.1f} {unit}"
 
 
 environment = Environment(

@@ -32,14 +32,21 @@ def run_once(workdir: Path, password: str | None = None) -> tuple[dict[str, Any]
         assert len(redis_children) == 1, "dev should run exactly one embedded redis-server"
         pipeline = httpx.post(f"{url}/healthz/pipeline", timeout=10)
         assert pipeline.status_code == 200, pipeline.text  # the in-process worker answers
-        dashboard = httpx.get(dev_json["dashboard_url"], timeout=5)
+        # The dashboard URL dev prints leads to sign-in, with the first-run hint.
+        dashboard = httpx.get(dev_json["dashboard_url"], timeout=5, follow_redirects=True)
         assert dashboard.status_code == 200
+        assert "Sign in to Brik Cloud" in dashboard.text
+        assert "brik-cloud dev" in dashboard.text
         for key in dev_json["keys"].values():  # the keys dev.json holds are keys that work
             me = httpx.get(f"{url}/v1/api_key", headers={"Authorization": f"Bearer {key}"})
             assert me.status_code == 200, me.text
         with httpx.Client(base_url=url, timeout=10) as admin:
             password = password or dev_json["admin_password"]
             credentials = {"email": dev_json["admin_email"], "password": password}
+            # The printed admin login signs in to the dashboard, onto dev's project.
+            signed_in = admin.post("/dashboard/sign-in", data=credentials,
+                                   headers={"Origin": url}, follow_redirects=True)  # fmt: skip
+            assert signed_in.url.path == f"/dashboard/projects/{dev_json['project_id']}/test"
             assert admin.post("/v1/auth/login", json=credentials).status_code == 200
             invited = admin.post(f"/v1/organizations/{dev_json['org_id']}/invitations",
                                  json={"email": f"dev{port}@example.com"})  # fmt: skip
@@ -115,6 +122,10 @@ def test_a_revoked_key_and_a_changed_password_are_not_shown_again(tmp_path: Path
         wait_until_ready(process, url)
         with httpx.Client(base_url=url, timeout=10) as admin:
             credentials = {"email": first["admin_email"], "password": first["admin_password"]}
+            # The printed admin login signs in to the dashboard, onto dev's project.
+            signed_in = admin.post("/dashboard/sign-in", data=credentials,
+                                   headers={"Origin": url}, follow_redirects=True)  # fmt: skip
+            assert signed_in.url.path == f"/dashboard/projects/{dev_json['project_id']}/test"
             assert admin.post("/v1/auth/login", json=credentials).status_code == 200
             keys = f"/v1/projects/{first['project_id']}/api_keys"
             [secret] = [k for k in admin.get(keys).json()["data"] if k["name"] == "test_secret"]

@@ -49,6 +49,15 @@ document.querySelectorAll("form[method=post]").forEach((form) => {
     });
   });
 });
+// Coming back (Back from Stripe Checkout) may show the page from the browser's cache with
+// its buttons still disabled: enable them again.
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted) {
+    document.querySelectorAll("form[method=post] button[type=submit]").forEach((button) => {
+      button.disabled = false;
+    });
+  }
+});
 
 // Live push status: <section data-push-events="…/events">, fed by the push's event stream
 // (`event: push` with the push as JSON on every change, `event: end` once it is final).
