@@ -18,7 +18,7 @@ async def test_a_member_signs_in_lands_on_their_project_and_signs_out(
     tenant = await make_tenant("Signin Co", roles=(Role.OWNER,))
     await sign_in(page, tenant.owner)
     assert page.url.endswith(f"/dashboard/projects/{tenant.project.id}/test")
-    await expect(page.get_by_role("status").first).to_contain_text("Test data")
+    await expect(page.locator(".test-banner")).to_contain_text("Test data")
     await page.get_by_role("button", name="Sign out").click()
     await expect(page.get_by_role("status")).to_contain_text("You are signed out")
     await page.goto(f"/dashboard/projects/{tenant.project.id}/test")

@@ -1,0 +1,124 @@
+"""The composer, a push's page and the history, as an admin and as a viewer would use them."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from controlplane.models import Push, PushStatus, Role
+from tests.dashboard.conftest import sign_in
+from tests.support.tenants import make_tenant
+
+pytestmark = pytest.mark.database
+
+IPHONE = "cd" * 32
+
+
+async def register(dashboard_url: str, secret_key: str, **device: str) -> None:
+    async with httpx.AsyncClient(
+        base_url=dashboard_url, headers={"Authorization": f"Bearer {secret_key}"}
+    ) as api:
+        answer = await api.post("/v1/devices", json=device)
+        assert answer.status_code == 200, answer.text
+
+
+async def test_a_scheduled_push_is_listed_and_canceled(
+    page: Page, dashboard_url: str, database: None
+) -> None:
+    tenant = await make_tenant("Schedule Co", roles=(Role.OWNER,))
+    await register(dashboard_url, tenant.secret_key, token=IPHONE, platform="ios", user_id="bo")
+    await sign_in(page, tenant.owner)
+    test = f"/dashboard/projects/{tenant.project.id}/test"
+    await page.goto(f"{test}/compose")
+    await page.get_by_label("User ids").fill("bo")
+    await page.get_by_label("Title", exact=True).fill("Flash sale tomorrow")
+    later = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    await page.get_by_label("Send at").fill(later)
+    await page.get_by_role("button", name="Send").click()
+    await page.wait_for_url("**/pushes/psh_*")
+    await expect(page.locator('[data-field="status"]')).to_have_text("scheduled")
+    push_id = page.url.rsplit("/", 1)[1].split("?")[0]
+
+    await page.goto(f"{test}/pushes?status=scheduled")
+    await page.get_by_role("link", name=push_id).click()
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await page.get_by_role("button", name="Cancel scheduled push").click()
+    await expect(page.get_by_role("status")).to_contain_text("canceled")
+    await expect(page.locator('[data-field="status"]')).to_have_text("canceled")
+    assert (await Push.get(id=push_id)).status is PushStatus.CANCELED
+    await page.goto(f"{test}/pushes?status=scheduled")
+    await expect(page.get_by_role("link", name=push_id)).to_have_count(0)
+
+
+async def test_a_refused_push_shows_the_apis_reason_beside_the_form_and_keeps_the_fields(
+    page: Page, database: None
+) -> None:
+    tenant = await make_tenant("Refused Co", roles=(Role.OWNER,))
+    await sign_in(page, tenant.owner)
+    await page.goto(f"/dashboard/projects/{tenant.project.id}/test/compose")
+    await page.get_by_label("Title", exact=True).fill("Nobody to send to")
+    await page.get_by_role("button", name="Send").click()
+    await expect(page.get_by_role("alert")).to_contain_text("device_ids, user_ids or tags")
+    await expect(page.get_by_label("Title", exact=True)).to_have_value("Nobody to send to")
+    await page.get_by_label("Custom data").fill("{not json")
+    await page.get_by_role("button", name="Preview").click()
+    await expect(page.get_by_role("alert")).to_contain_text("data: not valid JSON")
+    assert await Push.filter(project_id=tenant.project.id).count() == 0
+
+
+async def test_a_viewer_previews_but_cannot_send_and_the_server_refuses_the_form(
+    page: Page, dashboard_url: str, database: None
+) -> None:
+    tenant = await make_tenant("Viewer Co", roles=(Role.OWNER, Role.VIEWER))
+    await register(dashboard_url, tenant.secret_key, token=IPHONE, platform="ios", user_id="cy")
+    await sign_in(page, tenant.people[Role.VIEWER])
+    test = f"/dashboard/projects/{tenant.project.id}/test"
+    await page.goto(f"{test}/compose")
+    await expect(page.get_by_role("button", name="Send")).to_have_count(0)
+    await page.get_by_label("Title", exact=True).fill("Hello")
+    await page.get_by_role("button", name="Preview").click()
+    await expect(page.get_by_role("region", name="APNs preview")).to_contain_text('"Hello"')
+    # The form posted anyway (as a crafted request would) is refused by the operation.
+    answer = await page.request.post(
+        f"{test}/compose",
+        form={"kind": "alert", "alert.title": "Hello", "to.user_ids": "cy", "action": "send"},
+        headers={"Origin": dashboard_url},
+    )
+    assert answer.status == 403
+    assert "pushes:write" in await answer.text()
+    assert await Push.filter(project_id=tenant.project.id).count() == 0
+    for section, button in (("devices", None), ("api-keys", "Create key"),
+                            ("credentials", "Upload APNs key")):  # fmt: skip
+        await page.goto(f"{test}/{section}")
+        if button:
+            await expect(page.get_by_role("button", name=button)).to_have_count(0)
+
+
+async def test_reading_and_sending_work_with_javascript_off(
+    browser: Browser, dashboard_url: str, database: None
+) -> None:
+    tenant = await make_tenant("NoScript Co", roles=(Role.OWNER,))
+    await register(dashboard_url, tenant.secret_key, token=IPHONE, platform="ios", user_id="di")
+    context = await browser.new_context(base_url=dashboard_url, java_script_enabled=False)
+    try:
+        page = await context.new_page()
+        await sign_in(page, tenant.owner)
+        test = f"/dashboard/projects/{tenant.project.id}/test"
+        await page.goto(f"{test}/compose")
+        await page.get_by_label("User ids").fill("di")
+        await page.get_by_label("Title", exact=True).fill("No script needed")
+        await page.get_by_role("button", name="Send").click()
+        await page.wait_for_url("**/pushes/psh_*")
+        await expect(page.get_by_role("heading", level=1)).to_contain_text("Push")
+        await expect(page.get_by_text("Recipients", exact=True)).to_be_visible()
+        await page.goto(f"{test}/devices")
+        await expect(page.get_by_role("table")).to_contain_text("di")
+        # The switcher's Go button stands in for the script's auto-submit.
+        await page.get_by_role("button", name="Go").click()
+        await expect(page.get_by_role("heading", level=1)).to_be_visible()
+    finally:
+        await context.close()
