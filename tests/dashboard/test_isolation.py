@@ -17,8 +17,8 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from controlplane.models import ActivityStatus, ApiKey, Device, Push, PushStatus, Role
 from controlplane.models import Activity as ActivityRow
+from controlplane.models import ActivityStatus, ApiKey, Device, Push, PushStatus, Role
 from tests.controlplane.test_isolation import make_victim_rows
 from tests.support.servers import serving
 from tests.support.tenants import Person, make_tenant
@@ -73,23 +73,25 @@ async def test_every_dashboard_page_answers_404_for_another_tenants_ids(
         "project_id": attacker.project.id,
     }
     walked = []
-    async with serving(app) as base_url:
-        async with httpx.AsyncClient(base_url=base_url, headers={"Origin": base_url}) as client:
-            await sign_in(client, attacker.owner)
-            for route in dashboard_routes(app):
-                assert route.methods is not None
-                for method in sorted(route.methods - {"HEAD"}):
-                    for ids in (victim_ids, own_scope):
-                        params = set(_PARAM.findall(route.path))
-                        if ids is own_scope and not params - {*OWN, *NAMES}:
-                            continue  # nothing of the victim's left in the path
-                        if ids is own_scope and (method, route.path) in WRITES_BY_NAME:
-                            continue
-                        path = fill(route.path, ids)
-                        answer = await client.request(method, path, data={"action": "revoke"})
-                        walked.append((method, path))
-                        assert answer.status_code == 404, (method, path, answer.status_code)
-                        assert "No such" in answer.text, (method, path)  # the API's message
+    async with (
+        serving(app) as base_url,
+        httpx.AsyncClient(base_url=base_url, headers={"Origin": base_url}) as client,
+    ):
+        await sign_in(client, attacker.owner)
+        for route in dashboard_routes(app):
+            assert route.methods is not None
+            for method in sorted(route.methods - {"HEAD"}):
+                for ids in (victim_ids, own_scope):
+                    params = set(_PARAM.findall(route.path))
+                    if ids is own_scope and not params - {*OWN, *NAMES}:
+                        continue  # nothing of the victim's left in the path
+                    if ids is own_scope and (method, route.path) in WRITES_BY_NAME:
+                        continue
+                    path = fill(route.path, ids)
+                    answer = await client.request(method, path, data={"action": "revoke"})
+                    walked.append((method, path))
+                    assert answer.status_code == 404, (method, path, answer.status_code)
+                    assert "No such" in answer.text, (method, path)  # the API's message
     assert len(walked) >= 20
     # Nothing of the victim's changed.
     assert await Device.filter(id=victim_ids["device_id"]).exists()
