@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
-from playwright.async_api import Page, expect
+import re
+from collections.abc import Callable
 
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from controlplane.app import create_app
 from controlplane.models import Role
+from controlplane.settings import Settings
 from tests.dashboard.conftest import sign_in
+from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, FakeOidcProvider
+from tests.support.servers import bound_socket, serving
 from tests.support.tenants import make_tenant
 
 pytestmark = pytest.mark.database
@@ -34,3 +41,52 @@ async def test_a_wrong_password_is_refused_with_the_apis_message(
     await page.get_by_label("Password").fill("not the password")
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.get_by_role("alert")).to_contain_text("Invalid email or password")
+
+
+async def test_sign_in_with_the_configured_oidc_provider_lands_where_the_visitor_was_going(
+    browser: Browser, make_settings: Callable[..., Settings], database: None
+) -> None:
+    tenant = await make_tenant("Oidc Co", roles=(Role.OWNER,))
+    provider_socket, app_socket = bound_socket(), bound_socket()
+    provider = FakeOidcProvider(
+        issuer=provider_socket[1],
+        identity={"email": tenant.owner.user.email, "email_verified": True, "name": "Owner"},
+    )
+    settings = make_settings(
+        public_base_url=app_socket[1], oidc_issuer=provider.issuer, oidc_client_id=CLIENT_ID,
+        oidc_client_secret=CLIENT_SECRET, oidc_provider_name="Acme SSO",
+    )  # fmt: skip
+    async with (
+        serving(provider.app(), provider_socket),
+        serving(create_app(settings), app_socket) as url,
+    ):
+        context = await browser.new_context(base_url=url)
+        try:
+            page = await context.new_page()
+            api_keys = f"/dashboard/projects/{tenant.project.id}/test/api-keys"
+            await page.goto(api_keys)  # not signed in: sent to sign in, keeping the way back
+            await page.get_by_role("link", name="Sign in with Acme SSO").click()
+            await page.wait_for_url(f"**{api_keys}")
+            await expect(page.get_by_role("heading", level=1)).to_contain_text("API keys")
+        finally:
+            await context.close()
+
+
+async def test_too_many_wrong_passwords_lock_the_account_and_the_page_says_for_how_long(
+    page: Page, database: None
+) -> None:
+    tenant = await make_tenant("Lockout Co", roles=(Role.OWNER,))
+    for _ in range(12):
+        await page.goto("/dashboard/sign-in")
+        await page.get_by_label("Email").fill(tenant.owner.user.email)
+        await page.get_by_label("Password").fill("guessing")
+        await page.get_by_role("button", name="Sign in").click()
+        alert = await page.get_by_role("alert").text_content() or ""
+        if "Invalid email or password" not in alert:
+            break
+    assert re.search(r"Too many failed sign-ins; try again in \d+ seconds", alert), alert
+    # Even the right password is refused while locked.
+    await page.get_by_label("Password").fill(tenant.owner.password)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_contain_text("Too many failed sign-ins")
+    assert "/sign-in" in page.url
