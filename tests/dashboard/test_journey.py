@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import re
 import secrets
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -39,8 +41,36 @@ from workers.fakes.fcm import FakeFCM
 
 pytestmark = pytest.mark.database
 
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "docs" / "images" / "dashboard"
+# The pictures docs/dashboard.md shows, each taken below at the step it shows. They are
+# written to docs/images/dashboard/ when BRIK_UPDATE_SCREENSHOTS=1 (run this test so after a
+# change to a page), else to the test's own directory: taken either way, so a page that stops
+# rendering fails here.
+SHOTS = (
+    "credentials",
+    "devices",
+    "compose-preview",
+    "push-delivered",
+    "overview",
+    "api-key-created",
+)
+
 IPHONE = "ab" * 32
 PIXEL = "pixel-token-" + "z" * 40
+
+
+class Camera:
+    def __init__(self, page: Page, tmp_path: Path) -> None:
+        self.page = page
+        update = os.environ.get("BRIK_UPDATE_SCREENSHOTS") == "1"
+        self.directory = SCREENSHOTS if update else tmp_path / "screenshots"
+        self.taken: list[str] = []
+
+    async def shoot(self, name: str) -> None:
+        assert name in SHOTS, name
+        await self.page.screenshot(path=self.directory / f"{name}.png", full_page=True)
+        self.taken.append(name)
 
 
 @contextlib.contextmanager
@@ -82,7 +112,7 @@ async def product(
 
 @pytest.fixture
 async def product_page(browser: Browser, product: str) -> AsyncIterator[Page]:
-    context = await browser.new_context(base_url=product)
+    context = await browser.new_context(base_url=product, viewport={"width": 1280, "height": 800})
     context.set_default_timeout(15_000)
     page = await context.new_page()
     try:
@@ -101,6 +131,7 @@ async def test_an_admin_sets_up_a_project_sends_a_push_and_watches_it_delivered(
     fcm_fake: FakeFCM,
 ) -> None:
     page = product_page
+    camera = Camera(page, tmp_path)
     tenant = await make_tenant("Journey Co", roles=(Role.OWNER,))
     _, live_key = await issue_api_key(
         tenant.project, name="server", kind=KeyKind.SECRET, mode=KeyMode.LIVE,
@@ -130,6 +161,7 @@ async def test_an_admin_sets_up_a_project_sends_a_push_and_watches_it_delivered(
     apns_section = page.get_by_role("region", name="Apple (APNs auth key)")
     await expect(apns_section).to_contain_text("com.example.journey")
     await expect(apns_section).to_contain_text("sandbox")
+    await camera.shoot("credentials")
 
     # Devices register through the API, as apps do.
     async with httpx.AsyncClient(
@@ -143,6 +175,7 @@ async def test_an_admin_sets_up_a_project_sends_a_push_and_watches_it_delivered(
     rows = page.get_by_role("row")
     await expect(rows).to_have_count(3)  # the header and two devices
     await expect(page.get_by_role("table")).not_to_contain_text(IPHONE)  # tokens redacted
+    await camera.shoot("devices")
 
     # Compose: preview what each provider receives, then send.
     await page.goto(f"{live}/compose")
@@ -154,6 +187,7 @@ async def test_an_admin_sets_up_a_project_sends_a_push_and_watches_it_delivered(
     await expect(apns_preview).to_contain_text('"title": "Your order shipped"')
     await expect(apns_preview).to_contain_text("of 4,096 bytes")
     await expect(page.get_by_role("region", name="FCM preview")).to_contain_text("It arrives")
+    await camera.shoot("compose-preview")
     await page.get_by_role("button", name="Send").click()
     await page.wait_for_url("**/pushes/psh_*")
     push_id = page.url.rsplit("/", 1)[1].split("?")[0]
@@ -169,6 +203,7 @@ async def test_an_admin_sets_up_a_project_sends_a_push_and_watches_it_delivered(
         "Your order shipped"
     ]
     assert len(fcm_fake.received) == 1
+    await camera.shoot("push-delivered")
 
     # The overview counts it; the history lists it.
     await page.goto(live)
@@ -176,6 +211,7 @@ async def test_an_admin_sets_up_a_project_sends_a_push_and_watches_it_delivered(
     await expect(page.get_by_role("region", name="Delivery success, last 24 h")).to_contain_text(
         "100.0 %"
     )
+    await camera.shoot("overview")
     await page.goto(f"{live}/pushes?kind=alert")
     await expect(page.get_by_role("link", name=push_id)).to_be_visible()
 
@@ -185,6 +221,7 @@ async def test_an_admin_sets_up_a_project_sends_a_push_and_watches_it_delivered(
     await page.get_by_role("button", name="Create key").click()
     secret = (await page.locator("#new-secret").text_content() or "").strip()
     assert secret.startswith("bk_sk_live_")
+    await camera.shoot("api-key-created")
     async with httpx.AsyncClient(base_url=product) as api:
         assert (
             await api.get("/v1/api_key", headers={"Authorization": f"Bearer {secret}"})
@@ -197,3 +234,12 @@ async def test_an_admin_sets_up_a_project_sends_a_push_and_watches_it_delivered(
         assert secret not in await page.content()  # the secret is never shown again
         refused = await api.get("/v1/api_key", headers={"Authorization": f"Bearer {secret}"})
         assert refused.status_code == 401
+    assert camera.taken == list(SHOTS)
+
+
+def test_the_docs_show_the_screenshots_the_journey_takes() -> None:
+    page = (ROOT / "docs" / "dashboard.md").read_text()
+    shown = re.findall(r"\(images/dashboard/([\w-]+)\.png\)", page)
+    assert sorted(shown) == sorted(SHOTS)
+    for name in SHOTS:
+        assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000, name

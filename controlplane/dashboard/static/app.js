@@ -1,6 +1,9 @@
 // Brik Cloud dashboard: the few things that need a script. Every page works without it.
 "use strict";
 
+// Scripts run: the switcher needs no Go button (app.css hides it under .js).
+document.documentElement.classList.add("js");
+
 // A <select data-autosubmit> submits its form when changed (the Go button stays for no-JS).
 document.querySelectorAll("select[data-autosubmit]").forEach((select) => {
   select.addEventListener("change", () => select.form.submit());
