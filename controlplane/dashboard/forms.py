@@ -8,6 +8,9 @@ the API would refuse is refused here with the same message, shown beside its fie
 from __future__ import annotations
 
 import json
+import math
+import re
+import secrets
 from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
@@ -17,6 +20,8 @@ from controlplane.errors import InvalidRequest, PayloadTooLarge
 
 MAX_FORM_FIELDS = 200
 MAX_UPLOAD_BYTES = 64 * 1024  # an APNs .p8 is ~250 bytes, an FCM service account ~2.5 KB
+IDEMPOTENCY_FIELD = "idempotency_key"
+_LOCAL_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?")
 
 
 async def read_form(request: Request) -> FormData:
@@ -54,6 +59,41 @@ def integer(form: FormData, name: str) -> int | str | None:
         return int(raw)
     except ValueError:
         return raw
+
+
+def number(form: FormData, name: str) -> int | float | str | None:
+    """A number field (a relevance score); text that is not one is passed on, to be refused."""
+    raw = text(form, name)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        value = float(raw)
+    except ValueError:
+        return raw
+    return value if math.isfinite(value) else raw
+
+
+def utc_moment(form: FormData, name: str) -> str | None:
+    """An ``<input type="datetime-local">`` field, read as UTC (the pages say so), as the RFC 3339
+    moment operations take; other text is passed on for the operation to refuse, named."""
+    raw = text(form, name)
+    if raw is None or _LOCAL_MOMENT.fullmatch(raw) is None:
+        return raw
+    return raw + ("Z" if raw.count(":") == 2 else ":00Z")
+
+
+def new_idempotency_key() -> str:
+    """The key a form carries from the moment it is drawn (hidden field ``idempotency_key``):
+    sent twice — a double click, a reload that posts again — it does its work once."""
+    return f"dashboard_{secrets.token_urlsafe(24)}"
+
+
+def idempotency_key(form: FormData) -> str | None:
+    return text(form, IDEMPOTENCY_FIELD)
 
 
 def json_object(form: FormData, name: str) -> Any:

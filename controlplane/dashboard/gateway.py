@@ -74,8 +74,23 @@ class Gateway:
 
     async def get(self, result_type: type[ResultT], path: str, **kwargs: Any) -> ResultT:
         """A read, typed: ``await gateway.get(Page[ApiKey], "/v1/…", params=…)``."""
-        result = await self.run("GET", path, **kwargs)
-        # A generic page (Page[ApiKey]) is built as a plain Page: check against its origin.
-        expected = result_type.__pydantic_generic_metadata__["origin"] or result_type
-        assert isinstance(result, expected), (type(result), result_type)
-        return result  # type: ignore[return-value]
+        return typed(result_type, await self.run("GET", path, **kwargs))
+
+    async def change(
+        self, result_type: type[ResultT], method: str, path: str, **kwargs: Any
+    ) -> ResultT:
+        """A change, typed — also when it comes back as the first answer replayed for a repeated
+        ``idempotency_key`` (a form sent twice), which is JSON like the API's."""
+        return typed(result_type, await self.run(method, path, **kwargs))
+
+
+def typed(result_type: type[ResultT], result: BaseModel | Response) -> ResultT:
+    """An operation's result as ``result_type``. Some operations answer with a JSON response of
+    their own (state entries carry an ``ETag`` header), and an idempotent replay is one: both
+    are read back through the model, as a client would."""
+    if isinstance(result, Response):
+        return result_type.model_validate_json(bytes(result.body))
+    # A generic page (Page[ApiKey]) is built as a plain Page: check against its origin.
+    expected = result_type.__pydantic_generic_metadata__["origin"] or result_type
+    assert isinstance(result, expected), (type(result), result_type)
+    return result  # type: ignore[return-value]
