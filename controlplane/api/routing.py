@@ -124,6 +124,7 @@ class Call:
     query: BaseModel | None
     rows: dict[str, Model] = field(default_factory=dict)
     after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    path_params: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def tenant(self) -> Tenant:
@@ -185,6 +186,12 @@ class Call:
         row = self.rows[param]
         assert isinstance(row, model)
         return row
+
+    def path_name(self, param: str) -> str:
+        """The path parameter ``param`` that names something in the tenant's own namespace
+        (``PATH_NAMES``: a state key, a widget kind), as the operation was given it — by the
+        URL, or by a dashboard page that read it from a form."""
+        return str(self.path_params[param])
 
     def body_as(self, model: type[ModelT]) -> ModelT:
         assert isinstance(self.body, model)
@@ -381,7 +388,8 @@ async def execute(
             f"{operation.method} {operation.path} takes no request body.",
             code="unexpected_body",
         )
-    call = Call(request, settings, principal, tenant, parsed_body, parsed_query, rows)
+    call = Call(request, settings, principal, tenant, parsed_body, parsed_query, rows,
+                path_params=path_params)  # fmt: skip
     if operation.method in _READ_ONLY_METHODS or not operation.transactional:
         return await operation.handler(call)
     claimed = None

@@ -112,7 +112,7 @@ def _space(call: Call) -> state.Namespace:
 
 
 def _key(call: Call, *, writing: bool) -> str:
-    key = str(call.request.path_params["key"])
+    key = call.path_name("key")
     if not state.is_key(key):
         raise InvalidRequest(f"key: {state.KEY_RULE}.", code="parameter_invalid", param="key")
     if prefix := state.reserved_prefix(key, writing=writing):
@@ -170,7 +170,7 @@ async def _activity_state(call: Call, key: str) -> JSONResponse:
 
 
 async def retrieve_state(call: Call) -> JSONResponse:
-    raw = str(call.request.path_params["key"])
+    raw = call.path_name("key")
     if raw.startswith(state.ACTIVITY_PREFIX):
         return await _activity_state(call, raw)
     key = _key(call, writing=False)

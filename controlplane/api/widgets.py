@@ -48,7 +48,7 @@ class WidgetReloaded(PushSent):
 
 
 def _kind(call: Call) -> str:
-    kind = str(call.request.path_params["kind"])
+    kind = call.path_name("kind")
     if _KIND.match(kind) is None:
         raise InvalidRequest(f"kind: {WIDGET_KIND_RULE}.", code="parameter_invalid", param="kind")
     return kind
