@@ -8,6 +8,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from controlplane.dashboard.pages import (
+    activities,
     api_keys,
     billing,
     credentials,
@@ -17,6 +18,8 @@ from controlplane.dashboard.pages import (
     projects,
     pushes,
     session,
+    state,
+    widgets,
 )
 
 STATIC = Path(__file__).parent / "static"
@@ -29,6 +32,9 @@ routes: list[BaseRoute] = [
     *pushes.routes,
     *devices.routes,
     *credentials.routes,
+    *activities.routes,
+    *state.routes,
+    *widgets.routes,
     *billing.routes,
     *instance.routes,
     Mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static"),

@@ -2,13 +2,15 @@
 
 ``dashboard_url`` serves the app (``create_app``, on the test database and Redis) on a real
 socket; ``page`` is a fresh browser context per test (its own cookies), so tests never share a
-session. ``signed_in`` signs a person in through the sign-in form, as they would.
+session. ``signed_in`` signs a person in through the sign-in form, as they would. ``api`` is
+an HTTP client to the same server, for a tenant's data made (and checked) through the API.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 from starlette.applications import Starlette
@@ -35,6 +37,14 @@ async def browser() -> AsyncIterator[Browser]:
 async def dashboard_url(app: Starlette) -> AsyncIterator[str]:
     async with serving(app) as base_url:
         yield base_url
+
+
+@pytest.fixture
+async def api(dashboard_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client to the same server, for making a tenant's data through the API (with
+    the tenant's key) and checking what the API sees after the dashboard changed it."""
+    async with httpx.AsyncClient(base_url=dashboard_url) as client:
+        yield client
 
 
 @pytest.fixture

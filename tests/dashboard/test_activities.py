@@ -7,7 +7,6 @@ tenant's server and app would; no worker runs, so deliveries stay queued.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -21,12 +20,6 @@ from tests.support.tenants import Tenant, make_tenant
 pytestmark = pytest.mark.database
 
 ACTIVITY_TOKEN = "cd" * 32
-
-
-@pytest.fixture
-async def api(dashboard_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=dashboard_url) as client:
-        yield client
 
 
 async def _call(api: httpx.AsyncClient, tenant: Tenant, path: str, body: dict[str, Any],
