@@ -20,6 +20,7 @@ from tests.support.tenants import Tenant, make_tenant
 pytestmark = pytest.mark.database
 
 ACTIVITY_TOKEN = "cd" * 32
+Form = dict[str, str | float | bool]  # a form as Playwright posts it
 
 
 async def _call(api: httpx.AsyncClient, tenant: Tenant, path: str, body: dict[str, Any],
@@ -95,7 +96,7 @@ async def test_an_owner_filters_updates_once_and_ends_an_activity(
     await page.get_by_label("Title").fill("Almost there")
     await page.get_by_label("10 — at once", exact=False).check()
     form = page.locator("form[action$='/update']")
-    sent_once = {
+    sent_once: Form = {
         name: await form.locator(f"[name={name}]").input_value()
         for name in ("idempotency_key", "content_state", "alert_title")
     }
@@ -110,7 +111,8 @@ async def test_an_owner_filters_updates_once_and_ends_an_activity(
     again = await page.request.post(
         f"{base}/{order_id}/update", form={**sent_once, "priority": "10"}
     )
-    assert again.ok and "Update accepted" in await again.text()
+    assert again.ok
+    assert "Update accepted" in await again.text()
     assert await Push.filter(activity_id=order_id).count() == 1
 
     _accept_dialogs(page)
@@ -144,7 +146,8 @@ async def test_a_viewer_reads_activities_but_has_no_forms_and_the_server_refuses
     await expect(page.locator("#content-state + pre")).to_contain_text('"eta": 30')
     await expect(page.get_by_role("button", name="Send update")).to_have_count(0)
     await expect(page.get_by_role("button", name="End activity")).to_have_count(0)
-    for action, form in (("update", {"content_state": '{"eta": 1}'}), ("end", {})):
+    forms: list[tuple[str, Form]] = [("update", {"content_state": '{"eta": 1}'}), ("end", {})]
+    for action, form in forms:
         refused = await page.request.post(f"{url}/{action}", form=form)
         assert refused.status == 403, action
         assert "pushes:write" in await refused.text()

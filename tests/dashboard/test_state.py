@@ -19,6 +19,7 @@ pytestmark = pytest.mark.database
 
 # Every character a key may hold but letters and digits: namespaces with ':', and '.', '_', '-'.
 SPECIAL_KEY = "user:42:theme_v1.dark-mode"
+Form = dict[str, str | float | bool]  # a form as Playwright posts it
 
 
 def _bearer(tenant: Tenant) -> dict[str, str]:
@@ -141,11 +142,12 @@ async def test_a_viewer_reads_state_but_cannot_write_it(
     await expect(page.get_by_role("heading", name="Set a key")).to_have_count(0)
     await page.get_by_role("link", name="order:A-1").click()
     await expect(page.get_by_role("button", name="Delete key")).to_have_count(0)
-    for url, form in (
+    forms: list[tuple[str, Form]] = [
         (base, {"key": "order:A-1", "value": "1"}),
         (f"{base}/order:A-1", {"action": "set", "value": "1"}),
         (f"{base}/order:A-1", {"action": "delete"}),
-    ):
+    ]
+    for url, form in forms:
         refused = await page.request.post(url, form=form)
         assert refused.status == 403, (url, form)
         assert "state:write" in await refused.text()
