@@ -94,12 +94,15 @@ async def test_an_owner_filters_updates_once_and_ends_an_activity(
 
     await page.locator("#update-content-state").fill('{"eta": 12}')
     await page.get_by_label("Title").fill("Almost there")
+    await page.get_by_label("Stale date").fill("2030-01-31T09:00:00")
+    await page.get_by_label("Relevance score").fill("50")
     await page.get_by_label("10 — at once", exact=False).check()
     form = page.locator("form[action$='/update']")
     sent_once: Form = {
         name: await form.locator(f"[name={name}]").input_value()
-        for name in ("idempotency_key", "content_state", "alert_title")
-    }
+        for name in ("idempotency_key", "content_state", "alert_title", "stale_date",
+                     "relevance_score")
+    }  # fmt: skip
     await page.get_by_role("button", name="Send update").click()
     notice = page.locator(".notice")
     await expect(notice).to_contain_text("Update accepted")
@@ -107,6 +110,7 @@ async def test_an_owner_filters_updates_once_and_ends_an_activity(
     await expect(page.locator("#content-state + pre")).to_contain_text('"eta": 12')
     detail = await _read(api, tenant, order_id)
     assert detail["content_state"] == {"eta": 12}
+    assert (detail["stale_date"], detail["relevance_score"]) == ("2030-01-31T09:00:00Z", 50.0)
     # The same form sent again (a double click, a reload) replays the first answer.
     again = await page.request.post(
         f"{base}/{order_id}/update", form={**sent_once, "priority": "10"}
@@ -125,6 +129,9 @@ async def test_an_owner_filters_updates_once_and_ends_an_activity(
     detail = await _read(api, tenant, order_id)
     assert (detail["status"], detail["content_state"]) == ("dismissed", {"eta": 0})
     assert len(detail["last_deliveries"]) == 2  # the update and the end, still queued
+    await page.get_by_role("link", name=f"activity:{order_id}").click()  # read as state
+    await expect(page.locator("pre")).to_contain_text('"eta": 0')
+    await expect(page.get_by_text("Read-only here")).to_be_visible()
 
     # Ended through the API while the page was open: the form shows the API's 409.
     await page.goto(f"{base}/{match['id']}")
@@ -134,6 +141,28 @@ async def test_an_owner_filters_updates_once_and_ends_an_activity(
     await expect(page.get_by_role("alert")).to_contain_text("is ended: it cannot be updated")
     bad_json = await page.request.post(f"{base}/{order_id}/update", form={"content_state": "{"})
     assert bad_json.status == 400
+
+
+async def test_activities_come_page_by_page(
+    page: Page, api: httpx.AsyncClient, database: None
+) -> None:
+    tenant = await make_tenant("Busy Co", roles=(Role.OWNER,))
+    started = [
+        await _call(api, tenant, "/v1/activities", {
+            "activity_type": "Timer", "content_state": {"n": n}, "to": {"user_ids": ["nobody"]},
+        }, 201)
+        for n in range(26)
+    ]  # fmt: skip
+    base = f"/dashboard/projects/{tenant.project.id}/test/activities"
+    await sign_in(page, tenant.owner, f"{base}?activity_type=Timer")
+    rows = page.get_by_role("row")
+    await expect(rows).to_have_count(26)  # the header and 25, newest first
+    await page.get_by_role("link", name="Older").click()
+    await expect(rows).to_have_count(2)
+    await expect(rows.nth(1)).to_contain_text(started[0]["id"])
+    assert "activity_type=Timer" in page.url  # the filter stays on
+    await page.get_by_role("link", name="Back to the newest").click()
+    await expect(rows).to_have_count(26)
 
 
 async def test_a_viewer_reads_activities_but_has_no_forms_and_the_server_refuses_them(

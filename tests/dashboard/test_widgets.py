@@ -33,6 +33,9 @@ async def test_an_owner_reloads_a_widget_kind_with_new_data_once(
     await _android(api, tenant, "ann")
     await sign_in(page, tenant.owner, f"/dashboard/projects/{tenant.project.id}/test/widgets")
     await expect(page.get_by_text("No widget data yet")).to_be_visible()
+    await page.set_viewport_size({"width": 390, "height": 844})
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    await page.set_viewport_size({"width": 1280, "height": 860})
 
     await page.get_by_label("Kind").fill("OrderWidget")
     await page.get_by_label("Data (JSON object)").fill("[1, 2]")
