@@ -13,7 +13,9 @@ Map:
 - ``frame.py``     — what every page shows around its content: who is signed in, the
   organization and project switchers, the test/live toggle, what the role may do.
 - ``rendering.py`` — Jinja2 templates, the Content-Security-Policy and the error pages.
-- ``forms.py``     — reading a posted form into the JSON an operation takes.
+- ``forms.py``     — reading a posted form into the JSON an operation takes, and the
+  Idempotency-Key a form carries from the moment it is drawn.
+- ``sent.py``      — what a page says after a form sent a push (codes in the redirect, read back).
 - ``charts.py``    — bar charts drawn as SVG on the server (no JavaScript, no CDN).
 - ``pages/``       — one module per area (sign-in, overview, devices, pushes …), each a list of
   routes; ``routes.py`` mounts them with the static assets.
