@@ -28,7 +28,7 @@ pytestmark = pytest.mark.database
 _PARAM = re.compile(r"{(\w+)}")
 # Names, not ids (the mode, a provider, a state key or widget kind in the caller's own
 # namespace): the walk gives them plain values.
-NAMES = {"mode": "test", "provider": "apns"}
+NAMES = {"mode": "test", "provider": "apns", "key": "order:A-1"}
 # Pages that write what a name in the caller's namespace names: asked with the attacker's own
 # project they act on the attacker's data (a 303 after success, or the form's own refusal),
 # never the victim's — the victim's rows are checked at the end.

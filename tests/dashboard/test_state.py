@@ -52,7 +52,7 @@ async def test_an_owner_sets_replaces_and_deletes_keys_and_sees_them_against_the
     await sign_in(page, tenant.owner, base)
 
     await expect(page.locator("#storage").locator("..")).to_contain_text(
-        "1.1 kB of 1.0 GB (free plan)"
+        "1.1 KB of 1.0 GB (free plan)"
     )
     rows = page.get_by_role("row")
     await expect(rows).to_have_count(4)  # the header and three keys, in key order
