@@ -8,11 +8,14 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from controlplane.dashboard.pages import (
+    account,
     api_keys,
+    audit,
     billing,
     credentials,
     devices,
     instance,
+    members,
     overview,
     projects,
     pushes,
@@ -31,5 +34,8 @@ routes: list[BaseRoute] = [
     *credentials.routes,
     *billing.routes,
     *instance.routes,
+    *members.routes,
+    *account.routes,
+    *audit.routes,
     Mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static"),
 ]
