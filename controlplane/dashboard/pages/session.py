@@ -62,8 +62,8 @@ async def sign_in(request: Request) -> Response:
         if await signed_in_admin(request) is not None:
             return RedirectResponse(next_url, status_code=303)
         notice = NOTICES.get(request.query_params.get("notice", ""))
-        email = (request.query_params.get("email") or "")[:320]  # after an invitation
-        return await _sign_in_page(request, next=next_url, notice=notice, email=email)
+        invited = (request.query_params.get("email") or "")[:320]  # after an invitation
+        return await _sign_in_page(request, next=next_url, notice=notice, email=invited)
     form = await read_form(request)
     next_url = _next(text(form, "next"))
     email = text(form, "email")
