@@ -128,6 +128,8 @@ async def _page(view: View, *, error: APIError | None = None, status_code: int =
             Page[Invitation], INVITATIONS, params=organization,
             query={"status": "pending", "limit": "100"},
         )  # fmt: skip
+    if error_member_id not in {member.id for member in members.data}:
+        error_member_id = None  # not on this page: the error goes above the list
     actor = view.frame.role
     manages = view.frame.can(Permission.MEMBERS_MANAGE)
     me = view.frame.admin.user.id
@@ -179,14 +181,14 @@ async def member_action(view: View) -> Response:
     params = {"organization_id": view.organization_id, "member_id": member_id}
     action = text(form, "action")
     try:
+        member = await view.gateway.get(Member, MEMBER, params=params)  # 404 when out of reach
         if action == "role":
             await view.gateway.run("PATCH", MEMBER, params=params,
                                    body={"role": text(form, "role") or ""})  # fmt: skip
             return view.redirect(view.frame.organization_url("members") + "?notice=role_changed")
         if action == "remove":
-            removed = await view.gateway.get(Member, MEMBER, params=params)
             await view.gateway.run("DELETE", MEMBER, params=params)
-            if removed.user_id == view.frame.admin.user.id:  # they left
+            if member.user_id == view.frame.admin.user.id:  # they left
                 return view.redirect("/dashboard/")
             return view.redirect(view.frame.organization_url("members") + "?notice=removed")
         raise InvalidRequest("Unknown action.", param="action")
@@ -202,8 +204,8 @@ async def invitation_action(view: View) -> Response:
     params = {"organization_id": view.organization_id, "invitation_id": view.param("invitation_id")}
     action = text(form, "action")
     try:
+        invitation = await view.gateway.get(Invitation, INVITATION, params=params)
         if action == "resend":
-            invitation = await view.gateway.get(Invitation, INVITATION, params=params)
             # Inviting the address again withdraws the earlier invitation: one usable link.
             await view.gateway.run(
                 "POST", INVITATIONS, params={"organization_id": view.organization_id},
