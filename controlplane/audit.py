@@ -27,6 +27,7 @@ AUDITED_ACTIONS: dict[str, str] = {
     "user.created": "an account was created (invitation or OIDC sign-up)",
     "access_token.created": "a personal access token was created",
     "access_token.revoked": "a personal access token was revoked",
+    "session.revoked": "a user ended one of their sessions (signed a browser out)",
     "organization.created": "an organization was created",
     "organization.updated": "an organization was renamed",
     "organization.deleted": "an organization was deleted with everything in it",

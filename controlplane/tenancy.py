@@ -45,6 +45,7 @@ from controlplane.models import (
     Project,
     Push,
     Role,
+    Session,
 )
 from controlplane.models.ids import is_well_formed_id
 from controlplane.payloads import WIDGET_KIND_PATTERN, WIDGET_KIND_RULE
@@ -59,7 +60,7 @@ _NOUNS = {
 TENANT_PARAMS = frozenset(_NOUNS)
 
 # Rows that belong to the signed-in user rather than to an organization.
-USER_OWNED: frozenset[type[Model]] = frozenset({PersonalAccessToken})
+USER_OWNED: frozenset[type[Model]] = frozenset({PersonalAccessToken, Session})
 
 # Path parameter → the model it names and the noun used in "No such …" messages.
 PATH_OBJECTS: dict[str, tuple[type[Model], str]] = {
@@ -68,6 +69,7 @@ PATH_OBJECTS: dict[str, tuple[type[Model], str]] = {
     "api_key_id": (ApiKey, "API key"),
     "audit_event_id": (AuditEvent, "audit event"),
     "access_token_id": (PersonalAccessToken, "access token"),
+    "session_id": (Session, "session"),
     "device_id": (Device, "device"),
     "push_id": (Push, "push"),
     "activity_id": (Activity, "activity"),

@@ -41,6 +41,7 @@ OTHER_VARIABLES = {
     "BRIK_BENCH_DATABASE_URL",
     "BRIK_BENCH_REDIS_URL",
     "BRIK_BENCH_API_KEY",
+    "BRIK_UPDATE_SCREENSHOTS",  # tests/dashboard/test_journey.py: refresh the docs' pictures
 }
 
 

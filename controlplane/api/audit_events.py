@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from controlplane.api.fields import Moment, ObjectId
+from controlplane.api.fields import Email, Moment, ObjectId
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Call, Operation
 from controlplane.auth.permissions import Permission
@@ -59,6 +59,11 @@ class AuditEventListQuery(ListQuery):
         description="Exact action, or a prefix ending in '.*'.",
     )
     actor_id: ObjectId | None = None
+    actor_email: Email | None = Field(
+        default=None,
+        description="Events by the person with this email, whoever they are now (a member who "
+        "has left, or one whose account was deleted, included).",
+    )
     target_id: ObjectId | None = None
     created_gte: Moment | None = None
     created_lt: Moment | None = None
@@ -74,6 +79,8 @@ async def list_audit_events(call: Call) -> Page[AuditEvent]:
             query = query.filter(action=params.action)
     if params.actor_id:
         query = query.filter(actor_id=params.actor_id)
+    if params.actor_email:
+        query = query.filter(actor_email=params.actor_email)
     if params.target_id:
         query = query.filter(target_id=params.target_id)
     if params.created_gte:

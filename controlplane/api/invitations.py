@@ -71,6 +71,12 @@ class InvitationCreate(BaseModel):
     role: Role = Role.DEVELOPER
 
 
+class InvitationListQuery(ListQuery):
+    status: InvitationStatus | None = Field(
+        default=None, description="Only invitations in this status (`pending`: still usable)."
+    )
+
+
 class InvitationAccept(BaseModel):
     model_config = ConfigDict(extra="forbid")
     token: str = Field(max_length=128)
@@ -88,8 +94,18 @@ class AcceptedInvitation(BaseModel):
 
 
 async def list_invitations(call: Call) -> Page[Invitation]:
+    params = call.query_as(InvitationListQuery)
     query = call.tenant.query(InvitationRow)
-    return await paginate(query, call.query_as(ListQuery), Invitation.of)
+    now = datetime.now(UTC)
+    if params.status == "accepted":
+        query = query.filter(accepted_at__isnull=False)
+    elif params.status == "revoked":
+        query = query.filter(accepted_at__isnull=True, revoked_at__isnull=False)
+    elif params.status == "expired":
+        query = query.filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__lte=now)
+    elif params.status == "pending":
+        query = query.filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now)
+    return await paginate(query, params, Invitation.of)
 
 
 async def create_invitation(call: Call) -> Invitation:
@@ -237,7 +253,7 @@ operations = [
         "List invitations",
         "Invitations",
         permission=Permission.INVITATIONS_MANAGE,
-        query=ListQuery,
+        query=InvitationListQuery,
         response=Page[Invitation],
     ),
     Operation(

@@ -1,4 +1,4 @@
-"""``/v1/user``: the signed-in user's own account, password and personal access tokens."""
+"""``/v1/user``: the signed-in user's own account, password, personal access tokens and sessions."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from controlplane.auth.sessions import (
 )
 from controlplane.errors import InvalidRequest, PermissionDenied, RateLimited
 from controlplane.models import AuditEvent as AuditEventRow
-from controlplane.models import PersonalAccessToken
+from controlplane.models import PersonalAccessToken, Session
 from controlplane.models import User as UserRow
 
 
@@ -84,6 +84,33 @@ class AccessToken(BaseModel):
 
 class AccessTokenWithSecret(AccessToken):
     token: str = Field(description="The token itself. Shown in this answer only.")
+
+
+class UserSession(BaseModel):
+    """A signed-in browser (or cookie client) of the user's; the cookie itself is never shown."""
+
+    object: Literal["session"] = "session"
+    id: str
+    method: str = Field(description="How it signed in: password or oidc.")
+    ip: str
+    user_agent: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    current: bool = Field(description="True for the session making this request.")
+
+    @classmethod
+    def of(cls, row: Session, current_session_id: str | None) -> UserSession:
+        return cls(
+            id=row.id,
+            method=row.method,
+            ip=row.ip,
+            user_agent=row.user_agent,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            revoked_at=row.revoked_at,
+            current=row.id == current_session_id,
+        )
 
 
 class AccessTokenCreate(BaseModel):
@@ -215,6 +242,41 @@ async def revoke_access_token(call: Call) -> AccessToken:
     return AccessToken.of(row)
 
 
+async def list_sessions(call: Call) -> Page[UserSession]:
+    """The user's live sessions: neither revoked nor expired."""
+    query = Session.filter(
+        user_id=call.user.id, revoked_at__isnull=True, expires_at__gt=datetime.now(UTC)
+    )
+    current = call.admin.session_id
+    return await paginate(query, call.query_as(ListQuery), lambda row: UserSession.of(row, current))
+
+
+def _session(call: Call) -> Session:
+    return call.row(Session, "session_id")
+
+
+async def retrieve_session(call: Call) -> UserSession:
+    return UserSession.of(_session(call), call.admin.session_id)
+
+
+async def revoke_session(call: Call) -> UserSession:
+    """End one session: the browser holding it is signed out on its next request. Revoking the
+    current session is signing out."""
+    row = _session(call)
+    if row.revoked_at is None:
+        row.revoked_at = datetime.now(UTC)
+        await row.save(update_fields=["revoked_at"])
+        await call.audit(
+            "session.revoked",
+            target_type="session",
+            target_id=row.id,
+            method=row.method,
+            session_ip=row.ip,
+            current=row.id == call.admin.session_id,
+        )
+    return UserSession.of(row, call.admin.session_id)
+
+
 async def list_user_audit_events(call: Call) -> Page[AuditEvent]:
     """Account-level events (sign-ins, password, tokens) about or by the user."""
     rows = AuditEventRow.filter(
@@ -224,6 +286,7 @@ async def list_user_audit_events(call: Call) -> Page[AuditEvent]:
 
 
 TOKENS = "/v1/user/access_tokens"
+SESSIONS = "/v1/user/sessions"
 operations = [
     Operation("GET", "/v1/user", retrieve_user, "Retrieve your account", "User", response=User),
     Operation(
@@ -287,5 +350,30 @@ operations = [
         "Revoke a personal access token",
         "Access tokens",
         response=AccessToken,
+    ),
+    Operation(
+        "GET",
+        SESSIONS,
+        list_sessions,
+        "List your live sessions (signed-in browsers)",
+        "Sessions",
+        query=ListQuery,
+        response=Page[UserSession],
+    ),
+    Operation(
+        "GET",
+        SESSIONS + "/{session_id}",
+        retrieve_session,
+        "Retrieve one of your sessions",
+        "Sessions",
+        response=UserSession,
+    ),
+    Operation(
+        "DELETE",
+        SESSIONS + "/{session_id}",
+        revoke_session,
+        "Revoke one of your sessions (signs that browser out)",
+        "Sessions",
+        response=UserSession,
     ),
 ]

@@ -8,12 +8,15 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from controlplane.dashboard.pages import (
+    account,
     activities,
     api_keys,
+    audit,
     billing,
     credentials,
     devices,
     instance,
+    members,
     overview,
     projects,
     pushes,
@@ -37,5 +40,8 @@ routes: list[BaseRoute] = [
     *widgets.routes,
     *billing.routes,
     *instance.routes,
+    *members.routes,
+    *account.routes,
+    *audit.routes,
     Mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static"),
 ]

@@ -36,6 +36,7 @@ from controlplane.models import (
     Push,
     PushStatus,
     Role,
+    Session,
     StateEntry,
 )
 from tests.support.tenants import Tenant, make_tenant
@@ -85,6 +86,10 @@ async def make_victim_rows(victim: Tenant) -> dict[str, str]:
         action="project.created",
     )
     token = await PersonalAccessToken.get(user=victim.owner.user)
+    session = await Session.create(
+        user=victim.owner.user, token_hash="d" * 64, method="password", ip="203.0.113.7",
+        user_agent="victim's browser", expires_at=victim.organization.created_at.replace(year=2999),
+    )  # fmt: skip
     device = await Device.create(
         project=victim.project, mode=KeyMode.TEST, platform=Platform.IOS, token_hash="e" * 64,
         token_encrypted="not-read-here", token_last_four="abcd", user_id="victim-user",
@@ -115,6 +120,7 @@ async def make_victim_rows(victim: Tenant) -> dict[str, str]:
         "api_key_id": key.id,
         "audit_event_id": event.id,
         "access_token_id": token.id,
+        "session_id": session.id,
         "device_id": device.id,
         "push_id": push.id,
         "activity_id": activity.id,
@@ -192,6 +198,7 @@ async def test_every_v1_route_answers_404_for_another_tenants_ids(
     assert await PersonalAccessToken.filter(
         id=victim_ids["access_token_id"], revoked_at=None
     ).exists()
+    assert await Session.filter(id=victim_ids["session_id"], revoked_at=None).exists()
     assert await Device.filter(id=victim_ids["device_id"], user_id="victim-user").exists()
     victim_activity = await Activity.get(id=victim_ids["activity_id"])
     assert (victim_activity.content_state, victim_activity.version) == ({"eta": 5}, 1)

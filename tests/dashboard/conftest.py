@@ -9,6 +9,7 @@ an HTTP client to the same server, for a tenant's data made (and checked) throug
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -47,11 +48,10 @@ async def api(dashboard_url: str) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-@pytest.fixture
-async def page(browser: Browser, dashboard_url: str) -> AsyncIterator[Page]:
-    context = await browser.new_context(
-        base_url=dashboard_url, viewport={"width": 1280, "height": 860}
-    )
+@asynccontextmanager
+async def browser_page(browser: Browser, base_url: str) -> AsyncIterator[Page]:
+    """A page in a fresh browser context (its own cookies: another person, another device)."""
+    context = await browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 860})
     context.set_default_timeout(10_000)
     page = await context.new_page()
     errors: list[str] = []
@@ -80,6 +80,12 @@ async def page(browser: Browser, dashboard_url: str) -> AsyncIterator[Page]:
         await context.close()
     # A Content-Security-Policy violation or a script error is a bug the person would hit.
     assert not errors, errors
+
+
+@pytest.fixture
+async def page(browser: Browser, dashboard_url: str) -> AsyncIterator[Page]:
+    async with browser_page(browser, dashboard_url) as page:
+        yield page
 
 
 async def sign_in(page: Page, person: Person, next_path: str = "/dashboard/") -> None:

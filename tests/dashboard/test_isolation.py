@@ -18,7 +18,18 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from controlplane.models import Activity as ActivityRow
-from controlplane.models import ActivityStatus, ApiKey, Device, Push, PushStatus, Role
+from controlplane.models import (
+    ActivityStatus,
+    ApiKey,
+    Device,
+    Invitation,
+    Membership,
+    PersonalAccessToken,
+    Push,
+    PushStatus,
+    Role,
+    Session,
+)
 from tests.controlplane.test_isolation import make_victim_rows
 from tests.support.servers import serving
 from tests.support.tenants import Person, make_tenant
@@ -101,3 +112,8 @@ async def test_every_dashboard_page_answers_404_for_another_tenants_ids(
     assert key.revoked_at is None
     activity = await ActivityRow.get(id=victim_ids["activity_id"])
     assert activity.status is ActivityStatus.ACTIVE
+    # Members, invitations, tokens and sessions: still there, none withdrawn or revoked.
+    assert await Membership.filter(id=victim_ids["member_id"], role=Role.OWNER).exists()
+    assert await Invitation.filter(id=victim_ids["invitation_id"], revoked_at=None).exists()
+    for model, param in ((PersonalAccessToken, "access_token_id"), (Session, "session_id")):
+        assert await model.filter(id=victim_ids[param], revoked_at=None).exists(), param

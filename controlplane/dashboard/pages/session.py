@@ -7,6 +7,8 @@ runs ``POST /v1/invitations/accept``.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -60,7 +62,8 @@ async def sign_in(request: Request) -> Response:
         if await signed_in_admin(request) is not None:
             return RedirectResponse(next_url, status_code=303)
         notice = NOTICES.get(request.query_params.get("notice", ""))
-        return await _sign_in_page(request, next=next_url, notice=notice)
+        invited = (request.query_params.get("email") or "")[:320]  # after an invitation
+        return await _sign_in_page(request, next=next_url, notice=notice, email=invited)
     form = await read_form(request)
     next_url = _next(text(form, "next"))
     email = text(form, "email")
@@ -116,9 +119,16 @@ async def accept_invitation(request: Request) -> Response:
         return render(request, "accept_invitation.html", context, status_code=error.status_code)
     assert isinstance(accepted, AcceptedInvitation)
     target = f"/dashboard/organizations/{accepted.organization_id}/projects"
-    if await signed_in_admin(request) is not None:
+    admin = await signed_in_admin(request)
+    if admin is not None and admin.user.id == accepted.member.user_id:
         return RedirectResponse(target, status_code=303)
-    return RedirectResponse(f"{SIGN_IN}?notice=invitation_accepted&next={target}", status_code=303)
+    if admin is not None:  # signed in here as someone else: they cannot reach it from here
+        context.update(accepted=accepted, signed_in_as=admin.user.email)
+        return render(request, "accept_invitation.html", context)
+    query = urlencode(
+        {"notice": "invitation_accepted", "email": accepted.member.email, "next": target}
+    )
+    return RedirectResponse(f"{SIGN_IN}?{query}", status_code=303)
 
 
 async def home(view: View) -> Response:

@@ -34,6 +34,8 @@ document.querySelectorAll("button[data-copy]").forEach((button) => {
 const tokenField = document.querySelector("input[data-token-from-fragment]");
 if (tokenField && window.location.hash.length > 1 && !tokenField.value) {
   tokenField.value = decodeURIComponent(window.location.hash.slice(1));
+  // The token is a key to the organization: keep it out of the address bar (and screenshots).
+  window.history.replaceState(null, "", window.location.pathname + window.location.search);
 }
 
 // A form with data-confirm asks before it is sent (revoke, delete).

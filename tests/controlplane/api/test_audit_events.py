@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from controlplane.models import AppendOnly, AuditEvent, Role
+from controlplane.models import AppendOnly, AuditEvent, Membership, Role
 from tests.support.tenants import make_tenant
 
 pytestmark = pytest.mark.database
@@ -67,3 +67,41 @@ async def test_events_cannot_be_changed_or_deleted_by_the_application(database: 
     with pytest.raises(AppendOnly):
         await event.delete()
     assert (await AuditEvent.get(id=event.id)).action == "project.created"
+
+
+async def test_the_log_is_filtered_by_the_actors_email_even_after_they_left(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    admin, owner = acme.people[Role.ADMIN], acme.owner
+    await client.post(
+        f"/v1/organizations/{acme.organization.id}/invitations",
+        json={"email": "new@acme.example", "role": "viewer"},
+        headers=admin.headers,
+    )
+    await client.patch(
+        f"/v1/organizations/{acme.organization.id}",
+        json={"name": "Acme Inc"},
+        headers=owner.headers,
+    )
+    log = f"/v1/organizations/{acme.organization.id}/audit_events"
+    membership = await Membership.get(user=admin.user, organization=acme.organization)
+    await client.delete(
+        f"/v1/organizations/{acme.organization.id}/members/{membership.id}", headers=admin.headers
+    )
+    by_admin = await client.get(
+        log, params={"actor_email": admin.user.email.upper()}, headers=owner.headers
+    )
+    assert by_admin.status_code == 200, by_admin.text
+    assert [e["action"] for e in by_admin.json()["data"]] == [
+        "member.removed",
+        "invitation.created",
+    ]
+    by_owner = await client.get(
+        log, params={"actor_email": owner.user.email, "action": "organization.*"},
+        headers=owner.headers,
+    )  # fmt: skip
+    assert [e["action"] for e in by_owner.json()["data"]] == ["organization.updated"]
+    bad = await client.get(log, params={"actor_email": "not an email"}, headers=owner.headers)
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "actor_email"

@@ -167,3 +167,40 @@ async def test_a_new_account_needs_a_password_and_nothing_is_half_done(
         "/v1/invitations/accept", json={"token": token, "password": "a long enough password"}
     )
     assert ok.status_code == 200
+
+
+async def test_invitations_are_listed_by_status(
+    client: httpx.AsyncClient, database: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    acme = await make_tenant("Acme")
+    org, headers = acme.organization.id, acme.owner.headers
+    with caplog.at_level(logging.INFO, logger="brik.mail"):
+        withdrawn = await invite(client, headers, org, "a@example.com")
+        resent = await invite(client, headers, org, "a@example.com")  # withdraws the first
+        expired = await invite(client, headers, org, "b@example.com")
+        accepted = await invite(client, headers, org, "c@example.com")
+    token = TOKEN.findall(caplog.text)[-1]
+    await client.post(
+        "/v1/invitations/accept", json={"token": token, "password": "a long enough password"}
+    )
+    await Invitation.filter(id=expired.json()["id"]).update(
+        expires_at=datetime.now(UTC) - timedelta(minutes=1)
+    )
+    listed = {}
+    for status in ("pending", "revoked", "expired", "accepted"):
+        response = await client.get(
+            f"/v1/organizations/{org}/invitations", params={"status": status}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        listed[status] = [(i["id"], i["status"]) for i in response.json()["data"]]
+    assert listed == {
+        "pending": [(resent.json()["id"], "pending")],
+        "revoked": [(withdrawn.json()["id"], "revoked")],
+        "expired": [(expired.json()["id"], "expired")],
+        "accepted": [(accepted.json()["id"], "accepted")],
+    }
+    bad = await client.get(
+        f"/v1/organizations/{org}/invitations", params={"status": "sent"}, headers=headers
+    )
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "status"

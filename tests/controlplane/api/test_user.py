@@ -134,3 +134,79 @@ async def test_a_missing_current_password_says_it_is_missing(
     error = missing.json()["error"]
     assert (error["code"], error["param"]) == ("parameter_missing", "current_password")
     assert "missing" in error["message"]
+
+
+async def test_sessions_are_listed_with_the_current_one_marked_and_revoked_one_by_one(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    ada = await make_person("ada@example.com")
+    await make_person("bob@example.com")
+    base_url = str(client.base_url)
+    async with (
+        httpx.AsyncClient(base_url=base_url, headers={"User-Agent": "laptop/1.0"}) as laptop,
+        httpx.AsyncClient(base_url=base_url, headers={"User-Agent": "phone/2.0"}) as phone,
+        httpx.AsyncClient(base_url=base_url) as bobs,
+    ):
+        await signed_in(laptop, "ada@example.com")
+        await signed_in(phone, "ada@example.com")
+        await signed_in(bobs, "bob@example.com")
+        listed = await laptop.get("/v1/user/sessions")
+        assert listed.status_code == 200, listed.text
+        sessions = listed.json()["data"]
+        assert [(s["user_agent"], s["current"], s["method"]) for s in sessions] == [
+            ("phone/2.0", False, "password"),
+            ("laptop/1.0", True, "password"),
+        ]
+        assert sessions[0]["ip"] == "127.0.0.1"
+        assert sessions[0]["expires_at"] > sessions[0]["created_at"]
+        phone_id = sessions[0]["id"]
+        # A personal access token sees the same sessions, none of them its own.
+        with_token = (await client.get("/v1/user/sessions", headers=ada.headers)).json()
+        assert [s["current"] for s in with_token["data"]] == [False, False]
+
+        revoked = await laptop.delete(f"/v1/user/sessions/{phone_id}")
+        assert revoked.status_code == 200, revoked.text
+        assert revoked.json()["revoked_at"] is not None
+        assert revoked.json()["current"] is False
+        signed_out = await phone.get("/v1/user")
+        assert signed_out.status_code == 401
+        assert signed_out.json()["error"]["code"] == "session_expired"
+        assert (await laptop.get("/v1/user")).status_code == 200
+        left = (await laptop.get("/v1/user/sessions")).json()["data"]
+        assert [s["user_agent"] for s in left] == ["laptop/1.0"]
+        again = await laptop.delete(f"/v1/user/sessions/{phone_id}")
+        assert again.json()["revoked_at"] == revoked.json()["revoked_at"]
+
+        # Another user's session is out of reach, as if it did not exist.
+        bob_session = (await bobs.get("/v1/user/sessions")).json()["data"][0]["id"]
+        for method in ("GET", "DELETE"):
+            foreign = await laptop.request(method, f"/v1/user/sessions/{bob_session}")
+            assert foreign.status_code == 404, method
+        assert (await bobs.get("/v1/user")).status_code == 200
+
+        # Revoking the current session is signing out.
+        own = left[0]["id"]
+        assert (await laptop.delete(f"/v1/user/sessions/{own}")).json()["current"] is True
+        assert (await laptop.get("/v1/user")).status_code == 401
+    events = await AuditEvent.filter(action="session.revoked").order_by("created_at")
+    assert [(e.target_id, e.actor_id, e.details["current"]) for e in events] == [
+        (phone_id, ada.user.id, False),
+        (own, ada.user.id, True),
+    ]
+
+
+async def test_a_password_change_ends_the_other_sessions_and_keeps_this_browser(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    await make_person("ada@example.com")
+    async with httpx.AsyncClient(base_url=str(client.base_url)) as other:
+        await signed_in(client, "ada@example.com")
+        await signed_in(other, "ada@example.com")
+        changed = await client.post(
+            "/v1/user/password",
+            json={"current_password": PASSWORD, "new_password": "a brand new passphrase"},
+        )
+        assert changed.status_code == 200, changed.text
+        assert (await other.get("/v1/user")).status_code == 401
+        sessions = (await client.get("/v1/user/sessions")).json()["data"]
+        assert [s["current"] for s in sessions] == [True]
