@@ -1,0 +1,52 @@
+"""API keys in the dashboard: rolled, renamed and narrowed, and the API agrees at once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from playwright.async_api import Page, expect
+
+from controlplane.models import ApiKey, Role
+from tests.dashboard.conftest import sign_in
+from tests.support.tenants import make_tenant
+
+pytestmark = pytest.mark.database
+
+
+async def test_a_key_is_narrowed_renamed_and_rolled_and_the_api_follows(
+    page: Page, dashboard_url: str, database: None
+) -> None:
+    tenant = await make_tenant("Keys Co", roles=(Role.OWNER,))
+    key = await ApiKey.get(project=tenant.project)
+    await sign_in(page, tenant.owner)
+    await page.goto(f"/dashboard/projects/{tenant.project.id}/test/api-keys")
+    row = page.get_by_role("row").filter(has_text="test secret")
+    await row.get_by_text("Edit").click()
+    await row.get_by_label("Name").fill("reporting")
+    for scope in ("devices:write", "pushes:write", "state:write", "credentials:write"):
+        await row.get_by_label(scope).uncheck()
+    await row.get_by_role("button", name="Save").click()
+    await expect(page.get_by_role("status")).to_contain_text("Key updated")
+    await key.refresh_from_db()
+    assert key.name == "reporting"
+    assert "pushes:write" not in key.scopes
+    assert "pushes:read" in key.scopes
+    async with httpx.AsyncClient(
+        base_url=dashboard_url, headers={"Authorization": f"Bearer {tenant.secret_key}"}
+    ) as api:
+        refused = await api.post("/v1/devices", json={"token": "ab" * 32, "platform": "ios"})
+        assert refused.status_code == 403  # narrowed at once, in every API process
+
+        page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+        await page.get_by_role("row").filter(has_text="reporting").get_by_role(
+            "button", name="Roll"
+        ).click()
+        await expect(page.get_by_role("status").first).to_contain_text("Rolled: reporting")
+        rolled = (await page.locator("#new-secret").text_content() or "").strip()
+        old = await api.get("/v1/api_key")
+        assert old.status_code == 401  # the old key stopped working
+        new = await api.get("/v1/api_key", headers={"Authorization": f"Bearer {rolled}"})
+        assert new.status_code == 200
+        assert sorted(new.json()["scopes"]) == sorted(key.scopes)  # same name and scopes
