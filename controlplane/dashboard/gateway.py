@@ -9,6 +9,7 @@ API (devices, pushes …, ``Auth.API_KEY``) run as the member acting on one proj
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ from starlette.responses import Response
 from controlplane.api.routing import Auth, Operation, execute, json_body_source
 from controlplane.auth.admin import AdminPrincipal
 from controlplane.auth.member_principal import acting_member
+from controlplane.errors import APIError
 from controlplane.models import KeyMode
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
@@ -89,8 +91,24 @@ def typed(result_type: type[ResultT], result: BaseModel | Response) -> ResultT:
     their own (state entries carry an ``ETag`` header), and an idempotent replay is one: both
     are read back through the model, as a client would."""
     if isinstance(result, Response):
+        if result.status_code >= 400:  # a refusal replayed for a repeated idempotency key
+            raise replayed_error(result)
         return result_type.model_validate_json(bytes(result.body))
     # A generic page (Page[ApiKey]) is built as a plain Page: check against its origin.
     expected = result_type.__pydantic_generic_metadata__["origin"] or result_type
     assert isinstance(result, expected), (type(result), result_type)
     return result  # type: ignore[return-value]
+
+
+def replayed_error(response: Response) -> APIError:
+    """The API error a replayed answer carries, to show as the first send's was shown."""
+    try:
+        error = json.loads(bytes(response.body)).get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    return APIError(
+        str(error.get("message") or "The request was refused."),
+        code=str(error.get("code") or "refused"),
+        param=error.get("param") if isinstance(error.get("param"), str) else None,
+        status_code=response.status_code,
+    )

@@ -217,7 +217,7 @@ async def test_an_admin_sets_up_a_project_sends_a_push_and_watches_it_delivered(
 
     # An API key: shown once, then revoked — and the API refuses it at once.
     await page.goto(f"{live}/api-keys")
-    await page.get_by_label("Name").fill("ci deploys")
+    await page.get_by_role("textbox", name="Name", exact=True).fill("ci deploys")
     await page.get_by_role("button", name="Create key").click()
     secret = (await page.locator("#new-secret").text_content() or "").strip()
     assert secret.startswith("bk_sk_live_")

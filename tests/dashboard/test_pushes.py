@@ -122,3 +122,22 @@ async def test_reading_and_sending_work_with_javascript_off(
         await expect(page.get_by_role("heading", level=1)).to_be_visible()
     finally:
         await context.close()
+
+
+async def test_a_composer_form_sent_twice_sends_one_push(
+    page: Page, dashboard_url: str, database: None
+) -> None:
+    tenant = await make_tenant("Twice Co", roles=(Role.OWNER,))
+    await register(dashboard_url, tenant.secret_key, token=IPHONE, platform="ios", user_id="ed")
+    await sign_in(page, tenant.owner)
+    compose = f"/dashboard/projects/{tenant.project.id}/test/compose"
+    await page.goto(compose)
+    key = await page.locator('input[name="idempotency_key"]').input_value()
+    form = {"idempotency_key": key, "kind": "alert", "alert.title": "Once",
+            "to.user_ids": "ed", "action": "send"}  # fmt: skip
+    headers = {"Origin": dashboard_url}
+    first = await page.request.post(compose, form=form, headers=headers, max_redirects=0)
+    again = await page.request.post(compose, form=form, headers=headers, max_redirects=0)
+    assert first.status == again.status == 303
+    assert first.headers["location"].split("?")[0] == again.headers["location"].split("?")[0]
+    assert await Push.filter(project_id=tenant.project.id).count() == 1

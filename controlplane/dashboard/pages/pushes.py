@@ -11,9 +11,6 @@ signed-in member), and lists each delivery with its reason.
 
 from __future__ import annotations
 
-import json
-import secrets
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -21,24 +18,21 @@ from starlette.responses import Response
 
 from controlplane.api.pagination import Page
 from controlplane.api.pushes import DeliveryOut, PushDetail, PushPreview, PushSent, PushSummary
-from controlplane.dashboard.forms import integer, json_object, lines, text
+from controlplane.dashboard.forms import (
+    idempotency_key,
+    integer,
+    json_object,
+    lines,
+    new_idempotency_key,
+    text,
+    utc_moment,
+)
 from controlplane.dashboard.page import View, dashboard_page
 from controlplane.errors import APIError, InvalidRequest
 
 KINDS = ("alert", "background", "liveactivity", "widget")
 PUSH = "/v1/pushes/{push_id}"
 NOTICES = {"canceled": "The scheduled push is canceled; its recipients get nothing."}
-
-
-def _utc_moment(form: FormData, name: str) -> str | None:
-    """A ``datetime-local`` field (no zone: the dashboard speaks UTC) as an ISO 8601 moment."""
-    raw = text(form, name)
-    if raw is None:
-        return None
-    try:
-        return datetime.fromisoformat(raw).replace(tzinfo=UTC).isoformat()
-    except ValueError:
-        raise InvalidRequest(f"{name}: not a date and time.", param=name) from None
 
 
 def _alert(form: FormData) -> dict[str, Any]:
@@ -105,8 +99,8 @@ async def compose(view: View) -> Response:
     if view.request.method == "POST":
         form = await view.form()
         context["values"] = {name: value for name, value in form.items() if isinstance(value, str)}
-        idempotency_key = text(form, "idempotency_key") or secrets.token_urlsafe(16)
-        context["idempotency_key"] = idempotency_key
+        key = idempotency_key(form) or new_idempotency_key()
+        context["idempotency_key"] = key
         try:
             content = content_of(form)
             if text(form, "action") == "preview":
@@ -116,35 +110,21 @@ async def compose(view: View) -> Response:
                 assert isinstance(context["preview"], PushPreview)
                 return view.render("compose.html", **context)
             body = {**content, "to": target_of(form)}
-            if (send_at := _utc_moment(form, "send_at")) is not None:
+            if (send_at := utc_moment(form, "send_at")) is not None:
                 body["send_at"] = send_at
-            sent = await view.project_run(
-                "POST", "/v1/pushes", body=body, idempotency_key=idempotency_key
-            )
+            # A resubmitted form gets the first answer back (replayed, or its refusal).
+            sent = await view.gateway.change(
+                PushSent, "POST", "/v1/pushes", body=body, idempotency_key=key,
+                project_id=view.project_id, mode=view.mode,
+            )  # fmt: skip
         except APIError as error:
             context["error"] = error
             return view.render("compose.html", status_code=error.status_code, **context)
-        if isinstance(sent, Response):  # the replayed answer of a resubmitted form
-            push_id = _replayed_push_id(sent)
-            return view.redirect(view.frame.project_url(f"pushes/{push_id}"))
-        assert isinstance(sent, PushSent)
         url = view.frame.project_url(f"pushes/{sent.id}")
         warnings = "&".join(f"warning={warning.code}" for warning in sent.warnings)
         return view.redirect(url + (f"?{warnings}" if warnings else ""))
-    context["idempotency_key"] = secrets.token_urlsafe(16)
+    context["idempotency_key"] = new_idempotency_key()
     return view.render("compose.html", **context)
-
-
-def _replayed_push_id(response: Response) -> str:
-    body = json.loads(bytes(response.body))
-    if response.status_code >= 400:
-        error = body.get("error", {})
-        raise APIError(
-            str(error.get("message", "The push was refused.")),
-            code=str(error.get("code", "replayed")),
-            status_code=response.status_code,
-        )
-    return str(body["id"])
 
 
 async def push_page(view: View) -> Response:
