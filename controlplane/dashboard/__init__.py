@@ -17,6 +17,7 @@ Map:
   Idempotency-Key a form carries from the moment it is drawn.
 - ``sent.py``      — what a page says after a form sent a push (codes in the redirect, read back).
 - ``charts.py``    — bar charts drawn as SVG on the server (no JavaScript, no CDN).
+- ``sent.py``      — the notice after a change that sent pushes (how many, the API's warnings).
 - ``pages/``       — one module per area (sign-in, overview, devices, pushes …), each a list of
   routes; ``routes.py`` mounts them with the static assets.
 - ``templates/``, ``static/`` — the HTML, one stylesheet and one small script (live push status
