@@ -31,7 +31,7 @@ DOCS = sorted((ROOT / "docs").glob("*.md"))
 # Every page a reader is sent to: the front door, docs/, and the READMEs of the parts.
 PAGES = [README, *DOCS, ROOT / "sdk" / "README.md", ROOT / "loadtests" / "README.md"]
 # BRIK_* names that are not server settings: the test suite's, the SDK's and the benchmarks'
-# own variables, and `bootstrap`'s password option.
+# own variables, `bootstrap`'s password option and the compose file's image.
 OTHER_VARIABLES = {
     "BRIK_TEST_DATABASE_URL",
     "BRIK_TEST_REDIS_URL",
@@ -42,6 +42,8 @@ OTHER_VARIABLES = {
     "BRIK_BENCH_REDIS_URL",
     "BRIK_BENCH_API_KEY",
     "BRIK_UPDATE_SCREENSHOTS",  # tests/dashboard/test_journey.py: refresh the docs' pictures
+    # The docker compose file's image (helm/compose/compose.yaml).
+    "BRIK_IMAGE",
 }
 
 
