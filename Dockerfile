@@ -61,8 +61,8 @@ LABEL org.opencontainers.image.title="Brik Cloud" \
 
 # A numeric USER, so Kubernetes' runAsNonRoot can verify it; the passwd entry is there for
 # libraries that look the user up (asyncpg's default user name, for one).
-RUN groupadd --system --gid 10001 brik \
-    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+RUN groupadd --gid 10001 brik \
+    && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin brik
 
 # Owned by root and read-only to the user: the process cannot change its own code. The same

@@ -91,7 +91,7 @@ def test_postgres_and_redis_report_healthy_only_when_they_answer() -> None:
 
 
 def test_the_api_and_worker_health_checks_probe_the_ports_they_serve() -> None:
-    serve = cli.commands["serve"]  # type: ignore[attr-defined]
+    serve = cli.commands["serve"]
     port = next(param.default for param in serve.params if param.name == "port")
     api = SERVICES["api"]
     assert api["ports"] == [f"127.0.0.1:{port}:{port}"]  # behind the host's own proxy

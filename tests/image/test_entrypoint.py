@@ -18,6 +18,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -37,7 +38,8 @@ from tests.support.databases import (
     create_postgres_database,
     drop_postgres_database,
 )
-from tests.support.image_rehearsal import Rehearsal, rehearse
+from tests.support.dockerfile import parse
+from tests.support.image_rehearsal import Rehearsal, base_python_version, rehearse
 from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +48,9 @@ LOCK = ROOT / "requirements.lock"
 
 @pytest.fixture(scope="module")
 def image() -> Iterator[Rehearsal]:
+    wanted = base_python_version(parse((ROOT / "Dockerfile").read_text()))
+    if sys.version_info[:2] != wanted:
+        pytest.skip(f"plays the image's Python {wanted} with this interpreter: run on that one")
     workspace = Path(tempfile.mkdtemp(prefix="brik-image-"))
     workspace.chmod(0o755)  # the image's user must reach the files, as in the image
     try:

@@ -15,11 +15,12 @@ What differs from ``docker build``, on purpose and no more:
   index: the lock's hashes decide which files are accepted, so a cached or mirrored wheel is
   the same file;
 - the last stage's ``RUN`` lines are not run (they change the OS image — creating its user —
-  which no folder can); they are listed in :attr:`Rehearsal.skipped` for the tests to check,
-  and the user is played by ``setpriv`` with the ``USER`` ids when the tests run as root.
+  which no folder can); they are listed in :attr:`Rehearsal.skipped` for the tests to check.
 
-Then :meth:`Rehearsal.command` gives the argv of ``docker run IMAGE [args]``: the
-``ENTRYPOINT`` found on the final stage's ``PATH``, then ``args`` or the ``CMD``.
+Then :meth:`Rehearsal.command` gives the argv of ``docker run --read-only --tmpfs /tmp IMAGE
+[args]``: the ``ENTRYPOINT`` found on the final stage's ``PATH``, then ``args`` or the ``CMD``,
+run (when the tests run as root) in a mount namespace where every file system but /tmp is
+read-only, as the ``USER`` ids (:meth:`Rehearsal.sandbox`).
 """
 
 from __future__ import annotations
@@ -144,12 +145,17 @@ def rehearse(context: Path, root: Path) -> Rehearsal:
     """Build ``context``'s Dockerfile into ``root``; this interpreter plays the base image's
     Python (at ``/usr/local/bin/python`` in ``root``, as in the python images)."""
     dockerfile = parse((context / "Dockerfile").read_text())
+    wanted = base_python_version(dockerfile)
+    if wanted != sys.version_info[:2]:
+        raise RehearsalError(f"the image's Python is {wanted}, this one {sys.version_info[:2]}")
     ignore = DockerIgnore.of(context)
     base_bin = _host(root, "/usr/local/bin")
     base_bin.mkdir(parents=True, exist_ok=True)
     for name in ("python", "python3", f"python3.{sys.version_info.minor}"):
         (base_bin / name).unlink(missing_ok=True)
-        (base_bin / name).symlink_to(Path(sys._base_executable).resolve())
+        (base_bin / name).symlink_to(
+            Path(getattr(sys, "_base_executable", sys.executable)).resolve()
+        )
     base = {
         "PATH": f"{base_bin}:{BASE_PATH}",
         "LANG": "C.UTF-8",
@@ -159,6 +165,14 @@ def rehearse(context: Path, root: Path) -> Rehearsal:
     for stage in dockerfile.stages[:-1]:
         _build(stage, dockerfile, context, ignore, root, base)
     return _final(dockerfile.final, dockerfile, root)
+
+
+def base_python_version(dockerfile: Dockerfile) -> tuple[int, ...]:
+    """The Python minor version of the image's base (``…python:3.11-slim…`` → (3, 11))."""
+    found = re.search(r"python:(\d+)\.(\d+)", dockerfile.final.base)
+    if found is None:
+        raise RehearsalError(f"{dockerfile.final.base} is not a python image")
+    return (int(found.group(1)), int(found.group(2)))
 
 
 def _host(root: Path, container_path: str) -> Path:
