@@ -217,6 +217,8 @@ def test_worker_starts_and_answers_its_probes(
         assert (
             "brik_worker_redis_connected 1.0" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
         )
+        # Kubernetes probes and Prometheus reach it on the pod's address, not loopback.
+        assert ("0.0.0.0", port) in _listening(worker.pid)
         stopped_cleanly(worker)
 
 
