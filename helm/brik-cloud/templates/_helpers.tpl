@@ -281,7 +281,7 @@ env:
 {{ toYaml . | indent 2 }}
 {{- end }}
 {{- with $connection }}
-{{- . | indent 2 }}
+{{ . | trim | indent 2 }}
 {{- end }}
 {{- with .extraEnv }}
 {{ tpl (toYaml .) $root | indent 2 }}
