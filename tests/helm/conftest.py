@@ -25,7 +25,9 @@ MINIMAL: dict[str, Any] = {
     "database": {"url": "postgres://brik:db-password-1@db.internal:5432/brik"},
     "redis": {"url": "redis://:redis-password-1@cache.internal:6379/0"},
 }
-PRODUCTION: dict[str, Any] = yaml.safe_load((CHART_DIR / "ci" / "production-values.yaml").read_text())
+PRODUCTION: dict[str, Any] = yaml.safe_load(
+    (CHART_DIR / "ci" / "production-values.yaml").read_text()
+)
 
 Manifest = dict[str, Any]
 

@@ -88,14 +88,15 @@ def containers(spec: Manifest) -> Iterator[Manifest]:
     yield from spec["containers"]
 
 
-# --- Helm and Kubernetes accept it -------------------------------------------------------------
+# --- Helm and Kubernetes accept it ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("values", ["minimal", "production"])
 def test_the_chart_lints_clean_in_strict_mode(values: str) -> None:
     report = lint(CHART_DIR, VALUE_SETS[values], strict=True, namespace=NAMESPACE)
     problems = [message for message in report["messages"] if message["severity"] >= 2]
-    assert report["errors"] == [] and problems == []
+    assert report["errors"] == []
+    assert problems == []
 
 
 @pytest.mark.parametrize("values", ["minimal", "everything"])
@@ -108,13 +109,14 @@ def test_every_manifest_is_valid_for_the_three_newest_kubernetes_versions(
         if manifest["kind"] in CUSTOM_KINDS:
             # Checked for what can be checked without the operator's schema.
             assert manifest["apiVersion"] == CUSTOM_KINDS[manifest["kind"]]
-            assert manifest["metadata"]["name"] and manifest["spec"]
+            assert manifest["metadata"]["name"]
+            assert manifest["spec"]
             continue
         for version in versions:
             kubernetes_validate.validate(manifest, version, strict=True)
 
 
-# --- migrations before the new pods -------------------------------------------------------------
+# --- migrations before the new pods ---------------------------------------------------------------
 
 
 def hook(manifest: Manifest) -> dict[str, Any]:
@@ -143,7 +145,9 @@ def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook_before_any_pod(
         # Whatever the Job reads must exist before it: a hook of a lower weight, or a Secret of
         # the operator's (outside the release).
         release_objects = {
-            (obj["kind"], obj["metadata"]["name"]) for obj in rendered.objects if not hook(obj)["events"]
+            (obj["kind"], obj["metadata"]["name"])
+            for obj in rendered.objects
+            if not hook(obj)["events"]
         }
         for name in secret_names_used(job["spec"]["template"]["spec"]):
             if ("Secret", name) in release_objects:
@@ -155,10 +159,16 @@ def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook_before_any_pod(
 
 
 def test_an_upgrade_migrates_the_database_url_it_brings(render: Callable[..., Rendered]) -> None:
-    moved = merged(MINIMAL, SECRET_VALUES_ONLY, {"database": {"url": "postgres://b:c@new-db:5432/brik"}})
+    moved = merged(
+        MINIMAL, SECRET_VALUES_ONLY, {"database": {"url": "postgres://b:c@new-db:5432/brik"}}
+    )
     rendered = render(moved, upgrade=True)
     job = rendered.get("Job", f"{FULLNAME}-migrations")
-    (env,) = [e for e in job["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "BRIK_DATABASE_URL"]
+    (env,) = [
+        e
+        for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+        if e["name"] == "BRIK_DATABASE_URL"
+    ]
     source = env["valueFrom"]["secretKeyRef"]
     assert rendered.secret_data(source["name"])[source["key"]] == "postgres://b:c@new-db:5432/brik"
 
@@ -179,7 +189,8 @@ def test_bootstrap_runs_after_install_and_upgrade_and_may_fill_only_its_secret(
         }
     ]
     target = rendered.get("Secret", f"{FULLNAME}-bootstrap")
-    assert "data" not in target and "stringData" not in target  # upgrades leave what was stored
+    assert "data" not in target
+    assert "stringData" not in target
     assert target["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     spec = job["spec"]["template"]["spec"]
     assert spec["serviceAccountName"] == f"{FULLNAME}-bootstrap"
@@ -191,7 +202,7 @@ def test_bootstrap_runs_after_install_and_upgrade_and_may_fill_only_its_secret(
             assert pod["automountServiceAccountToken"] is False, owner
 
 
-# --- secrets ----------------------------------------------------------------------------------
+# --- secrets --------------------------------------------------------------------------------------
 
 
 def secret_names_used(spec: Manifest) -> set[str]:
@@ -254,7 +265,9 @@ def test_generated_keys_are_usable_and_kept(render: Callable[..., Rendered]) -> 
     secret = rendered.get("Secret", FULLNAME)
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     data = rendered.secret_data(FULLNAME)
-    settings = Settings(secret_key=data["BRIK_SECRET_KEY"], encryption_keys=data["BRIK_ENCRYPTION_KEYS"])  # type: ignore[arg-type]
+    settings = Settings(
+        secret_key=data["BRIK_SECRET_KEY"], encryption_keys=data["BRIK_ENCRYPTION_KEYS"]
+    )  # type: ignore[arg-type]
     settings.require_secret_key()
     Fernet(settings.encryption_keys[0].get_secret_value())
     assert data["BRIK_DATABASE_URL"] == MINIMAL["database"]["url"]
@@ -271,7 +284,7 @@ def test_an_upgrade_that_cannot_read_the_generated_keys_refuses_to_make_new_ones
 ) -> None:
     # helm template / a client-side dry run of an upgrade: no lookup, so generating would
     # replace the keys in use (and make every stored credential unreadable).
-    with pytest.raises(HelmRenderError, match="secrets.existingSecret"):
+    with pytest.raises(HelmRenderError, match=r"secrets\.existingSecret"):
         render(MINIMAL, upgrade=True)
     render(WITH_SECRETS, upgrade=True)
 
@@ -292,7 +305,7 @@ def test_what_no_pod_could_run_without_fails_the_install(
         render(values)
 
 
-# --- pods ---------------------------------------------------------------------------------------
+# --- pods -----------------------------------------------------------------------------------------
 
 
 def test_every_pod_runs_unprivileged_on_a_read_only_root(each: Rendered) -> None:
@@ -300,7 +313,8 @@ def test_every_pod_runs_unprivileged_on_a_read_only_root(each: Rendered) -> None
     assert len(pods) >= 3
     for owner, spec in pods:
         pod = spec["securityContext"]
-        assert pod["runAsNonRoot"] is True and pod["runAsUser"] == 10001, owner
+        assert pod["runAsNonRoot"] is True, owner
+        assert pod["runAsUser"] == 10001, owner
         assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, owner
         assert spec["enableServiceLinks"] is False, owner
         tmp_volumes = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
@@ -366,7 +380,7 @@ def test_disruption_budgets_and_spreading_select_their_own_pods(each: Rendered) 
         assert template["spec"]["affinity"]["podAntiAffinity"]
 
 
-# --- rolling on change --------------------------------------------------------------------------
+# --- rolling on change ----------------------------------------------------------------------------
 
 
 def pod_annotations(rendered: Rendered) -> dict[str, dict[str, str]]:
@@ -381,7 +395,9 @@ def test_pods_roll_when_a_secret_or_a_setting_changes_and_only_then(
 ) -> None:
     before = pod_annotations(render(WITH_SECRETS))
     assert pod_annotations(render(WITH_SECRETS)) == before
-    rotated = pod_annotations(render(WITH_SECRETS, {"secrets": {"stripeWebhookSecret": "whsec_new"}}))
+    rotated = pod_annotations(
+        render(WITH_SECRETS, {"secrets": {"stripeWebhookSecret": "whsec_new"}})
+    )
     reconfigured = pod_annotations(render(WITH_SECRETS, {"config": {"workerMaxJobs": 50}}))
     for name in (API, WORKER):
         assert rotated[name]["checksum/secret"] != before[name]["checksum/secret"]
@@ -396,7 +412,8 @@ def test_autoscaled_deployments_leave_their_replicas_to_the_autoscaler(
     fixed = render(MINIMAL)
     assert fixed.get("Deployment", API)["spec"]["replicas"] == 2
     assert fixed.get("Deployment", WORKER)["spec"]["replicas"] == 2
-    assert not fixed.of_kind("HorizontalPodAutoscaler") and not fixed.of_kind("ScaledObject")
+    assert not fixed.of_kind("HorizontalPodAutoscaler")
+    assert not fixed.of_kind("ScaledObject")
 
     scaled = render(PRODUCTION)
     for name in (API, WORKER):
@@ -419,7 +436,9 @@ def test_autoscaled_deployments_leave_their_replicas_to_the_autoscaler(
 # --- settings -------------------------------------------------------------------------------------
 
 
-def test_the_config_map_holds_settings_the_application_reads(render: Callable[..., Rendered]) -> None:
+def test_the_config_map_holds_settings_the_application_reads(
+    render: Callable[..., Rendered],
+) -> None:
     rendered = render(PRODUCTION)
     data = rendered.get("ConfigMap", f"{FULLNAME}-config")["data"]
     environment = {name: value for name, value in data.items()}
@@ -456,7 +475,7 @@ def test_the_public_base_url_follows_the_ingress(render: Callable[..., Rendered]
     )
 
 
-# --- traffic and monitoring ------------------------------------------------------------------------
+# --- traffic and monitoring -----------------------------------------------------------------------
 
 
 def test_services_and_service_monitors_find_the_pods(render: Callable[..., Rendered]) -> None:
@@ -479,7 +498,9 @@ def test_services_and_service_monitors_find_the_pods(render: Callable[..., Rende
     for monitor in monitors:
         selector = monitor["spec"]["selector"]["matchLabels"]
         (service,) = [
-            s for s in rendered.of_kind("Service") if selector.items() <= s["metadata"]["labels"].items()
+            s
+            for s in rendered.of_kind("Service")
+            if selector.items() <= s["metadata"]["labels"].items()
         ]
         (endpoint,) = monitor["spec"]["endpoints"]
         assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}

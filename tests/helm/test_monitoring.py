@@ -53,9 +53,9 @@ def exposed(registry: CollectorRegistry) -> dict[str, set[str]]:
         for suffix in SUFFIXES.get(family.type, ("",)):
             names.setdefault(family.name + suffix, set()).update(labels)
     # Families without samples yet (labelled, never observed) tell their labels only here.
-    for collector in list(registry._collector_to_names):  # noqa: SLF001 — no public way
+    for collector in list(registry._collector_to_names):
         label_names = set(getattr(collector, "_labelnames", ()))
-        for name in registry._collector_to_names[collector]:  # noqa: SLF001
+        for name in registry._collector_to_names[collector]:
             names.setdefault(name, set()).update(label_names)
             if name.endswith("_bucket"):
                 names[name].add("le")
@@ -166,14 +166,18 @@ def test_outcome_labels_in_queries_are_outcomes_the_worker_records(rendered: Ren
         for _name, matchers in selectors(expr):
             if "outcome" in matchers:
                 operator, value = matchers["outcome"]
-                assert operator == "=" and value in outcomes, where
+                assert operator == "=", where
+                assert value in outcomes, where
                 seen += 1
     assert seen >= 2
 
 
 def test_latency_queries_leave_out_exactly_the_long_lived_routes(rendered: Rendered) -> None:
     app = create_app(
-        Settings(secret_key=SecretStr("x" * 40), encryption_keys=[SecretStr(Fernet.generate_key().decode())])
+        Settings(
+            secret_key=SecretStr("x" * 40),
+            encryption_keys=[SecretStr(Fernet.generate_key().decode())],
+        )
     )
     routes = {route.path for route in app.routes if isinstance(route, Route)}
     excluded: set[str] = set()
@@ -183,7 +187,10 @@ def test_latency_queries_leave_out_exactly_the_long_lived_routes(rendered: Rende
                 operator, pattern = matchers["route"]
                 assert operator == "!~", where
                 excluded |= {path for path in routes if re.fullmatch(pattern, path)}
-    streams = {"/v1/pushes/{push_id}/events", "/dashboard/projects/{project_id}/{mode}/pushes/{push_id}/events"}
+    streams = {
+        "/v1/pushes/{push_id}/events",
+        "/dashboard/projects/{project_id}/{mode}/pushes/{push_id}/events",
+    }
     assert excluded == streams | {"/healthz/pipeline"}
 
 
@@ -196,7 +203,8 @@ def test_the_dashboard_is_grafana_json_with_its_variables() -> None:
     for panel in DASHBOARD["panels"]:
         if panel["type"] != "row":
             assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
-            assert panel["targets"] and panel["description"]
+            assert panel["targets"]
+            assert panel["description"]
 
 
 def test_the_dashboard_ships_in_a_config_map_for_grafanas_sidecar(

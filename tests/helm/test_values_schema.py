@@ -92,7 +92,9 @@ def test_each_secret_value_lands_in_the_chart_secret_under_its_variable(
     assert set(data) == {f"BRIK_{name.upper()}" for name in SECRET_SETTINGS}
     for name, (section, key) in SECRET_SETTINGS.items():
         given = values[section][key]
-        assert data[f"BRIK_{name.upper()}"] == (",".join(given) if isinstance(given, list) else given)
+        assert data[f"BRIK_{name.upper()}"] == (
+            ",".join(given) if isinstance(given, list) else given
+        )
 
 
 @pytest.mark.parametrize(
@@ -113,8 +115,14 @@ def test_each_secret_value_lands_in_the_chart_secret_under_its_variable(
         ({"database": {"url": "mysql://db/brik"}}, "/database/url"),
         ({"redis": {"url": "cache.internal:6379"}}, "/redis/url"),
         ({"image": {"digest": "latest"}}, "/image/digest"),
-        ({"worker": {"terminationGracePeriodSeconds": 10}}, "/worker/terminationGracePeriodSeconds"),
-        ({"worker": {"autoscaling": {"keda": {"redisAddress": "redis://cache:6379"}}}}, "redisAddress"),
+        (
+            {"worker": {"terminationGracePeriodSeconds": 10}},
+            "/worker/terminationGracePeriodSeconds",
+        ),
+        (
+            {"worker": {"autoscaling": {"keda": {"redisAddress": "redis://cache:6379"}}}},
+            "redisAddress",
+        ),
         ({"api": {"podAntiAffinityPreset": "strict"}}, "/api/podAntiAffinityPreset"),
         ({"ingress": {"hosts": [{"host": "a.example.com", "paths": [{"path": "api"}]}]}}, "path"),
         ({"tests": {"timeoutSeconds": 60}}, "/tests/timeoutSeconds"),
