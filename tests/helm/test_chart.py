@@ -523,3 +523,28 @@ def test_network_policies_open_the_ports_the_pods_serve(render: Callable[..., Re
     assert {"podSelector": {"matchLabels": {f"{FULLNAME}-client": "true"}}} in sources
     test_pod = render(PRODUCTION).get("Pod", f"{FULLNAME}-test-pipeline")
     assert test_pod["metadata"]["labels"][f"{FULLNAME}-client"] == "true"
+
+
+def test_a_redis_url_can_be_composed_from_an_operators_password_secret(
+    render: Callable[..., Rendered],
+) -> None:
+    # The README's recipe for a Redis whose Secret holds only a password.
+    extra_env = [
+        {
+            "name": "REDIS_PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": "brik-redis", "key": "redis-password"}},
+        },
+        {"name": "BRIK_REDIS_URL", "value": "redis://:$(REDIS_PASSWORD)@redis.data.svc:6379/0"},
+    ]
+    values = {
+        "database": MINIMAL["database"],
+        "api": {"extraEnv": extra_env},
+        "worker": {"extraEnv": extra_env},
+    }
+    rendered = render(values)
+    for name in (API, WORKER):
+        (container,) = rendered.get("Deployment", name)["spec"]["template"]["spec"]["containers"]
+        names = [env["name"] for env in container["env"]]
+        # Kubernetes expands $(VAR) only from variables defined before it.
+        assert names.index("REDIS_PASSWORD") < names.index("BRIK_REDIS_URL")
+    assert "BRIK_REDIS_URL" not in rendered.secret_data(FULLNAME)

@@ -231,10 +231,12 @@ such as CloudNativePG's "<cluster>-app" and its "uri"), or the chart's Secret th
 
 {{/* Fail early, with the value to set, on what no pod could run without. */}}
 {{- define "brik.validate" -}}
-{{- if and (not .Values.database.url) (not .Values.database.existingSecret) (not .Values.secrets.existingSecret) }}
+{{- $extraEnv := list }}
+{{- range .Values.api.extraEnv }}{{ $extraEnv = append $extraEnv .name }}{{ end }}
+{{- if and (not .Values.database.url) (not .Values.database.existingSecret) (not .Values.secrets.existingSecret) (not (has "BRIK_DATABASE_URL" $extraEnv)) }}
 {{- fail "Set database.url (postgres://user:password@host:5432/brik) or database.existingSecret: Brik Cloud keeps its data in your PostgreSQL." }}
 {{- end }}
-{{- if and (not .Values.redis.url) (not .Values.redis.existingSecret) (not .Values.secrets.existingSecret) }}
+{{- if and (not .Values.redis.url) (not .Values.redis.existingSecret) (not .Values.secrets.existingSecret) (not (has "BRIK_REDIS_URL" $extraEnv)) }}
 {{- fail "Set redis.url (redis://host:6379/0) or redis.existingSecret: the job queue, rate limits and locks live in your Redis." }}
 {{- end }}
 {{- if and .Values.secrets.existingSecret (or .Values.database.url .Values.redis.url) }}
