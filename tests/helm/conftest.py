@@ -1,8 +1,8 @@
 """The chart rendered offline by the real Helm library (helm-python-sdk), no cluster needed.
 
 ``render`` returns the manifests of one install (or upgrade) as parsed objects; the value sets
-the tests share are the least an install needs (:data:`MINIMAL`) and the production-like file
-``helm/brik-cloud/ci/production-values.yaml``.
+the tests share are the chart's ``ci/`` files (``chart-testing`` lints with them too): the least
+an install needs (:data:`MINIMAL`) and a production-like install (:data:`PRODUCTION`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,7 @@ CHART_DIR = ROOT / "helm" / "brik-cloud"
 RELEASE = "brik"
 NAMESPACE = "push"
 
-MINIMAL: dict[str, Any] = {
-    "database": {"url": "postgres://brik:db-password-1@db.internal:5432/brik"},
-    "redis": {"url": "redis://:redis-password-1@cache.internal:6379/0"},
-}
+MINIMAL: dict[str, Any] = yaml.safe_load((CHART_DIR / "ci" / "minimal-values.yaml").read_text())
 PRODUCTION: dict[str, Any] = yaml.safe_load(
     (CHART_DIR / "ci" / "production-values.yaml").read_text()
 )
