@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 # Every page a reader is sent to: the front door, docs/, and the READMEs of the parts.
-PAGES = [README, *DOCS, ROOT / "sdk" / "README.md", ROOT / "loadtests" / "README.md"]
+PAGES = [README, *DOCS, ROOT / "sdk" / "README.md", ROOT / "loadtests" / "README.md",
+         ROOT / "helm" / "README.md", ROOT / "helm" / "brik-cloud" / "README.md"]  # fmt: skip
 # BRIK_* names that are not server settings: the test suite's, the SDK's and the benchmarks'
 # own variables, `bootstrap`'s password option and the compose file's image.
 OTHER_VARIABLES = {
