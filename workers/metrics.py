@@ -52,6 +52,12 @@ class WorkerMetrics:
             "1 while the worker reaches Redis; 0 while it waits for Redis to come back.",
             registry=self.registry,
         )
+        self.heartbeat = Gauge(
+            "brik_worker_heartbeat_timestamp_seconds",
+            "When this worker last ran a heartbeat job (unix time): its job loop takes work. "
+            "Every worker runs one a minute.",
+            registry=self.registry,
+        )
         self.waiting_for_redis_since: float | None = None
         self._server: WSGIServer | None = None
 

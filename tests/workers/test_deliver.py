@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -106,6 +107,10 @@ async def test_test_mode_pushes_end_in_the_outcomes_the_sandbox_promises(
     assert 'brik_deliveries_total{outcome="delivered",provider="sandbox"} 3.0' in scraped
     assert 'brik_delivery_retries_total{provider="sandbox"} 3.0' in scraped  # 503 x2, 429 x1
     assert "brik_provider_send_seconds_count" in scraped
+    # The heartbeat job ran at start-up: the worker's job loop takes work.
+    beat = re.search(r"^brik_worker_heartbeat_timestamp_seconds (\S+)$", scraped, re.MULTILINE)
+    assert beat is not None
+    assert time.time() - 120 < float(beat[1]) <= time.time()
     api_metrics = (await client.get("/metrics")).text
     assert "brik_queue_depth" in api_metrics
     # An invalid device is kept, and never sent to again.

@@ -29,6 +29,9 @@ async def heartbeat(ctx: dict[str, Any], probe_id: str) -> tuple[str, int]:
         except IntegrityError:
             await rows.update(**beat)
     row = await WorkerHeartbeat.get(worker_id=worker_id)
+    metrics = ctx.get("metrics")
+    if metrics is not None:
+        metrics.heartbeat.set_to_current_time()
     return worker_id, row.beats
 
 
