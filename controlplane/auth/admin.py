@@ -3,7 +3,10 @@
 Cookie-authenticated requests that change something must come from our own origin: the
 cookie is ``SameSite=Lax`` and, on top, an unsafe request whose ``Origin`` (or
 ``Sec-Fetch-Site``) says another site sent it is refused — the classic CSRF defence.
-Bearer tokens are not sent by browsers on their own, so they need no such check.
+Bearer tokens are not sent by browsers on their own, so they need no such check. Forms that
+*start* a session carry no cookie yet, and need the check all the more
+(:func:`refuse_cross_site`): signed into someone else's account by another site's form (login
+CSRF), a person would upload their credentials and keys into it.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
-def _check_same_origin(request: Request, settings: Settings) -> None:
+def refuse_cross_site(request: Request, settings: Settings) -> None:
+    """403 ``cross_site_request`` for an unsafe request another site's page sent."""
     if request.method in _SAFE_METHODS:
         return
     origin = request.headers.get("origin")
@@ -97,7 +101,7 @@ async def authenticate_admin(request: Request, settings: Settings) -> AdminPrinc
             raise AuthenticationFailed(
                 "Your session has ended; sign in again.", code="session_expired"
             )
-        _check_same_origin(request, settings)
+        refuse_cross_site(request, settings)
         return AdminPrincipal(user=session.user, session_id=session.id)
     raise AuthenticationFailed(
         "Sign in, or send a personal access token as 'Authorization: Bearer bk_pat_…'.",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
-from controlplane.models import ApiKey, Role
+from controlplane.auth.keys import INVITATION_TOKEN_PREFIX, generate_secret
+from controlplane.models import ApiKey, Invitation, Role, Session
+from tests.conftest import TEST_SECRET_KEY
 from tests.dashboard.test_isolation import sign_in
 from tests.support.tenants import make_tenant
 
@@ -36,6 +39,43 @@ async def test_a_form_posted_from_another_site_is_refused_and_changes_nothing(
         assert answer.status_code == 303
         await key.refresh_from_db()
         assert key.revoked_at is not None
+
+
+async def test_forms_that_start_a_session_refuse_another_site(
+    dashboard_url: str, database: None
+) -> None:
+    # Login CSRF: evil.example's page posts its owner's email and password to the sign-in
+    # form; the visitor would then set up their credentials and keys in the attacker's account.
+    attacker = await make_tenant("Attacker Co", roles=(Role.OWNER,))
+    issued = generate_secret(INVITATION_TOKEN_PREFIX, TEST_SECRET_KEY)
+    invitation = await Invitation.create(
+        organization=attacker.organization, email="new@attacker.example", role=Role.VIEWER,
+        token_hash=issued.key_hash, expires_at=datetime.now(UTC) + timedelta(hours=1),
+    )  # fmt: skip
+    forms = {
+        "/dashboard/sign-in": {
+            "email": attacker.owner.user.email, "password": attacker.owner.password,
+            "next": "/dashboard/",
+        },
+        "/dashboard/accept-invitation": {"token": issued.plaintext, "password": "p" * 16},
+        "/dashboard/sign-out": {},
+    }  # fmt: skip
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        async with httpx.AsyncClient(base_url=dashboard_url, headers=headers) as victim:
+            for path, form in forms.items():
+                answer = await victim.post(path, data=form)
+                assert answer.status_code == 403, (path, answer.status_code)
+                assert "Cross-site request refused" in answer.text
+                assert "set-cookie" not in answer.headers
+    assert not await Session.exists()
+    await invitation.refresh_from_db()
+    assert invitation.accepted_at is None
+    async with httpx.AsyncClient(base_url=dashboard_url, headers={"Origin": dashboard_url}) as me:
+        await sign_in(me, attacker.owner)  # the same forms from the dashboard itself work
+        accepted = await me.post("/dashboard/accept-invitation", data=forms[
+            "/dashboard/accept-invitation"])  # fmt: skip
+        assert accepted.status_code == 200, accepted.text  # accepted; signed in as another
+        assert (await me.post("/dashboard/sign-out")).status_code == 303
 
 
 async def test_every_page_carries_a_strict_policy_and_is_never_framed_or_cached(

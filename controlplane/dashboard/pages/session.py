@@ -2,7 +2,10 @@
 
 Sign-in runs the API's ``POST /v1/auth/login`` (throttling, lockout, audit) and hands its
 session cookie to the browser; an invitation link (``/dashboard/accept-invitation#<token>``)
-runs ``POST /v1/invitations/accept``.
+runs ``POST /v1/invitations/accept``. These forms are sent before there is a session, so no
+cookie check stands between them and another site: each refuses a form another site posted
+(:func:`~controlplane.auth.admin.refuse_cross_site`) — else that site could sign a person into
+its own account (login CSRF) and read whatever they then set up there.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from starlette.routing import Route
 
 from controlplane.api.auth import LoginMethods, _local_path
 from controlplane.api.invitations import AcceptedInvitation
+from controlplane.auth.admin import refuse_cross_site
 from controlplane.auth.sessions import SESSION_COOKIE
 from controlplane.dashboard.forms import read_form, text
 from controlplane.dashboard.frame import build_frame
@@ -33,6 +37,15 @@ NOTICES = {
 
 def _next(value: str | None) -> str:
     return _local_path(value or "/dashboard/")
+
+
+def _cross_site_refusal(request: Request) -> Response | None:
+    """The error page for a form another site posted here, or None for our own."""
+    try:
+        refuse_cross_site(request, request.app.state.settings)
+    except APIError as error:
+        return error_page(request, error, {"frame": None})
+    return None
 
 
 async def _sign_in_page(
@@ -64,6 +77,8 @@ async def sign_in(request: Request) -> Response:
         notice = NOTICES.get(request.query_params.get("notice", ""))
         invited = (request.query_params.get("email") or "")[:320]  # after an invitation
         return await _sign_in_page(request, next=next_url, notice=notice, email=invited)
+    if refusal := _cross_site_refusal(request):
+        return refusal
     form = await read_form(request)
     next_url = _next(text(form, "next"))
     email = text(form, "email")
@@ -86,11 +101,10 @@ async def sign_in(request: Request) -> Response:
 
 
 async def sign_out(request: Request) -> Response:
+    if refusal := _cross_site_refusal(request):
+        return refusal
     response = RedirectResponse(f"{SIGN_IN}?notice=signed_out", status_code=303)
-    try:
-        admin = await signed_in_admin(request)
-    except APIError as error:  # posted from another site
-        return error_page(request, error, {"frame": None})
+    admin = await signed_in_admin(request)
     if admin is not None:
         result = await Gateway(request, admin).run("POST", "/v1/auth/logout")
         assert isinstance(result, Response)
@@ -106,6 +120,8 @@ async def accept_invitation(request: Request) -> Response:
     context: dict[str, object] = {"frame": None}
     if request.method == "GET":
         return render(request, "accept_invitation.html", context)
+    if refusal := _cross_site_refusal(request):
+        return refusal
     form = await read_form(request)
     body = {"token": text(form, "token") or ""}
     if name := text(form, "name"):
