@@ -1,8 +1,9 @@
 """Reading request bodies: JSON only, validated by pydantic, every failure a clear 400.
 
 :func:`parse_json` is the one place untrusted JSON becomes Python values (request bodies here,
-Stripe's webhook in ``controlplane/api/stripe_webhook.py``). Beyond ``json.loads`` it refuses,
-as ``invalid_json``:
+Stripe's webhook in ``controlplane/api/stripe_webhook.py``; a dashboard form's JSON field goes
+through its :func:`load_json`, so a page takes no JSON the API would refuse). Beyond
+``json.loads`` it refuses, as ``invalid_json``:
 
 - nesting deeper than :data:`MAX_DEPTH` arrays and objects, measured on the raw bytes before
   parsing: ``json`` and pydantic recurse once per level, and 5,000 levels overflow the stack;
@@ -74,13 +75,18 @@ def _bounded_int(text: str) -> int:
     return value
 
 
-def parse_json(raw: bytes) -> Any:
-    """``raw`` as JSON (UTF-8), or 400 ``invalid_json`` saying what is wrong with it."""
+class NotJSON(ValueError):
+    """Text that is not JSON as this module accepts it; the message says why, in a few words."""
+
+
+def load_json(raw: bytes) -> Any:
+    """``raw`` as JSON (UTF-8) under the rules of the module docstring, or :class:`NotJSON`.
+
+    For JSON that is not a request body (a dashboard form's JSON field, which names itself).
+    """
     if (depth := nesting_depth(raw)) > MAX_DEPTH:
-        raise InvalidRequest(
-            f"The JSON is nested {depth} levels deep; at most {MAX_DEPTH} levels of arrays "
-            "and objects are accepted.",
-            code="invalid_json",
+        raise NotJSON(
+            f"arrays and objects nest {depth} levels deep, at most {MAX_DEPTH} levels are accepted"
         )
     try:
         # RFC 8259: JSON between systems is UTF-8; json.loads(bytes) would guess UTF-16/32.
@@ -91,14 +97,18 @@ def parse_json(raw: bytes) -> Any:
             parse_int=_bounded_int,
         )
     except UnicodeDecodeError:
-        raise InvalidRequest("The request body is not valid UTF-8.", code="invalid_json") from None
+        raise NotJSON("it is not UTF-8") from None
     except json.JSONDecodeError as exc:
-        raise InvalidRequest(
-            f"The request body is not valid JSON: {exc.msg} "
-            f"at line {exc.lineno} column {exc.colno}.",
-            code="invalid_json",
-        ) from None
+        raise NotJSON(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except _NotAJSONNumber as exc:
+        raise NotJSON(str(exc)) from None
+
+
+def parse_json(raw: bytes) -> Any:
+    """``raw`` as JSON (UTF-8), or 400 ``invalid_json`` saying what is wrong with it."""
+    try:
+        return load_json(raw)
+    except NotJSON as exc:
         raise InvalidRequest(
             f"The request body is not valid JSON: {exc}.", code="invalid_json"
         ) from None

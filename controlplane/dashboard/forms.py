@@ -7,7 +7,6 @@ the API would refuse is refused here with the same message, shown beside its fie
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import secrets
@@ -16,6 +15,7 @@ from typing import Any
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 
+from controlplane.api.bodies import NotJSON, load_json
 from controlplane.errors import InvalidRequest, PayloadTooLarge
 
 MAX_FORM_FIELDS = 200
@@ -97,13 +97,14 @@ def idempotency_key(form: FormData) -> str | None:
 
 
 def json_object(form: FormData, name: str) -> Any:
-    """A field holding JSON (content state, custom data); 400 naming the field if it is not."""
+    """A field holding JSON (content state, custom data); 400 naming the field if it is not,
+    by the API's own rules for JSON (nesting, numbers: ``controlplane/api/bodies.py``)."""
     raw = text(form, name)
     if raw is None:
         return None
     try:
-        return json.loads(raw)
-    except ValueError as exc:
+        return load_json(raw.encode("utf-8", "surrogatepass"))
+    except NotJSON as exc:
         raise InvalidRequest(f"{name}: not valid JSON ({exc}).", param=name) from None
 
 

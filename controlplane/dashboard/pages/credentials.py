@@ -7,11 +7,11 @@ FCM project and service account).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.responses import Response
 
+from controlplane.api.bodies import NotJSON, load_json
 from controlplane.api.credentials import CredentialList
 from controlplane.dashboard.forms import text, upload_or_text
 from controlplane.dashboard.page import View, dashboard_page
@@ -59,10 +59,10 @@ async def upload(view: View) -> Response:
         elif provider == "fcm":
             raw = await upload_or_text(form, "service_account_file", "service_account")
             try:
-                account = json.loads(raw or "")
-            except ValueError:
+                account = load_json((raw or "").encode("utf-8", "surrogatepass"))
+            except NotJSON as exc:
                 raise InvalidRequest(
-                    "service_account: not the JSON key file Firebase gives (not valid JSON).",
+                    f"service_account: not the JSON key file Firebase gives ({exc}).",
                     param="service_account",
                 ) from None
             body = {"service_account": account}
