@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from playwright.async_api import Page, expect
 
 from controlplane.models import AuditEvent, Role
 from tests.dashboard.conftest import sign_in
+from tests.dashboard.test_isolation import sign_in as sign_in_client
 from tests.support.tenants import Tenant, make_tenant
 
 pytestmark = pytest.mark.database
@@ -130,3 +132,18 @@ async def test_a_bad_filter_is_shown_beside_it_and_members_without_the_right_are
     assert response is not None
     assert response.status == 403
     await expect(page.get_by_role("alert")).to_contain_text("audit_log:read")
+
+
+async def test_a_date_out_of_range_is_refused_beside_its_field(
+    dashboard_url: str, database: None
+) -> None:
+    acme = await make_tenant("Acme", roles=(Role.OWNER,))
+    audit_url = f"/dashboard/organizations/{acme.organization.id}/audit"
+    async with httpx.AsyncClient(base_url=dashboard_url) as me:
+        await sign_in_client(me, acme.owner)
+        # 9999-12-31 has no day after it to end the range on: that was a 500.
+        for field, day in (("to", "9999-12-31"), ("from", "9999-12-31"), ("from", "0001-01-01")):
+            answer = await me.get(audit_url, params={field: day})
+            assert answer.status_code == 400, (field, day, answer.status_code)
+            assert f'id="{field}-error"' in answer.text
+            assert f"{field}: a date from 1970-01-01 to 2999-12-31" in answer.text

@@ -44,11 +44,20 @@ def action_groups() -> list[ActionGroup]:
     return [ActionGroup(noun, actions) for noun, actions in groups.items()]
 
 
+# The days the operation's moments reach (controlplane/validation.py: years 1970 to 2999).
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
+
+
 def _day(value: str, field: str) -> date:
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
-        raise InvalidRequest(f"{field}: a date such as 2030-01-31.", param=field) from None
+        day = None
+    if day is None or not FIRST_DAY <= day <= LAST_DAY:
+        raise InvalidRequest(
+            f"{field}: a date from {FIRST_DAY} to {LAST_DAY}, such as 2030-01-31.", param=field
+        )
+    return day
 
 
 def api_query(filters: dict[str, str]) -> dict[str, str]:
