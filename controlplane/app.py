@@ -29,6 +29,7 @@ from controlplane.auth.oidc import STATE_COOKIE, OidcLogin
 from controlplane.billing import StripeConnection
 from controlplane.core.connections import queue_client
 from controlplane.crypto import KeyRing
+from controlplane.dashboard.answers import DashboardAnswers
 from controlplane.dashboard.routes import routes as dashboard_routes
 from controlplane.enqueue_relay import EnqueueRelay
 from controlplane.errors import exception_handlers
@@ -69,6 +70,9 @@ def create_app(settings: Settings) -> Starlette:
                     await app.state.stripe.close()
 
     middleware = [
+        # Outermost: what the API answers in JSON (404, 405, 413, 503, 500) is a page under
+        # /dashboard/, and every dashboard answer has its security headers.
+        Middleware(DashboardAnswers),
         Middleware(RequestTelemetryMiddleware, metrics=RequestMetrics(registry)),
         Middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes),
     ]

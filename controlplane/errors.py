@@ -25,7 +25,9 @@ database driver's connection failures (``ConnectionError`` and its kin from asyn
 socket) become :class:`DependencyUnavailable`, logged as a warning without a traceback.
 
 Anything else that escapes a handler is a bug: the telemetry middleware logs it with its
-traceback and request id and answers with a 500 ``api_error`` body, never an HTML page.
+traceback and request id and answers with a 500 ``api_error`` body, never an HTML page. (Under
+``/dashboard/`` every one of these JSON answers becomes the dashboard's error page, for a
+person: ``controlplane/dashboard/answers.py``.)
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ Map:
 - ``frame.py``     — what every page shows around its content: who is signed in, the
   organization and project switchers, the test/live toggle, what the role may do.
 - ``rendering.py`` — Jinja2 templates, the Content-Security-Policy and the error pages.
+- ``answers.py``   — middleware: an answer no page gave (no such page, a body too large, a bug)
+  is an error page too, and every answer under ``/dashboard/`` has the security headers.
 - ``forms.py``     — reading a posted form into the JSON an operation takes, and the
   Idempotency-Key a form carries from the moment it is drawn.
 - ``sent.py``      — what a page says after a form sent a push (codes in the redirect, read back).
