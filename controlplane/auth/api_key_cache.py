@@ -28,7 +28,8 @@ is cached only if the epoch did not move while it read.
 
 ``last_used_at`` is recorded without a database write per request: uses go to a Redis hash (at
 most once per :data:`USE_REPORT_INTERVAL` per key and process) and the worker's flush job
-(``workers/tasks/api_key_usage.py``) moves them into the database.
+(``workers/tasks/api_key_usage.py``) moves them into the database. Reading keys does not need
+Redis: while it is away, a key's ``last_used_at`` is the database's.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from controlplane.auth.api_keys import KeyPrincipal, check_key_shape, load_principal
 from controlplane.auth.keys import hash_key
@@ -80,10 +83,16 @@ async def invalidate_cached_keys(redis: Redis, attempts: int = 1) -> None:
 
 
 async def pending_last_used(redis: Redis, key_ids: list[str]) -> dict[str, datetime]:
-    """Uses recorded in Redis that the flush job has not moved to the database yet."""
+    """Uses recorded in Redis that the flush job has not moved to the database yet; none while
+    Redis cannot be reached — the keys are listed with what the database knows (a use of the
+    last minutes missing), rather than not at all."""
     if not key_ids:
         return {}
-    values = await redis.hmget(LAST_USED_HASH, key_ids)  # type: ignore[misc]  # redis-py stubs
+    try:
+        values = await redis.hmget(LAST_USED_HASH, key_ids)  # type: ignore[misc]  # redis stubs
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        logger.warning("API keys' latest uses are not readable from Redis: %s", exc)
+        return {}
     return {
         key_id: datetime.fromtimestamp(float(value), UTC)
         for key_id, value in zip(key_ids, values, strict=True)

@@ -1,15 +1,23 @@
-"""API keys in the dashboard: rolled, renamed and narrowed, and the API agrees at once."""
+"""API keys in the dashboard: rolled, renamed and narrowed, and the API agrees at once; while
+Redis is unreachable the keys are still listed, and a revocation is refused on the page (every
+API process must hear of it first) with nothing changed."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import httpx
 import pytest
 from playwright.async_api import Page, expect
 
+from controlplane.app import create_app
 from controlplane.models import ApiKey, Role
+from controlplane.settings import Settings
 from tests.dashboard.conftest import sign_in
+from tests.dashboard.test_isolation import sign_in as sign_in_client
+from tests.support.processes import free_port
+from tests.support.servers import serving
 from tests.support.tenants import make_tenant
 
 pytestmark = pytest.mark.database
@@ -50,3 +58,29 @@ async def test_a_key_is_narrowed_renamed_and_rolled_and_the_api_follows(
         new = await api.get("/v1/api_key", headers={"Authorization": f"Bearer {rolled}"})
         assert new.status_code == 200
         assert sorted(new.json()["scopes"]) == sorted(key.scopes)  # same name and scopes
+
+
+async def test_while_redis_is_unreachable_keys_are_listed_and_revoking_one_says_why_not(
+    make_settings: Callable[..., Settings], database: None
+) -> None:
+    tenant = await make_tenant("Outage Co", roles=(Role.OWNER,))
+    key = await ApiKey.get(project=tenant.project)
+    settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    keys_page = f"/dashboard/projects/{tenant.project.id}/test/api-keys"
+    async with (
+        serving(create_app(settings)) as url,
+        httpx.AsyncClient(base_url=url, headers={"Origin": url}) as me,
+    ):
+        await sign_in_client(me, tenant.owner)
+        listed = await me.get(keys_page)
+        revoked = await me.post(f"{keys_page}/{key.id}", data={"action": "revoke"})
+    # A key's latest uses wait in Redis for the worker to save them: without them, the page
+    # shows what the database knows, rather than a 503 for the whole list.
+    assert listed.status_code == 200, listed.text[:300]
+    assert key.name in listed.text
+    assert revoked.status_code == 503
+    assert revoked.headers["content-type"].startswith("text/html")
+    assert "nothing was changed" in revoked.text
+    assert key.name in revoked.text  # the list, under the refusal
+    await key.refresh_from_db()
+    assert key.revoked_at is None
