@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -11,6 +12,7 @@ from playwright.async_api import Browser, Page, expect
 
 from controlplane.models import Push, PushStatus, Role
 from tests.dashboard.conftest import sign_in
+from tests.dashboard.test_isolation import sign_in as sign_in_client
 from tests.support.tenants import make_tenant
 
 pytestmark = pytest.mark.database
@@ -141,3 +143,24 @@ async def test_a_composer_form_sent_twice_sends_one_push(
     assert first.status == again.status == 303
     assert first.headers["location"].split("?")[0] == again.headers["location"].split("?")[0]
     assert await Push.filter(project_id=tenant.project.id).count() == 1
+
+
+async def test_a_push_page_says_only_the_apis_own_warnings_whatever_its_link_says(
+    dashboard_url: str, database: None
+) -> None:
+    tenant = await make_tenant("Phish Co", roles=(Role.OWNER,))
+    async with httpx.AsyncClient(base_url=dashboard_url, headers={"Origin": dashboard_url}) as me:
+        await sign_in_client(me, tenant.owner)
+        composed = await me.post(
+            f"/dashboard/projects/{tenant.project.id}/test/compose",
+            data={"kind": "alert", "alert.title": "Hello", "to.user_ids": "nobody"},
+        )
+        assert composed.status_code == 303
+        link = composed.headers["location"]
+        assert link.endswith("?warning=no_recipients")
+        # Someone sends a member the push's link with words of their own in it.
+        lure = "Your account is suspended: call +1 555 0100 with your API key"
+        answer = await me.get(link + "&" + urlencode({"warning": lure}))
+    assert answer.status_code == 200
+    assert "no device can receive this push" in answer.text
+    assert "suspended" not in answer.text

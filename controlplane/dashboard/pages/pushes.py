@@ -33,6 +33,14 @@ from controlplane.errors import APIError, InvalidRequest
 KINDS = ("alert", "background", "liveactivity", "widget")
 PUSH = "/v1/pushes/{push_id}"
 NOTICES = {"canceled": "The scheduled push is canceled; its recipients get nothing."}
+# The API's warning codes (PushSent.warnings) the composer's redirect names, said for a person.
+# Only these are shown: a link must not make the page say words of its choosing.
+WARNINGS = {
+    "no_recipients": "no device can receive this push: nothing is sent.",
+    "no_live_activity_token": "some iOS devices have no Live Activity token and were skipped.",
+    "no_push_to_start_token": "some iOS devices have no push-to-start token and were skipped.",
+    "no_widget_push_token": "some iOS devices have no widget push token and were skipped.",
+}
 
 
 def _alert(form: FormData) -> dict[str, Any]:
@@ -133,6 +141,7 @@ async def push_page(view: View) -> Response:
         PushDetail, PUSH, params=params, project_id=view.project_id, mode=view.mode
     )
     status = view.request.query_params.get("status") or None
+    codes = view.request.query_params.getlist("warning")
     query = {"limit": "100", "status": status or "",
              "starting_after": view.request.query_params.get("starting_after", "")}  # fmt: skip
     deliveries = await view.gateway.get(
@@ -144,7 +153,7 @@ async def push_page(view: View) -> Response:
         push=push,
         deliveries=deliveries,
         status_filter=status,
-        warnings=view.request.query_params.getlist("warning"),
+        warnings=[WARNINGS[code] for code in codes if code in WARNINGS],
         notice=NOTICES.get(view.request.query_params.get("notice", "")),
     )
 
