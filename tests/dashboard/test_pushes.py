@@ -9,7 +9,9 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
+from redis.asyncio import Redis
 
+from controlplane.core.keyspace import events_channel
 from controlplane.models import Push, PushStatus, Role
 from tests.dashboard.conftest import sign_in
 from tests.dashboard.test_isolation import sign_in as sign_in_client
@@ -164,3 +166,31 @@ async def test_a_push_page_says_only_the_apis_own_warnings_whatever_its_link_say
     assert answer.status_code == 200
     assert "no device can receive this push" in answer.text
     assert "suspended" not in answer.text
+
+
+async def test_the_live_status_follows_a_push_whose_data_has_keys_with_quotes(
+    page: Page, dashboard_url: str, redis_url: str, database: None
+) -> None:
+    tenant = await make_tenant("Quote Co", roles=(Role.OWNER,))
+    await register(dashboard_url, tenant.secret_key, token=IPHONE, platform="ios", user_id="bo")
+    async with httpx.AsyncClient(
+        base_url=dashboard_url, headers={"Authorization": f"Bearer {tenant.secret_key}"}
+    ) as api:
+        sent = await api.post(
+            "/v1/pushes",
+            json={"kind": "background", "data": {'say "hi"]': 1}, "to": {"user_ids": ["bo"]}},
+        )
+        assert sent.status_code == 202, sent.text
+    push_id = sent.json()["id"]
+    await sign_in(
+        page, tenant.owner, f"/dashboard/projects/{tenant.project.id}/test/pushes/{push_id}"
+    )
+    status = page.locator('[data-field="status"]')
+    await expect(status).to_have_text("queued")
+    # No worker here: move the push on and tell its stream, as a worker would.
+    await Push.filter(id=push_id).update(status=PushStatus.SENDING)
+    redis = Redis.from_url(redis_url)
+    await redis.publish(events_channel(push_id), "changed")
+    await redis.aclose()
+    # The page's script took the event whole (the page fixture fails on any script error).
+    await expect(status).to_have_text("sending")

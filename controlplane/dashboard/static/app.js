@@ -81,7 +81,8 @@ if (live && window.EventSource) {
   source.addEventListener("push", (event) => {
     const fields = flatten(JSON.parse(event.data), "", {});
     for (const [name, value] of Object.entries(fields)) {
-      live.querySelectorAll(`[data-field="${name}"]`).forEach((element) => {
+      // Names come from the push, its content's keys included: any text, quotes and all.
+      live.querySelectorAll(`[data-field="${CSS.escape(name)}"]`).forEach((element) => {
         element.textContent = value === null ? "—" : String(value);
         if (name === "status") element.className = `status status-${value}`;
       });
