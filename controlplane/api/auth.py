@@ -7,6 +7,7 @@ account and per IP (``controlplane/auth/login_throttle.py``). Every attempt is a
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Literal
 from urllib.parse import urlsplit
@@ -153,10 +154,21 @@ async def login_methods(call: Call) -> LoginMethods:
     )
 
 
+# Browsers read a backslash as a slash (/\evil.example is //evil.example) and drop tabs and
+# newlines from a URL (/<tab>/evil.example): none of them, nor a space, belongs in a local path.
+_NOT_IN_A_LOCAL_PATH = re.compile(r"[\\\x00-\x20\x7f]")
+
+
 def _local_path(target: str) -> str:
     """Only same-site paths: an open redirect would hand sessions to phishing pages."""
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    if (
+        parts.scheme
+        or parts.netloc
+        or not target.startswith("/")
+        or target.startswith("//")
+        or _NOT_IN_A_LOCAL_PATH.search(target)
+    ):
         return "/dashboard/"
     return target
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
@@ -90,3 +91,33 @@ async def test_too_many_wrong_passwords_lock_the_account_and_the_page_says_for_h
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.get_by_role("alert")).to_contain_text("Too many failed sign-ins")
     assert "/sign-in" in page.url
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example/",
+        "/\\evil.example/",  # a browser reads "\" as "/"
+        "/\t/evil.example/",  # and drops tabs and newlines
+        "/\n/evil.example/",
+        "https://evil.example/",
+        "https:evil.example",
+        "javascript:alert(1)",
+        "evil.example",
+    ],
+)
+async def test_signing_in_never_leads_to_another_site(
+    dashboard_url: str, database: None, target: str
+) -> None:
+    tenant = await make_tenant("Redirect Co", roles=(Role.OWNER,))
+    async with httpx.AsyncClient(base_url=dashboard_url) as browser:
+        form = await browser.get("/dashboard/sign-in", params={"next": target})
+        assert 'name="next" value="/dashboard/"' in form.text
+        signed_in = await browser.post(
+            "/dashboard/sign-in",
+            data={"email": tenant.owner.user.email, "password": tenant.owner.password,
+                  "next": target},
+        )  # fmt: skip
+        assert signed_in.headers["location"] == "/dashboard/"
+        again = await browser.get("/dashboard/sign-in", params={"next": target})
+        assert again.headers["location"] == "/dashboard/"  # already signed in: straight there
