@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from controlplane.auth.keys import INVITATION_TOKEN_PREFIX, generate_secret
-from controlplane.models import ApiKey, Invitation, Role, Session
+from controlplane.models import (
+    Activity,
+    ApiKey,
+    AuditEvent,
+    Delivery,
+    Device,
+    Invitation,
+    Organization,
+    PersonalAccessToken,
+    Project,
+    Push,
+    Role,
+    Session,
+    StateEntry,
+    User,
+)
 from tests.conftest import TEST_SECRET_KEY
-from tests.dashboard.test_isolation import sign_in
+from tests.controlplane.test_isolation import make_victim_rows
+from tests.dashboard.test_isolation import NAMES, dashboard_routes, fill, sign_in
+from tests.support.servers import serving
 from tests.support.tenants import make_tenant
 
 pytestmark = pytest.mark.database
@@ -95,6 +114,54 @@ async def test_every_page_carries_a_strict_policy_and_is_never_framed_or_cached(
         assert answer.headers["cache-control"] == "no-store"
         assert answer.headers["x-content-type-options"] == "nosniff"
     assert missing.status_code == 404
+
+
+MARKUP = "<img src=x onerror=alert(1)>"
+PAYLOAD = f"\"'>{MARKUP}</textarea></script>"  # out of an attribute, a textarea, a script
+
+
+async def test_text_a_tenant_chose_is_text_on_every_page(app: Starlette, database: None) -> None:
+    tenant = await make_tenant("Own Co", roles=(Role.OWNER,))
+    ids = {**NAMES, **await make_victim_rows(tenant)}
+    owner = tenant.owner.user
+    await Organization.filter(id=tenant.organization.id).update(name=PAYLOAD)
+    await Project.filter(id=tenant.project.id).update(name=PAYLOAD)
+    await User.filter(id=owner.id).update(name=PAYLOAD)
+    await Device.filter(id=ids["device_id"]).update(user_id=PAYLOAD, tags=[PAYLOAD])
+    content = {"alert": {"title": PAYLOAD}, "data": {PAYLOAD: PAYLOAD}}
+    await Push.filter(id=ids["push_id"]).update(content=content, target={"user_ids": [PAYLOAD]})
+    await Delivery.create(
+        push_id=ids["push_id"], device_id=ids["device_id"], provider="apns", platform="ios",
+        apns_id="0" * 36, reason=PAYLOAD,
+    )  # fmt: skip
+    await Activity.filter(id=ids["activity_id"]).update(
+        activity_type=PAYLOAD, attributes={PAYLOAD: PAYLOAD}, content_state={"eta": PAYLOAD}
+    )
+    await StateEntry.filter(project_id=tenant.project.id).update(value=json.dumps(PAYLOAD))
+    await ApiKey.filter(id=ids["api_key_id"]).update(name=PAYLOAD)
+    await PersonalAccessToken.filter(id=ids["access_token_id"]).update(name=PAYLOAD)
+    await Session.filter(id=ids["session_id"]).update(user_agent=PAYLOAD, ip=PAYLOAD[:64])
+    await Invitation.filter(id=ids["invitation_id"]).update(email=PAYLOAD + "@x.example")
+    await AuditEvent.filter(id=ids["audit_event_id"]).update(
+        actor_email=PAYLOAD, target_id=PAYLOAD[:64], user_agent=PAYLOAD, details={PAYLOAD: PAYLOAD}
+    )
+    pages = ["/dashboard/account"] + [
+        fill(route.path, ids)
+        for route in dashboard_routes(app)
+        if route.methods and "GET" in route.methods and not route.path.endswith("/events")
+    ]
+    shown = 0
+    async with (
+        serving(app) as base_url,
+        httpx.AsyncClient(base_url=base_url, headers={"Origin": base_url}) as client,
+    ):
+        await sign_in(client, tenant.owner)
+        for path in pages:
+            answer = await client.get(path, follow_redirects=True)
+            assert answer.status_code == 200, (path, answer.status_code)
+            assert MARKUP not in answer.text, path
+            shown += "&lt;img src=x onerror=alert(1)&gt;" in answer.text
+    assert shown == len(pages)  # every page showed some of it, as text
 
 
 def test_templates_hold_no_inline_script_or_style_and_load_nothing_from_elsewhere() -> None:
