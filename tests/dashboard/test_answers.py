@@ -16,6 +16,8 @@ from controlplane.dashboard.answers import DashboardAnswers
 from controlplane.middleware.telemetry import RequestMetrics, RequestTelemetryMiddleware
 from controlplane.models import Role
 from controlplane.settings import Settings
+from tests.controlplane.test_database_outage import forwarded
+from tests.support.processes import free_port, running_command, server_environment
 from tests.support.servers import serving
 from tests.support.tenants import make_tenant
 
@@ -89,3 +91,28 @@ async def test_a_bug_behind_a_page_is_a_500_page_naming_the_request(settings: Se
     assert "a bug" not in answer.text
     assert f"request <code>{answer.headers['request-id']}</code>" in answer.text
     assert_dashboard_headers(answer)
+
+
+async def test_the_database_gone_is_a_503_page_that_says_so(
+    database_url: str, redis_url: str
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with forwarded(database_url) as (forwarder, via_forwarder):
+        env = server_environment(via_forwarder, redis_url, "brik-test:dashboard-db-outage")
+        with running_command("serve", "--host", "127.0.0.1", "--port", str(port), env=env,
+                             ready_url=f"{url}/healthz"):  # fmt: skip
+            async with httpx.AsyncClient(base_url=url, headers={"Origin": url}) as browser:
+                forwarder.cut()  # PostgreSQL is gone for this server
+                signing_in = await browser.post(
+                    "/dashboard/sign-in", data={"email": "ada@example.com", "password": "pw"}
+                )
+                accepting = await browser.post(
+                    "/dashboard/accept-invitation",
+                    data={"token": "bk_inv_x", "password": "a long enough password"},
+                )
+    for answer in (signing_in, accepting):
+        assert answer.status_code == 503
+        assert answer.headers["content-type"].startswith("text/html")
+        assert "The database is unavailable; try again shortly." in answer.text
+        assert_dashboard_headers(answer)
