@@ -194,3 +194,26 @@ async def test_the_live_status_follows_a_push_whose_data_has_keys_with_quotes(
     await redis.aclose()
     # The page's script took the event whole (the page fixture fails on any script error).
     await expect(status).to_have_text("sending")
+
+
+async def test_a_send_time_with_its_own_offset_is_kept_and_the_fields_own_is_read_as_utc(
+    dashboard_url: str, database: None
+) -> None:
+    tenant = await make_tenant("Offset Co", roles=(Role.OWNER,))
+    compose = f"/dashboard/projects/{tenant.project.id}/test/compose"
+    form = {"kind": "alert", "alert.title": "Later", "to.user_ids": "bo"}
+    async with httpx.AsyncClient(base_url=dashboard_url, headers={"Origin": dashboard_url}) as me:
+        await sign_in_client(me, tenant.owner)
+        for send_at in ("2031-01-01T09:00", "2031-01-01T09:00:00+05:00"):
+            sent = await me.post(compose, data={**form, "send_at": send_at})
+            assert sent.status_code == 303, sent.text[:300]
+        refused = await me.post(compose, data={**form, "send_at": "tomorrow"})
+    assert refused.status_code == 400
+    assert 'id="send_at-error"' in refused.text  # the API's refusal, beside the field
+    moments = sorted(push.send_at for push in await Push.all() if push.send_at is not None)
+    # The browser's datetime-local field is UTC here (the page says so); an explicit offset
+    # is what it says, not five hours later.
+    assert [moment.isoformat() for moment in moments] == [
+        "2031-01-01T04:00:00+00:00",
+        "2031-01-01T09:00:00+00:00",
+    ]
