@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from controlplane.app import create_app
 from controlplane.auth.keys import INVITATION_TOKEN_PREFIX, generate_secret
 from controlplane.models import (
     Activity,
@@ -28,6 +30,7 @@ from controlplane.models import (
     StateEntry,
     User,
 )
+from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
 from tests.controlplane.test_isolation import make_victim_rows
 from tests.dashboard.test_isolation import NAMES, dashboard_routes, fill, sign_in
@@ -114,6 +117,41 @@ async def test_every_page_carries_a_strict_policy_and_is_never_framed_or_cached(
         assert answer.headers["cache-control"] == "no-store"
         assert answer.headers["x-content-type-options"] == "nosniff"
     assert missing.status_code == 404
+
+
+def cookie_value(answer: httpx.Response) -> str:
+    return answer.headers["set-cookie"].split(";", 1)[0].split("=", 1)[1]
+
+
+async def test_behind_https_the_session_cookie_is_secure_httponly_and_same_site(
+    make_settings: Callable[..., Settings], database: None
+) -> None:
+    tenant = await make_tenant("Tls Co", roles=(Role.OWNER,))
+    app = create_app(make_settings(public_base_url="https://brik.example"))
+    async with (
+        serving(app) as base_url,
+        httpx.AsyncClient(base_url=base_url, headers={"Origin": "https://brik.example"}) as me,
+    ):
+        signed_in = await me.post(
+            "/dashboard/sign-in",
+            data={"email": tenant.owner.user.email, "password": tenant.owner.password},
+        )
+        # This client talks plain HTTP to the app (TLS ends in front of it), so it keeps a
+        # Secure cookie to itself; a browser on https://brik.example would send it.
+        me.cookies.set("brik_session", cookie_value(signed_in))
+        changed = await me.post(
+            "/dashboard/account/password",
+            data={"current_password": tenant.owner.password, "new_password": "n" * 16,
+                  "new_password_confirmation": "n" * 16},
+        )  # fmt: skip
+        me.cookies.set("brik_session", cookie_value(changed))
+        signed_out = await me.post("/dashboard/sign-out")
+    for answer in (signed_in, changed, signed_out):
+        assert answer.status_code == 303, answer.text[:300]
+        cookie = answer.headers["set-cookie"]
+        assert cookie.startswith("brik_session=")
+        for flag in ("HttpOnly", "Path=/", "SameSite=lax", "Secure"):
+            assert flag in cookie, (answer.request.url.path, cookie)
 
 
 MARKUP = "<img src=x onerror=alert(1)>"
