@@ -7,13 +7,16 @@ the API would refuse is refused here with the same message, shown beside its fie
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
+from starlette.responses import Response
 
 from controlplane.api.bodies import NotJSON, load_json
 from controlplane.errors import InvalidRequest, PayloadTooLarge
@@ -30,6 +33,23 @@ async def read_form(request: Request) -> FormData:
     if content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise InvalidRequest("Send the form from the dashboard.", code="unsupported_media_type")
     return await request.form(max_files=4, max_fields=MAX_FORM_FIELDS)
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def closes_form(endpoint: Endpoint) -> Endpoint:
+    """``endpoint``, with the files of the form it read closed once it has answered: Starlette
+    leaves them open (spooled to disk past 1 MB) until the garbage collector finds them."""
+
+    @functools.wraps(endpoint)
+    async def closing(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        finally:
+            await request.close()
+
+    return closing
 
 
 def text(form: FormData, name: str) -> str | None:

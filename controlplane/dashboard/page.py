@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from controlplane.auth.admin import AdminPrincipal, authenticate_admin
 from controlplane.auth.sessions import SESSION_COOKIE
-from controlplane.dashboard.forms import read_form
+from controlplane.dashboard.forms import closes_form, read_form
 from controlplane.dashboard.frame import MODES, Frame, build_frame
 from controlplane.dashboard.gateway import Gateway
 from controlplane.dashboard.rendering import error_page, render
@@ -145,4 +145,6 @@ def dashboard_page(path: str, handler: PageHandler, methods: tuple[str, ...] = (
         except APIError as error:
             return error_page(request, error, {"frame": frame})
 
-    return Route("/dashboard" + path, endpoint, methods=list(methods), name=handler.__name__)
+    return Route(
+        "/dashboard" + path, closes_form(endpoint), methods=list(methods), name=handler.__name__
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import httpx
 import pytest
 from starlette.datastructures import FormData
@@ -59,3 +61,21 @@ async def test_every_json_field_nested_thousands_deep_is_a_400_beside_it(
             assert answer.status_code == 400, (path, answer.status_code, answer.text[:200])
             assert answer.headers["content-type"].startswith("text/html")
             assert "at most 64 levels" in answer.text, path
+
+
+@pytest.mark.database
+async def test_files_sent_with_a_form_are_closed_once_the_page_has_answered(
+    dashboard_url: str, database: None
+) -> None:
+    tenant = await make_tenant("Upload Co", roles=(Role.OWNER,))
+    upload = f"/dashboard/projects/{tenant.project.id}/test/credentials/apns"
+    files = {"key_file": ("AuthKey.p8", b"not a key"), "other": ("notes.txt", b"x")}
+    async with httpx.AsyncClient(base_url=dashboard_url, headers={"Origin": dashboard_url}) as me:
+        await sign_in(me, tenant.owner)
+        answer = await me.post(upload, data={"key_id": "ABC123DEFG"}, files=files)
+        signing_in = await me.post("/dashboard/sign-in", files={"other": ("a.txt", b"x")})
+    assert answer.status_code == 400
+    assert signing_in.status_code in (400, 401)
+    # An upload left open is closed by the garbage collector, with a ResourceWarning (an error
+    # here): each request kept its files' descriptors and buffers until then.
+    gc.collect()

@@ -20,7 +20,7 @@ from controlplane.api.auth import LoginMethods, _local_path
 from controlplane.api.invitations import AcceptedInvitation
 from controlplane.auth.admin import refuse_cross_site
 from controlplane.auth.sessions import SESSION_COOKIE
-from controlplane.dashboard.forms import read_form, text
+from controlplane.dashboard.forms import closes_form, read_form, text
 from controlplane.dashboard.frame import build_frame
 from controlplane.dashboard.gateway import Gateway
 from controlplane.dashboard.page import SIGN_IN, View, dashboard_page, signed_in_admin
@@ -178,9 +178,9 @@ async def root(_request: Request) -> Response:
 
 routes = [
     Route("/", root, methods=["GET"]),
-    Route(SIGN_IN, sign_in, methods=["GET", "POST"]),
+    Route(SIGN_IN, closes_form(sign_in), methods=["GET", "POST"]),
     Route("/dashboard/sign-out", sign_out, methods=["POST"]),
-    Route("/dashboard/accept-invitation", accept_invitation, methods=["GET", "POST"]),
+    Route("/dashboard/accept-invitation", closes_form(accept_invitation), methods=["GET", "POST"]),
     dashboard_page("/", home),
     dashboard_page("/switch", switch),
 ]
