@@ -98,3 +98,35 @@ async def test_a_role_posting_every_form_it_may_not_use_is_refused_and_nothing_c
     assert sorted(roles) == sorted(Role)
     assert await Invitation.filter(organization=tenant.organization).count() == 1
     assert await Invitation.filter(id=ids["invitation_id"], revoked_at=None).exists()
+
+
+async def test_a_member_removed_while_signed_in_reaches_nothing_of_the_organization_at_once(
+    app: Starlette, database: None
+) -> None:
+    tenant = await make_tenant("Leaving Co", roles=(Role.OWNER, Role.DEVELOPER))
+    ids = await make_victim_rows(tenant)
+    developer = tenant.people[Role.DEVELOPER]
+    membership = await Membership.get(organization=tenant.organization, user=developer.user)
+    project = f"/dashboard/projects/{tenant.project.id}/test"
+    async with (
+        serving(app) as base_url,
+        httpx.AsyncClient(base_url=base_url, headers={"Origin": base_url}) as client,
+        httpx.AsyncClient(base_url=base_url, headers=tenant.owner.headers) as owner,
+    ):
+        await sign_in(client, developer)
+        assert (await client.get(f"{project}/devices")).status_code == 200
+        removed = await owner.delete(
+            f"/v1/organizations/{tenant.organization.id}/members/{membership.id}"
+        )
+        assert removed.status_code == 200, removed.text
+        # The same browser, the same session: the organization is gone from it.
+        pages = [project, f"{project}/devices/{ids['device_id']}", f"{project}/api-keys",
+                 f"/dashboard/organizations/{tenant.organization.id}/members"]  # fmt: skip
+        for page in pages:
+            assert (await client.get(page)).status_code == 404, page
+        deleted = await client.post(f"{project}/devices/{ids['device_id']}/delete", data={"x": "1"})
+        assert deleted.status_code == 404
+        home = await client.get("/dashboard/", follow_redirects=True)
+        assert home.status_code == 200
+        assert "Leaving Co" not in home.text
+    assert await Device.filter(id=ids["device_id"]).exists()
