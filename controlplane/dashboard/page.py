@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -100,8 +100,26 @@ class View:
 PageHandler = Callable[[View], Awaitable[Response]]
 
 
+def _where_the_form_was(request: Request) -> str:
+    """The page of this site a form was sent from (its ``Referer``), or the dashboard's start."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    settings: Settings = request.app.state.settings
+    ours = {
+        (url.scheme, url.netloc)
+        for url in map(urlsplit, (str(request.base_url), settings.public_base_url))
+    }
+    if (referer.scheme, referer.netloc) not in ours:
+        return "/dashboard/"
+    return referer.path + (f"?{referer.query}" if referer.query else "")
+
+
 def sign_in_redirect(request: Request) -> Response:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    """To the sign-in page, which leads back here — or, for a form sent after the session ended
+    (its address takes no GET), back to the page it was sent from."""
+    if request.method in ("GET", "HEAD"):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    else:
+        target = _where_the_form_was(request)
     return RedirectResponse(f"{SIGN_IN}?next={quote(target, safe='/')}", status_code=303)
 
 

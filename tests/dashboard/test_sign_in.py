@@ -121,3 +121,27 @@ async def test_signing_in_never_leads_to_another_site(
         assert signed_in.headers["location"] == "/dashboard/"
         again = await browser.get("/dashboard/sign-in", params={"next": target})
         assert again.headers["location"] == "/dashboard/"  # already signed in: straight there
+
+
+async def test_a_form_sent_after_the_session_ended_leads_back_to_its_page_after_signing_in(
+    dashboard_url: str, database: None
+) -> None:
+    tenant = await make_tenant("Expired Co", roles=(Role.OWNER,))
+    devices = f"/dashboard/projects/{tenant.project.id}/test/devices"
+    delete = f"{devices}/dev_{'a' * 24}/delete"  # a form's address: it takes no GET
+    async with httpx.AsyncClient(base_url=dashboard_url) as browser:
+        sent = await browser.post(
+            delete, data={"x": "1"}, headers={"Referer": dashboard_url + devices}
+        )
+        assert sent.status_code == 303
+        assert sent.headers["location"] == f"/dashboard/sign-in?next={devices}"
+        elsewhere = await browser.post(delete, data={"x": "1"},
+                                       headers={"Referer": "https://evil.example/"})  # fmt: skip
+        assert elsewhere.headers["location"] == "/dashboard/sign-in?next=/dashboard/"
+        signed_in = await browser.post(
+            "/dashboard/sign-in",
+            data={"email": tenant.owner.user.email, "password": tenant.owner.password,
+                  "next": devices},
+        )  # fmt: skip
+        assert signed_in.headers["location"] == devices
+        assert (await browser.get(devices)).status_code == 200
