@@ -119,6 +119,22 @@ async def test_every_page_carries_a_strict_policy_and_is_never_framed_or_cached(
     assert missing.status_code == 404
 
 
+async def test_signing_out_ends_the_session_on_the_server_not_only_in_the_browser(
+    dashboard_url: str, database: None
+) -> None:
+    tenant = await make_tenant("Replay Co", roles=(Role.OWNER,))
+    overview = f"/dashboard/projects/{tenant.project.id}/test"
+    async with httpx.AsyncClient(base_url=dashboard_url, headers={"Origin": dashboard_url}) as me:
+        await sign_in(me, tenant.owner)
+        stolen = me.cookies["brik_session"]  # a copy taken before signing out
+        assert (await me.post("/dashboard/sign-out")).status_code == 303
+    async with httpx.AsyncClient(base_url=dashboard_url, cookies={"brik_session": stolen}) as thief:
+        replayed = await thief.get(overview)
+    assert replayed.status_code == 303
+    assert replayed.headers["location"].startswith("/dashboard/sign-in?next=")
+    assert not await Session.filter(user=tenant.owner.user, revoked_at=None).exists()
+
+
 def cookie_value(answer: httpx.Response) -> str:
     return answer.headers["set-cookie"].split(";", 1)[0].split("=", 1)[1]
 
