@@ -125,7 +125,7 @@ def test_a_revoked_key_and_a_changed_password_are_not_shown_again(tmp_path: Path
             # The printed admin login signs in to the dashboard, onto dev's project.
             signed_in = admin.post("/dashboard/sign-in", data=credentials,
                                    headers={"Origin": url}, follow_redirects=True)  # fmt: skip
-            assert signed_in.url.path == f"/dashboard/projects/{dev_json['project_id']}/test"
+            assert signed_in.url.path == f"/dashboard/projects/{first['project_id']}/test"
             assert admin.post("/v1/auth/login", json=credentials).status_code == 200
             keys = f"/v1/projects/{first['project_id']}/api_keys"
             [secret] = [k for k in admin.get(keys).json()["data"] if k["name"] == "test_secret"]

@@ -48,9 +48,12 @@ async def test_a_key_is_narrowed_renamed_and_rolled_and_the_api_follows(
         assert refused.status_code == 403  # narrowed at once, in every API process
 
         page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
-        await page.get_by_role("row").filter(has_text="reporting").get_by_role(
-            "button", name="Roll"
-        ).click()
+        await (
+            page.get_by_role("row")
+            .filter(has_text="reporting")
+            .get_by_role("button", name="Roll")
+            .click()
+        )
         await expect(page.get_by_role("status").first).to_contain_text("Rolled: reporting")
         rolled = (await page.locator("#new-secret").text_content() or "").strip()
         old = await api.get("/v1/api_key")
