@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 from controlplane.auth.api_key_cache import ApiKeyCache
 from controlplane.auth.api_keys import KeyPrincipal, bearer_token
 from controlplane.auth.keys import ACCESS_TOKEN_PREFIX, generate_key, generate_secret, hash_key
+from controlplane.auth.peppers import PepperRing
 from controlplane.bootstrap import bootstrap
 from controlplane.errors import AuthenticationFailed, PermissionDenied
 from controlplane.models import ApiKey, KeyKind, KeyMode
@@ -20,7 +21,7 @@ async def authenticate(token: str, pepper: str, redis_url: str) -> KeyPrincipal:
     """A fresh cache: every call reads the database."""
     redis = Redis.from_url(redis_url)
     try:
-        return await ApiKeyCache(redis, pepper).authenticate(token)
+        return await ApiKeyCache(redis, PepperRing([pepper])).authenticate(token)
     finally:
         await redis.aclose()
 
