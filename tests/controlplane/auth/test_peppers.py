@@ -52,20 +52,6 @@ def test_the_first_key_writes_and_every_key_finds() -> None:
     assert len(ring.current.id) == 16
 
 
-def test_previous_keys_are_read_comma_separated_and_checked(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("BRIK_SECRET_KEY", NEW_SECRET_KEY)
-    monkeypatch.setenv("BRIK_PREVIOUS_SECRET_KEYS", f" {OLD_SECRET_KEY} , {'p' * 32},")
-    ring = PepperRing.from_settings(Settings())
-    assert [pepper.id for pepper in ring.peppers] == [
-        pepper_id(NEW_SECRET_KEY), pepper_id(OLD_SECRET_KEY), pepper_id("p" * 32)
-    ]  # fmt: skip
-    monkeypatch.setenv("BRIK_PREVIOUS_SECRET_KEYS", f"{OLD_SECRET_KEY},short")
-    with pytest.raises(ValueError, match="BRIK_PREVIOUS_SECRET_KEYS entry 2"):
-        PepperRing.from_settings(Settings())
-
-
 async def test_moving_a_row_never_undoes_what_was_saved_meanwhile(database: None) -> None:
     acme = await make_tenant("Acme", roles=())
     _, token = await issue_api_key(
