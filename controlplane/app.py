@@ -71,12 +71,14 @@ def create_app(settings: Settings) -> Starlette:
                     await app.state.stripe.close()
 
     middleware = [
-        # Outermost: what the API answers in JSON (404, 405, 413, 503, 500) is a page under
-        # /dashboard/, and every dashboard answer has its security headers.
+        # A session cookie signed anew after a secret-key rotation, on whatever answer goes out
+        # (even a page below that replaced an error).
+        Middleware(SessionCookieRenewalMiddleware, settings=settings),
+        # What the API answers in JSON (404, 405, 413, 503, 500) is a page under /dashboard/,
+        # and every dashboard answer has its security headers.
         Middleware(DashboardAnswers),
         Middleware(RequestTelemetryMiddleware, metrics=RequestMetrics(registry)),
         Middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes),
-        Middleware(SessionCookieRenewalMiddleware, settings=settings),
     ]
     if settings.oidc_enabled:
         # authlib keeps the OIDC state/nonce/PKCE verifier here between the two legs.
