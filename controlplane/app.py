@@ -17,7 +17,6 @@ from importlib.metadata import PackageNotFoundError, version
 from prometheus_client import CollectorRegistry, Gauge, PlatformCollector, ProcessCollector
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 
 from controlplane import db, mail
 from controlplane.api import health, reference, stripe_webhook
@@ -25,7 +24,8 @@ from controlplane.api.routing import build_routes
 from controlplane.api.v1 import OPERATIONS
 from controlplane.auth.api_key_cache import ApiKeyCache
 from controlplane.auth.login_throttle import LoginThrottle
-from controlplane.auth.oidc import STATE_COOKIE, OidcLogin
+from controlplane.auth.oidc import STATE_COOKIE, OidcLogin, OidcStateMiddleware
+from controlplane.auth.peppers import PepperRing
 from controlplane.billing import StripeConnection
 from controlplane.core.connections import queue_client
 from controlplane.crypto import KeyRing
@@ -35,6 +35,7 @@ from controlplane.enqueue_relay import EnqueueRelay
 from controlplane.errors import exception_handlers
 from controlplane.events_hub import EventsHub
 from controlplane.middleware.body_limit import BodySizeLimitMiddleware
+from controlplane.middleware.session_cookie import SessionCookieRenewalMiddleware
 from controlplane.middleware.telemetry import RequestMetrics, RequestTelemetryMiddleware
 from controlplane.rate_limits import RateLimiter
 from controlplane.settings import Settings
@@ -57,7 +58,7 @@ def create_app(settings: Settings) -> Starlette:
             app.state.rate_limiter = RateLimiter(redis)
             app.state.login_throttle = LoginThrottle(redis, settings)
             if settings.secret_key is not None:
-                app.state.api_keys = ApiKeyCache(redis, settings.secret_key.get_secret_value())
+                app.state.api_keys = ApiKeyCache(redis, PepperRing.from_settings(settings))
             app.state.stripe = StripeConnection.open(settings)
             mail.warn_if_mail_cannot_be_sent(app.state.mail_sender)
             try:
@@ -70,8 +71,11 @@ def create_app(settings: Settings) -> Starlette:
                     await app.state.stripe.close()
 
     middleware = [
-        # Outermost: what the API answers in JSON (404, 405, 413, 503, 500) is a page under
-        # /dashboard/, and every dashboard answer has its security headers.
+        # A session cookie signed anew after a secret-key rotation, on whatever answer goes out
+        # (even a page below that replaced an error).
+        Middleware(SessionCookieRenewalMiddleware, settings=settings),
+        # What the API answers in JSON (404, 405, 413, 503, 500) is a page under /dashboard/,
+        # and every dashboard answer has its security headers.
         Middleware(DashboardAnswers),
         Middleware(RequestTelemetryMiddleware, metrics=RequestMetrics(registry)),
         Middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes),
@@ -80,8 +84,8 @@ def create_app(settings: Settings) -> Starlette:
         # authlib keeps the OIDC state/nonce/PKCE verifier here between the two legs.
         middleware.append(
             Middleware(
-                SessionMiddleware,
-                secret_key=settings.require_secret_key(),
+                OidcStateMiddleware,
+                secret_keys=settings.require_secret_keys(),
                 session_cookie=STATE_COOKIE,
                 max_age=600,
                 same_site="lax",

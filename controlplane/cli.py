@@ -1,10 +1,10 @@
 """The ``brik-cloud`` command.
 
 Commands that work on the database (``migrate``, ``bootstrap``, ``rotate-keys``,
-``set-plan``) run on ``BRIK_DATABASE_URL`` — or on a ``brik-cloud dev`` install: the one
-``--dir`` names, else ``./.brik`` when it holds a dev database and ``BRIK_DATABASE_URL`` is not
-set. Every command that needs the database checks first that it answers: one that cannot be
-reached is one line naming it, not a driver's traceback.
+``rotate-secret-key``, ``set-plan``) run on ``BRIK_DATABASE_URL`` — or on a ``brik-cloud dev``
+install: the one ``--dir`` names, else ``./.brik`` when it holds a dev database and
+``BRIK_DATABASE_URL`` is not set. Every command that needs the database checks first that it
+answers: one that cannot be reached is one line naming it, not a driver's traceback.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from controlplane.serving import QuietSignalServer, serve_until_signalled
 from controlplane.settings import Settings
 
 if TYPE_CHECKING:
+    from controlplane.auth.peppers import PepperRing
     from controlplane.bootstrap import BootstrapResult
+    from controlplane.crypto import KeyRing
 
 T = TypeVar("T")
 
@@ -114,15 +116,29 @@ def _refuse_log_mail(settings: Settings) -> None:
         )
 
 
-def _require_production_secrets(settings: Settings) -> None:
-    """``serve`` and ``worker`` start only with a secret key and a valid encryption key ring."""
+def _peppers(settings: Settings) -> PepperRing:
+    """The secret key and the previous ones, or one line saying which is wrong."""
+    from controlplane.auth.peppers import PepperRing
+
+    try:
+        return PepperRing.from_settings(settings)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _keyring(settings: Settings) -> KeyRing:
     from controlplane.crypto import KeyRing, KeyRingError
 
-    _secret_key(settings)
     try:
-        KeyRing([key.get_secret_value() for key in settings.encryption_keys])
+        return KeyRing([key.get_secret_value() for key in settings.encryption_keys])
     except KeyRingError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _require_production_secrets(settings: Settings) -> None:
+    """``serve`` and ``worker`` start only with usable secret keys and encryption key ring."""
+    _peppers(settings)
+    _keyring(settings)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -208,15 +224,11 @@ def makemigrations(name: str | None) -> None:
 @dir_option
 def rotate_keys(workdir: Path | None) -> None:
     """Re-encrypt every stored secret under the first key of BRIK_ENCRYPTION_KEYS."""
-    from controlplane.crypto import KeyRing, KeyRingError
     from controlplane.rotation import rotate_all
 
     settings = _database_settings(workdir)
     configure_logging(settings.log_level)
-    try:
-        keyring = KeyRing([key.get_secret_value() for key in settings.encryption_keys])
-    except KeyRingError as exc:
-        raise click.ClickException(str(exc)) from None
+    keyring = _keyring(settings)
 
     async def go() -> dict[str, object]:
         async with db.database(settings.database_url):
@@ -229,6 +241,60 @@ def rotate_keys(workdir: Path | None) -> None:
             "Some secrets could not be decrypted by any key in BRIK_ENCRYPTION_KEYS "
             "(listed above): put the key they were written with back in the ring."
         )
+
+
+@main.command("rotate-secret-key")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Change nothing: report what still rests on a previous key, and exit 1 unless nothing "
+    "does (BRIK_PREVIOUS_SECRET_KEYS may then be emptied).",
+)
+@dir_option
+def rotate_secret_key(workdir: Path | None, check: bool) -> None:
+    """Re-hash every device token under BRIK_SECRET_KEY (tokens are read with
+    BRIK_ENCRYPTION_KEYS), then report what still rests on BRIK_PREVIOUS_SECRET_KEYS.
+
+    Safe to run while traffic flows, and again: see controlplane/rehashing.py.
+    """
+    from controlplane.rehashing import rehash_devices, waiting_on_previous_keys
+
+    settings = _database_settings(workdir)
+    configure_logging(settings.log_level)
+    peppers = _peppers(settings)
+    keyring = None if check else _keyring(settings)
+
+    async def go() -> dict[str, object]:
+        async with db.database(settings.database_url):
+            report: dict[str, object] = {
+                "current_key_id": peppers.current.id,
+                "previous_key_ids": [pepper.id for pepper in peppers.peppers[1:]],
+            }
+            if keyring is not None:
+                report["devices"] = (await rehash_devices(peppers, keyring)).as_dict()
+            waiting = await waiting_on_previous_keys(peppers)
+            report["waiting"] = {kind: rows.as_dict() for kind, rows in waiting.items()}
+            report["safe_to_drop_previous_keys"] = not any(rows.count for rows in waiting.values())
+            return report
+
+    report = _on_database(settings, go)
+    click.echo(json.dumps(report))
+    devices = report.get("devices")
+    if isinstance(devices, dict) and (devices["undecryptable"] or devices["conflicts"]):
+        raise click.ClickException(
+            "Some devices were not re-hashed (listed above): an undecryptable token needs the "
+            "encryption key it was written with back in BRIK_ENCRYPTION_KEYS; a conflict is two "
+            "devices of one token: delete one (DELETE /v1/devices/{id}), then run this again."
+        )
+    if not report["safe_to_drop_previous_keys"]:
+        click.echo(
+            'Still resting on a key other than BRIK_SECRET_KEY ("waiting" above): keep the '
+            "previous keys in BRIK_PREVIOUS_SECRET_KEYS until nothing is, or until what is left "
+            "may stop working.",
+            err=True,
+        )
+        if check:
+            sys.exit(1)
 
 
 @main.command()

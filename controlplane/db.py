@@ -60,8 +60,9 @@ async def _keep_session(_connection: object) -> None:
 
     asyncpg always ends an open transaction on release; its default reset then also runs
     ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` — a round trip on every
-    query outside a transaction. Brik never takes advisory locks, keeps cursors, listens or
-    changes session settings, so there is nothing to reset (measured in loadtests/).
+    query outside a transaction. Brik takes advisory locks only for a transaction (released
+    when it ends), and never keeps cursors, listens or changes session settings, so there is
+    nothing to reset (measured in loadtests/).
     """
 
 

@@ -122,6 +122,7 @@ def dev_settings(workdir: Path, base: Settings, **overrides: object) -> Settings
         update={
             "database_url": f"sqlite://{workdir / DEV_DATABASE_FILE}",
             "secret_key": SecretStr(dev_secrets["secret_key"]),
+            "previous_secret_keys": [],
             "encryption_keys": [SecretStr(dev_secrets["encryption_key"])],
             **overrides,
         }

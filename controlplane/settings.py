@@ -17,6 +17,7 @@ APPLE_PRODUCTION_HOST = "api.push.apple.com"
 APPLE_SANDBOX_HOST = "api.sandbox.push.apple.com"
 GOOGLE_FCM_BASE_URL = "https://fcm.googleapis.com"
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
+SECRET_KEY_MIN = 32  # characters of BRIK_SECRET_KEY (and of each previous one)
 
 
 class Settings(BaseSettings):
@@ -29,6 +30,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         default=None,
         description="Signs sessions and peppers API-key hashes. Required by `serve` and `worker`.",
+    )
+    previous_secret_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Other secret keys, comma separated, that still verify what they hashed or "
+        "signed but never write: the ones being retired (rotation, docs/operations.md).",
     )
     encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
@@ -177,7 +183,9 @@ class Settings(BaseSettings):
             raise ValueError("must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)")
         return value
 
-    @field_validator("encryption_keys", "stripe_pro_price_ids", mode="before")
+    @field_validator(
+        "encryption_keys", "previous_secret_keys", "stripe_pro_price_ids", mode="before"
+    )
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
@@ -199,9 +207,21 @@ class Settings(BaseSettings):
 
     def require_secret_key(self) -> str:
         """The secret key, or a clear error for production processes started without one."""
-        if self.secret_key is None or len(self.secret_key.get_secret_value()) < 32:
+        if self.secret_key is None or len(self.secret_key.get_secret_value()) < SECRET_KEY_MIN:
             raise ValueError(
-                "BRIK_SECRET_KEY must be set to at least 32 random characters "
+                f"BRIK_SECRET_KEY must be set to at least {SECRET_KEY_MIN} random characters "
                 '(for example: python -c "import secrets; print(secrets.token_urlsafe(48))")'
             )
         return self.secret_key.get_secret_value()
+
+    def require_secret_keys(self) -> list[str]:
+        """The secret key, then every previous one (see controlplane/auth/peppers.py)."""
+        keys = [self.require_secret_key()]
+        for position, key in enumerate(self.previous_secret_keys, start=1):
+            if len(key.get_secret_value()) < SECRET_KEY_MIN:
+                raise ValueError(
+                    f"BRIK_PREVIOUS_SECRET_KEYS entry {position} is shorter than "
+                    f"{SECRET_KEY_MIN} characters: it cannot be a secret key this server used"
+                )
+            keys.append(key.get_secret_value())
+        return keys

@@ -12,6 +12,10 @@ push tokens) — and reactivated if a provider had marked it invalid, since the 
 for it again. The per-purpose tokens are iOS's: ``live_activity_token`` and
 ``push_to_start_token`` (ActivityKit), ``widget_push_token`` (WidgetKit's ``WidgetPushHandler``,
 iOS 26+); each is stored encrypted, and one a provider refuses is dropped alone.
+
+While the secret key rotates (``controlplane/auth/peppers.py``), a token is looked up by its
+hash under every key of the ring, so a device registered under the old key is found, updated
+and unregistered as before; registering moves it to the current key.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.config import JsonDict
+from tortoise.queryset import QuerySet
 
 from controlplane.api.fields import Deleted
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.pushes import DeliveryListQuery, DeliveryOut
 from controlplane.api.routing import Auth, Call, Operation
-from controlplane.auth.keys import hash_key
+from controlplane.auth.peppers import PepperRing
 from controlplane.errors import InvalidRequest, NotFound
 from controlplane.models import Delivery, DeviceStatus, DeviceTag, KeyMode, Platform
 from controlplane.models import Device as DeviceRow
@@ -155,16 +160,45 @@ class DeviceListQuery(ListQuery):
     status: DeviceStatus | None = None
 
 
-def token_hash(token: str, call: Call) -> str:
-    """The keyed hash devices are found by (tokens are case-insensitive hex on iOS)."""
-    return hash_key(token, call.settings.require_secret_key())
+def _canonical(token: str, platform: Platform) -> str:
+    """The token as it is hashed and stored: iOS tokens are case-insensitive hex."""
+    return token.lower() if platform is Platform.IOS else token
+
+
+async def _find_by_token(query: QuerySet[DeviceRow], hashes: list[str]) -> DeviceRow | None:
+    """The device ``hashes`` (the token's, under every secret key: current first) find.
+
+    Only rows of one token can match, and two only if a rotation's rollout was done out of
+    order (docs/operations.md): then the one under the current key.
+    """
+    rows = await query.filter(token_hash__in=hashes).order_by("created_at")
+    return next((row for row in rows if row.token_hash == hashes[0]), rows[0] if rows else None)
+
+
+async def _one_registration_at_a_time(hashes: list[str]) -> None:
+    """Serialise the first registration of a token across secret keys, until commit.
+
+    Inside one secret key the unique (project, mode, token hash) does it. While the key
+    rotates, processes whose current keys differ (the rollout that promotes the new key)
+    would insert the same new token under two hashes, both unique: so each takes a
+    transaction-level advisory lock for every hash of the ring, in one order, and the second
+    waits for the first's row. SQLite has no such locks, and one writer at a time anyway.
+    """
+    client = DeviceRow._meta.db  # the registration's transaction
+    if len(hashes) < 2 or client.capabilities.dialect != "postgres":
+        return
+    for token_hash in sorted(hashes):
+        # 64 bits of the hash, as PostgreSQL's signed bigint lock key.
+        key = int(token_hash[:16], 16) - (1 << 63)
+        await client.execute_query("SELECT pg_advisory_xact_lock($1)", [key])
 
 
 async def register_device(call: Call) -> DeviceWithStatus:
     body = call.body_as(DeviceRegistration)
     keyring = call.keyring
-    token = body.token.lower() if body.platform is Platform.IOS else body.token
-    hashed = token_hash(token, call)
+    peppers = PepperRing.from_settings(call.settings)
+    token = _canonical(body.token, body.platform)
+    hashes = peppers.hashes(token)
 
     def encrypt(value: str | None) -> str | None:
         return None if value is None else keyring.encrypt(value.lower().encode())
@@ -176,9 +210,15 @@ async def register_device(call: Call) -> DeviceWithStatus:
         "status": DeviceStatus.ACTIVE,
         "invalid_reason": None,
         "invalidated_at": None,
+        # Found under a previous secret key, the device moves to the current one.
+        "token_hash": hashes[0],
+        "pepper_id": peppers.current.id,
     }
     mine = call.tenant.query(DeviceRow).select_for_update()
-    row = await mine.get_or_none(token_hash=hashed)
+    row = await _find_by_token(mine, hashes)
+    if row is None and peppers.rotating:
+        await _one_registration_at_a_time(hashes)
+        row = await _find_by_token(mine, hashes)
     created = False
     while row is None:
         # Insert unless another registration of this token got there first (an app retrying,
@@ -188,11 +228,11 @@ async def register_device(call: Call) -> DeviceWithStatus:
         # meanwhile). The id says whose insert it was.
         candidate = DeviceRow(
             project=call.tenant.project, mode=call.key.mode, platform=body.platform,
-            token_hash=hashed, token_encrypted=keyring.encrypt(token.encode()),
-            token_last_four=token[-4:], **fields,
+            token_encrypted=keyring.encrypt(token.encode()), token_last_four=token[-4:],
+            **fields,
         )  # fmt: skip
         await DeviceRow.bulk_create([candidate], ignore_conflicts=True)
-        row = await mine.get_or_none(token_hash=hashed)
+        row = await _find_by_token(mine, hashes)
         created = row is not None and row.id == candidate.id
     if row.platform is not body.platform:
         raise InvalidRequest(
@@ -249,10 +289,8 @@ class DeviceUnregistration(BaseModel):
 
 async def unregister_device(call: Call) -> Deleted:
     body = call.body_as(DeviceUnregistration)
-    token = body.token.lower() if body.platform is Platform.IOS else body.token
-    row = await call.tenant.query(DeviceRow).get_or_none(
-        token_hash=token_hash(token, call), platform=body.platform
-    )
+    hashes = PepperRing.from_settings(call.settings).hashes(_canonical(body.token, body.platform))
+    row = await _find_by_token(call.tenant.query(DeviceRow).filter(platform=body.platform), hashes)
     if row is None:
         raise NotFound("No device of this project is registered with this token.", param="token")
     await row.delete()

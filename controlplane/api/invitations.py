@@ -1,6 +1,8 @@
 """Invitations: an owner or admin invites an email address; the invitee redeems the token once.
 
-The token (``bk_inv_…``) travels only in the email; the database keeps its peppered hash.
+The token (``bk_inv_…``) travels only in the email; the database keeps its peppered hash,
+which a secret-key rotation cannot move (no plaintext to re-hash): a previous key keeps
+redeeming it until it expires.
 Redeeming is a single conditional update, so two simultaneous redemptions cannot both win.
 """
 
@@ -17,8 +19,9 @@ from controlplane.api.members import Member
 from controlplane.api.pagination import ListQuery, Page, paginate
 from controlplane.api.routing import Auth, Call, Operation
 from controlplane.audit import Actor
-from controlplane.auth.keys import INVITATION_TOKEN_PREFIX, generate_secret, hash_key
+from controlplane.auth.keys import INVITATION_TOKEN_PREFIX, generate_secret
 from controlplane.auth.passwords import hash_password_async
+from controlplane.auth.peppers import PepperRing
 from controlplane.auth.permissions import Permission, can_assign
 from controlplane.errors import InvalidRequest, PermissionDenied
 from controlplane.models import Invitation as InvitationRow
@@ -133,6 +136,7 @@ async def create_invitation(call: Call) -> Invitation:
         email=body.email,
         role=body.role,
         token_hash=issued.key_hash,
+        pepper_id=issued.pepper_id,
         invited_by=call.user,
         expires_at=now + timedelta(hours=call.settings.invitation_lifetime_hours),
     )
@@ -188,8 +192,10 @@ _UNUSABLE = "This invitation is invalid, expired, withdrawn or already used."
 async def accept_invitation(call: Call) -> AcceptedInvitation:
     body = call.body_as(InvitationAccept)
     now = datetime.now(UTC)
-    token_hash = hash_key(body.token, call.settings.require_secret_key())
-    row = await InvitationRow.get_or_none(token_hash=token_hash).select_related("organization")
+    # Under the current secret key or a previous one: an invitation cannot be re-hashed (its
+    # token is only in the email), so it is honoured under a previous key until it expires.
+    hashes = PepperRing.from_settings(call.settings).hashes(body.token)
+    row = await InvitationRow.filter(token_hash__in=hashes).select_related("organization").first()
     if row is None or row.revoked_at is not None or row.expires_at <= now:
         raise InvalidRequest(_UNUSABLE, code="invitation_unusable", param="token")
     claimed = await InvitationRow.filter(id=row.id, accepted_at__isnull=True).update(

@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
-from controlplane.auth.keys import ACCESS_TOKEN_PREFIX, generate_secret, hash_key, looks_like_key
-from controlplane.auth.sessions import SESSION_COOKIE, find_session
+from controlplane.auth.keys import ACCESS_TOKEN_PREFIX, generate_secret, looks_like_key
+from controlplane.auth.peppers import PepperRing, issued_under_a_dropped_key
+from controlplane.auth.sessions import SESSION_COOKIE, find_session, renew_session_cookie
 from controlplane.errors import AuthenticationFailed, PermissionDenied
 from controlplane.models import PersonalAccessToken, User
 from controlplane.settings import Settings
@@ -66,11 +67,20 @@ async def _from_access_token(token: str, settings: Settings) -> AdminPrincipal:
             "The access token is malformed; personal access tokens look like bk_pat_….",
             code="invalid_access_token",
         )
-    pepper = settings.require_secret_key()
-    record = await PersonalAccessToken.get_or_none(
-        token_hash=hash_key(token, pepper)
-    ).select_related("user")
+    peppers = PepperRing.from_settings(settings)
+    record = (
+        await PersonalAccessToken.filter(token_hash__in=peppers.hashes(token))
+        .select_related("user")
+        .first()
+    )
     if record is None:
+        if await issued_under_a_dropped_key(PersonalAccessToken, token, peppers):
+            raise AuthenticationFailed(
+                "The access token is not recognised: it was issued under a secret key this "
+                "server no longer accepts (it was rotated, and the token was not used while the "
+                "old one still worked). Create a new token.",
+                code="invalid_access_token",
+            )
         raise AuthenticationFailed(
             "The access token is not recognised.", code="invalid_access_token"
         )
@@ -80,6 +90,7 @@ async def _from_access_token(token: str, settings: Settings) -> AdminPrincipal:
         )
     if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
         raise AuthenticationFailed("The access token has expired.", code="access_token_expired")
+    await peppers.move_to_current(record, "token_hash", token)
     return AdminPrincipal(user=record.user, access_token_id=record.id)
 
 
@@ -96,13 +107,15 @@ async def authenticate_admin(request: Request, settings: Settings) -> AdminPrinc
         return await _from_access_token(token.strip(), settings)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        session = await find_session(cookie, settings)
-        if session is None:
+        found = await find_session(cookie, settings)
+        if found is None:
             raise AuthenticationFailed(
                 "Your session has ended; sign in again.", code="session_expired"
             )
         refuse_cross_site(request, settings)
-        return AdminPrincipal(user=session.user, session_id=session.id)
+        if found.renewed_cookie is not None:
+            renew_session_cookie(request, found.renewed_cookie)
+        return AdminPrincipal(user=found.session.user, session_id=found.session.id)
     raise AuthenticationFailed(
         "Sign in, or send a personal access token as 'Authorization: Bearer bk_pat_…'.",
         code="not_authenticated",
@@ -118,6 +131,7 @@ async def issue_access_token(
         user=user,
         name=name,
         token_hash=issued.key_hash,
+        pepper_id=issued.pepper_id,
         display_prefix=issued.display_prefix,
         last_four=issued.last_four,
         expires_at=expires_at,

@@ -26,6 +26,15 @@ also expire after :data:`MAX_ENTRY_AGE_SECONDS` whatever the epoch says — a bo
 stale entry this reasoning missed. A lookup that read the database just before a revocation
 is cached only if the epoch did not move while it read.
 
+Rotating the secret key (``controlplane/auth/peppers.py``) needs no invalidation. Entries are
+keyed by the token's hash under this process's *current* key — in effect by the token — and
+hold the key's id and rights. A key found through a previous secret key is re-hashed in the
+database on the spot, which changes neither, so what every process cached stays right and no
+epoch is set: bumping it for each re-hash would empty every cache again and again while a
+rotation's keys move over, all load on the database. A revocation still bumps it, and the
+re-hash (a compare-and-set on the old hash, of that column only) never undoes one. A new
+secret key reaches a process only by a restart, with an empty cache.
+
 ``last_used_at`` is recorded without a database write per request: uses go to a Redis hash (at
 most once per :data:`USE_REPORT_INTERVAL` per key and process) and the worker's flush job
 (``workers/tasks/api_key_usage.py``) moves them into the database. Reading keys does not need
@@ -47,7 +56,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from controlplane.auth.api_keys import KeyPrincipal, check_key_shape, load_principal
-from controlplane.auth.keys import hash_key
+from controlplane.auth.peppers import PepperRing
 from controlplane.core.keyspace import LAST_USED_HASH
 
 EPOCH_KEY = "brik:api-keys:epoch"
@@ -102,13 +111,14 @@ async def pending_last_used(redis: Redis, key_ids: list[str]) -> dict[str, datet
 
 class ApiKeyCache:
     def __init__(
-        self, redis: Redis, pepper: str, clock: Callable[[], float] = time.monotonic
+        self, redis: Redis, peppers: PepperRing, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._redis = redis
         self._read_epoch = redis.register_script(_READ_EPOCH)
-        self._pepper = pepper
+        self._peppers = peppers
         self._clock = clock
-        self._entries: dict[str, tuple[KeyPrincipal, float]] = {}  # hash → (principal, when)
+        # The token's hash under the current key → (principal, when it was read).
+        self._entries: dict[str, tuple[KeyPrincipal, float]] = {}
         self._epoch: tuple[bytes, bytes] | None = None  # (epoch, Redis run_id)
         self._last_reported: dict[str, float] = {}
 
@@ -135,14 +145,14 @@ class ApiKeyCache:
     async def authenticate(self, token: str) -> KeyPrincipal:
         """The key's principal, or 401 (malformed, unknown, revoked, expired)."""
         check_key_shape(token)
-        key_hash = hash_key(token, self._pepper)
+        key_hash = self._peppers.hash(token)
         epoch = await self._current_epoch()
         entry = self._entries.get(key_hash) if epoch is not None else None
         if entry is not None and self._clock() - entry[1] <= MAX_ENTRY_AGE_SECONDS:
             principal = entry[0]
         else:
             loaded_at = self._clock()
-            principal = await load_principal(key_hash)
+            principal = await load_principal(token, self._peppers)
             # Only if no revocation moved the epoch while the database was read.
             if epoch is not None and self._epoch == epoch:
                 if len(self._entries) >= MAX_ENTRIES:

@@ -1,19 +1,24 @@
 """Who is calling the tenant API: an ``Authorization: Bearer bk_…`` key resolved to a project.
 
 Failures say which (missing, malformed, unknown, revoked, expired) through the error code and
-never echo the key. Lookups go through :class:`controlplane.auth.api_key_cache.ApiKeyCache`,
+never echo the key; a key refused because the secret key it was hashed under has since been
+rotated out says so. Lookups go through :class:`controlplane.auth.api_key_cache.ApiKeyCache`,
 which keeps resolved keys in process memory and drops them the moment any process revokes one.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from controlplane.auth.keys import generate_key, looks_like_key
+from controlplane.auth.peppers import PepperRing, issued_under_a_dropped_key
 from controlplane.auth.scopes import ALLOWED_SCOPES
 from controlplane.errors import AuthenticationFailed, PermissionDenied
 from controlplane.models import ApiKey, KeyKind, KeyMode, Project
+
+logger = logging.getLogger("brik.api_keys")
 
 API_KEY_PREFIXES = ("bk_sk_", "bk_pk_")
 
@@ -72,16 +77,35 @@ def check_key_shape(token: str) -> None:
         )
 
 
-async def load_principal(key_hash: str) -> KeyPrincipal:
-    """The key with this hash from the database, or 401 (unknown, revoked)."""
-    key = await ApiKey.get_or_none(key_hash=key_hash).select_related("project")
+async def load_principal(token: str, peppers: PepperRing) -> KeyPrincipal:
+    """The key ``token`` is, from the database, or 401 (unknown, revoked).
+
+    Found through a previous secret key, the key is re-hashed under the current one on the spot
+    (``controlplane/auth/peppers.py``): it changes nothing the key may do, so cached entries of
+    other processes stay right and need no invalidation.
+    """
+    key = await ApiKey.filter(key_hash__in=peppers.hashes(token)).select_related("project").first()
     if key is None:
+        if await issued_under_a_dropped_key(ApiKey, token, peppers):
+            logger.warning(
+                "an API key %s…%s was presented that was hashed under a secret key no longer "
+                "configured (BRIK_SECRET_KEY rotated); refused",
+                token[:15],
+                token[-4:],
+            )
+            raise AuthenticationFailed(
+                "The API key is not recognised: it was issued under a secret key this server "
+                "no longer accepts (it was rotated, and the key was not used while the old one "
+                "still worked). Create a new key.",
+                code="invalid_api_key",
+            )
         raise AuthenticationFailed("The API key is not recognised.", code="invalid_api_key")
     if key.revoked_at is not None:
         raise AuthenticationFailed("The API key has been revoked.", code="api_key_revoked")
+    await peppers.move_to_current(key, "key_hash", token)
     return KeyPrincipal(
         key_id=key.id,
-        key_hash=key_hash,
+        key_hash=key.key_hash,
         project_id=key.project.id,
         organization_id=key.project.organization_id,  # type: ignore[attr-defined]
         kind=key.kind,
@@ -113,6 +137,7 @@ async def issue_api_key(
         mode=mode,
         scopes=sorted(ALLOWED_SCOPES[kind] if scopes is None else set(scopes)),
         key_hash=issued.key_hash,
+        pepper_id=issued.pepper_id,
         display_prefix=issued.display_prefix,
         last_four=issued.last_four,
         expires_at=expires_at,

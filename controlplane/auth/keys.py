@@ -12,7 +12,9 @@ Every bearer secret Brik hands out has one shape, ``<prefix><43 random base62><6
 
 The random part carries 256 bits; the checksum (CRC-32 of the random part, base62) lets a
 scanner tell a real leaked secret from look-alike text without asking us. The server keeps
-only HMAC-SHA256(pepper, secret), a display prefix and the last four characters.
+only HMAC-SHA256(pepper, secret), a display prefix and the last four characters — and the
+:func:`pepper_id` of the pepper (``BRIK_SECRET_KEY``) that made the hash, so that after a
+rotation it can count what still rests on the old key (``controlplane/auth/peppers.py``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class IssuedKey:
 
     plaintext: str
     key_hash: str
+    pepper_id: str  # which secret key made key_hash: see pepper_id()
     display_prefix: str
     last_four: str
 
@@ -65,6 +68,15 @@ def hash_key(plaintext: str, pepper: str) -> str:
     return hmac.new(pepper.encode(), plaintext.encode(), hashlib.sha256).hexdigest()
 
 
+def pepper_id(pepper: str) -> str:
+    """A short public name for a secret key, stored beside each hash it makes.
+
+    Derived from the key itself (so there is nothing to number or configure) by a one-way HMAC
+    of a fixed label: 64 bits that say which key, and nothing about it.
+    """
+    return hmac.new(pepper.encode(), b"brik-cloud pepper id", hashlib.sha256).hexdigest()[:16]
+
+
 def api_key_prefix(kind: KeyKind, mode: KeyMode) -> str:
     return f"bk_{_KIND_CODES[kind]}_{mode.value}_"
 
@@ -81,6 +93,7 @@ def generate_secret(prefix: str, pepper: str) -> IssuedKey:
     return IssuedKey(
         plaintext=plaintext,
         key_hash=hash_key(plaintext, pepper),
+        pepper_id=pepper_id(pepper),
         display_prefix=prefix + random_part[:4],
         last_four=plaintext[-4:],
     )

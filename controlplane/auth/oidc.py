@@ -8,25 +8,51 @@ user by it, creating an account on first sign-in when ``BRIK_OIDC_ALLOW_SIGNUP``
 
 authlib keeps the state, nonce and PKCE verifier between the two legs in ``request.session``,
 which the app provides with Starlette's signed-cookie ``SessionMiddleware`` (cookie
-``brik_oidc``, ten minutes) only when OIDC is configured. It is not the admin session.
+``brik_oidc``, ten minutes) only when OIDC is configured. It is not the admin session. Its
+signature verifies under ``BRIK_SECRET_KEY`` or a previous key (:class:`OidcStateMiddleware`),
+so a sign-in that began just before a secret-key rotation still finishes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+import itsdangerous
 from authlib.integrations.starlette_client import OAuth, OAuthError, StarletteOAuth2App
 from httpx2 import HTTPError
 from joserfc.errors import JoseError
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from controlplane.errors import InvalidRequest
 from controlplane.settings import Settings
 
 STATE_COOKIE = "brik_oidc"
 CALLBACK_PATH = "/v1/auth/oidc/callback"
+
+
+class OidcStateMiddleware(SessionMiddleware):
+    """Starlette's signed-cookie sessions, signing with the first of ``secret_keys`` (the
+    current secret key) and verifying with any of them (the previous ones too)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        secret_keys: Sequence[str],
+        session_cookie: str,
+        max_age: int,
+        same_site: Literal["lax", "strict", "none"],
+        https_only: bool,
+    ) -> None:
+        super().__init__(
+            app, secret_keys[0], session_cookie, max_age, same_site=same_site, https_only=https_only
+        )
+        # itsdangerous signs with the last key of its list and verifies with every one.
+        self.signer = itsdangerous.TimestampSigner(list(reversed(secret_keys)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,8 @@ def error_of(status: int, body: bytes) -> APIError:
 
 
 class DashboardAnswers:
-    """Outermost middleware: the dashboard's error pages and security headers (module doc)."""
+    """Middleware around the whole app (only the session-cookie renewal is outside it): the
+    dashboard's error pages and security headers (module doc)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

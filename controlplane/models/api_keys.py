@@ -31,6 +31,7 @@ class ApiKey(Model):
     mode = fields.CharEnumField(KeyMode, max_length=10)
     scopes: fields.Field[list[str]] = fields.JSONField(default=list)
     key_hash = fields.CharField(max_length=64, unique=True)
+    pepper_id = fields.CharField(max_length=16, null=True)  # which secret key hashed it
     display_prefix = fields.CharField(max_length=24)
     last_four = fields.CharField(max_length=4)
     expires_at = fields.DatetimeField(null=True)

@@ -1,11 +1,15 @@
 """Devices a tenant registered: where pushes go.
 
 The push token is a secret of the tenant's users, so it is stored encrypted
-(``token_encrypted``) and found by a keyed hash (``token_hash``: HMAC with the server pepper),
-never in the clear. A device belongs to a project *and a mode*: devices registered with test
-keys only ever receive test-mode pushes (the sandbox), and live ones live pushes. A device a
-provider refused becomes ``invalid`` with the reason and time, and is never sent to again. A
-refused Live Activity, push-to-start or widget push token belongs to one purpose, not to the
+(``token_encrypted``) and found by a keyed hash (``token_hash``: HMAC with the server pepper,
+``BRIK_SECRET_KEY``, whose id is ``pepper_id``), never in the clear. While the secret key
+rotates, a device is found by its hash under any key of the ring and re-hashed under the
+current one by its next registration or by ``brik-cloud rotate-secret-key``.
+
+A device belongs to a project *and a mode*: devices registered with test keys only ever
+receive test-mode pushes (the sandbox), and live ones live pushes. A device a provider refused
+becomes ``invalid`` with the reason and time, and is never sent to again. A refused Live
+Activity, push-to-start or widget push token belongs to one purpose, not to the
 phone: only that token is cleared, and the device stays ``active`` for everything else.
 
 Which of a device's tokens a push goes to is a :class:`TokenSlot`, declared by each provider's
@@ -66,6 +70,7 @@ class Device(Model):
     mode = fields.CharEnumField(KeyMode, max_length=10)
     platform = fields.CharEnumField(Platform, max_length=10)
     token_hash = fields.CharField(max_length=64)
+    pepper_id = fields.CharField(max_length=16, null=True)  # which secret key hashed it
     token_encrypted = fields.TextField()
     token_last_four = fields.CharField(max_length=4)
     user_id = fields.CharField(max_length=200, null=True, db_index=True)

@@ -17,6 +17,7 @@ class Invitation(Model):
     email = fields.CharField(max_length=320)
     role = fields.CharEnumField(Role, max_length=20)
     token_hash = fields.CharField(max_length=64, unique=True)
+    pepper_id = fields.CharField(max_length=16, null=True)  # which secret key hashed it
     invited_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "brik.User", related_name="invitations_sent", on_delete=fields.SET_NULL, null=True
     )

@@ -1,8 +1,9 @@
 """How admins stay signed in: dashboard sessions and personal access tokens.
 
 Both are stored only as a peppered HMAC of the secret the client holds, so a database dump
-signs nobody in. Both are revoked server-side (``revoked_at``): a revoked session or token
-stops working on its next request.
+signs nobody in; ``pepper_id`` says which secret key made it (``controlplane/auth/peppers.py``).
+Both are revoked server-side (``revoked_at``): a revoked session or token stops working on its
+next request.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Session(Model):
         "brik.User", related_name="sessions", on_delete=fields.CASCADE
     )
     token_hash = fields.CharField(max_length=64, unique=True)
+    pepper_id = fields.CharField(max_length=16, null=True)  # which secret key hashed it
     method = fields.CharField(max_length=20)  # "password" or "oidc"
     ip = fields.CharField(max_length=64, default="")
     user_agent = fields.CharField(max_length=400, default="")
@@ -42,6 +44,7 @@ class PersonalAccessToken(Model):
     )
     name = fields.CharField(max_length=200)
     token_hash = fields.CharField(max_length=64, unique=True)
+    pepper_id = fields.CharField(max_length=16, null=True)  # which secret key hashed it
     display_prefix = fields.CharField(max_length=24)
     last_four = fields.CharField(max_length=4)
     expires_at = fields.DatetimeField(null=True)

@@ -20,7 +20,8 @@ from tests.support.processes import (
 )
 
 COMMANDS = (
-    "dev", "serve", "worker", "migrate", "makemigrations", "bootstrap", "rotate-keys", "set-plan",
+    "dev", "serve", "worker", "migrate", "makemigrations", "bootstrap", "rotate-keys",
+    "rotate-secret-key", "set-plan",
 )  # fmt: skip
 
 
@@ -48,6 +49,17 @@ def test_production_processes_refuse_to_start_without_a_secret_key(command: str)
     result = run(command)
     assert result.returncode != 0
     assert "BRIK_SECRET_KEY" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_production_processes_refuse_to_start_with_a_mistyped_previous_secret_key(
+    command: str,
+) -> None:
+    result = run(command, BRIK_SECRET_KEY=TEST_SECRET_KEY, BRIK_PREVIOUS_SECRET_KEYS="old-key",
+                 BRIK_ENCRYPTION_KEYS=Fernet.generate_key().decode())  # fmt: skip
+    assert result.returncode != 0
+    assert "BRIK_PREVIOUS_SECRET_KEYS entry 1" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("keys", ["", "not-a-fernet-key"])
@@ -201,6 +213,7 @@ UNREACHABLE_COMMANDS = [
     ["set-plan", "org_x", "pro"],
     ["bootstrap"],
     ["rotate-keys"],
+    ["rotate-secret-key"],
     ["serve"],
     ["worker"],
 ]

@@ -42,3 +42,18 @@ def test_a_missing_or_short_secret_key_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="at least 32"):
         Settings(secret_key="short").require_secret_key()  # type: ignore[arg-type]
     assert Settings(secret_key="k" * 32).require_secret_key() == "k" * 32  # type: ignore[arg-type]
+
+
+def test_previous_secret_keys_are_read_comma_separated_after_the_current_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    current, old, older = "c" * 32, "o" * 40, "p" * 32
+    monkeypatch.setenv("BRIK_SECRET_KEY", current)
+    monkeypatch.setenv("BRIK_PREVIOUS_SECRET_KEYS", f" {old} , {older},")
+    assert Settings().require_secret_keys() == [current, old, older]
+    monkeypatch.delenv("BRIK_PREVIOUS_SECRET_KEYS")
+    assert Settings().require_secret_keys() == [current]
+    # A previous key too short to have been a secret key is a typo, said at start-up.
+    monkeypatch.setenv("BRIK_PREVIOUS_SECRET_KEYS", f"{old},short")
+    with pytest.raises(ValueError, match="BRIK_PREVIOUS_SECRET_KEYS entry 2"):
+        Settings().require_secret_keys()

@@ -48,6 +48,7 @@ EVERYTHING: dict[str, Any] = merged(
 )
 SECRET_VALUES = {
     "secretKey": "sentinel-secret-key-0123456789abcdefghij",
+    "previousSecretKeys": ["sentinel-previous-secret-key-0123456789"],
     "encryptionKeys": [Fernet.generate_key().decode(), Fernet.generate_key().decode()],
     "oidcClientSecret": "sentinel-oidc-client-secret",
     "smtpUrl": "smtp+starttls://mailer:sentinel-smtp-password@smtp.internal:587",
@@ -219,8 +220,9 @@ def secret_names_used(spec: Manifest) -> set[str]:
 
 def sentinels(rendered: Rendered) -> list[str]:
     """Every secret value of :data:`WITH_SECRETS`, the URLs' passwords and the generated keys."""
-    values = [SECRET_VALUES[name] for name in SECRET_VALUES if name != "encryptionKeys"]
-    values += SECRET_VALUES["encryptionKeys"]
+    lists = ("encryptionKeys", "previousSecretKeys")
+    values = [SECRET_VALUES[name] for name in SECRET_VALUES if name not in lists]
+    values += [key for name in lists for key in SECRET_VALUES[name]]
     values += ["db-password-1", "redis-password-1", "sentinel-smtp-password"]
     for secret in rendered.of_kind("Secret"):
         for value in (secret.get("data") or {}).values():
@@ -244,7 +246,8 @@ def test_no_secret_value_outside_a_secret(values: str, render: Callable[..., Ren
 
 
 def test_secret_settings_reach_the_pods_only_through_secrets(each: Rendered) -> None:
-    secret_settings = {"BRIK_SECRET_KEY", "BRIK_ENCRYPTION_KEYS", "BRIK_DATABASE_URL",
+    secret_settings = {"BRIK_SECRET_KEY", "BRIK_PREVIOUS_SECRET_KEYS", "BRIK_ENCRYPTION_KEYS",
+                       "BRIK_DATABASE_URL",
                        "BRIK_REDIS_URL", "BRIK_OIDC_CLIENT_SECRET", "BRIK_SMTP_URL",
                        "BRIK_STRIPE_SECRET_KEY", "BRIK_STRIPE_WEBHOOK_SECRET",
                        "BRIK_BOOTSTRAP_ADMIN_PASSWORD"}  # fmt: skip
@@ -404,6 +407,33 @@ def test_pods_roll_when_a_secret_or_a_setting_changes_and_only_then(
         assert rotated[name]["checksum/config"] == before[name]["checksum/config"]
         assert reconfigured[name]["checksum/config"] != before[name]["checksum/config"]
         assert reconfigured[name]["checksum/secret"] == before[name]["checksum/secret"]
+
+
+def test_each_step_of_a_secret_key_rotation_reaches_the_pods(
+    render: Callable[..., Rendered],
+) -> None:
+    """docs/operations.md, "The secret key, with zero downtime": add, promote, drop — each an
+    upgrade whose Secret the processes read as the ring they should hold, rolling the pods."""
+    old, new = "o" * 40, "n" * 40
+    steps = {
+        "before": {"secretKey": old, "previousSecretKeys": []},
+        "add": {"secretKey": old, "previousSecretKeys": [new]},
+        "promote": {"secretKey": new, "previousSecretKeys": [old]},
+        "drop": {"secretKey": new, "previousSecretKeys": []},
+    }
+    rings, checksums = {}, set()
+    for step, keys in steps.items():
+        rendered = render(WITH_SECRETS, {"secrets": keys}, upgrade=True)
+        data = rendered.secret_data(FULLNAME)
+        assert ("BRIK_PREVIOUS_SECRET_KEYS" in data) is bool(keys["previousSecretKeys"])
+        settings = Settings(
+            secret_key=data["BRIK_SECRET_KEY"],
+            previous_secret_keys=data.get("BRIK_PREVIOUS_SECRET_KEYS", ""),
+        )  # type: ignore[arg-type]
+        rings[step] = settings.require_secret_keys()
+        checksums.add(pod_annotations(rendered)[API]["checksum/secret"])
+    assert rings == {"before": [old], "add": [old, new], "promote": [new, old], "drop": [new]}
+    assert len(checksums) == len(steps)
 
 
 def test_autoscaled_deployments_leave_their_replicas_to_the_autoscaler(

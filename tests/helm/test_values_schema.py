@@ -25,6 +25,7 @@ CONFIG = SCHEMA["properties"]["config"]["properties"]
 # Secret settings: the value that carries each.
 SECRET_SETTINGS = {
     "secret_key": ("secrets", "secretKey"),
+    "previous_secret_keys": ("secrets", "previousSecretKeys"),
     "encryption_keys": ("secrets", "encryptionKeys"),
     "oidc_client_secret": ("secrets", "oidcClientSecret"),
     "smtp_url": ("secrets", "smtpUrl"),
@@ -80,6 +81,7 @@ def test_each_secret_value_lands_in_the_chart_secret_under_its_variable(
         {
             "secrets": {
                 "secretKey": "k" * 40,
+                "previousSecretKeys": ["o" * 40, "p" * 40],
                 "encryptionKeys": ["A" * 43 + "="],
                 "oidcClientSecret": "oidc",
                 "smtpUrl": "smtps://user:pw@smtp.internal:465",
@@ -111,6 +113,8 @@ def test_each_secret_value_lands_in_the_chart_secret_under_its_variable(
         ({"confg": {"logLevel": "INFO"}}, "confg"),
         ({"api": {"replicas": 3}}, "/api"),
         ({"secrets": {"secretKey": "too-short"}}, "/secrets/secretKey"),
+        ({"secrets": {"previousSecretKeys": ["too-short"]}}, "/secrets/previousSecretKeys/0"),
+        ({"secrets": {"previousSecretKeys": "o" * 40}}, "/secrets/previousSecretKeys"),
         ({"secrets": {"encryptionKeys": ["not-a-fernet-key"]}}, "/secrets/encryptionKeys/0"),
         ({"database": {"url": "mysql://db/brik"}}, "/database/url"),
         ({"redis": {"url": "cache.internal:6379"}}, "/redis/url"),

@@ -171,6 +171,9 @@ from the live Secret at every upgrade, so they never change behind the operator'
 {{- end }}
 BRIK_SECRET_KEY: {{ $secretKey | b64enc | quote }}
 BRIK_ENCRYPTION_KEYS: {{ $encryptionKeys | b64enc | quote }}
+{{- with .Values.secrets.previousSecretKeys }}
+BRIK_PREVIOUS_SECRET_KEYS: {{ join "," . | b64enc | quote }}
+{{- end }}
 {{- with .Values.database.url }}
 BRIK_DATABASE_URL: {{ . | b64enc | quote }}
 {{- end }}

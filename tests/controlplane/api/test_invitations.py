@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from controlplane.mail import LOG_SENDER
 from controlplane.models import AuditEvent, Invitation, Membership, Notification, Role, User
 from controlplane.settings import Settings
+from tests.support.secret_keys import NEW, api_at
 from tests.support.tenants import make_person, make_tenant
 
 pytestmark = pytest.mark.database
@@ -204,3 +205,33 @@ async def test_invitations_are_listed_by_status(
     )
     assert bad.status_code == 400
     assert bad.json()["error"]["param"] == "status"
+
+
+async def test_an_invitation_from_before_a_secret_key_rotation_is_honoured_until_the_old_key_goes(
+    make_settings: Callable[..., Settings], database: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its token is only in the email, so it cannot be re-hashed: a previous key redeems it."""
+    acme = await make_tenant("Acme", roles=(Role.OWNER,))
+    owner = acme.owner.headers
+
+    async def sent(client: httpx.AsyncClient, email: str) -> str:
+        with caplog.at_level(logging.INFO, logger="brik.mail"):
+            answer = await invite(client, owner, acme.organization.id, email)
+        assert answer.status_code == 201, answer.text
+        token = TOKEN.search(caplog.records[-1].getMessage())
+        assert token is not None
+        return token[0]
+
+    async with api_at(make_settings, "before", mail_sender=LOG_SENDER) as before:
+        redeemed, lapsed = await sent(before, "a@example.com"), await sent(before, "b@example.com")
+    body = {"password": "a long enough password"}
+    async with api_at(make_settings, "promoted", mail_sender=LOG_SENDER) as promoted:
+        accepted = await promoted.post("/v1/invitations/accept", json={"token": redeemed, **body})
+        assert accepted.status_code == 200, accepted.text
+        fresh = await sent(promoted, "c@example.com")
+        assert (await Invitation.get(email="c@example.com")).pepper_id == NEW.current.id
+    async with api_at(make_settings, "dropped", mail_sender=LOG_SENDER) as dropped:
+        refused = await dropped.post("/v1/invitations/accept", json={"token": lapsed, **body})
+        assert refused.json()["error"]["code"] == "invitation_unusable"
+        ok = await dropped.post("/v1/invitations/accept", json={"token": fresh, **body})
+        assert ok.status_code == 200, ok.text

@@ -1,17 +1,20 @@
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis.asyncio import Redis
 
-from controlplane.auth.api_key_cache import ApiKeyCache
+from controlplane.auth.api_key_cache import EPOCH_KEY, ApiKeyCache, invalidate_cached_keys
 from controlplane.auth.api_keys import KeyPrincipal, bearer_token
 from controlplane.auth.keys import ACCESS_TOKEN_PREFIX, generate_key, generate_secret, hash_key
+from controlplane.auth.peppers import PepperRing
 from controlplane.bootstrap import bootstrap
 from controlplane.errors import AuthenticationFailed, PermissionDenied
 from controlplane.models import ApiKey, KeyKind, KeyMode
 from tests.conftest import TEST_SECRET_KEY
+from tests.support.secret_keys import NEW, NEW_SECRET_KEY, OLD_SECRET_KEY
 
 pytestmark = pytest.mark.database
 
@@ -20,7 +23,7 @@ async def authenticate(token: str, pepper: str, redis_url: str) -> KeyPrincipal:
     """A fresh cache: every call reads the database."""
     redis = Redis.from_url(redis_url)
     try:
-        return await ApiKeyCache(redis, pepper).authenticate(token)
+        return await ApiKeyCache(redis, PepperRing([pepper])).authenticate(token)
     finally:
         await redis.aclose()
 
@@ -79,3 +82,60 @@ async def test_each_rejection_says_why(database: None, redis_url: str) -> None:
     assert await code_for(secret) == "api_key_expired"
     await stored.update(expires_at=None, revoked_at=datetime.now(UTC))
     assert await code_for(secret) == "api_key_revoked"
+
+
+# --- rotating the secret key ----------------------------------------------------------------------
+
+
+async def test_a_key_from_before_a_secret_key_rotation_works_and_moves_over_on_use(
+    database: None, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    result = await bootstrap(pepper=OLD_SECRET_KEY, admin_email="a@example.com")
+    used, unused = result.keys["live_secret"], result.keys["test_secret"]
+    assert used
+    assert unused
+    redis = Redis.from_url(redis_url)
+    try:
+        # Two API processes mid-rollout: one already writes with the new key, one still with
+        # the old; each verifies both.
+        promoted = ApiKeyCache(redis, PepperRing([NEW_SECRET_KEY, OLD_SECRET_KEY]))
+        added = ApiKeyCache(redis, PepperRing([OLD_SECRET_KEY, NEW_SECRET_KEY]))
+        await added.authenticate(used)  # cached there under the old key
+        epoch = await redis.get(EPOCH_KEY)
+        principal = await promoted.authenticate(used)
+        row = await ApiKey.get(id=principal.key_id)
+        assert (row.key_hash, row.pepper_id) == (NEW.hash(used), NEW.current.id)
+        # Moving a key changes nothing it may do: no process is told to forget its keys …
+        assert await redis.get(EPOCH_KEY) == epoch
+        assert (await added.authenticate(used)).key_id == principal.key_id
+        # … but a revocation still reaches both, whichever key the row is under.
+        await ApiKey.filter(id=principal.key_id).update(revoked_at=datetime.now(UTC))
+        await invalidate_cached_keys(redis)
+        for cache in (promoted, added):
+            with pytest.raises(AuthenticationFailed) as revoked:
+                await cache.authenticate(used)
+            assert revoked.value.code == "api_key_revoked"
+        await ApiKey.filter(id=principal.key_id).update(revoked_at=None)
+        await invalidate_cached_keys(redis)
+
+        # The old key dropped: the key used meanwhile works; the one nobody used is refused,
+        # saying why, and the server log names it (never whole).
+        dropped = ApiKeyCache(redis, PepperRing([NEW_SECRET_KEY]))
+        assert (await dropped.authenticate(used)).key_id == principal.key_id
+        with (
+            caplog.at_level(logging.WARNING, "brik.api_keys"),
+            pytest.raises(AuthenticationFailed) as refused,
+        ):
+            await dropped.authenticate(unused)
+        assert refused.value.code == "invalid_api_key"
+        assert "secret key this server no longer accepts" in refused.value.message
+        [logged] = [r.getMessage() for r in caplog.records if r.name == "brik.api_keys"]
+        assert unused[:15] in logged
+        assert unused not in logged
+        # A key that never existed gets the plain answer.
+        stranger = generate_key(KeyKind.SECRET, KeyMode.LIVE, NEW_SECRET_KEY).plaintext
+        with pytest.raises(AuthenticationFailed) as unknown:
+            await dropped.authenticate(stranger)
+        assert unknown.value.message == "The API key is not recognised."
+    finally:
+        await redis.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -9,12 +10,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from controlplane.app import create_app
 from controlplane.auth.sessions import SESSION_COOKIE
 from controlplane.models import AuditEvent, User
 from controlplane.settings import Settings
 from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, FakeOidcProvider
+from tests.support.secret_keys import Stage, stage_settings
 from tests.support.servers import bound_socket, serving
 from tests.support.tenants import make_person
 
@@ -154,3 +157,49 @@ async def test_next_cannot_redirect_off_site(
             browser.cookies.clear()
             landed = await sign_in(browser, target)
             assert landed.headers["location"] == "/dashboard/", target
+
+
+async def test_a_sign_in_begun_before_a_secret_key_rotation_finishes_after_it(
+    make_settings: Callable[..., Settings], database: None
+) -> None:
+    """The state cookie was signed with the old key by a process that then restarted with the
+    new one (the old kept as a previous key): the sign-in completes. Once the old key is gone,
+    such a cookie is refused like a foreign one."""
+    provider_socket, app_socket = bound_socket(), bound_socket()
+    provider = FakeOidcProvider(issuer=provider_socket[1], identity=dict(ADA))
+    port = urlsplit(app_socket[1]).port
+    assert port is not None
+
+    def app_at(stage: Stage) -> Starlette:
+        return create_app(stage_settings(
+            make_settings, stage, public_base_url=app_socket[1], oidc_issuer=provider.issuer,
+            oidc_client_id=CLIENT_ID, oidc_client_secret=CLIENT_SECRET,
+        ))  # fmt: skip
+
+    def same_address() -> tuple[socket.socket, str]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        return sock, app_socket[1]
+
+    async def begun_at(stage: Stage, browser: httpx.AsyncClient, bound: object) -> str:
+        async with serving(app_at(stage), bound):  # type: ignore[arg-type]
+            start = await browser.get("/v1/auth/oidc/authorize")
+            assert start.status_code == 302, start.text
+        at_provider = await browser.get(start.headers["location"])
+        return str(at_provider.headers["location"])
+
+    async with (
+        serving(provider.app(), provider_socket),
+        httpx.AsyncClient(base_url=app_socket[1]) as browser,
+    ):
+        callback = await begun_at("before", browser, app_socket)
+        async with serving(app_at("promoted"), same_address()):
+            landed = await browser.get(callback)
+            assert landed.status_code == 303, landed.text
+            assert (await browser.get("/v1/user")).json()["email"] == "ada@example.com"
+        browser.cookies.clear()
+        callback = await begun_at("before", browser, same_address())
+        async with serving(app_at("dropped"), same_address()):
+            refused = await browser.get(callback)
+            assert refused.status_code == 400
