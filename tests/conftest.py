@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -141,10 +141,34 @@ async def fake_stripe(localstripe_url: str) -> AsyncIterator[FakeStripe]:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the SQLite dialect run now, beside the rest, if it is one of the tests to run."""
+    """Start the SQLite dialect run now, beside the rest, if it is one of the tests to run.
+
+    Not in an xdist worker: every worker collects every test, and the controller starts the
+    run once for them (below)."""
     from tests import test_sqlite_dialect
 
+    if hasattr(session.config, "workerinput"):
+        return
     if any(item.nodeid == test_sqlite_dialect.TEST_ID for item in session.items):
+        test_sqlite_dialect.start()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: tell each worker where the SQLite dialect run writes its result."""
+    from tests import test_sqlite_dialect
+
+    folder = test_sqlite_dialect.planned_folder()
+    node.workerinput[test_sqlite_dialect.WORKERINPUT_KEY] = str(folder)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: Sequence[str]) -> None:
+    """xdist controller: a worker collected the tests to run; start the SQLite dialect run
+    once if it is one of them."""
+    from tests import test_sqlite_dialect
+
+    if test_sqlite_dialect.TEST_ID in ids:
         test_sqlite_dialect.start()
 
 

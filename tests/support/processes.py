@@ -71,9 +71,24 @@ def server_environment(database_url: str, redis_url: str, queue: str, **extra: s
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A loopback port that no one else is given for a minute, for a server the test starts
+    later (or for nothing to listen on: a client is refused).
+
+    A port that was merely free a moment ago could meanwhile go to another test running at the
+    same time (pytest-xdist workers, the SQLite dialect run, other runs on the machine). This
+    one is left in TIME_WAIT by a connection that it accepted and closed first, so the kernel
+    hands it to no other ``bind(port 0)`` and no outgoing connection for a minute, while a
+    server that binds it with SO_REUSEADDR (uvicorn, redis-server, aiohttp, aiosmtpd and
+    wsgiref all do) takes it at once.
+    """
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port: int = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)):
+            accepted, _ = listener.accept()
+            accepted.close()  # closed first: the port's side of the connection waits
         return port
 
 

@@ -2,7 +2,8 @@
 expires or the retry budget runs out, whatever the number of attempts.
 
 Time is compressed through the settings (a 50 ms base delay capped at 200 ms), so a 10 s
-brownout here is dozens of attempts per device — far more than the six a fixed count allowed.
+brownout here is dozens of attempts per device — far more than the six a fixed count allowed
+(on a loaded machine the brownout lasts until each device has had more than ten).
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ def _recover(apns_fake: FakeAPNs, fcm_fake: FakeFCM) -> None:
     fcm_fake.outage = None
 
 
+def _refused_per_token(apns_fake: FakeAPNs) -> Counter[str]:
+    return Counter(r.token for r in apns_fake.received if not r.accepted)
+
+
 async def _send(client: httpx.AsyncClient, key: str, **fields: Any) -> str:
     accepted = await client.post(
         "/v1/pushes", json={"kind": "alert", "alert": {"title": "Flash sale"},
@@ -77,10 +82,15 @@ async def test_a_brownout_of_many_attempts_is_ridden_out_and_each_device_gets_th
     push_id = await _send(client, key)
 
     await asyncio.sleep(BROWNOUT_SECONDS)
+    # Far past the old six tries. A loaded machine (CI, parallel test workers) makes fewer
+    # attempts a second: the brownout then goes on until each device has had eleven (a safety
+    # deadline, not a timing check).
+    deadline = time.monotonic() + 60
+    while (fewest := min(_refused_per_token(apns_fake)[token] for token in ios)) <= 10:
+        assert time.monotonic() < deadline, f"a device was refused only {fewest} times"
+        await asyncio.sleep(0.1)
     statuses = Counter(await Delivery.filter(push_id=push_id).values_list("status", flat=True))
     assert "failed" not in statuses, statuses  # nothing given up while the provider is down
-    refused_per_token = Counter(r.token for r in apns_fake.received if not r.accepted)
-    assert min(refused_per_token[token] for token in ios) > 10  # far past the old six tries
     _recover(apns_fake, fcm_fake)
 
     push = await until_final(client, key, push_id)
