@@ -77,7 +77,9 @@ _ABSENT: JsonDict = {"type": "null"}
 
 _Name = Annotated[str, Field(min_length=1, max_length=200)]
 _LocArgs = Annotated[list[Annotated[str, Field(max_length=1000)]], Field(max_length=20)]
-_Url = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^https://\S+$")]
+# Printable ASCII without spaces, spelled as a range: JSON Schema's \S and Python's disagree on
+# some Unicode spaces (U+0085), so the document and the server would judge a URL differently.
+_Url = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^https://[!-~]+$")]
 
 
 _LOCALIZED = ("title", "subtitle", "body")

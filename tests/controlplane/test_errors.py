@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from controlplane.api.bodies import parse_body
 from controlplane.app import create_app
+from controlplane.models import ApiKey
 from controlplane.settings import Settings
 from tests.support.processes import free_port
 from tests.support.servers import serving
@@ -162,8 +163,11 @@ async def test_a_redis_outage_is_a_503_that_names_redis(
     app = create_app(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
     async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
         probe = await client.post("/healthz/pipeline", params={"timeout": "1"})
-        keys = await client.get(
-            f"/v1/projects/{acme.project.id}/api_keys", headers=acme.owner.headers
+        # Revoking a key must reach every API process through Redis first (reading keys goes
+        # on without Redis: their last use as the database knows it).
+        key = await ApiKey.get(project=acme.project)
+        keys = await client.delete(
+            f"/v1/projects/{acme.project.id}/api_keys/{key.id}", headers=acme.owner.headers
         )
     for response in (probe, keys):
         assert response.status_code == 503, response.text
