@@ -1,0 +1,237 @@
+"""Loading buffered events into PostgreSQL in bulk, and counting them into the rollups.
+
+A worker takes batches from the stream (``controlplane/analytics/buffer.py``) and stores them
+in one transaction (:func:`store`):
+
+1. every event becomes a row of ``analytics_events`` — on PostgreSQL all of them in one
+   ``INSERT … SELECT FROM unnest(…)`` (one array per column), elsewhere (SQLite, for
+   ``brik-cloud dev``) a multi-row ``INSERT … VALUES`` — with ``ON CONFLICT DO NOTHING`` on
+   (project, mode, event id) and ``RETURNING`` the rows it inserted;
+2. *only the returned rows* are counted: into their hour and their day, by name, for everything
+   and per dimension, added to ``analytics_rollups`` with one upsert
+   (``count = count + EXCLUDED.count``), rows in one sorted order so that two workers never
+   wait on each other in a cycle;
+3. commit; only then does the worker acknowledge the batches in Redis.
+
+That order is what makes a redelivery harmless. Killed before the commit, the transaction rolls
+back and the batches are loaded again later, once. Killed after it but before the
+acknowledgement, the batches are loaded again: every event conflicts, nothing is returned, and
+nothing is counted twice. Two workers loading the same batch at once (one was slow, not dead)
+serialise on the unique index; the second inserts nothing.
+
+Events of a project deleted meanwhile are dropped (their batch is acknowledged).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from controlplane.analytics.buffer import Batch, EventBuffer
+from controlplane.models import Dimension, Granularity, Project
+
+ROWS_PER_STATEMENT = 1000  # SQLite: 21 parameters a row, within its 32,766
+BATCHES_PER_TRANSACTION = 50  # stream entries, up to 500 events each
+
+# The columns of an event row, in the order the statements take them.
+_COLUMNS = ("project_id", "mode", "client_id", "name", "occurred_at", "received_at", "device_id",
+            "user_id", "platform", "app_version", "os_version", "device_model", "locale",
+            "country", "widget", "action", "activity_id", "push_id", "error_code",
+            "error_message", "properties")  # fmt: skip
+_TIMES = frozenset({"occurred_at", "received_at"})
+# What a rollup needs of each inserted event.
+_RETURNED = ("project_id", "mode", "name", "occurred_at", "widget", "platform", "os_version",
+             "device_model", "country", "app_version")  # fmt: skip
+_DIMENSIONS = (Dimension.PLATFORM, Dimension.OS_VERSION, Dimension.DEVICE_MODEL,
+               Dimension.COUNTRY, Dimension.APP_VERSION)  # fmt: skip
+_ROLLUP_COLUMNS = ("project_id", "mode", "granularity", "bucket", "name", "dimension", "value",
+                   "count")  # fmt: skip
+_ROLLUP_KEY = _ROLLUP_COLUMNS[:-1]
+
+
+def _quoted(names: Iterable[str]) -> str:
+    return ", ".join(f'"{name}"' for name in names)
+
+
+_PG_INSERT_EVENTS = f"""
+INSERT INTO "analytics_events" ({_quoted(_COLUMNS)})
+SELECT {", ".join(f"r.{name}" for name in _COLUMNS[:-1])}, r.properties::jsonb
+FROM unnest({", ".join(
+    f"${n}::{'timestamptz' if name in _TIMES else 'text'}[]"
+    for n, name in enumerate(_COLUMNS, start=1)
+)}) AS r({", ".join(_COLUMNS)})
+ON CONFLICT ("project_id", "mode", "client_id") DO NOTHING
+RETURNING {_quoted(_RETURNED)}
+"""
+_PG_UPSERT_ROLLUPS = f"""
+INSERT INTO "analytics_rollups" ({_quoted(_ROLLUP_COLUMNS)})
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[],
+                     $6::text[], $7::text[], $8::bigint[])
+ON CONFLICT ({_quoted(_ROLLUP_KEY)})
+DO UPDATE SET "count" = "analytics_rollups"."count" + EXCLUDED."count"
+"""
+_SQLITE_INSERT_EVENTS = (
+    f'INSERT INTO "analytics_events" ({_quoted(_COLUMNS)}) VALUES {{rows}} '
+    f'ON CONFLICT ("project_id", "mode", "client_id") DO NOTHING RETURNING {_quoted(_RETURNED)}'
+)
+_SQLITE_UPSERT_ROLLUPS = (
+    f'INSERT INTO "analytics_rollups" ({_quoted(_ROLLUP_COLUMNS)}) VALUES {{rows}} '
+    f"ON CONFLICT ({_quoted(_ROLLUP_KEY)}) "
+    'DO UPDATE SET "count" = "analytics_rollups"."count" + excluded."count"'
+)
+
+
+@dataclass
+class Loaded:
+    """What loading did: batches taken, events inserted, events already there (a redelivery or
+    a retried request), events dropped (their project was deleted)."""
+
+    batches: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    dropped: int = 0
+    rounds: int = 0
+    projects: set[str] = field(default_factory=set)
+
+    def add(self, other: Loaded) -> None:
+        self.batches += other.batches
+        self.inserted += other.inserted
+        self.duplicates += other.duplicates
+        self.dropped += other.dropped
+        self.rounds += other.rounds
+        self.projects |= other.projects
+
+
+def _time(value: Any) -> datetime:
+    """A moment in UTC: SQLite compares stored moments as text, so all are stored in UTC."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.astimezone(UTC)
+
+
+def _row(batch: Batch, event: dict[str, Any]) -> tuple[Any, ...]:
+    properties = event.get("properties")
+    return (
+        batch.project_id, batch.mode.value, event["id"], event["name"],
+        _time(event["timestamp"]), _time(batch.received_at), event.get("device_id"),
+        event.get("user_id"), event.get("platform"), event.get("app_version"),
+        event.get("os_version"), event.get("device_model"), event.get("locale"),
+        event.get("country"), event.get("widget"), event.get("action"),
+        event.get("activity_id"), event.get("push_id"), event.get("error_code"),
+        event.get("error_message"),
+        None if properties is None else json.dumps(properties, separators=(",", ":")),
+    )  # fmt: skip
+
+
+def rollup_increments(inserted: Iterable[tuple[Any, ...]]) -> Counter[tuple[Any, ...]]:
+    """How much each rollup row grows for ``inserted`` (rows shaped as ``_RETURNED``)."""
+    counts: Counter[tuple[Any, ...]] = Counter()
+    for project_id, mode, name, occurred_at, widget, *values in inserted:
+        moment = _time(occurred_at)
+        hour = moment.replace(minute=0, second=0, microsecond=0)
+        buckets = ((Granularity.HOUR.value, hour), (Granularity.DAY.value, hour.replace(hour=0)))
+        for granularity, bucket in buckets:
+            head = (project_id, mode, granularity, bucket, name)
+            counts[(*head, Dimension.ALL.value, "")] += 1
+            if widget is not None:
+                counts[(*head, Dimension.WIDGET.value, widget)] += 1
+            for dimension, value in zip(_DIMENSIONS, values, strict=True):
+                counts[(*head, dimension.value, value or "")] += 1
+    return counts
+
+
+async def store(batches: list[Batch]) -> Loaded:
+    """Insert the batches' events and count what was new, in one transaction."""
+    loaded = Loaded(batches=len(batches))
+    wanted = {batch.project_id for batch in batches if batch.events}
+    async with in_transaction() as connection:
+        found = await Project.filter(id__in=wanted).values_list("id", flat=True)
+        existing = {str(project_id) for project_id in found}
+        rows: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+        for batch in batches:
+            if batch.project_id not in existing:
+                loaded.dropped += len(batch.events)
+                continue
+            for event in batch.events:
+                rows.setdefault((batch.project_id, batch.mode.value, event["id"]),
+                                _row(batch, event))  # fmt: skip
+        postgres = connection.capabilities.dialect == "postgres"
+        inserted = await _insert_events(connection, list(rows.values()), postgres)
+        await _add_to_rollups(connection, rollup_increments(inserted), postgres)
+    loaded.inserted = len(inserted)
+    loaded.duplicates = sum(len(batch.events) for batch in batches) - loaded.dropped - len(inserted)
+    loaded.projects = {str(row[0]) for row in inserted}
+    return loaded
+
+
+async def _insert_events(
+    connection: Any, rows: list[tuple[Any, ...]], postgres: bool
+) -> list[tuple[Any, ...]]:
+    if not rows:
+        return []
+    if postgres:
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        _, returned = await connection.execute_query(_PG_INSERT_EVENTS, columns)
+        return [tuple(record) for record in returned]
+    inserted: list[tuple[Any, ...]] = []
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        placeholders = ", ".join(["(" + ", ".join("?" * len(_COLUMNS)) + ")"] * len(chunk))
+        values = [value for row in chunk for value in row]
+        _, returned = await connection.execute_query(
+            _SQLITE_INSERT_EVENTS.format(rows=placeholders), values
+        )
+        inserted += [tuple(record) for record in returned]
+    return inserted
+
+
+async def _add_to_rollups(
+    connection: Any, increments: Counter[tuple[Any, ...]], postgres: bool
+) -> None:
+    if not increments:
+        return
+    rows = [(*key, count) for key, count in sorted(increments.items(), key=_lock_order)]
+    if postgres:
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        await connection.execute_query(_PG_UPSERT_ROLLUPS, columns)
+        return
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        placeholders = ", ".join(["(" + ", ".join("?" * len(_ROLLUP_COLUMNS)) + ")"] * len(chunk))
+        values = [value for row in chunk for value in row]
+        await connection.execute_query(_SQLITE_UPSERT_ROLLUPS.format(rows=placeholders), values)
+
+
+def _lock_order(item: tuple[tuple[Any, ...], int]) -> tuple[Any, ...]:
+    key = item[0]
+    return (*key[:3], key[3].isoformat(), *key[4:])
+
+
+async def load_pending(
+    buffer: EventBuffer,
+    consumer: str,
+    *,
+    claim_idle_seconds: float,
+    time_budget_seconds: float = 50.0,
+    batches_per_round: int = BATCHES_PER_TRANSACTION,
+) -> Loaded:
+    """Load until the stream has nothing for ``consumer`` (or the time budget is spent): take,
+    store, commit, then acknowledge — round after round."""
+    total = Loaded()
+    deadline = time.monotonic() + time_budget_seconds
+    claim_idle_ms = max(1, int(claim_idle_seconds * 1000))
+    while time.monotonic() < deadline:
+        batches = await buffer.take(consumer, count=batches_per_round, claim_idle_ms=claim_idle_ms)
+        if not batches:
+            break
+        loaded = await store(batches)
+        await buffer.acknowledge(batches)  # only once the events are committed
+        loaded.rounds = 1
+        total.add(loaded)
+    return total
