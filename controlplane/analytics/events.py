@@ -66,9 +66,7 @@ NAME_PATTERN = (
     "^(" + "|".join(name.replace(".", r"\.") for name in BUILT_IN_NAMES) + ")$|"
     + CUSTOM_NAME_PATTERN
 )  # fmt: skip
-NAME_RULE = (
-    f"one of {', '.join(BUILT_IN_NAMES)}, or custom.<name> (1 to 73 of A-Z a-z 0-9 _ . : -)"
-)
+NAME_RULE = f"one of {', '.join(BUILT_IN_NAMES)}, or custom.<name> (1 to 73 of A-Z a-z 0-9 _ . : -)"
 PUSH_ID_PATTERN = r"^psh_[a-z2-7]{24}$"
 ACTIVITY_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._:-]{0,63}$"
 COUNTRY_PATTERN = r"^[A-Z]{2}$"

@@ -63,10 +63,12 @@ def _quoted(names: Iterable[str]) -> str:
 _PG_INSERT_EVENTS = f"""
 INSERT INTO "analytics_events" ({_quoted(_COLUMNS)})
 SELECT {", ".join(f"r.{name}" for name in _COLUMNS[:-1])}, r.properties::jsonb
-FROM unnest({", ".join(
-    f"${n}::{'timestamptz' if name in _TIMES else 'text'}[]"
-    for n, name in enumerate(_COLUMNS, start=1)
-)}) AS r({", ".join(_COLUMNS)})
+FROM unnest({
+    ", ".join(
+        f"${n}::{'timestamptz' if name in _TIMES else 'text'}[]"
+        for n, name in enumerate(_COLUMNS, start=1)
+    )
+}) AS r({", ".join(_COLUMNS)})
 ON CONFLICT ("project_id", "mode", "client_id") DO NOTHING
 RETURNING {_quoted(_RETURNED)}
 """
@@ -177,17 +179,17 @@ async def _insert_events(
         return []
     if postgres:
         columns = [list(column) for column in zip(*rows, strict=True)]
-        _, returned = await connection.execute_query(_PG_INSERT_EVENTS, columns)
-        return [tuple(record) for record in returned]
+        returned = await connection.execute_query_dict(_PG_INSERT_EVENTS, columns)
+        return [tuple(record[name] for name in _RETURNED) for record in returned]
     inserted: list[tuple[Any, ...]] = []
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = rows[start : start + ROWS_PER_STATEMENT]
         placeholders = ", ".join(["(" + ", ".join("?" * len(_COLUMNS)) + ")"] * len(chunk))
         values = [value for row in chunk for value in row]
-        _, returned = await connection.execute_query(
+        returned = await connection.execute_query_dict(
             _SQLITE_INSERT_EVENTS.format(rows=placeholders), values
         )
-        inserted += [tuple(record) for record in returned]
+        inserted += [tuple(record[name] for name in _RETURNED) for record in returned]
     return inserted
 
 

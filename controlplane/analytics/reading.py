@@ -146,8 +146,8 @@ def _rollups(project_id: str, mode: KeyMode, window: Window) -> QuerySet[Analyti
 async def summary(project_id: str, mode: KeyMode, window: Window, group_by: GroupBy) -> Summary:
     rollups = _rollups(project_id, mode, window)
     everything = rollups.filter(dimension=Dimension.ALL)
-    totals = await everything.annotate(total=Sum("count")).group_by("name").values_list(
-        "name", "total"
+    totals = (
+        await everything.annotate(total=Sum("count")).group_by("name").values_list("name", "total")
     )
     by_widget: dict[str, dict[str, int]] = defaultdict(dict)
     widget_rows = (
@@ -214,8 +214,10 @@ async def _deliveries(project_id: str, mode: KeyMode, window: Window) -> dict[st
         push__project_id=project_id, push__mode=mode, status__in=ATTEMPTED,
         created_at__gte=window.start, created_at__lt=window.end,
     )  # fmt: skip
-    rows = await attempted.annotate(count=Count("id")).group_by("status").values_list(
-        "status", "count"
+    rows = (
+        await attempted.annotate(count=Count("id"))
+        .group_by("status")
+        .values_list("status", "count")
     )
     counts = {status.value: 0 for status in ATTEMPTED}
     counts.update({str(status): int(count) for status, count in rows})

@@ -255,9 +255,7 @@ def _project_and_mode(call: Call) -> tuple[str, KeyMode]:
 
 def _check_range(since: datetime | None, until: datetime | None) -> None:
     if since is not None and until is not None and since >= until:
-        raise InvalidRequest(
-            "from: must be before to.", code="parameter_invalid", param="from"
-        )
+        raise InvalidRequest("from: must be before to.", code="parameter_invalid", param="from")
 
 
 async def retrieve_analytics_summary(call: Call) -> AnalyticsSummary:
@@ -371,9 +369,7 @@ async def list_analytics_events(call: Call) -> Page[RecordedEvent]:
     events = params.filter().apply(call.tenant.query(AnalyticsEvent))
     after = None
     if params.starting_after is not None:
-        after = await call.tenant.query(AnalyticsEvent).get_or_none(
-            client_id=params.starting_after
-        )
+        after = await call.tenant.query(AnalyticsEvent).get_or_none(client_id=params.starting_after)
         if after is None:
             raise InvalidRequest(
                 f"No such event to start after: '{params.starting_after}'",

@@ -43,7 +43,7 @@ class Migration(migrations.Migration):
                 ('error_message', fields.TextField(null=True, unique=False)),
                 ('properties', fields.JSONField(null=True, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
             ],
-            options={'table': 'analytics_events', 'app': 'brik', 'unique_together': (('project', 'mode', 'client_id'),), 'indexes': [Index(fields=['project', 'mode', 'occurred_at'])], 'pk_attr': 'id', 'table_description': 'One event an app reported (see ``docs/analytics.md`` for each field).'},
+            options={'table': 'analytics_events', 'app': 'brik', 'unique_together': (('project', 'mode', 'client_id'),), 'indexes': [Index(fields=['project_id', 'mode', 'occurred_at'])], 'pk_attr': 'id', 'table_description': 'One event an app reported (see ``docs/analytics.md`` for each field).'},
             bases=['Model'],
         ),
         ops.CreateModel(

@@ -75,7 +75,7 @@ class AnalyticsEvent(Model):
         table = "analytics_events"
         unique_together = (("project", "mode", "client_id"),)
         # Listing, CSV export and the retention purge all walk a project's events by time.
-        indexes = (("project", "mode", "occurred_at"),)
+        indexes = (("project_id", "mode", "occurred_at"),)
 
 
 class AnalyticsRollup(Model):
