@@ -33,6 +33,7 @@ from controlplane.models import (
 )
 from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
+from tests.support.analytics import event, impression
 from tests.support.servers import serving
 from tests.support.tenants import Tenant, make_tenant
 
@@ -41,16 +42,6 @@ pytestmark = pytest.mark.database
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-def event(name: str, **fields: Any) -> dict[str, Any]:
-    """An event as an app sends it, now, with a fresh id unless one is given."""
-    return {"id": str(uuid.uuid4()), "name": name,
-            "timestamp": datetime.now(UTC).isoformat(), **fields}  # fmt: skip
-
-
-def impression(widget: str = "Score", **fields: Any) -> dict[str, Any]:
-    return event("widget.impression", widget=widget, **fields)
 
 
 async def load(settings: Settings) -> Loaded:
@@ -72,7 +63,7 @@ async def publishable_key(tenant: Tenant, mode: KeyMode = KeyMode.TEST) -> str:
 async def test_a_batch_keeps_its_good_events_and_says_why_each_bad_one_was_refused(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
-    tenant = await make_tenant("Acme")
+    tenant = await make_tenant("Acme", roles=())
     app_key = await publishable_key(tenant)
     old = (datetime.now(UTC) - timedelta(days=8)).isoformat()
     ahead = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
@@ -131,7 +122,7 @@ async def test_a_batch_keeps_its_good_events_and_says_why_each_bad_one_was_refus
 async def test_a_retried_batch_is_counted_once(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
-    tenant = await make_tenant("Acme")
+    tenant = await make_tenant("Acme", roles=())
     batch = {"events": [impression() for _ in range(3)]}
     for _ in range(2):  # the answer was lost: the SDK sends the same batch again
         sent = await client.post("/v1/events", json=batch, headers=bearer(tenant.secret_key))
@@ -148,7 +139,7 @@ async def test_a_retried_batch_is_counted_once(
 async def test_the_envelope_is_refused_whole_and_keys_need_their_scopes(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
-    tenant = await make_tenant("Acme")
+    tenant = await make_tenant("Acme", roles=())
     key = bearer(tenant.secret_key)
     for body, param in (
         ({"events": []}, "events"),
@@ -170,7 +161,7 @@ async def test_the_envelope_is_refused_whole_and_keys_need_their_scopes(
 async def test_redis_away_is_a_503_and_nothing_of_the_batch_is_kept(
     make_settings: Callable[..., Settings], database: None, settings: Settings
 ) -> None:
-    tenant = await make_tenant("Acme")
+    tenant = await make_tenant("Acme", roles=())
     # An API whose Redis is a port where nothing listens: the rate limiter answers from its
     # own buckets, the buffer cannot append.
     away = make_settings(redis_url="redis://127.0.0.1:1/0")
@@ -186,7 +177,7 @@ async def test_redis_away_is_a_503_and_nothing_of_the_batch_is_kept(
 async def test_a_full_buffer_refuses_until_workers_catch_up(
     make_settings: Callable[..., Settings], database: None
 ) -> None:
-    tenant = await make_tenant("Acme")
+    tenant = await make_tenant("Acme", roles=())
     small = make_settings(analytics_buffer_max_bytes=1024 * 1024)
     big = {"events": [impression(properties={"padding": "x" * 4000}) for _ in range(200)]}
     async with serving(create_app(small)) as url, httpx.AsyncClient(base_url=url) as api:
@@ -205,7 +196,7 @@ async def test_a_full_buffer_refuses_until_workers_catch_up(
 async def test_the_summary_counts_by_widget_platform_and_day_with_push_rates(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
-    tenant = await make_tenant("Acme")
+    tenant = await make_tenant("Acme", roles=())
     key = bearer(tenant.secret_key)
     push = await Push.create(
         project=tenant.project, mode=KeyMode.TEST, kind="alert", content={}, target={},
@@ -278,7 +269,7 @@ async def test_the_summary_counts_by_widget_platform_and_day_with_push_rates(
 async def test_events_are_listed_newest_first_filtered_and_paged(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
-    tenant = await make_tenant("Acme")
+    tenant = await make_tenant("Acme", roles=())
     key = bearer(tenant.secret_key)
     start = datetime.now(UTC) - timedelta(minutes=30)
     events = [impression(timestamp=(start + timedelta(minutes=n)).isoformat(), user_id=f"u{n % 2}")
@@ -308,7 +299,7 @@ async def test_events_are_listed_newest_first_filtered_and_paged(
 async def test_the_csv_export_streams_every_event_oldest_first(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
-    tenant = await make_tenant("Acme")
+    tenant = await make_tenant("Acme", roles=())
     key = bearer(tenant.secret_key)
     start = datetime.now(UTC) - timedelta(hours=2)
     total = 0
@@ -342,8 +333,8 @@ async def test_the_csv_export_streams_every_event_oldest_first(
 async def test_each_mode_and_project_sees_only_its_own_events(
     app: Starlette, client: httpx.AsyncClient, settings: Settings
 ) -> None:
-    tenant = await make_tenant("Acme")
-    other = await make_tenant("Other")
+    tenant = await make_tenant("Acme", roles=())
+    other = await make_tenant("Other", roles=())
     _, live = await issue_api_key(tenant.project, name="live", kind=KeyKind.SECRET,
                                   mode=KeyMode.LIVE, pepper=TEST_SECRET_KEY)  # fmt: skip
     same_id = str(uuid.uuid4())
