@@ -24,12 +24,14 @@ from controlplane.models import (
     Activity,
     ActivityStatus,
     AnalyticsEvent,
+    AnalyticsRollup,
     Delivery,
     DeliveryStatus,
     KeyKind,
     KeyMode,
     Push,
     PushStatus,
+    Role,
 )
 from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
@@ -347,3 +349,20 @@ async def test_each_mode_and_project_sees_only_its_own_events(
         assert [item["id"] for item in listed["data"]] == [same_id]
         summary = (await client.get("/v1/analytics/summary", headers=bearer(key))).json()
         assert summary["widget_impressions"] == 1
+
+
+async def test_deleting_a_project_deletes_its_events_and_counts(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    tenant = await make_tenant("Acme", roles=(Role.OWNER,))
+    keep = await make_tenant("Kept", roles=())
+    for owner in (tenant, keep):
+        await client.post("/v1/events", json={"events": [impression(), impression()]},
+                          headers=bearer(owner.secret_key))  # fmt: skip
+    assert (await load(settings)).inserted == 4
+    deleted = await client.delete(f"/v1/projects/{tenant.project.id}",
+                                  headers=tenant.owner.headers)  # fmt: skip
+    assert deleted.status_code == 200, deleted.text
+    assert not await AnalyticsEvent.filter(project_id=tenant.project.id).exists()
+    assert not await AnalyticsRollup.filter(project_id=tenant.project.id).exists()
+    assert await AnalyticsEvent.filter(project_id=keep.project.id).count() == 2
