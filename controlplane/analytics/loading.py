@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -49,8 +49,12 @@ _TIMES = frozenset({"occurred_at", "received_at"})
 # What a rollup needs of each inserted event.
 _RETURNED = ("project_id", "mode", "name", "occurred_at", "widget", "platform", "os_version",
              "device_model", "country", "app_version")  # fmt: skip
-_DIMENSIONS = (Dimension.PLATFORM, Dimension.OS_VERSION, Dimension.DEVICE_MODEL,
-               Dimension.COUNTRY, Dimension.APP_VERSION)  # fmt: skip
+_DIMENSION_NAMES = tuple(dimension.value for dimension in (
+    Dimension.PLATFORM, Dimension.OS_VERSION, Dimension.DEVICE_MODEL, Dimension.COUNTRY,
+    Dimension.APP_VERSION,
+))  # fmt: skip
+_ALL, _WIDGET = Dimension.ALL.value, Dimension.WIDGET.value
+_HOUR, _DAY = Granularity.HOUR.value, Granularity.DAY.value
 _ROLLUP_COLUMNS = ("project_id", "mode", "granularity", "bucket", "name", "dimension", "value",
                    "count")  # fmt: skip
 _ROLLUP_KEY = _ROLLUP_COLUMNS[:-1]
@@ -117,34 +121,44 @@ def _time(value: Any) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _row(batch: Batch, event: dict[str, Any]) -> tuple[Any, ...]:
-    properties = event.get("properties")
-    return (
-        batch.project_id, batch.mode.value, event["id"], event["name"],
-        _time(event["timestamp"]), _time(batch.received_at), event.get("device_id"),
-        event.get("user_id"), event.get("platform"), event.get("app_version"),
-        event.get("os_version"), event.get("device_model"), event.get("locale"),
-        event.get("country"), event.get("widget"), event.get("action"),
-        event.get("activity_id"), event.get("push_id"), event.get("error_code"),
-        event.get("error_message"),
-        None if properties is None else json.dumps(properties, separators=(",", ":")),
-    )  # fmt: skip
+_OPTIONAL = ("device_id", "user_id", "platform", "app_version", "os_version", "device_model",
+             "locale", "country", "widget", "action", "activity_id", "push_id", "error_code",
+             "error_message")  # fmt: skip
+
+
+def _rows(batch: Batch) -> Iterator[tuple[tuple[str, str, str], tuple[Any, ...]]]:
+    """Each event of ``batch`` as its unique key and its row (``_COLUMNS``)."""
+    head = (batch.project_id, batch.mode.value)
+    received_at = _time(batch.received_at)
+    for event in batch.events:
+        get = event.get
+        properties = get("properties")
+        yield (*head, event["id"]), (
+            *head, event["id"], event["name"], _time(event["timestamp"]), received_at,
+            *[get(name) for name in _OPTIONAL],
+            None if properties is None else json.dumps(properties, separators=(",", ":")),
+        )  # fmt: skip
 
 
 def rollup_increments(inserted: Iterable[tuple[Any, ...]]) -> Counter[tuple[Any, ...]]:
-    """How much each rollup row grows for ``inserted`` (rows shaped as ``_RETURNED``)."""
-    counts: Counter[tuple[Any, ...]] = Counter()
+    """How much each rollup row grows for ``inserted`` (rows shaped as ``_RETURNED``).
+
+    Events are first counted by everything a rollup row can tell apart — a batch from one app
+    repeats the same few combinations — and only those are spread over the rows.
+    """
+    alike: Counter[tuple[Any, ...]] = Counter()
     for project_id, mode, name, occurred_at, widget, *values in inserted:
-        moment = _time(occurred_at)
-        hour = moment.replace(minute=0, second=0, microsecond=0)
-        buckets = ((Granularity.HOUR.value, hour), (Granularity.DAY.value, hour.replace(hour=0)))
-        for granularity, bucket in buckets:
+        hour = _time(occurred_at).replace(minute=0, second=0, microsecond=0)
+        alike[(project_id, mode, name, hour, widget, *values)] += 1
+    counts: Counter[tuple[Any, ...]] = Counter()
+    for (project_id, mode, name, hour, widget, *values), count in alike.items():
+        for granularity, bucket in ((_HOUR, hour), (_DAY, hour.replace(hour=0))):
             head = (project_id, mode, granularity, bucket, name)
-            counts[(*head, Dimension.ALL.value, "")] += 1
+            counts[(*head, _ALL, "")] += count
             if widget is not None:
-                counts[(*head, Dimension.WIDGET.value, widget)] += 1
-            for dimension, value in zip(_DIMENSIONS, values, strict=True):
-                counts[(*head, dimension.value, value or "")] += 1
+                counts[(*head, _WIDGET, widget)] += count
+            for dimension, value in zip(_DIMENSION_NAMES, values, strict=True):
+                counts[(*head, dimension, value or "")] += count
     return counts
 
 
@@ -160,9 +174,8 @@ async def store(batches: list[Batch]) -> Loaded:
             if batch.project_id not in existing:
                 loaded.dropped += len(batch.events)
                 continue
-            for event in batch.events:
-                rows.setdefault((batch.project_id, batch.mode.value, event["id"]),
-                                _row(batch, event))  # fmt: skip
+            for key, row in _rows(batch):
+                rows.setdefault(key, row)
         postgres = connection.capabilities.dialect == "postgres"
         inserted = await _insert_events(connection, list(rows.values()), postgres)
         await _add_to_rollups(connection, rollup_increments(inserted), postgres)
