@@ -15,8 +15,9 @@ retries connection errors, 429 and 5xx — is counted once by the server.
 
 The server keeps the good events of a batch and refuses the bad ones one by one: each refusal
 is logged on the ``brik`` logger and returned in :class:`~brik.types.EventBatch`. A flush
-that fails after its retries raises, and its events stay buffered for the next one; past
-``max_buffered`` the oldest are dropped (and logged) rather than growing without bound.
+that fails after its retries keeps its events buffered for the next one: :meth:`~Events.flush`
+raises, a flush that ``track`` started only logs (tracking never breaks the code around it);
+past ``max_buffered`` the oldest are dropped (and logged) rather than growing without bound.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from brik._http import AsyncTransport, Call, SyncTransport, logger
+from brik.errors import BrikError
 from brik.resources import _read
 from brik.types import EventBatch, Platform
 
@@ -77,6 +79,10 @@ def _result(body: dict[str, Any]) -> EventBatch:
     for error in result.errors:
         logger.warning("brik: event %s refused: %s: %s", error.id, error.code, error.message)
     return result
+
+
+def _flush_failed(buffer: _Buffer, exc: BrikError) -> None:
+    logger.warning("brik: %d events kept for the next flush, which failed: %s", len(buffer), exc)
 
 
 class _Buffer:
@@ -166,7 +172,10 @@ class Events:
             error_message=error_message, properties=properties,
         )  # fmt: skip
         if self._buffer.add(event):
-            self.flush()
+            try:
+                self.flush()
+            except BrikError as exc:  # tracking never breaks the caller: kept for next time
+                _flush_failed(self._buffer, exc)
         return str(event["id"])
 
     def flush(self) -> EventBatch:
@@ -221,7 +230,10 @@ class AsyncEvents:
             error_message=error_message, properties=properties,
         )  # fmt: skip
         if self._buffer.add(event):
-            await self.flush()
+            try:
+                await self.flush()
+            except BrikError as exc:
+                _flush_failed(self._buffer, exc)
         return str(event["id"])
 
     async def flush(self) -> EventBatch:

@@ -95,11 +95,16 @@ def test_the_async_client_tracks_and_flushes(brik_server: BrikServer, keys: dict
     assert (result.accepted, result.rejected) == (3, 0)
 
 
-def test_a_failed_flush_keeps_its_events(keys: dict[str, str]) -> None:
+def test_a_failed_flush_keeps_its_events_and_tracking_never_raises(
+    keys: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
     nowhere = brik.Client(keys["test_secret"], base_url=f"http://127.0.0.1:{free_port()}",
-                          max_retries=0)  # fmt: skip
+                          max_retries=0, event_batch_size=2)  # fmt: skip
     nowhere.events.track("widget.impression", widget="Score")
-    nowhere.events.track("widget.impression", widget="Score")
+    with caplog.at_level(logging.WARNING, logger="brik"):
+        nowhere.events.track("widget.impression", widget="Score")  # its flush fails: logged
+    assert "2 events kept for the next flush" in caplog.text
+    assert nowhere.events.pending == 2
     with pytest.raises(brik.APIConnectionError):
         nowhere.events.flush()
     assert nowhere.events.pending == 2
