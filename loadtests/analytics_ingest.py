@@ -53,12 +53,13 @@ from loadtests.common import (
     BENCH_PLAN,
     RESULTS,
     bench_redis,
+    cpu_per_thousand,
+    cpu_snapshot,
     create_scratch_database,
     drop_scratch_database,
     worker_process,
     write_results,
 )
-from loadtests.pipeline import cpu_per_thousand, cpu_snapshot
 from tests.support.processes import (
     brik_cloud_command,
     free_port,
