@@ -19,7 +19,9 @@ acknowledgement, the batches are loaded again: every event conflicts, nothing is
 nothing is counted twice. Two workers loading the same batch at once (one was slow, not dead)
 serialise on the unique index; the second inserts nothing.
 
-Events of a project deleted meanwhile are dropped (their batch is acknowledged).
+Events of a project deleted meanwhile are dropped (their batch is acknowledged); a project
+being deleted while a load holds it waits for that load's commit (its deletion then removes
+what was loaded).
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::
 ON CONFLICT ({_quoted(_ROLLUP_KEY)})
 DO UPDATE SET "count" = "analytics_rollups"."count" + EXCLUDED."count"
 """
+_PG_LOCK_PROJECTS = 'SELECT "id" FROM "projects" WHERE "id" = ANY($1::text[]) FOR KEY SHARE'
 _SQLITE_INSERT_EVENTS = (
     f'INSERT INTO "analytics_events" ({_quoted(_COLUMNS)}) VALUES {{rows}} '
     f'ON CONFLICT ("project_id", "mode", "client_id") DO NOTHING RETURNING {_quoted(_RETURNED)}'
@@ -167,8 +170,8 @@ async def store(batches: list[Batch]) -> Loaded:
     loaded = Loaded(batches=len(batches))
     wanted = {batch.project_id for batch in batches if batch.events}
     async with in_transaction() as connection:
-        found = await Project.filter(id__in=wanted).values_list("id", flat=True)
-        existing = {str(project_id) for project_id in found}
+        postgres = connection.capabilities.dialect == "postgres"
+        existing = await _existing_projects(connection, wanted, postgres)
         rows: dict[tuple[str, str, str], tuple[Any, ...]] = {}
         for batch in batches:
             if batch.project_id not in existing:
@@ -176,13 +179,23 @@ async def store(batches: list[Batch]) -> Loaded:
                 continue
             for key, row in _rows(batch):
                 rows.setdefault(key, row)
-        postgres = connection.capabilities.dialect == "postgres"
         inserted = await _insert_events(connection, list(rows.values()), postgres)
         await _add_to_rollups(connection, rollup_increments(inserted), postgres)
     loaded.inserted = len(inserted)
     loaded.duplicates = sum(len(batch.events) for batch in batches) - loaded.dropped - len(inserted)
     loaded.projects = {str(row[0]) for row in inserted}
     return loaded
+
+
+async def _existing_projects(connection: Any, wanted: set[str], postgres: bool) -> set[str]:
+    """Which of ``wanted`` still exist — held, on PostgreSQL, until this load commits
+    (``FOR KEY SHARE``: a project's deletion waits for it rather than failing its inserts;
+    SQLite runs one writer at a time anyway)."""
+    if postgres:
+        found = await connection.execute_query_dict(_PG_LOCK_PROJECTS, [sorted(wanted)])
+        return {str(row["id"]) for row in found}
+    ids = await Project.filter(id__in=wanted).values_list("id", flat=True)
+    return {str(project_id) for project_id in ids}
 
 
 async def _insert_events(
