@@ -228,7 +228,7 @@ async def _brik(
         saturated["cpu_seconds_per_1000_events"] = cpu_per_thousand(
             before, after, int(saturated["events"])
         )
-        await asyncio.sleep(1)
+        await asyncio.sleep(min(1.0, seconds))  # the loader catches up between the phases
         before = cpu_snapshot(**pids)
         steady = await open_loop(send, Batches(batch_size), rate, seconds)
         after = cpu_snapshot(**pids)

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_ingestion_benchmark_measures_both_and_loads_every_event_once(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "loadtests.analytics_ingest", "--seconds", "1", "--rate", "500",
+        [sys.executable, "-m", "loadtests.analytics_ingest", "--seconds", "0.5", "--rate", "500",
          "--batch-size", "50", "--concurrency", "2", "--repeat", "1",
          "--results-dir", str(tmp_path)],
         cwd=ROOT,
