@@ -36,10 +36,10 @@ from arq import Worker, cron, func
 from arq.connections import create_pool
 from redis.exceptions import RedisError
 
-from controlplane import db
+from controlplane import db, mail
 from controlplane.billing import StripeConnection
 from controlplane.core.connections import redis_settings
-from controlplane.core.queue import DELIVER_JOB, HEARTBEAT_JOB
+from controlplane.core.queue import DELIVER_JOB, HEARTBEAT_JOB, WEBHOOK_JOB
 from controlplane.crypto import KeyRing
 from controlplane.settings import Settings
 from workers.device_cap import DeviceCap
@@ -55,6 +55,12 @@ from workers.tasks.heartbeat import heartbeat, scheduled_heartbeat
 from workers.tasks.reconcile import delete_expired_idempotency_keys, scheduled_reconcile
 from workers.tasks.state_purge import scheduled_state_purge
 from workers.tasks.usage_flush import scheduled_request_count_flush
+from workers.tasks.webhooks import (
+    deliver_webhook,
+    dispatch_webhooks,
+    scheduled_webhook_reconcile,
+)
+from workers.webhook_transport import WebhookSender
 
 KEEP_RESULT_SECONDS = 600
 SHUTDOWN_GRACE_SECONDS = 30.0
@@ -152,6 +158,8 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> OutageTo
         ctx["egress"] = EgressLimiter(
             ctx["redis"], settings.egress_rate_per_second, settings.egress_burst
         )
+        ctx["webhook_sender"] = WebhookSender(settings)
+        ctx["mail_sender"] = mail.load_sender(settings)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         # arq has cancelled the jobs; chunks they had started still finish and record their
@@ -166,6 +174,9 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> OutageTo
         connection: StripeConnection | None = ctx.pop("stripe", None)
         if connection is not None:
             await connection.close()
+        webhooks: WebhookSender | None = ctx.pop("webhook_sender", None)
+        if webhooks is not None:
+            await webhooks.close()
         stack: AsyncExitStack | None = ctx.pop("exit_stack", None)
         if stack is not None:
             await stack.aclose()
@@ -175,6 +186,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> OutageTo
         functions=[
             func(heartbeat, name=HEARTBEAT_JOB),
             func(deliver_batch, name=DELIVER_JOB),
+            func(deliver_webhook, name=WEBHOOK_JOB),
         ],
         cron_jobs=[
             cron(scheduled_heartbeat, second=0, run_at_startup=True),
@@ -184,6 +196,15 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> OutageTo
             cron(
                 scheduled_reconcile,
                 second=set(range(0, 60, settings.reconcile_every_seconds)),
+                run_at_startup=True,
+            ),
+            cron(
+                scheduled_webhook_reconcile,
+                second=set(range(0, 60, settings.reconcile_every_seconds)),
+            ),
+            cron(
+                dispatch_webhooks,
+                second=set(range(0, 60, settings.webhook_dispatch_every_seconds)),
                 run_at_startup=True,
             ),
             cron(delete_expired_idempotency_keys, minute=7, second=45),

@@ -25,6 +25,7 @@ from controlplane.api import (
     stats,
     usage,
     user,
+    webhook_endpoints,
     widgets,
 )
 from controlplane.api.routing import Operation
@@ -44,6 +45,7 @@ OPERATIONS: list[Operation] = [
     *activities.operations,
     *widgets.operations,
     *state.operations,
+    *webhook_endpoints.operations,
     *usage.operations,
     *stats.operations,
     *billing.operations,

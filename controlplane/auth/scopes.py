@@ -16,6 +16,8 @@ SECRET_SCOPES: frozenset[str] = frozenset(
         "analytics:write",
         "state:read",
         "state:write",
+        "webhooks:read",
+        "webhooks:write",
     }
 )
 # Publishable keys hold the state scopes too; what they may read and write is narrowed by

@@ -44,11 +44,20 @@ from controlplane.models.tenancy import (
     User,
 )
 from controlplane.models.usage import UsageAlert, UsageDay, UsageMetric, UsagePeriod
+from controlplane.models.webhooks import (
+    PENDING_WEBHOOK_STATUSES,
+    EndpointType,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 from controlplane.models.workers import WorkerHeartbeat
 
 __all__ = [
     "FINAL_DELIVERY_STATUSES",
     "OPEN_ACTIVITY_STATUSES",
+    "PENDING_WEBHOOK_STATUSES",
     "TOKEN_COLUMNS",
     "TOKEN_NAMES",
     "Activity",
@@ -63,6 +72,7 @@ __all__ = [
     "Device",
     "DeviceStatus",
     "DeviceTag",
+    "EndpointType",
     "IdempotencyKey",
     "Invitation",
     "KeyKind",
@@ -92,5 +102,9 @@ __all__ = [
     "UsageMetric",
     "UsagePeriod",
     "User",
+    "WebhookDelivery",
+    "WebhookDeliveryStatus",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "WorkerHeartbeat",
 ]
