@@ -316,6 +316,27 @@ async def test_slack_and_discord_get_messages_people_read(
     assert to_discord.headers["brik-signature"].startswith("t=")
 
 
+async def test_a_name_resolving_to_a_private_address_is_refused_at_send_time(
+    make_settings: Callable[..., Settings], receiver: tuple[WebhookReceiver, str], acme: Tenant
+) -> None:
+    hooks, url = receiver
+    # The API of an install that once allowed private networks stored the endpoint; the worker
+    # of one that does not refuses it when it connects (a name checked at connection time).
+    api_settings = make_settings(**FAST)
+    worker_settings = api_settings.model_copy(update={"webhook_allow_private_networks": False})
+    port = url.rsplit(":", 1)[1]
+    async with serving(create_app(api_settings)) as base, httpx.AsyncClient(base_url=base) as api:
+        endpoint = await create_endpoint(api, acme, url=f"http://localhost:{port}/", events=["*"])
+        await api.post(f"/v1/webhook_endpoints/{endpoint['id']}/test", headers=auth(acme))
+        async with running_worker(worker_settings):
+            (row,) = await settled(endpoint["id"], 1)
+    assert (row.status, row.attempts, row.response_status) == ("failed", 1, None)  # not retried
+    assert row.error is not None
+    assert row.error.startswith("refused: localhost resolves to ")
+    assert "loopback" in row.error
+    assert hooks.received == []
+
+
 async def test_a_worker_killed_mid_send_loses_nothing(
     make_settings: Callable[..., Settings], receiver: tuple[WebhookReceiver, str], acme: Tenant
 ) -> None:
