@@ -220,7 +220,7 @@ def _checked_url(call: Call, url: str) -> str:
     return url
 
 
-async def create_endpoint(call: Call) -> WebhookEndpointWithSecret:
+async def create_webhook_endpoint(call: Call) -> WebhookEndpointWithSecret:
     body = call.body_as(EndpointCreate)
     url = _checked_url(call, body.url)
     events = check_filters(body.events)
@@ -245,16 +245,16 @@ async def create_endpoint(call: Call) -> WebhookEndpointWithSecret:
     return WebhookEndpointWithSecret(**WebhookEndpoint.of(row).model_dump(), secret=secret)
 
 
-async def list_endpoints(call: Call) -> Page[WebhookEndpoint]:
+async def list_webhook_endpoints(call: Call) -> Page[WebhookEndpoint]:
     params = call.query_as(ListQuery)
     return await paginate(call.tenant.query(EndpointRow), params, WebhookEndpoint.of)
 
 
-async def retrieve_endpoint(call: Call) -> WebhookEndpoint:
+async def retrieve_webhook_endpoint(call: Call) -> WebhookEndpoint:
     return WebhookEndpoint.of(_endpoint(call))
 
 
-async def update_endpoint(call: Call) -> WebhookEndpoint:
+async def update_webhook_endpoint(call: Call) -> WebhookEndpoint:
     row = _endpoint(call)
     body = call.body_as(EndpointUpdate)
     now = datetime.now(UTC)
@@ -291,7 +291,7 @@ async def update_endpoint(call: Call) -> WebhookEndpoint:
     return WebhookEndpoint.of(row)
 
 
-async def delete_endpoint(call: Call) -> Deleted:
+async def delete_webhook_endpoint(call: Call) -> Deleted:
     row = _endpoint(call)
     await row.delete()
     await call.audit("webhook_endpoint.deleted", target_type="webhook_endpoint", target_id=row.id,
@@ -299,7 +299,7 @@ async def delete_endpoint(call: Call) -> Deleted:
     return Deleted(object="webhook_endpoint", id=row.id)
 
 
-async def rotate_secret(call: Call) -> WebhookEndpointWithSecret:
+async def rotate_webhook_secret(call: Call) -> WebhookEndpointWithSecret:
     row = _endpoint(call)
     body = call.body_as(SecretRotation)
     now = datetime.now(UTC)
@@ -336,7 +336,7 @@ async def _queue_delivery(row: EndpointRow, event: WebhookEvent, trigger: str) -
     return delivery
 
 
-async def send_test_event(call: Call) -> WebhookDelivery:
+async def send_webhook_test_event(call: Call) -> WebhookDelivery:
     row = _endpoint(call)
     _require_enabled(row)
     event = await WebhookEvent.create(
@@ -356,7 +356,7 @@ def _delivery(call: Call) -> DeliveryRow:
     return delivery
 
 
-async def list_deliveries(call: Call) -> Page[WebhookDelivery]:
+async def list_webhook_deliveries(call: Call) -> Page[WebhookDelivery]:
     params = call.query_as(DeliveryListQuery)
     query = DeliveryRow.filter(endpoint_id=_endpoint(call).id).select_related("event")
     if params.status is not None:
@@ -364,7 +364,7 @@ async def list_deliveries(call: Call) -> Page[WebhookDelivery]:
     return await paginate(query, params, WebhookDelivery.of)
 
 
-async def retrieve_delivery(call: Call) -> WebhookDeliveryDetail:
+async def retrieve_webhook_delivery(call: Call) -> WebhookDeliveryDetail:
     delivery = _delivery(call)
     await delivery.fetch_related("event")
     return WebhookDeliveryDetail(
@@ -372,7 +372,7 @@ async def retrieve_delivery(call: Call) -> WebhookDeliveryDetail:
     )
 
 
-async def resend_delivery(call: Call) -> WebhookDelivery:
+async def resend_webhook_delivery(call: Call) -> WebhookDelivery:
     row = _endpoint(call)
     _require_enabled(row)
     delivery = _delivery(call)
@@ -386,39 +386,39 @@ ENDPOINT = ENDPOINTS + "/{webhook_endpoint_id}"
 DELIVERIES = ENDPOINT + "/deliveries"
 DELIVERY = DELIVERIES + "/{webhook_delivery_id}"
 operations = [
-    Operation("GET", ENDPOINTS, list_endpoints, "List webhook endpoints, newest first",
+    Operation("GET", ENDPOINTS, list_webhook_endpoints, "List webhook endpoints, newest first",
               "Webhooks", auth=KEY, scope="webhooks:read", query=ListQuery,
               response=Page[WebhookEndpoint]),
-    Operation("POST", ENDPOINTS, create_endpoint,
+    Operation("POST", ENDPOINTS, create_webhook_endpoint,
               "Create a webhook endpoint (its signing secret is shown in this answer only)",
               "Webhooks", auth=KEY, scope="webhooks:write", secret_key_only=True,
               body=EndpointCreate, response=WebhookEndpointWithSecret, status_code=201,
               description="A URL whose host is a private, loopback, link-local or otherwise "
               "non-public address is a 400 `url_not_allowed` unless the operator allows "
               "private networks."),
-    Operation("GET", ENDPOINT, retrieve_endpoint, "Retrieve a webhook endpoint", "Webhooks",
+    Operation("GET", ENDPOINT, retrieve_webhook_endpoint, "Retrieve a webhook endpoint", "Webhooks",
               auth=KEY, scope="webhooks:read", response=WebhookEndpoint),
-    Operation("PATCH", ENDPOINT, update_endpoint,
+    Operation("PATCH", ENDPOINT, update_webhook_endpoint,
               "Change an endpoint's URL, events or description, or disable / enable it",
               "Webhooks", auth=KEY, scope="webhooks:write", secret_key_only=True,
               body=EndpointUpdate, response=WebhookEndpoint),
-    Operation("DELETE", ENDPOINT, delete_endpoint,
+    Operation("DELETE", ENDPOINT, delete_webhook_endpoint,
               "Delete a webhook endpoint (and its delivery log)", "Webhooks", auth=KEY,
               scope="webhooks:write", secret_key_only=True, response=Deleted),
-    Operation("POST", ENDPOINT + "/rotate_secret", rotate_secret,
+    Operation("POST", ENDPOINT + "/rotate_secret", rotate_webhook_secret,
               "Rotate the signing secret (the old one keeps signing for the overlap)",
               "Webhooks", auth=KEY, scope="webhooks:write", secret_key_only=True,
               body=SecretRotation, response=WebhookEndpointWithSecret),
-    Operation("POST", ENDPOINT + "/test", send_test_event,
+    Operation("POST", ENDPOINT + "/test", send_webhook_test_event,
               "Send the endpoint a `webhook.test` event (202: queued, see its deliveries)",
               "Webhooks", auth=KEY, scope="webhooks:write", secret_key_only=True,
               response=WebhookDelivery, status_code=202),
-    Operation("GET", DELIVERIES, list_deliveries, "An endpoint's delivery log, newest first",
+    Operation("GET", DELIVERIES, list_webhook_deliveries, "An endpoint's delivery log, newest first",
               "Webhooks", auth=KEY, scope="webhooks:read", query=DeliveryListQuery,
               response=Page[WebhookDelivery]),
-    Operation("GET", DELIVERY, retrieve_delivery, "One delivery, with the event it carries",
+    Operation("GET", DELIVERY, retrieve_webhook_delivery, "One delivery, with the event it carries",
               "Webhooks", auth=KEY, scope="webhooks:read", response=WebhookDeliveryDetail),
-    Operation("POST", DELIVERY + "/resend", resend_delivery,
+    Operation("POST", DELIVERY + "/resend", resend_webhook_delivery,
               "Send a delivery's event to its endpoint again (a new delivery, at once)",
               "Webhooks", auth=KEY, scope="webhooks:write", secret_key_only=True,
               response=WebhookDelivery, status_code=202),
