@@ -152,7 +152,7 @@ async def tell_owners(
         f"{endpoint.disabled_reason}.\n\n"
         f"It sent to {endpoint.url_display}. Events are no longer sent to it, and those still "
         "waiting were marked failed. Once the endpoint answers again, enable it (PATCH "
-        f"/v1/webhook_endpoints/{endpoint.id} with {{\"enabled\": true}}, or in the dashboard: "
+        f'/v1/webhook_endpoints/{endpoint.id} with {{"enabled": true}}, or in the dashboard: '
         f"{base}/dashboard/) and resend what it missed from its delivery log."
     )
     for email in owners:

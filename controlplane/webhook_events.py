@@ -53,8 +53,7 @@ EVENT_TYPES: dict[str, str] = {
     "per credential version)",
     "billing.plan_changed": "the organization's plan changed (billing, an administrator, or a "
     "lapsed payment)",
-    "billing.subscription_changed": "the Stripe subscription changed status, plan or "
-    "cancellation",
+    "billing.subscription_changed": "the Stripe subscription changed status, plan or cancellation",
 }
 # Sent to one endpoint on request (POST /v1/webhook_endpoints/{id}/test), whatever it wants.
 TEST_EVENT = "webhook.test"
@@ -286,9 +285,7 @@ def activity_ended_data(activity: Activity) -> dict[str, Any]:
 async def emit_activity_ended(activity: Activity) -> int:
     """``activity.ended`` for ``activity``, which the caller's transaction has just ended."""
     box = await outbox(activity.project_id, activity.mode)  # type: ignore[attr-defined]
-    return await box.emit(
-        "activity.ended", activity_ended_data(activity), ordering_key=activity.id
-    )
+    return await box.emit("activity.ended", activity_ended_data(activity), ordering_key=activity.id)
 
 
 def usage_threshold_data(

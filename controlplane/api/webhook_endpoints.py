@@ -321,7 +321,7 @@ async def rotate_webhook_secret(call: Call) -> WebhookEndpointWithSecret:
 def _require_enabled(row: EndpointRow) -> None:
     if not row.enabled:
         raise InvalidRequest(
-            "This endpoint is disabled: enable it first (PATCH with {\"enabled\": true}).",
+            'This endpoint is disabled: enable it first (PATCH with {"enabled": true}).',
             code="webhook_endpoint_disabled",
         )
 
@@ -413,9 +413,9 @@ operations = [
               "Send the endpoint a `webhook.test` event (202: queued, see its deliveries)",
               "Webhooks", auth=KEY, scope="webhooks:write", secret_key_only=True,
               response=WebhookDelivery, status_code=202),
-    Operation("GET", DELIVERIES, list_webhook_deliveries, "An endpoint's delivery log, newest first",
-              "Webhooks", auth=KEY, scope="webhooks:read", query=DeliveryListQuery,
-              response=Page[WebhookDelivery]),
+    Operation("GET", DELIVERIES, list_webhook_deliveries,
+              "An endpoint's delivery log, newest first", "Webhooks", auth=KEY,
+              scope="webhooks:read", query=DeliveryListQuery, response=Page[WebhookDelivery]),
     Operation("GET", DELIVERY, retrieve_webhook_delivery, "One delivery, with the event it carries",
               "Webhooks", auth=KEY, scope="webhooks:read", response=WebhookDeliveryDetail),
     Operation("POST", DELIVERY + "/resend", resend_webhook_delivery,

@@ -14,7 +14,8 @@
     brik.activities.update(order.id, content_state={"eta": 12})
 
 ``brik.init()`` makes a default :class:`Client` that ``brik.devices``, ``brik.pushes``,
-``brik.activities``, ``brik.live_activities``, ``brik.widgets`` and ``brik.state`` use; create
+``brik.activities``, ``brik.live_activities``, ``brik.widgets``, ``brik.state`` and
+``brik.webhooks`` use (``brik.webhooks.verify_signature`` needs no client); create
 :class:`Client` or :class:`AsyncClient` instances for several projects or for asyncio. Errors
 are in :mod:`brik.errors` (the tree is drawn there) and exported here.
 """
@@ -39,8 +40,18 @@ from brik.errors import (
     QuotaExceededError,
     RateLimitError,
     ServerError,
+    SignatureVerificationError,
 )
-from brik.resources import Activities, Devices, LiveActivities, Pushes, State, Widgets
+from brik.resources import (
+    Activities,
+    Devices,
+    LiveActivities,
+    Pushes,
+    State,
+    Webhooks,
+    Widgets,
+)
+from brik.signatures import verify_signature
 from brik.types import (
     Activity,
     ActivityDetail,
@@ -56,6 +67,9 @@ from brik.types import (
     StateDeleted,
     StateEntry,
     Target,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
     WidgetReload,
 )
 from brik.version import VERSION
@@ -89,9 +103,13 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitError",
     "ServerError",
+    "SignatureVerificationError",
     "StateDeleted",
     "StateEntry",
     "Target",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "WidgetReload",
     "activities",
     "devices",
@@ -99,6 +117,7 @@ __all__ = [
     "live_activities",
     "pushes",
     "state",
+    "webhooks",
     "widgets",
 ]
 
@@ -152,3 +171,13 @@ pushes = cast(Pushes, _DefaultResource("pushes"))
 live_activities = cast(LiveActivities, _DefaultResource("live_activities"))
 widgets = cast(Widgets, _DefaultResource("widgets"))
 state = cast(State, _DefaultResource("state"))
+
+
+class _DefaultWebhooks(_DefaultResource):
+    """``brik.webhooks``: the default client's, except ``verify_signature``, which needs no
+    client (a receiver of webhooks has no API key to init with)."""
+
+    verify_signature = staticmethod(verify_signature)
+
+
+webhooks = cast(Webhooks, _DefaultWebhooks("webhooks"))

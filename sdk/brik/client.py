@@ -21,11 +21,13 @@ from brik.resources import (
     AsyncLiveActivities,
     AsyncPushes,
     AsyncState,
+    AsyncWebhooks,
     AsyncWidgets,
     Devices,
     LiveActivities,
     Pushes,
     State,
+    Webhooks,
     Widgets,
 )
 
@@ -101,6 +103,7 @@ class Client(_Settings):
         self.activities = Activities(self._transport)
         self.widgets = Widgets(self._transport)
         self.state = State(self._transport)
+        self.webhooks = Webhooks(self._transport)
 
     def close(self) -> None:
         self._transport.close()
@@ -136,6 +139,7 @@ class AsyncClient(_Settings):
         self.activities = AsyncActivities(self._transport)
         self.widgets = AsyncWidgets(self._transport)
         self.state = AsyncState(self._transport)
+        self.webhooks = AsyncWebhooks(self._transport)
 
     async def close(self) -> None:
         await self._transport.close()

@@ -44,8 +44,10 @@ async def endpoint(tenant: Tenant, events: list[str], mode: KeyMode = KeyMode.TE
 
 async def told(endpoint_row: WebhookEndpoint) -> list[tuple[str, dict[str, object]]]:
     """(type, data) of every event written for ``endpoint_row``, oldest first."""
-    rows = await WebhookDelivery.filter(endpoint=endpoint_row).order_by("event_id").values_list(
-        "event__type", "event__data"
+    rows = (
+        await WebhookDelivery.filter(endpoint=endpoint_row)
+        .order_by("event_id")
+        .values_list("event__type", "event__data")
     )
     return [(str(kind), data) for kind, data in rows]
 
@@ -81,10 +83,14 @@ async def test_a_plan_change_is_told_to_live_endpoints_and_never_when_rolled_bac
     assert (delivery.status, delivery.mode) == (WebhookDeliveryStatus.QUEUED, KeyMode.LIVE)
 
     organization = await Organization.get(id=acme.organization.id)
-    with pytest.raises(RuntimeError):
+
+    async def fails_after_the_change() -> None:
         async with in_transaction():
             await change_plan(organization, Plan.ENTERPRISE, PlanSource.ADMIN, admin, None)
             raise RuntimeError("the change fails after the event was written")
+
+    with pytest.raises(RuntimeError):
+        await fails_after_the_change()
     assert (await Organization.get(id=acme.organization.id)).plan is Plan.PRO
     assert len(await told(live)) == 1  # no event for the change that did not happen
 

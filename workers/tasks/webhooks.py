@@ -299,4 +299,3 @@ async def _tell_owners(ctx: dict[str, Any], disabled: Disabled) -> None:
     except Exception:  # the endpoint is disabled and audited; the mail is a courtesy
         logger.exception("could not tell the owners that endpoint %s was disabled",
                          disabled.endpoint.id)  # fmt: skip
-

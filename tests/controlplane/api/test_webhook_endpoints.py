@@ -85,8 +85,10 @@ async def test_an_endpoint_is_created_read_changed_and_deleted_with_its_secret_s
     deleted = await client.delete(path, headers=key)
     assert deleted.json() == {"object": "webhook_endpoint", "id": endpoint["id"], "deleted": True}
     assert (await client.get(path, headers=key)).status_code == 404
-    actions = await AuditEvent.filter(target_id=endpoint["id"]).order_by("created_at").values_list(
-        "action", flat=True
+    actions = (
+        await AuditEvent.filter(target_id=endpoint["id"])
+        .order_by("created_at")
+        .values_list("action", flat=True)
     )
     assert actions == ["webhook_endpoint.created", "webhook_endpoint.updated",
                        "webhook_endpoint.updated", "webhook_endpoint.deleted"]  # fmt: skip
@@ -123,8 +125,9 @@ async def test_private_addresses_are_accepted_once_the_operator_allows_them(
     settings = make_settings(webhook_allow_private_networks=True)
     acme = await make_tenant("Acme")
     async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
-        created = await client.post("/v1/webhook_endpoints", headers=auth(acme.secret_key),
-                                    json={"url": "http://10.0.0.7:8080/hooks", "events": ["*"]})  # fmt: skip
+        body = {"url": "http://10.0.0.7:8080/hooks", "events": ["*"]}
+        created = await client.post("/v1/webhook_endpoints", json=body,
+                                    headers=auth(acme.secret_key))  # fmt: skip
     assert created.status_code == 201, created.text
 
 
