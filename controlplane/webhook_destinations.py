@@ -21,6 +21,7 @@ address it checked (``workers/webhook_transport.py``).
 from __future__ import annotations
 
 import ipaddress
+import re
 from urllib.parse import SplitResult, urlsplit
 
 from controlplane.errors import InvalidRequest
@@ -28,6 +29,15 @@ from controlplane.errors import InvalidRequest
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 ALLOW_SETTING = "BRIK_WEBHOOK_ALLOW_PRIVATE_NETWORKS"
 MAX_URL_LENGTH = 2048
+_PORT = r"(?::(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+# What a webhook URL may look like, also the OpenAPI document's pattern: http(s), a host name in
+# ASCII (an international name in its xn-- form) or an IP address (IPv6 in brackets), a port,
+# then printable ASCII only (anything else percent-encoded). No user name or password: the
+# authority has no "@". Written with explicit ranges, so Python and JSON Schema agree.
+URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])" + _PORT + r"(?:[/?#][!-~]*)?$"
+)
+_URL = re.compile(URL_PATTERN)
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 
@@ -86,22 +96,23 @@ def _refuse(message: str) -> InvalidRequest:
 def check_url(url: str, *, allow_private: bool) -> SplitResult:
     """``url`` split, if a webhook may be sent there; else 400 (``url_invalid`` for a URL that
     is not an http(s) one, ``url_not_allowed`` for one that names a refused address)."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    if (
-        parts.scheme not in ("http", "https") or not parts.hostname or port == -1
-        or any(character.isspace() or ord(character) < 32 for character in url)
-    ):  # fmt: skip
-        raise InvalidRequest(
-            "url: not an http:// or https:// URL with a host.", code="url_invalid", param="url"
-        )
-    if parts.username is not None or parts.password is not None:
+    if "@" in url.partition("://")[2].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]:
         raise InvalidRequest(
             "url: user names and passwords in the URL are not sent; the signature in "
             "Brik-Signature tells your endpoint the request is Brik's.",
+            code="url_invalid",
+            param="url",
+        )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (reading it checks it)
+    except ValueError:
+        parts = None
+    if parts is None or not parts.hostname or not _URL.fullmatch(url):
+        raise InvalidRequest(
+            "url: not an http:// or https:// URL with a host (an international name in its "
+            "xn-- form, an IPv6 address in brackets) and printable ASCII after it (anything "
+            "else percent-encoded).",
             code="url_invalid",
             param="url",
         )

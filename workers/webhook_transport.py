@@ -129,7 +129,8 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
 @dataclass(frozen=True, slots=True)
 class Answer:
     """How one attempt went: the endpoint's status and an excerpt of what it said, or why there
-    was no answer (``error``); ``refused`` when the address policy stopped it."""
+    was no answer (``error``); ``refused`` when the address policy (or a URL no request can be
+    made to) stopped it before any connection: retrying changes nothing."""
 
     status: int | None
     latency_ms: int
@@ -205,6 +206,8 @@ class WebhookSender:
                             break
         except AddressRefused as exc:
             return Answer(None, elapsed(), error=str(exc), refused=True)
+        except (httpx.InvalidURL, UnicodeError) as exc:  # no retry makes it a URL
+            return Answer(None, elapsed(), error=f"not a URL to send to: {exc}"[:300], refused=True)
         except TimeoutError:
             return Answer(None, elapsed(), error=f"no answer within {self._timeout:g} s")
         except httpx.HTTPError as exc:

@@ -33,7 +33,7 @@ from controlplane.models import (
 )
 from controlplane.models import WebhookDelivery as DeliveryRow
 from controlplane.models import WebhookEndpoint as EndpointRow
-from controlplane.webhook_destinations import MAX_URL_LENGTH, check_url
+from controlplane.webhook_destinations import MAX_URL_LENGTH, URL_PATTERN, check_url
 from controlplane.webhook_endpoints import MAX_ENDPOINTS_PER_PROJECT, disable, display_url
 from controlplane.webhook_events import (
     EVENT_TYPES,
@@ -107,7 +107,7 @@ Url = Annotated[
         description="Where events are POSTed: http:// or https://, a public address unless the "
         "operator allows private networks. For `slack` and `discord`, the channel's incoming "
         "webhook URL.",
-        json_schema_extra={"pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#@]+(?:[/?#]\S*)?$"},
+        json_schema_extra={"pattern": URL_PATTERN},
     ),
 ]  # fmt: skip
 Events = Annotated[

@@ -148,6 +148,16 @@ _CURSOR = Refusal(
     "resource_missing", "starting_after",
     "a cursor must name an object in the list; generated ids name none",
 )  # fmt: skip
+_PRIVATE_URL = Refusal(
+    "url_not_allowed", "url",
+    "whether a host is a loopback, private or link-local address is a matter of address ranges "
+    "(and of the operator's BRIK_WEBHOOK_ALLOW_PRIVATE_NETWORKS), not of a pattern",
+)  # fmt: skip
+_BRACKETED = Refusal(
+    "url_invalid", "url",
+    "an IPv6 address in brackets must be one (its groups, one ::): more than a pattern says",
+    lambda case: "[" in str((case.body or {}).get("url", "")),
+)  # fmt: skip
 STATE_DEPENDENT: dict[str, list[Refusal]] = {
     "logout": [Refusal("session_required", None,
                        "signing out ends a session; these calls carry a personal access token")],
@@ -172,6 +182,11 @@ STATE_DEPENDENT: dict[str, list[Refusal]] = {
     "send_push": [Refusal("payload_too_large", None,
                           "4 KB is the size of the push as APNs and FCM receive it, after "
                           "conversion, not of any one field")],
+    "create_webhook_endpoint": [_PRIVATE_URL, _BRACKETED,
+                                Refusal("too_many_webhook_endpoints", None,
+                                        "a project holds 20 endpoints per mode: depends on how "
+                                        "many it has already")],
+    "update_webhook_endpoint": [_PRIVATE_URL, _BRACKETED],
     "create_checkout_session": [_NO_BILLING],
     "create_portal_session": [_NO_BILLING],
 }  # fmt: skip
@@ -209,6 +224,7 @@ MUST_SUCCEED = {
     "put_state",
     "list_state",
     "reload_widgets",
+    "create_webhook_endpoint",
 }
 
 
