@@ -204,3 +204,17 @@ async def test_the_test_event_and_a_resend_are_queued_for_that_endpoint_only(
     queued = await client.get(f"/v1/webhook_endpoints/{first}/deliveries?status=queued",
                               headers=key)  # fmt: skip
     assert len(queued.json()["data"]) == 2
+
+
+async def test_deleting_the_project_deletes_its_endpoints_and_their_log(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    key = auth(acme.secret_key)
+    created = await client.post("/v1/webhook_endpoints", headers=key,
+                                json={"url": URL, "events": ["*"]})  # fmt: skip
+    await client.post(f"/v1/webhook_endpoints/{created.json()['id']}/test", headers=key)
+    deleted = await client.delete(f"/v1/projects/{acme.project.id}", headers=acme.owner.headers)
+    assert deleted.status_code == 200, deleted.text
+    for model in (WebhookEndpoint, WebhookEvent, WebhookDelivery):
+        assert not await model.exists(), model
