@@ -16,6 +16,7 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +24,25 @@ import httpx
 import pytest
 
 from controlplane.app import create_app
+from controlplane.core.connections import queue_client
+from controlplane.crypto import KeyRing
 from controlplane.models import (
     AuditEvent,
+    KeyMode,
     Notification,
     WebhookDelivery,
     WebhookDeliveryStatus,
     WebhookEndpoint,
 )
 from controlplane.settings import Settings
+from controlplane.webhook_events import outbox
 from tests.support.mail import RecordingSender
 from tests.support.processes import brik_cloud_command, settings_environment
 from tests.support.servers import running_worker, serving
 from tests.support.tenants import Tenant, make_tenant
 from tests.support.webhook_receiver import Reply, WebhookReceiver
+from workers.tasks.webhooks import deliver_webhook, reconcile_webhooks
+from workers.webhook_transport import WebhookSender
 
 pytestmark = pytest.mark.database
 
@@ -368,3 +375,51 @@ async def test_a_worker_killed_mid_send_loses_nothing(
     assert len(received) == 4  # every event, the one in flight at the kill included
     again = [r for r in hooks.received if r.event_id == in_flight.event_id]
     assert [r.headers["brik-delivery-attempt"] for r in again] == ["1", "2"]  # at least once
+
+
+@pytest.fixture
+async def worker_ctx(make_settings: Callable[..., Settings]) -> AsyncIterator[dict[str, Any]]:
+    """What the worker hands its webhook jobs, without a worker: to call them directly."""
+    settings = make_settings(**FAST)
+    redis = queue_client(settings.redis_url, settings.queue_name)
+    sender = WebhookSender(settings)
+    yield {
+        "settings": settings, "redis": redis, "webhook_sender": sender,
+        "keyring": KeyRing([key.get_secret_value() for key in settings.encryption_keys]),
+    }  # fmt: skip
+    await sender.close()
+    await redis.aclose(close_connection_pool=True)
+
+
+async def test_duplicated_jobs_send_an_attempt_once_and_a_line_left_waiting_moves_on(
+    worker_ctx: dict[str, Any], receiver: tuple[WebhookReceiver, str], acme: Tenant
+) -> None:
+    hooks, url = receiver
+    keyring: KeyRing = worker_ctx["keyring"]
+    endpoint = await WebhookEndpoint.create(
+        project=acme.project, mode=KeyMode.TEST, url_encrypted=keyring.encrypt(url.encode()),
+        url_display=url, events=["*"], secret_encrypted=keyring.encrypt(b"whsec_x"),
+    )  # fmt: skip
+    box = await outbox(acme.project.id, KeyMode.TEST)
+    await box.emit_many("device.invalidated", [({"n": 1}, "dev_1"), ({"n": 2}, "dev_1")])
+    first, second = await WebhookDelivery.filter(endpoint=endpoint).order_by("event_id")
+    assert (first.status, second.status) == ("queued", "waiting")
+
+    outcomes = await asyncio.gather(*(deliver_webhook(worker_ctx, first.id) for _ in range(4)))
+    assert sorted(outcomes).count("succeeded") == 1  # the others found it taken or settled
+    assert len(hooks.received) == 1
+    await second.refresh_from_db()
+    assert second.status == "queued"  # its turn came when the first was settled
+
+    # A line whose head was written while the one ahead was being settled waits behind
+    # nobody (here: the one ahead settled without handing over); the reconciler queues it.
+    await box.emit_many("device.invalidated", [({"n": 3}, "dev_2"), ({"n": 4}, "dev_2")])
+    ahead, orphan = await WebhookDelivery.filter(ordering_key="dev_2").order_by("event_id")
+    await WebhookDelivery.filter(id=ahead.id).update(status=WebhookDeliveryStatus.SUCCEEDED)
+    await WebhookDelivery.filter(id=second.id).update(status=WebhookDeliveryStatus.SUCCEEDED)
+    assert await reconcile_webhooks(worker_ctx) == 1
+    await orphan.refresh_from_db()
+    assert orphan.status == "queued"
+    # One queued past the reconciler's grace (its job lost) is handed over again.
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    assert await reconcile_webhooks(worker_ctx, now=later) == 1
