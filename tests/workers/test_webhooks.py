@@ -262,7 +262,11 @@ async def test_an_endpoint_failing_every_attempt_is_disabled_and_the_owners_told
     assert "HTTP 500" in stored.disabled_reason
     audit = await AuditEvent.get(action="webhook_endpoint.disabled")
     assert (audit.target_id, audit.actor_type) == (endpoint["id"], "webhooks")
-    assert len(hooks.received) == 3  # no attempt after the endpoint was disabled
+    # The third failure disabled it; the other event's attempt may have been on the wire then.
+    assert 3 <= len(hooks.received) <= 4
+    seen = len(hooks.received)
+    await asyncio.sleep(0.5)  # longer than any retry's wait here
+    assert len(hooks.received) == seen  # nothing is sent to a disabled endpoint
     deadline = time.monotonic() + 10
     while not RecordingSender.sent:
         assert time.monotonic() < deadline, "no email was sent"
