@@ -59,6 +59,7 @@ from workers.tasks.webhooks import (
     deliver_webhook,
     dispatch_webhooks,
     scheduled_webhook_reconcile,
+    wait_for_sends,
 )
 from workers.webhook_transport import WebhookSender
 
@@ -167,6 +168,8 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> OutageTo
         budget: InFlightBudget | None = ctx.get("in_flight")
         if budget is not None and not await budget.wait_idle(SHUTDOWN_GRACE_SECONDS):
             logger.warning("stopping with %d sends still unrecorded", budget.in_use)
+        if not await wait_for_sends(ctx, SHUTDOWN_GRACE_SECONDS):
+            logger.warning("stopping with webhook attempts still unrecorded: they go again")
         metrics.stop()
         providers: ProviderCache | None = ctx.pop("providers", None)
         if providers is not None:

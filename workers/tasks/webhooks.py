@@ -32,6 +32,7 @@ look at now. So nothing depends on a job surviving:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -70,6 +71,7 @@ from workers.webhook_transport import Answer, WebhookSender
 logger = logging.getLogger("brik.webhooks")
 
 DISPATCH_BATCH = 1000
+IN_FLIGHT = "webhooks_in_flight"  # ctx: the attempts this worker is sending and recording
 QUEUED, SENDING = WebhookDeliveryStatus.QUEUED, WebhookDeliveryStatus.SENDING
 WAITING = WebhookDeliveryStatus.WAITING
 
@@ -160,8 +162,27 @@ async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str:
     if not claimed:
         return row.status.value  # settled, waiting its turn, or taken by another job
     claim = _Claimed(row, row.endpoint, row.event, lease, row.attempts + 1)
-    answer = await _send(ctx, claim, now)
-    return await _record(ctx, claim, answer)
+    # Sent and recorded to the end even if the job is cancelled (arq's timeout, a shutdown):
+    # an attempt that went out is written down, not left for its lease to run out and go again.
+    work = asyncio.ensure_future(_send_and_record(ctx, claim, now))
+    in_flight: set[asyncio.Future[str]] = ctx.setdefault(IN_FLIGHT, set())
+    in_flight.add(work)
+    work.add_done_callback(in_flight.discard)
+    return await asyncio.shield(work)
+
+
+async def _send_and_record(ctx: dict[str, Any], claim: _Claimed, now: datetime) -> str:
+    return await _record(ctx, claim, await _send(ctx, claim, now))
+
+
+async def wait_for_sends(ctx: dict[str, Any], seconds: float) -> bool:
+    """Wait until the attempts under way are recorded (a worker stopping); False if time ran
+    out (those go again once their lease ends)."""
+    in_flight: set[asyncio.Future[str]] = ctx.get(IN_FLIGHT, set())
+    if not in_flight:
+        return True
+    _, pending = await asyncio.wait(set(in_flight), timeout=seconds)
+    return not pending
 
 
 async def _send(ctx: dict[str, Any], claim: _Claimed, now: datetime) -> Answer:
