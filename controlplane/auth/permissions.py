@@ -81,9 +81,8 @@ def can_assign(actor: Role, current: Role | None, new: Role | None) -> bool:
 # very same code (controlplane/auth/member_principal.py). Viewers read; developers and above
 # do everything a secret key may.
 _READ_SCOPES = frozenset(
-    {"devices:read", "pushes:read", "credentials:read", "usage:read", "state:read",
-     "analytics:read"}
-)  # fmt: skip
+    {"devices:read", "pushes:read", "credentials:read", "usage:read", "state:read"}
+)
 PROJECT_DATA_SCOPES: dict[Role, frozenset[str]] = {
     Role.VIEWER: _READ_SCOPES,
     Role.DEVELOPER: SECRET_SCOPES,

@@ -14,7 +14,6 @@ SECRET_SCOPES: frozenset[str] = frozenset(
         "credentials:write",
         "usage:read",
         "analytics:write",
-        "analytics:read",
         "state:read",
         "state:write",
     }
