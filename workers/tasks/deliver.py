@@ -90,6 +90,7 @@ class Claimed:
     activity_token_encrypted: str | None = None
     activity_token_status: str | None = None
     channel_id: str | None = None  # a broadcast: the APNs channel, no device
+    reason: str | None = None  # why the last attempt did not deliver it (a retry), if one did
 
 
 # The device's tokens a push can go to, by column, as a tenant would call them (which one a
@@ -99,7 +100,7 @@ TOKEN_NAMES = {TOKEN_COLUMNS[slot]: name for slot, name in SLOT_NAMES.items()}
 
 CLAIMED_FIELDS = (
     "id", "provider", "platform", "apns_id", "attempts", "device_id", "activity_token_id",
-    "channel_id",
+    "channel_id", "reason",
 )  # fmt: skip
 CLAIMED_DEVICE_FIELDS = {
     "activity_token_encrypted": "activity_token__token_encrypted",
@@ -287,7 +288,15 @@ async def _send_group(
     # provider spells that moment its own way (Apple an absolute time, FCM what is left).
     expiry = expires_at(push, content.ttl)
     expires = None if expiry is None else int(expiry.timestamp())
+    expired = expiry is not None and datetime.now(UTC) >= expiry
     for row in rows:
+        if expired and row.reason is not None:
+            # A retry picked up late (a busy worker): the provider would drop it anyway, and
+            # the device must never show what its sender called stale.
+            outcomes[row.id] = Outcome.failed(
+                f"expired while retrying (its ttl of {content.ttl} s ran out): {row.reason}"[:500]
+            )
+            continue
         if row.channel_id is not None:
             # A broadcast: one request to the channel reaches every device subscribed to it.
             recipient = Recipient(
