@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from controlplane import db, mail
+from controlplane.analytics.buffer import EventBuffer
 from controlplane.api import health, reference, stripe_webhook
 from controlplane.api.routing import build_routes
 from controlplane.api.v1 import OPERATIONS
@@ -56,6 +57,7 @@ def create_app(settings: Settings) -> Starlette:
             app.state.redis = redis
             app.state.enqueue_relay = EnqueueRelay(redis, registry)
             app.state.rate_limiter = RateLimiter(redis)
+            app.state.event_buffer = EventBuffer(redis, settings.analytics_buffer_max_bytes)
             app.state.login_throttle = LoginThrottle(redis, settings)
             if settings.secret_key is not None:
                 app.state.api_keys = ApiKeyCache(redis, PepperRing.from_settings(settings))

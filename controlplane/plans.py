@@ -4,6 +4,9 @@ Three plans, as in the product brief: Free (10,000 pushes a month, 1 GB of state
 ($49/month: 100,000 pushes, 10 GB, then metered overage when enabled) and Enterprise
 (unlimited). Every plan also has a request rate, enforced per project and per API key.
 Test-mode pushes have a quota of their own, the same size as the live one, and are never billed.
+Analytics are on every plan; what differs is how long raw events are kept — basic analytics
+(Free, 7 days) or advanced (Pro 90 days, Enterprise a year) — while the hourly and daily counts
+behind the summaries are kept the same on every plan (``controlplane/analytics/retention.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class PlanLimits:
     requests_per_second: float
     burst: int  # requests a bucket holds when full
     overage: bool  # may send past the push quota, billed per push
+    analytics_retention_days: int | None  # raw analytics events; None: kept
 
     def push_quota(self, mode: KeyMode) -> int | None:
         """The hard cap on ``mode``'s pushes this month, or None when there is none.
@@ -47,4 +51,5 @@ def limits_for(plan: Plan, settings: Settings) -> PlanLimits:
         requests_per_second=rate,
         burst=max(1, round(rate * settings.rate_limit_burst_seconds)),
         overage=plan is Plan.PRO and settings.plan_pro_overage,
+        analytics_retention_days=_limit(getattr(settings, f"plan_{name}_analytics_retention_days")),
     )

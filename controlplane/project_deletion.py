@@ -16,7 +16,8 @@ delivery row while a worker could want it):
    recorded (at most one chunk per job; :data:`SEND_WAIT_SECONDS` at most), so nothing of the
    project is on its way out once the deletion answers; then delete the rows in batches
    (deliveries, pushes, devices, state entries — these giving their bytes back to the
-   organization's plan), each batch its own short statement; then, in a last short
+   organization's plan — and analytics events and rollups), each batch its own short
+   statement; then, in a last short
    transaction that locks the project again, delete the project with what is left (keys,
    credentials, idempotency records). A push created meanwhile by a request that was already
    past authentication is canceled there and the steps repeat.
@@ -40,7 +41,17 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from controlplane import state
-from controlplane.models import ApiKey, Delivery, DeliveryStatus, Device, Project, Push, PushStatus
+from controlplane.models import (
+    AnalyticsEvent,
+    AnalyticsRollup,
+    ApiKey,
+    Delivery,
+    DeliveryStatus,
+    Device,
+    Project,
+    Push,
+    PushStatus,
+)
 
 logger = logging.getLogger("brik.project_deletion")
 ModelT = TypeVar("ModelT", bound=Model)
@@ -123,13 +134,16 @@ async def wait_for_sends(push_ids: list[str], patience: float = SEND_WAIT_SECOND
 
 
 async def purge(project_id: str) -> None:
-    """Delete the project's deliveries, pushes, devices and state entries, :data:`PURGE_BATCH`
-    at a time (the entries' bytes go back to the organization's plan)."""
+    """Delete the project's deliveries, pushes, devices, state entries and analytics events
+    and rollups, :data:`PURGE_BATCH` at a time (the entries' bytes go back to the
+    organization's plan)."""
     pushes = Subquery(Push.filter(project_id=project_id).values("id"))
     await _delete_in_batches(Delivery, Delivery.filter(push_id__in=pushes))
     await _delete_in_batches(Push, Push.filter(project_id=project_id))
     await _delete_in_batches(Device, Device.filter(project_id=project_id))
     await state.purge_project(project_id, batch=PURGE_BATCH)
+    await _delete_in_batches(AnalyticsEvent, AnalyticsEvent.filter(project_id=project_id))
+    await _delete_in_batches(AnalyticsRollup, AnalyticsRollup.filter(project_id=project_id))
 
 
 async def _delete_in_batches(model: type[ModelT], rows: QuerySet[ModelT]) -> None:

@@ -18,6 +18,9 @@ APPLE_SANDBOX_HOST = "api.sandbox.push.apple.com"
 GOOGLE_FCM_BASE_URL = "https://fcm.googleapis.com"
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
 SECRET_KEY_MIN = 32  # characters of BRIK_SECRET_KEY (and of each previous one)
+# How late an analytics event may arrive (controlplane/analytics/events.py); retention of raw
+# events may not be shorter, or a late retry would be counted again.
+MAX_EVENT_AGE_DAYS = 7
 
 
 class Settings(BaseSettings):
@@ -149,8 +152,28 @@ class Settings(BaseSettings):
     plan_enterprise_pushes_per_month: int = Field(default=-1, ge=-1)
     plan_enterprise_state_bytes: int = Field(default=-1, ge=-1)
     plan_enterprise_requests_per_second: float = Field(default=5000.0, gt=0)
+    # Days raw analytics events are kept (docs/analytics.md, "Retention"); -1 keeps them.
+    # At least 7: an event may arrive up to 7 days late and must still find its first copy.
+    plan_free_analytics_retention_days: int = Field(default=7, ge=-1)
+    plan_pro_analytics_retention_days: int = Field(default=90, ge=-1)
+    plan_enterprise_analytics_retention_days: int = Field(default=365, ge=-1)
     rate_limit_burst_seconds: float = Field(
         default=2.0, gt=0, description="A bucket holds this many seconds of its rate."
+    )
+
+    # Analytics ingestion; see docs/analytics.md, "How events are loaded".
+    analytics_buffer_max_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Events waiting in Redis to be loaded, at most (JSON bytes); past it "
+        "POST /v1/events answers 503 until workers catch up.",
+    )
+    analytics_load_every_seconds: int = Field(default=5, ge=1, le=60)
+    analytics_claim_idle_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A batch a worker took but has not loaded within this is taken over by "
+        "another (the first died).",
     )
 
     # Stripe billing, optional: with no secret key an admin sets plans and nothing is billed.
@@ -176,11 +199,25 @@ class Settings(BaseSettings):
         default=7 * 24 * 3600, ge=0, description="A past_due subscription keeps its plan this long."
     )
 
-    @field_validator("reconcile_every_seconds")
+    @field_validator("reconcile_every_seconds", "analytics_load_every_seconds")
     @classmethod
     def _divides_a_minute(cls, value: int) -> int:
         if 60 % value:
             raise ValueError("must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)")
+        return value
+
+    @field_validator(
+        "plan_free_analytics_retention_days",
+        "plan_pro_analytics_retention_days",
+        "plan_enterprise_analytics_retention_days",
+    )
+    @classmethod
+    def _outlives_late_events(cls, value: int) -> int:
+        if value != -1 and value < MAX_EVENT_AGE_DAYS:
+            raise ValueError(
+                f"must be -1 (keep) or at least {MAX_EVENT_AGE_DAYS}: events may arrive "
+                f"{MAX_EVENT_AGE_DAYS} days late, and a retried one must find its first copy"
+            )
         return value
 
     @field_validator(

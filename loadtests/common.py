@@ -105,6 +105,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_snapshot(**pids: int) -> dict[str, float]:
+    """CPU seconds so far of each named process, and of every PostgreSQL server process."""
+    snapshot = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    postgres = 0.0
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "postgres":
+                postgres += cpu_seconds(int(comm.parent.name))
+        except (OSError, ValueError):
+            continue  # the process ended meanwhile
+    return {**snapshot, "postgres": postgres}
+
+
+def cpu_per_thousand(
+    before: dict[str, float], after: dict[str, float], count: int
+) -> dict[str, float]:
+    """CPU seconds each process spent per 1,000 deliveries between two snapshots."""
+    return {name: round((after[name] - before[name]) * 1000 / count, 3) for name in after}
+
+
 @contextmanager
 def worker_process(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     """``brik-cloud worker`` on exactly ``settings``, as in production; SIGTERM on exit."""

@@ -55,7 +55,8 @@ from controlplane.settings import Settings
 from loadtests.common import (
     RESULTS,
     bench_redis,
-    cpu_seconds,
+    cpu_per_thousand,
+    cpu_snapshot,
     create_scratch_database,
     drop_scratch_database,
     peak_rss_mb,
@@ -168,26 +169,6 @@ async def raw_sends_per_second(
 
 
 # -- (b) end to end ----------------------------------------------------------------------------
-
-
-def cpu_snapshot(**pids: int) -> dict[str, float]:
-    """CPU seconds so far of each named process, and of every PostgreSQL server process."""
-    snapshot = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    postgres = 0.0
-    for comm in Path("/proc").glob("[0-9]*/comm"):
-        try:
-            if comm.read_text().strip() == "postgres":
-                postgres += cpu_seconds(int(comm.parent.name))
-        except (OSError, ValueError):
-            continue  # the process ended meanwhile
-    return {**snapshot, "postgres": postgres}
-
-
-def cpu_per_thousand(
-    before: dict[str, float], after: dict[str, float], count: int
-) -> dict[str, float]:
-    """CPU seconds each process spent per 1,000 deliveries between two snapshots."""
-    return {name: round((after[name] - before[name]) * 1000 / count, 3) for name in after}
 
 
 async def _create_devices(project: Project, settings: Settings, count: int) -> None:

@@ -1,9 +1,10 @@
 """What a worker tells Prometheus and its orchestrator.
 
-Metrics: deliveries by provider and outcome, provider latency, retries, jobs in progress and
-whether Redis is reachable (the API's ``/metrics`` adds the queue depth, which it reads from
-Redis at scrape time). Served on ``BRIK_WORKER_METRICS_PORT`` when it is set, together with
-``/healthz`` (the process is alive) and ``/readyz`` (503 while the worker waits for Redis).
+Metrics: deliveries by provider and outcome, provider latency, retries, jobs in progress,
+analytics events loaded and the buffer's backlog, and whether Redis is reachable (the API's
+``/metrics`` adds the queue depth, which it reads from Redis at scrape time). Served on
+``BRIK_WORKER_METRICS_PORT`` when it is set, together with ``/healthz`` (the process is alive)
+and ``/readyz`` (503 while the worker waits for Redis).
 """
 
 from __future__ import annotations
@@ -56,6 +57,19 @@ class WorkerMetrics:
             "brik_worker_heartbeat_timestamp_seconds",
             "When this worker last ran a heartbeat job (unix time): its job loop takes work. "
             "Every worker runs one a minute.",
+            registry=self.registry,
+        )
+        self.analytics_events = Counter(
+            "brik_analytics_events_loaded_total",
+            "Analytics events taken from the buffer, by outcome: inserted, duplicate (sent "
+            "again, counted once) or dropped (their project was deleted).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.analytics_backlog = Gauge(
+            "brik_analytics_backlog_bytes",
+            "Analytics events waiting in Redis to be loaded (JSON bytes), as this worker last "
+            "saw it; ingestion refuses past BRIK_ANALYTICS_BUFFER_MAX_BYTES.",
             registry=self.registry,
         )
         self.waiting_for_redis_since: float | None = None

@@ -37,6 +37,7 @@ from arq.connections import create_pool
 from redis.exceptions import RedisError
 
 from controlplane import db
+from controlplane.analytics.buffer import EventBuffer
 from controlplane.billing import StripeConnection
 from controlplane.core.connections import redis_settings
 from controlplane.core.queue import DELIVER_JOB, HEARTBEAT_JOB
@@ -48,6 +49,7 @@ from workers.in_flight import InFlightBudget
 from workers.metrics import WorkerMetrics
 from workers.provider_cache import ProviderCache
 from workers.tasks.activity_lifecycle import scheduled_activity_sweep
+from workers.tasks.analytics import scheduled_analytics_load, scheduled_analytics_purge
 from workers.tasks.api_key_usage import scheduled_api_key_usage_flush
 from workers.tasks.billing import scheduled_billing
 from workers.tasks.deliver import deliver_batch
@@ -152,6 +154,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> OutageTo
         ctx["egress"] = EgressLimiter(
             ctx["redis"], settings.egress_rate_per_second, settings.egress_burst
         )
+        ctx["event_buffer"] = EventBuffer(ctx["redis"], settings.analytics_buffer_max_bytes)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         # arq has cancelled the jobs; chunks they had started still finish and record their
@@ -189,6 +192,12 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> OutageTo
             cron(delete_expired_idempotency_keys, minute=7, second=45),
             cron(scheduled_state_purge, second=20),
             cron(scheduled_activity_sweep, second=25),
+            cron(
+                scheduled_analytics_load,
+                second=set(range(0, 60, settings.analytics_load_every_seconds)),
+                run_at_startup=True,
+            ),
+            cron(scheduled_analytics_purge, second=35),
         ],
         queue_name=settings.queue_name,
         redis_settings=redis_settings(settings.redis_url),

@@ -130,11 +130,15 @@ async def read_json(request: Request) -> Any:
             "The request body is empty; a JSON object is required.", code="invalid_json"
         )
     data = parse_json(raw)
-    reject_unstorable_text(data)
+    if _MAY_BE_UNSTORABLE.search(raw):  # the walk is most of the cost of a large body
+        reject_unstorable_text(data)
     return data
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# JSON text can spell a NUL or a surrogate only as an escape (\u0000, \ud800): a raw one is not
+# valid JSON, or not UTF-8. A body without such an escape holds neither, and is not walked.
+_MAY_BE_UNSTORABLE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 
 
 def reject_unstorable_text(value: Any, path: str = "") -> None:

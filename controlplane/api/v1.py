@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from controlplane.api import (
     activities,
+    analytics,
     api_keys,
     audit_events,
     auth,
@@ -44,6 +45,7 @@ OPERATIONS: list[Operation] = [
     *activities.operations,
     *widgets.operations,
     *state.operations,
+    *analytics.operations,
     *usage.operations,
     *stats.operations,
     *billing.operations,

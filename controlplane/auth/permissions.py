@@ -81,8 +81,9 @@ def can_assign(actor: Role, current: Role | None, new: Role | None) -> bool:
 # very same code (controlplane/auth/member_principal.py). Viewers read; developers and above
 # do everything a secret key may.
 _READ_SCOPES = frozenset(
-    {"devices:read", "pushes:read", "credentials:read", "usage:read", "state:read"}
-)
+    {"devices:read", "pushes:read", "credentials:read", "usage:read", "state:read",
+     "analytics:read"}
+)  # fmt: skip
 PROJECT_DATA_SCOPES: dict[Role, frozenset[str]] = {
     Role.VIEWER: _READ_SCOPES,
     Role.DEVELOPER: SECRET_SCOPES,

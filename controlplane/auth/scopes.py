@@ -14,6 +14,7 @@ SECRET_SCOPES: frozenset[str] = frozenset(
         "credentials:write",
         "usage:read",
         "analytics:write",
+        "analytics:read",
         "state:read",
         "state:write",
     }

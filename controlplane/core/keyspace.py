@@ -15,6 +15,15 @@ LAST_USED_HASH = "brik:api-keys:last-used"
 REQUESTS_HASH = "brik:usage:api-requests"  # field "<organization>:<mode>:<YYYY-MM-DD>"
 
 
+# Analytics events waiting to be loaded: the API appends each accepted batch to this stream,
+# workers read it through the consumer group and delete what they loaded; the counter holds
+# the JSON bytes still in the stream, which the API keeps under a bound
+# (controlplane/analytics/buffer.py).
+ANALYTICS_STREAM = "brik:analytics:events"
+ANALYTICS_GROUP = "loaders"
+ANALYTICS_BUFFERED_BYTES = "brik:analytics:buffered-bytes"
+
+
 def events_channel(push_id: str) -> str:
     """The channel workers notify when a push's deliveries change (read by the API's SSE)."""
     return f"brik:push-events:{push_id}"

@@ -9,6 +9,7 @@ from controlplane.models.activities import (
     ActivityToken,
     ActivityTokenStatus,
 )
+from controlplane.models.analytics import AnalyticsEvent, AnalyticsRollup, Dimension, Granularity
 from controlplane.models.api_keys import ApiKey, KeyKind, KeyMode
 from controlplane.models.audit import AppendOnly, AuditEvent
 from controlplane.models.billing import MeterReport, StripeEvent, Subscription
@@ -55,6 +56,8 @@ __all__ = [
     "ActivityStatus",
     "ActivityToken",
     "ActivityTokenStatus",
+    "AnalyticsEvent",
+    "AnalyticsRollup",
     "ApiKey",
     "AppendOnly",
     "AuditEvent",
@@ -63,6 +66,8 @@ __all__ = [
     "Device",
     "DeviceStatus",
     "DeviceTag",
+    "Dimension",
+    "Granularity",
     "IdempotencyKey",
     "Invitation",
     "KeyKind",

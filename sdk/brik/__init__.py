@@ -12,15 +12,18 @@
     order = brik.activities.start(to={"user_ids": ["u_42"]}, activity_type="OrderTracking",
                                   content_state={"eta": 30})  # a Live Activity, by id
     brik.activities.update(order.id, content_state={"eta": 12})
+    brik.events.track("widget.click", widget="OrderWidget", action="open_order")  # batched
 
 ``brik.init()`` makes a default :class:`Client` that ``brik.devices``, ``brik.pushes``,
-``brik.activities``, ``brik.live_activities``, ``brik.widgets`` and ``brik.state`` use; create
+``brik.activities``, ``brik.live_activities``, ``brik.widgets``, ``brik.state`` and
+``brik.events`` use (it is closed at interpreter exit, sending buffered events); create
 :class:`Client` or :class:`AsyncClient` instances for several projects or for asyncio. Errors
 are in :mod:`brik.errors` (the tree is drawn there) and exported here.
 """
 
 from __future__ import annotations
 
+import atexit
 from typing import Any, cast
 
 from brik.client import AsyncClient, Client
@@ -40,6 +43,7 @@ from brik.errors import (
     RateLimitError,
     ServerError,
 )
+from brik.events import Events
 from brik.resources import Activities, Devices, LiveActivities, Pushes, State, Widgets
 from brik.types import (
     Activity,
@@ -49,10 +53,12 @@ from brik.types import (
     Deleted,
     Delivery,
     Device,
+    EventBatch,
     Page,
     Push,
     PushDetail,
     PushWarning,
+    RefusedEvent,
     StateDeleted,
     StateEntry,
     Target,
@@ -77,6 +83,7 @@ __all__ = [
     "Deleted",
     "Delivery",
     "Device",
+    "EventBatch",
     "IdempotencyError",
     "InvalidRequestError",
     "NotFoundError",
@@ -88,6 +95,7 @@ __all__ = [
     "PushWarning",
     "QuotaExceededError",
     "RateLimitError",
+    "RefusedEvent",
     "ServerError",
     "StateDeleted",
     "StateEntry",
@@ -95,6 +103,7 @@ __all__ = [
     "WidgetReload",
     "activities",
     "devices",
+    "events",
     "init",
     "live_activities",
     "pushes",
@@ -103,6 +112,7 @@ __all__ = [
 ]
 
 _default: Client | None = None
+_closes_at_exit = False
 
 
 def init(
@@ -117,12 +127,23 @@ def init(
     With no ``api_key`` it reads ``BRIK_API_KEY``; with no ``base_url``, ``BRIK_API_URL``
     (default ``http://localhost:8000``). Calling it again replaces the default client.
     """
-    global _default
+    global _default, _closes_at_exit
     client = Client(api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
     previous, _default = _default, client
     if previous is not None:
         previous.close()
+    if not _closes_at_exit:
+        atexit.register(_close_default)
+        _closes_at_exit = True
     return client
+
+
+def _close_default() -> None:
+    """At interpreter exit: send the default client's buffered events, close it."""
+    global _default
+    if _default is not None:
+        _default.close()
+        _default = None
 
 
 def default_client() -> Client:
@@ -152,3 +173,4 @@ pushes = cast(Pushes, _DefaultResource("pushes"))
 live_activities = cast(LiveActivities, _DefaultResource("live_activities"))
 widgets = cast(Widgets, _DefaultResource("widgets"))
 state = cast(State, _DefaultResource("state"))
+events = cast(Events, _DefaultResource("events"))

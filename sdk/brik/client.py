@@ -12,8 +12,9 @@ from typing import Literal
 
 import httpx
 
-from brik._http import AsyncTransport, Config, SyncTransport
-from brik.errors import ConfigurationError
+from brik._http import AsyncTransport, Config, SyncTransport, logger
+from brik.errors import BrikError, ConfigurationError
+from brik.events import DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL, AsyncEvents, Events
 from brik.resources import (
     Activities,
     AsyncActivities,
@@ -81,7 +82,9 @@ class Client(_Settings):
 
     ``timeout`` is per request in seconds; ``max_retries`` bounds the retries of one call
     (connection errors, 429 and 5xx, with backoff). Pass ``http_client`` to use your own
-    ``httpx.Client`` (proxies, certificates); it is then yours to close.
+    ``httpx.Client`` (proxies, certificates); it is then yours to close. Analytics events
+    (``client.events``) go out ``event_batch_size`` at a time, or once the oldest has waited
+    ``event_flush_interval`` seconds; :meth:`close` sends what is left.
     """
 
     def __init__(
@@ -92,9 +95,13 @@ class Client(_Settings):
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         max_retries: int = DEFAULT_MAX_RETRIES,
         http_client: httpx.Client | None = None,
+        event_batch_size: int = DEFAULT_BATCH_SIZE,
+        event_flush_interval: float = DEFAULT_FLUSH_INTERVAL,
     ) -> None:
         self._config = resolve_config(api_key, base_url, timeout, max_retries)
         self._transport = SyncTransport(self._config, http_client)
+        self.events = Events(self._transport, batch_size=event_batch_size,
+                             flush_interval=event_flush_interval)  # fmt: skip
         self.devices = Devices(self._transport)
         self.pushes = Pushes(self._transport)
         self.live_activities = LiveActivities(self._transport)
@@ -103,7 +110,14 @@ class Client(_Settings):
         self.state = State(self._transport)
 
     def close(self) -> None:
-        self._transport.close()
+        """Send the events still buffered (a failure is logged), then close the connections."""
+        try:
+            if self.events.pending:
+                self.events.flush()
+        except BrikError as exc:
+            logger.warning("brik: %d events not sent at close: %s", self.events.pending, exc)
+        finally:
+            self._transport.close()
 
     def __enter__(self) -> Client:
         return self
@@ -127,9 +141,13 @@ class AsyncClient(_Settings):
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         max_retries: int = DEFAULT_MAX_RETRIES,
         http_client: httpx.AsyncClient | None = None,
+        event_batch_size: int = DEFAULT_BATCH_SIZE,
+        event_flush_interval: float = DEFAULT_FLUSH_INTERVAL,
     ) -> None:
         self._config = resolve_config(api_key, base_url, timeout, max_retries)
         self._transport = AsyncTransport(self._config, http_client)
+        self.events = AsyncEvents(self._transport, batch_size=event_batch_size,
+                                  flush_interval=event_flush_interval)  # fmt: skip
         self.devices = AsyncDevices(self._transport)
         self.pushes = AsyncPushes(self._transport)
         self.live_activities = AsyncLiveActivities(self._transport)
@@ -138,7 +156,14 @@ class AsyncClient(_Settings):
         self.state = AsyncState(self._transport)
 
     async def close(self) -> None:
-        await self._transport.close()
+        """As :meth:`Client.close`."""
+        try:
+            if self.events.pending:
+                await self.events.flush()
+        except BrikError as exc:
+            logger.warning("brik: %d events not sent at close: %s", self.events.pending, exc)
+        finally:
+            await self._transport.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self

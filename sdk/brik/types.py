@@ -6,7 +6,7 @@ not know yet are ignored, so a newer server does not break an older SDK.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Generic, Literal, TypedDict, TypeVar
 
@@ -18,10 +18,12 @@ __all__ = [
     "Deleted",
     "Delivery",
     "Device",
+    "EventBatch",
     "Page",
     "Push",
     "PushDetail",
     "PushWarning",
+    "RefusedEvent",
     "StateDeleted",
     "StateEntry",
     "Target",
@@ -403,3 +405,50 @@ class ActivityDetail(Activity):
             tokens=[ActivityToken.from_json(t) for t in body.get("tokens") or []],
             last_deliveries=[Delivery.from_json(d) for d in body.get("last_deliveries") or []],
         )
+
+
+@dataclass(frozen=True)
+class RefusedEvent:
+    """An analytics event the server refused (the others of its batch were kept): its
+    position in the batch, its ``id``, and why (``param`` names the field, as in errors)."""
+
+    index: int
+    id: str | None
+    code: str
+    param: str | None
+    message: str
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> RefusedEvent:
+        return cls(
+            index=int(body["index"]), id=body.get("id"), code=str(body["code"]),
+            param=body.get("param"), message=str(body.get("message", "")),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EventBatch:
+    """What the server did with the events sent (``events.flush``, ``events.send``): how many
+    it kept — each counted once however often it is sent — and a :class:`RefusedEvent` for
+    each it refused."""
+
+    received: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    errors: list[RefusedEvent] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> EventBatch:
+        return cls(
+            received=int(body["received"]), accepted=int(body["accepted"]),
+            rejected=int(body["rejected"]),
+            errors=[RefusedEvent.from_json(error) for error in body.get("errors") or []],
+        )  # fmt: skip
+
+    def __add__(self, other: EventBatch) -> EventBatch:
+        """Both results as one: ``other``'s indexes follow on from this one's events."""
+        shifted = [replace(error, index=error.index + self.received) for error in other.errors]
+        return EventBatch(
+            received=self.received + other.received, accepted=self.accepted + other.accepted,
+            rejected=self.rejected + other.rejected, errors=[*self.errors, *shifted],
+        )  # fmt: skip

@@ -3,6 +3,10 @@
 The route list comes from the app itself, so a route added later is walked automatically;
 a new path parameter must be given a foreign id in ``foreign_ids`` or this test fails.
 
+Analytics events are named by the app's own event ids, also within the caller's namespace: a
+batch carrying the victim's event id is the attacker's own event, and the attacker's summary,
+list and CSV export show nothing of the victim's events or rollups.
+
 A state ``{key}`` is a name in the caller's own namespace, not an id: the victim's key reads
 and deletes nothing (404), and a PUT with it writes the attacker's own entry, never the
 victim's (:data:`UPSERTS_BY_NAME`, checked at the end). So is a widget ``{kind}``: reloading
@@ -23,6 +27,8 @@ from controlplane.api.routing import ApiRoute, Auth, Operation
 from controlplane.models import (
     Activity,
     ActivityStatus,
+    AnalyticsEvent,
+    AnalyticsRollup,
     ApiKey,
     AuditEvent,
     Delivery,
@@ -46,6 +52,7 @@ pytestmark = pytest.mark.database
 _PARAM = re.compile(r"{(\w+)}")
 VICTIM_STATE_KEY = "victim:secret"
 VICTIM_WIDGET_KIND = "ScoreWidget"  # not "Victim…": the walk looks for that name
+VICTIM_EVENT_ID = "victim-event-1"
 # Operations that create what a name in the caller's namespace names (a valid body is sent),
 # with the status they answer.
 UPSERTS_BY_NAME: dict[tuple[str, str], tuple[dict[str, object], int]] = {
@@ -53,6 +60,10 @@ UPSERTS_BY_NAME: dict[tuple[str, str], tuple[dict[str, object], int]] = {
     ("POST", "/v1/widgets/{kind}/reload"): (
         {"to": {"tags": ["victim"]}, "data": {"value": "attacker's"}}, 202,
     ),
+    ("POST", "/v1/events"): ({"events": [{
+        "id": VICTIM_EVENT_ID, "name": "custom.attackers",
+        "timestamp": datetime.now(UTC).isoformat(),
+    }]}, 200),
 }  # fmt: skip
 
 
@@ -110,6 +121,16 @@ async def make_victim_rows(victim: Tenant) -> dict[str, str]:
             project=victim.project, mode=KeyMode.TEST, key=name, value='"victim\'s"',
             public=True, size_bytes=30, created_at=now, updated_at=now,
         )  # fmt: skip
+    await AnalyticsEvent.create(
+        project=victim.project, mode=KeyMode.TEST, client_id=VICTIM_EVENT_ID,
+        name="custom.Victim_signup", occurred_at=now, received_at=now, user_id="victim-user",
+        properties={"plan": "Victim's"},
+    )  # fmt: skip
+    await AnalyticsRollup.create(
+        project=victim.project, mode=KeyMode.TEST, granularity="day",
+        bucket=now.replace(hour=0, minute=0, second=0, microsecond=0),
+        name="custom.Victim_signup", dimension="all", value="", count=1,
+    )  # fmt: skip
     return {
         "key": VICTIM_STATE_KEY,
         "kind": VICTIM_WIDGET_KIND,
@@ -211,6 +232,10 @@ async def test_every_v1_route_answers_404_for_another_tenants_ids(
         ("victim:secret", '"attacker\'s"'),
         (f"widget:{VICTIM_WIDGET_KIND}", '{"value":"attacker\'s"}'),
     ]
+    victim_event = await AnalyticsEvent.get(client_id=VICTIM_EVENT_ID)
+    assert (victim_event.project_id, victim_event.name) == (  # type: ignore[attr-defined]
+        victim.project.id, "custom.Victim_signup",
+    )  # fmt: skip
     # The reload pushed to none of the victim's devices (its tag is the victim's).
     assert not await Delivery.filter(device_id=victim_ids["device_id"]).exists()
     assert await Push.filter(project=victim.project).count() == 1  # the one made above

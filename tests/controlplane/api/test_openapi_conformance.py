@@ -148,6 +148,21 @@ _CURSOR = Refusal(
     "resource_missing", "starting_after",
     "a cursor must name an object in the list; generated ids name none",
 )  # fmt: skip
+
+
+def _from_not_before_to(case: Any) -> bool:
+    query = case.query or {}
+    if query.get("from") is None or query.get("to") is None:
+        return False
+    moment = TypeAdapter(AwareDatetime)
+    return bool(moment.validate_python(query["from"]) >= moment.validate_python(query["to"]))
+
+
+_RANGE = Refusal(
+    "parameter_invalid", "from",
+    "from must come before to: a relation between two parameters, which no schema of either "
+    "can state", _from_not_before_to,
+)  # fmt: skip
 STATE_DEPENDENT: dict[str, list[Refusal]] = {
     "logout": [Refusal("session_required", None,
                        "signing out ends a session; these calls carry a personal access token")],
@@ -172,6 +187,9 @@ STATE_DEPENDENT: dict[str, list[Refusal]] = {
     "send_push": [Refusal("payload_too_large", None,
                           "4 KB is the size of the push as APNs and FCM receive it, after "
                           "conversion, not of any one field")],
+    "retrieve_analytics_summary": [_RANGE],
+    "list_analytics_events": [_RANGE],
+    "export_analytics_events": [_RANGE],
     "create_checkout_session": [_NO_BILLING],
     "create_portal_session": [_NO_BILLING],
 }  # fmt: skip
@@ -209,6 +227,8 @@ MUST_SUCCEED = {
     "put_state",
     "list_state",
     "reload_widgets",
+    "ingest_events",
+    "retrieve_analytics_summary",
 }
 
 
