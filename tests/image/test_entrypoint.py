@@ -123,9 +123,10 @@ def running(
 def stopped_cleanly(process: subprocess.Popen[str]) -> str:
     """Its stderr, once it has exited 0 after SIGTERM."""
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == 0
+    code = process.wait(timeout=30)
     assert process.stderr is not None
     errors = process.stderr.read()
+    assert code == 0, errors[-3000:]
     assert "Traceback" not in errors
     return errors
 
