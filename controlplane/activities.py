@@ -46,6 +46,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
 
 from controlplane.crypto import KeyRing
 from controlplane.errors import Conflict, RateLimited
@@ -67,6 +68,7 @@ from controlplane.models.ids import new_activity_id
 from controlplane.payloads import ActivityAlert, LiveActivity, PushContent, check_sizes
 from controlplane.sending import Sender, accept_push
 from controlplane.usage import release_pushes
+from controlplane.webhook_events import emit_activity_ended, emit_push_completed
 
 logger = logging.getLogger("brik.activities")
 
@@ -377,6 +379,7 @@ async def _supersede_queued(sender: Sender, activity: Activity, now: datetime) -
         )
         if not await still_open.exists():
             await Push.filter(id=push_id).update(status=PushStatus.COMPLETED, completed_at=now)
+            await emit_push_completed(await Push.get(id=push_id), now)
     return superseded
 
 
@@ -433,6 +436,8 @@ async def change(
         fresh = activity.stale_date is None or activity.stale_date > now
         activity.status = ActivityStatus.ACTIVE if fresh else ActivityStatus.STALE
     await activity.save()
+    if event == "end":
+        await emit_activity_ended(activity)  # told with the change, in its transaction
     destinations, skipped = await _destinations(activity)
     content = PushContent(
         kind="liveactivity",
@@ -465,9 +470,11 @@ async def sweep(now: datetime) -> Counter[str]:
             row.end_reason = "apple_limit"
             row.status = ActivityStatus.ENDED
             row.status = status_at(row, now)
-            await Activity.filter(id=row.id, status__in=OPEN_ACTIVITY_STATUSES).update(
-                status=row.status, ended_at=row.ended_at, end_reason=row.end_reason
-            )
+            async with in_transaction():
+                if await Activity.filter(id=row.id, status__in=OPEN_ACTIVITY_STATUSES).update(
+                    status=row.status, ended_at=row.ended_at, end_reason=row.end_reason
+                ):
+                    await emit_activity_ended(row)
             moved[row.status.value] += 1
     not_yet_stale = (ActivityStatus.STARTING, ActivityStatus.ACTIVE)  # as status_at says
     stale = await Activity.filter(status__in=not_yet_stale, stale_date__lte=now).update(

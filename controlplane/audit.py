@@ -46,6 +46,11 @@ AUDITED_ACTIONS: dict[str, str] = {
     "credential.uploaded": "an APNs key or FCM service account was uploaded or replaced",
     "credential.deleted": "an APNs key or FCM service account was removed",
     "organization.plan_changed": "the plan changed (billing, an administrator or a lapsed payment)",
+    "webhook_endpoint.created": "a webhook endpoint was created",
+    "webhook_endpoint.updated": "a webhook endpoint's URL, events, description or state changed",
+    "webhook_endpoint.deleted": "a webhook endpoint was deleted",
+    "webhook_endpoint.secret_rotated": "a webhook endpoint's signing secret was rotated",
+    "webhook_endpoint.disabled": "a webhook endpoint was disabled after failing for days",
 }
 
 

@@ -29,8 +29,13 @@ from tortoise.transactions import in_transaction
 
 from controlplane import audit
 from controlplane.errors import InvalidRequest, ServiceUnavailable
-from controlplane.models import Organization, Plan, PlanSource, Subscription, User
+from controlplane.models import KeyMode, Organization, Plan, PlanSource, Subscription, User
 from controlplane.settings import Settings
+from controlplane.webhook_events import (
+    emit_to_organization,
+    plan_changed_data,
+    subscription_changed_data,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -301,6 +306,7 @@ async def mirror_subscription(
                     state.id, state.customer_id)  # fmt: skip
         return None
     row = await Subscription.get_or_none(id=state.id)
+    before = None if row is None else (row.status, row.plan, row.cancel_at_period_end)
     past_due_since = row.past_due_since if row is not None else None
     if state.status != PAST_DUE:
         past_due_since = None
@@ -322,6 +328,16 @@ async def mirror_subscription(
         row = await Subscription.create(id=state.id, **values)  # type: ignore[arg-type]
     else:
         await row.update_from_dict(values).save()
+    if before != (row.status, row.plan, row.cancel_at_period_end):
+        await emit_to_organization(
+            organization.id, KeyMode.LIVE, "billing.subscription_changed",
+            subscription_changed_data(
+                row.id, organization.id, row.status, before[0] if before else None,
+                row.plan.value if row.plan else None, row.cancel_at_period_end,
+                row.current_period_end,
+            ),
+            ordering_key=organization.id,
+        )  # fmt: skip
     await apply_billing_plan(organization, settings, now, origin)
     return row
 
@@ -377,6 +393,11 @@ async def change_plan(
             target_id=organization.id,
             details={"plan": plan.value, "previous_plan": previous.value, "source": source.value},
         )
+        await emit_to_organization(
+            organization.id, KeyMode.LIVE, "billing.plan_changed",
+            plan_changed_data(organization.id, plan.value, previous.value, source.value),
+            ordering_key=organization.id,
+        )  # fmt: skip
     return True
 
 

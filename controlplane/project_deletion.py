@@ -9,14 +9,16 @@ delivery row while a worker could want it):
 
 1. :func:`retire` — one short transaction, the caller's (which also tells every API process to
    forget cached keys, ``controlplane/api/routing.py``): lock the project row, revoke its keys,
-   cancel its open pushes. From its commit no key of the project is accepted, and no delivery
+   disable its webhook endpoints (no event is written for it any more), cancel its open
+   pushes. From its commit no key of the project is accepted, and no delivery
    of those pushes is claimed again: a worker's claim locks its push row first and skips a
    canceled push (``workers/tasks/deliver.py``).
 2. :func:`finish` — wait until the sends that workers had claimed before that commit are
    recorded (at most one chunk per job; :data:`SEND_WAIT_SECONDS` at most), so nothing of the
    project is on its way out once the deletion answers; then delete the rows in batches
    (deliveries, pushes, devices, state entries — these giving their bytes back to the
-   organization's plan — and analytics events and rollups), each batch its own short
+   organization's plan — analytics events and rollups, and webhook deliveries, events and
+   endpoints), each batch its own short
    statement; then, in a last short
    transaction that locks the project again, delete the project with what is left (keys,
    credentials, idempotency records). A push created meanwhile by a request that was already
@@ -51,6 +53,9 @@ from controlplane.models import (
     Project,
     Push,
     PushStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
 )
 
 logger = logging.getLogger("brik.project_deletion")
@@ -73,6 +78,9 @@ async def retire(project_id: str) -> list[str]:
     await Project.select_for_update().filter(id=project_id).first()
     now = datetime.now(UTC)
     await ApiKey.filter(project_id=project_id, revoked_at__isnull=True).update(revoked_at=now)
+    await WebhookEndpoint.filter(project_id=project_id, enabled=True).update(
+        enabled=False, disabled_reason="the project is being deleted", disabled_at=now
+    )
     return await _cancel_open_pushes(project_id, now)
 
 
@@ -134,8 +142,8 @@ async def wait_for_sends(push_ids: list[str], patience: float = SEND_WAIT_SECOND
 
 
 async def purge(project_id: str) -> None:
-    """Delete the project's deliveries, pushes, devices, state entries and analytics events
-    and rollups, :data:`PURGE_BATCH` at a time (the entries' bytes go back to the
+    """Delete the project's deliveries, pushes, devices, state entries, analytics events and
+    rollups and webhooks, :data:`PURGE_BATCH` at a time (the entries' bytes go back to the
     organization's plan)."""
     pushes = Subquery(Push.filter(project_id=project_id).values("id"))
     await _delete_in_batches(Delivery, Delivery.filter(push_id__in=pushes))
@@ -144,6 +152,9 @@ async def purge(project_id: str) -> None:
     await state.purge_project(project_id, batch=PURGE_BATCH)
     await _delete_in_batches(AnalyticsEvent, AnalyticsEvent.filter(project_id=project_id))
     await _delete_in_batches(AnalyticsRollup, AnalyticsRollup.filter(project_id=project_id))
+    await _delete_in_batches(WebhookDelivery, WebhookDelivery.filter(project_id=project_id))
+    await _delete_in_batches(WebhookEvent, WebhookEvent.filter(project_id=project_id))
+    await _delete_in_batches(WebhookEndpoint, WebhookEndpoint.filter(project_id=project_id))
 
 
 async def _delete_in_batches(model: type[ModelT], rows: QuerySet[ModelT]) -> None:

@@ -13,13 +13,23 @@ from dataclasses import dataclass, field
 from tortoise.models import Model
 
 from controlplane.crypto import KeyRing, UndecryptableSecret
-from controlplane.models import TOKEN_COLUMNS, Device, Notification, ProviderCredential
+from controlplane.models import (
+    TOKEN_COLUMNS,
+    Device,
+    Notification,
+    ProviderCredential,
+    WebhookEndpoint,
+)
 
 ENCRYPTED_FIELDS: list[tuple[type[Model], str]] = [
     (Notification, "body_encrypted"),
     (ProviderCredential, "secret_encrypted"),
     # Every push token of a device: its own, a Live Activity's, push-to-start, widget.
     *[(Device, column) for column in TOKEN_COLUMNS.values()],
+    # A webhook endpoint's URL (Slack's and Discord's are credentials) and signing secrets.
+    (WebhookEndpoint, "url_encrypted"),
+    (WebhookEndpoint, "secret_encrypted"),
+    (WebhookEndpoint, "previous_secret_encrypted"),
 ]
 _BATCH = 500
 

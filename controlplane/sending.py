@@ -36,6 +36,7 @@ from controlplane.plans import limits_for
 from controlplane.settings import Settings
 from controlplane.usage import reserve_pushes
 from controlplane.usage_alerts import warn_if_crossed
+from controlplane.webhook_events import emit_push_completed
 
 AfterCommit = Callable[[], Awaitable[None]]
 
@@ -120,6 +121,7 @@ async def accept_push(
     )  # fmt: skip
     delivery_ids = await insert_deliveries(push, destinations, providers)
     if not destinations:
+        await emit_push_completed(push, now)  # completed as it is accepted: nothing to send
         return push
     # Last before the commit: the month's usage row stays locked for as short as can be.
     limits = limits_for(sender.organization.plan, sender.settings)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 APPLE_PRODUCTION_HOST = "api.push.apple.com"
@@ -138,6 +138,34 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="A stream re-reads its push this often without a notice."
     )
 
+    # Outbound webhooks; see docs/webhooks.md.
+    webhook_allow_private_networks: bool = Field(
+        default=False,
+        description="Let webhooks reach private, loopback, link-local and other non-public "
+        "addresses (an install whose receivers live on its own network).",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=60, description="One webhook request, connect to last byte read."
+    )
+    webhook_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A delivery a worker took and never recorded is taken "
+        "again after this long (a worker killed mid-send); longer than the timeout.",
+    )
+    webhook_retry_base_seconds: float = Field(default=30.0, gt=0)
+    webhook_retry_max_seconds: float = Field(default=4 * 3600.0, gt=0)
+    webhook_retry_budget_seconds: float = Field(
+        default=3 * 24 * 3600.0, gt=0, description="A failing delivery is retried this long."
+    )
+    webhook_disable_after_seconds: float = Field(
+        default=3 * 24 * 3600.0, ge=0,
+        description="An endpoint failing every attempt for this long (and at least "
+        "BRIK_WEBHOOK_DISABLE_AFTER_FAILURES times in a row) is disabled.",
+    )  # fmt: skip
+    webhook_disable_after_failures: int = Field(default=10, ge=1)
+    webhook_dispatch_every_seconds: int = Field(default=1, ge=1, le=60)
+
     # Plans and their limits; see docs/billing.md and docs/api.md.
     # Quotas are per organization and calendar month (UTC); "unlimited" is -1.
     plan_free_pushes_per_month: int = Field(default=10_000, ge=-1)
@@ -199,7 +227,9 @@ class Settings(BaseSettings):
         default=7 * 24 * 3600, ge=0, description="A past_due subscription keeps its plan this long."
     )
 
-    @field_validator("reconcile_every_seconds", "analytics_load_every_seconds")
+    @field_validator(
+        "reconcile_every_seconds", "analytics_load_every_seconds", "webhook_dispatch_every_seconds"
+    )
     @classmethod
     def _divides_a_minute(cls, value: int) -> int:
         if 60 % value:
@@ -262,3 +292,12 @@ class Settings(BaseSettings):
                 )
             keys.append(key.get_secret_value())
         return keys
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_request(self) -> Settings:
+        if self.webhook_lease_seconds <= self.webhook_timeout_seconds:
+            raise ValueError(
+                "BRIK_WEBHOOK_LEASE_SECONDS must be longer than BRIK_WEBHOOK_TIMEOUT_SECONDS: "
+                "a delivery still being sent would be taken again"
+            )
+        return self

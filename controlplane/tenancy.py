@@ -46,6 +46,8 @@ from controlplane.models import (
     Push,
     Role,
     Session,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from controlplane.models.ids import is_well_formed_id
 from controlplane.payloads import WIDGET_KIND_PATTERN, WIDGET_KIND_RULE
@@ -73,6 +75,8 @@ PATH_OBJECTS: dict[str, tuple[type[Model], str]] = {
     "device_id": (Device, "device"),
     "push_id": (Push, "push"),
     "activity_id": (Activity, "activity"),
+    "webhook_endpoint_id": (WebhookEndpoint, "webhook endpoint"),
+    "webhook_delivery_id": (WebhookDelivery, "webhook delivery"),
 }
 
 

@@ -1,4 +1,5 @@
-"""Quota warnings: an email to the organization's owners at 80 % and at 100 % of a quota.
+"""Quota warnings: an email to the organization's owners at 80 % and at 100 % of a quota, and a
+``usage.threshold`` webhook event to each of its projects' endpoints that want one.
 
 Each warning goes out once per organization, period, mode and threshold, whichever process
 crosses it first: a ``usage_alerts`` row is inserted before sending, and only the insert that
@@ -14,11 +15,13 @@ import math
 from collections.abc import Awaitable, Callable
 
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from controlplane import mail
 from controlplane.models import Membership, Organization, Role, UsageAlert, UsageMetric
 from controlplane.plans import PlanLimits
 from controlplane.usage import WARNING_PERCENTS, Reservation, period_end, pushes_noun
+from controlplane.webhook_events import emit_to_organization, usage_threshold_data
 
 
 def crossed(reservation: Reservation, quota: int) -> list[int]:
@@ -43,10 +46,19 @@ async def warn_if_crossed(
     owners: list[str] | None = None
     for percent in crossed(reservation, quota):
         try:
-            await UsageAlert.create(
-                organization=organization, period_start=reservation.period_start,
-                mode=reservation.mode, metric=UsageMetric.PUSHES, percent=percent,
-            )  # fmt: skip
+            async with in_transaction():  # the warning and its webhook event, or neither
+                await UsageAlert.create(
+                    organization=organization, period_start=reservation.period_start,
+                    mode=reservation.mode, metric=UsageMetric.PUSHES, percent=percent,
+                )  # fmt: skip
+                await emit_to_organization(
+                    organization.id, reservation.mode, "usage.threshold",
+                    usage_threshold_data(
+                        organization.id, "pushes", percent, reservation.after, quota,
+                        reservation.mode, reservation.period_start,
+                        period_end(reservation.period_start),
+                    ),
+                )  # fmt: skip
         except IntegrityError:
             continue  # another process sent this one
         if owners is None:

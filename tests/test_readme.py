@@ -24,6 +24,7 @@ from controlplane.auth.scopes import ALLOWED_SCOPES, SECRET_SCOPES
 from controlplane.cli import main as cli
 from controlplane.models import KeyKind, Role
 from controlplane.settings import Settings
+from controlplane.webhook_events import EVENT_TYPES, TEST_EVENT
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -101,6 +102,13 @@ def test_the_scope_table_is_what_each_key_kind_may_hold() -> None:
 def test_every_audited_action_is_documented() -> None:
     rows = table_after("docs/accounts.md", "| action | recorded when |")
     assert [row[0] for row in rows] == list(AUDITED_ACTIONS)
+
+
+def test_the_webhook_event_tables_are_the_catalogue() -> None:
+    rows = table_after("docs/webhooks.md", "| event | sent when |")
+    assert {row[0]: row[1] for row in rows} == EVENT_TYPES
+    payloads = table_after("docs/webhooks.md", "| event | `data.object` |")
+    assert [row[0] for row in payloads] == [*EVENT_TYPES, TEST_EVENT]
 
 
 def _documented_default(value: object) -> str | None:

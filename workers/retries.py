@@ -87,11 +87,16 @@ class RetryWindow:
         return f"{self.closed}: {reason}"
 
 
+def backoff(attempts: int, base: float, cap: float) -> float:
+    """Seconds before the next try after ``attempts``: doubling from ``base`` up to ``cap``, with
+    jitter (a half to the whole of it), so retries of one outage do not all come back at once."""
+    ceiling = min(cap, base * 2 ** max(0, min(attempts - 1, 30)))
+    return float(ceiling * random.uniform(0.5, 1.0))
+
+
 def retry_delay(attempts: int, settings: Settings, retry_after: float | None) -> float:
     """Exponential backoff with jitter, capped; never sooner than the provider's Retry-After."""
-    ceiling = min(
-        settings.delivery_retry_max_seconds,
-        settings.delivery_retry_base_seconds * 2 ** max(0, min(attempts - 1, 30)),
+    delay = backoff(
+        attempts, settings.delivery_retry_base_seconds, settings.delivery_retry_max_seconds
     )
-    delay = ceiling * random.uniform(0.5, 1.0)
     return float(max(delay, retry_after or 0.0))

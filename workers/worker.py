@@ -36,11 +36,11 @@ from arq import Worker, cron, func
 from arq.connections import create_pool
 from redis.exceptions import RedisError
 
-from controlplane import db
+from controlplane import db, mail
 from controlplane.analytics.buffer import EventBuffer
 from controlplane.billing import StripeConnection
 from controlplane.core.connections import redis_settings
-from controlplane.core.queue import DELIVER_JOB, HEARTBEAT_JOB
+from controlplane.core.queue import DELIVER_JOB, HEARTBEAT_JOB, WEBHOOK_JOB
 from controlplane.crypto import KeyRing
 from controlplane.settings import Settings
 from workers.device_cap import DeviceCap
@@ -57,6 +57,13 @@ from workers.tasks.heartbeat import heartbeat, scheduled_heartbeat
 from workers.tasks.reconcile import delete_expired_idempotency_keys, scheduled_reconcile
 from workers.tasks.state_purge import scheduled_state_purge
 from workers.tasks.usage_flush import scheduled_request_count_flush
+from workers.tasks.webhooks import (
+    deliver_webhook,
+    dispatch_webhooks,
+    scheduled_webhook_reconcile,
+    wait_for_sends,
+)
+from workers.webhook_transport import WebhookSender
 
 KEEP_RESULT_SECONDS = 600
 SHUTDOWN_GRACE_SECONDS = 30.0
@@ -155,6 +162,8 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> OutageTo
             ctx["redis"], settings.egress_rate_per_second, settings.egress_burst
         )
         ctx["event_buffer"] = EventBuffer(ctx["redis"], settings.analytics_buffer_max_bytes)
+        ctx["webhook_sender"] = WebhookSender(settings)
+        ctx["mail_sender"] = mail.load_sender(settings)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         # arq has cancelled the jobs; chunks they had started still finish and record their
@@ -162,6 +171,8 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> OutageTo
         budget: InFlightBudget | None = ctx.get("in_flight")
         if budget is not None and not await budget.wait_idle(SHUTDOWN_GRACE_SECONDS):
             logger.warning("stopping with %d sends still unrecorded", budget.in_use)
+        if not await wait_for_sends(ctx, SHUTDOWN_GRACE_SECONDS):
+            logger.warning("stopping with webhook attempts still unrecorded: they go again")
         metrics.stop()
         providers: ProviderCache | None = ctx.pop("providers", None)
         if providers is not None:
@@ -169,6 +180,9 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> OutageTo
         connection: StripeConnection | None = ctx.pop("stripe", None)
         if connection is not None:
             await connection.close()
+        webhooks: WebhookSender | None = ctx.pop("webhook_sender", None)
+        if webhooks is not None:
+            await webhooks.close()
         stack: AsyncExitStack | None = ctx.pop("exit_stack", None)
         if stack is not None:
             await stack.aclose()
@@ -178,6 +192,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> OutageTo
         functions=[
             func(heartbeat, name=HEARTBEAT_JOB),
             func(deliver_batch, name=DELIVER_JOB),
+            func(deliver_webhook, name=WEBHOOK_JOB),
         ],
         cron_jobs=[
             cron(scheduled_heartbeat, second=0, run_at_startup=True),
@@ -187,6 +202,15 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> OutageTo
             cron(
                 scheduled_reconcile,
                 second=set(range(0, 60, settings.reconcile_every_seconds)),
+                run_at_startup=True,
+            ),
+            cron(
+                scheduled_webhook_reconcile,
+                second=set(range(0, 60, settings.reconcile_every_seconds)),
+            ),
+            cron(
+                dispatch_webhooks,
+                second=set(range(0, 60, settings.webhook_dispatch_every_seconds)),
                 run_at_startup=True,
             ),
             cron(delete_expired_idempotency_keys, minute=7, second=45),

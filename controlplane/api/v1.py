@@ -26,6 +26,7 @@ from controlplane.api import (
     stats,
     usage,
     user,
+    webhook_endpoints,
     widgets,
 )
 from controlplane.api.routing import Operation
@@ -46,6 +47,7 @@ OPERATIONS: list[Operation] = [
     *widgets.operations,
     *state.operations,
     *analytics.operations,
+    *webhook_endpoints.operations,
     *usage.operations,
     *stats.operations,
     *billing.operations,

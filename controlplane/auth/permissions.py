@@ -82,7 +82,7 @@ def can_assign(actor: Role, current: Role | None, new: Role | None) -> bool:
 # do everything a secret key may.
 _READ_SCOPES = frozenset(
     {"devices:read", "pushes:read", "credentials:read", "usage:read", "state:read",
-     "analytics:read"}
+     "analytics:read", "webhooks:read"}
 )  # fmt: skip
 PROJECT_DATA_SCOPES: dict[Role, frozenset[str]] = {
     Role.VIEWER: _READ_SCOPES,

@@ -17,6 +17,8 @@ SECRET_SCOPES: frozenset[str] = frozenset(
         "analytics:read",
         "state:read",
         "state:write",
+        "webhooks:read",
+        "webhooks:write",
     }
 )
 # Publishable keys hold the state scopes too; what they may read and write is narrowed by

@@ -5,7 +5,8 @@ Every path that hands deliveries to a worker — the API after it commits a push
 reconciler — calls :func:`enqueue_deliveries`. It alone knows how deliveries are batched into
 jobs and how those jobs are named, so a job id always reads ``deliver:<push>:<origin>:<batch>``.
 arq refuses a second job under an id it still holds, which makes handing over the same batch
-twice (a relay retrying an enqueue whose answer was lost) harmless. The pipeline probe's
+twice (a relay retrying an enqueue whose answer was lost) harmless. Webhook deliveries go in
+through :func:`enqueue_webhook_delivery`, one job per attempt. The pipeline probe's
 heartbeat goes in through :func:`enqueue_heartbeat`; the worker registers its functions under
 the same names (``workers/worker.py``).
 """
@@ -21,6 +22,7 @@ from arq.jobs import Job
 HEARTBEAT_JOB = "heartbeat"
 DELIVER_JOB = "deliver_batch"
 DELIVERY_BATCH_SIZE = 500  # deliveries per job; see loadtests/ for how it was chosen
+WEBHOOK_JOB = "deliver_webhook"
 
 
 async def enqueue_deliveries(
@@ -49,6 +51,25 @@ async def enqueue_deliveries(
         )  # fmt: skip
         jobs += 1
     return jobs
+
+
+async def enqueue_webhook_delivery(
+    redis: ArqRedis, delivery_id: str, attempts: int, *, late: str | None = None,
+    defer_by: float | None = None,
+) -> bool:  # fmt: skip
+    """Enqueue the attempt of webhook delivery ``delivery_id`` that follows its ``attempts``.
+
+    The job id is ``webhook:<delivery>:<attempts>``: whoever hands over the same attempt (the
+    dispatcher each second, a delivery whose turn came, a retry) enqueues one job. ``late``
+    (the reconciler's stamp) makes a new id for an attempt whose job went missing. False when
+    arq already holds the job.
+    """
+    suffix = f":late:{late}" if late else ""
+    job = await redis.enqueue_job(
+        WEBHOOK_JOB, delivery_id, _job_id=f"webhook:{delivery_id}:{attempts}{suffix}",
+        _defer_by=timedelta(seconds=defer_by) if defer_by else None,
+    )  # fmt: skip
+    return job is not None
 
 
 async def enqueue_heartbeat(redis: ArqRedis, probe_id: str, *, expires: float) -> Job | None:

@@ -22,6 +22,7 @@ from controlplane.dashboard.pages import (
     pushes,
     session,
     state,
+    webhooks,
     widgets,
 )
 
@@ -35,6 +36,7 @@ routes: list[BaseRoute] = [
     *pushes.routes,
     *devices.routes,
     *credentials.routes,
+    *webhooks.routes,
     *activities.routes,
     *state.routes,
     *widgets.routes,

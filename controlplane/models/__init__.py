@@ -45,11 +45,20 @@ from controlplane.models.tenancy import (
     User,
 )
 from controlplane.models.usage import UsageAlert, UsageDay, UsageMetric, UsagePeriod
+from controlplane.models.webhooks import (
+    PENDING_WEBHOOK_STATUSES,
+    EndpointType,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 from controlplane.models.workers import WorkerHeartbeat
 
 __all__ = [
     "FINAL_DELIVERY_STATUSES",
     "OPEN_ACTIVITY_STATUSES",
+    "PENDING_WEBHOOK_STATUSES",
     "TOKEN_COLUMNS",
     "TOKEN_NAMES",
     "Activity",
@@ -67,6 +76,7 @@ __all__ = [
     "DeviceStatus",
     "DeviceTag",
     "Dimension",
+    "EndpointType",
     "Granularity",
     "IdempotencyKey",
     "Invitation",
@@ -97,5 +107,9 @@ __all__ = [
     "UsageMetric",
     "UsagePeriod",
     "User",
+    "WebhookDelivery",
+    "WebhookDeliveryStatus",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "WorkerHeartbeat",
 ]

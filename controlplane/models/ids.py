@@ -87,3 +87,15 @@ def new_state_entry_id() -> str:
 
 def new_activity_id() -> str:
     return new_id("act")
+
+
+def new_webhook_endpoint_id() -> str:
+    return new_id("whk")
+
+
+def new_webhook_event_id() -> str:
+    return new_id("wev")
+
+
+def new_webhook_delivery_id() -> str:
+    return new_id("whd")

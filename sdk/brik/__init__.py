@@ -15,8 +15,9 @@
     brik.events.track("widget.click", widget="OrderWidget", action="open_order")  # batched
 
 ``brik.init()`` makes a default :class:`Client` that ``brik.devices``, ``brik.pushes``,
-``brik.activities``, ``brik.live_activities``, ``brik.widgets``, ``brik.state`` and
-``brik.events`` use (it is closed at interpreter exit, sending buffered events); create
+``brik.activities``, ``brik.live_activities``, ``brik.widgets``, ``brik.state``,
+``brik.events`` and ``brik.webhooks`` use (it is closed at interpreter exit, sending buffered
+events; ``brik.webhooks.verify_signature`` needs no client); create
 :class:`Client` or :class:`AsyncClient` instances for several projects or for asyncio. Errors
 are in :mod:`brik.errors` (the tree is drawn there) and exported here.
 """
@@ -42,9 +43,19 @@ from brik.errors import (
     QuotaExceededError,
     RateLimitError,
     ServerError,
+    SignatureVerificationError,
 )
 from brik.events import Events
-from brik.resources import Activities, Devices, LiveActivities, Pushes, State, Widgets
+from brik.resources import (
+    Activities,
+    Devices,
+    LiveActivities,
+    Pushes,
+    State,
+    Webhooks,
+    Widgets,
+)
+from brik.signatures import verify_signature
 from brik.types import (
     Activity,
     ActivityDetail,
@@ -62,6 +73,9 @@ from brik.types import (
     StateDeleted,
     StateEntry,
     Target,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
     WidgetReload,
 )
 from brik.version import VERSION
@@ -97,9 +111,13 @@ __all__ = [
     "RateLimitError",
     "RefusedEvent",
     "ServerError",
+    "SignatureVerificationError",
     "StateDeleted",
     "StateEntry",
     "Target",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "WidgetReload",
     "activities",
     "devices",
@@ -108,6 +126,7 @@ __all__ = [
     "live_activities",
     "pushes",
     "state",
+    "webhooks",
     "widgets",
 ]
 
@@ -174,3 +193,13 @@ live_activities = cast(LiveActivities, _DefaultResource("live_activities"))
 widgets = cast(Widgets, _DefaultResource("widgets"))
 state = cast(State, _DefaultResource("state"))
 events = cast(Events, _DefaultResource("events"))
+
+
+class _DefaultWebhooks(_DefaultResource):
+    """``brik.webhooks``: the default client's, except ``verify_signature``, which needs no
+    client (a receiver of webhooks has no API key to init with)."""
+
+    verify_signature = staticmethod(verify_signature)
+
+
+webhooks = cast(Webhooks, _DefaultWebhooks("webhooks"))

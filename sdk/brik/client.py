@@ -22,11 +22,13 @@ from brik.resources import (
     AsyncLiveActivities,
     AsyncPushes,
     AsyncState,
+    AsyncWebhooks,
     AsyncWidgets,
     Devices,
     LiveActivities,
     Pushes,
     State,
+    Webhooks,
     Widgets,
 )
 
@@ -108,6 +110,7 @@ class Client(_Settings):
         self.activities = Activities(self._transport)
         self.widgets = Widgets(self._transport)
         self.state = State(self._transport)
+        self.webhooks = Webhooks(self._transport)
 
     def close(self) -> None:
         """Send the events still buffered (a failure is logged), then close the connections."""
@@ -154,6 +157,7 @@ class AsyncClient(_Settings):
         self.activities = AsyncActivities(self._transport)
         self.widgets = AsyncWidgets(self._transport)
         self.state = AsyncState(self._transport)
+        self.webhooks = AsyncWebhooks(self._transport)
 
     async def close(self) -> None:
         """As :meth:`Client.close`."""

@@ -2,6 +2,8 @@
 
     BrikError                      anything raised by this SDK
     ├── ConfigurationError         no API key (set BRIK_API_KEY), or not a Brik key
+    ├── SignatureVerificationError a webhook's Brik-Signature does not verify (wrong secret,
+    │                              changed body, too old), or its body is not an event
     ├── APIConnectionError         could not reach Brik, or the connection dropped (after retries)
     └── APIError                   Brik answered with an error: status, type, code, message,
         │                          param and request_id (quote it when asking for help)
@@ -45,6 +47,7 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitError",
     "ServerError",
+    "SignatureVerificationError",
 ]
 
 
@@ -64,6 +67,12 @@ class BrikError(Exception):
 
 class ConfigurationError(BrikError):
     """The SDK is not set up: no API key, or a key that is not a Brik project key."""
+
+
+class SignatureVerificationError(BrikError):
+    """A request claiming to be a Brik webhook is not: its ``Brik-Signature`` is missing, does
+    not sign this body with the secret given, or is older than the tolerance (a replay) — or the
+    body is not an event. Answer such a request 400 and do nothing with it."""
 
 
 class APIConnectionError(BrikError):

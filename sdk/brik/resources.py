@@ -32,6 +32,7 @@ from brik._http import (
     new_idempotency_key,
 )
 from brik.errors import APIError, InvalidRequestError, NotFoundError
+from brik.signatures import DEFAULT_TOLERANCE_SECONDS, verify_signature
 from brik.types import (
     Activity,
     ActivityDetail,
@@ -47,6 +48,9 @@ from brik.types import (
     StateDeleted,
     StateEntry,
     Target,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
     WidgetReload,
 )
 
@@ -57,11 +61,13 @@ __all__ = [
     "AsyncLiveActivities",
     "AsyncPushes",
     "AsyncState",
+    "AsyncWebhooks",
     "AsyncWidgets",
     "Devices",
     "LiveActivities",
     "Pushes",
     "State",
+    "Webhooks",
     "Widgets",
 ]
 
@@ -76,6 +82,8 @@ _ID_KINDS = {
     "dev": ("device_id", "a device id"),
     "psh": ("push_id", "a push id"),
     "act": ("activity_id", "an activity id"),
+    "whk": ("webhook_endpoint_id", "a webhook endpoint id"),
+    "whd": ("webhook_delivery_id", "a webhook delivery id"),
 }
 
 
@@ -1091,3 +1099,193 @@ class AsyncActivities:
             if not page.has_more or not page.data:
                 return
             after = page.data[-1].id
+
+
+# --- webhooks ----------------------------------------------------------------------------------
+
+
+def _endpoint_path(endpoint_id: str, action: str = "") -> str:
+    return _path("whk", endpoint_id, collection="webhook_endpoints", action=action)
+
+
+def _delivery_path(endpoint_id: str, delivery_id: str, action: str = "") -> str:
+    _path("whd", delivery_id, collection="-")  # the shape check, before anything is sent
+    return _endpoint_path(endpoint_id, f"/deliveries/{delivery_id}{action}")
+
+
+def _create_endpoint(
+    url: str, events: list[str], type: str | None, enabled: bool | None, description: str | None
+) -> Call:
+    body = _compact({"url": url, "events": list(events), "type": type, "enabled": enabled,
+                     "description": description})  # fmt: skip
+    # Not replayed by an Idempotency-Key on the server: the answer holds the secret.
+    return Call("POST", "/v1/webhook_endpoints", json=body)
+
+
+_UNSET: Any = object()
+_Names = list[str]  # inside the resources, `list` is their method
+
+
+def _update_endpoint(
+    endpoint_id: str, url: str | None, events: list[str] | None, enabled: bool | None,
+    description: str | None,
+) -> Call:  # fmt: skip
+    body = _compact({"url": url, "events": list(events) if events is not None else None,
+                     "enabled": enabled})  # fmt: skip
+    if description is not _UNSET:
+        body["description"] = description
+    return Call("PATCH", _endpoint_path(endpoint_id), json=body)
+
+
+def _list_webhook_deliveries(
+    endpoint_id: str, status: str | None, limit: int | None, starting_after: str | None
+) -> Call:
+    params = {"status": status, "limit": limit, "starting_after": starting_after}
+    return Call("GET", _endpoint_path(endpoint_id, "/deliveries"), params=params)
+
+
+class _Signatures:
+    """``verify_signature`` on both flavours: it needs no client, no key, no network."""
+
+    @staticmethod
+    def verify_signature(
+        payload: bytes | str, header: str | None, secret: str, *,
+        tolerance: float = DEFAULT_TOLERANCE_SECONDS,
+    ) -> WebhookEvent:  # fmt: skip
+        """The event in ``payload`` (the raw body) if ``header`` (``Brik-Signature``) signs it
+        with ``secret``; else :class:`~brik.errors.SignatureVerificationError`."""
+        return verify_signature(payload, header, secret, tolerance=tolerance)
+
+
+class Webhooks(_Signatures):
+    """The project's webhook endpoints (in the key's mode) and their delivery logs; a secret
+    key with ``webhooks:write`` / ``webhooks:read``. ``create`` and ``rotate_secret`` return
+    the endpoint with its ``secret``, shown then only."""
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def create(
+        self, *, url: str, events: list[str], type: str | None = None,
+        enabled: bool | None = None, description: str | None = None,
+    ) -> WebhookEndpoint:  # fmt: skip
+        """A new endpoint: ``events`` are names (``push.completed``), families (``billing.*``)
+        or ``["*"]``; ``type`` ``"slack"`` or ``"discord"`` for a channel's incoming webhook."""
+        call = _create_endpoint(url, events, type, enabled, description)
+        return _read(WebhookEndpoint.from_json, self._transport.request(call))
+
+    def retrieve(self, endpoint_id: str) -> WebhookEndpoint:
+        call = Call("GET", _endpoint_path(endpoint_id))
+        return _read(WebhookEndpoint.from_json, self._transport.request(call))
+
+    def list(
+        self, *, limit: int | None = None, starting_after: str | None = None
+    ) -> Page[WebhookEndpoint]:
+        call = Call("GET", "/v1/webhook_endpoints",
+                    params={"limit": limit, "starting_after": starting_after})  # fmt: skip
+        return _page(self._transport.request(call), WebhookEndpoint.from_json)
+
+    def update(
+        self, endpoint_id: str, *, url: str | None = None, events: _Names | None = None,
+        enabled: bool | None = None, description: str | None = _UNSET,
+    ) -> WebhookEndpoint:  # fmt: skip
+        """Change what is given; ``enabled=False`` stops it, ``True`` starts it again with a
+        clean record; ``description=None`` clears it."""
+        call = _update_endpoint(endpoint_id, url, events, enabled, description)
+        return _read(WebhookEndpoint.from_json, self._transport.request(call))
+
+    def delete(self, endpoint_id: str) -> Deleted:
+        call = Call("DELETE", _endpoint_path(endpoint_id))
+        return _read(Deleted.from_json, self._transport.request(call))
+
+    def rotate_secret(self, endpoint_id: str, *, overlap_hours: int = 24) -> WebhookEndpoint:
+        """A new signing secret (in the answer's ``secret``); the old one keeps signing beside
+        it for ``overlap_hours`` (0: stops now), so receivers can switch at leisure."""
+        call = Call("POST", _endpoint_path(endpoint_id, "/rotate_secret"),
+                    json={"overlap_hours": overlap_hours})  # fmt: skip
+        return _read(WebhookEndpoint.from_json, self._transport.request(call))
+
+    def send_test(self, endpoint_id: str) -> WebhookDelivery:
+        """Send the endpoint a ``webhook.test`` event now; follow it in :meth:`deliveries`."""
+        call = Call("POST", _endpoint_path(endpoint_id, "/test"))
+        return _read(WebhookDelivery.from_json, self._transport.request(call))
+
+    def deliveries(
+        self, endpoint_id: str, *, status: str | None = None, limit: int | None = None,
+        starting_after: str | None = None,
+    ) -> Page[WebhookDelivery]:  # fmt: skip
+        """The endpoint's delivery log, newest first."""
+        call = _list_webhook_deliveries(endpoint_id, status, limit, starting_after)
+        return _page(self._transport.request(call), WebhookDelivery.from_json)
+
+    def delivery(self, endpoint_id: str, delivery_id: str) -> WebhookDelivery:
+        """One delivery, with the ``event`` it carries."""
+        call = Call("GET", _delivery_path(endpoint_id, delivery_id))
+        return _read(WebhookDelivery.from_json, self._transport.request(call))
+
+    def resend(self, endpoint_id: str, delivery_id: str) -> WebhookDelivery:
+        """Send a delivery's event to its endpoint again, at once (a new delivery)."""
+        call = Call("POST", _delivery_path(endpoint_id, delivery_id, "/resend"))
+        return _read(WebhookDelivery.from_json, self._transport.request(call))
+
+
+class AsyncWebhooks(_Signatures):
+    """:class:`Webhooks`, awaited."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def create(
+        self, *, url: str, events: list[str], type: str | None = None,
+        enabled: bool | None = None, description: str | None = None,
+    ) -> WebhookEndpoint:  # fmt: skip
+        call = _create_endpoint(url, events, type, enabled, description)
+        return _read(WebhookEndpoint.from_json, await self._transport.request(call))
+
+    async def retrieve(self, endpoint_id: str) -> WebhookEndpoint:
+        call = Call("GET", _endpoint_path(endpoint_id))
+        return _read(WebhookEndpoint.from_json, await self._transport.request(call))
+
+    async def list(
+        self, *, limit: int | None = None, starting_after: str | None = None
+    ) -> Page[WebhookEndpoint]:
+        call = Call("GET", "/v1/webhook_endpoints",
+                    params={"limit": limit, "starting_after": starting_after})  # fmt: skip
+        return _page(await self._transport.request(call), WebhookEndpoint.from_json)
+
+    async def update(
+        self, endpoint_id: str, *, url: str | None = None, events: _Names | None = None,
+        enabled: bool | None = None, description: str | None = _UNSET,
+    ) -> WebhookEndpoint:  # fmt: skip
+        call = _update_endpoint(endpoint_id, url, events, enabled, description)
+        return _read(WebhookEndpoint.from_json, await self._transport.request(call))
+
+    async def delete(self, endpoint_id: str) -> Deleted:
+        call = Call("DELETE", _endpoint_path(endpoint_id))
+        return _read(Deleted.from_json, await self._transport.request(call))
+
+    async def rotate_secret(
+        self, endpoint_id: str, *, overlap_hours: int = 24
+    ) -> WebhookEndpoint:
+        call = Call("POST", _endpoint_path(endpoint_id, "/rotate_secret"),
+                    json={"overlap_hours": overlap_hours})  # fmt: skip
+        return _read(WebhookEndpoint.from_json, await self._transport.request(call))
+
+    async def send_test(self, endpoint_id: str) -> WebhookDelivery:
+        call = Call("POST", _endpoint_path(endpoint_id, "/test"))
+        return _read(WebhookDelivery.from_json, await self._transport.request(call))
+
+    async def deliveries(
+        self, endpoint_id: str, *, status: str | None = None, limit: int | None = None,
+        starting_after: str | None = None,
+    ) -> Page[WebhookDelivery]:  # fmt: skip
+        call = _list_webhook_deliveries(endpoint_id, status, limit, starting_after)
+        return _page(await self._transport.request(call), WebhookDelivery.from_json)
+
+    async def delivery(self, endpoint_id: str, delivery_id: str) -> WebhookDelivery:
+        call = Call("GET", _delivery_path(endpoint_id, delivery_id))
+        return _read(WebhookDelivery.from_json, await self._transport.request(call))
+
+    async def resend(self, endpoint_id: str, delivery_id: str) -> WebhookDelivery:
+        call = Call("POST", _delivery_path(endpoint_id, delivery_id, "/resend"))
+        return _read(WebhookDelivery.from_json, await self._transport.request(call))

@@ -27,6 +27,9 @@ __all__ = [
     "StateDeleted",
     "StateEntry",
     "Target",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "WidgetReload",
 ]
 
@@ -452,3 +455,125 @@ class EventBatch:
             received=self.received + other.received, accepted=self.accepted + other.accepted,
             rejected=self.rejected + other.rejected, errors=[*self.errors, *shifted],
         )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """Where a project's events go (``whk_…``), in the key's mode. ``type`` is ``webhook``
+    (Brik's signed JSON event), ``slack`` or ``discord`` (a message for people; their URLs are
+    shown cut short). ``events`` are names, families (``billing.*``) or ``*``. ``secret``
+    (``whsec_…``) is set only in what ``create`` and ``rotate_secret`` return: store it then.
+    ``disabled_reason`` says why Brik (sustained failure) or you disabled it."""
+
+    id: str
+    mode: str
+    type: str
+    url: str
+    description: str | None
+    events: list[str]
+    enabled: bool
+    disabled_reason: str | None
+    consecutive_failures: int
+    failing_since: datetime | None
+    last_success_at: datetime | None
+    previous_secret_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    secret: str | None = None
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> WebhookEndpoint:
+        health = body.get("health") or {}
+        return cls(
+            id=body["id"],
+            mode=body["mode"],
+            type=body["type"],
+            url=body["url"],
+            description=body.get("description"),
+            events=list(body["events"]),
+            enabled=bool(body["enabled"]),
+            disabled_reason=body.get("disabled_reason"),
+            consecutive_failures=int(health.get("consecutive_failures") or 0),
+            failing_since=_time(health.get("failing_since")),
+            last_success_at=_time(health.get("last_success_at")),
+            previous_secret_expires_at=_time(body.get("previous_secret_expires_at")),
+            created_at=_required_time(body["created_at"]),
+            updated_at=_required_time(body["updated_at"]),
+            secret=body.get("secret"),
+        )
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One event sent (or being sent) to one endpoint: ``status`` is ``waiting`` (behind an
+    earlier event about the same object), ``queued``, ``sending``, ``succeeded`` or ``failed``;
+    the last attempt's ``response_status``, ``latency_ms``, ``response_excerpt`` and ``error``.
+    ``event`` (the event as sent) is set by ``webhooks.delivery``."""
+
+    id: str
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    trigger: str  # "event", "test" or "resend"
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    response_status: int | None
+    response_excerpt: str | None
+    latency_ms: int | None
+    error: str | None
+    created_at: datetime
+    completed_at: datetime | None
+    event: dict[str, Any] | None = None
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> WebhookDelivery:
+        status = body.get("response_status")
+        latency = body.get("latency_ms")
+        event = body.get("event")
+        return cls(
+            id=body["id"],
+            endpoint_id=body["endpoint_id"],
+            event_id=body["event_id"],
+            event_type=body["event_type"],
+            trigger=body["trigger"],
+            status=body["status"],
+            attempts=int(body.get("attempts") or 0),
+            next_attempt_at=_time(body.get("next_attempt_at")),
+            response_status=None if status is None else int(status),
+            response_excerpt=body.get("response_excerpt"),
+            latency_ms=None if latency is None else int(latency),
+            error=body.get("error"),
+            created_at=_required_time(body["created_at"]),
+            completed_at=_time(body.get("completed_at")),
+            event=dict(event) if isinstance(event, dict) else None,
+        )
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """An event Brik sent to your endpoint, once its signature is verified
+    (``brik.webhooks.verify_signature``): ``type`` (``push.completed`` …), when it was
+    ``created``, ``livemode``, and ``data`` — the object it is about (the event's
+    ``data.object``). Deduplicate by ``id``: an event may come more than once."""
+
+    id: str
+    type: str
+    created: datetime
+    livemode: bool
+    project_id: str
+    data: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> WebhookEvent:
+        inner = body["data"]["object"]
+        if not isinstance(inner, dict):
+            raise TypeError("data.object is not an object")
+        return cls(
+            id=str(body["id"]),
+            type=str(body["type"]),
+            created=datetime.fromtimestamp(int(body["created"]), timezone.utc),
+            livemode=bool(body["livemode"]),
+            project_id=str(body["project_id"]),
+            data=inner,
+        )

@@ -44,6 +44,10 @@ from controlplane.models import (
     Role,
     Session,
     StateEntry,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEndpoint,
+    WebhookEvent,
 )
 from tests.support.tenants import Tenant, make_tenant
 
@@ -115,6 +119,17 @@ async def make_victim_rows(victim: Tenant) -> dict[str, str]:
         attributes={"order": "victim"}, content_state={"eta": 5}, status=ActivityStatus.ACTIVE,
         started_by="server", last_timestamp=1,
     )  # fmt: skip
+    endpoint = await WebhookEndpoint.create(
+        project=victim.project, mode=KeyMode.TEST, url_encrypted="not-read-here",
+        url_display="https://victim.example/hooks", events=["*"], secret_encrypted="not-read",
+    )  # fmt: skip
+    told = await WebhookEvent.create(
+        project=victim.project, mode=KeyMode.TEST, type="webhook.test", data={"v": "victim"}
+    )
+    delivery = await WebhookDelivery.create(
+        project=victim.project, mode=KeyMode.TEST, endpoint=endpoint, event=told,
+        status=WebhookDeliveryStatus.SUCCEEDED,
+    )  # fmt: skip
     now = datetime.now(UTC)
     for name in (VICTIM_STATE_KEY, f"widget:{VICTIM_WIDGET_KIND}"):
         await StateEntry.create(
@@ -145,6 +160,8 @@ async def make_victim_rows(victim: Tenant) -> dict[str, str]:
         "device_id": device.id,
         "push_id": push.id,
         "activity_id": activity.id,
+        "webhook_endpoint_id": endpoint.id,
+        "webhook_delivery_id": delivery.id,
     }
 
 
@@ -221,6 +238,9 @@ async def test_every_v1_route_answers_404_for_another_tenants_ids(
     ).exists()
     assert await Session.filter(id=victim_ids["session_id"], revoked_at=None).exists()
     assert await Device.filter(id=victim_ids["device_id"], user_id="victim-user").exists()
+    victim_endpoint = await WebhookEndpoint.get(id=victim_ids["webhook_endpoint_id"])
+    assert (victim_endpoint.enabled, victim_endpoint.secret_encrypted) == (True, "not-read")
+    assert await WebhookDelivery.filter(endpoint=victim_endpoint).count() == 1  # none resent
     victim_activity = await Activity.get(id=victim_ids["activity_id"])
     assert (victim_activity.content_state, victim_activity.version) == ({"eta": 5}, 1)
     for key in (VICTIM_STATE_KEY, f"widget:{VICTIM_WIDGET_KIND}"):

@@ -103,6 +103,16 @@ async def test_a_database_dump_contains_no_plaintext_secret(
     # The base64 body of the .p8 key, line by line.
     secrets_seen += [line for line in apple_key.pem.splitlines() if "-----" not in line]
 
+    # A webhook endpoint's signing secret, and a Slack URL: a credential of the channel.
+    slack_token = "Zq8x0SlackSecretPart4XyZ"
+    hook = await client.post("/v1/webhook_endpoints", headers=server, json={
+        "type": "slack", "url": f"https://hooks.slack.com/services/T01/B02/{slack_token}",
+        "events": ["*"]})  # fmt: skip
+    assert hook.status_code == 201, hook.text
+    rotated = await client.post(f"/v1/webhook_endpoints/{hook.json()['id']}/rotate_secret",
+                                json={"overlap_hours": 24}, headers=server)  # fmt: skip
+    secrets_seen += [slack_token, hook.json()["secret"], rotated.json()["secret"]]
+
     dump = dump_database(database_url)
     assert acme.owner.user.email in dump  # the dump is real and has the data …
     assert "bk_sk_live_" in dump  # … including key display prefixes

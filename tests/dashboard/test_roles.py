@@ -23,6 +23,8 @@ from controlplane.models import (
     PushStatus,
     Role,
     StateEntry,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from tests.controlplane.test_isolation import make_victim_rows
 from tests.dashboard.test_isolation import NAMES, dashboard_routes, fill, sign_in
@@ -31,7 +33,8 @@ from tests.support.tenants import make_tenant
 
 pytestmark = pytest.mark.database
 
-ACTIONS = ("revoke", "delete", "set", "role", "remove", "resend", "update", "roll", "preview")
+ACTIONS = ("revoke", "delete", "set", "role", "remove", "resend", "update", "roll", "preview",
+           "test", "rotate", "disable", "enable")  # fmt: skip
 # The organization's own forms (people, projects, billing): developers may not use them either.
 ORGANIZATION_FORMS = re.compile(r"^/dashboard/organizations/\{organization_id\}/")
 
@@ -44,6 +47,8 @@ def form(tenant_ids: dict[str, str], action: str) -> dict[str, str]:
         "content_state": '{"eta": 0}', "name": "Renamed", "email": "new@outsider.example",
         "role": "owner", "service_account": "{}", "scopes": "pushes:write",
         "organization_id": tenant_ids["organization_id"], "plan": "enterprise",
+        "url": "https://outsider.example/hooks", "events": "*",
+        "delivery_id": tenant_ids["webhook_delivery_id"],
     }  # fmt: skip
 
 
@@ -98,6 +103,11 @@ async def test_a_role_posting_every_form_it_may_not_use_is_refused_and_nothing_c
     assert sorted(roles) == sorted(Role)
     assert await Invitation.filter(organization=tenant.organization).count() == 1
     assert await Invitation.filter(id=ids["invitation_id"], revoked_at=None).exists()
+    endpoint = await WebhookEndpoint.get(project=tenant.project)
+    assert (endpoint.id, endpoint.enabled, endpoint.secret_encrypted) == (
+        ids["webhook_endpoint_id"], True, "not-read",
+    )  # fmt: skip
+    assert await WebhookDelivery.filter(endpoint=endpoint).count() == 1  # none sent or resent
 
 
 async def test_a_member_removed_while_signed_in_reaches_nothing_of_the_organization_at_once(

@@ -203,8 +203,7 @@ async def test_text_a_tenant_chose_is_text_on_every_page(app: Starlette, databas
         fill(route.path, ids)
         for route in dashboard_routes(app)
         # Live event streams and CSV downloads are not pages (no HTML to escape into).
-        if route.methods and "GET" in route.methods
-        and not route.path.endswith(("/events", ".csv"))
+        if route.methods and "GET" in route.methods and not route.path.endswith(("/events", ".csv"))
     ]
     shown = 0
     async with (

@@ -56,6 +56,8 @@ async def brik_server(database_url: str, redis_url: str) -> AsyncIterator[BrikSe
         BRIK_PLAN_FREE_STATE_BYTES=str(STATE_QUOTA),
         BRIK_PLAN_FREE_REQUESTS_PER_SECOND="100000",
         BRIK_ANALYTICS_LOAD_EVERY_SECONDS="1",
+        # Webhook tests receive on 127.0.0.1 (tests/sdk/test_webhooks.py).
+        BRIK_WEBHOOK_ALLOW_PRIVATE_NETWORKS="true",
     )
     url = f"http://127.0.0.1:{port}"
     serve = ("serve", "--host", "127.0.0.1", "--port", str(port))

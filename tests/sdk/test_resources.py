@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from starlette.routing import Route
 from tests.sdk.conftest import BrikServer, api_get
 from tests.support.apple import new_signing_key
 from tests.support.servers import serving
+from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.usefixtures("environment")
 
@@ -333,3 +335,62 @@ async def test_an_answer_of_the_wrong_shape_is_a_brik_error() -> None:
             with pytest.raises(brik.APIError, match="unexpected") as raised:
                 await call
             assert raised.value.body == {"object": "api_key", "data": [{"id": 1}], "kind": None}
+
+
+def test_webhook_endpoints_are_created_listed_changed_rotated_and_deleted(
+    brik_server: BrikServer,
+) -> None:
+    brik.init()
+    created = brik.webhooks.create(url="https://hooks.example.com/brik",
+                                   events=["push.completed", "billing.*"],
+                                   description="orders")  # fmt: skip
+    assert isinstance(created, brik.WebhookEndpoint)
+    assert created.secret is not None
+    assert created.secret.startswith("whsec_")
+    assert (created.mode, created.type, created.enabled) == ("test", "webhook", True)
+    read = brik.webhooks.retrieve(created.id)
+    assert (read.secret, read.events) == (None, ["billing.*", "push.completed"])
+    assert [e.id for e in brik.webhooks.list().data] == [created.id]
+    changed = brik.webhooks.update(created.id, events=["*"], description=None, enabled=False)
+    assert (changed.events, changed.description, changed.enabled) == (["*"], None, False)
+    rotated = brik.webhooks.rotate_secret(created.id, overlap_hours=1)
+    assert rotated.secret not in (None, created.secret)
+    assert rotated.previous_secret_expires_at is not None
+    with pytest.raises(brik.InvalidRequestError) as refused:
+        brik.webhooks.create(url="https://hooks.example.com/", events=["push.sent"])
+    assert refused.value.param == "events"
+    with pytest.raises(brik.InvalidRequestError) as not_an_id:
+        brik.webhooks.retrieve("../credentials")
+    assert not_an_id.value.param == "webhook_endpoint_id"
+    assert brik.webhooks.delete(created.id).id == created.id
+    with pytest.raises(brik.NotFoundError):
+        brik.webhooks.retrieve(created.id)
+
+
+async def test_a_webhook_test_event_is_received_and_verified_with_the_sdk(
+    brik_server: BrikServer, keys: dict[str, str]
+) -> None:
+    hooks = WebhookReceiver()
+    async with (
+        serving(hooks.app) as url,
+        brik.AsyncClient(keys["test_secret"], base_url=brik_server.url) as client,
+    ):
+        endpoint = await client.webhooks.create(url=f"{url}/in", events=["push.completed"])
+        assert endpoint.secret is not None
+        sent = await client.webhooks.send_test(endpoint.id)
+        assert (sent.event_type, sent.status) == ("webhook.test", "queued")
+        (request,) = await hooks.wait_for(1)
+        event = client.webhooks.verify_signature(
+            request.body, request.headers["brik-signature"], endpoint.secret
+        )
+        assert (event.id, event.type, event.data["id"]) == (sent.event_id, "webhook.test",
+                                                           endpoint.id)  # fmt: skip
+        deadline = time.monotonic() + 20
+        while (log := await client.webhooks.deliveries(endpoint.id)).data[0].status != "succeeded":
+            assert time.monotonic() < deadline
+        detail = await client.webhooks.delivery(endpoint.id, log.data[0].id)
+        assert detail.event is not None
+        assert (detail.response_status, detail.event["id"]) == (200, event.id)
+        again = await client.webhooks.resend(endpoint.id, detail.id)
+        assert (again.trigger, again.event_id) == ("resend", event.id)
+        await hooks.wait_for(2)

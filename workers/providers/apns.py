@@ -443,7 +443,7 @@ def classify(status: str | int, reason: str | None) -> Outcome:
         return Outcome.retry(reason)
     fix = CREDENTIAL_ERRORS.get((code, reason))
     if fix is not None or code == 403:
-        return Outcome.failed(f"{reason}: {fix or 'fix the credential'}")
+        return Outcome.credential_refused(f"{reason}: {fix or 'fix the credential'}")
     return Outcome.failed(reason)
 
 
@@ -454,9 +454,11 @@ def classify_broadcast(status: int, reason: str | None) -> Outcome:
     reason = reason or f"HTTP {status}"
     if status == 0 or status in TEMPORARY_STATUSES:
         return Outcome.retry(reason)
-    fix = CHANNEL_ERRORS.get((status, reason)) or CREDENTIAL_ERRORS.get((status, reason))
+    if (status, reason) in CHANNEL_ERRORS:
+        return Outcome.failed(f"{reason}: {CHANNEL_ERRORS[(status, reason)]}")
+    fix = CREDENTIAL_ERRORS.get((status, reason))
     if fix is not None or status == 403:
-        return Outcome.failed(f"{reason}: {fix or 'fix the credential'}")
+        return Outcome.credential_refused(f"{reason}: {fix or 'fix the credential'}")
     return Outcome.failed(reason)
 
 

@@ -47,6 +47,9 @@ class Outcome:
     reason: str = ""
     retry_after: float | None = None
     provider_message_id: str | None = None
+    # FAILED because the provider refused the project's credential (not this push or token):
+    # every send through it fails until it is fixed, which a webhook tells (credential.failing).
+    credential_rejected: bool = False
 
     @classmethod
     def delivered(cls, provider_message_id: str | None = None) -> Outcome:
@@ -63,6 +66,10 @@ class Outcome:
     @classmethod
     def failed(cls, reason: str) -> Outcome:
         return cls(OutcomeKind.FAILED, reason)
+
+    @classmethod
+    def credential_refused(cls, reason: str) -> Outcome:
+        return cls(OutcomeKind.FAILED, reason, credential_rejected=True)
 
     @classmethod
     def rate_limited(cls, reason: str) -> Outcome:

@@ -267,7 +267,7 @@ def classify(result: FcmResult) -> Outcome:
     if result.status in TEMPORARY_STATUSES:
         return Outcome.retry(code, result.retry_after)
     if result.status in CREDENTIAL_STATUSES:
-        return Outcome.failed(
+        return Outcome.credential_refused(
             f"{code}: FCM refused the service account or sender; upload a valid "
             f"service-account key for this Firebase project ({result.error_message})"
         )

@@ -62,7 +62,8 @@ MAGIC_TOKENS: dict[str, Script] = {
                         "503 twice, then delivered on the third attempt"),
     _ios("429"): Script(Outcome.retry("TooManyRequests", 1.0), 1,
                         "429 once (retry after 1 s), then delivered"),
-    _ios("403"): Script(Outcome.failed("InvalidProviderToken: the APNs auth key was refused"),
+    _ios("403"): Script(Outcome.credential_refused(
+                            "InvalidProviderToken: the APNs auth key was refused"),
                         None, "credential error: failed, not retried"),
     "brik-sandbox:unregistered": Script(Outcome.invalid_token("UNREGISTERED"), None,
                                         "unregistered: the device is marked invalid"),
@@ -74,7 +75,8 @@ MAGIC_TOKENS: dict[str, Script] = {
     "brik-sandbox:quota-once": Script(Outcome.retry("QUOTA_EXCEEDED", 1.0), 1,
                                       "429 once (retry after 1 s), then delivered"),
     "brik-sandbox:auth-error": Script(
-        Outcome.failed("THIRD_PARTY_AUTH_ERROR: the service account was refused"), None,
+        Outcome.credential_refused("THIRD_PARTY_AUTH_ERROR: the service account was refused"),
+        None,
         "credential error: failed, not retried"),
 }  # fmt: skip
 

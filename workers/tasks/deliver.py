@@ -13,7 +13,11 @@ the worker's in-flight budget (:mod:`workers.in_flight`), so at most
 ``delivery_in_flight_per_connection`` sends per worker are ever unrecorded.
 
 Results are written in bulk — one UPDATE per (outcome, reason) group per chunk, not one per
-device.
+device. When the project has a webhook endpoint that wants to hear of it, a delivery that fails
+(``delivery.failed``), a device whose token died (``device.invalidated``) and the push's
+completion (``push.completed``) are written with their webhook events in one transaction each
+(:mod:`controlplane.webhook_events`); a provider refusing the credential is told once a day
+(``credential.failing``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from functools import partial
 from typing import Any
 
 from tortoise.expressions import F, Q, Subquery
+from tortoise.transactions import in_transaction
 
 from controlplane.core.keyspace import events_channel
 from controlplane.core.queue import enqueue_deliveries
@@ -40,6 +45,8 @@ from controlplane.models import (
     DeliveryStatus,
     Device,
     DeviceStatus,
+    ProviderCredential,
+    ProviderName,
     Push,
     PushStatus,
     TokenSlot,
@@ -47,6 +54,14 @@ from controlplane.models import (
 from controlplane.models import TOKEN_NAMES as SLOT_NAMES
 from controlplane.payloads import PushContent
 from controlplane.settings import Settings
+from controlplane.webhook_events import (
+    Outbox,
+    credential_failing_data,
+    delivery_failed_data,
+    device_invalidated_data,
+    outbox,
+    push_data,
+)
 from workers.device_cap import DeviceCap
 from workers.egress import EgressLimiter
 from workers.in_flight import InFlightBudget
@@ -153,6 +168,7 @@ async def deliver_batch(
     budget: InFlightBudget = ctx["in_flight"]
     content = PushContent.model_validate(push.content)
     providers = JobProviders(ctx["providers"], push.project_id)  # type: ignore[attr-defined]
+    hooks = await outbox(push.project_id, push.mode)  # type: ignore[attr-defined]
     try:
         # Chunks no larger than the in-flight budget, each claimed, sent *and recorded* under
         # its reservation: a crash leaves at most that many sends unrecorded, a cancelled job
@@ -161,7 +177,7 @@ async def deliver_batch(
         size = chunk_size(budget.limit)
         for start in range(0, len(delivery_ids), size):
             chunk_ids = delivery_ids[start : start + size]
-            chunk = partial(_deliver_chunk, ctx, push, content, providers, chunk_ids, start)
+            chunk = partial(_deliver_chunk, ctx, push, content, providers, chunk_ids, start, hooks)
             sent = await budget.run(len(chunk_ids), chunk)
             if sent and push.status is not PushStatus.SENDING:
                 await Push.filter(
@@ -172,7 +188,7 @@ async def deliver_batch(
     finally:
         if metrics is not None:
             metrics.jobs_in_progress.dec()
-    await _complete_if_final(push_id)
+    await _complete_if_final(push, hooks)
     await ctx["redis"].publish(events_channel(push_id), "changed")
     return dict(counts)
 
@@ -184,6 +200,7 @@ async def _deliver_chunk(
     providers: JobProviders,
     delivery_ids: list[str],
     chunk_start: int,
+    hooks: Outbox,
 ) -> dict[str, int]:
     settings: Settings = ctx["settings"]
     now = datetime.now(UTC)
@@ -220,14 +237,18 @@ async def _deliver_chunk(
                 reason = f"over the cap of {cap.per_minute} pushes per device per minute"
                 refused = {row.id: Outcome.rate_limited(reason) for row in capped}
                 counts.update(
-                    await _record(push, content, capped, refused, lease, settings, ctx, chunk_start)
+                    await _record(
+                        push, content, capped, refused, lease, settings, ctx, chunk_start, hooks
+                    )
                 )
         if not group:
             continue
         started = time.perf_counter()
         sent = await _send_group(push, content, name, group, providers, ctx["keyring"])
         _observe(metrics, name, sent, time.perf_counter() - started)
-        counts.update(await _record(push, content, group, sent, lease, settings, ctx, chunk_start))
+        counts.update(
+            await _record(push, content, group, sent, lease, settings, ctx, chunk_start, hooks)
+        )
     return dict(counts)
 
 
@@ -382,8 +403,12 @@ async def _record(
     settings: Settings,
     ctx: dict[str, Any],
     chunk_start: int = 0,
+    hooks: Outbox | None = None,
 ) -> dict[str, int]:
     now = datetime.now(UTC)
+    rows = list(rows)
+    if hooks is None:
+        hooks = await outbox(push.project_id, push.mode)  # type: ignore[attr-defined]
     finals: dict[tuple[DeliveryStatus, str | None], list[str]] = defaultdict(list)
     retries: dict[tuple[str, float, str], list[str]] = defaultdict(list)
     dead_devices: dict[str, list[str]] = defaultdict(list)
@@ -428,15 +453,28 @@ async def _record(
                 finals[(DeliveryStatus.FAILED, gave_up[:500])].append(row.id)
             else:
                 retries[(row.provider, round(delay, 3), outcome.reason)].append(row.id)
+    claimed = {row.id: row for row in rows}
     for (status, final_reason), ids in finals.items():
+        if status is DeliveryStatus.FAILED and hooks.wants("delivery.failed"):
+            await _fail_and_tell(hooks, push, [claimed[i] for i in ids], final_reason, lease, now)
+            continue
         await Delivery.filter(id__in=ids, lease_token=lease).update(
             status=status, reason=final_reason, completed_at=now, lease_token=None,
             lease_until=None,
         )  # fmt: skip
     for reason, device_ids in dead_devices.items():
+        if hooks.wants("device.invalidated"):
+            await _invalidate_and_tell(hooks, device_ids, reason, now)
+            continue
         await Device.filter(id__in=device_ids, status=DeviceStatus.ACTIVE).update(
             status=DeviceStatus.INVALID, invalid_reason=reason[:300], invalidated_at=now
         )
+    bad_credential = [
+        row for row in rows if outcomes.get(row.id, Outcome.delivered()).credential_rejected
+    ]
+    if bad_credential and hooks.wants("credential.failing"):
+        first = bad_credential[0]
+        await _tell_credential_failing(hooks, first.provider, outcomes[first.id], now)
     for device_id, column, refused in dropped_tokens:
         # Only while it still holds the refused token: one registered since then is kept.
         await Device.filter(id=device_id, **{column: refused}).update(**{column: None})
@@ -465,9 +503,85 @@ async def _record(
     return dict(counts)
 
 
-async def _complete_if_final(push_id: str) -> None:
-    if await Delivery.filter(push_id=push_id, status__in=OPEN_STATUSES).exists():
+async def _fail_and_tell(
+    hooks: Outbox, push: Push, rows: list[Claimed], reason: str | None, lease: str,
+    now: datetime,
+) -> None:  # fmt: skip
+    """End ``rows`` failed and write their ``delivery.failed`` events, in one transaction (only
+    the rows this run still holds)."""
+    async with in_transaction():
+        held = await (
+            Delivery.filter(id__in=[row.id for row in rows], lease_token=lease)
+            .select_for_update(no_key=True).only("id")
+        )  # fmt: skip
+        ids = {delivery.id for delivery in held}
+        if not ids:
+            return
+        await Delivery.filter(id__in=ids).update(
+            status=DeliveryStatus.FAILED, reason=reason, completed_at=now, lease_token=None,
+            lease_until=None,
+        )  # fmt: skip
+        await hooks.emit_many("delivery.failed", [
+            (delivery_failed_data(row.id, push.id, row.device_id, row.platform, row.provider,
+                                  reason, row.attempts, now), push.id)
+            for row in rows if row.id in ids
+        ])  # fmt: skip
+
+
+async def _invalidate_and_tell(
+    hooks: Outbox, device_ids: list[str], reason: str, now: datetime
+) -> None:
+    """Mark the devices still active invalid and write their ``device.invalidated`` events, in
+    one transaction."""
+    async with in_transaction():
+        devices = await (
+            Device.filter(id__in=device_ids, status=DeviceStatus.ACTIVE)
+            .select_for_update(no_key=True).only("id", "platform", "user_id", "token_last_four")
+        )  # fmt: skip
+        if not devices:
+            return
+        await Device.filter(id__in=[device.id for device in devices]).update(
+            status=DeviceStatus.INVALID, invalid_reason=reason[:300], invalidated_at=now
+        )
+        await hooks.emit_many("device.invalidated", [
+            (device_invalidated_data(device.id, device.platform.value, device.user_id,
+                                     device.token_last_four, reason[:300], now), device.id)
+            for device in devices
+        ])  # fmt: skip
+
+
+async def _tell_credential_failing(
+    hooks: Outbox, provider: str, outcome: Outcome, now: datetime
+) -> None:
+    """``credential.failing``, at most once a day per credential version (the sandbox: per
+    project and mode)."""
+    credential = None
+    if provider in {name.value for name in ProviderName}:
+        credential = await ProviderCredential.get_or_none(
+            project_id=hooks.project_id, provider=ProviderName(provider)
+        )
+    version = credential.version if credential is not None else None
+    identity = f"{credential.id}:{version}" if credential is not None else "none"
+    day = now.date().isoformat()
+    await hooks.emit_once(
+        "credential.failing",
+        credential_failing_data(provider, credential.id if credential else None, version,
+                                outcome.reason),
+        dedupe_key=f"credential.failing:{hooks.project_id}:{hooks.mode.value}:{provider}:"
+        f"{identity}:{day}",
+    )  # fmt: skip
+
+
+async def _complete_if_final(push: Push, hooks: Outbox) -> None:
+    if await Delivery.filter(push_id=push.id, status__in=OPEN_STATUSES).exists():
         return
-    await Push.filter(
-        id=push_id, status__in=[PushStatus.QUEUED, PushStatus.SENDING, PushStatus.SCHEDULED]
-    ).update(status=PushStatus.COMPLETED, completed_at=datetime.now(UTC))
+    still_open = Push.filter(
+        id=push.id, status__in=[PushStatus.QUEUED, PushStatus.SENDING, PushStatus.SCHEDULED]
+    )
+    now = datetime.now(UTC)
+    if not hooks.wants("push.completed"):
+        await still_open.update(status=PushStatus.COMPLETED, completed_at=now)
+        return
+    async with in_transaction():
+        if await still_open.update(status=PushStatus.COMPLETED, completed_at=now):
+            await hooks.emit("push.completed", await push_data(push, now), ordering_key=push.id)

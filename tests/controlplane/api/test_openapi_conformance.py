@@ -163,6 +163,16 @@ _RANGE = Refusal(
     "from must come before to: a relation between two parameters, which no schema of either "
     "can state", _from_not_before_to,
 )  # fmt: skip
+_PRIVATE_URL = Refusal(
+    "url_not_allowed", "url",
+    "whether a host is a loopback, private or link-local address is a matter of address ranges "
+    "(and of the operator's BRIK_WEBHOOK_ALLOW_PRIVATE_NETWORKS), not of a pattern",
+)  # fmt: skip
+_BRACKETED = Refusal(
+    "url_invalid", "url",
+    "an IPv6 address in brackets must be one (its groups, one ::): more than a pattern says",
+    lambda case: "[" in str((case.body or {}).get("url", "")),
+)  # fmt: skip
 STATE_DEPENDENT: dict[str, list[Refusal]] = {
     "logout": [Refusal("session_required", None,
                        "signing out ends a session; these calls carry a personal access token")],
@@ -190,6 +200,11 @@ STATE_DEPENDENT: dict[str, list[Refusal]] = {
     "retrieve_analytics_summary": [_RANGE],
     "list_analytics_events": [_RANGE],
     "export_analytics_events": [_RANGE],
+    "create_webhook_endpoint": [_PRIVATE_URL, _BRACKETED,
+                                Refusal("too_many_webhook_endpoints", None,
+                                        "a project holds 20 endpoints per mode: depends on how "
+                                        "many it has already")],
+    "update_webhook_endpoint": [_PRIVATE_URL, _BRACKETED],
     "create_checkout_session": [_NO_BILLING],
     "create_portal_session": [_NO_BILLING],
 }  # fmt: skip
@@ -229,6 +244,7 @@ MUST_SUCCEED = {
     "reload_widgets",
     "ingest_events",
     "retrieve_analytics_summary",
+    "create_webhook_endpoint",
 }
 
 
