@@ -141,7 +141,7 @@ def test_serve_and_worker_processes_deliver_the_pipeline_probe(
         for process in processes:
             process.send_signal(signal.SIGTERM)
         for process in processes:
-            process.wait(timeout=30)
+            process.wait(timeout=45)  # the worker's grace period (30 s) and some
     assert [p.returncode for p in processes] == [0, 0]
 
 

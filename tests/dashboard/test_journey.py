@@ -83,7 +83,7 @@ def worker_process(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
         yield process
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        process.wait(timeout=45)  # the worker's grace period (30 s) and some
 
 
 @pytest.fixture

@@ -115,7 +115,7 @@ def running(
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+        process.wait(timeout=45)  # the worker's grace period (30 s) and some
         if process.stderr is not None:
             process.stderr.close()
 
@@ -123,7 +123,7 @@ def running(
 def stopped_cleanly(process: subprocess.Popen[str]) -> str:
     """Its stderr, once it has exited 0 after SIGTERM."""
     process.send_signal(signal.SIGTERM)
-    code = process.wait(timeout=30)
+    code = process.wait(timeout=45)  # the worker's grace period (30 s) and some
     assert process.stderr is not None
     errors = process.stderr.read()
     assert code == 0, errors[-3000:]

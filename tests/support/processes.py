@@ -139,6 +139,6 @@ def running_command(
         yield process
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+        process.wait(timeout=45)  # the worker's grace period (30 s) and some
         if process.stderr is not None:
             process.stderr.close()

@@ -113,14 +113,15 @@ async def test_a_push_is_retried_until_its_ttl_runs_out_then_fails_saying_so(
     await register(client, key, token, "ios")
     _brownout(apns_fake, fcm_fake)
     started = time.monotonic()
-    push = await until_final(client, key, await _send(client, key, ttl=3))
+    push = await until_final(client, key, await _send(client, key, ttl=6))
     took = time.monotonic() - started
     assert push["deliveries"] == {"failed": 1}
     [delivery] = await Delivery.filter(push_id=push["id"])
-    assert delivery.attempts > 6  # retried all along its three seconds, not six times
+    # Retried all along its six seconds, not six times (even a loaded machine makes more).
+    assert delivery.attempts > 6
     assert "ttl" in str(delivery.reason)
     assert str(delivery.reason).endswith("ServiceUnavailable")
-    assert 2.5 < took < 12  # given up once expired, not before and not much after
+    assert 5.5 < took < 20  # given up once expired, not before and not much after
     # The provider was never asked to deliver it after it expired.
     sent_at = [r.received_at for r in apns_fake.received if r.token == token]
     expiry = int(apns_fake.received[0].headers["apns-expiration"])
@@ -130,7 +131,7 @@ async def test_a_push_is_retried_until_its_ttl_runs_out_then_fails_saying_so(
 async def test_without_a_ttl_the_retry_budget_bounds_the_retries(
     pipeline: Callable[..., Any], apns_fake: FakeAPNs, fcm_fake: FakeFCM, signing_key: SigningKey
 ) -> None:
-    client = await _start(pipeline, apns_fake, fcm_fake, delivery_retry_budget_seconds=3)
+    client = await _start(pipeline, apns_fake, fcm_fake, delivery_retry_budget_seconds=6)
     key = await live_project(client, signing_key, fcm_fake)
     await register(client, key, "cd" * 32, "ios")
     _brownout(apns_fake, fcm_fake)
@@ -138,4 +139,4 @@ async def test_without_a_ttl_the_retry_budget_bounds_the_retries(
     assert push["deliveries"] == {"failed": 1}
     [delivery] = await Delivery.filter(push_id=push["id"])
     assert delivery.attempts > 6
-    assert str(delivery.reason).startswith("gave up after retrying for 3 s")
+    assert str(delivery.reason).startswith("gave up after retrying for 6 s")
