@@ -2,7 +2,7 @@
 
 Pushes count one per recipient device accepted by ``POST /v1/pushes``, reserved in the same
 transaction that queues them: :func:`reserve_pushes` adds them to the month's row with one
-conditional UPDATE (``pushes + n <= quota``), so concurrent sends serialise on that row and the
+conditional upsert (``pushes + n <= quota``), so concurrent sends serialise on that row and the
 quota is never overshot, not even by one. A send that does not fit is refused whole and its
 transaction rolls back — nothing of it is queued, nothing is counted. Test-mode pushes count
 against a quota of their own. Canceling a scheduled push gives back what it had reserved and
@@ -11,9 +11,11 @@ not sent (:func:`release_pushes`, in the cancel's transaction).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F
 from tortoise.queryset import QuerySet
 
@@ -61,18 +63,36 @@ async def reserve_pushes(
     ``enforce=False`` counts them even past the quota (what must go whatever the plan: a Live
     Activity's end, without which it would stay on Lock Screens for hours)."""
     start = period_start(now)
-    await UsagePeriod.bulk_create(
-        [UsagePeriod(organization=organization, period_start=start, mode=mode)],
-        ignore_conflicts=True,
-    )
     row = UsagePeriod.filter(organization_id=organization.id, period_start=start, mode=mode)
-    quota = limits.push_quota(mode)
-    fits = row if quota is None or not enforce else row.filter(pushes__lte=quota - count)
-    if not await fits.update(pushes=F("pushes") + count):
+    quota = limits.push_quota(mode) if enforce else None
+    if quota is not None and count > quota:
+        raise _exceeded(mode, count, quota, await _count(row), now)
+    # One statement (the hot path of every send): create the month's row or add to it, only
+    # while the sum stays within the quota; nothing comes back when it would not.
+    client = UsagePeriod._meta.db
+    arg = _placeholders(client)
+    added = await client.execute_query_dict(
+        f"INSERT INTO usage_periods (organization_id, period_start, mode, pushes, "
+        f"overage_reported) VALUES ({arg(1)}, {arg(2)}, {arg(3)}, {arg(4)}, 0) "
+        f"ON CONFLICT (organization_id, period_start, mode) DO UPDATE "
+        f"SET pushes = usage_periods.pushes + excluded.pushes "
+        f"WHERE {arg(5, 'bigint')} IS NULL OR usage_periods.pushes + excluded.pushes <= {arg(5)} "
+        f"RETURNING pushes",
+        [organization.id, start, mode.value, count, quota],
+    )  # fmt: skip
+    if not added:
         raise _exceeded(mode, count, quota or 0, await _count(row), now)
-    after = await _count(row)
+    after = int(added[0]["pushes"])
     await add_to_day(organization.id, UsageMetric.PUSHES, mode, count, now.date())
     return Reservation(mode=mode, period_start=start, before=after - count, after=after)
+
+
+def _placeholders(client: BaseDBAsyncClient) -> Callable[..., str]:
+    """The dialect's spelling of the n-th query parameter (a type given where PostgreSQL
+    cannot infer one)."""
+    if client.capabilities.dialect == "postgres":
+        return lambda n, cast=None: f"${n}::{cast}" if cast else f"${n}"
+    return lambda n, cast=None: f"?{n}"
 
 
 async def release_pushes(
@@ -116,11 +136,13 @@ def _exceeded(mode: KeyMode, count: int, quota: int, used: int, now: datetime) -
 async def add_to_day(
     organization_id: str, metric: UsageMetric, mode: KeyMode, amount: int, day: date
 ) -> None:
-    """Add ``amount`` to a day's total (atomic: insert-if-missing, then increment)."""
-    await UsageDay.bulk_create(
-        [UsageDay(organization_id=organization_id, day=day, mode=mode, metric=metric)],
-        ignore_conflicts=True,
-    )
-    await UsageDay.filter(
-        organization_id=organization_id, day=day, mode=mode, metric=metric
-    ).update(value=F("value") + amount)
+    """Add ``amount`` to a day's total (atomic: one upsert)."""
+    client = UsageDay._meta.db
+    arg = _placeholders(client)
+    await client.execute_query(
+        f"INSERT INTO usage_days (organization_id, day, mode, metric, value) "
+        f"VALUES ({arg(1)}, {arg(2)}, {arg(3)}, {arg(4)}, {arg(5)}) "
+        f"ON CONFLICT (organization_id, day, mode, metric) DO UPDATE "
+        f"SET value = usage_days.value + excluded.value",
+        [organization_id, day, mode.value, metric.value, amount],
+    )  # fmt: skip

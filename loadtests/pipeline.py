@@ -106,6 +106,12 @@ async def _serve_fake(
             conn.send(sum(1 for push in fake.received if push.accepted))
         elif command == "received_at":
             conn.send([push.received_at for push in fake.received if push.accepted])
+        elif command == "received_by_token":  # the first moment each token got a push
+            first: dict[str, float] = {}
+            for push in fake.received:
+                if push.accepted:
+                    first.setdefault(push.token, push.received_at)
+            conn.send(first)
         elif command == "clear":
             fake.received.clear()
             conn.send(None)
