@@ -24,6 +24,7 @@ its data) are re-enqueued by the reconciler. While it waits, ``brik_worker_redis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -40,7 +41,7 @@ from controlplane import db, mail
 from controlplane.analytics.buffer import EventBuffer
 from controlplane.billing import StripeConnection
 from controlplane.core.connections import redis_settings
-from controlplane.core.queue import DELIVER_JOB, HEARTBEAT_JOB, WEBHOOK_JOB
+from controlplane.core.queue import DELIVER_JOB, HEARTBEAT_JOB, WEBHOOK_JOB, wake_channel
 from controlplane.crypto import KeyRing
 from controlplane.settings import Settings
 from workers.device_cap import DeviceCap
@@ -92,7 +93,41 @@ class OutageTolerantWorker(Worker):
             except (RedisError, OSError, TimeoutError) as exc:
                 await self._wait_for_redis(exc)
         self._redis_is_back()
-        await super().main()
+        # arq's own main loop, except that it waits for a wake-up (new work due now) or the
+        # poll delay, whichever comes first: a push is picked up as soon as it is queued.
+        logger.info("Starting worker for %d functions", len(self.functions))
+        self.ctx["redis"] = self.pool
+        if self.on_startup:
+            await self.on_startup(self.ctx)
+        woken = asyncio.Event()
+        listener = asyncio.create_task(self._listen_for_work(woken))
+        try:
+            while True:
+                woken.clear()
+                await self._poll_iteration()
+                if not woken.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(woken.wait(), self.poll_delay_s)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _listen_for_work(self, woken: asyncio.Event) -> None:
+        """Set ``woken`` each time the queue's wake channel rings; through a Redis outage,
+        try again (polling goes on meanwhile)."""
+        while True:
+            pubsub = self.pool.pubsub()
+            try:
+                await pubsub.subscribe(wake_channel(self.queue_name))
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        woken.set()
+            except (RedisError, OSError, TimeoutError):
+                await asyncio.sleep(self._reconnect_delay)
+            finally:
+                with contextlib.suppress(RedisError, OSError, TimeoutError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _poll_iteration(self) -> None:
         try:
