@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from controlplane.realtime.channels import Channel
 from controlplane.settings import Settings
 
-MESSAGE_ID_PATTERN = r"^[0-9]{1,20}-[0-9]{1,20}$"
+MESSAGE_ID_PATTERN = r"^[0-9]{1,19}-[0-9]{1,19}$"  # within Redis's 64-bit halves
 EVENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 EVENT_RULE = "1 to 64 characters: letters, digits and _ . : -, starting with a letter or digit"
 _MESSAGE_ID = re.compile(MESSAGE_ID_PATTERN)
