@@ -16,7 +16,7 @@ reconnects with ``Last-Event-ID`` and resumes from the history once Redis is bac
 connection is dropped, and the next :meth:`subscribe` opens a new one — or fails at once with
 ``RedisError`` while Redis is still away, which the API answers with a 503. A connection that
 stops answering without closing is noticed by a PING every :data:`PING_EVERY_SECONDS`. A stream
-that does not read fast enough (its queue of :data:`QUEUE_SIZE` is full) is ended too rather
+that does not read fast enough (its queue of :data:`QUEUE_SIZE` messages is full) is ended too rather
 than holding messages without bound.
 """
 
@@ -52,11 +52,11 @@ TOO_SLOW = "too_slow"
 class Subscription:
     """One local stream's place on a channel; :meth:`close` gives it back."""
 
-    def __init__(self, hub: RealtimeHub, topic: str) -> None:
+    def __init__(self, hub: RealtimeHub, topic: str, queue_size: int) -> None:
         self.topic = topic
         self.ended: str | None = None  # why the hub ended it: LOST_REDIS, STOPPING, TOO_SLOW
         self._hub = hub
-        self._queue: asyncio.Queue[Message | None] = asyncio.Queue(QUEUE_SIZE)
+        self._queue: asyncio.Queue[Message | None] = asyncio.Queue(queue_size)
         self._closed = False
 
     def deliver(self, message: Message) -> None:
@@ -94,8 +94,11 @@ class Subscription:
 
 
 class RealtimeHub:
-    def __init__(self, redis_url: str, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, redis_url: str, registry: CollectorRegistry, *, queue_size: int = QUEUE_SIZE
+    ) -> None:
         self._redis_url = redis_url
+        self._queue_size = queue_size
         self._topics: dict[str, set[Subscription]] = {}
         self._confirmed: dict[str, asyncio.Event] = {}
         self._client: Redis | None = None
@@ -136,7 +139,7 @@ class RealtimeHub:
 
         Raises ``RedisError`` when Redis cannot be reached (nothing is kept)."""
         topic = channel.topic
-        subscription = Subscription(self, topic)
+        subscription = Subscription(self, topic, self._queue_size)
         self._topics.setdefault(topic, set()).add(subscription)
         self._open += 1
         self._streams.set(self._open)

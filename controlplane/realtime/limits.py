@@ -6,7 +6,7 @@ process's field — so racing connects on many processes never overshoot. Giving
 subtracts one.
 
 A process that dies cannot give its places back, so each process holds a lease key (a TTL of
-:data:`LEASE_SECONDS`, renewed every :data:`RENEW_EVERY_SECONDS` by :meth:`run`); the script
+:data:`LEASE_SECONDS`, renewed every third of that by :meth:`run`); the script
 counts only the fields of processes whose lease is alive and deletes the others. The renewal
 also writes this process's true counts, so a give-back lost to a Redis outage (or a Redis that
 came back empty) is corrected within seconds.
@@ -26,7 +26,6 @@ from redis.exceptions import RedisError
 logger = logging.getLogger("brik.realtime")
 
 LEASE_SECONDS = 30
-RENEW_EVERY_SECONDS = 10.0
 _LEASE_PREFIX = "brik:realtime-lease:"
 
 _TAKE = """
@@ -62,9 +61,12 @@ def _counts_key(project_id: str) -> str:
 
 
 class ConnectionLimiter:
-    def __init__(self, redis: Redis, process_id: str | None = None) -> None:
+    def __init__(
+        self, redis: Redis, process_id: str | None = None, lease_seconds: int = LEASE_SECONDS
+    ) -> None:
         self._redis = redis
         self.process_id = process_id or uuid.uuid4().hex
+        self._lease_seconds = lease_seconds
         self._local: Counter[str] = Counter()
         self._giving_back: set[asyncio.Task[None]] = set()
 
@@ -77,7 +79,7 @@ class ConnectionLimiter:
         Raises ``RedisError`` when Redis is away (nothing is taken)."""
         taken = await self._redis.eval(  # type: ignore[misc]
             _TAKE, 1, _counts_key(project_id), self.process_id,
-            str(-1 if limit is None else limit), _LEASE_PREFIX, str(LEASE_SECONDS),
+            str(-1 if limit is None else limit), _LEASE_PREFIX, str(self._lease_seconds),
         )  # fmt: skip
         if int(taken) < 0:
             return False
@@ -102,23 +104,23 @@ class ConnectionLimiter:
     async def renew(self) -> None:
         """Renew this process's lease and write its true counts."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(_LEASE_PREFIX + self.process_id, "1", ex=LEASE_SECONDS)
+            pipe.set(_LEASE_PREFIX + self.process_id, "1", ex=self._lease_seconds)
             for project_id, count in list(self._local.items()):
                 key = _counts_key(project_id)
                 if count > 0:
                     pipe.hset(key, self.process_id, str(count))
-                    pipe.expire(key, LEASE_SECONDS)
+                    pipe.expire(key, self._lease_seconds)
                 else:
                     pipe.hdel(key, self.process_id)
                     del self._local[project_id]
             await pipe.execute()
 
     async def run(self) -> None:
-        """Renew every :data:`RENEW_EVERY_SECONDS` for the life of the process."""
+        """Renew a third of the lease apart for the life of the process."""
         while True:
             with contextlib.suppress(RedisError, OSError):
                 await self.renew()
-            await asyncio.sleep(RENEW_EVERY_SECONDS)
+            await asyncio.sleep(self._lease_seconds / 3)
 
     async def release_all(self) -> None:
         """The process is stopping: give every place back and drop the lease."""
