@@ -16,8 +16,8 @@ reconnects with ``Last-Event-ID`` and resumes from the history once Redis is bac
 connection is dropped, and the next :meth:`subscribe` opens a new one — or fails at once with
 ``RedisError`` while Redis is still away, which the API answers with a 503. A connection that
 stops answering without closing is noticed by a PING every :data:`PING_EVERY_SECONDS`. A stream
-that does not read fast enough (its queue of :data:`QUEUE_SIZE` messages is full) is ended too rather
-than holding messages without bound.
+that does not read fast enough (its queue of :data:`QUEUE_SIZE` messages is full) is ended too,
+rather than holding messages without bound; its client resumes from the history.
 """
 
 from __future__ import annotations
