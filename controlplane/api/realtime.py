@@ -228,11 +228,14 @@ async def _events(
                 return  # no `end`: the client reconnects with Last-Event-ID
             yield ": heartbeat\n\n"
             continue
-        key = messages.id_key(message.id)
-        if last is not None and key <= last:
-            continue  # already sent from the backlog
-        last = key
-        yield message.as_sse()
+        chunk = []
+        for fresh in (message, *subscription.ready()):
+            key = messages.id_key(fresh.id)
+            if last is None or key > last:  # else already sent from the backlog
+                last = key
+                chunk.append(fresh.as_sse())
+        if chunk:
+            yield "".join(chunk)
 
 
 async def publish_message(call: Call) -> MessagePublished:

@@ -83,9 +83,22 @@ class Subscription:
         if self.ended is not None and self._queue.empty():
             return None
         try:
-            return await asyncio.wait_for(self._queue.get(), at_most)
+            # Not asyncio.wait_for: it wraps the wait in a task of its own, on every message
+            # of every stream.
+            async with asyncio.timeout(at_most):
+                return await self._queue.get()
         except TimeoutError:
             return None
+
+    def ready(self) -> list[Message]:
+        """The messages already queued, taken without waiting (sent in one write)."""
+        taken: list[Message] = []
+        while not self._queue.empty():
+            message = self._queue.get_nowait()
+            if message is None:  # ended: the next get() says so
+                break
+            taken.append(message)
+        return taken
 
     def close(self) -> None:
         if not self._closed:
