@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from controlplane.app import create_app
 from controlplane.auth.api_keys import issue_api_key
@@ -505,3 +506,25 @@ async def test_an_activity_update_goes_through_while_its_realtime_publish_fails(
             assert updated.json()["content_state"] == {"eta": 2}
     assert any("was not published on its realtime channel" in r.getMessage()
                for r in caplog.records)  # fmt: skip
+
+
+async def test_a_stopping_server_ends_its_realtime_streams_and_gives_their_places_back(
+    settings: Settings, database: None
+) -> None:
+    acme = await make_tenant("Acme", roles=())
+    phone = await app_key(acme)
+    async with contextlib.AsyncExitStack() as outlives_the_server:
+        async with serving(create_app(settings)) as url:
+            client = await outlives_the_server.enter_async_context(httpx.AsyncClient(base_url=url))
+            stream = await outlives_the_server.enter_async_context(
+                subscribed(client, phone, "news")
+            )
+            stopping = time.monotonic()
+        # uvicorn waits for open responses before it stops: the stream was ended, not awaited.
+        assert time.monotonic() - stopping < 5
+        assert await stream.next(within=5) is None
+    redis = Redis.from_url(settings.redis_url)
+    try:  # nothing of the stopped process is counted against the project any more
+        assert not await redis.exists(f"brik:realtime-connections:{acme.project.id}")
+    finally:
+        await redis.aclose()
