@@ -7,14 +7,15 @@
     ``GET /v1/realtime/channels/{channel}`` with a test-mode publishable key, each message
     published with ``POST /v1/realtime/channels/{channel}/messages`` (a secret key).
 
-For each, the same client (this process, raw asyncio sockets, so its own cost is alike for
-both) opens ``--subscribers`` streams, then publishes ``--messages`` messages
-``--interval`` seconds apart; every subscriber timestamps each message as it reads it. Printed:
-publish → receive latency p50/p99 over every (message, subscriber) pair (timed from just
-before the publish call), how long opening the streams took, and the server process's memory
-per connection (RSS with the streams open minus RSS before, over N) — with b/a for each. The
-organization is on the Enterprise plan (no realtime connection limit). A benchmark: it asserts
-nothing about speed (``tests/loadtests/`` runs it at a tiny size so that it keeps working).
+For each, the same client (this process, raw asyncio sockets, so its own cost is alike for both)
+opens ``--subscribers`` streams, then publishes ``--messages`` messages ``--interval`` seconds
+apart; every subscriber timestamps each message as it reads it. Printed: publish → receive
+latency p50/p99 over every (message, subscriber) pair (timed from just before the publish call;
+how long the call itself took is given apart), how long opening the streams took, and the server
+process's memory per connection (RSS with the streams open minus RSS before, over N) — with b/a
+for each. The organization is on the Enterprise plan (no realtime connection limit). A
+benchmark: it asserts nothing about speed (``tests/loadtests/`` runs it at a tiny size so that
+it keeps working).
 
     .venv/bin/python -m loadtests.realtime --subscribers 5000
 """
@@ -177,9 +178,11 @@ async def measure(
     await asyncio.sleep(1.0)  # settled
     rss_open = rss_mb(server_pid)
     sent: dict[int, float] = {}
+    calls: list[float] = []
     for seq in range(messages):
         sent[seq] = time.perf_counter()
         await publish(seq)
+        calls.append((time.perf_counter() - sent[seq]) * 1000)
         await asyncio.sleep(interval)
     await asyncio.sleep(max(2.0, interval))  # the last one arrives
     latencies = [
@@ -200,6 +203,7 @@ async def measure(
         "latency_p50_ms": round(statistics.median(latencies), 2) if latencies else None,
         "latency_p99_ms": round(_percentile(latencies, 0.99), 2) if latencies else None,
         "latency_max_ms": round(max(latencies), 2) if latencies else None,
+        "publish_call_p50_ms": round(statistics.median(calls), 2),
         "server_rss_before_mb": round(rss_before, 1),
         "server_rss_open_mb": round(rss_open, 1),
         "server_kb_per_connection": round((rss_open - rss_before) * 1024 / max(1, count), 2),
