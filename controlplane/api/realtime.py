@@ -194,11 +194,13 @@ async def subscribe_channel(call: Call) -> Response:
             now_ms = int(time.time() * 1000)
             history = History.of(call.settings)
             backlog = await messages.read_since(redis, channel, last_id, history, now_ms)
-    except RedisError:
+    except BaseException as exc:  # a client gone meanwhile too: the place is given back
         if subscription is not None:
             subscription.close()
         limiter.give_back(channel.project_id)
-        raise _redis_away("no stream was opened") from None
+        if isinstance(exc, RedisError):
+            raise _redis_away("no stream was opened") from None
+        raise
     opened = subscription
 
     def close() -> None:

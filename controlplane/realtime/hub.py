@@ -169,7 +169,7 @@ class RealtimeHub:
                 raise RedisError("Redis did not confirm the subscription in time") from None
             if subscription.ended == LOST_REDIS:
                 raise RedisError("Redis went away while subscribing")
-        except (RedisError, OSError) as exc:
+        except BaseException as exc:  # cancelled too (the client went): nothing is kept
             subscription.close()
             if isinstance(exc, OSError):
                 raise RedisError(str(exc)) from exc
