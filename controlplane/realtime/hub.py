@@ -256,8 +256,12 @@ class RealtimeHub:
         topic = channel.decode() if isinstance(channel, bytes) else str(channel)
         if kind == "message":
             data = message["data"]
-            assert isinstance(data, bytes)
-            announced = Message.announced(data)
+            try:
+                assert isinstance(data, bytes)
+                announced = Message.announced(data)
+            except (AssertionError, ValueError):  # not published by messages.publish
+                logger.warning("realtime: dropped a malformed message on %s", topic)
+                return
             subscriptions = self._topics.get(topic, ())
             for subscription in subscriptions:
                 subscription.deliver(announced)

@@ -99,3 +99,19 @@ async def test_losing_redis_ends_every_stream_refuses_new_ones_and_recovers(
             again.close()
         finally:
             await hub.close()
+
+
+async def test_a_malformed_message_on_a_channel_s_topic_is_dropped_and_the_rest_go_on(
+    redis: Redis, redis_url: str
+) -> None:
+    hub = RealtimeHub(redis_url, CollectorRegistry())
+    try:
+        stream = await hub.subscribe(NEWS)
+        await redis.publish(NEWS.topic, b"\xff not from messages.publish")
+        sent = await publish(redis, NEWS, "", "1", HISTORY)
+        message = await stream.get(5)
+        assert message is not None
+        assert message.id == sent
+        assert stream.ended is None
+    finally:
+        await hub.close()
