@@ -33,18 +33,26 @@ hours after it ended (at its dismissal date, if sooner); Brik applies the same l
 and updates see them at once, and the worker's sweep (:func:`sweep`) writes them down each
 minute so lists filter by the true status.
 
+**Realtime.** Once an update or end has committed, :func:`announce` publishes it on the
+realtime channel ``activity:{id}`` (``controlplane/realtime/``), so an app in the foreground
+sees it at once, without waiting for the push. The push stays the source of truth: a Redis
+failure there is logged and never fails the change.
+
 Domain code: callers pass a :class:`controlplane.sending.Sender`, never an HTTP request, and run
 these inside their transaction.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
@@ -66,6 +74,8 @@ from controlplane.models import (
 )
 from controlplane.models.ids import new_activity_id
 from controlplane.payloads import ActivityAlert, LiveActivity, PushContent, check_sizes
+from controlplane.realtime import messages
+from controlplane.realtime.channels import Channel, activity_channel
 from controlplane.sending import Sender, accept_push
 from controlplane.usage import release_pushes
 from controlplane.webhook_events import emit_activity_ended, emit_push_completed
@@ -457,6 +467,35 @@ async def change(
         within_quota=event != "end",
     )  # fmt: skip
     return Sent(activity, push, skipped)
+
+
+async def announce(
+    redis: Redis, history: messages.History, activity: Activity, event: Literal["update", "end"]
+) -> None:
+    """Publish a committed update or end on ``activity:{id}`` (event ``activity.updated`` or
+    ``activity.ended``). Never raises for Redis: the push carries the change regardless."""
+    data = {
+        "object": "activity", "id": activity.id, "event": event,
+        "status": activity.status.value, "content_state": activity.content_state,
+        "timestamp": activity.last_timestamp,
+        "stale_date": _iso(activity.stale_date), "dismissal_date": _iso(activity.dismissal_date),
+        "updated_at": _iso(activity.updated_at),
+    }  # fmt: skip
+    channel = Channel(activity.project_id, activity.mode, activity_channel(activity.id))  # type: ignore[attr-defined]
+    name = "activity.updated" if event == "update" else "activity.ended"
+    try:
+        await messages.publish(
+            redis, channel, name, json.dumps(data, separators=(",", ":")), history
+        )
+    except (RedisError, OSError) as exc:
+        logger.warning(
+            "activity %s: its %s was not published on its realtime channel (Redis: %s: %s); "
+            "the push carries it", activity.id, event, type(exc).__name__, exc,
+        )  # fmt: skip
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 async def sweep(now: datetime) -> Counter[str]:

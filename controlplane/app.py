@@ -10,6 +10,8 @@ a broadcast Live Activity opens its channel before it starts.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -39,6 +41,8 @@ from controlplane.middleware.body_limit import BodySizeLimitMiddleware
 from controlplane.middleware.session_cookie import SessionCookieRenewalMiddleware
 from controlplane.middleware.telemetry import RequestMetrics, RequestTelemetryMiddleware
 from controlplane.rate_limits import RateLimiter
+from controlplane.realtime.hub import RealtimeHub
+from controlplane.realtime.limits import ConnectionLimiter
 from controlplane.settings import Settings
 from workers.providers.apns_channels import ChannelAdmin
 from workers.providers.registry import PROVIDERS
@@ -59,6 +63,8 @@ def create_app(settings: Settings) -> Starlette:
             app.state.rate_limiter = RateLimiter(redis)
             app.state.event_buffer = EventBuffer(redis, settings.analytics_buffer_max_bytes)
             app.state.login_throttle = LoginThrottle(redis, settings)
+            app.state.realtime_limiter = ConnectionLimiter(redis)
+            renewing = asyncio.create_task(app.state.realtime_limiter.run())
             if settings.secret_key is not None:
                 app.state.api_keys = ApiKeyCache(redis, PepperRing.from_settings(settings))
             app.state.stripe = StripeConnection.open(settings)
@@ -68,6 +74,11 @@ def create_app(settings: Settings) -> Starlette:
             finally:
                 await app.state.enqueue_relay.close()
                 await app.state.events_hub.close()
+                await app.state.realtime_hub.close()
+                renewing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewing
+                await app.state.realtime_limiter.release_all()
                 await redis.aclose(close_connection_pool=True)
                 if app.state.stripe is not None:
                     await app.state.stripe.close()
@@ -116,9 +127,16 @@ def create_app(settings: Settings) -> Starlette:
         settings.redis_url, registry, per_project=settings.event_streams_per_project,
         per_process=settings.event_streams_per_process,
     )  # fmt: skip
+    app.state.realtime_hub = RealtimeHub(settings.redis_url, registry)
+
     # Called by the server before it waits for open responses to finish (serving.py): event
-    # streams end then, rather than holding a stopping process for their whole length.
-    app.state.drain = app.state.events_hub.drain
+    # streams and realtime streams end then, rather than holding a stopping process for their
+    # whole length.
+    def drain() -> None:
+        app.state.events_hub.drain()
+        app.state.realtime_hub.drain()
+
+    app.state.drain = drain
     app.state.operations = OPERATIONS
     app.state.providers = PROVIDERS
     app.state.channels = ChannelAdmin(settings)  # Live Activity broadcast channels

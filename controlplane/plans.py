@@ -7,6 +7,8 @@ Test-mode pushes have a quota of their own, the same size as the live one, and a
 Analytics are on every plan; what differs is how long raw events are kept — basic analytics
 (Free, 7 days) or advanced (Pro 90 days, Enterprise a year) — while the hourly and daily counts
 behind the summaries are kept the same on every plan (``controlplane/analytics/retention.py``).
+Realtime channels hold a bounded number of open streams per project (Free 100, Pro 10,000,
+Enterprise unlimited; ``controlplane/realtime/limits.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class PlanLimits:
     burst: int  # requests a bucket holds when full
     overage: bool  # may send past the push quota, billed per push
     analytics_retention_days: int | None  # raw analytics events; None: kept
+    realtime_connections: int | None  # open realtime streams per project; None: unlimited
 
     def push_quota(self, mode: KeyMode) -> int | None:
         """The hard cap on ``mode``'s pushes this month, or None when there is none.
@@ -52,4 +55,5 @@ def limits_for(plan: Plan, settings: Settings) -> PlanLimits:
         burst=max(1, round(rate * settings.rate_limit_burst_seconds)),
         overage=plan is Plan.PRO and settings.plan_pro_overage,
         analytics_retention_days=_limit(getattr(settings, f"plan_{name}_analytics_retention_days")),
+        realtime_connections=_limit(getattr(settings, f"plan_{name}_realtime_connections")),
     )

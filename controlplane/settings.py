@@ -138,6 +138,25 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="A stream re-reads its push this often without a notice."
     )
 
+    # Realtime channels (GET /v1/realtime/channels/{channel}); see docs/realtime.md.
+    realtime_heartbeat_seconds: float = Field(
+        default=15.0, gt=0, description="A comment line goes down every open stream this often."
+    )
+    realtime_max_seconds: float = Field(
+        default=3600.0, gt=0,
+        description="A stream is closed after this long; clients reconnect with Last-Event-ID.",
+    )  # fmt: skip
+    realtime_history_messages: int = Field(
+        default=100, ge=1, description="Messages kept per channel for Last-Event-ID resume."
+    )
+    realtime_history_seconds: int = Field(
+        default=3600, ge=1, description="How long a channel's messages stay resumable."
+    )
+    realtime_max_message_bytes: int = Field(
+        default=32 * 1024, ge=1024, le=1024 * 1024,
+        description="Largest message `data` (compact JSON, UTF-8) a publish takes.",
+    )  # fmt: skip
+
     # Outbound webhooks; see docs/webhooks.md.
     webhook_allow_private_networks: bool = Field(
         default=False,
@@ -185,6 +204,10 @@ class Settings(BaseSettings):
     plan_free_analytics_retention_days: int = Field(default=7, ge=-1)
     plan_pro_analytics_retention_days: int = Field(default=90, ge=-1)
     plan_enterprise_analytics_retention_days: int = Field(default=365, ge=-1)
+    # Open realtime streams (SSE) per project, across every API process; -1: no limit.
+    plan_free_realtime_connections: int = Field(default=100, ge=-1)
+    plan_pro_realtime_connections: int = Field(default=10_000, ge=-1)
+    plan_enterprise_realtime_connections: int = Field(default=-1, ge=-1)
     rate_limit_burst_seconds: float = Field(
         default=2.0, gt=0, description="A bucket holds this many seconds of its rate."
     )

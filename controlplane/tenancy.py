@@ -51,6 +51,7 @@ from controlplane.models import (
 )
 from controlplane.models.ids import is_well_formed_id
 from controlplane.payloads import WIDGET_KIND_PATTERN, WIDGET_KIND_RULE
+from controlplane.realtime import channels
 from controlplane.state import KEY_PATTERN, KEY_RULE, READABLE_PREFIXES, RESERVED_PREFIXES
 
 ModelT = TypeVar("ModelT", bound=Model)
@@ -104,6 +105,11 @@ def state_key_schema(*, writing: bool) -> dict[str, Any]:
 # (an operation may narrow it: Operation.path_schemas).
 PATH_NAMES: dict[str, dict[str, Any]] = {
     "key": state_key_schema(writing=False),
+    "channel": {
+        "type": "string",
+        "pattern": channels.NAME_PATTERN,
+        "description": f"A realtime channel of the key's project and mode: {channels.NAME_RULE}.",
+    },
     "kind": {
         "type": "string",
         "pattern": WIDGET_KIND_PATTERN,

@@ -40,6 +40,7 @@ from controlplane.models import (
     Platform,
 )
 from controlplane.payloads import ActivityAlert
+from controlplane.realtime.messages import History
 from controlplane.validation import WHOLE_NUMBER, field_error
 
 logger = logging.getLogger("brik.activities")
@@ -411,6 +412,13 @@ async def report_activity_token(call: Call) -> ActivityTokenOut:
     return ActivityTokenOut.of(row)
 
 
+def _announce_after_commit(call: Call, activity: Activity, event: Literal["update", "end"]) -> None:
+    """On ``activity:{id}`` once committed (a rolled-back change is never announced)."""
+    redis = call.request.app.state.redis
+    history = History.of(call.settings)
+    call.after_commit.append(lambda: activities.announce(redis, history, activity, event))
+
+
 async def update_activity(call: Call) -> ActivitySent:
     body = call.body_as(ActivityUpdate)
     sender = sender_of(call)
@@ -420,6 +428,7 @@ async def update_activity(call: Call) -> ActivitySent:
         relevance_score=body.relevance_score, priority=body.priority, ttl=body.ttl,
     )  # fmt: skip
     sent = await activities.change(sender, activity, "update", what, datetime.now(UTC))
+    _announce_after_commit(call, sent.activity, "update")
     return ActivitySent.of_sent(sent)
 
 
@@ -432,6 +441,7 @@ async def end_activity(call: Call) -> ActivitySent:
         priority=body.priority, ttl=body.ttl,
     )  # fmt: skip
     sent = await activities.change(sender, activity, "end", what, datetime.now(UTC))
+    _announce_after_commit(call, sent.activity, "end")
     return ActivitySent.of_sent(sent)
 
 

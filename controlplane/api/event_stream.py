@@ -71,25 +71,26 @@ def open_stream(
             code="too_many_streams",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         ) from None
-    return _EventStreamResponse(_events(listener, settings, read), listener)
+    return EventStreamResponse(_events(listener, settings, read), listener.close)
 
 
-class _EventStreamResponse(StreamingResponse):
-    """Gives the stream's place back however the response ends (even if it never starts)."""
+class EventStreamResponse(StreamingResponse):
+    """A ``text/event-stream`` answer that gives its stream's place back (``on_close``) however
+    it ends — even if it never starts. Realtime channels use it too (``api/realtime.py``)."""
 
-    def __init__(self, body: AsyncIterator[str], listener: Listener) -> None:
+    def __init__(self, body: AsyncIterator[str], on_close: Callable[[], None]) -> None:
         super().__init__(
             body,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-        self._listener = listener
+        self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            self._listener.close()
+            self._on_close()
 
 
 async def _events(listener: Listener, settings: Settings, read: Read) -> AsyncIterator[str]:

@@ -19,6 +19,7 @@ SECRET_SCOPES: frozenset[str] = frozenset(
         "state:write",
         "webhooks:read",
         "webhooks:write",
+        "realtime:write",
     }
 )
 # Publishable keys hold the state scopes too; what they may read and write is narrowed by

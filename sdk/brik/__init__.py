@@ -13,11 +13,12 @@
                                   content_state={"eta": 30})  # a Live Activity, by id
     brik.activities.update(order.id, content_state={"eta": 12})
     brik.events.track("widget.click", widget="OrderWidget", action="open_order")  # batched
+    brik.realtime.publish("order:A-1", {"eta": 12})    # to apps holding an SSE stream
 
 ``brik.init()`` makes a default :class:`Client` that ``brik.devices``, ``brik.pushes``,
 ``brik.activities``, ``brik.live_activities``, ``brik.widgets``, ``brik.state``,
-``brik.events`` and ``brik.webhooks`` use (it is closed at interpreter exit, sending buffered
-events; ``brik.webhooks.verify_signature`` needs no client); create
+``brik.events``, ``brik.realtime`` and ``brik.webhooks`` use (it is closed at interpreter exit,
+sending buffered events; ``brik.webhooks.verify_signature`` needs no client); create
 :class:`Client` or :class:`AsyncClient` instances for several projects or for asyncio. Errors
 are in :mod:`brik.errors` (the tree is drawn there) and exported here.
 """
@@ -46,6 +47,7 @@ from brik.errors import (
     SignatureVerificationError,
 )
 from brik.events import Events
+from brik.realtime import Realtime
 from brik.resources import (
     Activities,
     Devices,
@@ -69,6 +71,8 @@ from brik.types import (
     Push,
     PushDetail,
     PushWarning,
+    RealtimeMessage,
+    RealtimeToken,
     RefusedEvent,
     StateDeleted,
     StateEntry,
@@ -109,6 +113,8 @@ __all__ = [
     "PushWarning",
     "QuotaExceededError",
     "RateLimitError",
+    "RealtimeMessage",
+    "RealtimeToken",
     "RefusedEvent",
     "ServerError",
     "SignatureVerificationError",
@@ -125,6 +131,7 @@ __all__ = [
     "init",
     "live_activities",
     "pushes",
+    "realtime",
     "state",
     "webhooks",
     "widgets",
@@ -193,6 +200,7 @@ live_activities = cast(LiveActivities, _DefaultResource("live_activities"))
 widgets = cast(Widgets, _DefaultResource("widgets"))
 state = cast(State, _DefaultResource("state"))
 events = cast(Events, _DefaultResource("events"))
+realtime = cast(Realtime, _DefaultResource("realtime"))
 
 
 class _DefaultWebhooks(_DefaultResource):

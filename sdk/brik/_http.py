@@ -204,6 +204,7 @@ def connection_error(exc: httpx.TransportError, call: Call, attempts: int) -> er
 class ServerSentEvent:
     event: str
     data: str
+    id: str | None = None  # the stream's last event id as of this event (``id:`` lines)
 
 
 class EventParser:
@@ -212,13 +213,14 @@ class EventParser:
     def __init__(self) -> None:
         self._event = "message"
         self._data: list[str] = []
+        self.last_id: str | None = None
 
     def feed(self, line: str) -> ServerSentEvent | None:
         if line == "":
             if not self._data:
                 self._event = "message"
                 return None
-            event = ServerSentEvent(self._event, "\n".join(self._data))
+            event = ServerSentEvent(self._event, "\n".join(self._data), self.last_id)
             self._event, self._data = "message", []
             return event
         if line.startswith(":"):
@@ -229,6 +231,8 @@ class EventParser:
             self._event = value
         elif name == "data":
             self._data.append(value)
+        elif name == "id" and "\0" not in value:
+            self.last_id = value
         return None
 
 
@@ -277,7 +281,8 @@ class Attempts:
                     self.call.path, why, self.made, self.max_retries, delay)  # fmt: skip
 
     def progressed(self) -> None:
-        """A stream delivered an event: a later drop starts counting retries afresh."""
+        """A stream opened: a later drop starts counting retries afresh (a quiet stream the
+        server closes after its maximum length is reopened for ever, not given up on)."""
         self.made = 0
 
 
@@ -286,7 +291,13 @@ def _stream_timeout(config: Config) -> httpx.Timeout:
     return httpx.Timeout(config.timeout, read=max(config.timeout, 60.0))
 
 
-_STREAM_HEADERS = {"Accept": "text/event-stream"}
+def _stream_headers(last_event_id: str | None) -> dict[str, str]:
+    headers = {"Accept": "text/event-stream"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    return headers
+
+
 END_EVENT = "end"  # the server's last word on a stream; any other close is reconnected
 
 
@@ -323,28 +334,41 @@ class SyncTransport:
                 delay = answered
             time.sleep(delay)
 
-    def events(self, call: Call) -> Iterator[ServerSentEvent]:
-        """The events of one stream up to its ``end``, reconnecting after a dropped connection
-        or a stream closed before ``end`` (the server bounds how long one stream lasts)."""
+    def events(
+        self, call: Call, *, last_event_id: str | None = None, end_event: str | None = END_EVENT
+    ) -> Iterator[ServerSentEvent]:
+        """The events of one stream up to its ``end_event`` (None: for ever), reconnecting
+        after a dropped connection, a stream closed before it (the server bounds how long one
+        stream lasts) or a retryable answer (503, 429), with ``Last-Event-ID`` once the stream
+        has sent ids."""
         attempts = Attempts(call, self.config.max_retries)
         while True:
+            delay: float | None = None
             try:
-                opened = self._http.stream(call.method, call.path, headers=_STREAM_HEADERS,
-                                           timeout=_stream_timeout(self.config))  # fmt: skip
+                opened = self._http.stream(
+                    call.method, call.path, params=call.query(),
+                    headers=_stream_headers(last_event_id), timeout=_stream_timeout(self.config),
+                )  # fmt: skip
                 with opened as response:
                     if response.status_code >= 400:
                         response.read()
-                        raise error_for(response)
-                    parser = EventParser()
-                    for line in response.iter_lines():
-                        if (event := parser.feed(line)) is not None:
-                            attempts.progressed()
-                            yield event
-                            if event.event == END_EVENT:
-                                return
-                    raise _closed_before_end()
+                        delay = attempts.answered(response)
+                        if delay is None:
+                            raise error_for(response)
+                    else:
+                        attempts.progressed()
+                        parser = EventParser()
+                        for line in response.iter_lines():
+                            if (event := parser.feed(line)) is not None:
+                                last_event_id = event.id or last_event_id
+                                yield event
+                                if event.event == end_event:
+                                    return
+                        raise _closed_before_end()
             except httpx.TransportError as exc:
-                time.sleep(attempts.failed(exc))
+                delay = attempts.failed(exc)
+            assert delay is not None  # every other way out of the try returned or raised
+            time.sleep(delay)
 
 
 class AsyncTransport:
@@ -374,25 +398,35 @@ class AsyncTransport:
                 delay = answered
             await asyncio.sleep(delay)
 
-    async def events(self, call: Call) -> AsyncIterator[ServerSentEvent]:
-        """The events of one stream up to its ``end``, reconnecting as :meth:`SyncTransport.events`
-        does."""
+    async def events(
+        self, call: Call, *, last_event_id: str | None = None, end_event: str | None = END_EVENT
+    ) -> AsyncIterator[ServerSentEvent]:
+        """The events of one stream, reconnecting as :meth:`SyncTransport.events` does."""
         attempts = Attempts(call, self.config.max_retries)
         while True:
+            delay: float | None = None
             try:
-                opened = self._http.stream(call.method, call.path, headers=_STREAM_HEADERS,
-                                           timeout=_stream_timeout(self.config))  # fmt: skip
+                opened = self._http.stream(
+                    call.method, call.path, params=call.query(),
+                    headers=_stream_headers(last_event_id), timeout=_stream_timeout(self.config),
+                )  # fmt: skip
                 async with opened as response:
                     if response.status_code >= 400:
                         await response.aread()
-                        raise error_for(response)
-                    parser = EventParser()
-                    async for line in response.aiter_lines():
-                        if (event := parser.feed(line)) is not None:
-                            attempts.progressed()
-                            yield event
-                            if event.event == END_EVENT:
-                                return
-                    raise _closed_before_end()
+                        delay = attempts.answered(response)
+                        if delay is None:
+                            raise error_for(response)
+                    else:
+                        attempts.progressed()
+                        parser = EventParser()
+                        async for line in response.aiter_lines():
+                            if (event := parser.feed(line)) is not None:
+                                last_event_id = event.id or last_event_id
+                                yield event
+                                if event.event == end_event:
+                                    return
+                        raise _closed_before_end()
             except httpx.TransportError as exc:
-                await asyncio.sleep(attempts.failed(exc))
+                delay = attempts.failed(exc)
+            assert delay is not None  # every other way out of the try returned or raised
+            await asyncio.sleep(delay)

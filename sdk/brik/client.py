@@ -15,6 +15,7 @@ import httpx
 from brik._http import AsyncTransport, Config, SyncTransport, logger
 from brik.errors import BrikError, ConfigurationError
 from brik.events import DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL, AsyncEvents, Events
+from brik.realtime import AsyncRealtime, Realtime
 from brik.resources import (
     Activities,
     AsyncActivities,
@@ -111,6 +112,7 @@ class Client(_Settings):
         self.widgets = Widgets(self._transport)
         self.state = State(self._transport)
         self.webhooks = Webhooks(self._transport)
+        self.realtime = Realtime(self._transport)
 
     def close(self) -> None:
         """Send the events still buffered (a failure is logged), then close the connections."""
@@ -158,6 +160,7 @@ class AsyncClient(_Settings):
         self.widgets = AsyncWidgets(self._transport)
         self.state = AsyncState(self._transport)
         self.webhooks = AsyncWebhooks(self._transport)
+        self.realtime = AsyncRealtime(self._transport)
 
     async def close(self) -> None:
         """As :meth:`Client.close`."""

@@ -577,3 +577,32 @@ class WebhookEvent:
             project_id=str(body["project_id"]),
             data=inner,
         )
+
+
+@dataclass(frozen=True)
+class RealtimeMessage:
+    """A message received on a realtime channel: ``id`` (give it back as ``last_event_id``
+    to resume after it), ``event`` (``message`` unless published with a name) and ``data``,
+    the JSON as published."""
+
+    id: str
+    event: str
+    data: Any
+
+
+@dataclass(frozen=True)
+class RealtimeToken:
+    """A subscribe token for private channels (``realtime.create_token``): hand ``token`` to
+    the app, which passes it to ``realtime.subscribe``."""
+
+    token: str
+    channels: list[str]
+    expires_at: datetime
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> RealtimeToken:
+        return cls(
+            token=str(body["token"]),
+            channels=[str(channel) for channel in body["channels"]],
+            expires_at=_required_time(body["expires_at"]),
+        )

@@ -11,7 +11,10 @@ A state ``{key}`` is a name in the caller's own namespace, not an id: the victim
 and deletes nothing (404), and a PUT with it writes the attacker's own entry, never the
 victim's (:data:`UPSERTS_BY_NAME`, checked at the end). So is a widget ``{kind}``: reloading
 the victim's kind writes the attacker's own ``widget:{kind}`` entry and pushes to the
-attacker's own devices.
+attacker's own devices. A realtime ``{channel}`` too: publishing on the victim's channel name
+publishes on the attacker's own channel (channels are per project and mode), and subscribing
+to the victim's private channel is the attacker's own private channel, refused without a
+token — the victim's messages and history are never reached.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from controlplane.api.routing import ApiRoute, Auth, Operation
@@ -49,6 +53,7 @@ from controlplane.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from controlplane.realtime.channels import Channel
 from tests.support.tenants import Tenant, make_tenant
 
 pytestmark = pytest.mark.database
@@ -57,6 +62,7 @@ _PARAM = re.compile(r"{(\w+)}")
 VICTIM_STATE_KEY = "victim:secret"
 VICTIM_WIDGET_KIND = "ScoreWidget"  # not "Victim…": the walk looks for that name
 VICTIM_EVENT_ID = "victim-event-1"
+VICTIM_CHANNEL = "private:victim-room"
 # Operations that create what a name in the caller's namespace names (a valid body is sent),
 # with the status they answer.
 UPSERTS_BY_NAME: dict[tuple[str, str], tuple[dict[str, object], int]] = {
@@ -68,7 +74,13 @@ UPSERTS_BY_NAME: dict[tuple[str, str], tuple[dict[str, object], int]] = {
         "id": VICTIM_EVENT_ID, "name": "custom.attackers",
         "timestamp": datetime.now(UTC).isoformat(),
     }]}, 200),
+    ("POST", "/v1/realtime/channels/{channel}/messages"): ({"data": "attacker's"}, 200),
 }  # fmt: skip
+# Operations on a name in the caller's namespace that answer a refusal rather than 404, with
+# the status and code: the attacker's own private channel, without a subscribe token.
+REFUSED_BY_NAME: dict[tuple[str, str], tuple[int, str]] = {
+    ("GET", "/v1/realtime/channels/{channel}"): (403, "realtime_token_required"),
+}
 
 
 def v1_operations(app: Starlette) -> list[Operation]:
@@ -149,6 +161,7 @@ async def make_victim_rows(victim: Tenant) -> dict[str, str]:
     return {
         "key": VICTIM_STATE_KEY,
         "kind": VICTIM_WIDGET_KIND,
+        "channel": VICTIM_CHANNEL,
         "organization_id": victim.organization.id,
         "project_id": victim.project.id,
         "member_id": membership.id,
@@ -216,8 +229,12 @@ async def test_every_v1_route_answers_404_for_another_tenants_ids(
                 if value not in path:
                     assert value not in response.text, f"{label} leaked {value}"
             assert "Victim" not in response.text, label
+            refusal = REFUSED_BY_NAME.get((operation.method, operation.path))
             if upsert is not None:  # the attacker's own, under the same name
                 assert response.status_code == upsert[1], f"{label}: {response.text}"
+            elif refusal is not None:
+                assert response.status_code == refusal[0], f"{label}: {response.text}"
+                assert response.json()["error"]["code"] == refusal[1], label
             elif operation.instance_admin:  # superusers only: refused before any id is read
                 assert response.status_code == 403, f"{label}: {response.status_code}"
                 assert response.json()["error"]["code"] == "instance_admin_required", label
@@ -256,6 +273,16 @@ async def test_every_v1_route_answers_404_for_another_tenants_ids(
     assert (victim_event.project_id, victim_event.name) == (  # type: ignore[attr-defined]
         victim.project.id, "custom.Victim_signup",
     )  # fmt: skip
+    # The message went on the attacker's own channel; the victim's has none.
+    redis = Redis.from_url(app.state.settings.redis_url)
+    try:
+        victims = Channel(victim.project.id, KeyMode.TEST, VICTIM_CHANNEL)
+        attackers_channel = Channel(attacker.project.id, KeyMode.TEST, VICTIM_CHANNEL)
+        assert not await redis.exists(victims.history_key)
+        history = await redis.xrange(attackers_channel.history_key)
+        assert [fields[b"d"] for _, fields in history] == [b'"attacker\'s"']
+    finally:
+        await redis.aclose()
     # The reload pushed to none of the victim's devices (its tag is the victim's).
     assert not await Delivery.filter(device_id=victim_ids["device_id"]).exists()
     assert await Push.filter(project=victim.project).count() == 1  # the one made above

@@ -190,6 +190,7 @@ def test_latency_queries_leave_out_exactly_the_long_lived_routes(rendered: Rende
     streams = {
         "/v1/pushes/{push_id}/events",
         "/dashboard/projects/{project_id}/{mode}/pushes/{push_id}/events",
+        "/v1/realtime/channels/{channel}",
     }
     assert excluded == streams | {"/healthz/pipeline"}
 

@@ -58,6 +58,8 @@ async def brik_server(database_url: str, redis_url: str) -> AsyncIterator[BrikSe
         BRIK_ANALYTICS_LOAD_EVERY_SECONDS="1",
         # Webhook tests receive on 127.0.0.1 (tests/sdk/test_webhooks.py).
         BRIK_WEBHOOK_ALLOW_PRIVATE_NETWORKS="true",
+        # Realtime streams end after 2 s, so tests/sdk/test_realtime.py sees the SDK reconnect.
+        BRIK_REALTIME_MAX_SECONDS="2",
     )
     url = f"http://127.0.0.1:{port}"
     serve = ("serve", "--host", "127.0.0.1", "--port", str(port))

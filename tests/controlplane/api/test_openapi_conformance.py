@@ -63,6 +63,9 @@ def live_server(database_url: str, redis_url: str) -> Iterator[dict[str, Any]]:
         # Generated requests come far faster than a plan allows; 429 is documented, but a
         # rate-limited run would test little else.
         BRIK_PLAN_FREE_REQUESTS_PER_SECOND="100000",
+        # A realtime stream lasts until its client leaves; schemathesis reads an answer to its
+        # end, so here each one closes (cleanly, as documented) after half a second.
+        BRIK_REALTIME_MAX_SECONDS="0.5",
     )
     boot = subprocess.run(
         [
@@ -245,6 +248,9 @@ MUST_SUCCEED = {
     "ingest_events",
     "retrieve_analytics_summary",
     "create_webhook_endpoint",
+    "subscribe_channel",
+    "publish_message",
+    "create_realtime_token",
 }
 
 
