@@ -9,6 +9,10 @@ twice (a relay retrying an enqueue whose answer was lost) harmless. Webhook deli
 through :func:`enqueue_webhook_delivery`, one job per attempt. The pipeline probe's
 heartbeat goes in through :func:`enqueue_heartbeat`; the worker registers its functions under
 the same names (``workers/worker.py``).
+
+Jobs due now also ring the queue's wake channel (:func:`wake_channel`): an idle worker takes
+them at once instead of at its next poll (``workers/worker.py``); polling remains the way
+deferred jobs and a missed wake-up are found.
 """
 
 from __future__ import annotations
@@ -23,6 +27,15 @@ HEARTBEAT_JOB = "heartbeat"
 DELIVER_JOB = "deliver_batch"
 DELIVERY_BATCH_SIZE = 500  # deliveries per job; see loadtests/ for how it was chosen
 WEBHOOK_JOB = "deliver_webhook"
+
+
+def wake_channel(queue_name: str) -> str:
+    """The Redis pub/sub channel that tells a queue's idle workers new work is due."""
+    return f"{queue_name}:wake"
+
+
+async def _wake(redis: ArqRedis) -> None:
+    await redis.publish(wake_channel(redis.default_queue_name), "1")
 
 
 async def enqueue_deliveries(
@@ -50,6 +63,8 @@ async def enqueue_deliveries(
             _defer_until=defer_until, _defer_by=deferral,
         )  # fmt: skip
         jobs += 1
+    if jobs and defer_until is None and not deferral:
+        await _wake(redis)
     return jobs
 
 
@@ -69,6 +84,8 @@ async def enqueue_webhook_delivery(
         WEBHOOK_JOB, delivery_id, _job_id=f"webhook:{delivery_id}:{attempts}{suffix}",
         _defer_by=timedelta(seconds=defer_by) if defer_by else None,
     )  # fmt: skip
+    if job is not None and not defer_by:
+        await _wake(redis)
     return job is not None
 
 
