@@ -51,6 +51,10 @@ AUDITED_ACTIONS: dict[str, str] = {
     "webhook_endpoint.deleted": "a webhook endpoint was deleted",
     "webhook_endpoint.secret_rotated": "a webhook endpoint's signing secret was rotated",
     "webhook_endpoint.disabled": "a webhook endpoint was disabled after failing for days",
+    "end_user.exported": "an end user's data was exported (the user id is kept as a keyed hash)",
+    "end_user.erased": "an end user's data was erased (the user id is kept as a keyed hash)",
+    "export.created": "a project export was asked for",
+    "export.downloaded": "a project export's archive was downloaded",
 }
 
 

@@ -31,11 +31,12 @@ and visible; deleting it again carries on where it stopped.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tortoise.expressions import Subquery
 from tortoise.models import Model
@@ -127,18 +128,30 @@ async def wait_for_sends(push_ids: list[str], patience: float = SEND_WAIT_SECOND
     A row stays ``sending`` until its worker records the provider's answer; a worker that died
     leaves it so until its lease ends, and it is never sent again (its push is canceled).
     """
+    if not push_ids:
+        return True
+    if await wait_until_sent(Delivery.filter(push_id__in=push_ids), patience):
+        return True
+    logger.warning("deleting pushes %s while some are still being sent", push_ids)
+    return False
+
+
+async def wait_until_sent(
+    deliveries: QuerySet[Delivery], patience: float = SEND_WAIT_SECONDS
+) -> bool:
+    """Wait until none of ``deliveries`` is being sent under a live lease; False if
+    ``patience`` ran out first. (An end user's erase waits on their devices' deliveries the
+    same way: ``controlplane/exports/user_data.py``.)"""
     deadline = time.monotonic() + patience
-    while push_ids:
-        sending = Delivery.filter(
-            push_id__in=push_ids, status=DeliveryStatus.SENDING, lease_until__gt=datetime.now(UTC)
+    while True:
+        sending = deliveries.filter(
+            status=DeliveryStatus.SENDING, lease_until__gt=datetime.now(UTC)
         )
         if not await sending.exists():
             return True
         if time.monotonic() > deadline:
-            logger.warning("deleting pushes %s while some are still being sent", push_ids)
             return False
         await asyncio.sleep(SEND_POLL_SECONDS)
-    return True
 
 
 async def purge(project_id: str) -> None:
@@ -146,25 +159,44 @@ async def purge(project_id: str) -> None:
     rollups and webhooks, :data:`PURGE_BATCH` at a time (the entries' bytes go back to the
     organization's plan)."""
     pushes = Subquery(Push.filter(project_id=project_id).values("id"))
-    await _delete_in_batches(Delivery, Delivery.filter(push_id__in=pushes))
-    await _delete_in_batches(Push, Push.filter(project_id=project_id))
-    await _delete_in_batches(Device, Device.filter(project_id=project_id))
+    await delete_in_batches(Delivery, Delivery.filter(push_id__in=pushes))
+    await delete_in_batches(Push, Push.filter(project_id=project_id))
+    await delete_in_batches(Device, Device.filter(project_id=project_id))
     await state.purge_project(project_id, batch=PURGE_BATCH)
-    await _delete_in_batches(AnalyticsEvent, AnalyticsEvent.filter(project_id=project_id))
-    await _delete_in_batches(AnalyticsRollup, AnalyticsRollup.filter(project_id=project_id))
-    await _delete_in_batches(WebhookDelivery, WebhookDelivery.filter(project_id=project_id))
-    await _delete_in_batches(WebhookEvent, WebhookEvent.filter(project_id=project_id))
-    await _delete_in_batches(WebhookEndpoint, WebhookEndpoint.filter(project_id=project_id))
+    await delete_in_batches(AnalyticsEvent, AnalyticsEvent.filter(project_id=project_id))
+    await delete_in_batches(AnalyticsRollup, AnalyticsRollup.filter(project_id=project_id))
+    await delete_in_batches(WebhookDelivery, WebhookDelivery.filter(project_id=project_id))
+    await delete_in_batches(WebhookEvent, WebhookEvent.filter(project_id=project_id))
+    await delete_in_batches(WebhookEndpoint, WebhookEndpoint.filter(project_id=project_id))
 
 
-async def _delete_in_batches(model: type[ModelT], rows: QuerySet[ModelT]) -> None:
+async def delete_in_batches(model: type[ModelT], rows: QuerySet[ModelT]) -> int:
+    """Delete ``rows``, :data:`PURGE_BATCH` per statement; returns how many went."""
+    deleted = 0
     while True:
         batch = model.filter(id__in=Subquery(rows.limit(PURGE_BATCH).values("id")))
-        if not await _retrying(batch.delete):
-            return
+        done = await retrying(batch.delete)
+        deleted += done
+        if not done:
+            return deleted
 
 
-async def _retrying(statement: Callable[[], Awaitable[int]]) -> int:
+async def update_in_batches(model: type[ModelT], rows: QuerySet[ModelT], **values: Any) -> int:
+    """Set ``values`` on ``rows``, :data:`PURGE_BATCH` per statement; returns how many changed.
+
+    ``rows`` must stop matching a row once it is updated (filter on what the update changes),
+    or this never ends.
+    """
+    updated = 0
+    while True:
+        batch = model.filter(id__in=Subquery(rows.limit(PURGE_BATCH).values("id")))
+        done = await retrying(functools.partial(batch.update, **values))
+        updated += done
+        if not done:
+            return updated
+
+
+async def retrying(statement: Callable[[], Awaitable[int]]) -> int:
     """Run a purge statement again if PostgreSQL picked it as a deadlock's victim.
 
     Nothing but a worker stuck past :data:`SEND_WAIT_SECONDS` still writes these rows, so this

@@ -439,11 +439,17 @@ async def purge_expired(now: datetime | None = None, batch: int = PURGE_BATCH) -
 
 async def purge_project(project_id: str, batch: int = PURGE_BATCH) -> int:
     """Delete every entry of a project being deleted, giving the bytes back (in batches)."""
+    return await purge_matching(Q(project_id=project_id), batch)
+
+
+async def purge_matching(where: Q, batch: int = PURGE_BATCH) -> int:
+    """Delete every entry ``where`` selects, ``batch`` per transaction, giving the bytes back
+    (a project being deleted, an end user being erased); returns how many went."""
     purged = 0
     while True:
         async with in_transaction():
-            of_project = StateEntry.filter(project_id=project_id).limit(batch)
-            rows = await of_project.select_for_update().only(*_ACCOUNTED)
+            matching = StateEntry.filter(where).order_by("id").limit(batch)
+            rows = await matching.select_for_update().only(*_ACCOUNTED)
             await _remove(rows)
         purged += len(rows)
         if len(rows) < batch:

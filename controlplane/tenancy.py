@@ -110,6 +110,12 @@ PATH_NAMES: dict[str, dict[str, Any]] = {
         "pattern": channels.NAME_PATTERN,
         "description": f"A realtime channel of the key's project and mode: {channels.NAME_RULE}.",
     },
+    "user_id": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 200,
+        "description": "An end user's id, as your app named them (a device's `user_id`).",
+    },
     "kind": {
         "type": "string",
         "pattern": WIDGET_KIND_PATTERN,

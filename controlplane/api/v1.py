@@ -27,6 +27,7 @@ from controlplane.api import (
     stats,
     usage,
     user,
+    users,
     webhook_endpoints,
     widgets,
 )
@@ -50,6 +51,7 @@ OPERATIONS: list[Operation] = [
     *analytics.operations,
     *webhook_endpoints.operations,
     *realtime.operations,
+    *users.operations,
     *usage.operations,
     *stats.operations,
     *billing.operations,

@@ -84,9 +84,11 @@ _READ_SCOPES = frozenset(
     {"devices:read", "pushes:read", "credentials:read", "usage:read", "state:read",
      "analytics:read", "webhooks:read"}
 )  # fmt: skip
+# A whole project's export (every device token of it) is the owners' alone.
+_WITHOUT_EXPORT = SECRET_SCOPES - {"export"}
 PROJECT_DATA_SCOPES: dict[Role, frozenset[str]] = {
     Role.VIEWER: _READ_SCOPES,
-    Role.DEVELOPER: SECRET_SCOPES,
-    Role.ADMIN: SECRET_SCOPES,
+    Role.DEVELOPER: _WITHOUT_EXPORT,
+    Role.ADMIN: _WITHOUT_EXPORT,
     Role.OWNER: SECRET_SCOPES,
 }

@@ -20,6 +20,9 @@ SECRET_SCOPES: frozenset[str] = frozenset(
         "webhooks:read",
         "webhooks:write",
         "realtime:write",
+        "users:read",
+        "users:write",
+        "export",
     }
 )
 # Publishable keys hold the state scopes too; what they may read and write is narrowed by

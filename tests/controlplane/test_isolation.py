@@ -14,7 +14,9 @@ the victim's kind writes the attacker's own ``widget:{kind}`` entry and pushes t
 attacker's own devices. A realtime ``{channel}`` too: publishing on the victim's channel name
 publishes on the attacker's own channel (channels are per project and mode), and subscribing
 to the victim's private channel is the attacker's own private channel, refused without a
-token — the victim's messages and history are never reached.
+token — the victim's messages and history are never reached. An end user's ``{user_id}`` too: exporting or erasing the victim's user
+id reaches the attacker's own project only — an empty export, an erase of nothing
+(:data:`NAMED_IN_OWN_PROJECT`) — and the victim's devices and events of that user stay.
 """
 
 from __future__ import annotations
@@ -80,6 +82,12 @@ UPSERTS_BY_NAME: dict[tuple[str, str], tuple[dict[str, object], int]] = {
 # the status and code: the attacker's own private channel, without a subscribe token.
 REFUSED_BY_NAME: dict[tuple[str, str], tuple[int, str]] = {
     ("GET", "/v1/realtime/channels/{channel}"): (403, "realtime_token_required"),
+}
+# Operations on a name in the caller's own project that answer for nobody there, with their
+# status: the victim's user is nobody in the attacker's project.
+NAMED_IN_OWN_PROJECT: dict[tuple[str, str], int] = {
+    ("GET", "/v1/users/{user_id}/export"): 200,
+    ("DELETE", "/v1/users/{user_id}"): 200,
 }
 
 
@@ -162,6 +170,7 @@ async def make_victim_rows(victim: Tenant) -> dict[str, str]:
         "key": VICTIM_STATE_KEY,
         "kind": VICTIM_WIDGET_KIND,
         "channel": VICTIM_CHANNEL,
+        "user_id": "victim-user",
         "organization_id": victim.organization.id,
         "project_id": victim.project.id,
         "member_id": membership.id,
@@ -235,6 +244,12 @@ async def test_every_v1_route_answers_404_for_another_tenants_ids(
             elif refusal is not None:
                 assert response.status_code == refusal[0], f"{label}: {response.text}"
                 assert response.json()["error"]["code"] == refusal[1], label
+            elif (operation.method, operation.path) in NAMED_IN_OWN_PROJECT:
+                expected = NAMED_IN_OWN_PROJECT[(operation.method, operation.path)]
+                assert response.status_code == expected, f"{label}: {response.text}"
+                assert "victim-user" not in response.text.replace('"user_id":"victim-user"', "")
+                assert not any(response.json().get(kind) for kind in ("devices", "events"))
+                assert not any(response.json().get("erased", {}).values()), label
             elif operation.instance_admin:  # superusers only: refused before any id is read
                 assert response.status_code == 403, f"{label}: {response.status_code}"
                 assert response.json()["error"]["code"] == "instance_admin_required", label
@@ -255,6 +270,7 @@ async def test_every_v1_route_answers_404_for_another_tenants_ids(
     ).exists()
     assert await Session.filter(id=victim_ids["session_id"], revoked_at=None).exists()
     assert await Device.filter(id=victim_ids["device_id"], user_id="victim-user").exists()
+    assert await AnalyticsEvent.filter(user_id="victim-user").count() == 1
     victim_endpoint = await WebhookEndpoint.get(id=victim_ids["webhook_endpoint_id"])
     assert (victim_endpoint.enabled, victim_endpoint.secret_encrypted) == (True, "not-read")
     assert await WebhookDelivery.filter(endpoint=victim_endpoint).count() == 1  # none resent

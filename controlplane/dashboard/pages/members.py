@@ -75,6 +75,8 @@ def _project_data(scopes: frozenset[str]) -> str:
     """A role's project-data scopes in words: "Read devices, pushes; write devices"."""
     if scopes == SECRET_SCOPES:
         return "Everything a secret API key may do"
+    if scopes == SECRET_SCOPES - {"export"}:
+        return "Everything a secret API key may do but export the whole project"
     reads = sorted(scope.split(":")[0] for scope in scopes if scope.endswith(":read"))
     writes = sorted(scope.split(":")[0] for scope in scopes if scope.endswith(":write"))
     parts = ([f"read {', '.join(reads)}"] if reads else []) + (
