@@ -124,6 +124,10 @@ def dev_settings(workdir: Path, base: Settings, **overrides: object) -> Settings
             "secret_key": SecretStr(dev_secrets["secret_key"]),
             "previous_secret_keys": [],
             "encryption_keys": [SecretStr(dev_secrets["encryption_key"])],
+            # Archives next to the database, unless BRIK_EXPORT_DIR says otherwise.
+            **(
+                {} if "export_dir" in base.model_fields_set else {"export_dir": workdir / "exports"}
+            ),
             **overrides,
         }
     )

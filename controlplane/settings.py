@@ -185,6 +185,22 @@ class Settings(BaseSettings):
     webhook_disable_after_failures: int = Field(default=10, ge=1)
     webhook_dispatch_every_seconds: int = Field(default=1, ge=1, le=60)
 
+    # Project exports; see docs/export.md.
+    export_dir: Path = Field(
+        default=Path(".brik/exports"),
+        description="Where export archives are written (worker) and read (API): in production a "
+        "volume both reach; `dev` uses its own directory's exports/.",
+    )
+    export_lifetime_hours: int = Field(
+        default=24, ge=1, le=24 * 30,
+        description="An archive can be downloaded this long, then it is deleted.",
+    )  # fmt: skip
+    export_lease_seconds: float = Field(
+        default=120.0, gt=0,
+        description="An export a worker stopped renewing (killed mid-export) is built again "
+        "after this long.",
+    )  # fmt: skip
+
     # Plans and their limits; see docs/billing.md and docs/api.md.
     # Quotas are per organization and calendar month (UTC); "unlimited" is -1.
     plan_free_pushes_per_month: int = Field(default=10_000, ge=-1)

@@ -49,7 +49,7 @@ from controlplane.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from controlplane.models.ids import is_well_formed_id
+from controlplane.models.ids import ID_PATTERN, is_well_formed_id
 from controlplane.payloads import WIDGET_KIND_PATTERN, WIDGET_KIND_RULE
 from controlplane.realtime import channels
 from controlplane.state import KEY_PATTERN, KEY_RULE, READABLE_PREFIXES, RESERVED_PREFIXES
@@ -115,6 +115,13 @@ PATH_NAMES: dict[str, dict[str, Any]] = {
         "minLength": 1,
         "maxLength": 200,
         "description": "An end user's id, as your app named them (a device's `user_id`).",
+    },
+    # An export's id: looked up by its operations themselves — through the key's tenant, or by
+    # the download link's signature (the download takes no key: controlplane/api/exports.py).
+    "export_id": {
+        "type": "string",
+        "pattern": ID_PATTERN,
+        "description": "An export's id (exp_…).",
     },
     "kind": {
         "type": "string",

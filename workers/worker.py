@@ -41,7 +41,13 @@ from controlplane import db, mail
 from controlplane.analytics.buffer import EventBuffer
 from controlplane.billing import StripeConnection
 from controlplane.core.connections import redis_settings
-from controlplane.core.queue import DELIVER_JOB, HEARTBEAT_JOB, WEBHOOK_JOB, wake_channel
+from controlplane.core.queue import (
+    DELIVER_JOB,
+    EXPORT_JOB,
+    HEARTBEAT_JOB,
+    WEBHOOK_JOB,
+    wake_channel,
+)
 from controlplane.crypto import KeyRing
 from controlplane.settings import Settings
 from workers.device_cap import DeviceCap
@@ -54,6 +60,11 @@ from workers.tasks.analytics import scheduled_analytics_load, scheduled_analytic
 from workers.tasks.api_key_usage import scheduled_api_key_usage_flush
 from workers.tasks.billing import scheduled_billing
 from workers.tasks.deliver import deliver_batch
+from workers.tasks.exports import (
+    EXPORT_JOB_TIMEOUT_SECONDS,
+    build_export,
+    scheduled_export_sweep,
+)
 from workers.tasks.heartbeat import heartbeat, scheduled_heartbeat
 from workers.tasks.reconcile import delete_expired_idempotency_keys, scheduled_reconcile
 from workers.tasks.state_purge import scheduled_state_purge
@@ -238,6 +249,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> OutageTo
             func(heartbeat, name=HEARTBEAT_JOB),
             func(deliver_batch, name=DELIVER_JOB),
             func(deliver_webhook, name=WEBHOOK_JOB),
+            func(build_export, name=EXPORT_JOB, max_tries=1, timeout=EXPORT_JOB_TIMEOUT_SECONDS),
         ],
         cron_jobs=[
             cron(scheduled_heartbeat, second=0, run_at_startup=True),
@@ -248,6 +260,10 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> OutageTo
                 scheduled_reconcile,
                 second=set(range(0, 60, settings.reconcile_every_seconds)),
                 run_at_startup=True,
+            ),
+            cron(
+                scheduled_export_sweep,
+                second=set(range(0, 60, settings.reconcile_every_seconds)),
             ),
             cron(
                 scheduled_webhook_reconcile,

@@ -7,7 +7,8 @@ jobs and how those jobs are named, so a job id always reads ``deliver:<push>:<or
 arq refuses a second job under an id it still holds, which makes handing over the same batch
 twice (a relay retrying an enqueue whose answer was lost) harmless. Webhook deliveries go in
 through :func:`enqueue_webhook_delivery`, one job per attempt. The pipeline probe's
-heartbeat goes in through :func:`enqueue_heartbeat`; the worker registers its functions under
+heartbeat goes in through :func:`enqueue_heartbeat`, a project export's build through
+:func:`enqueue_export`; the worker registers its functions under
 the same names (``workers/worker.py``).
 
 Jobs due now also ring the queue's wake channel (:func:`wake_channel`): an idle worker takes
@@ -27,6 +28,7 @@ HEARTBEAT_JOB = "heartbeat"
 DELIVER_JOB = "deliver_batch"
 DELIVERY_BATCH_SIZE = 500  # deliveries per job; see loadtests/ for how it was chosen
 WEBHOOK_JOB = "deliver_webhook"
+EXPORT_JOB = "build_export"
 
 
 def wake_channel(queue_name: str) -> str:
@@ -93,3 +95,23 @@ async def enqueue_heartbeat(redis: ArqRedis, probe_id: str, *, expires: float) -
     """Enqueue a heartbeat for the pipeline probe; one nobody takes within ``expires`` seconds
     expires instead of running late. None only if its (random) id were already taken."""
     return await redis.enqueue_job(HEARTBEAT_JOB, probe_id, _expires=expires)
+
+
+async def enqueue_export(
+    redis: ArqRedis, export_id: str, attempts: int, *, late: str | None = None,
+    defer_by: float | None = None,
+) -> bool:  # fmt: skip
+    """Enqueue the build of export ``export_id`` that follows its ``attempts``.
+
+    The job id is ``export:<export>:<attempts>``: the API after the commit and the sweep
+    handing over the same attempt enqueue one job. ``late`` (the sweep's stamp) makes a new id
+    for an attempt whose job went missing. False when arq already holds the job.
+    """
+    suffix = f":late:{late}" if late else ""
+    job = await redis.enqueue_job(
+        EXPORT_JOB, export_id, _job_id=f"export:{export_id}:{attempts}{suffix}",
+        _defer_by=timedelta(seconds=defer_by) if defer_by else None,
+    )  # fmt: skip
+    if job is not None and not defer_by:
+        await _wake(redis)
+    return job is not None

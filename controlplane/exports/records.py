@@ -8,8 +8,12 @@ manifest (:data:`SCHEMA_VERSION`) changes whenever a record's shape does.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from tortoise.models import Model
+from tortoise.queryset import QuerySet
 
 from controlplane.crypto import KeyRing
 from controlplane.models import (
@@ -24,7 +28,25 @@ from controlplane.models import (
 )
 
 SCHEMA_VERSION = 1
+BATCH = 1000  # rows per query when reading for an export
 Record = dict[str, Any]
+ModelT = TypeVar("ModelT", bound=Model)
+
+
+async def batched_rows(query: QuerySet[ModelT], order: str = "id") -> AsyncIterator[ModelT]:
+    """Every row of ``query``, :data:`BATCH` at a time, in ``order`` (a unique column): keyset
+    pages, so an export never holds a whole table in memory."""
+    last: Any = None
+    while True:
+        page = query.order_by(order).limit(BATCH)
+        if last is not None:
+            page = page.filter(**{f"{order}__gt": last})
+        rows = await page
+        for row in rows:
+            yield row
+        if len(rows) < BATCH:
+            return
+        last = getattr(rows[-1], order)
 
 
 def _time(moment: datetime | None) -> str | None:

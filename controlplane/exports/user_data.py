@@ -33,7 +33,6 @@ Erasing is idempotent: a second erase finds nothing and answers zero counts.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -45,7 +44,7 @@ from tortoise.queryset import QuerySet
 from controlplane import state
 from controlplane.crypto import KeyRing
 from controlplane.exports import records
-from controlplane.exports.records import Record
+from controlplane.exports.records import Record, batched_rows
 from controlplane.models import (
     Activity,
     ActivityToken,
@@ -59,7 +58,6 @@ from controlplane.models import (
     WebhookEvent,
 )
 from controlplane.project_deletion import (
-    PURGE_BATCH,
     delete_in_batches,
     update_in_batches,
     wait_until_sent,
@@ -129,30 +127,16 @@ class Erased:
         return asdict(self)
 
 
-async def _rows(query: QuerySet[ModelT], order: str = "id") -> AsyncIterator[ModelT]:
-    """Every row of ``query``, :data:`PURGE_BATCH` at a time (keyset pages: never a whole table
-    in memory)."""
-    last: Any = None
-    while True:
-        page = query.order_by(order).limit(PURGE_BATCH)
-        if last is not None:
-            page = page.filter(**{f"{order}__gt": last})
-        rows = await page
-        for row in rows:
-            yield row
-        if len(rows) < PURGE_BATCH:
-            return
-        last = getattr(rows[-1], order)
-
-
 async def export(user: EndUser, keyring: KeyRing) -> dict[str, list[Record]]:
     """Everything of ``user``'s, as export records (``controlplane/exports/records.py``)."""
-    devices = [records.device(row, keyring) async for row in _rows(user.devices())]
-    activities = [records.activity(row) async for row in _rows(user.activities())]
-    tokens = [records.activity_token(row, keyring) async for row in _rows(user.activity_tokens())]
-    entries = [records.state_entry(row) async for row in _rows(user.state_entries())]
-    events = [records.event(row) async for row in _rows(user.events())]
-    deliveries = [records.delivery(row) async for row in _rows(user.deliveries())]
+    devices = [records.device(row, keyring) async for row in batched_rows(user.devices())]
+    activities = [records.activity(row) async for row in batched_rows(user.activities())]
+    tokens = [
+        records.activity_token(row, keyring) async for row in batched_rows(user.activity_tokens())
+    ]
+    entries = [records.state_entry(row) async for row in batched_rows(user.state_entries())]
+    events = [records.event(row) async for row in batched_rows(user.events())]
+    deliveries = [records.delivery(row) async for row in batched_rows(user.deliveries())]
     return {
         "devices": devices, "activities": activities, "activity_tokens": tokens,
         "state": entries, "events": events, "deliveries": deliveries,
@@ -179,7 +163,7 @@ def _names(value: Any, user_id: str) -> bool:
 async def _scrub_column(query: QuerySet[ModelT], column: str, user_id: str) -> int:
     """Remove ``user_id`` from the JSON ``column`` of every row of ``query`` naming it."""
     changed = 0
-    async for row in _rows(query.only("id", column)):
+    async for row in batched_rows(query.only("id", column)):
         value = getattr(row, column)
         if _names(value, user_id):
             await type(row).filter(id=row.pk).update(**{column: scrub(value, user_id)})

@@ -23,6 +23,7 @@ from controlplane.models.devices import (
     Platform,
     TokenSlot,
 )
+from controlplane.models.exports import Export, ExportStatus
 from controlplane.models.invitations import Invitation
 from controlplane.models.notifications import Notification
 from controlplane.models.pushes import (
@@ -77,6 +78,8 @@ __all__ = [
     "DeviceTag",
     "Dimension",
     "EndpointType",
+    "Export",
+    "ExportStatus",
     "Granularity",
     "IdempotencyKey",
     "Invitation",

@@ -99,3 +99,7 @@ def new_webhook_event_id() -> str:
 
 def new_webhook_delivery_id() -> str:
     return new_id("whd")
+
+
+def new_export_id() -> str:
+    return new_id("exp")

@@ -39,6 +39,7 @@ from controlplane.models import (
     AuditEvent,
     Delivery,
     Device,
+    Export,
     Invitation,
     KeyMode,
     Membership,
@@ -150,6 +151,7 @@ async def make_victim_rows(victim: Tenant) -> dict[str, str]:
         project=victim.project, mode=KeyMode.TEST, endpoint=endpoint, event=told,
         status=WebhookDeliveryStatus.SUCCEEDED,
     )  # fmt: skip
+    export = await Export.create(project=victim.project, mode=KeyMode.TEST)
     now = datetime.now(UTC)
     for name in (VICTIM_STATE_KEY, f"widget:{VICTIM_WIDGET_KIND}"):
         await StateEntry.create(
@@ -184,6 +186,7 @@ async def make_victim_rows(victim: Tenant) -> dict[str, str]:
         "activity_id": activity.id,
         "webhook_endpoint_id": endpoint.id,
         "webhook_delivery_id": delivery.id,
+        "export_id": export.id,
     }
 
 
