@@ -297,6 +297,51 @@ def rotate_secret_key(workdir: Path | None, check: bool) -> None:
             sys.exit(1)
 
 
+@main.command("import")
+@click.argument("archive", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--project", "project_id", required=True, help="The project to load it into (prj_…).")
+@click.option(
+    "--mode",
+    type=click.Choice([mode.value for mode in KeyMode]),
+    default=None,
+    help="Load into this mode's data. Default: the mode the archive was exported from.",
+)
+@click.option(
+    "--history/--no-history",
+    default=True,
+    show_default=True,
+    help="Also load pushes, deliveries and analytics events.",
+)
+@dir_option
+def import_(
+    archive: Path, project_id: str, mode: str | None, history: bool, workdir: Path | None
+) -> None:
+    """Load a project export archive (GET /v1/exports/{id}/download) into a project here.
+
+    Push tokens are re-encrypted with this instance's keys; records already here are skipped,
+    so running it again is safe (docs/export.md).
+    """
+    from controlplane.exports.reading import ImportRefused, import_archive
+
+    settings = _database_settings(workdir)
+    configure_logging(settings.log_level)
+    peppers = _peppers(settings)
+    keyring = _keyring(settings)
+
+    async def go() -> dict[str, object]:
+        async with db.database(settings.database_url):
+            report = await import_archive(
+                archive, project_id, keyring=keyring, peppers=peppers, settings=settings,
+                mode=KeyMode(mode) if mode else None, history=history,
+            )  # fmt: skip
+            return {"project_id": project_id, "loaded": report.loaded, "skipped": report.skipped}
+
+    try:
+        click.echo(json.dumps(_on_database(settings, go)))
+    except ImportRefused as exc:
+        raise click.ClickException(f"{archive}: {exc}") from None
+
+
 @main.command()
 @click.option("--admin-email", default="admin@brik.local", show_default=True)
 @click.option(
