@@ -51,9 +51,11 @@ from brik.realtime import Realtime
 from brik.resources import (
     Activities,
     Devices,
+    Exports,
     LiveActivities,
     Pushes,
     State,
+    Users,
     Webhooks,
     Widgets,
 )
@@ -67,6 +69,7 @@ from brik.types import (
     Delivery,
     Device,
     EventBatch,
+    Export,
     Page,
     Push,
     PushDetail,
@@ -77,6 +80,8 @@ from brik.types import (
     StateDeleted,
     StateEntry,
     Target,
+    UserErasure,
+    UserExport,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
@@ -102,6 +107,7 @@ __all__ = [
     "Delivery",
     "Device",
     "EventBatch",
+    "Export",
     "IdempotencyError",
     "InvalidRequestError",
     "NotFoundError",
@@ -121,6 +127,8 @@ __all__ = [
     "StateDeleted",
     "StateEntry",
     "Target",
+    "UserErasure",
+    "UserExport",
     "WebhookDelivery",
     "WebhookEndpoint",
     "WebhookEvent",
@@ -128,11 +136,13 @@ __all__ = [
     "activities",
     "devices",
     "events",
+    "exports",
     "init",
     "live_activities",
     "pushes",
     "realtime",
     "state",
+    "users",
     "webhooks",
     "widgets",
 ]
@@ -201,6 +211,8 @@ widgets = cast(Widgets, _DefaultResource("widgets"))
 state = cast(State, _DefaultResource("state"))
 events = cast(Events, _DefaultResource("events"))
 realtime = cast(Realtime, _DefaultResource("realtime"))
+exports = cast(Exports, _DefaultResource("exports"))
+users = cast(Users, _DefaultResource("users"))
 
 
 class _DefaultWebhooks(_DefaultResource):

@@ -14,6 +14,7 @@ A :class:`Call` is built once per logical call and sent by :class:`SyncTransport
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import platform
@@ -22,6 +23,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -370,6 +372,22 @@ class SyncTransport:
             assert delay is not None  # every other way out of the try returned or raised
             time.sleep(delay)
 
+    def download(self, path: str, target: Path) -> str:
+        """Stream ``path`` (a signed link's path and query) into ``target``; returns the bytes'
+        SHA-256. Written beside ``target`` first and renamed when whole."""
+        partial = target.with_name(target.name + ".partial")
+        digest = hashlib.sha256()
+        with self._http.stream("GET", path, timeout=_stream_timeout(self.config)) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise error_for(response)
+            with partial.open("wb") as out:
+                for chunk in response.iter_bytes():
+                    digest.update(chunk)
+                    out.write(chunk)
+        partial.replace(target)
+        return digest.hexdigest()
+
 
 class AsyncTransport:
     def __init__(self, config: Config, http_client: httpx.AsyncClient | None = None) -> None:
@@ -430,3 +448,21 @@ class AsyncTransport:
                 delay = attempts.failed(exc)
             assert delay is not None  # every other way out of the try returned or raised
             await asyncio.sleep(delay)
+
+    async def download(self, path: str, target: Path) -> str:
+        """As :meth:`SyncTransport.download` (the file is written in a thread)."""
+        partial = target.with_name(target.name + ".partial")
+        digest = hashlib.sha256()
+        async with self._http.stream("GET", path, timeout=_stream_timeout(self.config)) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise error_for(response)
+            out = await asyncio.to_thread(partial.open, "wb")
+            try:
+                async for chunk in response.aiter_bytes():
+                    digest.update(chunk)
+                    await asyncio.to_thread(out.write, chunk)
+            finally:
+                await asyncio.to_thread(out.close)
+        await asyncio.to_thread(partial.replace, target)
+        return digest.hexdigest()

@@ -20,15 +20,19 @@ from brik.resources import (
     Activities,
     AsyncActivities,
     AsyncDevices,
+    AsyncExports,
     AsyncLiveActivities,
     AsyncPushes,
     AsyncState,
+    AsyncUsers,
     AsyncWebhooks,
     AsyncWidgets,
     Devices,
+    Exports,
     LiveActivities,
     Pushes,
     State,
+    Users,
     Webhooks,
     Widgets,
 )
@@ -113,6 +117,8 @@ class Client(_Settings):
         self.state = State(self._transport)
         self.webhooks = Webhooks(self._transport)
         self.realtime = Realtime(self._transport)
+        self.exports = Exports(self._transport)
+        self.users = Users(self._transport)
 
     def close(self) -> None:
         """Send the events still buffered (a failure is logged), then close the connections."""
@@ -161,6 +167,8 @@ class AsyncClient(_Settings):
         self.state = AsyncState(self._transport)
         self.webhooks = AsyncWebhooks(self._transport)
         self.realtime = AsyncRealtime(self._transport)
+        self.exports = AsyncExports(self._transport)
+        self.users = AsyncUsers(self._transport)
 
     async def close(self) -> None:
         """As :meth:`Client.close`."""

@@ -21,7 +21,9 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import quote, urlsplit
 
 from brik._http import (
     AsyncTransport,
@@ -41,6 +43,7 @@ from brik.types import (
     Deleted,
     Delivery,
     Device,
+    Export,
     Page,
     Platform,
     Push,
@@ -48,6 +51,8 @@ from brik.types import (
     StateDeleted,
     StateEntry,
     Target,
+    UserErasure,
+    UserExport,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
@@ -58,15 +63,19 @@ __all__ = [
     "Activities",
     "AsyncActivities",
     "AsyncDevices",
+    "AsyncExports",
     "AsyncLiveActivities",
     "AsyncPushes",
     "AsyncState",
+    "AsyncUsers",
     "AsyncWebhooks",
     "AsyncWidgets",
     "Devices",
+    "Exports",
     "LiveActivities",
     "Pushes",
     "State",
+    "Users",
     "Webhooks",
     "Widgets",
 ]
@@ -84,6 +93,7 @@ _ID_KINDS = {
     "act": ("activity_id", "an activity id"),
     "whk": ("webhook_endpoint_id", "a webhook endpoint id"),
     "whd": ("webhook_delivery_id", "a webhook delivery id"),
+    "exp": ("export_id", "an export id"),
 }
 
 
@@ -1264,9 +1274,7 @@ class AsyncWebhooks(_Signatures):
         call = Call("DELETE", _endpoint_path(endpoint_id))
         return _read(Deleted.from_json, await self._transport.request(call))
 
-    async def rotate_secret(
-        self, endpoint_id: str, *, overlap_hours: int = 24
-    ) -> WebhookEndpoint:
+    async def rotate_secret(self, endpoint_id: str, *, overlap_hours: int = 24) -> WebhookEndpoint:
         call = Call("POST", _endpoint_path(endpoint_id, "/rotate_secret"),
                     json={"overlap_hours": overlap_hours})  # fmt: skip
         return _read(WebhookEndpoint.from_json, await self._transport.request(call))
@@ -1289,3 +1297,134 @@ class AsyncWebhooks(_Signatures):
     async def resend(self, endpoint_id: str, delivery_id: str) -> WebhookDelivery:
         call = Call("POST", _delivery_path(endpoint_id, delivery_id, "/resend"))
         return _read(WebhookDelivery.from_json, await self._transport.request(call))
+
+
+# --- exports and end users' data -----------------------------------------------------------
+
+
+def _export_path(export_id: str) -> str:
+    return _path("exp", export_id, collection="exports")
+
+
+def _link_path(export: Export) -> str:
+    """The signed link's path and query, to fetch through this client's base URL."""
+    if export.download_url is None:
+        raise InvalidRequestError(
+            f"Export {export.id} is {export.status}: there is nothing to download.",
+            status=400, type="invalid_request_error", code="export_not_ready", param="export_id",
+        )  # fmt: skip
+    link = urlsplit(export.download_url)
+    return f"{link.path}?{link.query}"
+
+
+def _checked(export: Export, digest: str, target: Path) -> Path:
+    if export.sha256 is not None and digest != export.sha256:
+        target.unlink(missing_ok=True)
+        raise APIError(f"The archive of {export.id} arrived damaged (its SHA-256 differs).",
+                       status=200, body=None)  # fmt: skip
+    return target
+
+
+def _user_path(user_id: str, action: str = "") -> str:
+    """``/v1/users/<user_id><action>``, the id percent-encoded. A user id the path cannot carry
+    (empty, over 200 characters, holding a ``/``, or ``.`` / ``..``) raises
+    :class:`InvalidRequestError` and nothing is sent."""
+    if (
+        not isinstance(user_id, str)
+        or not 1 <= len(user_id) <= 200
+        or "/" in user_id
+        or user_id in (".", "..")
+    ):
+        raise InvalidRequestError(
+            f"{user_id!r} cannot be named in a URL path (1 to 200 characters, no '/', not '.' "
+            "or '..'); nothing was sent.",
+            status=400, type="invalid_request_error", code="invalid_id", param="user_id",
+        )  # fmt: skip
+    return f"/v1/users/{quote(user_id, safe='')}{action}"
+
+
+class Exports:
+    """Whole-project exports (a secret key with the ``export`` scope): ``create`` asks for one,
+    a worker builds it, ``retrieve`` shows when it has ``succeeded``, ``download`` saves the
+    archive (a tar.gz of NDJSON files, docs/export.md)."""
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def create(self) -> Export:
+        return _read(Export.from_json, self._transport.request(Call("POST", "/v1/exports")))
+
+    def retrieve(self, export_id: str) -> Export:
+        return _read(
+            Export.from_json, self._transport.request(Call("GET", _export_path(export_id)))
+        )
+
+    def list(self, *, limit: int | None = None, starting_after: str | None = None) -> Page[Export]:
+        call = Call("GET", "/v1/exports", params={"limit": limit, "starting_after": starting_after})
+        return _page(self._transport.request(call), Export.from_json)
+
+    def download(self, export_id: str, path: str | Path) -> Path:
+        """Save the archive of a succeeded export at ``path`` (checked against its SHA-256)."""
+        export = self.retrieve(export_id)
+        target = Path(path)
+        return _checked(export, self._transport.download(_link_path(export), target), target)
+
+
+class AsyncExports:
+    """:class:`Exports`, awaited."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def create(self) -> Export:
+        return _read(Export.from_json, await self._transport.request(Call("POST", "/v1/exports")))
+
+    async def retrieve(self, export_id: str) -> Export:
+        call = Call("GET", _export_path(export_id))
+        return _read(Export.from_json, await self._transport.request(call))
+
+    async def list(
+        self, *, limit: int | None = None, starting_after: str | None = None
+    ) -> Page[Export]:
+        call = Call("GET", "/v1/exports", params={"limit": limit, "starting_after": starting_after})
+        return _page(await self._transport.request(call), Export.from_json)
+
+    async def download(self, export_id: str, path: str | Path) -> Path:
+        export = await self.retrieve(export_id)
+        target = Path(path)
+        digest = await self._transport.download(_link_path(export), target)
+        return _checked(export, digest, target)
+
+
+class Users:
+    """Your end users' data, by the ``user_id`` your app gave their devices (a secret key:
+    ``users:read`` to export, ``users:write`` to erase). Within the key's project and mode."""
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def export(self, user_id: str) -> UserExport:
+        """Everything of theirs: devices with push tokens, activities, state under
+        ``user:{user_id}``, events, deliveries."""
+        call = Call("GET", _user_path(user_id, "/export"))
+        return _read(UserExport.from_json, self._transport.request(call))
+
+    def erase(self, user_id: str) -> UserErasure:
+        """Erase it (deliveries are kept for counts without them); safe to repeat."""
+        call = Call("DELETE", _user_path(user_id))
+        return _read(UserErasure.from_json, self._transport.request(call))
+
+
+class AsyncUsers:
+    """:class:`Users`, awaited."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def export(self, user_id: str) -> UserExport:
+        call = Call("GET", _user_path(user_id, "/export"))
+        return _read(UserExport.from_json, await self._transport.request(call))
+
+    async def erase(self, user_id: str) -> UserErasure:
+        call = Call("DELETE", _user_path(user_id))
+        return _read(UserErasure.from_json, await self._transport.request(call))

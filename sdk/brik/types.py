@@ -19,6 +19,7 @@ __all__ = [
     "Delivery",
     "Device",
     "EventBatch",
+    "Export",
     "Page",
     "Push",
     "PushDetail",
@@ -27,6 +28,8 @@ __all__ = [
     "StateDeleted",
     "StateEntry",
     "Target",
+    "UserErasure",
+    "UserExport",
     "WebhookDelivery",
     "WebhookEndpoint",
     "WebhookEvent",
@@ -605,4 +608,88 @@ class RealtimeToken:
             token=str(body["token"]),
             channels=[str(channel) for channel in body["channels"]],
             expires_at=_required_time(body["expires_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class Export:
+    """A project export (``exp_…``) in the key's mode: ``status`` ``queued``, ``running``,
+    ``succeeded`` (``download_url`` is a signed link to the archive until ``expires_at``),
+    ``failed`` or ``expired``. ``counts`` are the records per file of the archive."""
+
+    id: str
+    mode: str
+    status: str
+    attempts: int
+    counts: dict[str, int]
+    size_bytes: int | None
+    sha256: str | None
+    error: str | None
+    download_url: str | None
+    created_at: datetime
+    completed_at: datetime | None
+    expires_at: datetime | None
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Export:
+        return cls(
+            id=str(body["id"]), mode=str(body["mode"]), status=str(body["status"]),
+            attempts=int(body["attempts"]),
+            counts={str(k): int(v) for k, v in (body.get("counts") or {}).items()},
+            size_bytes=body.get("size_bytes"), sha256=body.get("sha256"),
+            error=body.get("error"), download_url=body.get("download_url"),
+            created_at=_required_time(body["created_at"]),
+            completed_at=_time(body.get("completed_at")), expires_at=_time(body.get("expires_at")),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class UserExport:
+    """Everything of one end user's in the key's project and mode, as records (docs/export.md):
+    ``devices`` (push tokens in full), ``activities``, ``activity_tokens``, ``state``,
+    ``events`` and ``deliveries``."""
+
+    user_id: str
+    mode: str
+    exported_at: datetime
+    devices: list[dict[str, Any]]
+    activities: list[dict[str, Any]]
+    activity_tokens: list[dict[str, Any]]
+    state: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    deliveries: list[dict[str, Any]]
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> UserExport:
+        def records(name: str) -> list[dict[str, Any]]:
+            found = body[name]
+            if not isinstance(found, list):
+                raise TypeError(f"{name} is not a list")
+            return [dict(item) for item in found]
+
+        return cls(
+            user_id=str(body["user_id"]), mode=str(body["mode"]),
+            exported_at=_required_time(body["exported_at"]), devices=records("devices"),
+            activities=records("activities"), activity_tokens=records("activity_tokens"),
+            state=records("state"), events=records("events"), deliveries=records("deliveries"),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class UserErasure:
+    """What erasing an end user removed or changed, by kind (all zero: nothing was left)."""
+
+    user_id: str
+    mode: str
+    erased: dict[str, int]
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> UserErasure:
+        erased = body["erased"]
+        if not isinstance(erased, dict):
+            raise TypeError("erased is not an object")
+        return cls(
+            user_id=str(body["user_id"]),
+            mode=str(body["mode"]),
+            erased={str(k): int(v) for k, v in erased.items()},
         )

@@ -45,7 +45,9 @@ class BrikServer:
 
 
 @pytest.fixture(scope="module")
-async def brik_server(database_url: str, redis_url: str) -> AsyncIterator[BrikServer]:
+async def brik_server(
+    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[BrikServer]:
     port = free_port()
     env = server_environment(
         database_url,
@@ -60,6 +62,7 @@ async def brik_server(database_url: str, redis_url: str) -> AsyncIterator[BrikSe
         BRIK_WEBHOOK_ALLOW_PRIVATE_NETWORKS="true",
         # Realtime streams end after 2 s, so tests/sdk/test_realtime.py sees the SDK reconnect.
         BRIK_REALTIME_MAX_SECONDS="2",
+        BRIK_EXPORT_DIR=str(tmp_path_factory.mktemp("exports")),
     )
     url = f"http://127.0.0.1:{port}"
     serve = ("serve", "--host", "127.0.0.1", "--port", str(port))
