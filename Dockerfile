@@ -61,9 +61,12 @@ LABEL org.opencontainers.image.title="Brik Cloud" \
 
 # A numeric USER, so Kubernetes' runAsNonRoot can verify it; the passwd entry is there for
 # libraries that look the user up (asyncpg's default user name, for one).
+# /var/lib/brik/exports: where project export archives go (BRIK_EXPORT_DIR). Owned by the user,
+# so a volume mounted there (compose's named volume, a Kubernetes claim) starts writable.
 RUN groupadd --gid 10001 brik \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
-       --shell /usr/sbin/nologin brik
+       --shell /usr/sbin/nologin brik \
+    && mkdir -p /var/lib/brik/exports && chown 10001:10001 /var/lib/brik/exports
 
 # Owned by root and read-only to the user: the process cannot change its own code. The same
 # path as in the builder: a virtualenv's scripts name their interpreter by absolute path.

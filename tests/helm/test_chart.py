@@ -578,3 +578,21 @@ def test_a_redis_url_can_be_composed_from_an_operators_password_secret(
         # Kubernetes expands $(VAR) only from variables defined before it.
         assert names.index("REDIS_PASSWORD") < names.index("BRIK_REDIS_URL")
     assert "BRIK_REDIS_URL" not in rendered.secret_data(FULLNAME)
+
+
+def test_export_archives_live_on_one_claim_that_api_and_worker_pods_mount(
+    render: Callable[..., Rendered],
+) -> None:
+    rendered = render(merged(MINIMAL, {"exports": {"existingClaim": "brik-exports"}}))
+    config = rendered.get("ConfigMap", f"{FULLNAME}-config")["data"]
+    assert config["BRIK_EXPORT_DIR"] == "/var/lib/brik/exports"
+    for name in (API, WORKER):
+        pod = rendered.get("Deployment", name)["spec"]["template"]["spec"]
+        volumes = {volume["name"]: volume for volume in pod["volumes"]}
+        assert volumes["exports"]["persistentVolumeClaim"] == {"claimName": "brik-exports"}
+        (container,) = pod["containers"]
+        mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+        assert mounts["exports"] == "/var/lib/brik/exports"
+    # Without a claim each pod writes into an emptyDir (the root filesystem is read-only).
+    alone = render(MINIMAL).get("Deployment", WORKER)["spec"]["template"]["spec"]
+    assert "emptyDir" in {v["name"]: v for v in alone["volumes"]}["exports"]

@@ -121,8 +121,26 @@ TLS covers it), else nothing (the application's default).
 The non-secret settings as BRIK_* variables: every key of .Values.config (camelCase of a
 setting), lists joined with commas. The ConfigMap holds them.
 */}}
+{{/*
+Where export archives live in the pods (BRIK_EXPORT_DIR): the operator's shared claim, or an
+emptyDir (see values.yaml, exports).
+*/}}
+{{- define "brik.exportsVolume" -}}
+- name: exports
+{{- if .Values.exports.existingClaim }}
+  persistentVolumeClaim:
+    claimName: {{ .Values.exports.existingClaim }}
+{{- else }}
+  emptyDir:
+    sizeLimit: {{ .Values.exports.sizeLimit }}
+{{- end }}
+{{- end }}
+
 {{- define "brik.configEnv" -}}
 {{- $config := omit .Values.config "publicBaseUrl" }}
+{{- if not (hasKey $config "exportDir") }}
+{{- $_ := set $config "exportDir" "/var/lib/brik/exports" }}
+{{- end }}
 {{- $publicBaseUrl := include "brik.publicBaseUrl" . }}
 {{- if $publicBaseUrl }}
 {{- $_ := set $config "publicBaseUrl" $publicBaseUrl }}
