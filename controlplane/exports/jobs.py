@@ -15,9 +15,12 @@ object-storage URL — treat it as the data itself.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import re
 import secrets
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
@@ -31,6 +34,8 @@ from controlplane.settings import Settings
 
 logger = logging.getLogger("brik.exports")
 MAX_ATTEMPTS = 3
+# An archive (exp_….tar.gz) or a build's scratch directory (.exp_….<random>).
+_EXPORT_FILE = re.compile(r"\.?(exp_[a-z2-7]{24})(?:\.tar\.gz|\..+)")
 OPEN_STATUSES = (ExportStatus.QUEUED, ExportStatus.RUNNING)
 
 
@@ -103,16 +108,55 @@ async def to_hand_over(now: datetime, grace_seconds: float) -> list[tuple[str, i
 
 
 async def delete_expired(directory: Path, now: datetime | None = None) -> int:
-    """Delete the archives past their expiry; their exports say ``expired``. Returns how many."""
+    """Delete the archives past their expiry (their exports say ``expired``), and any file in
+    ``directory`` no export still needs — one whose project was deleted, scratch files of a
+    build that was given up. Returns how many archives expired."""
     now = now or datetime.now(UTC)
     expired = await Export.filter(status=ExportStatus.SUCCEEDED, expires_at__lte=now)
     for export in expired:
         if export.file_name:
-            (directory / export.file_name).unlink(missing_ok=True)
+            await asyncio.to_thread((directory / export.file_name).unlink, missing_ok=True)
         await Export.filter(id=export.id, status=ExportStatus.SUCCEEDED).update(
             status=ExportStatus.EXPIRED
         )
+    await _delete_orphans(directory)
     return len(expired)
+
+
+async def _delete_orphans(directory: Path) -> None:
+    found = await asyncio.to_thread(_export_files, directory)
+    if not found:
+        return
+    needed = {ExportStatus.QUEUED, ExportStatus.RUNNING, ExportStatus.SUCCEEDED}
+    kept = {
+        str(export_id)
+        for export_id in await Export.filter(id__in=list(found), status__in=needed).values_list(
+            "id", flat=True
+        )
+    }
+    for export_id, paths in found.items():
+        if export_id not in kept:
+            for path in paths:
+                await asyncio.to_thread(_remove, path)
+
+
+def _export_files(directory: Path) -> dict[str, list[Path]]:
+    """The files of ``directory`` by the export they belong to (archives and scratch dirs)."""
+    found: dict[str, list[Path]] = {}
+    if not directory.is_dir():
+        return found
+    for path in directory.iterdir():
+        match = _EXPORT_FILE.fullmatch(path.name)
+        if match is not None:
+            found.setdefault(match[1], []).append(path)
+    return found
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 # --- the download link ------------------------------------------------------------------------

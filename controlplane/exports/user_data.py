@@ -33,11 +33,12 @@ Erasing is idempotent: a second erase finds nothing and answers zero counts.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from tortoise.expressions import Q, Subquery
+from tortoise.expressions import Q, RawSQL, Subquery
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
@@ -160,10 +161,25 @@ def _names(value: Any, user_id: str) -> bool:
     return bool(value == user_id)
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9 ._:@-]+")  # characters JSON text never escapes
+
+
+def _may_name(query: QuerySet[ModelT], column: str, user_id: str) -> QuerySet[ModelT]:
+    """``query`` narrowed to rows whose JSON ``column``, as text, holds the longest run of
+    ``user_id``'s plain characters: every row naming the user, and a few more, found by the
+    database rather than by reading the whole project (the caller checks each one). A user id
+    without such a run narrows nothing."""
+    runs = _PLAIN.findall(user_id)
+    if not runs:
+        return query
+    text = RawSQL(f'CAST("{column}" AS TEXT)')
+    return query.annotate(json_text=text).filter(json_text__contains=max(runs, key=len))
+
+
 async def _scrub_column(query: QuerySet[ModelT], column: str, user_id: str) -> int:
     """Remove ``user_id`` from the JSON ``column`` of every row of ``query`` naming it."""
     changed = 0
-    async for row in batched_rows(query.only("id", column)):
+    async for row in batched_rows(_may_name(query, column, user_id).only("id", column)):
         value = getattr(row, column)
         if _names(value, user_id):
             await type(row).filter(id=row.pk).update(**{column: scrub(value, user_id)})

@@ -160,8 +160,13 @@ async def test_an_export_is_built_by_the_worker_and_downloaded_by_its_signed_lin
 
         # Past its lifetime the archive is deleted and the link leads nowhere.
         later = datetime.now(UTC) + timedelta(hours=settings.export_lifetime_hours, minutes=1)
+        # … and so is an archive whose export went with its project, and its scratch files.
+        orphan = settings.export_dir / "exp_aaaaaaaaaaaaaaaaaaaaaaaa.tar.gz"
+        orphan.write_bytes(b"left by a deleted project")
+        (settings.export_dir / ".exp_aaaaaaaaaaaaaaaaaaaaaaaa.x1y2").mkdir()
+        (settings.export_dir / "notes.txt").write_text("not ours")
         assert await jobs.delete_expired(settings.export_dir, later) == 1
-        assert not list(settings.export_dir.glob("*.tar.gz"))
+        assert [path.name for path in settings.export_dir.iterdir()] == ["notes.txt"]
         assert (await Export.get(id=export["id"])).status == "expired"
         gone = await api.get(f"/v1/exports/{export['id']}", headers=bearer(acme.secret_key))
         assert (gone.json()["status"], gone.json()["download_url"]) == ("expired", None)
