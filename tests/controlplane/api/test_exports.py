@@ -193,3 +193,26 @@ async def test_exports_need_a_secret_key_with_the_export_scope(
     unknown = await client.get("/v1/exports/exp_aaaaaaaaaaaaaaaaaaaaaaaa",
                                headers=bearer(acme.secret_key))  # fmt: skip
     assert unknown.status_code == 404
+
+
+async def test_among_members_only_owners_may_export_the_whole_project(database: None) -> None:
+    from controlplane.auth.admin import AdminPrincipal
+    from controlplane.auth.member_principal import acting_member
+    from controlplane.errors import PermissionDenied
+    from controlplane.models import Role
+
+    acme = await make_tenant("Acme")
+    for role, person in acme.people.items():
+        member = await acting_member(AdminPrincipal(person.user), acme.project.id, KeyMode.LIVE)
+        if role is Role.OWNER:
+            member.require("export")
+        else:
+            with pytest.raises(PermissionDenied):
+                member.require("export")
+        # Exporting or erasing one end user: from developers up (viewers only read).
+        if role is Role.VIEWER:
+            with pytest.raises(PermissionDenied):
+                member.require("users:read")
+        else:
+            member.require("users:read")
+            member.require("users:write")
