@@ -25,7 +25,7 @@ import json
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -156,6 +156,7 @@ class _Loader:
                 status=record["status"],
                 invalid_reason=record["invalid_reason"],
                 invalidated_at=_time(record["invalidated_at"]),
+                created_at=_time(record["created_at"]),
             )
             for token_hash, record in hashes.items()
             if token_hash not in taken
@@ -189,6 +190,7 @@ class _Loader:
                 version=r["version"],
                 end_reason=r["end_reason"],
                 ended_at=_time(r["ended_at"]),
+                created_at=_time(r["created_at"]),
             )
             for r in fresh
         ]
@@ -220,6 +222,7 @@ class _Loader:
                 token_last_four=r["token"][-4:] if r["token"] else None,
                 status=r["status"],
                 invalid_reason=r["invalid_reason"],
+                created_at=_time(r["created_at"]),
             )
             for r in batch
             if r["device_id"] in devices
@@ -241,7 +244,7 @@ class _Loader:
                     await state.write(
                         space, r["key"], r["value"], public=r["public"],
                         expires_at=_time(r["expires_at"]), conditions=create_only, limit=limit,
-                        now=datetime.now().astimezone(),
+                        now=datetime.now(UTC),
                     )  # fmt: skip
                 loaded += 1
             except PreconditionFailed:
@@ -271,6 +274,7 @@ class _Loader:
                 recipients=r["recipients"],
                 completed_at=_time(r["completed_at"]) or _time(r["canceled_at"]),
                 canceled_at=_time(r["canceled_at"]),
+                created_at=_time(r["created_at"]),
             )
             for r in fresh
         ]
@@ -304,6 +308,7 @@ class _Loader:
                 attempts=r["attempts"],
                 sent_at=_time(r["sent_at"]),
                 completed_at=_time(r["completed_at"]),
+                created_at=_time(r["created_at"]),
             )
             for r in fresh
             if r["push_id"] in pushes

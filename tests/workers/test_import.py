@@ -90,7 +90,7 @@ async def test_a_project_moves_to_another_instance_and_its_devices_get_pushes_th
     assert written.status_code in (200, 201), written.text
     sent = await client.post("/v1/pushes", headers=bearer(app.secret), json={
         "kind": "alert", "alert": {"title": "From A"}, "to": {"user_ids": [USER]}})  # fmt: skip
-    await until_final(client, app.secret, sent.json()["id"])
+    from_a = await until_final(client, app.secret, sent.json()["id"])
     asked = await client.post("/v1/exports", headers=bearer(app.secret))
     assert asked.status_code == 202, asked.text
     done = await settled(client, app.secret, asked.json()["id"])
@@ -133,6 +133,10 @@ async def test_a_project_moves_to_another_instance_and_its_devices_get_pushes_th
                 assert sorted(d["token"] for d in moved.json()["data"]) == sorted(
                     ["…" + IPHONE[-4:], "…" + PIXEL[-4:]]
                 )
+                history = (await b.get("/v1/pushes", headers=bearer(secret_b))).json()["data"]
+                assert [(p["id"], p["status"], p["created_at"]) for p in history] == [
+                    (from_a["id"], "completed", from_a["created_at"])
+                ]  # A's push, as it was: history, not something to send again
                 state = await b.get("/v1/state/user:moving-user:plan", headers=bearer(secret_b))
                 assert state.json()["value"] == "gold"
                 push = await b.post("/v1/pushes", headers=bearer(secret_b), json={
