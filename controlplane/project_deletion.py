@@ -171,14 +171,15 @@ async def purge(project_id: str) -> None:
 
 
 async def delete_in_batches(model: type[ModelT], rows: QuerySet[ModelT]) -> int:
-    """Delete ``rows``, :data:`PURGE_BATCH` per statement; returns how many went."""
+    """Delete ``rows``, :data:`PURGE_BATCH` per statement; returns how many went (counted by
+    their ids: what a DELETE reports on SQLite includes the rows its cascades took)."""
     deleted = 0
     while True:
-        batch = model.filter(id__in=Subquery(rows.limit(PURGE_BATCH).values("id")))
-        done = await retrying(batch.delete)
-        deleted += done
-        if not done:
+        ids = await rows.limit(PURGE_BATCH).values_list("id", flat=True)
+        if not ids:
             return deleted
+        deleted += len(ids)
+        await retrying(model.filter(id__in=list(ids)).delete)
 
 
 async def update_in_batches(model: type[ModelT], rows: QuerySet[ModelT], **values: Any) -> int:
@@ -189,11 +190,11 @@ async def update_in_batches(model: type[ModelT], rows: QuerySet[ModelT], **value
     """
     updated = 0
     while True:
-        batch = model.filter(id__in=Subquery(rows.limit(PURGE_BATCH).values("id")))
-        done = await retrying(functools.partial(batch.update, **values))
-        updated += done
-        if not done:
+        ids = await rows.limit(PURGE_BATCH).values_list("id", flat=True)
+        if not ids:
             return updated
+        batch = model.filter(id__in=list(ids))
+        updated += await retrying(functools.partial(batch.update, **values))
 
 
 async def retrying(statement: Callable[[], Awaitable[int]]) -> int:
