@@ -3,8 +3,8 @@
 A secret key with the ``export`` scope asks (``POST``: 202, ``queued``); a worker builds the
 archive (``workers/tasks/exports.py``); ``GET /v1/exports/{export_id}`` then shows
 ``succeeded`` and a signed ``download_url`` valid until the archive is deleted
-(``BRIK_EXPORT_LIFETIME_HOURS``, 24 by default). Members reach the same operations through the
-dashboard's gateway: owners only, since an archive holds every push token of the project. One
+(``BRIK_EXPORT_LIFETIME_HOURS``, 24 by default). Among members acting through the dashboard's
+gateway only owners hold ``export`` (an archive holds every push token of the project). One
 export per project and mode is built at a time (409 ``export_in_progress`` names it).
 
 The download itself (``GET /v1/exports/{export_id}/download``) takes no API key: the link's
