@@ -55,6 +55,7 @@ AUDITED_ACTIONS: dict[str, str] = {
     "end_user.erased": "an end user's data was erased (the user id is kept as a keyed hash)",
     "export.created": "a project export was asked for",
     "export.downloaded": "a project export's archive was downloaded",
+    "export.deleted": "a project export's archive was deleted before it expired",
 }
 
 

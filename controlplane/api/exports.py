@@ -120,6 +120,20 @@ async def retrieve_export(call: Call) -> ExportOut:
     return _out(call, await _own(call))
 
 
+async def delete_export(call: Call) -> ExportOut:
+    """Delete the archive now (after an end user's erase, say); the export says ``expired``."""
+    row = await _own(call)
+    if row.status in jobs.OPEN_STATUSES:
+        raise Conflict(
+            f"Export {row.id} is {row.status}: wait until it is built, then delete it.",
+            code="export_in_progress",
+        )
+    if row.status is ExportStatus.SUCCEEDED:
+        await jobs.discard(row, call.settings.export_dir)
+        await call.audit("export.deleted", target_type="export", target_id=row.id)
+    return _out(call, row)
+
+
 async def download_export(call: Call) -> FileResponse:
     export_id = call.path_name("export_id")
     params = call.query_as(DownloadQuery)
@@ -163,6 +177,11 @@ operations = [
               response=Page[ExportOut]),
     Operation("GET", EXPORT, retrieve_export, "An export's status, and its download link",
               "Exports", auth=KEY, scope="export", secret_key_only=True, response=ExportOut),
+    Operation("DELETE", EXPORT, delete_export,
+              "Delete an export's archive now (the export stays, `expired`)", "Exports",
+              auth=KEY, scope="export", secret_key_only=True, response=ExportOut,
+              transactional=False,
+              errors={409: "The export is still queued or being built (`export_in_progress`)."}),
     Operation("GET", EXPORT + "/download", download_export,
               "Download an export's archive (by its signed link: no API key)", "Exports",
               auth=Auth.NONE, query=DownloadQuery, response_media_type="application/gzip",

@@ -1,8 +1,9 @@
 """``/v1/users/{user_id}``: one end user's data, exported or erased (a data subject's request).
 
-Secret keys only: ``users:read`` exports, ``users:write`` erases (members acting through the dashboard's
-gateway hold both from the developer role up; viewers do not — an export carries push tokens). Everything is within the key's project and mode. What is the user's and what an erase
-keeps is ``controlplane/exports/user_data.py``'s to decide and docs/export.md's to tell.
+Secret keys only: ``users:read`` exports, ``users:write`` erases (members acting through the
+dashboard's gateway hold both from the developer role up; viewers do not — an export carries
+push tokens). Everything is within the key's project and mode. What is the user's and what an
+erase keeps is ``controlplane/exports/user_data.py``'s to decide and docs/export.md's to tell.
 
 A user id is a name in the tenant's own namespace, not an id of Brik's: a user nobody named
 exports empty lists and erases nothing (zero counts), like a user erased before — so an erase

@@ -123,6 +123,16 @@ async def delete_expired(directory: Path, now: datetime | None = None) -> int:
     return len(expired)
 
 
+async def discard(export: Export, directory: Path) -> None:
+    """Delete ``export``'s archive now; it says ``expired`` (a link to it answers 404)."""
+    await Export.filter(id=export.id, status=ExportStatus.SUCCEEDED).update(
+        status=ExportStatus.EXPIRED, expires_at=datetime.now(UTC)
+    )
+    if export.file_name:
+        await asyncio.to_thread((directory / export.file_name).unlink, missing_ok=True)
+    await export.refresh_from_db()
+
+
 async def _delete_orphans(directory: Path) -> None:
     found = await asyncio.to_thread(_export_files, directory)
     if not found:

@@ -1363,6 +1363,11 @@ class Exports:
         call = Call("GET", "/v1/exports", params={"limit": limit, "starting_after": starting_after})
         return _page(self._transport.request(call), Export.from_json)
 
+    def delete(self, export_id: str) -> Export:
+        """Delete the archive now (the export stays, ``expired``)."""
+        call = Call("DELETE", _export_path(export_id))
+        return _read(Export.from_json, self._transport.request(call))
+
     def download(self, export_id: str, path: str | Path) -> Path:
         """Save the archive of a succeeded export at ``path`` (checked against its SHA-256)."""
         export = self.retrieve(export_id)
@@ -1388,6 +1393,10 @@ class AsyncExports:
     ) -> Page[Export]:
         call = Call("GET", "/v1/exports", params={"limit": limit, "starting_after": starting_after})
         return _page(await self._transport.request(call), Export.from_json)
+
+    async def delete(self, export_id: str) -> Export:
+        call = Call("DELETE", _export_path(export_id))
+        return _read(Export.from_json, await self._transport.request(call))
 
     async def download(self, export_id: str, path: str | Path) -> Path:
         export = await self.retrieve(export_id)

@@ -48,6 +48,7 @@ def test_a_project_export_is_created_built_and_downloaded(tmp_path: Path) -> Non
     assert manifest["counts"] == export.counts
     assert json.loads(devices)["token"] == PHONE
     assert [e.id for e in brik.exports.list().data] == [export.id]
+    assert brik.exports.delete(export.id).status == "expired"  # the archive is gone now
     with pytest.raises(brik.InvalidRequestError) as bad:
         brik.exports.retrieve("../pushes")
     assert bad.value.param == "export_id"
@@ -82,6 +83,7 @@ async def test_the_async_client_exports_and_erases_too(
             export = await client.exports.retrieve(export.id)
         saved = await client.exports.download(export.id, tmp_path / "async.tar.gz")
         assert saved.stat().st_size == export.size_bytes
+        assert (await client.exports.delete(export.id)).download_url is None
         assert [d["user_id"] for d in (await client.users.export("async-user")).devices] == [
             "async-user"
         ]

@@ -216,3 +216,28 @@ async def test_among_members_only_owners_may_export_the_whole_project(database: 
         else:
             member.require("users:read")
             member.require("users:write")
+
+
+async def test_an_archive_can_be_deleted_before_it_expires(
+    make_settings: Callable[..., Settings], database: None, tmp_path: Path
+) -> None:
+    settings = make_settings(export_dir=tmp_path / "exports")
+    acme = await make_tenant("Acme")
+    key = bearer(acme.secret_key)
+    async with serving(create_app(settings)) as base, httpx.AsyncClient(base_url=base) as api:
+        await populate(api, acme)
+        export = (await api.post("/v1/exports", headers=key)).json()
+        early = await api.delete(f"/v1/exports/{export['id']}", headers=key)
+        assert (early.status_code, early.json()["error"]["code"]) == (409, "export_in_progress")
+        async with running_worker(settings):
+            done = await settled(api, acme.secret_key, export["id"])
+        link = urlsplit(done["download_url"])
+        deleted = await api.delete(f"/v1/exports/{export['id']}", headers=key)
+        assert deleted.status_code == 200, deleted.text
+        assert (deleted.json()["status"], deleted.json()["download_url"]) == ("expired", None)
+        assert not list(settings.export_dir.iterdir())
+        assert (await api.get(f"{link.path}?{link.query}")).status_code == 404
+        again = await api.delete(f"/v1/exports/{export['id']}", headers=key)
+        assert again.json()["status"] == "expired"
+    actions = await AuditEvent.filter(target_id=export["id"]).values_list("action", flat=True)
+    assert sorted(actions) == ["export.created", "export.deleted"]
