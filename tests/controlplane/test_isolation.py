@@ -14,9 +14,10 @@ the victim's kind writes the attacker's own ``widget:{kind}`` entry and pushes t
 attacker's own devices. A realtime ``{channel}`` too: publishing on the victim's channel name
 publishes on the attacker's own channel (channels are per project and mode), and subscribing
 to the victim's private channel is the attacker's own private channel, refused without a
-token — the victim's messages and history are never reached. An end user's ``{user_id}`` too: exporting or erasing the victim's user
-id reaches the attacker's own project only — an empty export, an erase of nothing
-(:data:`NAMED_IN_OWN_PROJECT`) — and the victim's devices and events of that user stay.
+token — the victim's messages and history are never reached. An end user's ``{user_id}`` too:
+exporting or erasing the victim's user id reaches the attacker's own project only — an empty
+export, an erase of nothing (:data:`NAMED_IN_OWN_PROJECT`) — and the victim's devices and
+events of that user stay.
 """
 
 from __future__ import annotations
