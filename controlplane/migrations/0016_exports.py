@@ -1,5 +1,7 @@
 """Project exports (issue 16, section 4): the export jobs (``controlplane/models/exports.py``).
-Numbered 0016: 0015 is kept for realtime channels, built beside it."""
+
+The scopes that came with them (``export``, ``users:read``, ``users:write``) are not added to
+existing keys, unlike 0015's: they reveal push tokens (docs/api.md)."""
 
 from tortoise import migrations
 from tortoise.migrations import operations as ops
@@ -13,7 +15,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('brik', '0014_webhooks')]
+    dependencies = [('brik', '0015_full_keys_gain_new_scopes')]
 
     initial = False
 
