@@ -379,7 +379,7 @@ async def test_a_webhook_test_event_is_received_and_verified_with_the_sdk(
         assert endpoint.secret is not None
         sent = await client.webhooks.send_test(endpoint.id)
         assert (sent.event_type, sent.status) == ("webhook.test", "queued")
-        (request,) = await hooks.wait_for(1)
+        (request,) = await hooks.wait_for(1, within=60)
         event = client.webhooks.verify_signature(
             request.body, request.headers["brik-signature"], endpoint.secret
         )
@@ -393,4 +393,4 @@ async def test_a_webhook_test_event_is_received_and_verified_with_the_sdk(
         assert (detail.response_status, detail.event["id"]) == (200, event.id)
         again = await client.webhooks.resend(endpoint.id, detail.id)
         assert (again.trigger, again.event_id) == ("resend", event.id)
-        await hooks.wait_for(2)
+        await hooks.wait_for(2, within=60)

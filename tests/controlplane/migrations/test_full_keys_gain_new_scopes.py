@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import pytest
 from tortoise.context import TortoiseContext
 from tortoise.migrations.api import migrate as tortoise_migrate
 
@@ -53,9 +52,9 @@ def _check(scopes: dict[str, list[str]]) -> None:
     assert scopes["publishable"] == ["devices:write", "state:read"]
 
 
-@pytest.mark.database
 async def test_an_upgraded_postgres_database() -> None:
-    # (SQLite runs the same statements on an empty table: tests/controlplane/test_db.py.)
+    # Not marked `database`: it makes its own PostgreSQL database, in the SQLite run too (which
+    # runs the same statements on an empty table: tests/controlplane/test_db.py).
     server = configured_server_url()
     if server.startswith("sqlite"):
         server = DEFAULT_TEST_DATABASE_URL
