@@ -194,6 +194,11 @@ async def subscribe_channel(call: Call) -> Response:
             now_ms = int(time.time() * 1000)
             history = History.of(call.settings)
             backlog = await messages.read_since(redis, channel, last_id, history, now_ms)
+            newest = await messages.newest_id(redis, channel)
+            if newest is None or messages.id_key(last_id) > messages.id_key(newest):
+                # An id this channel never gave (a skewed client, another Redis): resuming
+                # from it would skip every message until that moment. Resume from what is.
+                last_id = newest
     except BaseException as exc:  # a client gone meanwhile too: the place is given back
         if subscription is not None:
             subscription.close()

@@ -81,6 +81,15 @@ async def publish(redis: Redis, channel: Channel, event: str, data: str, history
     return result.decode() if isinstance(result, bytes) else str(result)
 
 
+async def newest_id(redis: Redis, channel: Channel) -> str | None:
+    """The id of the channel's newest kept message, if it keeps any."""
+    entries = await redis.xrevrange(channel.history_key, max="+", min="-", count=1)
+    if not entries:
+        return None
+    entry_id = entries[0][0]
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
 async def read_since(
     redis: Redis, channel: Channel, last_id: str, history: History, now_ms: int
 ) -> list[Message]:

@@ -247,6 +247,12 @@ async def test_a_reconnecting_client_gets_what_it_missed_from_the_bounded_histor
                 7, 8, 9,
             ]  # fmt: skip
 
+        # An id from the future (a skewed client, another Redis) loses no live message.
+        ahead = {"Last-Event-ID": "9999999999999-0"}
+        async with subscribed(client, phone, "feed", headers=ahead) as stream:
+            live = await publish(client, acme.secret_key, "feed", 10)
+            assert await stream.next() == Event(live, "message", 10)
+
         bad = await client.get(
             "/v1/realtime/channels/feed", headers={**bearer(phone), "Last-Event-ID": "yesterday"}
         )
