@@ -263,6 +263,13 @@ async def retrieve_analytics_summary(call: Call) -> AnalyticsSummary:
     _check_range(params.since, params.until)
     project_id, mode = _project_and_mode(call)
     window = Window.of(datetime.now(UTC), params.period, params.since, params.until)
+    if window.start >= window.end:  # one bound given, the other defaulted past it
+        named = "from" if params.since is not None else "to"
+        raise InvalidRequest(
+            f"{named}: the window would end before it starts (`to` defaults to now, and without "
+            "`from` the period ends at `to`, within the last days kept).",
+            code="parameter_invalid", param=named,
+        )  # fmt: skip
     found = await reading.summary(project_id, mode, window, params.group_by)
     impressions, clicks = found.count(names.WIDGET_IMPRESSION), found.count(names.WIDGET_CLICK)
     widgets = [_widget_figures(widget, counts) for widget, counts in found.widgets.items()]

@@ -266,6 +266,11 @@ async def test_the_summary_counts_by_widget_platform_and_day_with_push_rates(
                                  headers=key)  # fmt: skip
     assert backwards.status_code == 400
     assert backwards.json()["error"]["param"] == "from"
+    # One bound given, the other defaulted past it: refused too, naming the bound given.
+    for given, value in (("to", "1970-01-01T00:00:00Z"), ("from", "2999-12-31T00:00:00Z")):
+        one_sided = await client.get("/v1/analytics/summary", params={given: value}, headers=key)
+        assert one_sided.status_code == 400, one_sided.text
+        assert one_sided.json()["error"]["param"] == given
 
 
 async def test_events_are_listed_newest_first_filtered_and_paged(

@@ -166,6 +166,23 @@ _RANGE = Refusal(
     "from must come before to: a relation between two parameters, which no schema of either "
     "can state", _from_not_before_to,
 )  # fmt: skip
+
+
+def _one_bound(case: Any) -> bool:
+    query = case.query or {}
+    return (query.get("from") is None) != (query.get("to") is None)
+
+
+_ONE_SIDED = [
+    Refusal(
+        "parameter_invalid",
+        bound,
+        "with one bound given, the other defaults to now or the period: whether the window "
+        "ends before it starts depends on the clock, not the shape",
+        _one_bound,
+    )
+    for bound in ("from", "to")
+]
 _PRIVATE_URL = Refusal(
     "url_not_allowed", "url",
     "whether a host is a loopback, private or link-local address is a matter of address ranges "
@@ -200,7 +217,7 @@ STATE_DEPENDENT: dict[str, list[Refusal]] = {
     "send_push": [Refusal("payload_too_large", None,
                           "4 KB is the size of the push as APNs and FCM receive it, after "
                           "conversion, not of any one field")],
-    "retrieve_analytics_summary": [_RANGE],
+    "retrieve_analytics_summary": [_RANGE, *_ONE_SIDED],
     "list_analytics_events": [_RANGE],
     "export_analytics_events": [_RANGE],
     "create_webhook_endpoint": [_PRIVATE_URL, _BRACKETED,
