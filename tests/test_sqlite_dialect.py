@@ -57,8 +57,8 @@ class DialectRun:
         self._output = output_path(folder).open("w")
         # fmt: off
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-m", "database", "-q", "-p", "no:cacheprovider",
-             "-n", str(CHILD_WORKERS), str(ROOT / "tests")],
+            [sys.executable, "-m", "pytest", "-m", "database and not postgres_only", "-q",
+             "-p", "no:cacheprovider", "-n", str(CHILD_WORKERS), str(ROOT / "tests")],
             cwd=ROOT, env=env, stdout=self._output, stderr=subprocess.STDOUT,
         )
         # fmt: on

@@ -62,11 +62,10 @@ async def test_a_batch_committed_but_never_acknowledged_is_loaded_again_and_coun
     assert await buffer.backlog() == (0, 0)
 
 
+@pytest.mark.postgres_only
 async def test_a_load_cancelled_inside_its_transaction_leaves_nothing_behind(
     buffer: EventBuffer, database: None, database_url: str
 ) -> None:
-    if not database_url.startswith("postgres"):
-        pytest.skip("row locks held by another session: PostgreSQL")
     tenant = await make_tenant("Acme", roles=())
     await append(buffer, tenant.project.id, [impression()])
     await load_pending(buffer, "first", claim_idle_seconds=60)

@@ -75,11 +75,10 @@ def _worker_process(settings: Settings) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
+@pytest.mark.postgres_only
 async def test_a_worker_killed_mid_load_loses_nothing_and_counts_nothing_twice(
     fast_settings: Settings, database: None, database_url: str
 ) -> None:
-    if not database_url.startswith("postgres"):
-        pytest.skip("row locks held by another session: PostgreSQL")
     tenant = await make_tenant("Acme", roles=())
     key = {"Authorization": f"Bearer {tenant.secret_key}"}
     async with serving(create_app(fast_settings)) as url, httpx.AsyncClient(base_url=url) as api:
