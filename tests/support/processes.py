@@ -8,9 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 from pydantic import SecretStr
@@ -115,30 +117,48 @@ def is_running(pid: int) -> bool:
     return state[state.rindex(")") + 2] != "Z"
 
 
+def log_tail(log: IO[bytes], size: int = 4000) -> str:
+    """The last ``size`` bytes a subprocess wrote to ``log``, for an assertion message."""
+    log.flush()
+    log.seek(0, os.SEEK_END)
+    log.seek(max(0, log.tell() - size))
+    return log.read().decode(errors="replace")
+
+
 @contextlib.contextmanager
 def running_command(
     *args: str, env: dict[str, str], ready_url: str
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``brik-cloud <args>`` as a subprocess, once ``ready_url`` answers 200; SIGTERM on exit."""
-    process = subprocess.Popen(
-        [*brik_cloud_command(), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"brik-cloud {args[0]} exited: {process.stderr.read()!r}")  # type: ignore[union-attr]
+    """``brik-cloud <args>`` as a subprocess, once ``ready_url`` answers 200; SIGTERM on exit.
+
+    Its log goes to a file, never to a pipe: a pipe no one reads fills after 64 KB, and a
+    process blocked writing its log neither works nor stops (a long module's worker did).
+    """
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [*brik_cloud_command(), *args], env=env, stdout=subprocess.DEVNULL, stderr=log
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"brik-cloud {args[0]} exited: {log_tail(log)}")
+                try:
+                    if httpx.get(ready_url, timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"brik-cloud {args[0]} never became ready: {log_tail(log)}")
+                time.sleep(0.2)
+            yield process
+        finally:
+            process.send_signal(signal.SIGTERM)
             try:
-                if httpx.get(ready_url, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"brik-cloud {args[0]} never became ready")
-            time.sleep(0.2)
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=45)  # the worker's grace period (30 s) and some
-        if process.stderr is not None:
-            process.stderr.close()
+                process.wait(timeout=45)  # the worker's grace period (30 s) and some
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                raise AssertionError(
+                    f"brik-cloud {args[0]} did not stop within 45 s of SIGTERM: {log_tail(log)}"
+                ) from None
