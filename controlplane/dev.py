@@ -38,7 +38,12 @@ from controlplane.bootstrap import bootstrap
 from controlplane.embedded_redis import EmbeddedRedis
 from controlplane.mail import LOG_SENDER
 from controlplane.models import ApiKey, KeyMode, Project, User
-from controlplane.serving import QuietSignalServer, stop_on_signals, wait_until_started
+from controlplane.serving import (
+    QuietSignalServer,
+    collect_garbage_less_often,
+    stop_on_signals,
+    wait_until_started,
+)
 from controlplane.settings import Settings
 from workers.worker import run_worker
 
@@ -242,6 +247,7 @@ async def _serve(settings: Settings, host: str, listener: socket.socket, workdir
         # We own SIGINT/SIGTERM: uvicorn's own capture re-raises them after serving, which
         # would interrupt the worker's clean shutdown below.
         server = QuietSignalServer(config)
+        collect_garbage_less_often()
         stop_on_signals(server)
         worker = asyncio.create_task(run_worker(settings, handle_signals=False))
         serving = asyncio.create_task(server.serve(sockets=[listener]))
