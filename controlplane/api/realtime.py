@@ -14,17 +14,19 @@ limits: the rest of :mod:`controlplane.realtime`. The user's guide is docs/realt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
-from controlplane.api.event_stream import EventStreamResponse
+from controlplane.api.eager_send import EagerSender
 from controlplane.api.routing import Auth, Call, Operation
 from controlplane.errors import (
     DependencyUnavailable,
@@ -36,13 +38,15 @@ from controlplane.errors import (
 from controlplane.plans import limits_for
 from controlplane.realtime import channels, messages, tokens
 from controlplane.realtime.channels import Channel
-from controlplane.realtime.hub import RealtimeHub, Subscription
+from controlplane.realtime.hub import CLIENT_GONE, TOO_SLOW, RealtimeHub, Subscription
 from controlplane.realtime.limits import ConnectionLimiter
 from controlplane.realtime.messages import History, Message
 from controlplane.settings import Settings
 from controlplane.validation import WHOLE_NUMBER
 
 RECONNECT_MILLISECONDS = 2000  # the SSE `retry:` a client waits before reconnecting
+QUEUED_WRITES_LIMIT = 1000  # writes waiting on a slow reader before its stream is ended
+FLUSH_SECONDS = 5.0  # for what is still being written when a stream ends
 RETRY_AFTER_SECONDS = 10  # on 429: how soon another stream of the project may have ended
 TOKEN_HEADER = "brik-realtime-token"
 
@@ -212,37 +216,94 @@ async def subscribe_channel(call: Call) -> Response:
         opened.close()
         limiter.give_back(channel.project_id)
 
-    return EventStreamResponse(_events(opened, backlog, last_id, call.settings), close)
+    return ChannelStream(opened, backlog, last_id, call.settings, close)
 
 
-async def _events(
-    subscription: Subscription, backlog: list[Message], last_id: str | None, settings: Settings
-) -> AsyncIterator[str]:
+class ChannelStream(Response):
     """The stream: `retry:`, the backlog, then live messages (each once) and heartbeats, until
-    the hub ends it (Redis lost, the process stopping) or ``BRIK_REALTIME_MAX_SECONDS``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + settings.realtime_max_seconds
-    heartbeat = settings.realtime_heartbeat_seconds
-    last = messages.id_key(last_id) if last_id is not None else None
-    yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
-    for old in backlog:
-        last = messages.id_key(old.id)
-        yield old.as_sse()
-    while (remaining := deadline - loop.time()) > 0:
-        message = await subscription.get(min(heartbeat, remaining))
-        if message is None:
-            if subscription.ended is not None:
-                return  # no `end`: the client reconnects with Last-Event-ID
-            yield ": heartbeat\n\n"
-            continue
-        chunk = []
-        for fresh in (message, *subscription.ready()):
-            key = messages.id_key(fresh.id)
-            if last is None or key > last:  # else already sent from the backlog
-                last = key
-                chunk.append(fresh.as_sse())
-        if chunk:
-            yield "".join(chunk)
+    the hub ends it (Redis lost, the process stopping, the reader too slow), the client goes,
+    or ``BRIK_REALTIME_MAX_SECONDS`` pass. Gives its place back (``on_close``) however it ends.
+
+    Live messages are written by the hub as it hears them (:mod:`controlplane.api.eager_send`),
+    not by a task per stream woken for each; the stream's own task only wakes for heartbeats
+    and the end. A stream ends without ``end``: its client reconnects with Last-Event-ID.
+    """
+
+    def __init__(
+        self,
+        subscription: Subscription,
+        backlog: list[Message],
+        last_id: str | None,
+        settings: Settings,
+        on_close: Callable[[], None],
+    ) -> None:
+        super().__init__(
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        # Response gave an empty body a length; this one is streamed (chunked).
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+        self._subscription = subscription
+        self._backlog = backlog
+        self._last = messages.id_key(last_id) if last_id is not None else None
+        self._settings = settings
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._stream(receive, send)
+        finally:
+            self._on_close()
+
+    async def _stream(self, receive: Receive, send: Send) -> None:
+        subscription = self._subscription
+        loop = asyncio.get_running_loop()
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        writer = EagerSender(
+            send, max_waiting=QUEUED_WRITES_LIMIT, give_up=lambda: subscription.end(TOO_SLOW)
+        )
+        written = loop.time()
+
+        def forward(message: Message) -> None:
+            nonlocal written
+            if self._last is None or message.key > self._last:  # else sent from the backlog
+                self._last = message.key
+                writer.write(message.sse)
+                written = loop.time()
+
+        head = [f"retry: {RECONNECT_MILLISECONDS}\n\n".encode()]
+        for old in self._backlog:
+            self._last = old.key
+            head.append(old.sse)
+        writer.write(b"".join(head))
+        for queued in subscription.attach(forward):
+            forward(queued)
+        watcher = asyncio.ensure_future(_end_when_gone(receive, subscription))
+        try:
+            deadline = loop.time() + self._settings.realtime_max_seconds
+            heartbeat = self._settings.realtime_heartbeat_seconds
+            while subscription.ended is None and (remaining := deadline - loop.time()) > 0:
+                quiet = loop.time() - written
+                if quiet >= heartbeat:
+                    writer.write(b": heartbeat\n\n")
+                    written, quiet = loop.time(), 0.0
+                await subscription.get(min(heartbeat - quiet, remaining))  # None: time or end
+            if subscription.ended != CLIENT_GONE and writer.failed is None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(FLUSH_SECONDS):
+                        await writer.flush()
+                if writer.failed is None:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            watcher.cancel()
+
+
+async def _end_when_gone(receive: Receive, subscription: Subscription) -> None:
+    """End the stream when its client disconnects (a stream only writes, so only reading the
+    connection tells)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    subscription.end(CLIENT_GONE)
 
 
 async def publish_message(call: Call) -> MessagePublished:

@@ -16,8 +16,10 @@ reconnects with ``Last-Event-ID`` and resumes from the history once Redis is bac
 connection is dropped, and the next :meth:`subscribe` opens a new one — or fails at once with
 ``RedisError`` while Redis is still away, which the API answers with a 503. A connection that
 stops answering without closing is noticed by a PING every :data:`PING_EVERY_SECONDS`. A stream
-that does not read fast enough (its queue of :data:`QUEUE_SIZE` messages is full) is ended too,
-rather than holding messages without bound; its client resumes from the history.
+that does not read fast enough (its queue of :data:`QUEUE_SIZE` messages is full, or — for a
+stream that took messages as they come with :meth:`Subscription.attach` — its writes pile up
+behind a full socket) is ended too, rather than holding messages without bound; its client
+resumes from the history.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -47,6 +49,7 @@ QUEUE_SIZE = 1000
 LOST_REDIS = "redis"
 STOPPING = "stopping"
 TOO_SLOW = "too_slow"
+CLIENT_GONE = "client_gone"
 
 
 class Subscription:
@@ -54,13 +57,25 @@ class Subscription:
 
     def __init__(self, hub: RealtimeHub, topic: str, queue_size: int) -> None:
         self.topic = topic
-        self.ended: str | None = None  # why the hub ended it: LOST_REDIS, STOPPING, TOO_SLOW
+        # Why it was ended: LOST_REDIS, STOPPING, TOO_SLOW (the hub), CLIENT_GONE (its reader).
+        self.ended: str | None = None
         self._hub = hub
         self._queue: asyncio.Queue[Message | None] = asyncio.Queue(queue_size)
+        self._receiver: Callable[[Message], None] | None = None
         self._closed = False
+
+    def attach(self, receiver: Callable[[Message], None]) -> list[Message]:
+        """Hand each message to ``receiver`` as the hub hears it, instead of queueing it (no
+        task wakes per message: :mod:`controlplane.api.eager_send`). Returns what was queued
+        before. ``get`` still returns None at the end (or after its wait)."""
+        self._receiver = receiver
+        return self.ready()
 
     def deliver(self, message: Message) -> None:
         if self.ended is not None:
+            return
+        if self._receiver is not None:
+            self._receiver(message)
             return
         try:
             self._queue.put_nowait(message)

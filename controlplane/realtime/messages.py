@@ -15,7 +15,7 @@ makes a dropped connection lose nothing recent.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
@@ -40,6 +40,13 @@ class Message:
     id: str
     event: str  # "" : the SSE default, "message"
     data: str  # compact JSON
+    # Made once, however many streams send it: the SSE text, and the id's place in the order.
+    sse: bytes = field(init=False, repr=False, compare=False)
+    key: tuple[int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sse", self.as_sse().encode())
+        object.__setattr__(self, "key", id_key(self.id))
 
     def as_sse(self) -> str:
         event = f"event: {self.event}\n" if self.event else ""
