@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     apns_channels_port: int | None = Field(default=None, ge=1, le=65535)
     fcm_base_url: str = GOOGLE_FCM_BASE_URL
     fcm_token_url: str = GOOGLE_TOKEN_URL
+    fcm_in_flight: int = Field(
+        default=500, ge=1,
+        description="Requests to FCM one worker may have waiting for an answer, per project "
+        "(HTTP/2 streams; connections to a server without HTTP/2).",
+    )  # fmt: skip
 
     # Worker tuning; see docs/delivery.md, "Worker tuning".
     worker_max_jobs: int = Field(default=200, ge=1)

@@ -18,7 +18,8 @@ outcomes (:meth:`FakeFCM.script`): ``UNREGISTERED`` (404), ``INVALID_ARGUMENT`` 
 (400), ``SENDER_ID_MISMATCH`` (403: a token of another Firebase project), ``QUOTA_EXCEEDED``
 (429 with ``Retry-After``), ``INTERNAL`` (500), ``UNAVAILABLE`` (503), ``THIRD_PARTY_AUTH_ERROR``
 (401), or a slow answer; :attr:`FakeFCM.outage` answers one of them to every send for as long
-as it is set. Every send is recorded in
+as it is set, and :attr:`FakeFCM.default_delay` makes every other answer wait, as a real network
+does (:attr:`FakeFCM.peak_in_flight` then shows how many sends a client kept waiting at once). Every send is recorded in
 :attr:`FakeFCM.received`.
 """
 
@@ -114,6 +115,10 @@ class FakeFCM(LocalServer):
     received: list[ReceivedMessage] = field(default_factory=list)
     token_requests: int = 0
     outage: FcmOutcome | None = None  # while set, every send gets it (a provider brownout)
+    # Seconds before answering an unscripted send: Google is 20-100 ms away in production.
+    default_delay: float = 0.0
+    in_flight: int = 0  # sends being answered now
+    peak_in_flight: int = 0  # the most at once
 
     def __post_init__(self) -> None:
         self._scripts: dict[str, deque[FcmOutcome]] = defaultdict(deque)
@@ -215,8 +220,13 @@ class FakeFCM(LocalServer):
             ReceivedMessage(message_id, project_id, token, message, outcome.status,
                             outcome.error_code, time.time())
         )  # fmt: skip
-        if outcome.delay:
-            await asyncio.sleep(outcome.delay)
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            if outcome.delay:
+                await asyncio.sleep(outcome.delay)
+        finally:
+            self.in_flight -= 1
         if outcome.status == 200:
             return JSONResponse({"name": f"projects/{project_id}/messages/{message_id}"})
         headers = {"Retry-After": str(outcome.retry_after)} if outcome.retry_after else None
@@ -249,7 +259,7 @@ class FakeFCM(LocalServer):
         if self.outage is not None:
             return self.outage
         script = self._scripts.get(token or "")
-        return script.popleft() if script else FcmOutcome.ok()
+        return script.popleft() if script else FcmOutcome.ok(self.default_delay)
 
 
 def _error(

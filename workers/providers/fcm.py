@@ -57,7 +57,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import requests
+import httpx
 
 from controlplane.payloads import PushContent
 from controlplane.settings import Settings
@@ -228,10 +228,12 @@ class FcmProvider:
     name = "fcm"
 
     def __init__(
-        self, *, service_account: dict[str, Any], settings: Settings, max_in_flight: int = 32
-    ) -> None:
-        self._sender = FcmSender(service_account, settings)
-        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self, *, service_account: dict[str, Any], settings: Settings,
+        max_in_flight: int | None = None,
+    ) -> None:  # fmt: skip
+        in_flight = max_in_flight or settings.fcm_in_flight
+        self._sender = FcmSender(service_account, settings, max_in_flight=in_flight)
+        self._in_flight = asyncio.Semaphore(in_flight)
 
     @classmethod
     def connect(cls, credential: Credential, settings: Settings) -> FcmProvider:
@@ -248,12 +250,12 @@ class FcmProvider:
         async with self._in_flight:
             try:
                 result = await self._sender.send(push.message)
-            except requests.RequestException as exc:
+            except httpx.TransportError as exc:
                 return Outcome.retry(f"FCM connection failed: {type(exc).__name__}")
         return classify(result)
 
     async def close(self) -> None:
-        return None
+        await self._sender.close()
 
 
 def classify(result: FcmResult) -> Outcome:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import pytest
@@ -28,11 +29,22 @@ from workers.providers.base import OutcomeKind, Recipient, Unsendable
 from workers.providers.fcm import FCM, FcmProvider, FcmPush
 
 
-def provider(fake: FakeFCM) -> FcmProvider:
-    info, public_key = new_service_account("https://oauth2.googleapis.com/token")
-    fake.add_account(info["client_email"], info["project_id"], info["private_key_id"], public_key)
-    settings = Settings(fcm_base_url=fake.base_url, fcm_token_url=fake.token_url)
-    return FcmProvider(service_account=info, settings=settings)
+@pytest.fixture
+async def provider() -> AsyncIterator[Callable[..., FcmProvider]]:
+    """FCM providers for a fake (with a service account it knows), closed after the test."""
+    made: list[FcmProvider] = []
+
+    def make(fake: FakeFCM, **settings: Any) -> FcmProvider:
+        info, public_key = new_service_account("https://oauth2.googleapis.com/token")
+        fake.add_account(info["client_email"], info["project_id"], info["private_key_id"],
+                         public_key)  # fmt: skip
+        made.append(FcmProvider(service_account=info, settings=Settings(
+            fcm_base_url=fake.base_url, fcm_token_url=fake.token_url, **settings)))  # fmt: skip
+        return made[-1]
+
+    yield make
+    for fcm in made:
+        await fcm.close()
 
 
 def spelled(fields: dict[str, Any], **recipient: Any) -> dict[str, Any]:
@@ -132,7 +144,9 @@ def test_what_fcm_cannot_send_is_refused() -> None:
         FCM.request(unknown, Recipient(token="t", platform="android", message_id="id"), {})
 
 
-async def test_each_google_answer_becomes_the_right_outcome(fcm_fake: FakeFCM) -> None:
+async def test_each_google_answer_becomes_the_right_outcome(
+    fcm_fake: FakeFCM, provider: Callable[..., FcmProvider]
+) -> None:
     scripted: dict[str, tuple[FcmOutcome | None, OutcomeKind]] = {
         "t-ok": (None, OutcomeKind.DELIVERED),
         "t-gone": (UNREGISTERED, OutcomeKind.INVALID_TOKEN),
@@ -159,9 +173,22 @@ async def test_each_google_answer_becomes_the_right_outcome(fcm_fake: FakeFCM) -
 
 
 async def test_a_malformed_message_is_a_permanent_failure_not_a_dead_token(
-    fcm_fake: FakeFCM,
+    fcm_fake: FakeFCM, provider: Callable[..., FcmProvider]
 ) -> None:
     fcm = provider(fcm_fake)
     [outcome] = await fcm.send([FcmPush({"token": "t", "android": {"ttl": "soon"}})])
     assert outcome.kind is OutcomeKind.FAILED
     assert "ttl" in outcome.reason
+
+
+async def test_sends_wait_for_google_side_by_side_up_to_the_in_flight_setting(
+    fcm_fake: FakeFCM, provider: Callable[..., FcmProvider]
+) -> None:
+    """Google answers in tens of milliseconds: a worker keeps BRIK_FCM_IN_FLIGHT sends waiting
+    at once, not as many as a thread pool has threads."""
+    fcm_fake.default_delay = 0.3
+    fcm = provider(fcm_fake, fcm_in_flight=20)
+    outcomes = await fcm.send([FcmPush({"token": f"t-{n}", "data": {}}) for n in range(50)])
+    assert [o.kind for o in outcomes] == [OutcomeKind.DELIVERED] * 50
+    assert fcm_fake.peak_in_flight == 20
+    assert len({m.token for m in fcm_fake.accepted()}) == 50

@@ -68,12 +68,15 @@ async def test_a_widget_update_and_an_alert_reach_fcm_as_google_documents(
     alert = PushContent.model_validate(
         {"kind": "alert", "alert": {"title": "Hi", "badge": 2}, "collapse_id": "greeting"}
     )
-    outcomes = await fcm.send([
-        fcm.request(widget, Recipient(token="token-" + "w" * 30, platform="android",
-                                      message_id="w", expires_at=int(time.time()) + 600)),
-        fcm.request(alert, Recipient(token="token-" + "a" * 30, platform="android",
-                                     message_id="a", collapse_id="greeting")),
-    ])  # fmt: skip
+    try:
+        outcomes = await fcm.send([
+            fcm.request(widget, Recipient(token="token-" + "w" * 30, platform="android",
+                                          message_id="w", expires_at=int(time.time()) + 600)),
+            fcm.request(alert, Recipient(token="token-" + "a" * 30, platform="android",
+                                         message_id="a", collapse_id="greeting")),
+        ])  # fmt: skip
+    finally:
+        await fcm.close()
     assert [o.kind for o in outcomes] == [OutcomeKind.DELIVERED] * 2
     by_token = {m.token: m.message for m in fcm_fake.accepted()}  # sent concurrently
     widget_message, alert_message = by_token["token-" + "w" * 30], by_token["token-" + "a" * 30]
