@@ -19,8 +19,8 @@ outcomes (:meth:`FakeFCM.script`): ``UNREGISTERED`` (404), ``INVALID_ARGUMENT`` 
 (429 with ``Retry-After``), ``INTERNAL`` (500), ``UNAVAILABLE`` (503), ``THIRD_PARTY_AUTH_ERROR``
 (401), or a slow answer; :attr:`FakeFCM.outage` answers one of them to every send for as long
 as it is set, and :attr:`FakeFCM.default_delay` makes every other answer wait, as a real network
-does (:attr:`FakeFCM.peak_in_flight` then shows how many sends a client kept waiting at once). Every send is recorded in
-:attr:`FakeFCM.received`.
+does (:attr:`FakeFCM.peak_in_flight` then shows how many sends a client kept waiting at
+once). Every send is recorded in :attr:`FakeFCM.received`.
 """
 
 from __future__ import annotations
