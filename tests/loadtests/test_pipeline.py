@@ -31,9 +31,28 @@ def test_the_pipeline_benchmark_delivers_to_every_device(tmp_path: Path) -> None
         check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    [written] = tmp_path.glob("pipeline-*.json")
+    [written] = tmp_path.glob("pipeline-apns-*.json")
     figures = json.loads(written.read_text())
     assert figures["devices"] == devices
     assert figures["raw_aioapns_sends_per_second"] > 0
     assert figures["end_to_end_deliveries_per_second"] > 0
-    assert figures["command"].startswith(".venv/bin/python -m loadtests.pipeline --devices 20")
+    assert figures["command"].startswith(
+        ".venv/bin/python -m loadtests.pipeline --provider apns --answer-delay 0.0 --devices 20 "
+    )
+
+
+def test_the_pipeline_benchmark_measures_fcm_behind_a_slow_network(tmp_path: Path) -> None:
+    devices = 20
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtests.pipeline", "--devices", str(devices), "--repeat", "1",
+         "--provider", "fcm", "--answer-delay", "0.05", "--results-dir", str(tmp_path)],
+        cwd=ROOT, env=clean_environment(BRIK_BENCH_DATABASE_URL=configured_server_url()),
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    [written] = tmp_path.glob("pipeline-fcm-20-delay50ms-*.json")
+    figures = json.loads(written.read_text())
+    assert (figures["provider"], figures["answer_delay_seconds"]) == ("fcm", 0.05)
+    assert figures["raw_aiohttp_sends_per_second"] > 0
+    assert figures["pyfcm_async_sends_per_second"] > 0
+    assert figures["end_to_end_deliveries_per_second"] > 0

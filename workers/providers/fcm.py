@@ -57,7 +57,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import httpx
+import aiohttp
 
 from controlplane.payloads import PushContent
 from controlplane.settings import Settings
@@ -250,7 +250,7 @@ class FcmProvider:
         async with self._in_flight:
             try:
                 result = await self._sender.send(push.message)
-            except httpx.TransportError as exc:
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 return Outcome.retry(f"FCM connection failed: {type(exc).__name__}")
         return classify(result)
 

@@ -9,10 +9,13 @@ flight at the thread pool's size (six on two cores: 120 sends/s when Google answ
 So we use pyfcm for the endpoint and the JSON encoding, google-auth for the service-account
 token, and send ourselves:
 
-* with httpx's asynchronous client, on the event loop, HTTP/2 where the server offers it (Google
-  does: many sends share one connection) and a pool of keep-alive HTTP/1.1 connections where it
-  does not; at most ``max_in_flight`` requests at once (``BRIK_FCM_IN_FLIGHT``), never a retry
-  of its own, so nothing sleeps;
+* with aiohttp (which pyfcm itself depends on) on the event loop: a pool of keep-alive
+  connections, at most ``max_in_flight`` requests at once (``BRIK_FCM_IN_FLIGHT``), never a
+  retry of its own, so nothing sleeps. Measured against the alternatives with
+  ``loadtests/pipeline.py --provider fcm --answer-delay 0.05`` (docs/benchmarks.md): httpx,
+  which could speak HTTP/2 to Google, spent 9 ms of CPU per send in its connection pool at 500
+  in flight (about 100 sends/s); pyfcm's own async path opens a new session and connection
+  per message;
 * one access token per service account, shared by every send, refreshed under a lock when it
   expires (or when FCM says ``ACCESS_TOKEN_EXPIRED``, then the message is resent once) — the
   refresh is google-auth's blocking call, run in a thread;
@@ -32,7 +35,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 from google.auth.exceptions import RefreshError, TransportError
 from google.auth.transport.requests import Request
 from google.oauth2 import service_account
@@ -98,16 +101,13 @@ class FcmSender:
         self._fcm.FCM_END_POINT_BASE = settings.fcm_base_url.rstrip("/") + "/v1/projects"
         self._endpoint: str = self._fcm.fcm_end_point
         self.max_retry_after = max_retry_after
-        in_flight = max_in_flight or settings.fcm_in_flight
-        self._client = httpx.AsyncClient(
-            http2=True,
-            timeout=request_timeout,
-            limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight),
-            follow_redirects=False,
-        )
+        self.request_timeout = request_timeout
+        self._in_flight = max_in_flight or settings.fcm_in_flight
+        self._session: aiohttp.ClientSession | None = None  # made on the first send (a loop)
 
     async def send(self, message: dict[str, Any]) -> FcmResult:
-        """POST ``{"message": message}``; the outcome, or an ``httpx.TransportError``."""
+        """POST ``{"message": message}``; the outcome, or an ``aiohttp.ClientError`` (or a
+        ``TimeoutError``) when no answer came."""
         payload = self._fcm.json_dumps({"message": message})
         try:
             response = await self._post(payload)
@@ -125,7 +125,17 @@ class FcmSender:
         return result
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._in_flight, limit_per_host=0),
+                timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+            )
+        return self._session
 
     async def _authorization(self, stale_token: str | None) -> str:
         async with self._token_lock:
@@ -134,39 +144,54 @@ class FcmSender:
                 await asyncio.to_thread(self._credentials.refresh, Request())
             return f"Bearer {self._credentials.token}"
 
-    async def _post(self, payload: bytes, *, stale_token: bool = False) -> httpx.Response:
+    async def _post(self, payload: bytes, *, stale_token: bool = False) -> _Answer:
         stale = self._credentials.token if stale_token else None
         headers = {
             "Content-Type": "application/json",
             "Authorization": await self._authorization(stale),
         }
-        return await self._client.post(self._endpoint, content=payload, headers=headers)
+        session = self._open_session()
+        async with session.post(
+            self._endpoint, data=payload, headers=headers, allow_redirects=False
+        ) as response:
+            headers = {name.lower(): value for name, value in response.headers.items()}
+            return _Answer(response.status, await response.read(), headers)
 
     @staticmethod
-    def _token_expired(response: httpx.Response) -> bool:
-        try:
-            return _error_parts(response.json())[3] == "ACCESS_TOKEN_EXPIRED"
-        except ValueError:
-            return False
+    def _token_expired(answer: _Answer) -> bool:
+        return _error_parts(answer.json())[3] == "ACCESS_TOKEN_EXPIRED"
 
-    def _result(self, response: httpx.Response) -> FcmResult:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if response.status_code == 200 and isinstance(body, dict):
+    def _result(self, answer: _Answer) -> FcmResult:
+        body = answer.json()
+        if answer.status == 200 and isinstance(body, dict):
             return FcmResult(status=200, message_name=body.get("name"))
         status, code, message, _ = _error_parts(body)
         retry_after = None
-        if "Retry-After" in response.headers:
+        if "retry-after" in answer.headers:
             try:
-                retry_after = min(float(response.headers["Retry-After"]), self.max_retry_after)
+                retry_after = min(float(answer.headers["retry-after"]), self.max_retry_after)
             except ValueError:
                 retry_after = None
+        text = answer.body.decode(errors="replace")
         return FcmResult(
-            status=response.status_code,
+            status=answer.status,
             error_status=status,
             error_code=code,
-            error_message=message or (json.dumps(body)[:500] if body else response.text[:500]),
+            error_message=message or (json.dumps(body)[:500] if body else text[:500]),
             retry_after=retry_after,
         )
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What FCM answered, read whole (the connection goes back to the pool at once)."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]  # names in lower case
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
