@@ -14,15 +14,28 @@ the same names (``workers/worker.py``).
 Jobs due now also ring the queue's wake channel (:func:`wake_channel`): an idle worker takes
 them at once instead of at its next poll (``workers/worker.py``); polling remains the way
 deferred jobs and a missed wake-up are found.
+
+A handover is one Redis round trip (:func:`_enqueue_jobs`): one script checks each job id is
+free, stores the jobs in arq's format, queues them and rings the wake channel. arq's own
+``enqueue_job`` takes three per job (WATCH, EXISTS, MULTI…EXEC) and the wake-up a fourth, and
+on the everyday one-device send they were a third of the API's round trips
+(``loadtests/one_to_one.py``). The script does what ``enqueue_job`` does, atomically, so the
+worker (plain arq) cannot tell the difference.
 """
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from arq.connections import ArqRedis
-from arq.jobs import Job
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import Job, serialize_job
+from redis.exceptions import NoScriptError
 
 HEARTBEAT_JOB = "heartbeat"
 DELIVER_JOB = "deliver_batch"
@@ -36,8 +49,70 @@ def wake_channel(queue_name: str) -> str:
     return f"{queue_name}:wake"
 
 
-async def _wake(redis: ArqRedis) -> None:
-    await redis.publish(wake_channel(redis.default_queue_name), "1")
+# KEYS: the queue, then each job's key and result key. ARGV: the wake channel ('' for none),
+# then each job's id, score (ms), lifetime (ms) and serialized body. Returns 1/0 per job
+# (0: arq already holds a job or a result under that id, as enqueue_job's None).
+_ENQUEUE = """
+local taken = {}
+local due = false
+for i = 0, (#ARGV - 1) / 4 - 1 do
+  local job_key, result_key = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
+  local id, score, ttl, body = ARGV[2 + 4 * i], ARGV[3 + 4 * i], ARGV[4 + 4 * i], ARGV[5 + 4 * i]
+  if redis.call('EXISTS', job_key, result_key) > 0 then
+    taken[i + 1] = 0
+  else
+    redis.call('PSETEX', job_key, ttl, body)
+    redis.call('ZADD', KEYS[1], score, id)
+    taken[i + 1] = 1
+    due = true
+  end
+end
+if due and ARGV[1] ~= '' then
+  redis.call('PUBLISH', ARGV[1], '1')
+end
+return taken
+"""
+_ENQUEUE_SHA = hashlib.sha1(_ENQUEUE.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Job:
+    function: str
+    args: tuple[Any, ...]
+    job_id: str
+
+
+async def _enqueue_jobs(
+    redis: ArqRedis,
+    jobs: Sequence[_Job],
+    *,
+    defer_until: datetime | None = None,
+    defer_by: float | None = None,
+) -> list[bool]:
+    """arq's ``enqueue_job`` for each of ``jobs``, in one round trip; True where enqueued.
+    Jobs due now ring the wake channel."""
+    now_ms = int(time.time() * 1000)
+    if defer_until is not None:
+        score = int(defer_until.timestamp() * 1000)
+    elif defer_by:
+        score = now_ms + int(defer_by * 1000)
+    else:
+        score = now_ms
+    lifetime = score - now_ms + redis.expires_extra_ms
+    queue = redis.default_queue_name
+    deferred = defer_until is not None or bool(defer_by)
+    keys: list[str] = [queue]
+    args: list[Any] = ["" if deferred else wake_channel(queue)]
+    for job in jobs:
+        keys += [job_key_prefix + job.job_id, result_key_prefix + job.job_id]
+        body = serialize_job(job.function, job.args, {}, None, now_ms,
+                             serializer=redis.job_serializer)  # fmt: skip
+        args += [job.job_id, score, lifetime, body]
+    try:
+        taken = await redis.evalsha(_ENQUEUE_SHA, len(keys), *keys, *args)  # type: ignore[misc]
+    except NoScriptError:  # a Redis that has not seen it yet (or was restarted): send it whole
+        taken = await redis.eval(_ENQUEUE, len(keys), *keys, *args)  # type: ignore[misc]
+    return [bool(flag) for flag in taken]
 
 
 async def enqueue_deliveries(
@@ -56,18 +131,14 @@ async def enqueue_deliveries(
     same origin twice is the same jobs, enqueued once. Returns the number of jobs. Raises
     whatever Redis raises; callers decide what an unreachable Redis means for them.
     """
-    deferral = timedelta(seconds=defer_by) if defer_by else None
-    jobs = 0
-    for number, start in enumerate(range(0, len(delivery_ids), DELIVERY_BATCH_SIZE)):
-        await redis.enqueue_job(
-            DELIVER_JOB, push_id, list(delivery_ids[start : start + DELIVERY_BATCH_SIZE]),
-            _job_id=f"deliver:{push_id}:{origin}:{number}",
-            _defer_until=defer_until, _defer_by=deferral,
-        )  # fmt: skip
-        jobs += 1
-    if jobs and defer_until is None and not deferral:
-        await _wake(redis)
-    return jobs
+    jobs = [
+        _Job(DELIVER_JOB, (push_id, list(delivery_ids[start : start + DELIVERY_BATCH_SIZE])),
+             f"deliver:{push_id}:{origin}:{number}")
+        for number, start in enumerate(range(0, len(delivery_ids), DELIVERY_BATCH_SIZE))
+    ]  # fmt: skip
+    if jobs:
+        await _enqueue_jobs(redis, jobs, defer_until=defer_until, defer_by=defer_by)
+    return len(jobs)
 
 
 async def enqueue_webhook_delivery(
@@ -82,13 +153,9 @@ async def enqueue_webhook_delivery(
     arq already holds the job.
     """
     suffix = f":late:{late}" if late else ""
-    job = await redis.enqueue_job(
-        WEBHOOK_JOB, delivery_id, _job_id=f"webhook:{delivery_id}:{attempts}{suffix}",
-        _defer_by=timedelta(seconds=defer_by) if defer_by else None,
-    )  # fmt: skip
-    if job is not None and not defer_by:
-        await _wake(redis)
-    return job is not None
+    job = _Job(WEBHOOK_JOB, (delivery_id,), f"webhook:{delivery_id}:{attempts}{suffix}")
+    [taken] = await _enqueue_jobs(redis, [job], defer_by=defer_by)
+    return taken
 
 
 async def enqueue_heartbeat(redis: ArqRedis, probe_id: str, *, expires: float) -> Job | None:
@@ -108,10 +175,6 @@ async def enqueue_export(
     for an attempt whose job went missing. False when arq already holds the job.
     """
     suffix = f":late:{late}" if late else ""
-    job = await redis.enqueue_job(
-        EXPORT_JOB, export_id, _job_id=f"export:{export_id}:{attempts}{suffix}",
-        _defer_by=timedelta(seconds=defer_by) if defer_by else None,
-    )  # fmt: skip
-    if job is not None and not defer_by:
-        await _wake(redis)
-    return job is not None
+    job = _Job(EXPORT_JOB, (export_id,), f"export:{export_id}:{attempts}{suffix}")
+    [taken] = await _enqueue_jobs(redis, [job], defer_by=defer_by)
+    return taken
