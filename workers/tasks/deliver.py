@@ -175,22 +175,29 @@ async def deliver_batch(
         # none (the chunk finishes), and a lease only has to cover one chunk's send, not a
         # whole batch waiting its turn.
         size = chunk_size(budget.limit)
-        for start in range(0, len(delivery_ids), size):
+        starts = range(0, len(delivery_ids), size)
+        for start in starts:
             chunk_ids = delivery_ids[start : start + size]
             chunk = partial(_deliver_chunk, ctx, push, content, providers, chunk_ids, start, hooks)
             sent = await budget.run(len(chunk_ids), chunk)
-            if sent and push.status is not PushStatus.SENDING:
-                await Push.filter(
-                    id=push_id, status__in=[PushStatus.QUEUED, PushStatus.SCHEDULED]
-                ).update(status=PushStatus.SENDING)
-                push.status = PushStatus.SENDING
             counts.update(sent)
+            if sent and start != starts[-1]:  # more to send: say so while it goes on
+                await _mark_sending(push)
     finally:
         if metrics is not None:
             metrics.jobs_in_progress.dec()
-    await _complete_if_final(push, hooks)
+    if not await _complete_if_final(push, hooks) and counts:
+        await _mark_sending(push)  # retries or other jobs' deliveries still to go
     await ctx["redis"].publish(events_channel(push_id), "changed")
     return dict(counts)
+
+
+async def _mark_sending(push: Push) -> None:
+    if push.status is not PushStatus.SENDING:
+        await Push.filter(id=push.id, status__in=[PushStatus.QUEUED, PushStatus.SCHEDULED]).update(
+            status=PushStatus.SENDING
+        )
+        push.status = PushStatus.SENDING
 
 
 async def _deliver_chunk(
@@ -572,16 +579,18 @@ async def _tell_credential_failing(
     )  # fmt: skip
 
 
-async def _complete_if_final(push: Push, hooks: Outbox) -> None:
-    if await Delivery.filter(push_id=push.id, status__in=OPEN_STATUSES).exists():
-        return
+async def _complete_if_final(push: Push, hooks: Outbox) -> bool:
+    """Complete the push if none of its deliveries is still open — one conditional UPDATE, the
+    check and the change together. True if this call completed it."""
+    open_deliveries = Delivery.filter(push_id=push.id, status__in=OPEN_STATUSES).values("push_id")
     still_open = Push.filter(
         id=push.id, status__in=[PushStatus.QUEUED, PushStatus.SENDING, PushStatus.SCHEDULED]
-    )
+    ).exclude(id__in=Subquery(open_deliveries))
     now = datetime.now(UTC)
     if not hooks.wants("push.completed"):
-        await still_open.update(status=PushStatus.COMPLETED, completed_at=now)
-        return
+        return bool(await still_open.update(status=PushStatus.COMPLETED, completed_at=now))
     async with in_transaction():
-        if await still_open.update(status=PushStatus.COMPLETED, completed_at=now):
-            await hooks.emit("push.completed", await push_data(push, now), ordering_key=push.id)
+        if not await still_open.update(status=PushStatus.COMPLETED, completed_at=now):
+            return False
+        await hooks.emit("push.completed", await push_data(push, now), ordering_key=push.id)
+    return True
