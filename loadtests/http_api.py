@@ -12,6 +12,10 @@ Redis) and locust (in the ``dev`` and ``loadtest`` extras). A benchmark, not a t
 nothing about speed (``tests/loadtests/`` runs it at a tiny size so that it keeps working).
 
     .venv/bin/python -m loadtests.http_api --users 50 --seconds 30
+    .venv/bin/python -m loadtests.http_api --users 20 --seconds 10 --pushes-only
+
+Next to the figures it reports the CPU each process spent per request — the API, the worker and
+the load generator — so that a run on a busy machine can still be read.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import csv
 import json
 import os
 import platform
+import resource
 import secrets
 import subprocess
 import sys
@@ -31,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from cryptography.fernet import Fernet
 
 from controlplane.settings import Settings
@@ -83,17 +89,34 @@ def _test_secret_key(env: dict[str, str]) -> str:
     return str(created["keys"]["test_secret"])
 
 
-def _locust(url: str, key: str, users: int, seconds: int, directory: Path) -> list[dict[str, str]]:
-    """Run locust headless; its per-endpoint statistics rows (the CSV it writes)."""
+def _locust(
+    url: str, key: str, users: int, seconds: int, directory: Path, tags: list[str]
+) -> tuple[list[dict[str, str]], float]:
+    """Run locust headless: its per-endpoint statistics rows (the CSV it writes), and the CPU
+    seconds the load generator itself used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
          "--users", str(users), "--spawn-rate", str(users), "--run-time", f"{seconds}s",
          "--host", url, "--csv", str(directory / "run"), "--only-summary",
-         "--loglevel", "WARNING"],
+         "--loglevel", "WARNING", *(["--tags", *tags] if tags else [])],
         env={**os.environ, "BRIK_BENCH_API_KEY": key}, check=False,
     )  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     with (directory / "run_stats.csv").open() as stats:
-        return list(csv.DictReader(stats))
+        return list(csv.DictReader(stats)), used
+
+
+USERS_PER_PROJECT = 1000  # the user ids loadtests/locustfile.py sends to (not imported: gevent)
+
+
+def _register_every_user(url: str, key: str) -> None:
+    """One device for each user the pushes go to, so every push reaches a device."""
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as api:
+        for n in range(USERS_PER_PROJECT):
+            api.post("/v1/devices", json={"token": secrets.token_hex(32), "platform": "ios",
+                                          "user_id": f"user-{n}"}).raise_for_status()  # fmt: skip
 
 
 def _figures(row: dict[str, str]) -> dict[str, Any]:
@@ -107,12 +130,12 @@ def _figures(row: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def main(users: int, seconds: int) -> dict[str, Any]:
+def main(users: int, seconds: int, pushes_only: bool = False) -> dict[str, Any]:
     with bench_redis() as redis_url:
-        return _run(users, seconds, redis_url)
+        return _run(users, seconds, redis_url, pushes_only)
 
 
-def _run(users: int, seconds: int, redis_url: str) -> dict[str, Any]:
+def _run(users: int, seconds: int, redis_url: str, pushes_only: bool) -> dict[str, Any]:
     database_url = asyncio.run(create_scratch_database())
     try:
         settings = _settings(database_url, redis_url)
@@ -126,17 +149,27 @@ def _run(users: int, seconds: int, redis_url: str) -> dict[str, Any]:
                 ready_url=f"{url}/healthz",
             ))  # fmt: skip
             worker = stack.enter_context(worker_process(settings))
+            if pushes_only:
+                _register_every_user(url, key)
             before = {"api": cpu_seconds(server.pid), "worker": cpu_seconds(worker.pid)}
-            rows = _locust(url, key, users, seconds, Path(directory))
+            tags = ["pushes"] if pushes_only else []
+            rows, generator_cpu = _locust(url, key, users, seconds, Path(directory), tags)
             cpu = {
                 "api": round(cpu_seconds(server.pid) - before["api"], 2),
                 "worker": round(cpu_seconds(worker.pid) - before["worker"], 2),
+                "load_generator": round(generator_cpu, 2),
             }
             memory = {"api": peak_rss_mb(server.pid), "worker": peak_rss_mb(worker.pid)}
     finally:
         asyncio.run(drop_scratch_database(database_url))
     endpoints = {row["Name"]: _figures(row) for row in rows if row["Name"] != "Aggregated"}
     total = next(row for row in rows if row["Name"] == "Aggregated")
+    requests = max(1, int(total["Request Count"]))
+    # CPU per request, so a run on a busy machine can still be read: what each process spent,
+    # whatever the neighbours took.
+    per_request = {
+        name: round(seconds_used * 1000 / requests, 2) for name, seconds_used in cpu.items()
+    }
     return {
         "benchmark": "http_api",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -147,9 +180,12 @@ def _run(users: int, seconds: int, redis_url: str) -> dict[str, Any]:
         "seconds": seconds,
         "total": _figures(total),
         "endpoints": endpoints,
+        "mix": "POST /v1/pushes only (one user, one device)" if pushes_only else "the locustfile's",
         "cpu_seconds": cpu,
+        "cpu_ms_per_request": per_request,
         "peak_rss_mb": {name: round(value, 1) for name, value in memory.items()},
-        "command": f"{COMMAND} --users {users} --seconds {seconds}",
+        "command": f"{COMMAND} --users {users} --seconds {seconds}"
+        + (" --pushes-only" if pushes_only else ""),
     }
 
 
@@ -158,7 +194,13 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=50, help="concurrent locust users")
     parser.add_argument("--seconds", type=int, default=30, help="how long to run")
     parser.add_argument(
+        "--pushes-only", action="store_true",
+        help="only POST /v1/pushes to one user (each with one device), not the mix",
+    )  # fmt: skip
+    parser.add_argument(
         "--results-dir", type=Path, default=RESULTS, help="where to write the JSON figures"
     )
     arguments = parser.parse_args()
-    write_results("http-api", main(arguments.users, arguments.seconds), arguments.results_dir)
+    figures = main(arguments.users, arguments.seconds, arguments.pushes_only)
+    stem = "http-api-pushes" if arguments.pushes_only else "http-api"
+    write_results(stem, figures, arguments.results_dir)

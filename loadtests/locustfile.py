@@ -8,6 +8,7 @@ secret key in ``BRIK_BENCH_API_KEY``), or against any Brik Cloud with a test-mod
 Test mode, so the sandbox provider answers and nothing reaches Apple or Google. The mix, by
 weight: devices register (the most frequent call, one per app launch), app servers send a push
 to one user with an ``Idempotency-Key`` and read pushes back, dashboards page through devices.
+``--tags pushes`` runs only the sends.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import random
 import secrets
 import uuid
 
-from locust import FastHttpUser, between, task
+from locust import FastHttpUser, between, tag, task
 
 USERS_PER_PROJECT = 1000  # the tenant's own user ids the load spreads over
 
@@ -43,6 +44,7 @@ class Tenant(FastHttpUser):
             name="POST /v1/devices",
         )
 
+    @tag("pushes")  # ``http_api.py --pushes-only`` runs this task alone
     @task(3)
     def send_to_one_user(self) -> None:
         response = self.client.post(
