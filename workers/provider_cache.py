@@ -6,12 +6,20 @@ job builds a fresh provider while jobs already sending on the old one finish wit
 one is closed a while later. Which provider a name means, and how it is built from a credential,
 is the registry's (:mod:`workers.providers.registry`); a provider that needs no credential (the
 sandbox) is built once and shared by every project.
+
+A provider no job has used for :data:`IDLE_AFTER_SECONDS` is closed, and built again when a
+push for its project comes: each holds open connections (about 240 KB each, measured with
+``loadtests/flat_cost.py``), and a worker that kept one for every tenant it ever served would
+grow without bound. The sweep runs at most once every :data:`SWEEP_EVERY_SECONDS`, in the
+background of a lookup — each worker process sweeps its own cache, so it cannot be a cron job
+(arq runs one of those on one worker only).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 from controlplane.crypto import KeyRing
@@ -20,7 +28,11 @@ from controlplane.settings import Settings
 from workers.providers.base import Credential, Provider
 from workers.providers.registry import PROVIDERS, Registry, UnknownProvider
 
+logger = logging.getLogger("brik.worker")
+
 RETIRE_AFTER_SECONDS = 600.0
+IDLE_AFTER_SECONDS = 600.0
+SWEEP_EVERY_SECONDS = 60.0
 
 
 class MissingCredential(Exception):
@@ -37,6 +49,9 @@ class ProviderCache:
         self._providers: dict[tuple[str, int], Provider] = {}
         self._shared: dict[str, Provider] = {}  # those needing no credential (the sandbox)
         self._retired: list[tuple[float, Provider]] = []
+        self._used: dict[tuple[str, int], float] = {}  # when a job last looked each one up
+        self._swept_at = time.monotonic()
+        self._sweeping: asyncio.Task[int] | None = None
         self._lock = asyncio.Lock()
 
     async def get(self, project_id: str, name: str) -> Provider:
@@ -53,6 +68,7 @@ class ProviderCache:
         if credential is None:
             raise MissingCredential(f"the project has no {name} credential")
         key = (credential.id, credential.version)
+        now = time.monotonic()
         async with self._lock:
             if key not in self._providers:
                 self._retire_older(credential.id)
@@ -60,28 +76,61 @@ class ProviderCache:
                 self._providers[key] = kind.connect(
                     Credential(secret, credential.details), self._settings
                 )
-            return self._providers[key]
+            self._used[key] = now
+            provider = self._providers[key]
+        if now - self._swept_at >= SWEEP_EVERY_SECONDS and self._sweeping is None:
+            self._swept_at = now
+            self._sweeping = asyncio.create_task(self.sweep(), name="brik-provider-sweep")
+            self._sweeping.add_done_callback(self._swept)
+        return provider
+
+    def _swept(self, task: asyncio.Task[int]) -> None:
+        self._sweeping = None
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("closing idle providers failed", exc_info=task.exception())
 
     def _retire_older(self, credential_id: str) -> None:
         for key in [k for k in self._providers if k[0] == credential_id]:
             provider = self._providers.pop(key)
+            self._used.pop(key, None)
             self._retired.append((time.monotonic(), provider))
 
-    async def close_retired(self, *, everything: bool = False) -> None:
-        """Close providers replaced long enough ago that no job still uses them."""
-        now = time.monotonic()
+    async def sweep(self, now: float | None = None) -> int:
+        """Close the providers no job has looked up for :data:`IDLE_AFTER_SECONDS` (a job
+        lasts minutes at most, so none is using them), and those replaced long enough ago.
+        Returns how many were closed."""
+        now = time.monotonic() if now is None else now
+        async with self._lock:
+            idle = [key for key, used in self._used.items() if now - used > IDLE_AFTER_SECONDS]
+            closing = [self._providers.pop(key) for key in idle]
+            for key in idle:
+                del self._used[key]
+        for provider in closing:
+            await provider.close()
+        return len(closing) + await self.close_retired(now=now)
+
+    async def close_retired(self, *, everything: bool = False, now: float | None = None) -> int:
+        """Close providers replaced long enough ago that no job still uses them; how many."""
+        now = time.monotonic() if now is None else now
         keep = []
+        closed = 0
         for retired_at, provider in self._retired:
             if everything or now - retired_at > RETIRE_AFTER_SECONDS:
                 await provider.close()
+                closed += 1
             else:
                 keep.append((retired_at, provider))
         self._retired = keep
         if everything:
+            if self._sweeping is not None:
+                self._sweeping.cancel()
             for provider in [*self._providers.values(), *self._shared.values()]:
                 await provider.close()
+                closed += 1
             self._providers.clear()
             self._shared.clear()
+            self._used.clear()
+        return closed
 
 
 class JobProviders:

@@ -3,6 +3,7 @@ provider declares fails the delivery with a reason, instead of being sent as an 
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,10 +16,11 @@ from controlplane.crypto import KeyRing
 from controlplane.models import Delivery, KeyKind, KeyMode
 from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
+from tests.support.apple import SigningKey
 from tests.support.tenants import make_tenant
 from workers.in_flight import InFlightBudget
-from workers.provider_cache import ProviderCache
-from workers.providers.apns import ApnsPush
+from workers.provider_cache import IDLE_AFTER_SECONDS, ProviderCache
+from workers.providers.apns import ApnsProvider, ApnsPush
 from workers.providers.sandbox import SandboxProvider
 from workers.tasks.deliver import deliver_batch
 
@@ -78,3 +80,26 @@ async def test_test_mode_pushes_go_through_the_sandbox_and_strangers_fail_with_a
         token="ab" * 32, apns_id=rows["ios"].apns_id, payload={"aps": {"alert": {"title": "Hi"}}},
         push_type="alert", topic="sandbox", priority=10, collapse_id=push_id, attempt=1,
     )]  # fmt: skip
+
+
+async def test_a_provider_no_job_has_used_for_a_while_is_closed_and_built_again_when_needed(
+    client: httpx.AsyncClient, worker_ctx: dict[str, Any], signing_key: SigningKey
+) -> None:
+    """A worker serving thousands of tenants keeps open connections only for those sending."""
+    acme = await make_tenant("Acme")
+    _, live = await issue_api_key(acme.project, name="live", kind=KeyKind.SECRET,
+                                  mode=KeyMode.LIVE, pepper=TEST_SECRET_KEY)  # fmt: skip
+    uploaded = await client.put("/v1/credentials/apns", headers={"Authorization": f"Bearer {live}"},
+                                json={"key": signing_key.pem, "key_id": signing_key.key_id,
+                                      "team_id": signing_key.team_id, "topic": "com.example.app",
+                                      "environment": "sandbox"})  # fmt: skip
+    assert uploaded.status_code == 200, uploaded.text
+    cache: ProviderCache = worker_ctx["providers"]
+    first = await cache.get(acme.project.id, "apns")
+    assert await cache.get(acme.project.id, "apns") is first
+    assert await cache.sweep() == 0  # in use: kept
+    assert await cache.sweep(now=time.monotonic() + IDLE_AFTER_SECONDS + 1) == 1
+    again = await cache.get(acme.project.id, "apns")
+    assert isinstance(again, ApnsProvider)
+    assert again is not first  # built anew for the next push
+    assert await cache.sweep(now=time.monotonic() + IDLE_AFTER_SECONDS / 2) == 0
