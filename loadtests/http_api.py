@@ -90,8 +90,9 @@ def _test_secret_key(env: dict[str, str]) -> str:
 
 
 def _locust(
-    url: str, key: str, users: int, seconds: int, directory: Path, tags: list[str]
-) -> tuple[list[dict[str, str]], float]:
+    url: str, key: str, users: int, seconds: int, directory: Path, tags: list[str],
+    recipients: int,
+) -> tuple[list[dict[str, str]], float]:  # fmt: skip
     """Run locust headless: its per-endpoint statistics rows (the CSV it writes), and the CPU
     seconds the load generator itself used."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -100,7 +101,8 @@ def _locust(
          "--users", str(users), "--spawn-rate", str(users), "--run-time", f"{seconds}s",
          "--host", url, "--csv", str(directory / "run"), "--only-summary",
          "--loglevel", "WARNING", *(["--tags", *tags] if tags else [])],
-        env={**os.environ, "BRIK_BENCH_API_KEY": key}, check=False,
+        env={**os.environ, "BRIK_BENCH_API_KEY": key,
+             "BRIK_BENCH_RECIPIENTS": str(recipients)}, check=False,
     )  # fmt: skip
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     used = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
@@ -108,16 +110,13 @@ def _locust(
         return list(csv.DictReader(stats)), used
 
 
-USERS_PER_PROJECT = 1000  # the user ids loadtests/locustfile.py sends to (not imported: gevent)
-
-
-def _register_every_user(url: str, key: str) -> None:
+def _register_every_user(url: str, key: str, recipients: int) -> None:
     """One device for each user the pushes go to, so every push reaches a device."""
 
     async def register() -> None:
         headers = {"Authorization": f"Bearer {key}"}
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as api:
-            users = iter(range(USERS_PER_PROJECT))
+            users = iter(range(recipients))
 
             async def client() -> None:
                 for n in users:
@@ -144,12 +143,16 @@ def _figures(row: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def main(users: int, seconds: int, pushes_only: bool = False) -> dict[str, Any]:
+def main(
+    users: int, seconds: int, pushes_only: bool = False, recipients: int = 1000
+) -> dict[str, Any]:
     with bench_redis() as redis_url:
-        return _run(users, seconds, redis_url, pushes_only)
+        return _run(users, seconds, redis_url, pushes_only, recipients)
 
 
-def _run(users: int, seconds: int, redis_url: str, pushes_only: bool) -> dict[str, Any]:
+def _run(
+    users: int, seconds: int, redis_url: str, pushes_only: bool, recipients: int
+) -> dict[str, Any]:
     database_url = asyncio.run(create_scratch_database())
     try:
         settings = _settings(database_url, redis_url)
@@ -164,10 +167,12 @@ def _run(users: int, seconds: int, redis_url: str, pushes_only: bool) -> dict[st
             ))  # fmt: skip
             worker = stack.enter_context(worker_process(settings))
             if pushes_only:
-                _register_every_user(url, key)
+                _register_every_user(url, key, recipients)
             before = {"api": cpu_seconds(server.pid), "worker": cpu_seconds(worker.pid)}
             tags = ["pushes"] if pushes_only else []
-            rows, generator_cpu = _locust(url, key, users, seconds, Path(directory), tags)
+            rows, generator_cpu = _locust(
+                url, key, users, seconds, Path(directory), tags, recipients
+            )
             cpu = {
                 "api": round(cpu_seconds(server.pid) - before["api"], 2),
                 "worker": round(cpu_seconds(worker.pid) - before["worker"], 2),
@@ -199,7 +204,7 @@ def _run(users: int, seconds: int, redis_url: str, pushes_only: bool) -> dict[st
         "cpu_ms_per_request": per_request,
         "peak_rss_mb": {name: round(value, 1) for name, value in memory.items()},
         "command": f"{COMMAND} --users {users} --seconds {seconds}"
-        + (" --pushes-only" if pushes_only else ""),
+        + (f" --pushes-only --recipients {recipients}" if pushes_only else ""),
     }
 
 
@@ -212,9 +217,13 @@ if __name__ == "__main__":
         help="only POST /v1/pushes to one user (each with one device), not the mix",
     )  # fmt: skip
     parser.add_argument(
+        "--recipients", type=int, default=1000,
+        help="the user ids the pushes go to (each registered with one device first)",
+    )  # fmt: skip
+    parser.add_argument(
         "--results-dir", type=Path, default=RESULTS, help="where to write the JSON figures"
     )
     arguments = parser.parse_args()
-    figures = main(arguments.users, arguments.seconds, arguments.pushes_only)
+    figures = main(arguments.users, arguments.seconds, arguments.pushes_only, arguments.recipients)
     stem = "http-api-pushes" if arguments.pushes_only else "http-api"
     write_results(stem, figures, arguments.results_dir)

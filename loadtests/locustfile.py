@@ -20,7 +20,8 @@ import uuid
 
 from locust import FastHttpUser, between, tag, task
 
-USERS_PER_PROJECT = 1000  # the tenant's own user ids the load spreads over
+# The tenant's own user ids the load spreads over (http_api.py --recipients sets it).
+USERS_PER_PROJECT = int(os.environ.get("BRIK_BENCH_RECIPIENTS", "1000"))
 
 
 class Tenant(FastHttpUser):
