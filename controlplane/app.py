@@ -39,6 +39,7 @@ from controlplane.errors import exception_handlers
 from controlplane.events_hub import EventsHub
 from controlplane.middleware.body_limit import BodySizeLimitMiddleware
 from controlplane.middleware.session_cookie import SessionCookieRenewalMiddleware
+from controlplane.middleware.stream_send import StreamSendMiddleware
 from controlplane.middleware.telemetry import RequestMetrics, RequestTelemetryMiddleware
 from controlplane.rate_limits import RateLimiter
 from controlplane.realtime.hub import RealtimeHub
@@ -84,6 +85,9 @@ def create_app(settings: Settings) -> Starlette:
                     await app.state.stripe.close()
 
     middleware = [
+        # Body chunks of realtime streams go out through the send given here, past the layers
+        # below that only act on a response's start (controlplane/middleware/stream_send.py).
+        Middleware(StreamSendMiddleware),
         # A session cookie signed anew after a secret-key rotation, on whatever answer goes out
         # (even a page below that replaced an error).
         Middleware(SessionCookieRenewalMiddleware, settings=settings),

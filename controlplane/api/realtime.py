@@ -35,6 +35,7 @@ from controlplane.errors import (
     PermissionDenied,
     RateLimited,
 )
+from controlplane.middleware.stream_send import STREAM_SEND
 from controlplane.plans import limits_for
 from controlplane.realtime import channels, messages, tokens
 from controlplane.realtime.channels import Channel
@@ -251,16 +252,18 @@ class ChannelStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await self._stream(receive, send)
+            await self._stream(scope, receive, send)
         finally:
             self._on_close()
 
-    async def _stream(self, receive: Receive, send: Send) -> None:
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         subscription = self._subscription
         loop = asyncio.get_running_loop()
+        # The start through every layer; the chunks past those that only act on a start.
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        chunks = scope.get(STREAM_SEND, send)
         writer = EagerSender(
-            send, max_waiting=QUEUED_WRITES_LIMIT, give_up=lambda: subscription.end(TOO_SLOW)
+            chunks, max_waiting=QUEUED_WRITES_LIMIT, give_up=lambda: subscription.end(TOO_SLOW)
         )
         written = loop.time()
 
