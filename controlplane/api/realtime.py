@@ -17,8 +17,9 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,6 +29,8 @@ from starlette.types import Receive, Scope, Send
 
 from controlplane.api.eager_send import EagerSender
 from controlplane.api.routing import Auth, Call, Operation
+from controlplane.auth.api_key_cache import ApiKeyCache
+from controlplane.auth.api_keys import bearer_token
 from controlplane.errors import (
     DependencyUnavailable,
     InvalidRequest,
@@ -46,6 +49,7 @@ from controlplane.settings import Settings
 from controlplane.validation import WHOLE_NUMBER
 
 RECONNECT_MILLISECONDS = 2000  # the SSE `retry:` a client waits before reconnecting
+KEY_REVOKED = "key_revoked"  # why a stream ended: its key is no longer valid
 QUEUED_WRITES_LIMIT = 1000  # writes waiting on a slow reader before its stream is ended
 FLUSH_SECONDS = 5.0  # for what is still being written when a stream ends
 RETRY_AFTER_SECONDS = 10  # on 429: how soon another stream of the project may have ended
@@ -217,13 +221,19 @@ async def subscribe_channel(call: Call) -> Response:
         opened.close()
         limiter.give_back(channel.project_id)
 
-    return ChannelStream(opened, backlog, last_id, call.settings, close)
+    token = bearer_token(call.request.headers.get("authorization"))
+    keys: ApiKeyCache = call.request.app.state.api_keys
+    return ChannelStream(
+        opened, backlog, last_id, call.settings, close, partial(keys.still_valid, token)
+    )
 
 
 class ChannelStream(Response):
     """The stream: `retry:`, the backlog, then live messages (each once) and heartbeats, until
     the hub ends it (Redis lost, the process stopping, the reader too slow), the client goes,
-    or ``BRIK_REALTIME_MAX_SECONDS`` pass. Gives its place back (``on_close``) however it ends.
+    its key stops being valid (``key_valid``, asked at every heartbeat: revoked, expired, its
+    project deleted), or ``BRIK_REALTIME_MAX_SECONDS`` pass. Gives its place back
+    (``on_close``) however it ends.
 
     Live messages are written by the hub as it hears them (:mod:`controlplane.api.eager_send`),
     not by a task per stream woken for each; the stream's own task only wakes for heartbeats
@@ -237,6 +247,7 @@ class ChannelStream(Response):
         last_id: str | None,
         settings: Settings,
         on_close: Callable[[], None],
+        key_valid: Callable[[], Awaitable[bool]],
     ) -> None:
         super().__init__(
             media_type="text/event-stream",
@@ -249,6 +260,7 @@ class ChannelStream(Response):
         self._last = messages.id_key(last_id) if last_id is not None else None
         self._settings = settings
         self._on_close = on_close
+        self._key_valid = key_valid
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -285,12 +297,20 @@ class ChannelStream(Response):
         try:
             deadline = loop.time() + self._settings.realtime_max_seconds
             heartbeat = self._settings.realtime_heartbeat_seconds
+            checked = loop.time()  # when the key was last found valid (messages or not)
             while subscription.ended is None and (remaining := deadline - loop.time()) > 0:
+                if loop.time() - checked >= heartbeat:
+                    if not await self._key_valid():
+                        subscription.end(KEY_REVOKED)
+                        break
+                    checked = loop.time()
                 quiet = loop.time() - written
                 if quiet >= heartbeat:
                     writer.write(b": heartbeat\n\n")
                     written, quiet = loop.time(), 0.0
-                await subscription.get(min(heartbeat - quiet, remaining))  # None: time or end
+                unchecked = loop.time() - checked
+                # None: time (a heartbeat or a key check is due) or the end
+                await subscription.get(min(heartbeat - quiet, heartbeat - unchecked, remaining))
             if subscription.ended != CLIENT_GONE and writer.failed is None:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(FLUSH_SECONDS):

@@ -58,6 +58,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from controlplane.auth.api_keys import KeyPrincipal, check_key_shape, load_principal
 from controlplane.auth.peppers import PepperRing
 from controlplane.core.keyspace import LAST_USED_HASH
+from controlplane.errors import DATABASE_OUTAGES, AuthenticationFailed
 
 EPOCH_KEY = "brik:api-keys:epoch"
 USE_REPORT_INTERVAL = 10.0
@@ -65,6 +66,8 @@ MAX_ENTRIES = 50_000
 MAX_ENTRY_AGE_SECONDS = 60.0
 BUMP_RETRY_DELAY_SECONDS = 0.2
 EPOCH_BUMPS_AFTER_COMMIT = 3  # tries for the bump after a revocation has committed
+RECHECK_EPOCH_SECONDS = 1.0  # how stale still_valid's view of the epoch may be
+_OUTAGES: tuple[type[BaseException], ...] = (RedisError, *DATABASE_OUTAGES)
 
 logger = logging.getLogger("brik.api_keys")
 
@@ -121,6 +124,7 @@ class ApiKeyCache:
         self._entries: dict[str, tuple[KeyPrincipal, float]] = {}
         self._epoch: tuple[bytes, bytes] | None = None  # (epoch, Redis run_id)
         self._last_reported: dict[str, float] = {}
+        self._epoch_checked_at = -RECHECK_EPOCH_SECONDS  # when still_valid last read the epoch
 
     @property
     def size(self) -> int:
@@ -161,6 +165,33 @@ class ApiKeyCache:
         principal.check_not_expired()
         await self._report_use(principal.key_id)
         return principal
+
+    async def still_valid(self, token: str) -> bool:
+        """Whether ``token``, which authenticated a long-lived stream, is still a valid key —
+        False once it is revoked, expired or its project deleted.
+
+        Thousands of streams ask every heartbeat, so this reads Redis's epoch at most once every
+        :data:`RECHECK_EPOCH_SECONDS` per process and answers from memory while the epoch has
+        not moved (an entry is dropped when it does, and re-read from the database once).
+        While Redis or the database cannot be read the answer is True: an outage does not end
+        every stream, and the next check after it does.
+        """
+        key_hash = self._peppers.hash(token)
+        now = self._clock()
+        if now - self._epoch_checked_at >= RECHECK_EPOCH_SECONDS:
+            self._epoch_checked_at = now
+            if await self._current_epoch() is None:
+                return True
+        entry = self._entries.get(key_hash)
+        if entry is not None and now - entry[1] <= MAX_ENTRY_AGE_SECONDS:
+            return not entry[0].expired()
+        try:
+            await self.authenticate(token)
+        except AuthenticationFailed:
+            return False
+        except _OUTAGES:
+            return True
+        return True
 
     async def _report_use(self, key_id: str) -> None:
         now = time.monotonic()

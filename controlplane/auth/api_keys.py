@@ -50,8 +50,11 @@ class KeyPrincipal:
                 code="secret_key_required",
             )
 
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or datetime.now(UTC))
+
     def check_not_expired(self, now: datetime | None = None) -> None:
-        if self.expires_at is not None and self.expires_at <= (now or datetime.now(UTC)):
+        if self.expired(now):
             raise AuthenticationFailed("The API key has expired.", code="api_key_expired")
 
 

@@ -534,3 +534,49 @@ async def test_a_stopping_server_ends_its_realtime_streams_and_gives_their_place
         assert not await redis.exists(f"brik:realtime-connections:{acme.project.id}")
     finally:
         await redis.aclose()
+
+
+async def test_revoking_a_key_ends_its_open_streams_even_on_a_busy_channel(
+    make_settings: Callable[..., Settings], database: None
+) -> None:
+    settings = make_settings(realtime_heartbeat_seconds=0.3)
+    acme = await make_tenant("Acme")
+    revoked_row, revoked = await issue_api_key(acme.project, name="old app",
+                                               kind=KeyKind.PUBLISHABLE, mode=KeyMode.TEST,
+                                               pepper=TEST_SECRET_KEY)  # fmt: skip
+    kept = await app_key(acme)
+    async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
+        async with (
+            subscribed(client, revoked, "scores") as doomed,
+            subscribed(client, kept, "scores") as fine,
+        ):
+            sent = await publish(client, acme.secret_key, "scores", {"n": 0})
+            assert (await doomed.next()).id == sent  # type: ignore[union-attr]
+            assert (await fine.next()).id == sent  # type: ignore[union-attr]
+            gone = await client.delete(
+                f"/v1/projects/{acme.project.id}/api_keys/{revoked_row.id}",
+                headers=acme.owner.headers,
+            )
+            assert gone.status_code == 200, gone.text
+            # Messages keep coming faster than a heartbeat: the key is checked all the same.
+            ended_after = None
+            for n in range(1, 40):
+                await publish(client, acme.secret_key, "scores", {"n": n})
+                if ended_after is None and await _ended(doomed):
+                    ended_after = n
+                assert await fine.next() is not None
+                await asyncio.sleep(0.05)
+            assert ended_after is not None, "the revoked key's stream went on"
+        refused = await client.get("/v1/realtime/channels/scores", headers=bearer(revoked))
+        assert refused.status_code == 401
+
+
+async def _ended(stream: Stream) -> bool:
+    """Whether the server has closed ``stream`` (its messages read meanwhile are dropped)."""
+    while True:
+        try:
+            event = await stream.next(within=0.01)
+        except TimeoutError:
+            return False
+        if event is None:
+            return True
