@@ -22,8 +22,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -91,41 +93,50 @@ def run(image: Rehearsal, *args: str, env: dict[str, str]) -> subprocess.Complet
     )  # fmt: skip
 
 
+@dataclass
+class Started:
+    """A long-running command and the file its log goes to (never a pipe no one reads: a
+    worker's log fills one in minutes, and then the worker blocks on it)."""
+
+    process: subprocess.Popen[str]
+    log: IO[bytes]
+
+    def errors(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+
 @contextlib.contextmanager
-def running(
-    image: Rehearsal, *args: str, env: dict[str, str], ready_url: str
-) -> Iterator[subprocess.Popen[str]]:
+def running(image: Rehearsal, *args: str, env: dict[str, str], ready_url: str) -> Iterator[Started]:
     """A long-running command, once ``ready_url`` answers 200; SIGTERM afterwards."""
-    process = subprocess.Popen(
-        image.command(*args), cwd=image.workdir, env=env, text=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                assert process.stderr is not None
-                raise AssertionError(f"brik-cloud {args} exited: {process.stderr.read()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(ready_url, timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, f"brik-cloud {args} never became ready"
-            time.sleep(0.2)
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        process.wait(timeout=45)  # the worker's grace period (30 s) and some
-        if process.stderr is not None:
-            process.stderr.close()
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            image.command(*args), cwd=image.workdir, env=env, text=True,
+            stdout=subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
+        started = Started(process, log)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if process.poll() is not None:
+                    raise AssertionError(f"brik-cloud {args} exited: {started.errors()}")
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(ready_url, timeout=2).status_code == 200:
+                        break
+                assert time.monotonic() < deadline, f"brik-cloud {args} never became ready"
+                time.sleep(0.2)
+            yield started
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            process.wait(timeout=45)  # the worker's grace period (30 s) and some
 
 
-def stopped_cleanly(process: subprocess.Popen[str]) -> str:
-    """Its stderr, once it has exited 0 after SIGTERM."""
-    process.send_signal(signal.SIGTERM)
-    code = process.wait(timeout=45)  # the worker's grace period (30 s) and some
-    assert process.stderr is not None
-    errors = process.stderr.read()
+def stopped_cleanly(started: Started) -> str:
+    """Its log, once it has exited 0 after SIGTERM."""
+    started.process.send_signal(signal.SIGTERM)
+    code = started.process.wait(timeout=45)  # the worker's grace period (30 s) and some
+    errors = started.errors()
     assert code == 0, errors[-3000:]
     assert "Traceback" not in errors
     return errors
@@ -202,7 +213,7 @@ def test_serve_by_default_answers_on_every_interface(
         assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
         assert httpx.get(f"{base}/readyz").status_code == 200
         # Reachable from outside the container: bound to 0.0.0.0, not to loopback.
-        assert ("0.0.0.0", port) in _listening(server.pid)
+        assert ("0.0.0.0", port) in _listening(server.process.pid)
         stopped_cleanly(server)
 
 
@@ -219,7 +230,7 @@ def test_worker_starts_and_answers_its_probes(
             "brik_worker_redis_connected 1.0" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
         )
         # Kubernetes probes and Prometheus reach it on the pod's address, not loopback.
-        assert ("0.0.0.0", port) in _listening(worker.pid)
+        assert ("0.0.0.0", port) in _listening(worker.process.pid)
         stopped_cleanly(worker)
 
 
