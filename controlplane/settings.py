@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     fcm_in_flight: int = Field(
         default=500, ge=1,
         description="Requests to FCM one worker may have waiting for an answer, per project "
-        "(HTTP/2 streams; connections to a server without HTTP/2).",
+        "(each on a keep-alive connection of its own).",
     )  # fmt: skip
 
     # Worker tuning; see docs/delivery.md, "Worker tuning".

@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import secrets
 import statistics
 import subprocess
@@ -57,6 +56,7 @@ from loadtests.common import (
     cpu_snapshot,
     create_scratch_database,
     drop_scratch_database,
+    run_identity,
     worker_process,
     write_results,
 )
@@ -295,9 +295,7 @@ def _run(
     best = max(saturated_runs, key=lambda run: run["events_per_second"])
     steady = min(steady_runs, key=lambda run: run["latency_p99_ms"])
     return {
-        "benchmark": "analytics_ingest",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        **run_identity("analytics_ingest"),
         "setup": "one `brik-cloud serve` process and one worker (loading as it goes), "
         "PostgreSQL, Redis and this client on the same machine; test-mode publishable key",
         "batch_size": batch_size,

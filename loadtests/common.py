@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import secrets
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,15 @@ async def drop_scratch_database(url: str) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+def run_identity(benchmark: str) -> dict[str, Any]:
+    """What every results file starts with: which benchmark, when, on what machine."""
+    return {
+        "benchmark": benchmark,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    }
 
 
 def write_results(stem: str, figures: dict[str, Any], directory: Path = RESULTS) -> Path:

@@ -25,11 +25,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import secrets
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +48,7 @@ from loadtests.common import (
     drop_scratch_database,
     peak_rss_mb,
     put_on_benchmark_plan,
+    run_identity,
     worker_process,
     write_results,
 )
@@ -159,9 +158,7 @@ async def main(pushes: int, devices: int, clients: int) -> dict[str, Any]:
             fake.stop()
             await drop_scratch_database(database_url)
     return {
-        "benchmark": "flat_cost",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        **run_identity("flat_cost"),
         "setup": "the API in this process, one `brik-cloud worker`, PostgreSQL, Redis and the "
         "fake APNs (its own process) on the same machine; every tenant has its own APNs "
         "credential",

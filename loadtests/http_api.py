@@ -25,14 +25,12 @@ import asyncio
 import csv
 import json
 import os
-import platform
 import resource
 import secrets
 import subprocess
 import sys
 import tempfile
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +46,7 @@ from loadtests.common import (
     create_scratch_database,
     drop_scratch_database,
     peak_rss_mb,
+    run_identity,
     worker_process,
     write_results,
 )
@@ -190,9 +189,7 @@ def _run(
         name: round(seconds_used * 1000 / requests, 2) for name, seconds_used in cpu.items()
     }
     return {
-        "benchmark": "http_api",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        **run_identity("http_api"),
         "setup": "one `brik-cloud serve` process, one worker, PostgreSQL, Redis and locust "
         "on the same machine; test-mode key (sandbox provider)",
         "users": users,

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import secrets
 import statistics
 import tempfile
@@ -34,7 +32,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +52,7 @@ from loadtests.common import (
     create_scratch_database,
     drop_scratch_database,
     put_on_benchmark_plan,
+    run_identity,
     worker_process,
     write_results,
 )
@@ -265,9 +263,7 @@ async def main(devices: int, client_counts: list[int]) -> dict[str, Any]:
             fake.stop()
             await drop_scratch_database(database_url)
     return {
-        "benchmark": "one_to_one",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        **run_identity("one_to_one"),
         "devices": devices,
         "setup": "one `brik-cloud serve` process, one `brik-cloud worker`, PostgreSQL, Redis, "
         "the fake APNs in its own process and the clients on the same machine",

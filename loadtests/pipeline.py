@@ -34,14 +34,12 @@ import asyncio
 import json
 import multiprocessing
 import os
-import platform
 import secrets
 import statistics
 import tempfile
 import time
 import uuid
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, cast
@@ -68,6 +66,7 @@ from loadtests.common import (
     drop_scratch_database,
     peak_rss_mb,
     put_on_benchmark_plan,
+    run_identity,
     worker_process,
     write_results,
 )
@@ -376,9 +375,7 @@ async def main(
     raw, raw_cpu = max(raws)
     client = "aioapns" if provider == "apns" else "aiohttp"
     figures: dict[str, Any] = {
-        "benchmark": "pipeline",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        **run_identity("pipeline"),
         "provider": provider,
         "answer_delay_seconds": delay,
         "devices": count,

@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import re
 import secrets
 import statistics
@@ -35,7 +33,6 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +47,7 @@ from loadtests.common import (
     bench_redis,
     create_scratch_database,
     drop_scratch_database,
+    run_identity,
     write_results,
 )
 from tests.support.processes import (
@@ -303,9 +301,7 @@ def _run(count: int, messages: int, interval: float, redis_url: str) -> dict[str
         return round(b / a, 2) if a and b else None
 
     return {
-        "benchmark": "realtime",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        **run_identity("realtime"),
         "setup": "one `brik-cloud serve` process (b) and one bare asyncio SSE server (a), each "
         "fed through the same Redis; the subscribers are raw asyncio sockets in this process; "
         "PostgreSQL, Redis, both servers and this client on the same machine",

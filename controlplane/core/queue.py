@@ -15,7 +15,8 @@ Jobs due now also ring the queue's wake channel (:func:`wake_channel`): an idle 
 them at once instead of at its next poll (``workers/worker.py``); polling remains the way
 deferred jobs and a missed wake-up are found.
 
-A handover is one Redis round trip (:func:`_enqueue_jobs`): one script checks each job id is
+A handover is one Redis round trip (:func:`_enqueue_jobs`; one per :data:`JOBS_PER_SCRIPT` jobs
+of a large fan-out, so no single script holds Redis for long): one script checks each job id is
 free, stores the jobs in arq's format, queues them and rings the wake channel. arq's own
 ``enqueue_job`` takes three per job (WATCH, EXISTS, MULTI…EXEC) and the wake-up a fourth, and
 on the everyday one-device send they were a third of the API's round trips
@@ -40,6 +41,7 @@ from redis.exceptions import NoScriptError
 HEARTBEAT_JOB = "heartbeat"
 DELIVER_JOB = "deliver_batch"
 DELIVERY_BATCH_SIZE = 500  # deliveries per job; see loadtests/ for how it was chosen
+JOBS_PER_SCRIPT = 100  # jobs handed over by one call of the enqueue script
 WEBHOOK_JOB = "deliver_webhook"
 EXPORT_JOB = "build_export"
 
@@ -89,8 +91,8 @@ async def _enqueue_jobs(
     defer_until: datetime | None = None,
     defer_by: float | None = None,
 ) -> list[bool]:
-    """arq's ``enqueue_job`` for each of ``jobs``, in one round trip; True where enqueued.
-    Jobs due now ring the wake channel."""
+    """arq's ``enqueue_job`` for each of ``jobs``, in one round trip per
+    :data:`JOBS_PER_SCRIPT`; True where enqueued. Jobs due now ring the wake channel."""
     now_ms = int(time.time() * 1000)
     if defer_until is not None:
         score = int(defer_until.timestamp() * 1000)
@@ -101,18 +103,26 @@ async def _enqueue_jobs(
     lifetime = score - now_ms + redis.expires_extra_ms
     queue = redis.default_queue_name
     deferred = defer_until is not None or bool(defer_by)
-    keys: list[str] = [queue]
-    args: list[Any] = ["" if deferred else wake_channel(queue)]
-    for job in jobs:
-        keys += [job_key_prefix + job.job_id, result_key_prefix + job.job_id]
-        body = serialize_job(job.function, job.args, {}, None, now_ms,
-                             serializer=redis.job_serializer)  # fmt: skip
-        args += [job.job_id, score, lifetime, body]
+    wake = "" if deferred else wake_channel(queue)
+    taken: list[bool] = []
+    for first in range(0, len(jobs), JOBS_PER_SCRIPT):
+        keys: list[str] = [queue]
+        args: list[Any] = [wake]
+        for job in jobs[first : first + JOBS_PER_SCRIPT]:
+            keys += [job_key_prefix + job.job_id, result_key_prefix + job.job_id]
+            body = serialize_job(job.function, job.args, {}, None, now_ms,
+                                 serializer=redis.job_serializer)  # fmt: skip
+            args += [job.job_id, score, lifetime, body]
+        taken += await _run_enqueue_script(redis, keys, args)
+    return taken
+
+
+async def _run_enqueue_script(redis: ArqRedis, keys: list[str], args: list[Any]) -> list[bool]:
     try:
-        taken = await redis.evalsha(_ENQUEUE_SHA, len(keys), *keys, *args)  # type: ignore[misc]
+        flags = await redis.evalsha(_ENQUEUE_SHA, len(keys), *keys, *args)  # type: ignore[misc]
     except NoScriptError:  # a Redis that has not seen it yet (or was restarted): send it whole
-        taken = await redis.eval(_ENQUEUE, len(keys), *keys, *args)  # type: ignore[misc]
-    return [bool(flag) for flag in taken]
+        flags = await redis.eval(_ENQUEUE, len(keys), *keys, *args)  # type: ignore[misc]
+    return [bool(flag) for flag in flags]
 
 
 async def enqueue_deliveries(

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.support.databases import configured_server_url
-from tests.support.processes import clean_environment
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.benchmarks import run_benchmark
 
 
 def test_the_one_to_one_benchmark_measures_both_runs_for_each_client_count(
     tmp_path: Path,
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "loadtests.one_to_one", "--devices", "40", "--clients", "2",
-         "--clients", "4", "--results-dir", str(tmp_path)],
-        cwd=ROOT,
-        env=clean_environment(BRIK_BENCH_DATABASE_URL=configured_server_url()),
-        capture_output=True, text=True, timeout=180, check=False,
+    run = run_benchmark(
+        "one_to_one", "--devices", "40", "--clients", "2", "--clients", "4",
+        results_dir=tmp_path, written="one-to-one-*.json",
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    [written] = tmp_path.glob("one-to-one-*.json")
-    figures = json.loads(written.read_text())
+    figures = run.figures
     for clients in (2, 4):
         run = figures[f"clients_{clients}"]
         for side in ("raw_aioapns", "brik"):

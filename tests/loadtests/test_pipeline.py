@@ -2,37 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.support.databases import configured_server_url
-from tests.support.processes import clean_environment
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.benchmarks import run_benchmark
 
 
 def test_the_pipeline_benchmark_delivers_to_every_device(tmp_path: Path) -> None:
     devices = 20
-    result = subprocess.run(
-        [sys.executable, "-m", "loadtests.pipeline", "--devices", str(devices),
-         "--repeat", "1", "--results-dir", str(tmp_path)],
-        cwd=ROOT,
-        env=clean_environment(
-            BRIK_BENCH_DATABASE_URL=configured_server_url(),
-            # The Free plan's quota, shrunk below the run's size as 10,000 is below the
-            # documented 20,000: the benchmark's organization must not be held to it.
-            BRIK_PLAN_FREE_PUSHES_PER_MONTH="10",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+    run = run_benchmark(
+        "pipeline", "--devices", str(devices), "--repeat", "1",
+        results_dir=tmp_path, written="pipeline-apns-*.json",
+        # The Free plan's quota, shrunk below the run's size as 10,000 is below the
+        # documented 20,000: the benchmark's organization must not be held to it.
+        BRIK_PLAN_FREE_PUSHES_PER_MONTH="10",
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    [written] = tmp_path.glob("pipeline-apns-*.json")
-    figures = json.loads(written.read_text())
+    figures = run.figures
     assert figures["devices"] == devices
     assert figures["raw_aioapns_sends_per_second"] > 0
     assert figures["end_to_end_deliveries_per_second"] > 0
@@ -43,15 +27,12 @@ def test_the_pipeline_benchmark_delivers_to_every_device(tmp_path: Path) -> None
 
 def test_the_pipeline_benchmark_measures_fcm_behind_a_slow_network(tmp_path: Path) -> None:
     devices = 20
-    result = subprocess.run(
-        [sys.executable, "-m", "loadtests.pipeline", "--devices", str(devices), "--repeat", "1",
-         "--provider", "fcm", "--answer-delay", "0.05", "--results-dir", str(tmp_path)],
-        cwd=ROOT, env=clean_environment(BRIK_BENCH_DATABASE_URL=configured_server_url()),
-        capture_output=True, text=True, timeout=180, check=False,
+    run = run_benchmark(
+        "pipeline", "--devices", str(devices), "--repeat", "1", "--provider", "fcm",
+        "--answer-delay", "0.05",
+        results_dir=tmp_path, written="pipeline-fcm-20-delay50ms-*.json",
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    [written] = tmp_path.glob("pipeline-fcm-20-delay50ms-*.json")
-    figures = json.loads(written.read_text())
+    figures = run.figures
     assert (figures["provider"], figures["answer_delay_seconds"]) == ("fcm", 0.05)
     assert figures["raw_aiohttp_sends_per_second"] > 0
     assert figures["pyfcm_async_sends_per_second"] > 0

@@ -154,8 +154,8 @@ class FcmSender:
         async with session.post(
             self._endpoint, data=payload, headers=headers, allow_redirects=False
         ) as response:
-            headers = {name.lower(): value for name, value in response.headers.items()}
-            return _Answer(response.status, await response.read(), headers)
+            answered = {name.lower(): value for name, value in response.headers.items()}
+            return _Answer(response.status, await response.read(), answered)
 
     @staticmethod
     def _token_expired(answer: _Answer) -> bool:

@@ -2,19 +2,22 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
 from controlplane.auth.api_key_cache import EPOCH_KEY, ApiKeyCache, invalidate_cached_keys
-from controlplane.auth.api_keys import KeyPrincipal, bearer_token
+from controlplane.auth.api_keys import KeyPrincipal, bearer_token, issue_api_key
 from controlplane.auth.keys import ACCESS_TOKEN_PREFIX, generate_key, generate_secret, hash_key
 from controlplane.auth.peppers import PepperRing
 from controlplane.bootstrap import bootstrap
 from controlplane.errors import AuthenticationFailed, PermissionDenied
 from controlplane.models import ApiKey, KeyKind, KeyMode
 from tests.conftest import TEST_SECRET_KEY
+from tests.support.redis_server import RestartableRedis
 from tests.support.secret_keys import NEW, NEW_SECRET_KEY, OLD_SECRET_KEY
+from tests.support.tenants import make_tenant
 
 pytestmark = pytest.mark.database
 
@@ -139,3 +142,33 @@ async def test_a_key_from_before_a_secret_key_rotation_works_and_moves_over_on_u
         assert unknown.value.message == "The API key is not recognised."
     finally:
         await redis.aclose()
+
+
+async def test_a_stream_s_key_turns_invalid_when_revoked_and_stays_valid_through_an_outage(
+    database: None, tmp_path: Path
+) -> None:
+    """``still_valid`` (asked at every realtime heartbeat): a revocation ends the stream; Redis
+    going away does not end every stream."""
+    acme = await make_tenant("Acme", roles=())
+    revoked_row, revoked = await issue_api_key(acme.project, name="old app",
+                                               kind=KeyKind.PUBLISHABLE, mode=KeyMode.TEST,
+                                               pepper=TEST_SECRET_KEY)  # fmt: skip
+    _, kept = await issue_api_key(acme.project, name="app", kind=KeyKind.PUBLISHABLE,
+                                  mode=KeyMode.TEST, pepper=TEST_SECRET_KEY)  # fmt: skip
+    clock = [0.0]
+    with RestartableRedis(tmp_path / "redis") as server:
+        redis = Redis.from_url(server.url)
+        try:
+            cache = ApiKeyCache(redis, PepperRing([TEST_SECRET_KEY]), clock=lambda: clock[0])
+            assert await cache.still_valid(revoked)
+            assert await cache.still_valid(kept)
+            await ApiKey.filter(id=revoked_row.id).update(revoked_at=datetime.now(UTC))
+            await invalidate_cached_keys(redis)
+            clock[0] += 2
+            assert not await cache.still_valid(revoked)
+            assert await cache.still_valid(kept)
+            server.kill()
+            clock[0] += 2
+            assert await cache.still_valid(kept)  # unknown while Redis is away: not ended
+        finally:
+            await redis.aclose()
