@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+from collections import defaultdict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,7 +24,7 @@ from arq.connections import ArqRedis
 from prometheus_client import CollectorRegistry, Gauge
 from redis.exceptions import RedisError
 
-from controlplane.core.queue import enqueue_deliveries
+from controlplane.core.queue import enqueue_deliveries, enqueue_deliveries_of
 
 logger = logging.getLogger("brik.enqueue")
 
@@ -66,6 +67,28 @@ class EnqueueRelay:
                     "back", handover.push_id, exc_info=True,
                 )  # fmt: skip
         self._keep(handover)
+
+    async def hand_over_many(self, handovers: Sequence[Handover]) -> None:
+        """:meth:`hand_over` for a batch's pushes: one round trip per moment they are due
+        (as few as their jobs allow), or kept and retried like any other."""
+        if not self._pending:
+            due: dict[datetime | None, list[Handover]] = defaultdict(list)
+            for handover in handovers:
+                due[handover.defer_until].append(handover)
+            try:
+                for defer_until, group in due.items():
+                    await enqueue_deliveries_of(
+                        self._redis, [(h.push_id, h.delivery_ids) for h in group],
+                        origin="accept", defer_until=defer_until,
+                    )  # fmt: skip
+                return
+            except (RedisError, OSError):
+                logger.warning(
+                    "Redis is unreachable: %d pushes are accepted and will be enqueued when it "
+                    "is back", len(handovers), exc_info=True,
+                )  # fmt: skip
+        for handover in handovers:  # again in full: the same job ids are enqueued once
+            self._keep(handover)
 
     def _keep(self, handover: Handover) -> None:
         if len(self._pending) >= MAX_PENDING:

@@ -1,16 +1,20 @@
-"""Writing a push's delivery rows: the one bulk write a 100k-device fan-out waits on.
+"""Writing a push's delivery rows: the one bulk write a 100k-device fan-out waits on — and
+the pushes of a batch (``POST /v1/pushes/batch``), written the same way.
 
 ``POST /v1/pushes`` answers 202 only once every delivery row is committed, so this write is the
 accept latency of a large push. On PostgreSQL each chunk of rows goes in as *one* statement,
 ``INSERT … SELECT FROM unnest(…)`` with one array parameter per column, instead of Tortoise's
 ``bulk_create`` (a model object per row, then one INSERT per row): about three times faster
-end to end for a 20,000-device push (see loadtests/). Other databases — SQLite for
+end to end for a 20,000-device push (see loadtests/). A batch's pushes go in as one such
+statement too, and all their deliveries as one. Other databases — SQLite for
 ``brik-cloud dev`` — use ``bulk_create``.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -35,12 +39,44 @@ _UNNEST_INSERT = """
 INSERT INTO "deliveries"
     ("id", "push_id", "device_id", "provider", "platform", "apns_id", "activity_token_id",
      "channel_id", "status", "attempts", "created_at")
-SELECT row.id, $1, row.device_id, row.provider, row.platform, row.apns_id,
-    row.activity_token_id, row.channel_id, $2, 0, $3
-FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[],
-            $10::text[])
-    AS row(id, device_id, provider, platform, apns_id, activity_token_id, channel_id)
+SELECT row.id, row.push_id, row.device_id, row.provider, row.platform, row.apns_id,
+    row.activity_token_id, row.channel_id, $1, 0, $2
+FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+            $9::bigint[], $10::text[])
+    AS row(id, push_id, device_id, provider, platform, apns_id, activity_token_id, channel_id)
 """
+
+_UNNEST_INSERT_PUSHES = """
+INSERT INTO "pushes"
+    ("id", "project_id", "mode", "kind", "content", "target", "status", "collapse_id",
+     "activity_id", "send_at", "recipients", "created_at", "completed_at")
+SELECT row.id, $1, $2, row.kind, row.content::jsonb, row.target::jsonb, row.status,
+    row.collapse_id, NULL, row.send_at, row.recipients, $3, row.completed_at
+FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+            $10::timestamptz[], $11::int[], $12::timestamptz[])
+    AS row(id, kind, content, target, status, collapse_id, send_at, recipients, completed_at)
+"""
+
+
+async def insert_pushes(pushes: Sequence[Push]) -> None:
+    """Insert ``pushes`` (built, not saved: one project, mode and creation moment, no Live
+    Activity) in one statement, on the caller's connection."""
+    if not pushes:
+        return
+    client = Push._meta.db
+    if client.capabilities.dialect != "postgres":
+        await Push.bulk_create(list(pushes))
+        return
+    first = pushes[0]
+    await client.execute_query(_UNNEST_INSERT_PUSHES, [
+        first.project_id, first.mode.value, first.created_at,  # type: ignore[attr-defined]
+        [push.id for push in pushes], [push.kind for push in pushes],
+        [json.dumps(push.content, separators=(",", ":")) for push in pushes],
+        [json.dumps(push.target, separators=(",", ":")) for push in pushes],
+        [push.status.value for push in pushes], [push.collapse_id for push in pushes],
+        [push.send_at for push in pushes], [push.recipients for push in pushes],
+        [push.completed_at for push in pushes],
+    ])  # fmt: skip
 
 
 async def insert_deliveries(
@@ -51,25 +87,39 @@ async def insert_deliveries(
     Runs on the caller's connection, so inside its transaction. Every delivery gets its
     ``apns-id`` now, kept for every attempt.
     """
+    return (await insert_deliveries_of([(push, recipients)], providers))[0]
+
+
+async def insert_deliveries_of(
+    pushes: Sequence[tuple[Push, list[Destination]]], providers: dict[str, str]
+) -> list[list[str]]:
+    """:func:`insert_deliveries` for several pushes at once: each push's delivery ids."""
     client = Delivery._meta.db
-    ids: list[str] = []
-    for start in range(0, len(recipients), CHUNK):
-        chunk = recipients[start : start + CHUNK]
-        chunk_ids = [new_delivery_id() for _ in chunk]
+    rows = [(push, d) for push, destinations in pushes for d in destinations]
+    ids = [new_delivery_id() for _ in rows]
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start : start + CHUNK]
+        chunk_ids = ids[start : start + CHUNK]
         apns_ids = [str(uuid.uuid4()) for _ in chunk]
         if client.capabilities.dialect == "postgres":
             await client.execute_query(_UNNEST_INSERT, [
-                push.id, DeliveryStatus.QUEUED.value, datetime.now(UTC), chunk_ids,
-                [d.device_id for d in chunk], [providers[d.platform] for d in chunk],
-                [d.platform for d in chunk], apns_ids, [d.activity_token_id for d in chunk],
-                [d.channel_id for d in chunk],
+                DeliveryStatus.QUEUED.value, datetime.now(UTC), chunk_ids,
+                [push.id for push, _ in chunk], [d.device_id for _, d in chunk],
+                [providers[d.platform] for _, d in chunk], [d.platform for _, d in chunk],
+                apns_ids, [d.activity_token_id for _, d in chunk],
+                [d.channel_id for _, d in chunk],
             ])  # fmt: skip
         else:
             await Delivery.bulk_create([
-                Delivery(id=delivery_id, push=push, device_id=d.device_id, platform=d.platform,
-                         provider=providers[d.platform], apns_id=apns_id,
+                Delivery(id=delivery_id, push_id=push.id, device_id=d.device_id,
+                         platform=d.platform, provider=providers[d.platform], apns_id=apns_id,
                          activity_token_id=d.activity_token_id, channel_id=d.channel_id)
-                for delivery_id, apns_id, d in zip(chunk_ids, apns_ids, chunk, strict=True)
+                for delivery_id, apns_id, (push, d) in zip(chunk_ids, apns_ids, chunk,
+                                                           strict=True)
             ])  # fmt: skip
-        ids += chunk_ids
-    return ids
+    by_push: list[list[str]] = []
+    taken = 0
+    for _, destinations in pushes:
+        by_push.append(ids[taken : taken + len(destinations)])
+        taken += len(destinations)
+    return by_push

@@ -13,7 +13,7 @@ HTTP request; it must run inside the caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -21,8 +21,13 @@ from typing import Any
 
 from controlplane import mail
 from controlplane.enqueue_relay import EnqueueRelay, Handover
-from controlplane.errors import InvalidRequest, QuotaExceeded
-from controlplane.fan_out import Destination, insert_deliveries
+from controlplane.errors import APIError, InvalidRequest, QuotaExceeded
+from controlplane.fan_out import (
+    Destination,
+    insert_deliveries,
+    insert_deliveries_of,
+    insert_pushes,
+)
 from controlplane.models import (
     KeyMode,
     Organization,
@@ -31,10 +36,11 @@ from controlplane.models import (
     Push,
     PushStatus,
 )
+from controlplane.models.ids import new_push_id
 from controlplane.payloads import ProviderCatalog, PushContent
 from controlplane.plans import limits_for
 from controlplane.settings import Settings
-from controlplane.usage import reserve_pushes
+from controlplane.usage import reserve_pushes, reserve_what_fits
 from controlplane.usage_alerts import warn_if_crossed
 from controlplane.webhook_events import emit_push_completed
 
@@ -59,27 +65,49 @@ class Sender:
         return self.mode is KeyMode.TEST
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One push of a batch to accept: its content, what its request named, where it goes."""
+
+    content: PushContent
+    target: dict[str, Any]
+    destinations: list[Destination]
+    send_at: datetime | None = None
+
+
 async def providers_for(
     sender: Sender, platforms: set[str], param: str | None = "to"
 ) -> dict[str, str]:
     """Platform → provider, as the providers declare it (test mode: the sandbox). 400
     ``credential_missing`` if the project lacks a live provider's credential."""
     providers = {p: sender.providers.provider_for(p, test_mode=sender.test_mode) for p in platforms}
-    if sender.test_mode:
-        return providers
+    missing = await _without_credential(sender, providers)
+    if missing:
+        raise _credential_missing(*missing[0], param)
+    return providers
+
+
+async def _without_credential(
+    sender: Sender, providers: dict[str, str]
+) -> list[tuple[str, str]]:
+    """The (platform, provider) pairs of ``providers`` whose credential the project lacks
+    (none in test mode: the sandbox needs none)."""
+    if sender.test_mode or not providers:
+        return []
     stored = await ProviderCredential.filter(project_id=sender.project.id).values_list(
         "provider", flat=True
     )
     have = {str(provider) for provider in stored}
-    for platform, provider in providers.items():
-        if provider not in have:
-            raise InvalidRequest(
-                f"Some recipients are {platform} devices, and this project has no "
-                f"{provider} credential: PUT /v1/credentials/{provider} first.",
-                code="credential_missing",
-                param=param,
-            )
-    return providers
+    return [(platform, name) for platform, name in providers.items() if name not in have]
+
+
+def _credential_missing(platform: str, provider: str, param: str | None) -> InvalidRequest:
+    return InvalidRequest(
+        f"Some recipients are {platform} devices, and this project has no "
+        f"{provider} credential: PUT /v1/credentials/{provider} first.",
+        code="credential_missing",
+        param=param,
+    )
 
 
 async def accept_push(
@@ -141,3 +169,71 @@ async def accept_push(
     handover = Handover(push.id, delivery_ids, send_at if scheduled else None)
     sender.after_commit.append(partial(sender.relay.hand_over, handover))
     return push
+
+
+async def accept_pushes(
+    sender: Sender, batch: Sequence[Outgoing], now: datetime
+) -> list[Push | APIError]:
+    """Accept a batch of independent pushes (inside the caller's transaction): each is
+    committed with its deliveries and quota like :func:`accept_push`, or refused alone — a
+    missing credential for its devices' platform, or no room left in the month's quota for
+    it (those that fit are taken, in order) — with the error in its place in the answer.
+
+    Bulk work, whatever the batch's size: one credential read, one quota statement (more only
+    past the quota), one insert of the pushes and one of all their deliveries, one queue
+    handover after the commit.
+    """
+    platforms = {d.platform for outgoing in batch for d in outgoing.destinations}
+    providers = {p: sender.providers.provider_for(p, test_mode=sender.test_mode) for p in platforms}
+    missing = dict(await _without_credential(sender, providers))
+    results: list[Push | APIError | None] = [None] * len(batch)
+    for index, outgoing in enumerate(batch):
+        lacking = sorted({d.platform for d in outgoing.destinations} & missing.keys())
+        if lacking:
+            results[index] = _credential_missing(lacking[0], missing[lacking[0]], "to")
+    counts = [0 if results[i] else len(outgoing.destinations) for i, outgoing in enumerate(batch)]
+    limits = limits_for(sender.organization.plan, sender.settings)
+    reservation, refusals = await reserve_what_fits(
+        sender.organization, sender.mode, counts, limits, now
+    )
+    accepted: list[tuple[Push, list[Destination]]] = []
+    for index, (outgoing, refusal) in enumerate(zip(batch, refusals, strict=True)):
+        if refusal is not None:
+            results[index] = refusal
+        if results[index] is not None:
+            continue
+        push = _push_of(sender, outgoing, now)
+        results[index] = push
+        accepted.append((push, outgoing.destinations))
+    await insert_pushes([push for push, _ in accepted])
+    delivery_ids = await insert_deliveries_of(accepted, providers)
+    handovers = []
+    for (push, destinations), ids in zip(accepted, delivery_ids, strict=True):
+        if not destinations:
+            await emit_push_completed(push, now)  # completed as it is accepted
+            continue
+        scheduled = push.status is PushStatus.SCHEDULED
+        handovers.append(Handover(push.id, ids, push.send_at if scheduled else None))
+    if reservation is not None:
+        sender.after_commit.append(
+            partial(warn_if_crossed, sender.organization, reservation, limits, sender.send_mail)
+        )
+    if handovers:
+        sender.after_commit.append(partial(sender.relay.hand_over_many, handovers))
+    return [result for result in results if result is not None]
+
+
+def _push_of(sender: Sender, outgoing: Outgoing, now: datetime) -> Push:
+    """The push row ``outgoing`` is committed as (not saved yet)."""
+    content, destinations, send_at = outgoing.content, outgoing.destinations, outgoing.send_at
+    scheduled = send_at is not None and send_at > now
+    return Push(
+        id=new_push_id(), project=sender.project, mode=sender.mode, kind=content.kind,
+        content=content.model_dump(mode="json", exclude_none=True), target=outgoing.target,
+        status=(
+            PushStatus.SCHEDULED if scheduled
+            else PushStatus.QUEUED if destinations else PushStatus.COMPLETED
+        ),
+        collapse_id=content.collapse_id, send_at=send_at, recipients=len(destinations),
+        created_at=now, completed_at=None if destinations else now,
+    )  # fmt: skip

@@ -11,7 +11,7 @@ not sent (:func:`release_pushes`, in the cancel's transaction).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -85,6 +85,56 @@ async def reserve_pushes(
     after = int(added[0]["pushes"])
     await add_to_day(organization.id, UsageMetric.PUSHES, mode, count, now.date())
     return Reservation(mode=mode, period_start=start, before=after - count, after=after)
+
+
+async def reserve_what_fits(
+    organization: Organization,
+    mode: KeyMode,
+    counts: Sequence[int],
+    limits: PlanLimits,
+    now: datetime,
+) -> tuple[Reservation | None, list[QuotaExceeded | None]]:
+    """For a batch of sends: reserve every one of ``counts`` the month still has room for,
+    each whole, and refuse the others — one :class:`QuotaExceeded` (or None) per send.
+
+    Tried first all at once (one statement, like :func:`reserve_pushes`). Past the quota,
+    sends are taken in order while they fit in what is left — a send that does not fit is
+    refused, a smaller one after it may still go — and reserved together under the same
+    conditional upsert, so a concurrent send can only make this try again, never overshoot.
+    """
+    wanted = [index for index, count in enumerate(counts) if count > 0]
+    refused: list[int] = []
+    quota = limits.push_quota(mode)
+    row = UsagePeriod.filter(organization_id=organization.id, period_start=period_start(now),
+                             mode=mode)  # fmt: skip
+    reservation = None
+    for _ in range(3):
+        if not wanted:
+            break
+        try:
+            reservation = await reserve_pushes(
+                organization, mode, sum(counts[index] for index in wanted), limits, now
+            )
+        except QuotaExceeded:
+            room = (quota or 0) - await _count(row)
+            fitting: list[int] = []
+            for index in wanted:
+                if counts[index] <= room:
+                    fitting.append(index)
+                    room -= counts[index]
+                else:
+                    refused.append(index)
+            wanted = fitting
+            continue
+        wanted = []
+        break
+    refused += wanted  # three tries lost to concurrent sends: refused like the rest
+    refusals: list[QuotaExceeded | None] = [None] * len(counts)
+    if refused:
+        used = reservation.after if reservation is not None else await _count(row)
+        for index in refused:
+            refusals[index] = _exceeded(mode, counts[index], quota or 0, used, now)
+    return reservation, refusals
 
 
 def _placeholders(client: BaseDBAsyncClient) -> Callable[..., str]:

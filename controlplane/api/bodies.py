@@ -114,8 +114,13 @@ def parse_json(raw: bytes) -> Any:
         ) from None
 
 
-async def read_json(request: Request) -> Any:
-    """The body as JSON, or 400 ``invalid_json`` / 415 ``unsupported_media_type``."""
+async def read_json(request: Request, items_alone: str | None = None) -> Any:
+    """The body as JSON, or 400 ``invalid_json`` / 415 ``unsupported_media_type``.
+
+    ``items_alone``: the top-level list whose items a batch checks one by one — text no column
+    can store refuses that item alone (its handler calls :func:`reject_unstorable_text` on
+    it), not the whole body.
+    """
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
@@ -131,7 +136,11 @@ async def read_json(request: Request) -> Any:
         )
     data = parse_json(raw)
     if _MAY_BE_UNSTORABLE.search(raw):  # the walk is most of the cost of a large body
-        reject_unstorable_text(data)
+        if items_alone and isinstance(data, dict) and isinstance(data.get(items_alone), list):
+            reject_unstorable_text({k: v for k, v in data.items() if k != items_alone})
+            reject_unstorable_text(list(data[items_alone]), items_alone, items_only=True)
+        else:
+            reject_unstorable_text(data)
     return data
 
 
@@ -141,9 +150,18 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _MAY_BE_UNSTORABLE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 
 
-def reject_unstorable_text(value: Any, path: str = "") -> None:
+def reject_unstorable_text(value: Any, path: str = "", *, items_only: bool = False) -> None:
     """400 for text no column can store or UTF-8 encode, anywhere (keys included): a NUL, or a
-    lone UTF-16 surrogate (JSON can spell ``"\\ud800"``; it is not a character)."""
+    lone UTF-16 surrogate (JSON can spell ``"\\ud800"``; it is not a character).
+
+    ``items_only``: ``value`` is a batch's list, whose objects are checked one by one by its
+    handler; only its other items (text, numbers: refused by the batch's own rules) are here.
+    """
+    if items_only:
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                reject_unstorable_text(item, f"{path}.{index}")
+        return
     if isinstance(value, str):
         if found := _UNSTORABLE.search(value):
             what = "NUL characters are" if found.group() == "\x00" else "lone surrogates are"
@@ -168,7 +186,7 @@ async def parse_body(request: Request, model: type[ModelT]) -> ModelT:
     where it says integer, is refused rather than converted — the OpenAPI document says what
     each field takes, and the server takes exactly that.
     """
-    data = await read_json(request)
+    data = await read_json(request, getattr(model, "ITEMS_CHECKED_ALONE", None))
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     try:

@@ -153,6 +153,33 @@ class DeviceRegistration(BaseModel):
         return self
 
 
+class DeviceToken(BaseModel):
+    """A raw device token and its platform (a push batch's ``device_token``)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"allOf": [{
+            "if": {"properties": {"platform": {"const": Platform.IOS.value}}},
+            "then": {"properties": {"token": {"pattern": APNS_TOKEN_PATTERN}}},
+            "else": {"properties": {"token": {"pattern": FCM_TOKEN_PATTERN}}},
+        }]},
+    )  # fmt: skip
+    platform: Platform
+    token: str = Field(
+        max_length=4096,
+        description="iOS: the APNs device token, 64 to 200 hex digits. Android: the FCM "
+        "registration token.",
+    )
+
+    @model_validator(mode="after")
+    def _fits_the_platform(self) -> DeviceToken:
+        if self.platform is Platform.IOS and not _APNS_TOKEN.fullmatch(self.token):
+            raise field_error("token", "iOS device tokens are 64 to 200 hexadecimal characters")
+        if self.platform is Platform.ANDROID and not _FCM_TOKEN.fullmatch(self.token):
+            raise field_error("token", "not an FCM registration token")
+        return self
+
+
 class DeviceListQuery(ListQuery):
     user_id: UserId | None = None
     tag: Tag | None = None
@@ -246,6 +273,82 @@ async def register_device(call: Call) -> DeviceWithStatus:
         await DeviceTag.filter(device_id=row.id).delete()
     await DeviceTag.bulk_create([DeviceTag(device_id=row.id, tag=tag) for tag in row.tags])
     return DeviceWithStatus(**Device.of(row).model_dump(), created=created)
+
+
+# What a push needs to know of a device to address it (devices_of_tokens' rows).
+DEVICE_FACTS = ("id", "platform", "status", "user_id", "tags", "token_hash",
+                *(column for name, (column, _) in IOS_TOKENS.items()))  # fmt: skip
+
+
+async def devices_of_tokens(
+    call: Call, tokens: list[DeviceToken]
+) -> list[dict[str, Any] | InvalidRequest]:
+    """The device of each raw token in the key's project and mode (its :data:`DEVICE_FACTS`),
+    registered first if it is new — or the error of a token registered on the other platform.
+
+    In bulk, inside the caller's transaction: one lookup by keyed hash (under every secret key
+    of the ring, as registration looks up), one insert of the new ones (``ON CONFLICT DO
+    NOTHING``: a concurrent registration of the same token wins and is used), one more lookup
+    for them. A device found is used as it is — an invalid one stays invalid: a push is not
+    the app vouching for its token again, as registering is.
+    """
+    if not tokens:
+        return []
+    peppers = PepperRing.from_settings(call.settings)
+    canonical = [_canonical(token.token, token.platform) for token in tokens]
+    hashes = {plain: peppers.hashes(plain) for plain in canonical}
+    mine = call.tenant.query(DeviceRow)
+
+    async def lookup(plains: list[str]) -> dict[str, dict[str, Any]]:
+        wanted = [h for plain in plains for h in hashes[plain]]
+        rows = await mine.filter(token_hash__in=wanted).order_by("created_at").values(
+            *DEVICE_FACTS
+        )
+        by_hash = {row["token_hash"]: row for row in rows}
+        found = {}
+        for plain in plains:
+            # Under the current key first, as _find_by_token prefers.
+            row = next((by_hash[h] for h in hashes[plain] if h in by_hash), None)
+            if row is not None:
+                found[plain] = row
+        return found
+
+    found = await lookup(list(hashes))
+    new = {plain: token.platform for plain, token in zip(canonical, tokens, strict=True)
+           if plain not in found}  # fmt: skip
+    if new:
+        if peppers.rotating:
+            for plain in sorted(new):
+                await _one_registration_at_a_time(hashes[plain])
+            found.update(await lookup(list(new)))
+            new = {plain: platform for plain, platform in new.items() if plain not in found}
+        keyring = call.keyring
+        await DeviceRow.bulk_create([
+            DeviceRow(
+                project=call.tenant.project, mode=call.key.mode, platform=platform,
+                token_hash=hashes[plain][0], pepper_id=peppers.current.id,
+                token_encrypted=keyring.encrypt(plain.encode()), token_last_four=plain[-4:],
+                tags=[],
+            )
+            for plain, platform in new.items()
+        ], ignore_conflicts=True)  # fmt: skip
+        found.update(await lookup(list(new)))
+    results: list[dict[str, Any] | InvalidRequest] = []
+    for plain, token in zip(canonical, tokens, strict=True):
+        row = found.get(plain)
+        if row is None:  # registered by a concurrent request, and deleted since
+            results.append(InvalidRequest(
+                "This token's device was deleted while it was being registered; send again.",
+                code="device_deleted", param="token",
+            ))  # fmt: skip
+        elif row["platform"] != token.platform:
+            results.append(InvalidRequest(
+                f"This token is registered as an {row['platform']} device.",
+                code="platform_mismatch", param="platform",
+            ))  # fmt: skip
+        else:
+            results.append(row)
+    return results
 
 
 async def list_devices(call: Call) -> Page[Device]:

@@ -212,7 +212,7 @@ _TOKENLESS: dict[TokenSlot, tuple[WarningCode, str, str]] = {
 }  # fmt: skip
 
 
-def _special_tokens(call: Call, content: PushContent) -> dict[Platform, TokenSlot]:
+def special_tokens(call: Call, content: PushContent) -> dict[Platform, TokenSlot]:
     """Platform → the token ``content`` needs there other than the device's own, as the
     providers declare it (a Live Activity push on iOS: the activity's token, …)."""
     catalog: ProviderCatalog = call.request.app.state.providers
@@ -253,15 +253,27 @@ async def _warnings(
         lacking[slot] = lacking.get(slot, 0) + await _named(call, target).filter(
             _lacking(platform, slot), status=DeviceStatus.ACTIVE
         ).count()  # fmt: skip
+    named = invalid = 0
+    if not recipients:
+        named = await _named(call, target).count()
+        if named:
+            invalid = await _named(call, target).filter(status=DeviceStatus.INVALID).count()
+    return warnings_of(call.key.mode, recipients, named, invalid, lacking)
+
+
+def warnings_of(
+    mode: KeyMode, recipients: int, named: int, invalid: int, lacking: dict[TokenSlot, int]
+) -> list[PushWarning]:
+    """The warnings of a send that reaches ``recipients`` of the ``named`` devices (counted
+    only when it reaches nobody), ``invalid`` of them refused by a provider, and ``lacking``
+    active ones without the token it needs, by token."""
     tokenless = sum(lacking.values())
     warnings = []
     if not recipients:
-        named = await _named(call, target).count()
         if not named:
-            why = (f"`to` matches no device registered with {call.key.mode.value} keys in this "
+            why = (f"`to` matches no device registered with {mode.value} keys in this "
                    "project")  # fmt: skip
         else:
-            invalid = await _named(call, target).filter(status=DeviceStatus.INVALID).count()
             left_out = []
             if invalid:
                 left_out.append(f"{invalid} invalid (a provider refused the token)")
@@ -308,18 +320,25 @@ _BRIK_LIVE_ACTIVITY_FIELDS = ("timestamp", "activity_id", "channel_id")
 async def send_push(call: Call) -> PushSent:
     body = call.body_as(PushRequest)
     content = PushContent.model_validate(body.model_dump(exclude={"to", "send_at"}))
-    live = content.live_activity
-    if live is not None:
-        for name in _BRIK_LIVE_ACTIVITY_FIELDS:
-            if getattr(live, name) is not None:
-                raise InvalidRequest(
-                    f"live_activity.{name}: Brik sets it (use /v1/activities to address an "
-                    "activity by id).", code="parameter_invalid", param=f"live_activity.{name}",
-                )  # fmt: skip
-        # Stamped now, once: every retry of this push carries the same aps.timestamp, so a
-        # late one never counts as newer than what was sent after it.
-        live.timestamp = int(datetime.now(UTC).timestamp())
+    stamp_live_activity(content)
     return await send_content(call, content, body.to, body.send_at)
+
+
+def stamp_live_activity(content: PushContent) -> None:
+    """A Live Activity push sent to devices: refuse the fields Brik sets for an activity
+    addressed by id, and stamp its ``timestamp`` now."""
+    live = content.live_activity
+    if live is None:
+        return
+    for name in _BRIK_LIVE_ACTIVITY_FIELDS:
+        if getattr(live, name) is not None:
+            raise InvalidRequest(
+                f"live_activity.{name}: Brik sets it (use /v1/activities to address an "
+                "activity by id).", code="parameter_invalid", param=f"live_activity.{name}",
+            )  # fmt: skip
+    # Stamped now, once: every retry of this push carries the same aps.timestamp, so a late
+    # one never counts as newer than what was sent after it.
+    live.timestamp = int(datetime.now(UTC).timestamp())
 
 
 async def send_content(
@@ -330,7 +349,7 @@ async def send_content(
     who was left out and why."""
     check_sizes(content, call.request.app.state.providers)
     now = datetime.now(UTC)
-    needed = _special_tokens(call, content)
+    needed = special_tokens(call, content)
     recipients = await _recipients(call, to, needed)
     push = await accept_push(
         sender_of(call), content, to.model_dump(), recipients, now, send_at=send_at

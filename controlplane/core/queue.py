@@ -141,9 +141,26 @@ async def enqueue_deliveries(
     same origin twice is the same jobs, enqueued once. Returns the number of jobs. Raises
     whatever Redis raises; callers decide what an unreachable Redis means for them.
     """
+    return await enqueue_deliveries_of(
+        redis, [(push_id, delivery_ids)], origin=origin, defer_until=defer_until,
+        defer_by=defer_by,
+    )  # fmt: skip
+
+
+async def enqueue_deliveries_of(
+    redis: ArqRedis,
+    pushes: Sequence[tuple[str, Sequence[str]]],
+    *,
+    origin: str,
+    defer_until: datetime | None = None,
+    defer_by: float | None = None,
+) -> int:
+    """:func:`enqueue_deliveries` for several pushes' deliveries (a batch's), in as few round
+    trips as their jobs allow."""
     jobs = [
         _Job(DELIVER_JOB, (push_id, list(delivery_ids[start : start + DELIVERY_BATCH_SIZE])),
              f"deliver:{push_id}:{origin}:{number}")
+        for push_id, delivery_ids in pushes
         for number, start in enumerate(range(0, len(delivery_ids), DELIVERY_BATCH_SIZE))
     ]  # fmt: skip
     if jobs:

@@ -327,3 +327,39 @@ async def test_unregistering_a_token_reaches_only_the_callers_project(
     assert refused.status_code == 404
     assert registered.json()["id"] not in refused.text
     assert await Device.filter(id=registered.json()["id"]).exists()
+
+
+async def test_a_push_batch_reaches_only_the_callers_devices(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    # POST /v1/pushes/batch names devices inside its messages (ids, users, tags, raw tokens),
+    # where the walk sends none: each must be looked up in the caller's project and mode only.
+    attacker = await make_tenant("Attacker")
+    victim = await make_tenant("Victim")
+    token = "c1" * 32
+    registered = await client.post(
+        "/v1/devices", json={"token": token, "platform": "ios", "user_id": "victim-user",
+                             "tags": ["victim"]},
+        headers={"Authorization": f"Bearer {victim.secret_key}"},
+    )  # fmt: skip
+    victim_device = registered.json()["id"]
+    alert = {"kind": "alert", "alert": {"title": "hi"}}
+    response = await client.post(
+        "/v1/pushes/batch",
+        json={"messages": [
+            {**alert, "to": {"device_ids": [victim_device]}},
+            {**alert, "to": {"user_ids": ["victim-user"], "tags": ["victim"]}},
+            {**alert, "device_token": {"platform": "ios", "token": token}},
+        ]},
+        headers={"Authorization": f"Bearer {attacker.secret_key}"},
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["push"]["recipients"] for r in results] == [0, 0, 1]
+    assert victim_device not in response.text
+    # The raw token became the attacker's own device; the victim's is untouched.
+    assert not await Delivery.filter(device_id=victim_device).exists()
+    mine = await Device.get(project=attacker.project)
+    assert mine.id != victim_device
+    victims = await Device.get(id=victim_device)
+    assert (victims.user_id, victims.tags) == ("victim-user", ["victim"])

@@ -257,6 +257,7 @@ def positive_data_accepted(ctx: CheckContext, response: Response, case: Any) -> 
 MUST_SUCCEED = {
     "register_device",
     "send_push",
+    "send_push_batch",
     "create_api_key",
     "create_project",
     "put_state",
