@@ -483,6 +483,27 @@ def test_the_config_map_holds_settings_the_application_reads(
     assert parsed.oidc_allow_signup is False
 
 
+def test_large_numbers_reach_the_application_as_written(render: Callable[..., Rendered]) -> None:
+    """Helm reads a values file's numbers as floats: a million must not become "1e+06", which
+    no integer setting parses (the pods would stop at start-up on a value the schema took)."""
+    given = {
+        "maxBodyBytes": 2_097_152,
+        "planProStateBytes": 50_000_000_000,
+        "planProPushesPerMonth": 5_000_000,
+        "analyticsBufferMaxBytes": 1_073_741_824,
+        "billingPastDueGraceSeconds": 1_209_600,
+        "workerPollDelay": 0.05,
+        "fcmInFlight": 800,
+    }
+    data = render(MINIMAL, {"config": given}).get("ConfigMap", f"{FULLNAME}-config")["data"]
+    parsed = Settings.model_validate(
+        {name.removeprefix("BRIK_").lower(): value for name, value in data.items()}
+    )
+    for key, value in given.items():
+        field = "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
+        assert getattr(parsed, field) == value, (key, data[f"BRIK_{field.upper()}"])
+
+
 def test_the_public_base_url_follows_the_ingress(render: Callable[..., Rendered]) -> None:
     ingress = {
         "ingress": {
