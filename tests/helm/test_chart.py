@@ -15,9 +15,12 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import uvicorn
 from cryptography.fernet import Fernet
 from helm_python import HelmRenderError, lint
 from packaging.version import Version
+from starlette.applications import Starlette
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from controlplane.settings import Settings
 from tests.helm.conftest import (
@@ -502,6 +505,28 @@ def test_large_numbers_reach_the_application_as_written(render: Callable[..., Re
     for key, value in given.items():
         field = "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
         assert getattr(parsed, field) == value, (key, data[f"BRIK_{field.upper()}"])
+
+
+def test_the_api_believes_forwarded_addresses_only_from_the_proxies_named(
+    render: Callable[..., Rendered], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def api_env(rendered: Rendered) -> dict[str, Any]:
+        (container,) = rendered.get("Deployment", API)["spec"]["template"]["spec"]["containers"]
+        return {env["name"]: env.get("value") for env in container.get("env", [])}
+
+    assert "FORWARDED_ALLOW_IPS" not in api_env(render(MINIMAL))  # uvicorn's 127.0.0.1
+    rendered = render(MINIMAL, {"api": {"forwardedAllowIps": "10.0.0.0/8"}})
+    value = api_env(rendered)["FORWARDED_ALLOW_IPS"]
+    (worker,) = rendered.get("Deployment", WORKER)["spec"]["template"]["spec"]["containers"]
+    assert "FORWARDED_ALLOW_IPS" not in {env["name"] for env in worker["env"]}
+    # The variable `serve`'s uvicorn reads, behind an Ingress: the controller's X-Forwarded-For
+    # names the client.
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", value)
+    config = uvicorn.Config(Starlette(), proxy_headers=True)
+    config.load()
+    assert isinstance(config.loaded_app, ProxyHeadersMiddleware)
+    assert "10.1.2.3" in config.loaded_app.trusted_hosts
+    assert "192.0.2.1" not in config.loaded_app.trusted_hosts
 
 
 def test_the_public_base_url_follows_the_ingress(render: Callable[..., Rendered]) -> None:
