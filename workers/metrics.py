@@ -56,7 +56,8 @@ class WorkerMetrics:
         self.heartbeat = Gauge(
             "brik_worker_heartbeat_timestamp_seconds",
             "When this worker last ran a heartbeat job (unix time): its job loop takes work. "
-            "Every worker runs one a minute.",
+            "One a minute goes through the queue to whichever worker is free (and each runs one "
+            "at start-up): the newest across workers is what tells the fleet works.",
             registry=self.registry,
         )
         self.analytics_events = Counter(

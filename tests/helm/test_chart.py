@@ -15,9 +15,12 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import uvicorn
 from cryptography.fernet import Fernet
 from helm_python import HelmRenderError, lint
 from packaging.version import Version
+from starlette.applications import Starlette
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from controlplane.settings import Settings
 from tests.helm.conftest import (
@@ -481,6 +484,49 @@ def test_the_config_map_holds_settings_the_application_reads(
     assert parsed.stripe_pro_price_ids == ["price_monthly", "price_yearly"]
     assert parsed.reconcile_every_seconds == 30
     assert parsed.oidc_allow_signup is False
+
+
+def test_large_numbers_reach_the_application_as_written(render: Callable[..., Rendered]) -> None:
+    """Helm reads a values file's numbers as floats: a million must not become "1e+06", which
+    no integer setting parses (the pods would stop at start-up on a value the schema took)."""
+    given = {
+        "maxBodyBytes": 2_097_152,
+        "planProStateBytes": 50_000_000_000,
+        "planProPushesPerMonth": 5_000_000,
+        "analyticsBufferMaxBytes": 1_073_741_824,
+        "billingPastDueGraceSeconds": 1_209_600,
+        "workerPollDelay": 0.05,
+        "fcmInFlight": 800,
+    }
+    data = render(MINIMAL, {"config": given}).get("ConfigMap", f"{FULLNAME}-config")["data"]
+    parsed = Settings.model_validate(
+        {name.removeprefix("BRIK_").lower(): value for name, value in data.items()}
+    )
+    for key, value in given.items():
+        field = "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
+        assert getattr(parsed, field) == value, (key, data[f"BRIK_{field.upper()}"])
+
+
+def test_the_api_believes_forwarded_addresses_only_from_the_proxies_named(
+    render: Callable[..., Rendered], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def api_env(rendered: Rendered) -> dict[str, Any]:
+        (container,) = rendered.get("Deployment", API)["spec"]["template"]["spec"]["containers"]
+        return {env["name"]: env.get("value") for env in container.get("env", [])}
+
+    assert "FORWARDED_ALLOW_IPS" not in api_env(render(MINIMAL))  # uvicorn's 127.0.0.1
+    rendered = render(MINIMAL, {"api": {"forwardedAllowIps": "10.0.0.0/8"}})
+    value = api_env(rendered)["FORWARDED_ALLOW_IPS"]
+    (worker,) = rendered.get("Deployment", WORKER)["spec"]["template"]["spec"]["containers"]
+    assert "FORWARDED_ALLOW_IPS" not in {env["name"] for env in worker["env"]}
+    # The variable `serve`'s uvicorn reads, behind an Ingress: the controller's X-Forwarded-For
+    # names the client.
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", value)
+    config = uvicorn.Config(Starlette(), proxy_headers=True)
+    config.load()
+    assert isinstance(config.loaded_app, ProxyHeadersMiddleware)
+    assert "10.1.2.3" in config.loaded_app.trusted_hosts
+    assert "192.0.2.1" not in config.loaded_app.trusted_hosts
 
 
 def test_the_public_base_url_follows_the_ingress(render: Callable[..., Rendered]) -> None:

@@ -159,6 +159,26 @@ def test_every_metric_in_the_alerts_and_the_dashboard_exists(
         assert name in used, name
 
 
+def test_the_dashboard_shows_every_metric_the_product_exposes(
+    metrics: dict[str, set[str]],
+) -> None:
+    """Every Brik Cloud metric family, the API's and the workers', has a panel: a metric added
+    to the code without one fails here (the handbook sends operators to the dashboard)."""
+    shown = {
+        name
+        for panel in DASHBOARD["panels"]
+        for target in panel.get("targets", [])
+        for name, _ in selectors(target["expr"])
+    }
+
+    def family(name: str) -> str:
+        return re.sub(r"_(total|bucket|count|sum|created)$", "", name)
+
+    exposed_families = {family(name) for name in metrics if name.startswith("brik_")}
+    missing = exposed_families - {family(name) for name in shown}
+    assert not missing, f"no dashboard panel shows {sorted(missing)}"
+
+
 def test_outcome_labels_in_queries_are_outcomes_the_worker_records(rendered: Rendered) -> None:
     outcomes = {kind.value for kind in OutcomeKind}
     seen = 0

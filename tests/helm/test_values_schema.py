@@ -128,6 +128,7 @@ def test_each_secret_value_lands_in_the_chart_secret_under_its_variable(
             "redisAddress",
         ),
         ({"api": {"podAntiAffinityPreset": "strict"}}, "/api/podAntiAffinityPreset"),
+        ({"api": {"forwardedAllowIps": "10.0.0.0/8; x"}}, "/api/forwardedAllowIps"),
         ({"ingress": {"hosts": [{"host": "a.example.com", "paths": [{"path": "api"}]}]}}, "path"),
         ({"tests": {"timeoutSeconds": 60}}, "/tests/timeoutSeconds"),
         ({"bootstrap": {"adminEmail": "admin"}}, "/bootstrap/adminEmail"),

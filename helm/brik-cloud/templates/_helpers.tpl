@@ -150,6 +150,11 @@ emptyDir (see values.yaml, exports).
 {{- if kindIs "slice" $value }}
 {{- $value = join "," $value }}
 {{- end }}
+{{- /* Helm reads every number of a values file as a float, which toString writes as 1e+06
+(no integer setting parses that); JSON writes it out in full, as 1000000. */}}
+{{- if kindIs "float64" $value }}
+{{- $value = toJson $value }}
+{{- end }}
 {{- if not (kindIs "invalid" $value) }}
 BRIK_{{ $key | snakecase | upper }}: {{ $value | toString | quote }}
 {{- end }}
