@@ -19,7 +19,7 @@ than the call's (a proxy's page, a path that reached something else) is an
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -40,6 +40,7 @@ from brik.types import (
     ActivityDetail,
     ActivitySent,
     ActivityToken,
+    BatchMessage,
     Deleted,
     Delivery,
     Device,
@@ -47,6 +48,7 @@ from brik.types import (
     Page,
     Platform,
     Push,
+    PushBatch,
     PushDetail,
     StateDeleted,
     StateEntry,
@@ -220,6 +222,37 @@ def _send(
                       idempotency_key=idempotency_key, apns=apns, android=android)  # fmt: skip
 
 
+def _batch(messages: Sequence[BatchMessage]) -> Call:
+    """``POST /v1/pushes/batch``; a message without an ``idempotency_key`` gets one, so a
+    retried batch replays what was accepted instead of sending it twice (the batch itself
+    takes no Idempotency-Key)."""
+    if not messages:
+        raise ValueError("pushes.send_batch() needs at least one message")
+    body = []
+    for message in messages:
+        item: dict[str, Any] = {key: value for key, value in message.items() if value is not None}
+        if "kind" not in item:
+            if not item.get("alert") and not item.get("data"):
+                raise ValueError("each message needs alert or data (or a kind)")
+            item["kind"] = "alert" if item.get("alert") else "background"
+        if isinstance(item.get("send_at"), datetime):
+            item["send_at"] = _iso(item["send_at"])
+        item.setdefault("idempotency_key", new_idempotency_key())
+        body.append(item)
+    return Call("POST", "/v1/pushes/batch", json={"messages": body})
+
+
+def _batch_answer(body: Any) -> PushBatch:
+    """The batch's results; each accepted push's warnings are logged, as ``send``'s are."""
+    batch = _read(PushBatch.from_json, body)
+    for result in batch.results:
+        if result.push is not None:
+            for warning in result.push.warnings:
+                logger.warning("brik: push %s: %s: %s", result.push.id, warning.code,
+                               warning.message)  # fmt: skip
+    return batch
+
+
 def _live_activity(
     event: str, to: Target, content_state: Mapping[str, Any], *,
     attributes_type: str | None = None, attributes: Mapping[str, Any] | None = None,
@@ -378,6 +411,12 @@ class Pushes:
         call = _send(to, alert, data, priority, ttl, collapse_id, send_at, idempotency_key,
                      apns, android)  # fmt: skip
         return _accepted(self._transport.request(call))
+
+    def send_batch(self, messages: Sequence[BatchMessage]) -> PushBatch:
+        """Send up to 500 independent pushes in one request, each to ``to`` or one raw
+        ``device_token``: one result per message, in order — a refused message does not stop
+        the others (``MessageResult.error`` says why, as ``send`` would have raised it)."""
+        return _batch_answer(self._transport.request(_batch(messages)))
 
     def retrieve(self, push_id: str) -> PushDetail:
         return _read(PushDetail.from_json, self._transport.request(_push_get(push_id)))
@@ -564,6 +603,12 @@ class AsyncPushes:
         call = _send(to, alert, data, priority, ttl, collapse_id, send_at, idempotency_key,
                      apns, android)  # fmt: skip
         return _accepted(await self._transport.request(call))
+
+    async def send_batch(self, messages: Sequence[BatchMessage]) -> PushBatch:
+        """Send up to 500 independent pushes in one request, each to ``to`` or one raw
+        ``device_token``: one result per message, in order — a refused message does not stop
+        the others (``MessageResult.error`` says why, as ``send`` would have raised it)."""
+        return _batch_answer(await self._transport.request(_batch(messages)))
 
     async def retrieve(self, push_id: str) -> PushDetail:
         return _read(PushDetail.from_json, await self._transport.request(_push_get(push_id)))

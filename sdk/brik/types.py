@@ -6,6 +6,7 @@ not know yet are ignored, so a newer server does not break an older SDK.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Generic, Literal, TypedDict, TypeVar
@@ -15,13 +16,18 @@ __all__ = [
     "ActivityDetail",
     "ActivitySent",
     "ActivityToken",
+    "BatchMessage",
     "Deleted",
     "Delivery",
     "Device",
+    "DeviceToken",
     "EventBatch",
     "Export",
+    "MessageRefusal",
+    "MessageResult",
     "Page",
     "Push",
+    "PushBatch",
     "PushDetail",
     "PushWarning",
     "RefusedEvent",
@@ -139,6 +145,88 @@ class Push:
         warnings = [PushWarning.from_json(w) for w in body.get("warnings") or []]
         return cls(id=body["id"], status=body["status"], recipients=int(body["recipients"]),
                    warnings=warnings)  # fmt: skip
+
+
+class DeviceToken(TypedDict):
+    """A raw device token and its platform (``"ios"`` or ``"android"``)."""
+
+    platform: str
+    token: str
+
+
+class BatchMessage(TypedDict, total=False):
+    """One message of ``pushes.send_batch``: the fields ``POST /v1/pushes`` takes, with ``to``
+    (registered devices) or ``device_token`` (a raw token, registered on the way if new).
+    ``kind`` may be left out: ``"alert"`` with an alert, else ``"background"``."""
+
+    to: Target
+    device_token: DeviceToken
+    kind: str
+    alert: Mapping[str, Any]
+    data: Mapping[str, Any]
+    live_activity: Mapping[str, Any]
+    priority: str
+    ttl: int
+    collapse_id: str
+    send_at: datetime | str
+    idempotency_key: str
+    apns: Mapping[str, Any]
+    android: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class MessageRefusal:
+    """Why one message of a batch was refused: the error ``POST /v1/pushes`` would have
+    answered for it (``param`` names the field: ``messages.3.alert.title``)."""
+
+    type: str
+    code: str
+    message: str
+    param: str | None
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> MessageRefusal:
+        return cls(type=str(body["type"]), code=str(body["code"]), message=str(body["message"]),
+                   param=body.get("param"))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MessageResult:
+    """One message's result: ``push`` when accepted (``replayed`` when this is the first
+    answer for its idempotency key), ``error`` when refused."""
+
+    index: int
+    push: Push | None
+    error: MessageRefusal | None
+    replayed: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.push is not None
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> MessageResult:
+        push, error = body.get("push"), body.get("error")
+        return cls(
+            index=int(body["index"]),
+            push=Push.from_json(push) if push is not None else None,
+            error=MessageRefusal.from_json(error) if error is not None else None,
+            replayed=bool(body.get("replayed")),
+        )
+
+
+@dataclass(frozen=True)
+class PushBatch:
+    """The answer to ``pushes.send_batch``: one result per message, in order."""
+
+    accepted: int
+    refused: int
+    results: list[MessageResult]
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> PushBatch:
+        return cls(accepted=int(body["accepted"]), refused=int(body["refused"]),
+                   results=[MessageResult.from_json(r) for r in body["results"]])  # fmt: skip
 
 
 @dataclass(frozen=True)

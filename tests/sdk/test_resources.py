@@ -130,6 +130,43 @@ def test_an_idempotency_key_given_twice_sends_once(keys: dict[str, str]) -> None
     assert [push.id for push in brik.pushes.list().data] == [first.id]
 
 
+def test_a_batch_delivers_each_message_and_a_retried_batch_sends_nothing_twice(
+    keys: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    client = brik.init()
+    brik.devices.register(token=IOS_TOKEN, platform="ios", user_id="u_1")
+    messages: list[brik.BatchMessage] = [
+        {"to": {"user_ids": ["u_1"]}, "alert": {"title": "Your order shipped"}},
+        {"device_token": {"platform": "android", "token": ANDROID_TOKEN},
+         "data": {"refresh": "feed"}, "idempotency_key": "feed-1"},
+        {"to": {"user_ids": ["u_1"]}, "data": {"blob": "x" * 5000}},
+        {"to": {"user_ids": ["nobody"]}, "alert": {"title": "Hello?"}},
+    ]  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="brik"):
+        batch = brik.pushes.send_batch(messages)
+    assert (batch.accepted, batch.refused) == (3, 1)
+    shipped, feed, too_big, nobody = batch.results
+    assert too_big.error is not None
+    assert (too_big.accepted, too_big.error.code) == (False, "payload_too_large")
+    assert nobody.push is not None
+    assert "no_recipients" in caplog.text  # logged, as send() logs it
+    for result in (shipped, feed):
+        assert result.push is not None
+        final = list(brik.pushes.stream(result.push.id))[-1]
+        assert final.deliveries == {"delivered": 1}
+    assert [d.platform for d in brik.devices.list().data].count("android") == 1
+    # The SDK gave each message a key, so the same call sent again (as its retries are) is
+    # answered from the first: nothing goes twice.
+    call = brik.resources._batch(messages[:2])
+    first = brik.types.PushBatch.from_json(client.pushes._transport.request(call))
+    again = brik.types.PushBatch.from_json(client.pushes._transport.request(call))
+    assert [r.replayed for r in again.results] == [True, True]
+    assert [r.push for r in again.results] == [r.push for r in first.results]
+    assert brik.pushes.send_batch(messages[1:2]).results[0].replayed  # its own key
+    with pytest.raises(ValueError, match="alert or data"):
+        brik.pushes.send_batch([{"to": {"user_ids": ["u_1"]}}])
+
+
 def test_two_clients_in_one_process_each_see_their_own_project(
     brik_server: BrikServer, keys: dict[str, str]
 ) -> None:
@@ -190,6 +227,9 @@ async def test_the_async_client_does_the_same(brik_server: BrikServer, keys: dic
         assert [d.id async for d in client.devices.iterate(page_size=1)] == [device.id]
         with pytest.raises(brik.NotFoundError):
             await client.devices.retrieve("dev_" + "0" * 24)
+        batch = await client.pushes.send_batch([{"to": {"user_ids": ["u_9"]}, "data": {"n": 2}}])
+        assert batch.results[0].push is not None
+        assert batch.results[0].push.recipients == 1
 
 
 def test_a_send_that_reaches_nobody_says_why_in_the_log(
