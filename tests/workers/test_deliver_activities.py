@@ -1,8 +1,9 @@
 """Live Activities addressed by id, end to end: API → PostgreSQL → Redis → worker → the fakes.
 
 Through the real aioapns and pyfcm over sockets: two activities on one phone reached through
-their own tokens; an update overtaken by a newer one never sent; a retry carrying the first
-attempt's timestamp (never newer than what followed it); a dead activity token dropped alone.
+their own tokens; an update overtaken by a newer one never sent, even one waiting for its retry;
+a retry carrying the first attempt's timestamp (never newer than what followed it); a dead
+activity token dropped alone.
 """
 
 from __future__ import annotations
@@ -252,6 +253,48 @@ async def test_a_retried_update_carries_its_first_timestamp_so_it_never_counts_a
     stamps = [a["timestamp"] for a in aps_of(apns_fake, TOKEN_A)]
     assert stamps == sorted(stamps)
     assert stamps[-1] == second["timestamp"] > first["timestamp"]
+
+
+async def test_an_update_waiting_for_its_retry_is_superseded_and_never_sent_late(
+    make_settings: Callable[..., Settings], database: None, apns_fake: FakeAPNs,
+    fcm_fake: FakeFCM, signing_key: SigningKey,
+) -> None:  # fmt: skip
+    # Retries wait 15 to 30 s: long enough for the newer update to come in between.
+    settings = make_settings(
+        **fake_settings(apns_fake, fcm_fake),
+        delivery_retry_base_seconds=30,
+        delivery_retry_max_seconds=60,
+    )
+    async with (
+        serving(create_app(settings)) as url,
+        httpx.AsyncClient(base_url=url) as client,
+        running_worker(settings),
+    ):
+        app = await live_app(client, signing_key, fcm_fake)
+        phone = await device_id(app, PHONE)
+        registered = await post(app, "/v1/activities/register", {
+            "device_id": phone, "token": TOKEN_A, "activity_type": "OrderTracking",
+            "content_state": {"eta": 30},
+        }, key=app.publishable)  # fmt: skip
+        path = f"/v1/activities/{registered['id']}/update"
+        apns_fake.script(TOKEN_A, Outcome.error(503, "ServiceUnavailable"))
+        older = await post(app, path, {"content_state": {"eta": 20}})
+
+        async def waiting_for_its_retry() -> bool:
+            rows = await Delivery.filter(push_id=older["push_id"]).values_list("status", "attempts")
+            return rows == [(DeliveryStatus.QUEUED, 1)]
+
+        await until(waiting_for_its_retry, "the older update never waited for a retry")
+        newer = await post(app, path, {"content_state": {"eta": 10}})
+        assert (await until_final(client, app.secret, newer["push_id"]))["deliveries"] == {
+            "delivered": 1
+        }
+        assert (await until_final(client, app.secret, older["push_id"]))["deliveries"] == {
+            "superseded": 1
+        }
+    sent = [(r.status, r.payload["aps"]["content-state"]) for r in apns_fake.received
+            if r.token == TOKEN_A]  # fmt: skip
+    assert sent == [(503, {"eta": 20}), (200, {"eta": 10})]  # the older never went again
 
 
 async def test_a_dead_activity_token_is_dropped_alone_and_the_phone_keeps_its_alerts(
