@@ -36,6 +36,7 @@ from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.apple import SigningKey
 from tests.support.google import new_service_account
+from tests.support.processes import free_port
 from tests.support.servers import running_worker, serving
 from tests.support.tenants import make_tenant
 from tests.workers.conftest import FAST_RETRIES
@@ -416,6 +417,23 @@ async def test_a_broadcast_apple_will_not_open_starts_nothing(
     assert refused.json()["error"]["code"] == "broadcast_unavailable"
     assert "Broadcast capability" in refused.json()["error"]["message"]
     assert not await Activity.filter(activity_type="MatchAttributes").exists()
+
+
+async def test_a_broadcast_apple_does_not_answer_is_a_503_and_starts_nothing(
+    pipeline: Callable[..., Any], apns_fake: FakeAPNs, fcm_fake: FakeFCM, signing_key: SigningKey
+) -> None:
+    # Nothing listens where the channel management API should be: no answer at all.
+    unreachable = {**fake_settings(apns_fake, fcm_fake), "apns_channels_port": free_port()}
+    app = await live_app(await pipeline(**unreachable), signing_key, fcm_fake)
+    refused = await app.client.post("/v1/activities", headers=bearer(app.secret), json={
+        "activity_type": "MatchAttributes", "content_state": {"score": "0-0"},
+        "to": {"user_ids": ["ann"]}, "broadcast": True,
+    })  # fmt: skip
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"]["code"] == "broadcast_unavailable"
+    assert "Nothing was started" in refused.json()["error"]["message"]
+    assert not await Activity.filter(activity_type="MatchAttributes").exists()
+    assert apns_fake.accepted() == []  # no push-to-start went either
 
 
 async def test_a_broadcast_start_refused_after_its_channel_opened_leaves_no_channel_at_apple(
