@@ -1,8 +1,9 @@
 """Live Activities addressed by id, end to end: API → PostgreSQL → Redis → worker → the fakes.
 
 Through the real aioapns and pyfcm over sockets: two activities on one phone reached through
-their own tokens; an update overtaken by a newer one never sent; a retry carrying the first
-attempt's timestamp (never newer than what followed it); a dead activity token dropped alone.
+their own tokens; an update overtaken by a newer one never sent, even one waiting for its retry;
+a retry carrying the first attempt's timestamp (never newer than what followed it); a dead
+activity token dropped alone.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.apple import SigningKey
 from tests.support.google import new_service_account
+from tests.support.processes import free_port
 from tests.support.servers import running_worker, serving
 from tests.support.tenants import make_tenant
 from tests.workers.conftest import FAST_RETRIES
@@ -254,6 +256,48 @@ async def test_a_retried_update_carries_its_first_timestamp_so_it_never_counts_a
     assert stamps[-1] == second["timestamp"] > first["timestamp"]
 
 
+async def test_an_update_waiting_for_its_retry_is_superseded_and_never_sent_late(
+    make_settings: Callable[..., Settings], database: None, apns_fake: FakeAPNs,
+    fcm_fake: FakeFCM, signing_key: SigningKey,
+) -> None:  # fmt: skip
+    # Retries wait 15 to 30 s: long enough for the newer update to come in between.
+    settings = make_settings(
+        **fake_settings(apns_fake, fcm_fake),
+        delivery_retry_base_seconds=30,
+        delivery_retry_max_seconds=60,
+    )
+    async with (
+        serving(create_app(settings)) as url,
+        httpx.AsyncClient(base_url=url) as client,
+        running_worker(settings),
+    ):
+        app = await live_app(client, signing_key, fcm_fake)
+        phone = await device_id(app, PHONE)
+        registered = await post(app, "/v1/activities/register", {
+            "device_id": phone, "token": TOKEN_A, "activity_type": "OrderTracking",
+            "content_state": {"eta": 30},
+        }, key=app.publishable)  # fmt: skip
+        path = f"/v1/activities/{registered['id']}/update"
+        apns_fake.script(TOKEN_A, Outcome.error(503, "ServiceUnavailable"))
+        older = await post(app, path, {"content_state": {"eta": 20}})
+
+        async def waiting_for_its_retry() -> bool:
+            rows = await Delivery.filter(push_id=older["push_id"]).values_list("status", "attempts")
+            return rows == [(DeliveryStatus.QUEUED, 1)]
+
+        await until(waiting_for_its_retry, "the older update never waited for a retry")
+        newer = await post(app, path, {"content_state": {"eta": 10}})
+        assert (await until_final(client, app.secret, newer["push_id"]))["deliveries"] == {
+            "delivered": 1
+        }
+        assert (await until_final(client, app.secret, older["push_id"]))["deliveries"] == {
+            "superseded": 1
+        }
+    sent = [(r.status, r.payload["aps"]["content-state"]) for r in apns_fake.received
+            if r.token == TOKEN_A]  # fmt: skip
+    assert sent == [(503, {"eta": 20}), (200, {"eta": 10})]  # the older never went again
+
+
 async def test_a_dead_activity_token_is_dropped_alone_and_the_phone_keeps_its_alerts(
     pipeline: Callable[..., Any], apns_fake: FakeAPNs, fcm_fake: FakeFCM, signing_key: SigningKey
 ) -> None:
@@ -373,6 +417,23 @@ async def test_a_broadcast_apple_will_not_open_starts_nothing(
     assert refused.json()["error"]["code"] == "broadcast_unavailable"
     assert "Broadcast capability" in refused.json()["error"]["message"]
     assert not await Activity.filter(activity_type="MatchAttributes").exists()
+
+
+async def test_a_broadcast_apple_does_not_answer_is_a_503_and_starts_nothing(
+    pipeline: Callable[..., Any], apns_fake: FakeAPNs, fcm_fake: FakeFCM, signing_key: SigningKey
+) -> None:
+    # Nothing listens where the channel management API should be: no answer at all.
+    unreachable = {**fake_settings(apns_fake, fcm_fake), "apns_channels_port": free_port()}
+    app = await live_app(await pipeline(**unreachable), signing_key, fcm_fake)
+    refused = await app.client.post("/v1/activities", headers=bearer(app.secret), json={
+        "activity_type": "MatchAttributes", "content_state": {"score": "0-0"},
+        "to": {"user_ids": ["ann"]}, "broadcast": True,
+    })  # fmt: skip
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"]["code"] == "broadcast_unavailable"
+    assert "Nothing was started" in refused.json()["error"]["message"]
+    assert not await Activity.filter(activity_type="MatchAttributes").exists()
+    assert apns_fake.accepted() == []  # no push-to-start went either
 
 
 async def test_a_broadcast_start_refused_after_its_channel_opened_leaves_no_channel_at_apple(

@@ -20,6 +20,7 @@ from controlplane.auth.api_keys import issue_api_key
 from controlplane.models import (
     Activity,
     ActivityStatus,
+    ActivityToken,
     Delivery,
     KeyKind,
     KeyMode,
@@ -125,6 +126,12 @@ async def test_bad_requests_are_refused_naming_the_field_and_nothing_is_written(
         **base, "to": {"device_ids": [theirs]}})  # fmt: skip
     assert started.json()["recipients"] == 0  # another tenant's device is nobody here
     assert [w["code"] for w in started.json()["warnings"]] == ["no_recipients"]
+    # Nor can its token be reported on another tenant's device.
+    foreign = await client.post(f"/v1/activities/{started.json()['id']}/tokens",
+                                headers=bearer(app_key),
+                                json={"device_id": theirs, "token": ACTIVITY_TOKEN})  # fmt: skip
+    assert (foreign.status_code, foreign.json()["error"]["param"]) == (404, "device_id")
+    assert not await ActivityToken.filter(device_id=theirs).exists()
 
 
 async def test_a_server_started_activity_waits_for_its_token_then_ends_and_refuses_more(

@@ -263,6 +263,8 @@ MUST_SUCCEED = {
     "put_state",
     "list_state",
     "reload_widgets",
+    "start_activity",
+    "list_activities",
     "ingest_events",
     "retrieve_analytics_summary",
     "create_webhook_endpoint",
