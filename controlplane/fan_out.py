@@ -17,8 +17,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from controlplane.models import Delivery, DeliveryStatus, Push
+from controlplane.models import Delivery, DeliveryStatus, KeyMode, Push, PushStatus
 from controlplane.models.ids import new_delivery_id
 
 CHUNK = 5000  # rows per statement
@@ -58,19 +59,44 @@ FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text
 """
 
 
-async def insert_pushes(pushes: Sequence[Push]) -> None:
-    """Insert ``pushes`` (built, not saved: one project, mode and creation moment, no Live
-    Activity) in one statement, on the caller's connection."""
+@dataclass(slots=True)
+class NewPush:
+    """A push of a batch, as it is inserted (plain values: building a model per push cost
+    more than the insert)."""
+
+    id: str
+    kind: str
+    content: dict[str, Any]
+    target: dict[str, Any]
+    status: PushStatus
+    collapse_id: str | None
+    send_at: datetime | None
+    recipients: int
+    completed_at: datetime | None
+
+    def as_model(self, project_id: str, mode: KeyMode, created_at: datetime) -> Push:
+        return Push(
+            id=self.id, project_id=project_id, mode=mode, kind=self.kind, content=self.content,
+            target=self.target, status=self.status, collapse_id=self.collapse_id,
+            send_at=self.send_at, recipients=self.recipients, created_at=created_at,
+            completed_at=self.completed_at,
+        )  # fmt: skip
+
+
+async def insert_pushes(
+    project_id: str, mode: KeyMode, created_at: datetime, pushes: Sequence[NewPush]
+) -> None:
+    """Insert ``pushes`` (of one project and mode, created at one moment) in one statement, on
+    the caller's connection."""
     if not pushes:
         return
     client = Push._meta.db
     if client.capabilities.dialect != "postgres":
-        await Push.bulk_create(list(pushes))
+        await Push.bulk_create([push.as_model(project_id, mode, created_at) for push in pushes])
         return
-    first = pushes[0]
     await client.execute_query(_UNNEST_INSERT_PUSHES, [
-        first.project_id, first.mode.value, first.created_at,  # type: ignore[attr-defined]
-        [push.id for push in pushes], [push.kind for push in pushes],
+        project_id, mode.value, created_at, [push.id for push in pushes],
+        [push.kind for push in pushes],
         [json.dumps(push.content, separators=(",", ":")) for push in pushes],
         [json.dumps(push.target, separators=(",", ":")) for push in pushes],
         [push.status.value for push in pushes], [push.collapse_id for push in pushes],
@@ -91,7 +117,7 @@ async def insert_deliveries(
 
 
 async def insert_deliveries_of(
-    pushes: Sequence[tuple[Push, list[Destination]]], providers: dict[str, str]
+    pushes: Sequence[tuple[Push | NewPush, list[Destination]]], providers: dict[str, str]
 ) -> list[list[str]]:
     """:func:`insert_deliveries` for several pushes at once: each push's delivery ids."""
     client = Delivery._meta.db

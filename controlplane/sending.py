@@ -24,6 +24,7 @@ from controlplane.enqueue_relay import EnqueueRelay, Handover
 from controlplane.errors import APIError, InvalidRequest, QuotaExceeded
 from controlplane.fan_out import (
     Destination,
+    NewPush,
     insert_deliveries,
     insert_deliveries_of,
     insert_pushes,
@@ -87,9 +88,7 @@ async def providers_for(
     return providers
 
 
-async def _without_credential(
-    sender: Sender, providers: dict[str, str]
-) -> list[tuple[str, str]]:
+async def _without_credential(sender: Sender, providers: dict[str, str]) -> list[tuple[str, str]]:
     """The (platform, provider) pairs of ``providers`` whose credential the project lacks
     (none in test mode: the sandbox needs none)."""
     if sender.test_mode or not providers:
@@ -173,44 +172,52 @@ async def accept_push(
 
 async def accept_pushes(
     sender: Sender, batch: Sequence[Outgoing], now: datetime
-) -> list[Push | APIError]:
+) -> list[NewPush | APIError]:
     """Accept a batch of independent pushes (inside the caller's transaction): each is
     committed with its deliveries and quota like :func:`accept_push`, or refused alone — a
     missing credential for its devices' platform, or no room left in the month's quota for
     it (those that fit are taken, in order) — with the error in its place in the answer.
 
-    Bulk work, whatever the batch's size: one credential read, one quota statement (more only
-    past the quota), one insert of the pushes and one of all their deliveries, one queue
-    handover after the commit.
+    Bulk work, whatever the batch's size: one credential read, one insert of the pushes and
+    one of all their deliveries, one quota statement (past the quota, a few more, and the
+    pushes that did not fit deleted again), one queue handover after the commit.
     """
     platforms = {d.platform for outgoing in batch for d in outgoing.destinations}
     providers = {p: sender.providers.provider_for(p, test_mode=sender.test_mode) for p in platforms}
     missing = dict(await _without_credential(sender, providers))
-    results: list[Push | APIError | None] = [None] * len(batch)
+    results: list[NewPush | APIError | None] = [None] * len(batch)
     for index, outgoing in enumerate(batch):
         lacking = sorted({d.platform for d in outgoing.destinations} & missing.keys())
         if lacking:
             results[index] = _credential_missing(lacking[0], missing[lacking[0]], "to")
     counts = [0 if results[i] else len(outgoing.destinations) for i, outgoing in enumerate(batch)]
     limits = limits_for(sender.organization.plan, sender.settings)
+    project_id = sender.project.id
+    pushes = [None if results[i] else _push_of(outgoing, now) for i, outgoing in enumerate(batch)]
+    accepted = [(push, outgoing.destinations) for push, outgoing in zip(pushes, batch, strict=True)
+                if push is not None]  # fmt: skip
+    # Written first, the quota taken last: the month's usage row stays locked (until the
+    # commit) for as short as can be, as accept_push does.
+    await insert_pushes(project_id, sender.mode, now, [push for push, _ in accepted])
+    delivery_ids = await insert_deliveries_of(accepted, providers)
     reservation, refusals = await reserve_what_fits(
         sender.organization, sender.mode, counts, limits, now
     )
-    accepted: list[tuple[Push, list[Destination]]] = []
-    for index, (outgoing, refusal) in enumerate(zip(batch, refusals, strict=True)):
+    refused = {push.id for push, refusal in zip(pushes, refusals, strict=True)
+               if push is not None and refusal is not None}  # fmt: skip
+    if refused:  # past the quota (the rare case): what did not fit goes again, deliveries too
+        await Push.filter(id__in=refused).delete()
+    for index, (push, refusal) in enumerate(zip(pushes, refusals, strict=True)):
         if refusal is not None:
             results[index] = refusal
-        if results[index] is not None:
-            continue
-        push = _push_of(sender, outgoing, now)
-        results[index] = push
-        accepted.append((push, outgoing.destinations))
-    await insert_pushes([push for push, _ in accepted])
-    delivery_ids = await insert_deliveries_of(accepted, providers)
+        elif push is not None:
+            results[index] = push
     handovers = []
     for (push, destinations), ids in zip(accepted, delivery_ids, strict=True):
-        if not destinations:
-            await emit_push_completed(push, now)  # completed as it is accepted
+        if push.id in refused:
+            continue
+        if not destinations:  # completed as it is accepted
+            await emit_push_completed(push.as_model(project_id, sender.mode, now), now)
             continue
         scheduled = push.status is PushStatus.SCHEDULED
         handovers.append(Handover(push.id, ids, push.send_at if scheduled else None))
@@ -223,17 +230,17 @@ async def accept_pushes(
     return [result for result in results if result is not None]
 
 
-def _push_of(sender: Sender, outgoing: Outgoing, now: datetime) -> Push:
-    """The push row ``outgoing`` is committed as (not saved yet)."""
+def _push_of(outgoing: Outgoing, now: datetime) -> NewPush:
+    """The push ``outgoing`` is committed as."""
     content, destinations, send_at = outgoing.content, outgoing.destinations, outgoing.send_at
     scheduled = send_at is not None and send_at > now
-    return Push(
-        id=new_push_id(), project=sender.project, mode=sender.mode, kind=content.kind,
+    return NewPush(
+        id=new_push_id(), kind=content.kind,
         content=content.model_dump(mode="json", exclude_none=True), target=outgoing.target,
         status=(
             PushStatus.SCHEDULED if scheduled
             else PushStatus.QUEUED if destinations else PushStatus.COMPLETED
         ),
         collapse_id=content.collapse_id, send_at=send_at, recipients=len(destinations),
-        created_at=now, completed_at=None if destinations else now,
+        completed_at=None if destinations else now,
     )  # fmt: skip

@@ -135,7 +135,7 @@ async def read_json(request: Request, items_alone: str | None = None) -> Any:
             "The request body is empty; a JSON object is required.", code="invalid_json"
         )
     data = parse_json(raw)
-    if _MAY_BE_UNSTORABLE.search(raw):  # the walk is most of the cost of a large body
+    if may_hold_unstorable_text(raw):  # the walk is most of the cost of a large body
         if items_alone and isinstance(data, dict) and isinstance(data.get(items_alone), list):
             reject_unstorable_text({k: v for k, v in data.items() if k != items_alone})
             reject_unstorable_text(list(data[items_alone]), items_alone, items_only=True)
@@ -148,6 +148,11 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # JSON text can spell a NUL or a surrogate only as an escape (\u0000, \ud800): a raw one is not
 # valid JSON, or not UTF-8. A body without such an escape holds neither, and is not walked.
 _MAY_BE_UNSTORABLE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+def may_hold_unstorable_text(raw: bytes) -> bool:
+    """Whether the JSON text ``raw`` may spell text no column can store (else it cannot)."""
+    return _MAY_BE_UNSTORABLE.search(raw) is not None
 
 
 def reject_unstorable_text(value: Any, path: str = "", *, items_only: bool = False) -> None:

@@ -21,7 +21,7 @@ and unregistered as before; registering moves it to the current key.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -36,6 +36,7 @@ from controlplane.auth.peppers import PepperRing
 from controlplane.errors import InvalidRequest, NotFound
 from controlplane.models import Delivery, DeviceStatus, DeviceTag, KeyMode, Platform
 from controlplane.models import Device as DeviceRow
+from controlplane.models.ids import new_device_id
 from controlplane.validation import field_error
 
 APNS_TOKEN_PATTERN = r"^[0-9a-fA-F]{64,200}$"
@@ -322,17 +323,10 @@ async def devices_of_tokens(
                 await _one_registration_at_a_time(hashes[plain])
             found.update(await lookup(list(new)))
             new = {plain: platform for plain, platform in new.items() if plain not in found}
-        keyring = call.keyring
-        await DeviceRow.bulk_create([
-            DeviceRow(
-                project=call.tenant.project, mode=call.key.mode, platform=platform,
-                token_hash=hashes[plain][0], pepper_id=peppers.current.id,
-                token_encrypted=keyring.encrypt(plain.encode()), token_last_four=plain[-4:],
-                tags=[],
-            )
-            for plain, platform in new.items()
-        ], ignore_conflicts=True)  # fmt: skip
-        found.update(await lookup(list(new)))
+        inserted = await _insert_new(call, peppers, {p: hashes[p][0] for p in new}, new)
+        found.update(inserted)
+        if len(inserted) < len(new):  # registered meanwhile by a concurrent request
+            found.update(await lookup([plain for plain in new if plain not in inserted]))
     results: list[dict[str, Any] | InvalidRequest] = []
     for plain, token in zip(canonical, tokens, strict=True):
         row = found.get(plain)
@@ -349,6 +343,52 @@ async def devices_of_tokens(
         else:
             results.append(row)
     return results
+
+
+_INSERT_NEW = f"""
+INSERT INTO devices (id, project_id, mode, platform, token_hash, pepper_id, token_encrypted,
+                     token_last_four, tags, status, created_at, updated_at)
+SELECT row.id, $1, $2, row.platform, row.token_hash, $3, row.token_encrypted, row.last_four,
+       '[]'::jsonb, 'active', $4, $4
+FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+    AS row(id, platform, token_hash, token_encrypted, last_four)
+ON CONFLICT (project_id, mode, token_hash) DO NOTHING
+RETURNING {", ".join(DEVICE_FACTS)}
+"""
+
+
+async def _insert_new(
+    call: Call, peppers: PepperRing, token_hashes: dict[str, str], platforms: dict[str, Platform]
+) -> dict[str, dict[str, Any]]:
+    """Insert a device for each new token (plain → its hash under the current key), unless a
+    concurrent registration did first: those inserted here, by token."""
+    keyring = call.keyring
+    plains = list(token_hashes)
+    encrypted = [keyring.encrypt(plain.encode()) for plain in plains]
+    client = DeviceRow._meta.db
+    if client.capabilities.dialect == "postgres":
+        rows = await client.execute_query_dict(_INSERT_NEW, [
+            call.tenant.project.id, call.key.mode.value,  # type: ignore[union-attr]
+            peppers.current.id, datetime.now(UTC), [new_device_id() for _ in plains],
+            [platforms[plain].value for plain in plains], [token_hashes[p] for p in plains],
+            encrypted, [plain[-4:] for plain in plains],
+        ])  # fmt: skip
+        by_hash = {row["token_hash"]: row for row in rows}
+        return {p: by_hash[token_hashes[p]] for p in plains if token_hashes[p] in by_hash}
+    before = set(await call.tenant.query(DeviceRow).filter(
+        token_hash__in=list(token_hashes.values())).values_list("id", flat=True))  # fmt: skip
+    await DeviceRow.bulk_create([
+        DeviceRow(
+            project=call.tenant.project, mode=call.key.mode, platform=platforms[plain],
+            token_hash=token_hashes[plain], pepper_id=peppers.current.id,
+            token_encrypted=secret, token_last_four=plain[-4:], tags=[],
+        )
+        for plain, secret in zip(plains, encrypted, strict=True)
+    ], ignore_conflicts=True)  # fmt: skip
+    rows = await call.tenant.query(DeviceRow).filter(
+        token_hash__in=list(token_hashes.values())).values(*DEVICE_FACTS)  # fmt: skip
+    by_hash = {row["token_hash"]: row for row in rows if row["id"] not in before}
+    return {p: by_hash[token_hashes[p]] for p in plains if token_hashes[p] in by_hash}
 
 
 async def list_devices(call: Call) -> Page[Device]:

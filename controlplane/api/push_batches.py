@@ -30,11 +30,16 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationError
+from starlette.responses import JSONResponse
 from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
 from controlplane import idempotency
-from controlplane.api.bodies import reject_unstorable_text, validation_error
+from controlplane.api.bodies import (
+    may_hold_unstorable_text,
+    reject_unstorable_text,
+    validation_error,
+)
 from controlplane.api.devices import DEVICE_FACTS, DeviceToken, devices_of_tokens
 from controlplane.api.fields import Moment
 from controlplane.api.pushes import (
@@ -145,22 +150,34 @@ class _Message:
         return "to" if self.parsed.to is not None else "device_token"
 
 
-def _refused(index: int, error: APIError) -> MessageResult:
+Result = dict[str, Any]  # a MessageResult, built as JSON (500 models cost more than the work)
+
+
+def _refused(index: int, error: APIError) -> Result:
     where = f"messages.{index}"
     param = f"{where}.{error.param}" if error.param else where
     text = error.message
     if error.param and text.startswith(f"{error.param}: "):
         text = text[len(error.param) + 2 :]
-    return MessageResult(
-        index=index, status="refused",
-        error=MessageError(type=error.type, code=error.code, message=f"{param}: {text}",
-                           param=param),
-    )  # fmt: skip
+    return {"index": index, "status": "refused", "push": None, "replayed": False,
+            "error": {"type": error.type, "code": error.code, "message": f"{param}: {text}",
+                      "param": param}}  # fmt: skip
 
 
-def _checked(index: int, item: Any, catalog: ProviderCatalog) -> _Message:
-    """The message at ``index``, checked as ``POST /v1/pushes`` checks a push; raises the
-    APIError it is refused with."""
+def _accepted(index: int, push: dict[str, Any], replayed: bool = False) -> Result:
+    return {"index": index, "status": "accepted", "push": push, "replayed": replayed,
+            "error": None}  # fmt: skip
+
+
+class _WholeBatch(BaseModel):
+    """The batch validated in one go: the everyday case, where every message is well formed."""
+
+    model_config = ConfigDict(extra="forbid")
+    messages: list[BatchMessage]
+
+
+def _parsed(index: int, item: Any) -> BatchMessage:
+    """The message at ``index`` validated on its own; raises the APIError it is refused with."""
     if not isinstance(item, dict):  # the envelope's rule (the schema says so): whole batch
         raise InvalidRequest(
             f"messages.{index}: each message is a JSON object.",
@@ -168,9 +185,32 @@ def _checked(index: int, item: Any, catalog: ProviderCatalog) -> _Message:
         )  # fmt: skip
     reject_unstorable_text(item)
     try:
-        parsed = BatchMessage.model_validate_json(json.dumps(item), strict=True)
+        return BatchMessage.model_validate_json(json.dumps(item), strict=True)
     except ValidationError as exc:
         raise validation_error(exc) from None
+
+
+def _all_parsed(raw: bytes, items: list[Any]) -> list[BatchMessage | APIError]:
+    """Every message validated: all at once when all pass, else each on its own."""
+    if not may_hold_unstorable_text(raw):
+        try:
+            return list(_WholeBatch.model_validate_json(raw, strict=True).messages)
+        except ValidationError:
+            pass
+    parsed: list[BatchMessage | APIError] = []
+    for index, item in enumerate(items):
+        try:
+            parsed.append(_parsed(index, item))
+        except APIError as exc:
+            if exc.param == f"messages.{index}":  # not an object: the batch is malformed
+                raise
+            parsed.append(exc)
+    return parsed
+
+
+def _checked(index: int, parsed: BatchMessage, item: Any, catalog: ProviderCatalog) -> _Message:
+    """``parsed`` checked further as ``POST /v1/pushes`` checks a push; raises the APIError it
+    is refused with."""
     if (parsed.to is None) == (parsed.device_token is None):
         raise InvalidRequest(
             "give exactly one of `to` (registered devices) and `device_token` (a raw token)",
@@ -185,26 +225,27 @@ def _checked(index: int, item: Any, catalog: ProviderCatalog) -> _Message:
     return _Message(index, parsed, content, item)
 
 
-async def send_push_batch(call: Call) -> PushBatchResult:
+async def send_push_batch(call: Call) -> JSONResponse:
     if call.request.headers.get("idempotency-key") is not None:
         raise InvalidRequest(
             "A batch takes an idempotency_key per message, not an Idempotency-Key header.",
             code="parameter_invalid", param="Idempotency-Key",
         )  # fmt: skip
-    body = call.body_as(PushBatch)
+    items = call.body_as(PushBatch).messages
     catalog: ProviderCatalog = call.request.app.state.providers
-    results: list[MessageResult | None] = [None] * len(body.messages)
+    results: list[Result | None] = [None] * len(items)
     checked: list[_Message] = []
     first_with_key: dict[str, int] = {}
-    for index, item in enumerate(body.messages):
+    may_register = "devices:write" in call.key.scopes
+    for index, parsed in enumerate(_all_parsed(await call.request.body(), list(items))):
         try:
-            message = _checked(index, item, catalog)
+            if isinstance(parsed, APIError):
+                raise parsed
+            message = _checked(index, parsed, items[index], catalog)
         except APIError as exc:
-            if exc.param == f"messages.{index}":  # not an object: the batch is malformed
-                raise
             results[index] = _refused(index, exc)
             continue
-        if message.parsed.device_token is not None and "devices:write" not in call.key.scopes:
+        if message.parsed.device_token is not None and not may_register:
             results[index] = _refused(index, PermissionDenied(
                 "device_token: registering a raw token needs the 'devices:write' scope",
                 code="missing_scope", param="device_token",
@@ -230,12 +271,13 @@ async def send_push_batch(call: Call) -> PushBatchResult:
         raise
     await call.run_after_commit()
     done = [result for result in results if result is not None]
-    accepted = sum(result.status == "accepted" for result in done)
-    return PushBatchResult(accepted=accepted, refused=len(done) - accepted, results=done)
+    accepted = sum(result["status"] == "accepted" for result in done)
+    return JSONResponse({"object": "push_batch", "accepted": accepted,
+                         "refused": len(done) - accepted, "results": done})  # fmt: skip
 
 
 async def _claim_keys(
-    call: Call, messages: list[_Message], results: list[MessageResult | None]
+    call: Call, messages: list[_Message], results: list[Result | None]
 ) -> list[_Message]:
     """Claim the messages' idempotency keys: the messages still to send (those replayed or
     refused get their result now)."""
@@ -254,10 +296,7 @@ async def _claim_keys(
         if isinstance(outcome, APIError):
             results[message.index] = _refused(message.index, outcome)
         elif isinstance(outcome, idempotency.Replay):
-            results[message.index] = MessageResult(
-                index=message.index, status="accepted",
-                push=PushSent.model_validate(outcome.body), replayed=True,
-            )  # fmt: skip
+            results[message.index] = _accepted(message.index, outcome.body, replayed=True)
         else:
             message.claim = outcome
             to_send.append(message)
@@ -304,9 +343,7 @@ async def _named_devices(call: Call, targets: list[Target]) -> _Named:
     return _Named(rows)
 
 
-async def _accept(
-    call: Call, messages: list[_Message], results: list[MessageResult | None]
-) -> None:
+async def _accept(call: Call, messages: list[_Message], results: list[Result | None]) -> None:
     """Inside the batch's transaction: resolve every message's devices, accept them together,
     and store each keyed message's answer with the work."""
     tokens = await devices_of_tokens(
@@ -346,11 +383,11 @@ async def _accept(
             if message.claim is not None:
                 released.append(message.claim)
             continue
-        sent = PushSent(id=push.id, status=push.status, recipients=push.recipients,
-                        warnings=warnings)  # fmt: skip
-        results[message.index] = MessageResult(index=message.index, status="accepted", push=sent)
+        sent = {"object": "push", "id": push.id, "status": push.status.value,
+                "recipients": push.recipients, "warnings": warnings}  # fmt: skip
+        results[message.index] = _accepted(message.index, sent)
         if message.claim is not None:
-            answers.append((message.claim, sent.model_dump(mode="json")))
+            answers.append((message.claim, sent))
     await idempotency.complete_many(answers, 202)
     await idempotency.release_many(released)
 
@@ -373,7 +410,7 @@ def _recipients(
             continue
         recipients.append(Destination(device["id"], platform.value))
     warnings = warnings_of(call.key.mode, len(recipients), len(devices), invalid, lacking)
-    return recipients, warnings
+    return recipients, [warning.model_dump(mode="json") for warning in warnings]
 
 
 operations = [
