@@ -13,14 +13,13 @@ statement too, and all their deliveries as one. Other databases — SQLite for
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from controlplane.models import Delivery, DeliveryStatus, KeyMode, Push, PushStatus
-from controlplane.models.ids import new_delivery_id
+from controlplane.models.ids import new_ids, new_uuids
 
 CHUNK = 5000  # rows per statement
 
@@ -122,11 +121,12 @@ async def insert_deliveries_of(
     """:func:`insert_deliveries` for several pushes at once: each push's delivery ids."""
     client = Delivery._meta.db
     rows = [(push, d) for push, destinations in pushes for d in destinations]
-    ids = [new_delivery_id() for _ in rows]
+    ids = new_ids("dlv", len(rows))
+    every_apns_id = new_uuids(len(rows))
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start : start + CHUNK]
         chunk_ids = ids[start : start + CHUNK]
-        apns_ids = [str(uuid.uuid4()) for _ in chunk]
+        apns_ids = every_apns_id[start : start + CHUNK]
         if client.capabilities.dialect == "postgres":
             await client.execute_query(_UNNEST_INSERT, [
                 DeliveryStatus.QUEUED.value, datetime.now(UTC), chunk_ids,

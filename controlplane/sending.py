@@ -37,7 +37,7 @@ from controlplane.models import (
     Push,
     PushStatus,
 )
-from controlplane.models.ids import new_push_id
+from controlplane.models.ids import new_ids
 from controlplane.payloads import ProviderCatalog, PushContent
 from controlplane.plans import limits_for
 from controlplane.settings import Settings
@@ -193,7 +193,9 @@ async def accept_pushes(
     counts = [0 if results[i] else len(outgoing.destinations) for i, outgoing in enumerate(batch)]
     limits = limits_for(sender.organization.plan, sender.settings)
     project_id = sender.project.id
-    pushes = [None if results[i] else _push_of(outgoing, now) for i, outgoing in enumerate(batch)]
+    push_ids = iter(new_ids("psh", len(batch)))
+    pushes = [None if results[i] else _push_of(next(push_ids), outgoing, now)
+              for i, outgoing in enumerate(batch)]  # fmt: skip
     accepted = [(push, outgoing.destinations) for push, outgoing in zip(pushes, batch, strict=True)
                 if push is not None]  # fmt: skip
     # Written first, the quota taken last: the month's usage row stays locked (until the
@@ -230,12 +232,12 @@ async def accept_pushes(
     return [result for result in results if result is not None]
 
 
-def _push_of(outgoing: Outgoing, now: datetime) -> NewPush:
+def _push_of(push_id: str, outgoing: Outgoing, now: datetime) -> NewPush:
     """The push ``outgoing`` is committed as."""
     content, destinations, send_at = outgoing.content, outgoing.destinations, outgoing.send_at
     scheduled = send_at is not None and send_at > now
     return NewPush(
-        id=new_push_id(), kind=content.kind,
+        id=push_id, kind=content.kind,
         content=content.model_dump(mode="json", exclude_none=True), target=outgoing.target,
         status=(
             PushStatus.SCHEDULED if scheduled

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import re
 import secrets
+import uuid
 
 ID_PATTERN = r"^[a-z]{3}_[a-z2-7]{24}$"
 _ID = re.compile(ID_PATTERN)
@@ -22,6 +23,19 @@ def is_well_formed_id(value: str) -> bool:
 def new_id(prefix: str) -> str:
     raw = base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
     return f"{prefix}_{raw}"
+
+
+def new_ids(prefix: str, count: int) -> list[str]:
+    """``count`` ids at once, from one read of the random source (a batch's, a fan-out's):
+    15 random bytes are exactly 24 base32 characters, so one encoding slices into ids."""
+    raw = base64.b32encode(secrets.token_bytes(15 * count)).decode("ascii").lower()
+    return [f"{prefix}_{raw[start : start + 24]}" for start in range(0, 24 * count, 24)]
+
+
+def new_uuids(count: int) -> list[str]:
+    """``count`` random (version 4) UUIDs, from one read of the random source."""
+    raw = secrets.token_bytes(16 * count)
+    return [str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * count, 16)]
 
 
 # Module-level factories: migrations serialise field defaults by import path.
