@@ -3,8 +3,7 @@
 Every page does what it does through :class:`~controlplane.dashboard.gateway.Gateway`, which runs
 the very ``/v1`` operations the API serves (``controlplane/api/``) in-process, for the signed-in
 admin: one set of permission checks, one validation, one audit trail. A page holds no query of
-its own into tenant data beyond what those operations return, save the overview's read-only
-counts (``pages/overview.py``), which go through the same tenant scope.
+its own into tenant data: the overview's counts too are an operation's (``GET /v1/stats``).
 
 Map:
 
@@ -17,7 +16,6 @@ Map:
   is an error page too, and every answer under ``/dashboard/`` has the security headers.
 - ``forms.py``     — reading a posted form into the JSON an operation takes, and the
   Idempotency-Key a form carries from the moment it is drawn.
-- ``sent.py``      — what a page says after a form sent a push (codes in the redirect, read back).
 - ``charts.py``    — bar charts drawn as SVG on the server (no JavaScript, no CDN).
 - ``sent.py``      — the notice after a change that sent pushes (how many, the API's warnings).
 - ``pages/``       — one module per area (sign-in, overview, devices, pushes …), each a list of

@@ -8,8 +8,10 @@ an HTTP client to the same server, for a tenant's data made (and checked) throug
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,6 +22,16 @@ from tests.support.servers import serving
 from tests.support.tenants import Person
 
 CHROMIUM = "/usr/bin/chromium"
+# The pictures docs/dashboard.md shows, each taken by the browser test at the step it shows:
+# into docs/images/dashboard/ with BRIK_UPDATE_SCREENSHOTS=1 (after changing a page), else into
+# the test's own directory — taken either way, so a page that stops rendering fails there.
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "images" / "dashboard"
+
+
+async def screenshot(page: Page, name: str, tmp_path: Path) -> None:
+    update = os.environ.get("BRIK_UPDATE_SCREENSHOTS") == "1"
+    directory = SCREENSHOTS if update else tmp_path / "screenshots"
+    await page.screenshot(path=directory / f"{name}.png", full_page=True)
 
 
 @pytest.fixture(scope="session")

@@ -63,6 +63,28 @@ async def test_a_key_is_narrowed_renamed_and_rolled_and_the_api_follows(
         assert sorted(new.json()["scopes"]) == sorted(key.scopes)  # same name and scopes
 
 
+async def test_a_key_created_with_scopes_and_an_expiry_keeps_its_expiry_when_rolled(
+    page: Page, database: None
+) -> None:
+    tenant = await make_tenant("Expiring Co", roles=(Role.OWNER,))
+    await sign_in(page, tenant.owner, f"/dashboard/projects/{tenant.project.id}/test/api-keys")
+    await page.get_by_role("textbox", name="Name", exact=True).fill("app")
+    await page.get_by_label("Publishable (bk_pk_…)", exact=False).check()
+    await page.get_by_role("checkbox", name="devices:write").last.check()
+    await page.get_by_label("Expires").select_option("30d")
+    await page.get_by_role("button", name="Create key").click()
+    await expect(page.locator("#new-secret")).to_contain_text("bk_pk_test_")
+    created = await ApiKey.get(project=tenant.project, name="app", revoked_at=None)
+    assert (created.scopes, created.expires_at is not None) == (["devices:write"], True)
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    row = page.get_by_role("row").filter(has_text="app").filter(has_text="bk_pk_")
+    await row.get_by_role("button", name="Roll").click()
+    await expect(page.get_by_role("status").first).to_contain_text("Rolled: app")
+    rolled = await ApiKey.get(project=tenant.project, name="app", revoked_at=None)
+    assert rolled.id != created.id
+    assert (rolled.scopes, rolled.expires_at) == (created.scopes, created.expires_at)
+
+
 async def test_while_redis_is_unreachable_keys_are_listed_and_revoking_one_says_why_not(
     make_settings: Callable[..., Settings], database: None
 ) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from playwright.async_api import Page, expect
 
 from controlplane.models import AuditEvent, Role
-from tests.dashboard.conftest import sign_in
+from tests.dashboard.conftest import screenshot, sign_in
 from tests.dashboard.test_isolation import sign_in as sign_in_client
 from tests.support.tenants import Tenant, make_tenant
 
@@ -38,7 +39,7 @@ async def record(
 
 
 async def test_an_owner_filters_the_log_pages_through_it_and_reads_an_event(
-    page: Page, database: None
+    page: Page, database: None, tmp_path: Path
 ) -> None:
     acme = await make_tenant("Acme", roles=(Role.OWNER, Role.ADMIN))
     owner, admin = acme.owner.user.email, acme.people[Role.ADMIN].user.email
@@ -56,6 +57,7 @@ async def test_an_owner_filters_the_log_pages_through_it_and_reads_an_event(
     rows = page.get_by_role("table", name="Audit events, newest first").locator("tbody tr")
     await expect(rows).to_have_count(25)
     await expect(rows.first).to_contain_text("api_key.revoked")
+    await screenshot(page, "audit-log", tmp_path)
     await page.get_by_role("link", name="Older →").click()
     await expect(rows).to_have_count(3)
     await expect(rows.last).to_contain_text("gone@acme.example")

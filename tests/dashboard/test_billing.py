@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Page, expect
@@ -24,7 +25,7 @@ from controlplane.models import (
 )
 from controlplane.settings import Settings
 from controlplane.usage import period_start
-from tests.dashboard.conftest import sign_in
+from tests.dashboard.conftest import screenshot, sign_in
 from tests.support.servers import bound_socket, serving
 from tests.support.stripe import (
     PRO_PRICE_ID,
@@ -50,6 +51,7 @@ async def dashboard_url(
         stripe_webhook_secret=WEBHOOK_SECRET,
         stripe_api_base=fake_stripe.base_url,
         stripe_pro_price_ids=[PRO_PRICE_ID],
+        plan_free_requests_per_second=50.0,  # the default (the suite's is higher): as shown
     )
     async with serving(create_app(settings), bound) as url:
         await register_webhook(fake_stripe, f"{url}/webhooks/stripe")
@@ -73,7 +75,7 @@ async def record_usage(tenant: Tenant, live_pushes_today: int, test_requests_tod
 
 
 async def test_an_owner_upgrades_through_checkout_and_comes_back_to_pro(
-    page: Page, fake_stripe: FakeStripe
+    page: Page, fake_stripe: FakeStripe, tmp_path: Path
 ) -> None:
     tenant = await make_tenant("Upgrade Co", roles=(Role.OWNER,))
     await record_usage(tenant, live_pushes_today=2_500, test_requests_today=321)
@@ -120,6 +122,7 @@ async def test_an_owner_upgrades_through_checkout_and_comes_back_to_pro(
     await expect(page.get_by_role("button", name="Upgrade to Pro")).to_have_count(0)
     stored = await Organization.get(id=tenant.organization.id)
     assert (stored.plan, stored.plan_source) == (Plan.PRO, PlanSource.BILLING)
+    await screenshot(page, "billing", tmp_path)
 
     # The portal, and back.
     await page.get_by_role("button", name="Manage billing").click()

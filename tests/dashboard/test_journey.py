@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import secrets
 import subprocess
@@ -26,7 +25,7 @@ from playwright.async_api import Browser, Page, expect
 from controlplane.auth.api_keys import issue_api_key
 from controlplane.models import KeyKind, KeyMode, Role
 from tests.conftest import TEST_SECRET_KEY
-from tests.dashboard.conftest import sign_in
+from tests.dashboard.conftest import SCREENSHOTS, screenshot, sign_in
 from tests.support.apple import SigningKey
 from tests.support.google import new_service_account
 from tests.support.processes import (
@@ -42,11 +41,7 @@ from workers.fakes.fcm import FakeFCM
 pytestmark = pytest.mark.database
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "images" / "dashboard"
-# The pictures docs/dashboard.md shows, each taken below at the step it shows. They are
-# written to docs/images/dashboard/ when BRIK_UPDATE_SCREENSHOTS=1 (run this test so after a
-# change to a page), else to the test's own directory: taken either way, so a page that stops
-# rendering fails here.
+# The pictures of docs/dashboard.md this test takes (tests/dashboard/conftest.py: screenshot).
 SHOTS = (
     "credentials",
     "devices",
@@ -54,6 +49,12 @@ SHOTS = (
     "push-delivered",
     "overview",
     "api-key-created",
+)
+# ... and those the other pages' tests take.
+ELSEWHERE = (
+    "billing",  # test_billing.py, back from Checkout on Pro
+    "members",  # test_members.py, an invitation pending
+    "audit-log",  # test_audit.py
 )
 
 IPHONE = "ab" * 32
@@ -63,13 +64,12 @@ PIXEL = "pixel-token-" + "z" * 40
 class Camera:
     def __init__(self, page: Page, tmp_path: Path) -> None:
         self.page = page
-        update = os.environ.get("BRIK_UPDATE_SCREENSHOTS") == "1"
-        self.directory = SCREENSHOTS if update else tmp_path / "screenshots"
+        self.tmp_path = tmp_path
         self.taken: list[str] = []
 
     async def shoot(self, name: str) -> None:
         assert name in SHOTS, name
-        await self.page.screenshot(path=self.directory / f"{name}.png", full_page=True)
+        await screenshot(self.page, name, self.tmp_path)
         self.taken.append(name)
 
 
@@ -240,6 +240,6 @@ async def test_an_admin_sets_up_a_project_sends_a_push_and_watches_it_delivered(
 def test_the_docs_show_the_screenshots_the_journey_takes() -> None:
     page = (ROOT / "docs" / "dashboard.md").read_text()
     shown = re.findall(r"\(images/dashboard/([\w-]+)\.png\)", page)
-    assert sorted(shown) == sorted(SHOTS)
-    for name in SHOTS:
+    assert sorted(shown) == sorted(SHOTS + ELSEWHERE)
+    for name in SHOTS + ELSEWHERE:
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000, name

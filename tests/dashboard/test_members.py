@@ -3,12 +3,14 @@ role, remove; what a viewer sees, and what the server does with a form a viewer 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from playwright.async_api import Dialog, Page, expect
 
 from controlplane.auth.permissions import MATRIX, Permission
 from controlplane.models import Invitation, Membership, Role
-from tests.dashboard.conftest import sign_in
+from tests.dashboard.conftest import screenshot, sign_in
 from tests.support.tenants import make_tenant
 
 pytestmark = pytest.mark.database
@@ -22,7 +24,7 @@ def accept_confirmations(page: Page) -> None:
 
 
 async def test_an_admin_invites_resends_revokes_changes_a_role_and_removes_a_member(
-    page: Page, database: None
+    page: Page, database: None, tmp_path: Path
 ) -> None:
     acme = await make_tenant("Acme")
     members_url = f"/dashboard/organizations/{acme.organization.id}/members"
@@ -49,6 +51,7 @@ async def test_an_admin_invites_resends_revokes_changes_a_role_and_removes_a_mem
     pending = page.get_by_role("row", name="new.hire@example.com")
     await expect(pending).to_contain_text("viewer")
     first = await Invitation.get(email="new.hire@example.com")
+    await screenshot(page, "members", tmp_path)
 
     # Resend: a new invitation, the earlier one withdrawn; still one pending row.
     await page.get_by_role("button", name="Resend to new.hire@example.com").click()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -14,9 +15,10 @@ from playwright.async_api import Page, expect
 from redis.asyncio import Redis
 
 from controlplane.analytics.loading import load_pending
-from controlplane.models import Role
+from controlplane.models import Delivery, DeliveryStatus, Device, DeviceStatus, Role
 from controlplane.settings import Settings
 from tests.dashboard.conftest import sign_in
+from tests.dashboard.test_activities import _order_tracking
 from tests.support.analytics import event, event_buffer, impression
 from tests.support.tenants import make_tenant
 
@@ -70,3 +72,33 @@ async def test_a_project_without_events_says_how_they_get_there(page: Page, data
     await expect(page.get_by_text("No analytics event in the last 7 days")).to_be_visible()
     chart = page.get_by_role("img", name="Widget impressions and clicks per day")
     await expect(chart).to_have_count(0)
+
+
+async def test_the_overview_counts_the_projects_health_in_its_mode(
+    page: Page, api: httpx.AsyncClient, database: None
+) -> None:
+    tenant = await make_tenant("Healthy Co", roles=(Role.OWNER,))
+    headers = {"Authorization": f"Bearer {tenant.secret_key}"}
+    await _order_tracking(api, tenant)  # Ann's iPhone with an open Live Activity
+    bob = await api.post("/v1/devices", headers=headers,
+                         json={"token": "bob-" + "b" * 40, "platform": "android"})  # fmt: skip
+    await Device.filter(id=bob.json()["id"]).update(status=DeviceStatus.INVALID)
+    pushes = [
+        (await api.post("/v1/pushes", headers=headers, json={
+            "kind": "alert", "alert": {"title": "Hi"}, "to": {"user_ids": ["ann"]}})).json()["id"]
+        for _ in range(2)
+    ]  # fmt: skip
+    await Delivery.filter(push_id=pushes[0]).update(
+        status=DeliveryStatus.FAILED, reason="TopicDisallowed", completed_at=datetime.now(UTC)
+    )
+    await sign_in(page, tenant.owner, f"/dashboard/projects/{tenant.project.id}/test")
+    for card, shown in (("m-today", "2"), ("m-month", "2"), ("m-rate", "0.0 %"),
+                        ("m-invalid", "1"), ("m-activities", "1"), ("m-queue", "1")):  # fmt: skip
+        await expect(page.locator(f"#{card}").locator("..").locator(".value")).to_have_text(shown)
+    meter = page.get_by_role("meter")
+    await expect(meter).to_have_attribute("value", "2")  # deliveries against the plan's quota
+    errors = page.get_by_role("row").filter(has_text=pushes[0])
+    await expect(errors).to_contain_text("TopicDisallowed")
+    # Live data is another count.
+    await page.get_by_role("link", name="Live data").click()
+    await expect(page.locator("#m-today").locator("..").locator(".value")).to_have_text("0")

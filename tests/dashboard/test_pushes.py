@@ -12,7 +12,7 @@ from playwright.async_api import Browser, Page, expect
 from redis.asyncio import Redis
 
 from controlplane.core.keyspace import events_channel
-from controlplane.models import Push, PushStatus, Role
+from controlplane.models import Delivery, DeliveryStatus, Push, PushStatus, Role
 from tests.dashboard.conftest import sign_in
 from tests.dashboard.test_isolation import sign_in as sign_in_client
 from tests.support.tenants import make_tenant
@@ -217,3 +217,67 @@ async def test_a_send_time_with_its_own_offset_is_kept_and_the_fields_own_is_rea
         "2031-01-01T04:00:00+00:00",
         "2031-01-01T09:00:00+00:00",
     ]
+
+
+async def test_the_preview_says_a_push_is_over_4_kb_and_sending_it_is_refused(
+    page: Page, database: None
+) -> None:
+    tenant = await make_tenant("Heavy Co", roles=(Role.OWNER,))
+    await sign_in(page, tenant.owner, f"/dashboard/projects/{tenant.project.id}/test/compose")
+    await page.get_by_label("Background (data only)").check()
+    await page.get_by_label("User ids").fill("bo")
+    await page.get_by_label("Custom data").fill('{"blob": "' + "x" * 4100 + '"}')
+    await page.get_by_role("button", name="Preview").click()
+    for provider in ("APNs", "FCM"):
+        preview = page.get_by_role("region", name=f"{provider} preview")
+        await expect(preview).to_contain_text("of 4,096 bytes")
+        await expect(preview).to_contain_text("too large")
+    await page.get_by_role("button", name="Send").click()
+    await expect(page.get_by_role("alert")).to_contain_text("the limit is 4096")
+    assert await Push.filter(project_id=tenant.project.id).count() == 0
+
+
+async def test_history_filters_by_kind_status_and_date_and_counts_move_live(
+    page: Page, dashboard_url: str, redis_url: str, database: None
+) -> None:
+    tenant = await make_tenant("Dated Co", roles=(Role.OWNER,))
+    await register(dashboard_url, tenant.secret_key, token=IPHONE, platform="ios", user_id="bo")
+    async with httpx.AsyncClient(
+        base_url=dashboard_url, headers={"Authorization": f"Bearer {tenant.secret_key}"}
+    ) as api:
+        sent = [
+            (await api.post("/v1/pushes", json={"kind": kind, "to": {"user_ids": ["bo"]},
+                                                **content})).json()["id"]
+            for kind, content in (("alert", {"alert": {"title": "Hi"}}), ("background", {}))
+        ]  # fmt: skip
+    alert, background = sent
+    await Push.filter(id=alert).update(created_at=datetime(2030, 1, 5, 12, tzinfo=UTC))
+    history = f"/dashboard/projects/{tenant.project.id}/test/pushes"
+    await sign_in(page, tenant.owner, history)
+    rows = page.get_by_role("row")
+    await expect(rows).to_have_count(3)
+    await page.get_by_label("Kind").select_option("background")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(rows).to_have_count(2)
+    await expect(page.get_by_role("link", name=background)).to_be_visible()
+    await page.get_by_label("Kind").select_option("")
+    await page.get_by_label("From (UTC)").fill("2030-01-05")
+    await page.get_by_label("Before").fill("2030-01-06")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(rows).to_have_count(2)
+    await expect(page.get_by_role("link", name=alert)).to_be_visible()
+    await page.get_by_label("Status").select_option("completed")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page.get_by_text("No push matches these filters")).to_be_visible()
+
+    # The push's page: delivery counts follow the push's event stream without a reload.
+    await page.goto(f"{history}/{background}")
+    delivered = page.locator('[data-field="deliveries.delivered"]')
+    await expect(delivered).to_have_text("0")
+    await Push.filter(id=background).update(status=PushStatus.SENDING)
+    await Delivery.filter(push_id=background).update(status=DeliveryStatus.DELIVERED)
+    redis = Redis.from_url(redis_url)
+    await redis.publish(events_channel(background), "changed")
+    await redis.aclose()
+    await expect(delivered).to_have_text("1")
+    await expect(page.locator('[data-field="deliveries.queued"]')).to_have_text("0")

@@ -92,16 +92,12 @@ async def api_key_action(view: View) -> Response:
             return view.redirect(view.frame.project_url("api-keys") + "?notice=updated")
         if action == "roll":
             old = await view.gateway.get(ApiKey, KEY, params=params)
+            body = {"name": old.name, "kind": old.kind.value, "mode": old.mode.value,
+                    "scopes": old.scopes}  # fmt: skip
+            if old.expires_at is not None:  # the new key lasts no longer than the old one
+                body["expires_at"] = old.expires_at.isoformat()
             created = await view.gateway.run(
-                "POST",
-                KEYS,
-                params={"project_id": view.project_id},
-                body={
-                    "name": old.name,
-                    "kind": old.kind.value,
-                    "mode": old.mode.value,
-                    "scopes": old.scopes,
-                },
+                "POST", KEYS, params={"project_id": view.project_id}, body=body
             )
             assert isinstance(created, ApiKeyWithSecret)
             try:

@@ -80,6 +80,11 @@ if (live && window.EventSource) {
   };
   source.addEventListener("push", (event) => {
     const fields = flatten(JSON.parse(event.data), "", {});
+    // The push's counts name only the outcomes some delivery has now: any other one is 0
+    // (else "queued" kept its first count after every delivery had left it).
+    live.querySelectorAll('[data-field^="deliveries."]').forEach((element) => {
+      if (!(element.dataset.field in fields)) element.textContent = "0";
+    });
     for (const [name, value] of Object.entries(fields)) {
       // Names come from the push, its content's keys included: any text, quotes and all.
       live.querySelectorAll(`[data-field="${CSS.escape(name)}"]`).forEach((element) => {
