@@ -29,6 +29,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class PerJobLines(logging.Filter):
+    """Drops arq's two INFO lines per job (``→ job started``, ``← job finished``).
+
+    A delivery job is one push's batch: on the everyday one-device send that is two log lines
+    — and two writes to stderr — per push, more than every other line of the worker together,
+    saying nothing the metrics and the deliveries' rows do not. arq's warnings and errors (a
+    job that failed, expired, ran out of retries) and its other lines stay.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno == logging.INFO
+            and isinstance(record.msg, str)
+            and record.msg.startswith(("%6.2fs → ", "%6.2fs ← "))
+        )
+
+
 def configure_logging(level: str) -> None:
     """Route the root logger (and uvicorn's, arq's) through the JSON formatter."""
     handler = logging.StreamHandler(sys.stderr)
@@ -42,3 +59,6 @@ def configure_logging(level: str) -> None:
     # Our own middleware writes one line per request; uvicorn's access log would repeat it.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("tortoise").setLevel(max(logging.getLevelName(level), logging.INFO))
+    jobs = logging.getLogger("arq.worker")
+    if level != "DEBUG" and not any(isinstance(f, PerJobLines) for f in jobs.filters):
+        jobs.addFilter(PerJobLines())
