@@ -1,4 +1,5 @@
-"""API keys in the dashboard: rolled, renamed and narrowed, and the API agrees at once; while
+"""API keys in the dashboard: rolled, renamed and narrowed, and the API agrees at once; a create
+or roll form sent again (a reload of the page showing the secret) makes no second key; while
 Redis is unreachable the keys are still listed, and a revocation is refused on the page (every
 API process must hear of it first) with nothing changed."""
 
@@ -109,3 +110,46 @@ async def test_while_redis_is_unreachable_keys_are_listed_and_revoking_one_says_
     assert key.name in revoked.text  # the list, under the refusal
     await key.refresh_from_db()
     assert key.revoked_at is None
+
+
+async def test_reloading_the_page_that_shows_a_new_key_makes_no_second_key(
+    page: Page, database: None
+) -> None:
+    tenant = await make_tenant("Reload Co", roles=(Role.OWNER,))
+    keys_page = f"/dashboard/projects/{tenant.project.id}/test/api-keys"
+    await sign_in(page, tenant.owner, keys_page)
+    await page.get_by_role("textbox", name="Name", exact=True).fill("deploys")
+    await page.get_by_label("Expires").select_option("30d")
+    await page.get_by_role("button", name="Create key").click()
+    secret = (await page.locator("#new-secret").text_content() or "").strip()
+    assert secret.startswith("bk_sk_test_")
+    [created] = await ApiKey.filter(project=tenant.project, name="deploys")
+
+    # The browser posts the form again: the page says which key it made, and makes none.
+    reloaded = await page.reload()
+    assert reloaded is not None
+    assert reloaded.request.method == "POST"
+    assert reloaded.status == 200
+    notice = page.get_by_role("status").filter(has_text="already sent")
+    await expect(notice).to_contain_text(f"it created deploys ({created.display_prefix}…")
+    await expect(notice).to_contain_text("cannot be shown again")
+    assert secret not in await page.content()
+    assert await ApiKey.filter(project=tenant.project, name="deploys").count() == 1
+
+    # The form on that page is a new one: it makes a key.
+    await page.get_by_role("textbox", name="Name", exact=True).fill("deploys 2")
+    await page.get_by_role("button", name="Create key").click()
+    await expect(page.locator("#new-secret")).to_contain_text("bk_sk_test_")
+    assert await ApiKey.filter(project=tenant.project, name="deploys 2").count() == 1
+
+    # Rolling shows a secret too; posted again, it rolls nothing more.
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    row = page.get_by_role("row").filter(has_text="deploys").filter(has_not_text="deploys 2")
+    await row.get_by_role("button", name="Roll").click()
+    await expect(page.get_by_role("status").first).to_contain_text("Rolled: deploys")
+    await page.reload()
+    await expect(page.get_by_role("status").filter(has_text="already sent")).to_contain_text(
+        "it rolled deploys into deploys"
+    )
+    deploys = await ApiKey.filter(project=tenant.project, name="deploys")
+    assert sorted(key.revoked_at is None for key in deploys) == [False, True]  # old, new

@@ -1,10 +1,13 @@
 """An admin's first hour, in a real browser against real ``brik-cloud serve`` and ``worker``
-processes on PostgreSQL and Redis, with APNs and FCM reached over real sockets (the fakes).
+processes on PostgreSQL and Redis, with APNs, FCM, Stripe (localstripe behind the fake) and an
+SMTP server reached over real sockets.
 
 The admin signs in, uploads the APNs key (file picker) and the FCM service account (pasted),
 devices register through the API, the admin previews a push, sends it, and watches it reach
 ``completed`` on its page without reloading; then creates an API key, sees it once, revokes it,
-and the API refuses it.
+and the API refuses it. They invite a colleague, who accepts through the link ``serve`` mailed
+(over SMTP, STARTTLS and a login, as a deployment sends it); they upgrade through Stripe
+Checkout and come back to the Pro plan; and they read all of it in the audit log.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import secrets
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -25,7 +29,8 @@ from playwright.async_api import Browser, Page, expect
 from controlplane.auth.api_keys import issue_api_key
 from controlplane.models import KeyKind, KeyMode, Role
 from tests.conftest import TEST_SECRET_KEY
-from tests.dashboard.conftest import SCREENSHOTS, screenshot, sign_in
+from tests.dashboard.conftest import SCREENSHOTS, browser_page, screenshot, sign_in
+from tests.dashboard.test_accept_invitation import LINK
 from tests.support.apple import SigningKey
 from tests.support.google import new_service_account
 from tests.support.processes import (
@@ -34,9 +39,18 @@ from tests.support.processes import (
     running_command,
     server_environment,
 )
+from tests.support.smtp import PASSWORD, USER, MailServer, Received, mail_server
+from tests.support.stripe import (
+    PRO_PRICE_ID,
+    STRIPE_SECRET_KEY,
+    WEBHOOK_SECRET,
+    eventually,
+    register_webhook,
+)
 from tests.support.tenants import make_tenant
 from workers.fakes.apns import FakeAPNs
 from workers.fakes.fcm import FakeFCM
+from workers.fakes.stripe import FakeStripe
 
 pytestmark = pytest.mark.database
 
@@ -87,12 +101,26 @@ def worker_process(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
 
 
 @pytest.fixture
+def mailbox(tmp_path: Path) -> Iterator[MailServer]:
+    """The SMTP server ``serve`` mails through (STARTTLS required, a login)."""
+    with mail_server(tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
 async def product(
-    database_url: str, redis_url: str, clean_redis: None, apns_fake: FakeAPNs, fcm_fake: FakeFCM
+    database_url: str,
+    redis_url: str,
+    clean_redis: None,
+    apns_fake: FakeAPNs,
+    fcm_fake: FakeFCM,
+    fake_stripe: FakeStripe,
+    mailbox: MailServer,
 ) -> AsyncIterator[str]:
     """``brik-cloud serve`` and ``brik-cloud worker`` on the test database, Redis and fakes."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
+    await register_webhook(fake_stripe, f"{base_url}/webhooks/stripe")
     env = server_environment(
         database_url, redis_url, f"brik-test:{secrets.token_hex(4)}",
         BRIK_PUBLIC_BASE_URL=base_url,
@@ -102,12 +130,24 @@ async def product(
         BRIK_APNS_CHANNELS_PORT=str(apns_fake.management_port),
         BRIK_FCM_BASE_URL=fcm_fake.base_url, BRIK_FCM_TOKEN_URL=fcm_fake.token_url,
         BRIK_WORKER_POLL_DELAY="0.05",
+        BRIK_MAIL_SENDER="smtp", BRIK_SMTP_CA_FILE=str(mailbox.ca_file),
+        BRIK_SMTP_URL=f"smtp+starttls://{USER}:{quote(PASSWORD)}@127.0.0.1:{mailbox.port}",
+        BRIK_STRIPE_SECRET_KEY=STRIPE_SECRET_KEY, BRIK_STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        BRIK_STRIPE_API_BASE=fake_stripe.base_url, BRIK_STRIPE_PRO_PRICE_IDS=PRO_PRICE_ID,
     )  # fmt: skip
-    # The readiness wait blocks; the fakes on this loop are not needed until pushes go out.
-    with running_command(
+    serve = running_command(
         "serve", "--host", "127.0.0.1", "--port", str(port), env=env, ready_url=f"{base_url}/readyz"
-    ), worker_process(env):  # fmt: skip
-        yield base_url
+    )  # fmt: skip
+    # Starting and stopping wait, and must not block this loop meanwhile: the fakes run on it,
+    # and serve stops only once its requests in flight are answered — a Stripe webhook reading
+    # the subscription back from the fake, for one.
+    with contextlib.ExitStack() as processes:
+        await asyncio.to_thread(processes.enter_context, serve)
+        processes.enter_context(worker_process(env))
+        try:
+            yield base_url
+        finally:
+            await asyncio.to_thread(processes.close)
 
 
 @pytest.fixture
@@ -121,9 +161,12 @@ async def product_page(browser: Browser, product: str) -> AsyncIterator[Page]:
         await context.close()
 
 
-async def test_an_admin_sets_up_a_project_sends_a_push_and_watches_it_delivered(
+async def test_an_admins_first_hour_from_credentials_to_a_push_a_colleague_and_pro(
     product_page: Page,
     product: str,
+    browser: Browser,
+    mailbox: MailServer,
+    fake_stripe: FakeStripe,
     database: None,
     tmp_path: Path,
     signing_key: SigningKey,
@@ -234,6 +277,67 @@ async def test_an_admin_sets_up_a_project_sends_a_push_and_watches_it_delivered(
         assert secret not in await page.content()  # the secret is never shown again
         refused = await api.get("/v1/api_key", headers={"Authorization": f"Bearer {secret}"})
         assert refused.status_code == 401
+
+    # A colleague is invited: serve mails the link, and they join through it.
+    organization = f"/dashboard/organizations/{tenant.organization.id}"
+    await page.goto(f"{organization}/members")
+    await page.get_by_label("Email").fill("new.hire@example.com")
+    await page.get_by_label("Role", exact=True).select_option("developer")
+    await page.get_by_role("button", name="Send invitation").click()
+    await expect(page.get_by_role("status")).to_contain_text("Invitation sent")
+
+    async def invitation_mail() -> list[Received]:
+        return [mail for mail in mailbox.received if mail.recipients == ["new.hire@example.com"]]
+
+    [mail] = await eventually(invitation_mail)
+    assert (mail.over_tls, mail.login) == (True, USER)
+    link = LINK.search(mail.message.get_content())
+    assert link is not None, mail.message
+    assert link[0].startswith(f"{product}/dashboard/accept-invitation#")
+    async with browser_page(browser, product) as invitee:
+        await invitee.goto(link[0])
+        await invitee.get_by_label("Your name").fill("New Hire")
+        await invitee.get_by_label("Choose a password").fill("a long enough password")
+        await invitee.get_by_role("button", name="Accept invitation").click()
+        await expect(invitee.get_by_role("status")).to_contain_text("Invitation accepted")
+        await invitee.get_by_label("Password").fill("a long enough password")
+        await invitee.get_by_role("button", name="Sign in").click()
+        await invitee.wait_for_url(f"**{organization}/projects")
+        await expect(invitee.get_by_role("link", name=tenant.project.name)).to_be_visible()
+    await page.reload()
+    await expect(page.get_by_role("row", name="New Hire")).to_contain_text("developer")
+
+    # Upgrade: Stripe's Checkout page, its webhook to serve, and back on the Pro plan.
+    await page.goto(f"{organization}/billing")
+    await expect(page.get_by_role("heading", name="Plan: Free")).to_be_visible()
+    await page.get_by_role("button", name="Upgrade to Pro").click()
+    await page.wait_for_url(f"{fake_stripe.base_url}/checkout/*")
+    await page.get_by_role("button", name="Pay and subscribe").click()
+    await page.wait_for_url(f"**{organization}/billing?checkout=success")
+    await expect(page.get_by_role("status")).to_contain_text("you are on the Pro plan")
+    await expect(page.get_by_role("heading", name="Plan: Pro")).to_be_visible()
+    await expect(page.get_by_role("meter", name="Live pushes")).to_have_attribute("max", "100000")
+
+    # The audit log tells all of it, newest first; filtered, and one event read in full.
+    await page.goto(f"{organization}/audit")
+    rows = page.get_by_role("table", name="Audit events, newest first").locator("tbody tr")
+    await expect(rows.first).to_contain_text("organization.plan_changed")
+    for action in ("credential.uploaded", "api_key.created", "api_key.revoked",
+                   "invitation.created", "invitation.accepted", "member.added"):  # fmt: skip
+        await expect(rows.filter(has_text=action)).not_to_have_count(0)
+    await page.get_by_label("Action").select_option("api_key.*")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(rows).to_have_count(2)
+    await expect(rows.first).to_contain_text("api_key.revoked")
+    await expect(rows.last).to_contain_text("api_key.created")
+    await expect(rows.last).to_contain_text(tenant.owner.user.email)
+    await page.get_by_role("link", name="Clear filters").click()
+    await page.get_by_role("link", name="organization.plan_changed").click()
+    await expect(page.get_by_role("heading", name="organization.plan_changed")).to_be_visible()
+    details = page.locator("pre")
+    await expect(details).to_contain_text('"plan": "pro"')
+    await expect(details).to_contain_text('"previous_plan": "free"')
+    await expect(details).to_contain_text('"source": "billing"')
     assert camera.taken == list(SHOTS)
 
 

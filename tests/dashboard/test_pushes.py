@@ -22,12 +22,14 @@ pytestmark = pytest.mark.database
 IPHONE = "cd" * 32
 
 
-async def register(dashboard_url: str, secret_key: str, **device: str) -> None:
+async def register(dashboard_url: str, secret_key: str, **device: str) -> str:
+    """Register ``device`` through the API, as an app would; its id."""
     async with httpx.AsyncClient(
         base_url=dashboard_url, headers={"Authorization": f"Bearer {secret_key}"}
     ) as api:
         answer = await api.post("/v1/devices", json=device)
         assert answer.status_code == 200, answer.text
+    return str(answer.json()["id"])
 
 
 async def test_a_scheduled_push_is_listed_and_canceled(
@@ -145,6 +147,66 @@ async def test_a_composer_form_sent_twice_sends_one_push(
     assert first.status == again.status == 303
     assert first.headers["location"].split("?")[0] == again.headers["location"].split("?")[0]
     assert await Push.filter(project_id=tenant.project.id).count() == 1
+
+
+async def test_a_live_activity_update_and_a_widget_reload_go_to_the_devices_named_by_id(
+    page: Page, dashboard_url: str, database: None
+) -> None:
+    tenant = await make_tenant("Courier Co", roles=(Role.OWNER,))
+    phones = {}
+    for name, tokens in (("both", {"live_activity_token": "a1" * 32,
+                                   "widget_push_token": "b1" * 32}),
+                         ("activity", {"live_activity_token": "a2" * 32}),
+                         ("elsewhere", {"live_activity_token": "a3" * 32})):  # fmt: skip
+        phones[name] = await register(
+            dashboard_url, tenant.secret_key, token=f"{len(phones):02x}" * 32, platform="ios",
+            user_id="ann", **tokens,
+        )  # fmt: skip
+    named = [phones["both"], phones["activity"]]
+    await sign_in(page, tenant.owner, f"/dashboard/projects/{tenant.project.id}/test/compose")
+
+    # A Live Activity update: what APNs receives, then sent to two devices named by id.
+    await page.get_by_label("Live Activity").check()
+    await page.get_by_label("Device ids").fill("\n".join(named))
+    await page.get_by_label("Event").select_option("update")
+    await page.get_by_label("Content state").fill('{"eta": "12 min", "stop": 3}')
+    await page.get_by_label("Title", exact=True).fill("Courier nearby")
+    await page.get_by_role("button", name="Preview").click()
+    apns = page.get_by_role("region", name="APNs preview")
+    await expect(apns).to_contain_text('"event": "update"')
+    await expect(apns).to_contain_text('"eta": "12 min"')
+    await expect(apns).to_contain_text('"title": "Courier nearby"')
+    await expect(page.get_by_label("Device ids")).to_have_value("\n".join(named))  # kept
+    await page.get_by_role("button", name="Send").click()
+    await page.wait_for_url("**/pushes/psh_*")
+    await expect(page.get_by_role("term").filter(has_text="Kind").locator("+ dd")).to_have_text(
+        "liveactivity"
+    )
+    deliveries = page.get_by_role("table").locator("tbody tr")
+    await expect(deliveries).to_have_count(2)
+    for device_id in named:
+        await expect(deliveries.filter(has_text=device_id)).to_have_count(1)
+    activity = await Push.get(id=page.url.rsplit("/", 1)[1].split("?")[0])
+    assert activity.kind == "liveactivity"
+    assert activity.target == {"device_ids": named, "user_ids": [], "tags": []}
+    assert activity.content["live_activity"]["content_state"] == {"eta": "12 min", "stop": 3}
+
+    # A widget reload to the same two: only the one with a widget push token gets it.
+    await page.goto(f"/dashboard/projects/{tenant.project.id}/test/compose")
+    await page.get_by_label("Widget reload").check()
+    await page.get_by_label("Device ids").fill(", ".join(named))
+    await page.get_by_label("Widget kind").fill("OrderWidget")
+    await page.get_by_role("button", name="Send").click()
+    await page.wait_for_url("**/pushes/psh_*")
+    await expect(page.get_by_role("status")).to_contain_text(
+        "some iOS devices have no widget push token and were skipped"
+    )
+    await expect(deliveries).to_have_count(1)
+    await expect(deliveries).to_contain_text(phones["both"])
+    widget = await Push.get(id=page.url.rsplit("/", 1)[1].split("?")[0])
+    assert (widget.kind, widget.content["widget"]) == ("widget", {"kind": "OrderWidget"})
+    assert widget.target == {"device_ids": named, "user_ids": [], "tags": []}
+    assert await Push.filter(project_id=tenant.project.id).count() == 2
 
 
 async def test_a_push_page_says_only_the_apis_own_warnings_whatever_its_link_says(
