@@ -352,16 +352,20 @@ async def _open_channel(call: Call, keeps_latest: bool) -> str:
 
 
 async def _close_channel(call: Call, channel_id: str) -> None:
-    """Give back a channel opened for a start that was then refused (never an error)."""
+    """Give back a channel opened for a start that did not commit — refused (the quota, a
+    credential missing, too large) or failed at the commit — unless an activity holds it
+    after all (a commit whose answer was lost). Never an error: the start's is the one told."""
     channels: BroadcastChannels = call.request.app.state.channels
     project = call.tenant.project
     assert project is not None
+    if await Activity.filter(project_id=project.id, channel_id=channel_id).exists():
+        return
     try:
         await channels.close(
             project.id, channel_id, call.keyring, test_mode=call.key.mode is KeyMode.TEST
         )
     except ChannelUnavailable as exc:
-        logger.warning("broadcast channel %s of a refused start not deleted: %s", channel_id, exc)
+        logger.warning("broadcast channel %s of a failed start not deleted: %s", channel_id, exc)
 
 
 async def start_activity(call: Call) -> ActivitySent:
@@ -369,24 +373,22 @@ async def start_activity(call: Call) -> ActivitySent:
     to = body.to or ActivityRecipients.model_construct(device_ids=[], user_ids=[], tags=[])
     devices = await _recipients(call, to) if body.to is not None else []
     user_id = to.user_ids[0] if len(to.user_ids) == 1 and not (to.device_ids or to.tags) else None
-    channel_id = await _open_channel(call, body.broadcast_keeps_latest) if body.broadcast else (
-        None
+    channel_id = None
+    if body.broadcast:
+        opened = channel_id = await _open_channel(call, body.broadcast_keeps_latest)
+        # Opened at Apple before anything commits. If the start does not commit (refused, or
+        # the commit fails), nothing would ever close the channel — not even deleting the
+        # project, which closes its activities' — and it would count against the app's 10,000
+        # for good: delete it again.
+        call.after_rollback.append(lambda: _close_channel(call, opened))
+    sent = await activities.start(
+        sender_of(call), activity_type=body.activity_type, attributes=body.attributes,
+        content_state=body.content_state, devices=devices,
+        change=Change(alert=body.alert, stale_date=body.stale_date,
+                      relevance_score=body.relevance_score, priority=body.priority,
+                      ttl=body.ttl),
+        user_id=user_id, channel_id=channel_id, now=datetime.now(UTC),
     )  # fmt: skip
-    try:
-        sent = await activities.start(
-            sender_of(call), activity_type=body.activity_type, attributes=body.attributes,
-            content_state=body.content_state, devices=devices,
-            change=Change(alert=body.alert, stale_date=body.stale_date,
-                          relevance_score=body.relevance_score, priority=body.priority,
-                          ttl=body.ttl),
-            user_id=user_id, channel_id=channel_id, now=datetime.now(UTC),
-        )  # fmt: skip
-    except Exception:
-        # Refused (quota, a credential missing, too large): nothing is started, and the
-        # channel opened for it would otherwise count against the app's 10,000 for good.
-        if channel_id is not None:
-            await _close_channel(call, channel_id)
-        raise
     return ActivitySent.of_sent(sent)
 
 

@@ -12,7 +12,10 @@ in the same order for all of them, so no handler can forget one:
 5. run the handler — inside one database transaction unless it only reads — and render its
    pydantic result as JSON; work registered with ``call.after_commit`` (cache invalidation,
    enqueueing, mail) runs once the transaction has committed, and its failure never turns a
-   committed change into a 500.
+   committed change into a 500. What a handler did outside the database before the
+   transaction committed (an APNs broadcast channel opened) it undoes with
+   ``call.after_rollback``: that work runs when the transaction does not commit — the handler
+   raised, or the commit itself failed after the handler returned.
 
 The same declarations feed ``/v1/openapi.json`` (``controlplane/api/openapi.py``), so an
 operation cannot exist without being documented.
@@ -124,6 +127,8 @@ class Call:
     query: BaseModel | None
     rows: dict[str, Model] = field(default_factory=dict)
     after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Undoing what the handler did outside the database, if its transaction does not commit.
+    after_rollback: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     path_params: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -180,6 +185,24 @@ class Call:
                 logger.exception("work after the commit failed; the change itself is committed")
         if told is not None:
             raise told
+
+    async def run_after_rollback(self) -> None:
+        """Run (once) the work registered with ``after_rollback``; the router calls it when
+        the operation's transaction did not commit (the handler raised, or the commit failed).
+        A handler with ``transactional=False`` runs its own transactions and undoes its own.
+
+        Nothing it registered with ``after_commit`` will run. The client gets the error that
+        rolled the change back, never one of this work's: a failure is logged, and the rest
+        still run. A commit whose answer was lost (the connection dropped) may have happened
+        after all: work that would break a committed change checks that it is not there.
+        """
+        callbacks, self.after_rollback = self.after_rollback, []
+        self.after_commit = []
+        for callback in callbacks:
+            try:
+                await callback()
+            except Exception:
+                logger.exception("undoing the work of a rolled-back change failed")
 
     def row(self, model: type[RowT], param: str) -> RowT:
         """The row the path parameter ``param`` names, already checked to be in reach."""
@@ -418,6 +441,8 @@ async def execute(
                         claimed, response.status_code, json.loads(bytes(response.body))
                     )
     except BaseException:
+        # Rolled back, by the handler or at the commit: undo what it did outside the database.
+        await call.run_after_rollback()
         if claimed is not None:
             await idempotency.release(claimed)
         raise

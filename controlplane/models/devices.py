@@ -13,7 +13,10 @@ Activity, push-to-start or widget push token belongs to one purpose, not to the
 phone: only that token is cleared, and the device stays ``active`` for everything else.
 
 Which of a device's tokens a push goes to is a :class:`TokenSlot`, declared by each provider's
-push-type table (``workers/providers/``); :data:`TOKEN_COLUMNS` says where each slot is stored.
+push-type table (``workers/providers/``); :data:`TOKEN_COLUMNS` says where each slot of the
+device row is stored. One slot is not on the device row: :attr:`TokenSlot.ACTIVITY`, a Live
+Activity's own token on the device when Brik addresses the activity by id, is an
+:class:`~controlplane.models.activities.ActivityToken` (one per activity and device).
 """
 
 from __future__ import annotations
@@ -42,12 +45,15 @@ class TokenSlot(StrEnum):
     """Which of a device's push tokens a push goes to."""
 
     DEVICE = "device"  # the app's own APNs device token or FCM registration token
-    LIVE_ACTIVITY = "live_activity"  # iOS: a Live Activity's token (updates, ends)
+    LIVE_ACTIVITY = "live_activity"  # iOS: the device's Live Activity token (updates, ends)
+    # iOS: the token of the activity a push addresses by id (/v1/activities), one per activity
+    # on the device — an ActivityToken row, not a column of the device
+    ACTIVITY = "activity"
     PUSH_TO_START = "push_to_start"  # iOS 17.2+: starts a Live Activity
     WIDGET = "widget"  # iOS 26+: WidgetKit's push token (WidgetPushHandler)
 
 
-# Where each slot is stored on the device row (encrypted), and what a tenant calls it.
+# Where each slot of the device row is stored (encrypted), and what a tenant calls it.
 TOKEN_COLUMNS: dict[TokenSlot, str] = {
     TokenSlot.DEVICE: "token_encrypted",
     TokenSlot.LIVE_ACTIVITY: "live_activity_token_encrypted",

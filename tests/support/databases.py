@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -69,6 +71,34 @@ def _emptying_script(tables: list[str]) -> str:
     every table cost 0.2 s per test (new files for each table and its indexes), DELETE 2 ms."""
     deletes = "".join(f'DELETE FROM "{table}";' for table in tables)
     return "BEGIN; SET LOCAL session_replication_role = replica;" + deletes + "COMMIT;"
+
+
+@asynccontextmanager
+async def commits_failing(table: str, column: str, value: str) -> AsyncIterator[None]:
+    """While inside, a transaction that writes ``value`` into ``table.column`` fails when it
+    commits — not at the write, so the code that wrote it carries on and returns — as a
+    deferred constraint (or a lost connection) makes a commit fail.
+
+    PostgreSQL only (mark the test ``postgres_only``): a deferred constraint trigger, which
+    SQLite has no equivalent of.
+    """
+    connection = get_connection("default")
+    assert connection.capabilities.dialect == "postgres", "a deferred trigger needs PostgreSQL"
+    assert "'" not in value
+    name = f"brik_test_fails_at_commit_{secrets.token_hex(4)}"
+    await connection.execute_script(f"""
+        CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'the commit fails (a test made it): %', TG_TABLE_NAME; END $$;
+        CREATE CONSTRAINT TRIGGER {name} AFTER INSERT OR UPDATE ON "{table}"
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+            WHEN (NEW."{column}" = '{value}') EXECUTE FUNCTION {name}();
+    """)  # fmt: skip
+    try:
+        yield
+    finally:
+        await connection.execute_script(
+            f'DROP TRIGGER {name} ON "{table}"; DROP FUNCTION {name}();'
+        )
 
 
 def dump_database(database_url: str) -> str:

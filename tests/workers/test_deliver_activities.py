@@ -35,6 +35,7 @@ from controlplane.models import (
 from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.apple import SigningKey
+from tests.support.databases import commits_failing
 from tests.support.google import new_service_account
 from tests.support.processes import free_port
 from tests.support.servers import running_worker, serving
@@ -449,3 +450,26 @@ async def test_a_broadcast_start_refused_after_its_channel_opened_leaves_no_chan
     assert not await Activity.filter(activity_type="MatchAttributes").exists()
     # The channel Brik opened first is deleted again: an app holds at most 10,000.
     assert apns_fake.channels_of("com.example.app") == []
+
+
+@pytest.mark.postgres_only  # the commit is made to fail by a deferred trigger
+async def test_a_broadcast_start_whose_commit_fails_leaves_no_channel_at_apple(
+    pipeline: Callable[..., Any], apns_fake: FakeAPNs, fcm_fake: FakeFCM, signing_key: SigningKey
+) -> None:
+    app = await live_app(await pipeline(**fake_settings(apns_fake, fcm_fake)), signing_key,
+                         fcm_fake)  # fmt: skip
+    match = {
+        "activity_type": "MatchAttributes", "content_state": {"score": "0-0"},
+        "to": {"user_ids": ["ann"]}, "broadcast": True,
+    }  # fmt: skip
+    # The handler opens the channel and returns; only then does the transaction fail.
+    async with commits_failing("activities", "activity_type", "MatchAttributes"):
+        failed = await app.client.post("/v1/activities", headers=bearer(app.secret), json=match)
+    assert failed.status_code == 500, failed.text
+    assert not await Activity.filter(activity_type="MatchAttributes").exists()
+    # The channel opened for it is deleted again: nothing else ever would, and an app holds
+    # at most 10,000.
+    assert apns_fake.channels_of("com.example.app") == []
+    assert apns_fake.accepted() == []  # and no push-to-start went
+    started = await post(app, "/v1/activities", match)  # one that commits keeps its channel
+    assert apns_fake.channels_of("com.example.app") == [started["channel_id"]]

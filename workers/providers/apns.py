@@ -22,8 +22,10 @@ kind              APNs request
 ``liveactivity``  push-type ``liveactivity``, topic ``<bundle>.push-type.liveactivity``;
                   ``aps.event``, ``content-state``, ``timestamp``, and on start
                   ``attributes-type`` + ``attributes``; ``dismissal-date``, ``stale-date``,
-                  ``relevance-score``, an alert when given. To the Live Activity token, or
-                  on start the push-to-start token
+                  ``relevance-score``, an alert when given. On start to the push-to-start
+                  token; an update or end of an activity Brik addresses by id to that
+                  activity's own token on the device, one sent to devices to the device's
+                  Live Activity token
 ``widget``        push-type ``widgets``, topic ``<bundle>.push-type.widgets``;
                   ``aps.content-changed: true`` and nothing else (WidgetKit reloads the
                   app's widget timelines, which read their data from Brik's state); to the
@@ -233,10 +235,14 @@ def _live_activity(content: PushContent) -> dict[str, Any]:
 
 
 def _activity_token(content: PushContent) -> TokenSlot:
-    """The activity's own token; to start one, the app's push-to-start token."""
+    """To start an activity, the app's push-to-start token; to update or end one Brik addresses
+    by id, that activity's own token on the device; else the device's Live Activity token."""
     live = content.live_activity
-    start = live is not None and live.event == "start"
-    return TokenSlot.PUSH_TO_START if start else TokenSlot.LIVE_ACTIVITY
+    if live is not None and live.event == "start":
+        return TokenSlot.PUSH_TO_START
+    if live is not None and live.activity_id is not None:
+        return TokenSlot.ACTIVITY
+    return TokenSlot.LIVE_ACTIVITY
 
 
 def _widgets(content: PushContent) -> dict[str, Any]:

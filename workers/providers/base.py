@@ -5,9 +5,10 @@ in :mod:`workers.providers.registry`. The module defines two things:
 
 * its :class:`ProviderKind`, the registry entry — its name, what it can send (platforms and
   push kinds), which of a device's tokens each push goes to (its :class:`TokenSlot`: the
-  device token, a Live Activity's, the push-to-start or the widget push token), how a push's
-  content is spelled on its wire (and so how many bytes it takes there, which the API checks
-  at accept time), and how it is connected from a credential;
+  device token, its Live Activity, push-to-start or widget push token, or the token there of
+  an activity Brik addresses by id), how a push's content is spelled on its wire (and so how
+  many bytes it takes there, which the API checks at accept time), and how it is connected
+  from a credential;
 * the connected :class:`Provider` — built from one project's credential, it builds the wire
   request for one delivery (:meth:`Provider.request`) and sends batches of them.
 

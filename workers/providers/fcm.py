@@ -24,7 +24,8 @@ kind              FCM v1 message
                   Brik's state
 ================  ============================================================================
 
-Every FCM message goes to the device's own registration token: Android has no other.
+Every FCM message goes to the device's own registration token — an update of an activity
+addressed by id too: Android has no other.
 
 Raw override: ``content.android`` is deep-merged over the ``android`` block built above (the
 tenant's keys win), so any AndroidConfig field Brik does not spell can still be sent.

@@ -109,7 +109,7 @@ class Claimed:
 
 
 # The device's tokens a push can go to, by column, as a tenant would call them (which one a
-# push goes to is its provider's to say: token_column).
+# push goes to is its provider's to say: token_slot).
 DEVICE_TOKEN = TOKEN_COLUMNS[TokenSlot.DEVICE]
 TOKEN_NAMES = {TOKEN_COLUMNS[slot]: name for slot, name in SLOT_NAMES.items()}
 
@@ -336,17 +336,14 @@ async def _send_group(
         if row.device_id is None or row.device_status != DeviceStatus.ACTIVE:
             outcomes[row.id] = Outcome.failed("the device was deleted or is invalid")
             continue
-        if _via_activity_token(row, content):
+        slot = token_slot(row, content)
+        if slot is TokenSlot.ACTIVITY:
             encrypted = row.activity_token_encrypted
             if encrypted is None or row.activity_token_status != ActivityTokenStatus.ACTIVE:
-                outcomes[row.id] = Outcome.failed(
-                    "the app has not reported this activity's token on the device"
-                    if row.activity_token_status == ActivityTokenStatus.PENDING
-                    else "Apple refused this activity's token on the device"
-                )
+                outcomes[row.id] = Outcome.failed(_no_activity_token(row))
                 continue
         else:
-            column = token_column(row, content)
+            column = TOKEN_COLUMNS[slot]
             encrypted = getattr(row, column)
             if encrypted is None:
                 # Never the device token instead: Apple would refuse it for the Live Activity
@@ -384,21 +381,22 @@ def _build(
         outcomes[row.id] = Outcome.failed(str(exc))
 
 
-def _via_activity_token(row: Claimed, content: PushContent) -> bool:
-    """A Live Activity addressed by id reaches an iOS device through the activity's own token
-    there (a push-to-start goes to the device's push-to-start token, Android to the device)."""
-    live = content.live_activity
-    return (
-        row.activity_token_id is not None and row.platform == "ios"
-        and live is not None and live.event != "start"
-    )  # fmt: skip
+def token_slot(row: Claimed, content: PushContent) -> TokenSlot:
+    """Which of the device's tokens the push goes to, as the row's provider declares it for the
+    row's platform (APNs' push-type table: an update or end of an activity addressed by id goes
+    to that activity's own token there, a Live Activity sent to devices to the device's Live
+    Activity token, a start to the push-to-start token, a widget push to the widget push token;
+    all else, and everything FCM sends, to the device token). The worker never decides."""
+    return PROVIDERS[row.provider].token_slot(content, row.platform)
 
 
-def token_column(row: Claimed, content: PushContent) -> str:
-    """Which of the device's tokens the push goes to, as the row's provider declares it (its
-    push-type table: on iOS a Live Activity push goes to the activity's token, or to start one
-    the push-to-start token, a widget push to the widget push token; all else to the device)."""
-    return TOKEN_COLUMNS[PROVIDERS[row.provider].token_slot(content, row.platform)]
+def _no_activity_token(row: Claimed) -> str:
+    """Why a push to the activity's own token on the row's device cannot go."""
+    if row.activity_token_status == ActivityTokenStatus.PENDING:
+        return "the app has not reported this activity's token on the device"
+    if row.activity_token_status is None:
+        return "this activity has no token on the device (any more)"
+    return "Apple refused this activity's token on the device"
 
 
 async def _record(
@@ -433,14 +431,15 @@ async def _record(
             # A dead Live Activity, push-to-start or widget token is that purpose's, not the
             # phone's: drop only it, and the device keeps getting its alerts.
             reason = outcome.reason
-            if _via_activity_token(row, content):
+            slot = token_slot(row, content)
+            if slot is TokenSlot.ACTIVITY:
                 reason = f"{reason}: this activity's token is dropped, the device stays active"
                 dead_activity_tokens.append(
                     (row.activity_token_id, row.activity_token_encrypted, outcome.reason)
                 )
                 finals[(DeliveryStatus.INVALID_TOKEN, reason[:500])].append(row.id)
                 continue
-            column = token_column(row, content)
+            column = TOKEN_COLUMNS[slot]
             if row.device_id is not None and column == DEVICE_TOKEN:
                 dead_devices[outcome.reason].append(row.device_id)
             elif row.device_id is not None:

@@ -1,4 +1,5 @@
-"""The operation pipeline every /v1 route shares: scopes, bodies, transactions, after-commit."""
+"""The operation pipeline every /v1 route shares: scopes, bodies, transactions, after-commit
+and after-rollback work."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from controlplane.api.routing import Auth, Call, Operation, build_routes
 from controlplane.auth.api_keys import issue_api_key
 from controlplane.models import KeyKind, KeyMode, Project
 from tests.conftest import TEST_SECRET_KEY
+from tests.support.databases import commits_failing
 from tests.support.servers import serving
 from tests.support.tenants import make_tenant
 
@@ -62,11 +64,31 @@ async def rename_then_follow_up_fails(call: Call) -> Renamed:
     return Renamed(name=project.name)
 
 
+async def rename_undoably(call: Call) -> Renamed:
+    """Renames, with work for once it commits and work undoing something done outside the
+    database (an APNs channel opened) if it does not; breaks after the write if asked to."""
+    call.after_commit.append(lambda: _note_commit(call))
+    call.after_rollback.append(lambda: _note_rollback(call))
+    project = call.tenant.project
+    assert project is not None
+    project.name = call.body_as(Rename).name
+    await project.save(update_fields=["name"])
+    if project.name == BROKEN:
+        raise RuntimeError("a bug after a write")
+    return Renamed(name=project.name)
+
+
 COMMITS: list[str] = []
+ROLLBACKS: list[str] = []
+BROKEN = "Broken"
 
 
 async def _note_commit(call: Call) -> None:
     COMMITS.append(call.request.url.path)
+
+
+async def _note_rollback(call: Call) -> None:
+    ROLLBACKS.append(call.request.url.path)
 
 
 TEST_OPERATIONS = [
@@ -78,6 +100,8 @@ TEST_OPERATIONS = [
               auth=Auth.API_KEY, response=Renamed),
     Operation("POST", "/v1/projects/{project_id}/rename-then-follow-up-fails",
               rename_then_follow_up_fails, "test", "Test", body=Rename, response=Renamed),
+    Operation("POST", "/v1/projects/{project_id}/rename-undoably", rename_undoably,
+              "test", "Test", body=Rename, response=Renamed),
 ]  # fmt: skip
 
 
@@ -147,6 +171,42 @@ async def test_a_failing_follow_up_never_turns_a_committed_change_into_a_500(
     assert answer.status_code == 200, answer.text
     assert (await Project.get(id=acme.project.id)).name == "Renamed"
     assert [path] == COMMITS  # the follow-up after the broken one ran too
+
+
+async def test_work_undoing_a_change_runs_when_its_handler_fails_and_never_once_committed(
+    http: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    path = f"/v1/projects/{acme.project.id}/rename-undoably"
+    COMMITS.clear()
+    ROLLBACKS.clear()
+    broken = await http.post(path, json={"name": BROKEN}, headers=acme.owner.headers)
+    assert broken.status_code == 500
+    assert [path] == ROLLBACKS
+    assert COMMITS == []
+    assert (await Project.get(id=acme.project.id)).name == "Acme app"
+    ROLLBACKS.clear()
+    renamed = await http.post(path, json={"name": "Renamed"}, headers=acme.owner.headers)
+    assert renamed.status_code == 200, renamed.text
+    assert ROLLBACKS == []
+    assert [path] == COMMITS
+
+
+@pytest.mark.postgres_only  # the commit is made to fail by a deferred trigger
+async def test_work_undoing_a_change_runs_when_the_commit_fails_after_the_handler_returned(
+    http: httpx.AsyncClient, database: None
+) -> None:
+    acme = await make_tenant("Acme")
+    path = f"/v1/projects/{acme.project.id}/rename-undoably"
+    COMMITS.clear()
+    ROLLBACKS.clear()
+    async with commits_failing("projects", "name", "Never committed"):
+        failed = await http.post(path, json={"name": "Never committed"}, headers=acme.owner.headers)
+    assert failed.status_code == 500
+    assert failed.json()["error"]["type"] == "api_error"
+    assert [path] == ROLLBACKS  # the handler had returned: what it did is undone
+    assert COMMITS == []
+    assert (await Project.get(id=acme.project.id)).name == "Acme app"
 
 
 async def test_head_is_answered_like_get(http: httpx.AsyncClient, database: None) -> None:

@@ -142,6 +142,8 @@ def test_each_push_type_says_which_of_the_device_s_tokens_it_goes_to() -> None:
         TokenSlot.DEVICE: {"kind": "alert", "alert": {"title": "Hi"}},
         TokenSlot.LIVE_ACTIVITY: {"kind": "liveactivity",
                                   "live_activity": {"event": "update", "content_state": {}}},
+        TokenSlot.ACTIVITY: {"kind": "liveactivity", "live_activity": {
+            "event": "update", "content_state": {}, "activity_id": "act_1"}},
         TokenSlot.PUSH_TO_START: {"kind": "liveactivity", "live_activity": start},
         TokenSlot.WIDGET: {"kind": "widget", "widget": {"kind": "OrderWidget"}},
     }  # fmt: skip

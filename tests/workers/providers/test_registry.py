@@ -60,3 +60,37 @@ def test_the_sandbox_and_the_api_send_to_the_token_the_live_provider_names() -> 
     assert PROVIDERS["sandbox"].token_slot(widget, "android") is TokenSlot.DEVICE
     assert PROVIDERS.token_slot(widget, "ios") is TokenSlot.WIDGET  # what the API asks
     assert PROVIDERS.token_slot(widget, "android") is TokenSlot.DEVICE
+
+
+def test_the_providers_declare_which_token_an_activity_addressed_by_id_goes_to() -> None:
+    """The worker asks, never decides: on iOS an update or end of an activity Brik addresses
+    by id goes to that activity's own token on the device, on Android to the device's token;
+    a provider for another platform declares its own."""
+
+    def live(event: str, **brik: str) -> PushContent:
+        fields = {"event": event, "content_state": {"eta": 5}, **brik}
+        if event == "start":
+            fields |= {"attributes_type": "OrderAttributes", "attributes": {}}
+        return PushContent.model_validate({"kind": "liveactivity", "live_activity": fields})
+
+    by_id = [live("update", activity_id="act_1"), live("end", activity_id="act_1")]
+    for content in by_id:
+        assert PROVIDERS["apns"].token_slot(content, "ios") is TokenSlot.ACTIVITY
+        assert PROVIDERS["sandbox"].token_slot(content, "ios") is TokenSlot.ACTIVITY
+        assert PROVIDERS["fcm"].token_slot(content, "android") is TokenSlot.DEVICE
+        assert PROVIDERS["sandbox"].token_slot(content, "android") is TokenSlot.DEVICE
+    started = live("start", activity_id="act_1")
+    assert PROVIDERS.token_slot(started, "ios") is TokenSlot.PUSH_TO_START
+    assert PROVIDERS.token_slot(started, "android") is TokenSlot.DEVICE
+    # Sent to devices (POST /v1/pushes), not by id: the device's one Live Activity token.
+    assert PROVIDERS.token_slot(live("update"), "ios") is TokenSlot.LIVE_ACTIVITY
+
+    def own_activity_tokens(content: PushContent, platform: str) -> TokenSlot:
+        return TokenSlot.ACTIVITY
+
+    web = dataclasses.replace(
+        fcm.FCM, name="web", platforms=frozenset({"web"}), tokens=own_activity_tokens
+    )
+    registry = Registry([apns.APNS, fcm.FCM, web, sandbox_of([apns.APNS, fcm.FCM, web])])
+    assert registry["web"].token_slot(by_id[0], "web") is TokenSlot.ACTIVITY
+    assert registry["sandbox"].token_slot(by_id[0], "web") is TokenSlot.ACTIVITY
