@@ -28,6 +28,7 @@ import contextlib
 import logging
 import os
 import secrets
+import signal
 import socket
 import time
 from contextlib import AsyncExitStack
@@ -92,6 +93,25 @@ class OutageTolerantWorker(Worker):
         super().__init__(*args, **kwargs)
         self.metrics = metrics
         self._reconnect_delay = FIRST_RECONNECT_SECONDS
+
+    async def close(self) -> None:
+        """arq's ``close``, except that a job cancelled by the stop is not an error of the stop.
+
+        arq cancels its jobs on SIGTERM and then gathers them as they are: a job cancelled
+        while it awaits the (shielded) recording of its result ends cancelled, its
+        CancelledError came out of ``close``, and a clean stop exited 1 before its
+        ``on_shutdown`` closed the providers. Its deliveries are safe either way (leases).
+        """
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        if not self._pool:
+            return
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        await self.pool.delete(self.health_check_key)
+        if self.on_shutdown:
+            await self.on_shutdown(self.ctx)
+        await self.pool.close(close_connection_pool=True)
+        self._pool = None
 
     async def main(self) -> None:
         while self._pool is None:

@@ -4,6 +4,7 @@ so after Redis comes back from an outage (polling stays the fallback meanwhile).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from controlplane.settings import Settings
 from tests.support.redis_server import RestartableRedis
 from tests.support.servers import running_worker, serving
 from tests.support.tenants import make_tenant
+from workers.worker import build_worker
 
 pytestmark = pytest.mark.database
 
@@ -66,3 +68,38 @@ async def test_a_push_is_taken_as_soon_as_it_is_queued_even_after_a_redis_restar
         own_redis.restart()  # the wake-up subscription drops with the connection
         await asyncio.sleep(2)  # the worker resubscribes on its own (no poll comes before a minute)
         await _sent_and_completed(client, tenant.secret_key)
+
+
+async def test_a_job_cancelled_by_the_stop_does_not_fail_the_stop(
+    make_settings: Callable[..., Settings], redis_url: str, database: None
+) -> None:
+    # arq cancels its jobs on SIGTERM; one cancelled while it awaits the shielded recording of
+    # its result ends cancelled, and arq's close() raised that CancelledError: the worker
+    # exited 1 without closing its providers (seen in the image rehearsal, now and then).
+    worker = build_worker(make_settings(redis_url=redis_url), handle_signals=False)
+    running = asyncio.create_task(worker.async_run())
+    for _ in range(1000):  # until it has its pool (a few milliseconds)
+        if worker._pool is not None:
+            break
+        await asyncio.sleep(0.01)
+    shut_down = []
+    on_shutdown = worker.on_shutdown
+
+    async def recorded(ctx: dict[str, object]) -> None:
+        assert on_shutdown is not None
+        await on_shutdown(ctx)
+        shut_down.append(True)
+
+    worker.on_shutdown = recorded
+
+    async def recording_its_result() -> None:
+        await asyncio.shield(asyncio.sleep(0.2))
+
+    worker.tasks["deliver:psh_1:accept:0"] = asyncio.create_task(recording_its_result())
+    await asyncio.sleep(0)
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    await worker.close()  # no CancelledError
+    assert shut_down == [True]
+    assert worker._pool is None
