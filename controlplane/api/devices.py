@@ -114,6 +114,14 @@ class DeviceWithStatus(Device):
     created: bool = Field(description="True when this call registered a new device.")
 
 
+def _check_device_token(platform: Platform, token: str) -> None:
+    """Refuse (naming ``token``) a device token that cannot be one of ``platform``'s."""
+    if platform is Platform.IOS and not _APNS_TOKEN.fullmatch(token):
+        raise field_error("token", "iOS device tokens are 64 to 200 hexadecimal characters")
+    if platform is Platform.ANDROID and not _FCM_TOKEN.fullmatch(token):
+        raise field_error("token", "not an FCM registration token")
+
+
 class DeviceRegistration(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": [_TOKENS_BY_PLATFORM]})
     token: str = Field(
@@ -139,10 +147,7 @@ class DeviceRegistration(BaseModel):
 
     @model_validator(mode="after")
     def _tokens_fit_the_platform(self) -> DeviceRegistration:
-        if self.platform is Platform.IOS and not _APNS_TOKEN.fullmatch(self.token):
-            raise field_error("token", "iOS device tokens are 64 to 200 hexadecimal characters")
-        if self.platform is Platform.ANDROID and not _FCM_TOKEN.fullmatch(self.token):
-            raise field_error("token", "not an FCM registration token")
+        _check_device_token(self.platform, self.token)
         for name, (_, ios_only) in IOS_TOKENS.items():
             value = getattr(self, name)
             if value is None:
@@ -174,10 +179,7 @@ class DeviceToken(BaseModel):
 
     @model_validator(mode="after")
     def _fits_the_platform(self) -> DeviceToken:
-        if self.platform is Platform.IOS and not _APNS_TOKEN.fullmatch(self.token):
-            raise field_error("token", "iOS device tokens are 64 to 200 hexadecimal characters")
-        if self.platform is Platform.ANDROID and not _FCM_TOKEN.fullmatch(self.token):
-            raise field_error("token", "not an FCM registration token")
+        _check_device_token(self.platform, self.token)
         return self
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 
-from controlplane.app import create_app
 from controlplane.auth.api_keys import issue_api_key
 from controlplane.models import (
     Delivery,
@@ -22,7 +21,6 @@ from controlplane.models import (
 )
 from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
-from tests.support.servers import serving
 from tests.support.tenants import Tenant, make_tenant
 
 pytestmark = pytest.mark.database
@@ -222,25 +220,6 @@ async def test_raw_tokens_are_the_devices_they_name(
     error = refused.json()["results"][0]["error"]
     assert (error["code"], error["param"]) == ("missing_scope", "messages.0.device_token")
     assert await Device.filter(project=acme.project).count() == 1
-
-
-@pytest.fixture
-async def start(
-    make_settings: Callable[..., Settings], database: None
-) -> AsyncIterator[Callable[..., Any]]:
-    """Serve the API on settings with the given overrides; yields a starter."""
-    servers: list[Any] = []
-
-    async def started(**overrides: Any) -> httpx.AsyncClient:
-        server = serving(create_app(make_settings(**overrides)))
-        url = await server.__aenter__()
-        client = httpx.AsyncClient(base_url=url, timeout=60)
-        servers.extend([server, client])
-        return client
-
-    yield started
-    for resource in reversed(servers):
-        await resource.__aexit__(None, None, None)
 
 
 async def test_past_the_quota_messages_are_taken_in_order_while_they_fit(

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
-from controlplane.app import create_app
 from controlplane.auth.api_keys import issue_api_key
 from controlplane.models import (
     Delivery,
@@ -21,9 +20,7 @@ from controlplane.models import (
     Push,
     UsagePeriod,
 )
-from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
-from tests.support.servers import serving
 from tests.support.tenants import Tenant, make_tenant
 
 pytestmark = pytest.mark.database
@@ -33,25 +30,6 @@ ALERT = {"kind": "alert", "alert": {"title": "Order shipped"}}
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-@pytest.fixture
-async def start(
-    make_settings: Callable[..., Settings], database: None
-) -> AsyncIterator[Callable[..., Any]]:
-    """Serve the API on settings with the given overrides; yields a starter."""
-    servers: list[Any] = []
-
-    async def started(**overrides: Any) -> httpx.AsyncClient:
-        server = serving(create_app(make_settings(**overrides)))
-        url = await server.__aenter__()
-        client = httpx.AsyncClient(base_url=url, timeout=60)
-        servers.extend([server, client])
-        return client
-
-    yield started
-    for resource in reversed(servers):
-        await resource.__aexit__(None, None, None)
 
 
 async def devices(client: httpx.AsyncClient, key: str, count: int, first: int = 0) -> list[str]:
