@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -36,6 +37,40 @@ async def test_a_handover_while_redis_is_down_is_enqueued_once_it_is_back(
             # Handing the same push over again (a retry whose answer was lost) adds nothing.
             await relay.hand_over(Handover("psh_1", ["dlv_1", "dlv_2"]))
             assert len(await redis.zrange("relay-test", 0, -1)) == 2
+        finally:
+            await relay.close()
+            await redis.aclose(close_connection_pool=True)
+
+
+async def test_a_batch_handed_over_while_redis_is_down_is_enqueued_whole_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    # POST /v1/pushes/batch hands all its pushes over in one call; with Redis away each is
+    # kept, and each is enqueued when it is back — the scheduled one at its moment.
+    with RestartableRedis(tmp_path) as server:
+        redis = queue_client(server.url, "relay-batch-test")
+        relay = EnqueueRelay(redis, CollectorRegistry())
+        later = datetime.now(UTC) + timedelta(hours=1)
+        try:
+            server.kill()
+            await relay.hand_over_many([
+                Handover("psh_a", ["dlv_1"]), Handover("psh_b", ["dlv_2", "dlv_3"]),
+                Handover("psh_c", ["dlv_4"], defer_until=later),
+            ])  # fmt: skip
+            assert relay.pending == 3
+            server.start()
+            deadline = time.monotonic() + 30
+            while relay.pending:
+                assert time.monotonic() < deadline, "the relay never handed them over"
+                await asyncio.sleep(0.05)
+            queued = dict(await redis.zrange("relay-batch-test", 0, -1, withscores=True))
+            assert sorted(queued) == [
+                b"deliver:psh_a:accept:0", b"deliver:psh_b:accept:0", b"deliver:psh_c:accept:0",
+            ]  # fmt: skip
+            assert queued[b"deliver:psh_c:accept:0"] == int(later.timestamp() * 1000)
+            # With Redis up, a batch goes in one call, and again is nothing more.
+            await relay.hand_over_many([Handover("psh_d", ["dlv_5"]), Handover("psh_a", ["dlv_1"])])
+            assert len(await redis.zrange("relay-batch-test", 0, -1)) == 4
         finally:
             await relay.close()
             await redis.aclose(close_connection_pool=True)

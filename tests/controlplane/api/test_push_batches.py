@@ -21,6 +21,7 @@ from controlplane.models import (
 )
 from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
+from tests.support.databases import commits_failing
 from tests.support.tenants import Tenant, make_tenant
 
 pytestmark = pytest.mark.database
@@ -261,3 +262,31 @@ async def test_live_messages_need_their_platforms_credential(
     )  # fmt: skip
     assert nobody["status"] == "accepted"  # reaches no device: needs no credential
     assert await Push.filter(project=acme.project).count() == 1
+
+
+@pytest.mark.postgres_only
+async def test_a_batch_whose_commit_fails_leaves_nothing_and_its_keys_free(
+    client: httpx.AsyncClient, database: None, settings: Settings, redis_url: str
+) -> None:
+    acme = await make_tenant("Acme")
+    await register(client, acme, IOS_TOKEN, tags=["t"])
+    messages = [
+        {**ALERT, "to": {"tags": ["t"]}, "idempotency_key": "fails-1"},
+        {"kind": "background", "data": {"n": 1}, "idempotency_key": "fails-2",
+         "device_token": {"platform": "android", "token": ANDROID_TOKEN}},
+    ]  # fmt: skip
+    async with commits_failing("pushes", "kind", "background"):
+        failed = await batch(client, acme.secret_key, *messages)
+    assert failed.status_code >= 500
+    # Nothing of it: no push, no device for the raw token, no key held, nothing queued.
+    assert await Push.filter(project=acme.project).count() == 0
+    assert await Device.filter(project=acme.project).count() == 1
+    assert not await IdempotencyKey.filter(project=acme.project).exists()
+    redis = Redis.from_url(redis_url)
+    try:
+        assert await redis.zcard(settings.queue_name) == 0
+    finally:
+        await redis.aclose()
+    # Sent again, it is sent: the keys were given back, not kept for a batch that never was.
+    again = (await batch(client, acme.secret_key, *messages)).json()
+    assert [(r["status"], r["replayed"]) for r in again["results"]] == [("accepted", False)] * 2
