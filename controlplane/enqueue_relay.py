@@ -57,20 +57,11 @@ class EnqueueRelay:
 
     async def hand_over(self, handover: Handover) -> None:
         """Enqueue now, or keep it and retry in the background; never raises for Redis."""
-        if not self._pending:
-            try:
-                await self._enqueue(handover)
-                return
-            except (RedisError, OSError):
-                logger.warning(
-                    "Redis is unreachable: push %s is accepted and will be enqueued when it is "
-                    "back", handover.push_id, exc_info=True,
-                )  # fmt: skip
-        self._keep(handover)
+        await self.hand_over_many([handover])
 
     async def hand_over_many(self, handovers: Sequence[Handover]) -> None:
-        """:meth:`hand_over` for a batch's pushes: one round trip per moment they are due
-        (as few as their jobs allow), or kept and retried like any other."""
+        """:meth:`hand_over` for several pushes (a batch's): one round trip per moment they
+        are due (as few as their jobs allow), or all kept and retried."""
         if not self._pending:
             due: dict[datetime | None, list[Handover]] = defaultdict(list)
             for handover in handovers:
@@ -84,8 +75,8 @@ class EnqueueRelay:
                 return
             except (RedisError, OSError):
                 logger.warning(
-                    "Redis is unreachable: %d pushes are accepted and will be enqueued when it "
-                    "is back", len(handovers), exc_info=True,
+                    "Redis is unreachable: %d accepted pushes (the first %s) will be enqueued "
+                    "when it is back", len(handovers), handovers[0].push_id, exc_info=True,
                 )  # fmt: skip
         for handover in handovers:  # again in full: the same job ids are enqueued once
             self._keep(handover)

@@ -39,12 +39,12 @@ _UNNEST_INSERT = """
 INSERT INTO "deliveries"
     ("id", "push_id", "device_id", "provider", "platform", "apns_id", "activity_token_id",
      "channel_id", "status", "attempts", "created_at")
-SELECT row.id, row.push_id, row.device_id, row.provider, row.platform, row.apns_id,
-    row.activity_token_id, row.channel_id, $1, 0, $2
-FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-            $9::bigint[], $10::text[])
-    AS row(id, push_id, device_id, provider, platform, apns_id, activity_token_id, channel_id)
-"""
+SELECT row.id, ($3::text[])[row.push_at], row.device_id, row.provider, row.platform,
+    row.apns_id, row.activity_token_id, row.channel_id, $1, 0, $2
+FROM unnest($4::text[], $5::int[], $6::text[], $7::text[], $8::text[], $9::text[],
+            $10::bigint[], $11::text[])
+    AS row(id, push_at, device_id, provider, platform, apns_id, activity_token_id, channel_id)
+"""  # each row names its push by position in $3: a 100k fan-out sends one push id, not 100k
 
 _UNNEST_INSERT_PUSHES = """
 INSERT INTO "pushes"
@@ -120,7 +120,9 @@ async def insert_deliveries_of(
 ) -> list[list[str]]:
     """:func:`insert_deliveries` for several pushes at once: each push's delivery ids."""
     client = Delivery._meta.db
-    rows = [(push, d) for push, destinations in pushes for d in destinations]
+    push_ids = [push.id for push, _ in pushes]
+    # (the push's position in push_ids, from 1 as PostgreSQL counts, and the destination)
+    rows = [(at, d) for at, (_, destinations) in enumerate(pushes, 1) for d in destinations]
     ids = new_ids("dlv", len(rows))
     every_apns_id = new_uuids(len(rows))
     for start in range(0, len(rows), CHUNK):
@@ -129,19 +131,18 @@ async def insert_deliveries_of(
         apns_ids = every_apns_id[start : start + CHUNK]
         if client.capabilities.dialect == "postgres":
             await client.execute_query(_UNNEST_INSERT, [
-                DeliveryStatus.QUEUED.value, datetime.now(UTC), chunk_ids,
-                [push.id for push, _ in chunk], [d.device_id for _, d in chunk],
+                DeliveryStatus.QUEUED.value, datetime.now(UTC), push_ids, chunk_ids,
+                [at for at, _ in chunk], [d.device_id for _, d in chunk],
                 [providers[d.platform] for _, d in chunk], [d.platform for _, d in chunk],
                 apns_ids, [d.activity_token_id for _, d in chunk],
                 [d.channel_id for _, d in chunk],
             ])  # fmt: skip
         else:
             await Delivery.bulk_create([
-                Delivery(id=delivery_id, push_id=push.id, device_id=d.device_id,
+                Delivery(id=delivery_id, push_id=push_ids[at - 1], device_id=d.device_id,
                          platform=d.platform, provider=providers[d.platform], apns_id=apns_id,
                          activity_token_id=d.activity_token_id, channel_id=d.channel_id)
-                for delivery_id, apns_id, (push, d) in zip(chunk_ids, apns_ids, chunk,
-                                                           strict=True)
+                for delivery_id, apns_id, (at, d) in zip(chunk_ids, apns_ids, chunk, strict=True)
             ])  # fmt: skip
     by_push: list[list[str]] = []
     taken = 0

@@ -52,7 +52,19 @@ async def claim(
             code="parameter_invalid",
             param="Idempotency-Key",
         )
-    now = datetime.now(UTC)
+    outcome = await _claim_one(project_id, mode, key, fingerprint, datetime.now(UTC))
+    if isinstance(outcome, Replay):
+        return JSONResponse(
+            outcome.body, status_code=outcome.status_code,
+            headers={"Idempotent-Replayed": "true"},
+        )  # fmt: skip
+    return outcome
+
+
+async def _claim_one(
+    project_id: str, mode: KeyMode, key: str, fingerprint: str, now: datetime
+) -> IdempotencyKey | Replay:
+    """The claim of ``key``, or the answer to replay; raises what :func:`_judge` raises."""
     for _ in range(2):
         try:
             return await IdempotencyKey.create(
@@ -62,13 +74,8 @@ async def claim(
         except IntegrityError:
             existing = await IdempotencyKey.get_or_none(project_id=project_id, mode=mode, key=key)
         outcome = await _judge(existing, fingerprint, now)
-        if isinstance(outcome, IdempotencyKey):
+        if outcome is not None:
             return outcome
-        if isinstance(outcome, Replay):
-            return JSONResponse(
-                outcome.body, status_code=outcome.status_code,
-                headers={"Idempotent-Replayed": "true"},
-            )  # fmt: skip
     raise IdempotencyConflict("The Idempotency-Key is contended; retry shortly.")
 
 
@@ -134,10 +141,7 @@ async def claim_many(
             try:
                 outcome = await _judge(existing.get(key), fingerprints[key], now)
                 if outcome is None:  # free again (rare): claimed alone
-                    single = await claim(project_id, mode, key, fingerprints[key])
-                    outcome = single if isinstance(single, IdempotencyKey) else Replay(
-                        single.status_code, json.loads(bytes(single.body))
-                    )
+                    outcome = await _claim_one(project_id, mode, key, fingerprints[key], now)
             except APIError as exc:
                 outcomes[key] = exc
                 continue

@@ -109,6 +109,16 @@ def _credential_missing(platform: str, provider: str, param: str | None) -> Inva
     )
 
 
+def _first_status(
+    destinations: list[Destination], send_at: datetime | None, now: datetime
+) -> PushStatus:
+    """A push's status as it is accepted: scheduled for later, queued, or — going to nobody —
+    completed at once."""
+    if send_at is not None and send_at > now:
+        return PushStatus.SCHEDULED
+    return PushStatus.QUEUED if destinations else PushStatus.COMPLETED
+
+
 async def accept_push(
     sender: Sender,
     content: PushContent,
@@ -129,17 +139,15 @@ async def accept_push(
     ``param``: the request field a missing credential is blamed on.
     """
     providers = await providers_for(sender, {d.platform for d in destinations}, param)
-    scheduled = send_at is not None and send_at > now
+    status = _first_status(destinations, send_at, now)
+    scheduled = status is PushStatus.SCHEDULED
     push = await Push.create(
         project=sender.project,
         mode=sender.mode,
         kind=content.kind,
         content=content.model_dump(mode="json", exclude_none=True),
         target=target,
-        status=(
-            PushStatus.SCHEDULED if scheduled
-            else PushStatus.QUEUED if destinations else PushStatus.COMPLETED
-        ),
+        status=status,
         collapse_id=content.collapse_id,
         send_at=send_at,
         recipients=len(destinations),
@@ -235,14 +243,10 @@ async def accept_pushes(
 def _push_of(push_id: str, outgoing: Outgoing, now: datetime) -> NewPush:
     """The push ``outgoing`` is committed as."""
     content, destinations, send_at = outgoing.content, outgoing.destinations, outgoing.send_at
-    scheduled = send_at is not None and send_at > now
     return NewPush(
         id=push_id, kind=content.kind,
         content=content.model_dump(mode="json", exclude_none=True), target=outgoing.target,
-        status=(
-            PushStatus.SCHEDULED if scheduled
-            else PushStatus.QUEUED if destinations else PushStatus.COMPLETED
-        ),
+        status=_first_status(destinations, send_at, now),
         collapse_id=content.collapse_id, send_at=send_at, recipients=len(destinations),
         completed_at=None if destinations else now,
     )  # fmt: skip

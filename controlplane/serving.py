@@ -19,8 +19,8 @@ GC_THRESHOLDS = (20_000, 20, 50)
 def collect_garbage_less_often() -> None:
     """Let the API process allocate more between garbage collections.
 
-    One realtime message is thousands of short-lived objects (a queue entry, a wake-up, a
-    chunk, a send per open stream). With CPython's defaults, fanning one message out to
+    One realtime message is thousands of short-lived objects (a chunk and a send per open
+    stream). With CPython's defaults, fanning one message out to
     5,000 streams set off collections of the older generations mid-way, each walking every
     object the open streams hold: ``loadtests/realtime.py`` measured a p99 of 680 ms, against
     about 200 ms with these thresholds (docs/benchmarks.md). Only objects in reference

@@ -26,9 +26,10 @@ from typing import Any
 import asyncpg
 
 from controlplane.audit import Actor
+from controlplane.auth.api_keys import issue_api_key
 from controlplane.billing import set_plan_by_admin
 from controlplane.embedded_redis import EmbeddedRedis
-from controlplane.models import Organization, Plan
+from controlplane.models import KeyKind, KeyMode, Organization, Plan, Project
 from controlplane.settings import Settings
 from tests.support.processes import brik_cloud_command, settings_environment
 
@@ -57,6 +58,19 @@ BENCH_PLAN = Plan.ENTERPRISE
 async def put_on_benchmark_plan(organization: Organization, settings: Settings) -> None:
     """The plan change ``brik-cloud set-plan ORG enterprise`` makes (controlplane/billing.py)."""
     await set_plan_by_admin(organization, BENCH_PLAN, settings, Actor("cli", None, "loadtests"))
+
+
+async def bench_project(
+    settings: Settings, pepper: str, name: str = "Bench"
+) -> tuple[Project, str]:
+    """A project of a new organization on the benchmark plan, and a live secret key of it
+    (hashed with ``pepper``, the run's secret key)."""
+    organization = await Organization.create(name=name)
+    await put_on_benchmark_plan(organization, settings)
+    project = await Project.create(organization=organization, name="Bench app")
+    _, live = await issue_api_key(project, name="live", kind=KeyKind.SECRET, mode=KeyMode.LIVE,
+                                  pepper=pepper)  # fmt: skip
+    return project, live
 
 
 def _admin_dsn() -> str:

@@ -36,18 +36,16 @@ from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
 from controlplane import db
-from controlplane.auth.api_keys import issue_api_key
-from controlplane.models import KeyKind, KeyMode, Organization, Project
 from controlplane.settings import Settings
 from loadtests.common import (
     RESULTS,
+    bench_project,
     bench_redis,
     cpu_per_thousand,
     cpu_snapshot,
     create_scratch_database,
     drop_scratch_database,
     peak_rss_mb,
-    put_on_benchmark_plan,
     run_identity,
     worker_process,
     write_results,
@@ -56,9 +54,9 @@ from loadtests.pipeline import (
     PUSH,
     SECRET,
     FakeApnsProcess,
-    _api,
-    _create_devices,
     apns_credential,
+    create_devices,
+    in_process_api,
 )
 from tests.support.apple import SigningKey, new_signing_key
 
@@ -70,15 +68,11 @@ async def _tenant(settings: Settings, api: httpx.AsyncClient, key: SigningKey,
     """An organization on the benchmark plan with a project, its live secret key, its own APNs
     credential (uploaded through the API, as a tenant does) and ``devices`` devices; the
     request headers of its key."""
-    organization = await Organization.create(name=f"Bench {secrets.token_hex(3)}")
-    await put_on_benchmark_plan(organization, settings)
-    project = await Project.create(organization=organization, name="Bench app")
-    _, live = await issue_api_key(project, name="live", kind=KeyKind.SECRET, mode=KeyMode.LIVE,
-                                  pepper=SECRET)  # fmt: skip
+    project, live = await bench_project(settings, SECRET, f"Bench {secrets.token_hex(3)}")
     auth = {"Authorization": f"Bearer {live}"}
     uploaded = await api.put("/v1/credentials/apns", json=apns_credential(key), headers=auth)
     assert uploaded.status_code == 200, uploaded.text
-    await _create_devices(project, settings, devices)
+    await create_devices(project, settings, devices)
     return auth
 
 
@@ -103,7 +97,7 @@ async def _run(
     devices: int, clients: int,
 ) -> dict[str, Any]:  # fmt: skip
     """``pushes`` pushes to ``devices`` devices each, from ``tenants`` tenants in turn."""
-    async with _api(settings) as api:
+    async with in_process_api(settings) as api:
         auths = [await _tenant(settings, api, key, devices) for _ in range(tenants)]
         senders = [auths[n % tenants] for n in range(pushes)]
         expected = pushes * devices

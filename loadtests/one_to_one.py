@@ -40,23 +40,22 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from controlplane import db
-from controlplane.auth.api_keys import issue_api_key
 from controlplane.auth.keys import hash_key
-from controlplane.models import Device, KeyKind, KeyMode, Organization, Project
+from controlplane.models import Device
 from controlplane.payloads import PushContent
 from controlplane.settings import Settings
 from loadtests.common import (
     RESULTS,
+    bench_project,
     bench_redis,
     cpu_seconds,
     create_scratch_database,
     drop_scratch_database,
-    put_on_benchmark_plan,
     run_identity,
     worker_process,
     write_results,
 )
-from loadtests.pipeline import PUSH, SECRET, TOPIC, FakeApnsProcess, _create_devices
+from loadtests.pipeline import PUSH, SECRET, TOPIC, FakeApnsProcess, create_devices
 from tests.support.apple import SigningKey, new_signing_key
 from tests.support.processes import free_port, running_command, settings_environment
 from workers.providers.apns import ApnsProvider
@@ -197,12 +196,8 @@ async def end_to_end(
 async def _project(settings: Settings, devices: int) -> tuple[str, list[str]]:
     """An Enterprise organization's project with ``devices`` iOS devices; its live secret key
     and the device ids, by device number."""
-    organization = await Organization.create(name="Bench")
-    await put_on_benchmark_plan(organization, settings)
-    project = await Project.create(organization=organization, name="Bench app")
-    _, live = await issue_api_key(project, name="live", kind=KeyKind.SECRET, mode=KeyMode.LIVE,
-                                  pepper=SECRET)  # fmt: skip
-    await _create_devices(project, settings, devices)
+    project, live = await bench_project(settings, SECRET)
+    await create_devices(project, settings, devices)
     # Device number n has the token f"{n:064x}" (loadtests/pipeline.py): found by its hash.
     ids = dict(await Device.filter(project_id=project.id).values_list("token_hash", "id"))
     return live, [ids[hash_key(token_of(n), SECRET)] for n in range(devices)]

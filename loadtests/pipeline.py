@@ -51,21 +51,20 @@ from redis.asyncio import Redis
 
 from controlplane import db
 from controlplane.app import create_app
-from controlplane.auth.api_keys import issue_api_key
 from controlplane.auth.keys import hash_key
 from controlplane.crypto import KeyRing
-from controlplane.models import Device, KeyKind, KeyMode, Organization, Platform, Project
+from controlplane.models import Device, KeyMode, Platform, Project
 from controlplane.payloads import PushContent
 from controlplane.settings import Settings
 from loadtests.common import (
     RESULTS,
+    bench_project,
     bench_redis,
     cpu_per_thousand,
     cpu_snapshot,
     create_scratch_database,
     drop_scratch_database,
     peak_rss_mb,
-    put_on_benchmark_plan,
     run_identity,
     worker_process,
     write_results,
@@ -265,7 +264,7 @@ async def pyfcm_async_sends_per_second(
 # -- (b) end to end ----------------------------------------------------------------------------
 
 
-async def _create_devices(
+async def create_devices(
     project: Project, settings: Settings, count: int, provider: str = "apns"
 ) -> None:
     keyring = KeyRing([k.get_secret_value() for k in settings.encryption_keys])
@@ -282,7 +281,7 @@ async def _create_devices(
 
 
 @asynccontextmanager
-async def _api(settings: Settings) -> Any:
+async def in_process_api(settings: Settings) -> Any:
     async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as api:
         yield api
 
@@ -290,15 +289,11 @@ async def _api(settings: Settings) -> Any:
 async def end_to_end(
     settings: Settings, fake: FakeProcess, provider: str, credential: dict[str, Any], count: int
 ) -> dict[str, Any]:
-    organization = await Organization.create(name="Bench")
-    await put_on_benchmark_plan(organization, settings)
-    project = await Project.create(organization=organization, name="Bench app")
-    _, live = await issue_api_key(project, name="live", kind=KeyKind.SECRET, mode=KeyMode.LIVE,
-                                  pepper=SECRET)  # fmt: skip
-    await _create_devices(project, settings, count, provider)
+    project, live = await bench_project(settings, SECRET)
+    await create_devices(project, settings, count, provider)
     auth = {"Authorization": f"Bearer {live}"}
     fake.ask("clear")
-    async with _api(settings) as api:
+    async with in_process_api(settings) as api:
         uploaded = await api.put(f"/v1/credentials/{provider}", json=credential, headers=auth)
         assert uploaded.status_code == 200, uploaded.text
         with worker_process(settings) as worker:

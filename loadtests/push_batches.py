@@ -37,21 +37,20 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from controlplane import db
-from controlplane.auth.api_keys import issue_api_key
 from controlplane.auth.keys import hash_key
-from controlplane.models import Device, KeyKind, KeyMode, Organization, Project
+from controlplane.models import Device
 from controlplane.settings import Settings
 from loadtests.common import (
     RESULTS,
+    bench_project,
     bench_redis,
     cpu_seconds,
     create_scratch_database,
     drop_scratch_database,
-    put_on_benchmark_plan,
     run_identity,
     write_results,
 )
-from loadtests.pipeline import PUSH, SECRET, TOPIC, _create_devices
+from loadtests.pipeline import PUSH, SECRET, TOPIC, create_devices
 from tests.support.apple import new_signing_key
 from tests.support.processes import free_port, running_command, settings_environment
 
@@ -156,12 +155,8 @@ async def raw(
 
 
 async def _project(settings: Settings, devices: int) -> tuple[str, str, list[str]]:
-    organization = await Organization.create(name="Bench")
-    await put_on_benchmark_plan(organization, settings)
-    project = await Project.create(organization=organization, name="Bench app")
-    _, live = await issue_api_key(project, name="live", kind=KeyKind.SECRET, mode=KeyMode.LIVE,
-                                  pepper=SECRET)  # fmt: skip
-    await _create_devices(project, settings, devices)
+    project, live = await bench_project(settings, SECRET)
+    await create_devices(project, settings, devices)
     # Statistics, as a database in service has them (autovacuum would, a minute later): just
     # after a bulk load the planner takes the table for empty and scans it for every lookup.
     await Device._meta.db.execute_script("ANALYZE devices")

@@ -45,7 +45,7 @@ from controlplane.analytics.events import (
     TrackedEvent,
 )
 from controlplane.analytics.reading import EventFilter, GroupBy, Period, Window
-from controlplane.api.bodies import validation_error
+from controlplane.api.bodies import item_refusal, validation_error
 from controlplane.api.pagination import ListQuery, Page
 from controlplane.api.routing import Auth, Call, Operation
 from controlplane.errors import DependencyUnavailable, InvalidRequest, ServiceUnavailable
@@ -92,15 +92,11 @@ class EventBatchResult(BaseModel):
 
 
 def _refusal(index: int, item: dict[str, Any], error: InvalidRequest) -> RefusedEvent:
-    where = f"events.{index}"
-    param = f"{where}.{error.param}" if error.param else where
-    message = error.message
-    if error.param and message.startswith(f"{error.param}: "):
-        message = message[len(error.param) + 2 :]
+    param, message = item_refusal(f"events.{index}", error)
     event_id = item.get("id")
     return RefusedEvent(
         index=index, id=event_id if isinstance(event_id, str) and len(event_id) <= 64 else None,
-        code=error.code, param=param, message=f"{param}: {message}",
+        code=error.code, param=param, message=message,
     )  # fmt: skip
 
 

@@ -27,7 +27,7 @@ from typing import Any, NoReturn, TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from controlplane.errors import InvalidRequest
+from controlplane.errors import APIError, InvalidRequest
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -198,6 +198,17 @@ async def parse_body(request: Request, model: type[ModelT]) -> ModelT:
         return model.model_validate_json(await request.body(), strict=True)
     except ValidationError as exc:
         raise validation_error(exc) from None
+
+
+def item_refusal(where: str, error: APIError) -> tuple[str, str]:
+    """The ``param`` and message of ``error`` refusing one item of a batch (``where``:
+    ``events.3``, ``messages.3``): its param from the batch's top (``events.3.timestamp``),
+    and the message led by it, as every error's is."""
+    param = f"{where}.{error.param}" if error.param else where
+    message = error.message
+    if error.param and message.startswith(f"{error.param}: "):
+        message = message[len(error.param) + 2 :]
+    return param, f"{param}: {message}"
 
 
 def validation_error(exc: ValidationError) -> InvalidRequest:

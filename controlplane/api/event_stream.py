@@ -76,7 +76,7 @@ def open_stream(
 
 class EventStreamResponse(StreamingResponse):
     """A ``text/event-stream`` answer that gives its stream's place back (``on_close``) however
-    it ends — even if it never starts. Realtime channels use it too (``api/realtime.py``)."""
+    it ends — even if it never starts."""
 
     def __init__(self, body: AsyncIterator[str], on_close: Callable[[], None]) -> None:
         super().__init__(

@@ -31,11 +31,11 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationError
 from starlette.responses import JSONResponse
-from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
 from controlplane import idempotency
 from controlplane.api.bodies import (
+    item_refusal,
     may_hold_unstorable_text,
     reject_unstorable_text,
     validation_error,
@@ -45,6 +45,7 @@ from controlplane.api.fields import Moment
 from controlplane.api.pushes import (
     PushSent,
     Target,
+    devices_named,
     sender_of,
     special_tokens,
     stamp_live_activity,
@@ -55,9 +56,7 @@ from controlplane.errors import APIError, InvalidRequest, PermissionDenied
 from controlplane.fan_out import Destination
 from controlplane.models import (
     TOKEN_COLUMNS,
-    Device,
     DeviceStatus,
-    DeviceTag,
     IdempotencyKey,
     Platform,
     TokenSlot,
@@ -154,13 +153,9 @@ Result = dict[str, Any]  # a MessageResult, built as JSON (500 models cost more 
 
 
 def _refused(index: int, error: APIError) -> Result:
-    where = f"messages.{index}"
-    param = f"{where}.{error.param}" if error.param else where
-    text = error.message
-    if error.param and text.startswith(f"{error.param}: "):
-        text = text[len(error.param) + 2 :]
+    param, message = item_refusal(f"messages.{index}", error)
     return {"index": index, "status": "refused", "push": None, "replayed": False,
-            "error": {"type": error.type, "code": error.code, "message": f"{param}: {text}",
+            "error": {"type": error.type, "code": error.code, "message": message,
                       "param": param}}  # fmt: skip
 
 
@@ -329,18 +324,9 @@ async def _named_devices(call: Call, targets: list[Target]) -> _Named:
     ids = {d for target in targets for d in target.device_ids}
     users = {u for target in targets for u in target.user_ids}
     tags = {t for target in targets for t in target.tags}
-    wanted = Q()
-    if ids:
-        wanted |= Q(id__in=ids)
-    if users:
-        wanted |= Q(user_id__in=users)
-    if tags:
-        tagged = DeviceTag.filter(tag__in=tags).values("device_id")
-        wanted |= Q(id__in=Subquery(tagged))
     if not (ids or users or tags):
         return _Named([])
-    rows = await call.tenant.query(Device).filter(wanted).values(*DEVICE_FACTS)
-    return _Named(rows)
+    return _Named(await devices_named(call, ids, users, tags).values(*DEVICE_FACTS))
 
 
 async def _accept(call: Call, messages: list[_Message], results: list[Result | None]) -> None:

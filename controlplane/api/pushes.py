@@ -17,6 +17,7 @@ providers declare) — the 202 says so in ``warnings`` rather than "completing" 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal
@@ -187,14 +188,24 @@ class DeliveryListQuery(ListQuery):
 
 def _named(call: Call, target: Target) -> QuerySet[Device]:
     """Every device of the key's project and mode the target names, whatever its state."""
+    return devices_named(call, target.device_ids, target.user_ids, target.tags)
+
+
+def devices_named(
+    call: Call, device_ids: Collection[str], user_ids: Collection[str], tags: Collection[str]
+) -> QuerySet[Device]:
+    """Every device of the key's project and mode with one of ``device_ids``, ``user_ids`` or
+    ``tags`` (a batch asks for all its messages' at once), whatever its state. At least one
+    must be given (an empty filter would name every device)."""
+    assert device_ids or user_ids or tags, "name at least one device, user or tag"
     wanted = Q()
-    if target.device_ids:
-        wanted |= Q(id__in=target.device_ids)
-    if target.user_ids:
-        wanted |= Q(user_id__in=target.user_ids)
-    if target.tags:
+    if device_ids:
+        wanted |= Q(id__in=list(device_ids))
+    if user_ids:
+        wanted |= Q(user_id__in=list(user_ids))
+    if tags:
         # A subquery, not a join: a join would drop devices without tags from the other terms.
-        tagged = DeviceTag.filter(tag__in=target.tags).values("device_id")
+        tagged = DeviceTag.filter(tag__in=list(tags)).values("device_id")
         wanted |= Q(id__in=Subquery(tagged))
     return call.tenant.query(Device).filter(wanted)
 

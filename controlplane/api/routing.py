@@ -197,7 +197,6 @@ class Call:
         after all: work that would break a committed change checks that it is not there.
         """
         callbacks, self.after_rollback = self.after_rollback, []
-        self.after_commit = []
         for callback in callbacks:
             try:
                 await callback()

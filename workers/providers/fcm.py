@@ -232,9 +232,7 @@ class FcmProvider:
         self, *, service_account: dict[str, Any], settings: Settings,
         max_in_flight: int | None = None,
     ) -> None:  # fmt: skip
-        in_flight = max_in_flight or settings.fcm_in_flight
-        self._sender = FcmSender(service_account, settings, max_in_flight=in_flight)
-        self._in_flight = asyncio.Semaphore(in_flight)
+        self._sender = FcmSender(service_account, settings, max_in_flight=max_in_flight)
 
     @classmethod
     def connect(cls, credential: Credential, settings: Settings) -> FcmProvider:
@@ -248,11 +246,10 @@ class FcmProvider:
         return list(await asyncio.gather(*(self._send_one(push) for push in pushes)))
 
     async def _send_one(self, push: FcmPush) -> Outcome:
-        async with self._in_flight:
-            try:
-                result = await self._sender.send(push.message)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                return Outcome.retry(f"FCM connection failed: {type(exc).__name__}")
+        try:
+            result = await self._sender.send(push.message)  # at most max_in_flight at once
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return Outcome.retry(f"FCM connection failed: {type(exc).__name__}")
         return classify(result)
 
     async def close(self) -> None:

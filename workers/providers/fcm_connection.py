@@ -102,27 +102,30 @@ class FcmSender:
         self._endpoint: str = self._fcm.fcm_end_point
         self.max_retry_after = max_retry_after
         self.request_timeout = request_timeout
-        self._in_flight = max_in_flight or settings.fcm_in_flight
+        # The one bound on sends waiting at once: waiting here, a send's 30 s timeout has not
+        # started (aiohttp counts a wait for a pool slot in it), so the pool itself is unbounded.
+        self._in_flight = asyncio.Semaphore(max_in_flight or settings.fcm_in_flight)
         self._session: aiohttp.ClientSession | None = None  # made on the first send (a loop)
 
     async def send(self, message: dict[str, Any]) -> FcmResult:
         """POST ``{"message": message}``; the outcome, or an ``aiohttp.ClientError`` (or a
         ``TimeoutError``) when no answer came."""
         payload = self._fcm.json_dumps({"message": message})
-        try:
-            response = await self._post(payload)
-        except (RefreshError, TransportError) as exc:
-            # The token endpoint refused the service account (revoked key, wrong account).
-            return FcmResult(
-                status=401,
-                error_status="UNAUTHENTICATED",
-                error_code=CREDENTIALS_REFUSED,
-                error_message=f"Google refused the service account: {exc}"[:500],
-            )
-        result = self._result(response)
-        if result.status == 401 and result.error_code is None and self._token_expired(response):
-            result = self._result(await self._post(payload, stale_token=True))
-        return result
+        async with self._in_flight:
+            try:
+                response = await self._post(payload)
+            except (RefreshError, TransportError) as exc:
+                # The token endpoint refused the service account (revoked key, wrong account).
+                return FcmResult(
+                    status=401,
+                    error_status="UNAUTHENTICATED",
+                    error_code=CREDENTIALS_REFUSED,
+                    error_message=f"Google refused the service account: {exc}"[:500],
+                )
+            result = self._result(response)
+            if result.status == 401 and result.error_code is None and self._token_expired(response):
+                result = self._result(await self._post(payload, stale_token=True))
+            return result
 
     async def close(self) -> None:
         if self._session is not None:
@@ -132,7 +135,7 @@ class FcmSender:
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._in_flight, limit_per_host=0),
+                connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
                 timeout=aiohttp.ClientTimeout(total=self.request_timeout),
             )
         return self._session
