@@ -95,7 +95,11 @@ async def test_rotated_keys_are_refused_at_once_by_running_api_processes(
         url = f"http://127.0.0.1:{port}"
         with running_command("serve", "--host", "127.0.0.1", "--port", str(port), env=env,
                              ready_url=f"{url}/healthz"):  # fmt: skip
-            async with httpx.AsyncClient(base_url=url) as http:
+            # A new connection per request: the checks around the Redis outage are seconds apart,
+            # longer than the server's keep-alive, and a reused connection could be closed by the
+            # server just as the request goes out (HTTP's race, not the rotation's).
+            no_reuse = httpx.Limits(max_keepalive_connections=0)
+            async with httpx.AsyncClient(base_url=url, limits=no_reuse) as http:
 
                 async def accepted(key: str) -> bool:
                     answer = await http.get(
