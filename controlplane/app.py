@@ -123,7 +123,8 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.state.metrics_registry = registry
     app.state.queue_depth = Gauge(
-        "brik_queue_depth", "Jobs waiting in the arq queue (read at scrape time).",
+        "brik_queue_depth",
+        "Work waiting for the workers: arq jobs and lane entries (read at scrape time).",
         registry=registry,
     )  # fmt: skip
     app.state.settings = settings

@@ -19,7 +19,7 @@ docs/webhooks.md documents (a test compares them); the ``data.object`` of each i
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -190,6 +190,22 @@ async def outbox(project_id: str, mode: KeyMode) -> Outbox:
         "id", "events"
     )
     return Outbox(project_id, mode, tuple(Listener(str(i), tuple(e)) for i, e in rows))
+
+
+async def outboxes(
+    pairs: Collection[tuple[str, KeyMode]],
+) -> dict[tuple[str, KeyMode], Outbox]:
+    """:func:`outbox` for each ``(project id, mode)`` of ``pairs``, read in one query."""
+    found: dict[tuple[str, KeyMode], list[Listener]] = {pair: [] for pair in pairs}
+    if found:
+        rows = await WebhookEndpoint.filter(
+            project_id__in={project for project, _ in found}, enabled=True
+        ).values_list("project_id", "mode", "id", "events")
+        for project_id, mode, endpoint_id, events in rows:
+            listeners = found.get((str(project_id), KeyMode(mode)))
+            if listeners is not None:
+                listeners.append(Listener(str(endpoint_id), tuple(events)))
+    return {pair: Outbox(pair[0], pair[1], tuple(each)) for pair, each in found.items()}
 
 
 async def organization_outboxes(organization_id: str, mode: KeyMode) -> list[Outbox]:

@@ -32,6 +32,7 @@ import signal
 import socket
 import time
 from contextlib import AsyncExitStack
+from functools import partial
 from typing import Any
 
 from arq import Worker, cron, func
@@ -54,13 +55,14 @@ from controlplane.settings import Settings
 from workers.device_cap import DeviceCap
 from workers.egress import EgressLimiter
 from workers.in_flight import InFlightBudget
+from workers.lane import Lane
 from workers.metrics import WorkerMetrics
 from workers.provider_cache import ProviderCache
 from workers.tasks.activity_lifecycle import scheduled_activity_sweep
 from workers.tasks.analytics import scheduled_analytics_load, scheduled_analytics_purge
 from workers.tasks.api_key_usage import scheduled_api_key_usage_flush
 from workers.tasks.billing import scheduled_billing
-from workers.tasks.deliver import deliver_batch
+from workers.tasks.deliver import deliver_batch, deliver_pushes
 from workers.tasks.exports import (
     EXPORT_JOB_TIMEOUT_SECONDS,
     build_export,
@@ -131,7 +133,13 @@ class OutageTolerantWorker(Worker):
         if self.on_startup:
             await self.on_startup(self.ctx)
         woken = asyncio.Event()
-        listener = asyncio.create_task(self._listen_for_work(woken))
+        lane = Lane(
+            self.pool, self.queue_name, self.ctx["worker_id"], partial(deliver_pushes, self.ctx),
+            take_over_idle_seconds=self.ctx["settings"].delivery_lease_seconds,
+            poll_seconds=self.poll_delay_s,
+        )  # fmt: skip
+        listener = asyncio.create_task(self._listen_for_work(woken, lane.woken))
+        lane.start()
         try:
             while True:
                 woken.clear()
@@ -143,17 +151,19 @@ class OutageTolerantWorker(Worker):
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
+            await lane.stop()
 
-    async def _listen_for_work(self, woken: asyncio.Event) -> None:
-        """Set ``woken`` each time the queue's wake channel rings; through a Redis outage,
-        try again (polling goes on meanwhile)."""
+    async def _listen_for_work(self, *woken: asyncio.Event) -> None:
+        """Set each of ``woken`` each time the queue's wake channel rings; through a Redis
+        outage, try again (polling goes on meanwhile)."""
         while True:
             pubsub = self.pool.pubsub()
             try:
                 await pubsub.subscribe(wake_channel(self.queue_name))
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
-                        woken.set()
+                        for event in woken:
+                            event.set()
             except (RedisError, OSError, TimeoutError):
                 await asyncio.sleep(self._reconnect_delay)
             finally:

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from tortoise.connection import get_connection
 
-from controlplane.core.queue import enqueue_heartbeat
+from controlplane.core.queue import enqueue_heartbeat, queue_depth
 from controlplane.errors import InvalidRequest, ServiceUnavailable, error_body
 from controlplane.models import WorkerHeartbeat
 
@@ -67,7 +67,7 @@ async def metrics(request: Request) -> Response:
     registry: CollectorRegistry = request.app.state.metrics_registry
     redis: ArqRedis = request.app.state.redis
     try:
-        depth = await redis.zcard(request.app.state.settings.queue_name)
+        depth = await queue_depth(redis)
     except (RedisError, OSError):
         pass  # Redis is down: /readyz says so; the last known depth stays
     else:

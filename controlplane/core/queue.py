@@ -11,6 +11,15 @@ heartbeat goes in through :func:`enqueue_heartbeat`, a project export's build th
 :func:`enqueue_export`; the worker registers its functions under
 the same names (``workers/worker.py``).
 
+Small pushes due now — up to :data:`LANE_MAX_DELIVERIES` deliveries, the everyday send to one
+user or device — skip arq and go into the *lane* (:func:`lane_stream`), a Redis stream each
+worker reads through one consumer group, many pushes per read (``workers/lane.py``): one read,
+one claim, one send of them all and one write of the outcomes instead of one job per push, each
+with arq's own half-dozen Redis round trips. An entry names a push and its deliveries, as a
+job does; reading it twice (a worker that died before acknowledging it) finds nothing left to
+claim. Deferred handovers (a scheduled push, a retry, a held row) and large fan-outs, which are
+spread over the workers 500 deliveries at a time, stay arq jobs.
+
 Jobs due now also ring the queue's wake channel (:func:`wake_channel`): an idle worker takes
 them at once instead of at its next poll (``workers/worker.py``); polling remains the way
 deferred jobs and a missed wake-up are found.
@@ -46,20 +55,36 @@ WEBHOOK_JOB = "deliver_webhook"
 EXPORT_JOB = "build_export"
 
 
+LANE_MAX_DELIVERIES = 100  # a push with more deliveries than this goes as arq jobs
+LANE_GROUP = "workers"  # the lane's consumer group: every worker reads through it
+
+
 def wake_channel(queue_name: str) -> str:
     """The Redis pub/sub channel that tells a queue's idle workers new work is due."""
     return f"{queue_name}:wake"
 
 
-# KEYS: the queue, then each job's key and result key. ARGV: the wake channel ('' for none),
-# then each job's id, score (ms), lifetime (ms) and serialized body. Returns 1/0 per job
-# (0: arq already holds a job or a result under that id, as enqueue_job's None).
+def lane_stream(queue_name: str) -> str:
+    """The Redis stream of small pushes due now, beside the queue (see the module's doc)."""
+    return f"{queue_name}:lane"
+
+
+# KEYS: the queue, the lane, then each job's key and result key. ARGV: the wake channel ('' for
+# none), the number of lane entries, each entry's push id and delivery ids (comma-separated),
+# then each job's id, score (ms), lifetime (ms) and serialized body. Returns 1/0 per job (0:
+# arq already holds a job or a result under that id, as enqueue_job's None).
 _ENQUEUE = """
 local taken = {}
-local due = false
-for i = 0, (#ARGV - 1) / 4 - 1 do
-  local job_key, result_key = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
-  local id, score, ttl, body = ARGV[2 + 4 * i], ARGV[3 + 4 * i], ARGV[4 + 4 * i], ARGV[5 + 4 * i]
+local entries = tonumber(ARGV[2])
+local due = entries > 0
+for i = 0, entries - 1 do
+  redis.call('XADD', KEYS[2], '*', 'p', ARGV[3 + 2 * i], 'd', ARGV[4 + 2 * i])
+end
+local first = 3 + 2 * entries
+for i = 0, (#ARGV - first + 1) / 4 - 1 do
+  local job_key, result_key = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
+  local at = first + 4 * i
+  local id, score, ttl, body = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
   if redis.call('EXISTS', job_key, result_key) > 0 then
     taken[i + 1] = 0
   else
@@ -90,9 +115,11 @@ async def _enqueue_jobs(
     *,
     defer_until: datetime | None = None,
     defer_by: float | None = None,
+    lane: Sequence[tuple[str, Sequence[str]]] = (),
 ) -> list[bool]:
     """arq's ``enqueue_job`` for each of ``jobs``, in one round trip per
-    :data:`JOBS_PER_SCRIPT`; True where enqueued. Jobs due now ring the wake channel."""
+    :data:`JOBS_PER_SCRIPT`; True where enqueued. ``lane`` (pushes due now: push id, delivery
+    ids) goes into the lane in the first round trip. Work due now rings the wake channel."""
     now_ms = int(time.time() * 1000)
     if defer_until is not None:
         score = int(defer_until.timestamp() * 1000)
@@ -105,9 +132,12 @@ async def _enqueue_jobs(
     deferred = defer_until is not None or bool(defer_by)
     wake = "" if deferred else wake_channel(queue)
     taken: list[bool] = []
-    for first in range(0, len(jobs), JOBS_PER_SCRIPT):
-        keys: list[str] = [queue]
-        args: list[Any] = [wake]
+    for first in range(0, max(len(jobs), 1 if lane else 0), JOBS_PER_SCRIPT):
+        keys: list[str] = [queue, lane_stream(queue)]
+        entries = lane if first == 0 else ()
+        args: list[Any] = [wake, len(entries)]
+        for push_id, delivery_ids in entries:
+            args += [push_id, ",".join(delivery_ids)]
         for job in jobs[first : first + JOBS_PER_SCRIPT]:
             keys += [job_key_prefix + job.job_id, result_key_prefix + job.job_id]
             body = serialize_job(job.function, job.args, {}, None, now_ms,
@@ -138,7 +168,8 @@ async def enqueue_deliveries(
 
     ``origin`` names who hands them over (``accept``, ``retry:…``, ``egress:…``,
     ``reconcile:…``) and must make the job ids unique among the handovers of one push: the
-    same origin twice is the same jobs, enqueued once. Returns the number of jobs. Raises
+    same origin twice is the same jobs, enqueued once (a lane entry handed over twice is read
+    twice and its deliveries claimed once). Returns the number of jobs and lane entries. Raises
     whatever Redis raises; callers decide what an unreachable Redis means for them.
     """
     return await enqueue_deliveries_of(
@@ -156,16 +187,33 @@ async def enqueue_deliveries_of(
     defer_by: float | None = None,
 ) -> int:
     """:func:`enqueue_deliveries` for several pushes' deliveries (a batch's), in as few round
-    trips as their jobs allow."""
-    jobs = [
-        _Job(DELIVER_JOB, (push_id, list(delivery_ids[start : start + DELIVERY_BATCH_SIZE])),
-             f"deliver:{push_id}:{origin}:{number}")
-        for push_id, delivery_ids in pushes
-        for number, start in enumerate(range(0, len(delivery_ids), DELIVERY_BATCH_SIZE))
-    ]  # fmt: skip
-    if jobs:
-        await _enqueue_jobs(redis, jobs, defer_until=defer_until, defer_by=defer_by)
-    return len(jobs)
+    trips as their jobs allow. Small pushes due now go into the lane, one entry each."""
+    due_now = defer_until is None and not defer_by
+    lane: list[tuple[str, Sequence[str]]] = []
+    jobs: list[_Job] = []
+    for push_id, delivery_ids in pushes:
+        if due_now and 0 < len(delivery_ids) <= LANE_MAX_DELIVERIES:
+            lane.append((push_id, delivery_ids))
+            continue
+        jobs += [
+            _Job(DELIVER_JOB, (push_id, list(delivery_ids[start : start + DELIVERY_BATCH_SIZE])),
+                 f"deliver:{push_id}:{origin}:{number}")
+            for number, start in enumerate(range(0, len(delivery_ids), DELIVERY_BATCH_SIZE))
+        ]  # fmt: skip
+    if jobs or lane:
+        await _enqueue_jobs(redis, jobs, defer_until=defer_until, defer_by=defer_by, lane=lane)
+    return len(jobs) + len(lane)
+
+
+async def queue_depth(redis: ArqRedis) -> int:
+    """Work waiting for the workers: arq's jobs (due or deferred) and the lane's entries (small
+    pushes due now, taken and not yet acknowledged included)."""
+    queue = redis.default_queue_name
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(queue)
+        pipe.xlen(lane_stream(queue))
+        jobs, entries = await pipe.execute()
+    return int(jobs) + int(entries)
 
 
 async def enqueue_webhook_delivery(

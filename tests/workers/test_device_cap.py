@@ -14,7 +14,8 @@ from workers.tasks.deliver import Claimed
 
 def claimed(delivery: str, device: str, attempts: int = 1) -> Claimed:
     return Claimed(
-        id=delivery, provider="sandbox", platform="ios", apns_id="", attempts=attempts,
+        id=delivery, push_id="psh_1", provider="sandbox", platform="ios", apns_id="",
+        attempts=attempts,
         device_id=device, device_status="active", token_encrypted=None,
         live_activity_token_encrypted=None, push_to_start_token_encrypted=None,
         widget_push_token_encrypted=None,

@@ -1,4 +1,12 @@
-"""The delivery job: send a batch of a push's deliveries, record every outcome, never twice.
+"""Delivery: send pushes' deliveries, record every outcome, never twice.
+
+:func:`deliver_pushes` takes the deliveries of one push or of many at once: the arq job
+(:func:`deliver_batch`, a fan-out's share of one push, a retry, a held row) hands it one push,
+the worker's lane of small pushes due now (:mod:`workers.lane`) every push it took in one read.
+Whatever can be shared is: one read of the pushes and of their projects' webhook endpoints,
+one claim and one read of the claimed rows per chunk across pushes, sends to different
+projects and providers side by side, one UPDATE per outcome across pushes, one statement that
+completes every finished push, one Redis round trip that tells their event streams.
 
 Each delivery row is claimed with one conditional UPDATE — only rows still ``queued`` (and due)
 or ``sending`` with an expired lease — stamped with this run's lease token. Only rows carrying
@@ -22,20 +30,22 @@ completion (``push.completed``) are written with their webhook events in one tra
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+from redis.asyncio import Redis
 from tortoise.expressions import F, Q, Subquery
 from tortoise.transactions import in_transaction
 
 from controlplane.core.keyspace import events_channel
-from controlplane.core.queue import enqueue_deliveries
+from controlplane.core.queue import enqueue_deliveries_of
 from controlplane.crypto import KeyRing, UndecryptableSecret
 from controlplane.models import (
     TOKEN_COLUMNS,
@@ -45,6 +55,7 @@ from controlplane.models import (
     DeliveryStatus,
     Device,
     DeviceStatus,
+    KeyMode,
     ProviderCredential,
     ProviderName,
     Push,
@@ -59,7 +70,7 @@ from controlplane.webhook_events import (
     credential_failing_data,
     delivery_failed_data,
     device_invalidated_data,
-    outbox,
+    outboxes,
     push_data,
 )
 from workers.device_cap import DeviceCap
@@ -91,6 +102,7 @@ class Claimed:
     """
 
     id: str
+    push_id: str
     provider: str
     platform: str
     apns_id: str
@@ -114,8 +126,8 @@ DEVICE_TOKEN = TOKEN_COLUMNS[TokenSlot.DEVICE]
 TOKEN_NAMES = {TOKEN_COLUMNS[slot]: name for slot, name in SLOT_NAMES.items()}
 
 CLAIMED_FIELDS = (
-    "id", "provider", "platform", "apns_id", "attempts", "device_id", "activity_token_id",
-    "channel_id", "reason",
+    "id", "push_id", "provider", "platform", "apns_id", "attempts", "device_id",
+    "activity_token_id", "channel_id", "reason",
 )  # fmt: skip
 CLAIMED_DEVICE_FIELDS = {
     "activity_token_encrypted": "activity_token__token_encrypted",
@@ -141,79 +153,133 @@ def _claimable(now: datetime) -> Q:
     )
 
 
-def _push_still_open(push_id: str) -> Subquery:
-    """The push, unless canceled (or deleted with its project) — locked for the claim.
+def _pushes_still_open(push_ids: Sequence[str]) -> Subquery:
+    """The pushes, unless canceled (or deleted with their project) — locked for the claim.
 
-    The claim locks the push row (``FOR NO KEY UPDATE``) before any delivery row: canceling
-    the push (``controlplane/project_deletion.py``) waits for a claim under way, and a claim
-    waits for the cancel and then finds the push canceled. So once a cancel has committed no
-    delivery of the push is claimed, and every claim made before it is already visible as
-    ``sending`` — which is what the deletion waits for. Claims of one push run one after the
-    other (milliseconds each); SQLite has no row locks and serialises every write anyway.
+    The claim locks the push rows (``FOR NO KEY UPDATE``, in id order so two claims of
+    overlapping pushes cannot deadlock) before any delivery row: canceling a push
+    (``controlplane/project_deletion.py``) waits for a claim under way, and a claim waits for
+    the cancel and then finds the push canceled. So once a cancel has committed no delivery of
+    the push is claimed, and every claim made before it is already visible as ``sending`` —
+    which is what the deletion waits for. Claims of one push run one after the other
+    (milliseconds each); SQLite has no row locks and serialises every write anyway.
     """
-    push = Push.filter(id=push_id).exclude(status=PushStatus.CANCELED)
-    return Subquery(push.select_for_update(no_key=True).only("id"))
+    pushes = Push.filter(id__in=push_ids).exclude(status=PushStatus.CANCELED).order_by("id")
+    return Subquery(pushes.select_for_update(no_key=True).only("id"))
+
+
+@dataclass(frozen=True, slots=True)
+class PushAtHand:
+    """A push being delivered by this run, with what every chunk needs of it, read once."""
+
+    push: Push
+    content: PushContent
+    hooks: Outbox
+
+
+Work = Sequence[tuple[str, Sequence[str]]]  # (push id, its delivery ids), push by push
 
 
 async def deliver_batch(
     ctx: dict[str, Any], push_id: str, delivery_ids: list[str]
 ) -> dict[str, int]:
-    push = await Push.get_or_none(id=push_id)
-    if push is None or push.status is PushStatus.CANCELED:
+    """The arq job: ``delivery_ids`` of one push (see :mod:`controlplane.core.queue`)."""
+    return await deliver_pushes(ctx, [(push_id, delivery_ids)])
+
+
+async def deliver_pushes(ctx: dict[str, Any], work: Work) -> dict[str, int]:
+    """Send and record the deliveries of ``work``; the outcomes counted by kind.
+
+    Deliveries already claimed or finished elsewhere, and those of a canceled push, are
+    skipped. Raises what a send or a write raises; what was recorded stays recorded, and a row
+    claimed but not recorded goes again when its lease runs out (the reconciler).
+    """
+    wanted = list(dict.fromkeys(push_id for push_id, _ in work))
+    pushes = await Push.filter(id__in=wanted).exclude(status=PushStatus.CANCELED)
+    if not pushes:
         return {}
+    boxes = await outboxes({(push.project_id, push.mode) for push in pushes})  # type: ignore[attr-defined]
+    at_hand = {
+        push.id: PushAtHand(
+            push, PushContent.model_validate(push.content),
+            boxes[(push.project_id, push.mode)],  # type: ignore[attr-defined]
+        )
+        for push in pushes
+    }  # fmt: skip
+    deliveries = [
+        (push_id, delivery_id)
+        for push_id, delivery_ids in work if push_id in at_hand
+        for delivery_id in delivery_ids
+    ]  # fmt: skip
     metrics: WorkerMetrics | None = ctx.get("metrics")
     if metrics is not None:
         metrics.jobs_in_progress.inc()
     counts: Counter[str] = Counter()
+    moving: set[str] = set()  # pushes with a delivery sent (or refused) by this run
     budget: InFlightBudget = ctx["in_flight"]
-    content = PushContent.model_validate(push.content)
-    providers = JobProviders(ctx["providers"], push.project_id)  # type: ignore[attr-defined]
-    hooks = await outbox(push.project_id, push.mode)  # type: ignore[attr-defined]
+    providers: dict[str, JobProviders] = {}
     try:
         # Chunks no larger than the in-flight budget, each claimed, sent *and recorded* under
         # its reservation: a crash leaves at most that many sends unrecorded, a cancelled job
         # none (the chunk finishes), and a lease only has to cover one chunk's send, not a
         # whole batch waiting its turn.
         size = chunk_size(budget.limit)
-        starts = range(0, len(delivery_ids), size)
+        starts = range(0, len(deliveries), size)
         for start in starts:
-            chunk_ids = delivery_ids[start : start + size]
-            chunk = partial(_deliver_chunk, ctx, push, content, providers, chunk_ids, start, hooks)
-            sent = await budget.run(len(chunk_ids), chunk)
-            counts.update(sent)
-            if sent and start != starts[-1]:  # more to send: say so while it goes on
-                await _mark_sending(push)
+            chunk = deliveries[start : start + size]
+            work_of_chunk = partial(_deliver_chunk, ctx, at_hand, providers, chunk, start)
+            sent = await budget.run(len(chunk), work_of_chunk)
+            for push_id, kinds in sent.items():
+                counts.update(kinds)
+                moving.add(push_id)
+            if moving and start != starts[-1]:  # more to send: say so while it goes on
+                await _mark_sending(at_hand, moving)
     finally:
         if metrics is not None:
             metrics.jobs_in_progress.dec()
-    if not await _complete_if_final(push, hooks) and counts:
-        await _mark_sending(push)  # retries or other jobs' deliveries still to go
-    await ctx["redis"].publish(events_channel(push_id), "changed")
+    if await _complete_finished(at_hand) < len(at_hand) and moving:
+        await _mark_sending(at_hand, moving)  # retries or other jobs' deliveries still to go
+    await _tell_streams(ctx["redis"], at_hand)
     return dict(counts)
 
 
-async def _mark_sending(push: Push) -> None:
-    if push.status is not PushStatus.SENDING:
-        await Push.filter(id=push.id, status__in=[PushStatus.QUEUED, PushStatus.SCHEDULED]).update(
-            status=PushStatus.SENDING
-        )
-        push.status = PushStatus.SENDING
+async def _mark_sending(at_hand: dict[str, PushAtHand], push_ids: Iterable[str]) -> None:
+    """Pushes still queued or scheduled are now sending (one statement, once per push)."""
+    waking = [
+        push_id for push_id in push_ids if at_hand[push_id].push.status is not PushStatus.SENDING
+    ]
+    if not waking:
+        return
+    await Push.filter(id__in=waking, status__in=[PushStatus.QUEUED, PushStatus.SCHEDULED]).update(
+        status=PushStatus.SENDING
+    )
+    for push_id in waking:
+        at_hand[push_id].push.status = PushStatus.SENDING
+
+
+async def _tell_streams(redis: Redis, at_hand: dict[str, PushAtHand]) -> None:
+    """Tell each push's live event stream (``GET /v1/pushes/{id}/events``) to look again."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for push_id in at_hand:
+            pipe.publish(events_channel(push_id), "changed")
+        await pipe.execute()
 
 
 async def _deliver_chunk(
     ctx: dict[str, Any],
-    push: Push,
-    content: PushContent,
-    providers: JobProviders,
-    delivery_ids: list[str],
+    at_hand: dict[str, PushAtHand],
+    providers: dict[str, JobProviders],
+    chunk: Sequence[tuple[str, str]],
     chunk_start: int,
-    hooks: Outbox,
-) -> dict[str, int]:
+) -> dict[str, Counter[str]]:
+    """Claim, send and record one chunk; the outcomes counted by kind, push by push."""
     settings: Settings = ctx["settings"]
     now = datetime.now(UTC)
     lease = secrets.token_hex(16)
+    delivery_ids = [delivery_id for _, delivery_id in chunk]
+    push_ids = sorted({push_id for push_id, _ in chunk})
     claimed = await Delivery.filter(
-        _claimable(now), id__in=delivery_ids, push_id__in=_push_still_open(push.id)
+        _claimable(now), id__in=delivery_ids, push_id__in=_pushes_still_open(push_ids)
     ).update(
         status=DeliveryStatus.SENDING,
         lease_token=lease,
@@ -229,58 +295,77 @@ async def _deliver_chunk(
             *CLAIMED_FIELDS, **CLAIMED_DEVICE_FIELDS
         )
     ]
-    counts: Counter[str] = Counter()
-    by_provider: dict[str, list[Claimed]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[Claimed]] = defaultdict(list)
     for row in rows:
-        by_provider[row.provider].append(row)
-    metrics: WorkerMetrics | None = ctx.get("metrics")
-    cap: DeviceCap | None = ctx.get("device_cap")
-    for name, group in by_provider.items():
-        group = await _within_egress_limit(ctx, push, name, group, lease, chunk_start)
+        project_id: str = at_hand[row.push_id].push.project_id  # type: ignore[attr-defined]
+        groups[(project_id, row.provider)].append(row)
+    outcomes: dict[str, Outcome] = {}
+    decided: list[Claimed] = []  # rows with an outcome to record (not held, not lost to an error)
+
+    async def send(project_id: str, name: str, group: list[Claimed]) -> None:
+        group = await _within_egress_limit(ctx, project_id, name, group, lease, chunk_start)
+        cap: DeviceCap | None = ctx.get("device_cap")
         if cap is not None and group:
             # After the egress hold: a held row is counted when it really goes, not twice.
             capped, group = await cap.split(group)
-            if capped:
-                reason = f"over the cap of {cap.per_minute} pushes per device per minute"
-                refused = {row.id: Outcome.rate_limited(reason) for row in capped}
-                counts.update(
-                    await _record(
-                        push, content, capped, refused, lease, settings, ctx, chunk_start, hooks
-                    )
-                )
+            reason = f"over the cap of {cap.per_minute} pushes per device per minute"
+            outcomes.update({row.id: Outcome.rate_limited(reason) for row in capped})
+            decided.extend(capped)
         if not group:
-            continue
+            return
+        if project_id not in providers:
+            providers[project_id] = JobProviders(ctx["providers"], project_id)
         started = time.perf_counter()
-        sent = await _send_group(push, content, name, group, providers, ctx["keyring"])
-        _observe(metrics, name, sent, time.perf_counter() - started)
-        counts.update(
-            await _record(push, content, group, sent, lease, settings, ctx, chunk_start, hooks)
+        sent = await _send_group(at_hand, name, group, providers[project_id], ctx["keyring"])
+        _observe(ctx.get("metrics"), name, sent, time.perf_counter() - started)
+        outcomes.update(sent)
+        decided.extend(group)
+
+    # Different projects and providers side by side: one slow provider does not hold the rest.
+    failures = [
+        result
+        for result in await asyncio.gather(
+            *(send(project_id, name, group) for (project_id, name), group in groups.items()),
+            return_exceptions=True,
         )
-    return dict(counts)
+        if isinstance(result, BaseException)
+    ]
+    counts = await _record(at_hand, decided, outcomes, lease, settings, ctx, chunk_start)
+    if failures:  # what the others sent is recorded; the failed group's rows wait for their lease
+        raise failures[0]
+    return counts
 
 
 async def _within_egress_limit(
-    ctx: dict[str, Any], push: Push, provider: str, rows: list[Claimed], lease: str,
+    ctx: dict[str, Any], project_id: str, provider: str, rows: list[Claimed], lease: str,
     chunk_start: int,
 ) -> list[Claimed]:  # fmt: skip
     """The rows the project's egress bucket lets go now; the rest wait, without an attempt."""
     limiter: EgressLimiter | None = ctx.get("egress")
     if limiter is None:
         return rows
-    granted, wait = await limiter.take(push.project_id, provider, len(rows))  # type: ignore[attr-defined]
+    granted, wait = await limiter.take(project_id, provider, len(rows))
     if granted >= len(rows):
         return rows
-    held = [row.id for row in rows[granted:]]
-    await Delivery.filter(id__in=held, lease_token=lease).update(
+    held = rows[granted:]
+    await Delivery.filter(id__in=[row.id for row in held], lease_token=lease).update(
         status=DeliveryStatus.QUEUED, lease_token=None, lease_until=None,
         attempts=F("attempts") - 1, reason="waiting for the project's egress rate limit",
         next_attempt_at=datetime.now(UTC) + timedelta(seconds=wait),
     )  # fmt: skip
-    await enqueue_deliveries(
-        ctx["redis"], push.id, held, origin=f"egress:{lease}:{chunk_start}:{provider}",
+    await enqueue_deliveries_of(
+        ctx["redis"], _by_push(held), origin=f"egress:{lease}:{chunk_start}:{provider}",
         defer_by=wait,
     )  # fmt: skip
     return rows[:granted]
+
+
+def _by_push(rows: Iterable[Claimed]) -> list[tuple[str, list[str]]]:
+    """The rows' ids, push by push (how the queue takes them)."""
+    ids: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        ids[row.push_id].append(row.id)
+    return list(ids.items())
 
 
 def _observe(
@@ -296,8 +381,7 @@ def _observe(
 
 
 async def _send_group(
-    push: Push,
-    content: PushContent,
+    at_hand: dict[str, PushAtHand],
     name: str,
     rows: list[Claimed],
     providers: JobProviders,
@@ -311,14 +395,14 @@ async def _send_group(
         return {row.id: Outcome.failed(str(exc)) for row in rows}
     outcomes: dict[str, Outcome] = {}
     sendable: list[tuple[Claimed, WireRequest]] = []
-    collapse_id = push.collapse_id or push.id  # one notification on the device, even if resent
-    # The ttl counts from when the push became due (send_at, for a scheduled push); each
-    # provider spells that moment its own way (Apple an absolute time, FCM what is left).
-    expiry = expires_at(push, content.ttl)
-    expires = None if expiry is None else int(expiry.timestamp())
-    expired = expiry is not None and datetime.now(UTC) >= expiry
+    now = datetime.now(UTC)
     for row in rows:
-        if expired and row.reason is not None:
+        push, content = at_hand[row.push_id].push, at_hand[row.push_id].content
+        # The ttl counts from when the push became due (send_at, for a scheduled push); each
+        # provider spells that moment its own way (Apple an absolute time, FCM what is left).
+        expiry = expires_at(push, content.ttl)
+        expires = None if expiry is None else int(expiry.timestamp())
+        if expiry is not None and now >= expiry and row.reason is not None:
             # A retry picked up late (a busy worker): the provider would drop it anyway, and
             # the device must never show what its sender called stale.
             outcomes[row.id] = Outcome.failed(
@@ -359,7 +443,8 @@ async def _send_group(
             continue
         recipient = Recipient(
             token=token, platform=row.platform, message_id=row.apns_id, attempt=row.attempts,
-            collapse_id=collapse_id, expires_at=expires,
+            collapse_id=push.collapse_id or push.id,  # one notification, even if resent
+            expires_at=expires,
         )  # fmt: skip
         _build(provider, content, row, recipient, outcomes, sendable)
     if sendable:
@@ -400,33 +485,32 @@ def _no_activity_token(row: Claimed) -> str:
 
 
 async def _record(
-    push: Push,
-    content: PushContent,
+    at_hand: dict[str, PushAtHand],
     rows: Iterable[Claimed],
     outcomes: dict[str, Outcome],
     lease: str,
     settings: Settings,
     ctx: dict[str, Any],
     chunk_start: int = 0,
-    hooks: Outbox | None = None,
-) -> dict[str, int]:
+) -> dict[str, Counter[str]]:
+    """Write the outcomes of ``rows`` (held under ``lease``), one UPDATE per outcome across
+    pushes; the outcomes counted by kind, push by push."""
     now = datetime.now(UTC)
     rows = list(rows)
-    if hooks is None:
-        hooks = await outbox(push.project_id, push.mode)  # type: ignore[attr-defined]
-    finals: dict[tuple[DeliveryStatus, str | None], list[str]] = defaultdict(list)
-    retries: dict[tuple[str, float, str], list[str]] = defaultdict(list)
-    dead_devices: dict[str, list[str]] = defaultdict(list)
+    finals: dict[tuple[DeliveryStatus, str | None], list[Claimed]] = defaultdict(list)
+    retries: dict[tuple[str, float, str], list[Claimed]] = defaultdict(list)
+    dead_devices: dict[tuple[str, str], list[str]] = defaultdict(list)  # (push, why): devices
     dropped_tokens: list[tuple[str, str, str]] = []  # (device id, column, the refused token)
     # (activity token row, the refused token, why)
     dead_activity_tokens: list[tuple[int | None, str | None, str]] = []
-    counts: dict[str, int] = defaultdict(int)
-    window = RetryWindow.of(push, content.ttl, settings)
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    windows: dict[str, RetryWindow] = {}
     for row in rows:
         outcome = outcomes.get(row.id, Outcome.retry("no outcome recorded"))
-        counts[outcome.kind.value] += 1
+        counts[row.push_id][outcome.kind.value] += 1
+        content = at_hand[row.push_id].content
         if outcome.kind is OutcomeKind.DELIVERED:
-            finals[(DeliveryStatus.DELIVERED, None)].append(row.id)
+            finals[(DeliveryStatus.DELIVERED, None)].append(row)
         elif outcome.kind is OutcomeKind.INVALID_TOKEN:
             # A dead Live Activity, push-to-start or widget token is that purpose's, not the
             # phone's: drop only it, and the device keeps getting its alerts.
@@ -437,50 +521,64 @@ async def _record(
                 dead_activity_tokens.append(
                     (row.activity_token_id, row.activity_token_encrypted, outcome.reason)
                 )
-                finals[(DeliveryStatus.INVALID_TOKEN, reason[:500])].append(row.id)
+                finals[(DeliveryStatus.INVALID_TOKEN, reason[:500])].append(row)
                 continue
             column = TOKEN_COLUMNS[slot]
             if row.device_id is not None and column == DEVICE_TOKEN:
-                dead_devices[outcome.reason].append(row.device_id)
+                dead_devices[(row.push_id, outcome.reason)].append(row.device_id)
             elif row.device_id is not None:
                 reason = f"{reason}: the {TOKEN_NAMES[column]} is dropped, the device stays active"
                 dropped_tokens.append((row.device_id, column, getattr(row, column)))
-            finals[(DeliveryStatus.INVALID_TOKEN, reason[:500])].append(row.id)
+            finals[(DeliveryStatus.INVALID_TOKEN, reason[:500])].append(row)
         elif outcome.kind is OutcomeKind.FAILED:
-            finals[(DeliveryStatus.FAILED, outcome.reason)].append(row.id)
+            finals[(DeliveryStatus.FAILED, outcome.reason)].append(row)
         elif outcome.kind is OutcomeKind.RATE_LIMITED:
-            finals[(DeliveryStatus.RATE_LIMITED, outcome.reason)].append(row.id)
+            finals[(DeliveryStatus.RATE_LIMITED, outcome.reason)].append(row)
         else:
             # Temporary: again until the push expires or the retry budget is spent
             # (workers/retries.py), however many attempts that takes.
+            if row.push_id not in windows:
+                windows[row.push_id] = RetryWindow.of(
+                    at_hand[row.push_id].push, content.ttl, settings
+                )
+            window = windows[row.push_id]
             delay = window.next_delay(row.attempts, now, outcome.retry_after, settings)
             if delay is None:
                 gave_up = window.gave_up(row.attempts, outcome.reason, settings)
-                finals[(DeliveryStatus.FAILED, gave_up[:500])].append(row.id)
+                finals[(DeliveryStatus.FAILED, gave_up[:500])].append(row)
             else:
-                retries[(row.provider, round(delay, 3), outcome.reason)].append(row.id)
-    claimed = {row.id: row for row in rows}
-    for (status, final_reason), ids in finals.items():
-        if status is DeliveryStatus.FAILED and hooks.wants("delivery.failed"):
-            await _fail_and_tell(hooks, push, [claimed[i] for i in ids], final_reason, lease, now)
-            continue
-        await Delivery.filter(id__in=ids, lease_token=lease).update(
-            status=status, reason=final_reason, completed_at=now, lease_token=None,
-            lease_until=None,
-        )  # fmt: skip
-    for reason, device_ids in dead_devices.items():
+                retries[(row.provider, round(delay, 3), outcome.reason)].append(row)
+    for (status, final_reason), ended in finals.items():
+        if status is DeliveryStatus.FAILED:
+            # Told where a webhook endpoint wants to hear of it, in one transaction per push.
+            told = {row.push_id for row in ended if at_hand[row.push_id].hooks.wants(
+                "delivery.failed")}  # fmt: skip
+            for push_id in told:
+                hand = at_hand[push_id]
+                ours = [row for row in ended if row.push_id == push_id]
+                await _fail_and_tell(hand.hooks, hand.push, ours, final_reason, lease, now)
+            ended = [row for row in ended if row.push_id not in told]
+        if ended:
+            await Delivery.filter(id__in=[row.id for row in ended], lease_token=lease).update(
+                status=status, reason=final_reason, completed_at=now, lease_token=None,
+                lease_until=None,
+            )  # fmt: skip
+    for (push_id, reason), device_ids in dead_devices.items():
+        hooks = at_hand[push_id].hooks
         if hooks.wants("device.invalidated"):
             await _invalidate_and_tell(hooks, device_ids, reason, now)
             continue
         await Device.filter(id__in=device_ids, status=DeviceStatus.ACTIVE).update(
             status=DeviceStatus.INVALID, invalid_reason=reason[:300], invalidated_at=now
         )
-    bad_credential = [
-        row for row in rows if outcomes.get(row.id, Outcome.delivered()).credential_rejected
-    ]
-    if bad_credential and hooks.wants("credential.failing"):
-        first = bad_credential[0]
-        await _tell_credential_failing(hooks, first.provider, outcomes[first.id], now)
+    failing: dict[tuple[str, KeyMode, str], tuple[Outbox, Outcome]] = {}
+    for row in rows:
+        outcome = outcomes.get(row.id, Outcome.delivered())
+        hooks = at_hand[row.push_id].hooks
+        if outcome.credential_rejected and hooks.wants("credential.failing"):
+            failing.setdefault((hooks.project_id, hooks.mode, row.provider), (hooks, outcome))
+    for (_, _, provider), (hooks, outcome) in failing.items():
+        await _tell_credential_failing(hooks, provider, outcome, now)
     for device_id, column, refused in dropped_tokens:
         # Only while it still holds the refused token: one registered since then is kept.
         await Device.filter(id=device_id, **{column: refused}).update(**{column: None})
@@ -489,22 +587,21 @@ async def _record(
         await ActivityToken.filter(id=token_id, token_encrypted=refused_token).update(
             status=ActivityTokenStatus.INVALID, invalid_reason=why[:300]
         )
-    redis = ctx["redis"]
-    due: dict[tuple[str, float], list[str]] = defaultdict(list)
-    for (provider, delay, reason), ids in retries.items():
-        await Delivery.filter(id__in=ids, lease_token=lease).update(
+    due: dict[tuple[str, float], list[Claimed]] = defaultdict(list)
+    for (provider, delay, reason), waiting in retries.items():
+        await Delivery.filter(id__in=[row.id for row in waiting], lease_token=lease).update(
             status=DeliveryStatus.QUEUED, reason=reason[:500], lease_token=None,
             lease_until=None, next_attempt_at=now + timedelta(seconds=delay),
         )  # fmt: skip
-        due[(provider, delay)] += ids
-    # One job per moment, whatever the reasons. A job id must be unique per (lease, chunk,
-    # provider, delay) — a chunk's APNs and FCM rows are recorded apart, under one lease — for
-    # arq silently refuses a second job with an id it already holds, and the rows would wait
-    # for the reconciler.
-    for (provider, delay), ids in due.items():
-        await enqueue_deliveries(
-            redis, push.id, ids, origin=f"retry:{lease}:{chunk_start}:{provider}:{delay}",
-            defer_by=delay,
+        due[(provider, delay)] += waiting
+    # One job per push and moment, whatever the reasons. A job id must be unique per (push,
+    # lease, chunk, provider, delay) — a chunk's APNs and FCM rows are recorded together but
+    # handed over apart — for arq silently refuses a second job with an id it already holds,
+    # and the rows would wait for the reconciler.
+    for (provider, delay), waiting in due.items():
+        await enqueue_deliveries_of(
+            ctx["redis"], _by_push(waiting),
+            origin=f"retry:{lease}:{chunk_start}:{provider}:{delay}", defer_by=delay,
         )  # fmt: skip
     return dict(counts)
 
@@ -578,18 +675,27 @@ async def _tell_credential_failing(
     )  # fmt: skip
 
 
-async def _complete_if_final(push: Push, hooks: Outbox) -> bool:
-    """Complete the push if none of its deliveries is still open — one conditional UPDATE, the
-    check and the change together. True if this call completed it."""
-    open_deliveries = Delivery.filter(push_id=push.id, status__in=OPEN_STATUSES).values("push_id")
-    still_open = Push.filter(
-        id=push.id, status__in=[PushStatus.QUEUED, PushStatus.SENDING, PushStatus.SCHEDULED]
-    ).exclude(id__in=Subquery(open_deliveries))
+async def _complete_finished(at_hand: dict[str, PushAtHand]) -> int:
+    """Complete every push at hand none of whose deliveries is still open — the check and the
+    change in one conditional UPDATE (one per push whose completion a webhook wants to hear
+    of, written with its event). Returns how many this call completed."""
     now = datetime.now(UTC)
-    if not hooks.wants("push.completed"):
-        return bool(await still_open.update(status=PushStatus.COMPLETED, completed_at=now))
-    async with in_transaction():
-        if not await still_open.update(status=PushStatus.COMPLETED, completed_at=now):
-            return False
-        await hooks.emit("push.completed", await push_data(push, now), ordering_key=push.id)
-    return True
+    quiet = [key for key, hand in at_hand.items() if not hand.hooks.wants("push.completed")]
+    completed = 0
+    if quiet:
+        completed += await _finished(quiet).update(status=PushStatus.COMPLETED, completed_at=now)
+    for push_id in at_hand.keys() - set(quiet):
+        push, hooks = at_hand[push_id].push, at_hand[push_id].hooks
+        async with in_transaction():
+            if await _finished([push_id]).update(status=PushStatus.COMPLETED, completed_at=now):
+                await hooks.emit("push.completed", await push_data(push, now), ordering_key=push_id)
+                completed += 1
+    return completed
+
+
+def _finished(push_ids: list[str]) -> Any:
+    """Those of the pushes still moving with no delivery open (a queryset to update)."""
+    open_deliveries = Delivery.filter(push_id__in=push_ids, status__in=OPEN_STATUSES)
+    return Push.filter(
+        id__in=push_ids, status__in=[PushStatus.QUEUED, PushStatus.SENDING, PushStatus.SCHEDULED]
+    ).exclude(id__in=Subquery(open_deliveries.values("push_id")))

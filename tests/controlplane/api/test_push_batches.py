@@ -22,6 +22,7 @@ from controlplane.models import (
 from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.databases import commits_failing
+from tests.support.queue import lane_entries
 from tests.support.tenants import Tenant, make_tenant
 
 pytestmark = pytest.mark.database
@@ -101,10 +102,10 @@ async def test_each_message_gets_its_own_result_and_a_bad_one_sinks_no_other(
     # Every accepted push with devices is queued, and nothing of a refused one exists.
     redis = Redis.from_url(redis_url)
     try:
-        queued = set(await redis.zrange(settings.queue_name, 0, -1))
+        queued = {push for push, _ in await lane_entries(redis, settings.queue_name)}
     finally:
         await redis.aclose()
-    assert {f"deliver:{push}:accept:0".encode() for push in pushes} <= queued
+    assert set(pushes) <= queued
     assert await Push.filter(project=acme.project).count() == 4
     detail = await client.get(f"/v1/pushes/{pushes[0]}", headers=bearer(acme.secret_key))
     assert detail.json()["to"] == {"device_ids": [], "user_ids": ["u_1"], "tags": []}
@@ -285,6 +286,7 @@ async def test_a_batch_whose_commit_fails_leaves_nothing_and_its_keys_free(
     redis = Redis.from_url(redis_url)
     try:
         assert await redis.zcard(settings.queue_name) == 0
+        assert await lane_entries(redis, settings.queue_name) == []
     finally:
         await redis.aclose()
     # Sent again, it is sent: the keys were given back, not kept for a batch that never was.

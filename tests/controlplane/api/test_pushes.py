@@ -15,6 +15,7 @@ from controlplane.auth.api_keys import issue_api_key
 from controlplane.idempotency import request_fingerprint
 from controlplane.models import Delivery, Device, IdempotencyKey, KeyKind, KeyMode, Push
 from tests.conftest import TEST_SECRET_KEY
+from tests.support.queue import lane_entries
 from tests.support.tenants import Tenant, make_tenant
 
 pytestmark = pytest.mark.database
@@ -64,10 +65,13 @@ async def test_a_push_is_committed_with_a_delivery_per_device_and_queued(
     assert set(beta + user) <= {d.device_id for d in deliveries}  # type: ignore[attr-defined]
     redis = Redis.from_url(redis_url)
     try:
-        queued = await redis.zrange(settings.queue_name, 0, -1)
+        queued = await lane_entries(redis, settings.queue_name)
     finally:
         await redis.aclose()
-    assert queued == [f"deliver:{accepted['id']}:accept:0".encode()]
+    # A small push due now goes into the workers' lane, its five deliveries in one entry.
+    assert [(push, sorted(ids)) for push, ids in queued] == [
+        (accepted["id"], sorted(d.id for d in deliveries))
+    ]
     detail = (await client.get(f"/v1/pushes/{accepted['id']}",
                                headers=bearer(acme.secret_key))).json()  # fmt: skip
     assert detail["deliveries"] == {"queued": 5}

@@ -1,5 +1,5 @@
-"""The one way into the queue: jobs arq's worker runs as its own, each id enqueued once, and
-an idle worker woken only for work that is due."""
+"""The one way into the queue: jobs arq's worker runs as its own, each id enqueued once, small
+pushes due now in the lane, and an idle worker woken only for work that is due."""
 
 from __future__ import annotations
 
@@ -15,11 +15,15 @@ from arq.jobs import Job, JobStatus
 from controlplane.core.queue import (
     DELIVER_JOB,
     DELIVERY_BATCH_SIZE,
+    LANE_MAX_DELIVERIES,
     enqueue_deliveries,
+    enqueue_deliveries_of,
     enqueue_export,
     enqueue_webhook_delivery,
+    queue_depth,
     wake_channel,
 )
+from tests.support.queue import lane_entries
 
 QUEUE = "brik-test:queue"
 
@@ -44,9 +48,25 @@ async def test_a_push_s_deliveries_become_jobs_arq_reads_as_its_own(arq_redis: A
     assert (await second.info()).args == ("psh_1", ids[DELIVERY_BATCH_SIZE:])  # type: ignore[union-attr]
 
 
+async def test_small_pushes_due_now_go_into_the_lane_and_the_rest_to_arq(
+    arq_redis: ArqRedis,
+) -> None:
+    small = [f"dlv_s{n}" for n in range(LANE_MAX_DELIVERIES)]
+    large = [f"dlv_l{n}" for n in range(LANE_MAX_DELIVERIES + 1)]
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    handed = [("psh_small", small), ("psh_one", ["dlv_o"]), ("psh_large", large)]
+    assert await enqueue_deliveries_of(arq_redis, handed, origin="accept") == 3
+    await enqueue_deliveries(arq_redis, "psh_later", ["dlv_t"], origin="accept", defer_until=later)
+    assert await lane_entries(arq_redis, QUEUE) == [("psh_small", small), ("psh_one", ["dlv_o"])]
+    queued = await arq_redis.zrange(QUEUE, 0, -1)
+    assert sorted(queued) == [b"deliver:psh_large:accept:0", b"deliver:psh_later:accept:0"]
+    assert await queue_depth(arq_redis) == 4  # what a worker autoscaler reads
+
+
 async def test_the_same_handover_twice_is_enqueued_once(arq_redis: ArqRedis) -> None:
-    assert await enqueue_deliveries(arq_redis, "psh_2", ["dlv_a"], origin="accept") == 1
-    assert await enqueue_deliveries(arq_redis, "psh_2", ["dlv_a"], origin="accept") == 1
+    fan_out = [f"dlv_{n}" for n in range(LANE_MAX_DELIVERIES + 1)]  # a job, not the lane
+    assert await enqueue_deliveries(arq_redis, "psh_2", fan_out, origin="accept") == 1
+    assert await enqueue_deliveries(arq_redis, "psh_2", fan_out, origin="accept") == 1
     assert await arq_redis.zcard(QUEUE) == 1
     assert await enqueue_webhook_delivery(arq_redis, "whd_1", 0)
     assert not await enqueue_webhook_delivery(arq_redis, "whd_1", 0)

@@ -1,0 +1,196 @@
+"""The lane: small pushes due now are taken many at a time, and none is lost or sent twice when
+a worker dies, fails or stops with entries in hand."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from controlplane.app import create_app
+from controlplane.auth.api_keys import issue_api_key
+from controlplane.core.connections import queue_client
+from controlplane.core.queue import LANE_GROUP, lane_stream
+from controlplane.crypto import KeyRing
+from controlplane.models import KeyKind, KeyMode, Push, PushStatus
+from controlplane.settings import Settings
+from tests.conftest import TEST_SECRET_KEY
+from tests.support.apple import SigningKey
+from tests.support.queue import lane_entries
+from tests.support.servers import running_worker, serving
+from tests.support.tenants import make_tenant
+from workers.fakes.apns import FakeAPNs
+from workers.in_flight import InFlightBudget
+from workers.lane import Lane
+from workers.provider_cache import ProviderCache
+from workers.tasks.deliver import deliver_pushes
+
+pytestmark = pytest.mark.database
+
+PUSHES = 30
+
+
+@pytest.fixture
+def live_settings(make_settings: Callable[..., Settings], apns_fake: FakeAPNs) -> Settings:
+    return make_settings(
+        apns_host=apns_fake.host, apns_port=apns_fake.port,
+        apns_ca_file=apns_fake.ca_file,  # type: ignore[attr-defined]
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def small_pushes(
+    live_settings: Settings, signing_key: SigningKey, database: None
+) -> list[str]:
+    """PUSHES live pushes, each to one iOS device of its own, accepted with no worker running."""
+    acme = await make_tenant("Acme")
+    _, live = await issue_api_key(acme.project, name="live", kind=KeyKind.SECRET,
+                                  mode=KeyMode.LIVE, pepper=TEST_SECRET_KEY)  # fmt: skip
+    auth = {"Authorization": f"Bearer {live}"}
+    pushes = []
+    async with serving(create_app(live_settings)) as url, httpx.AsyncClient(base_url=url) as api:
+        await api.put("/v1/credentials/apns", json={
+            "key": signing_key.pem, "key_id": signing_key.key_id,
+            "team_id": signing_key.team_id, "topic": "com.example.app",
+            "environment": "sandbox"}, headers=auth)  # fmt: skip
+        for n in range(PUSHES):
+            token = {"token": f"{n + 1:064x}", "platform": "ios"}
+            device = await api.post("/v1/devices", json=token, headers=auth)
+            accepted = await api.post("/v1/pushes", json={
+                "kind": "alert", "alert": {"title": f"Order {n} shipped"},
+                "to": {"device_ids": [device.json()["id"]]}}, headers=auth)  # fmt: skip
+            assert accepted.status_code == 202, accepted.text
+            pushes.append(accepted.json()["id"])
+    return pushes
+
+
+@pytest.fixture
+async def redis(live_settings: Settings) -> AsyncIterator[Redis]:
+    client = queue_client(live_settings.redis_url, live_settings.queue_name)
+    yield client
+    await client.aclose(close_connection_pool=True)
+
+
+@pytest.fixture
+async def worker_ctx(live_settings: Settings, redis: Redis) -> AsyncIterator[dict[str, Any]]:
+    keyring = KeyRing([key.get_secret_value() for key in live_settings.encryption_keys])
+    providers = ProviderCache(live_settings, keyring)
+    yield {
+        "settings": live_settings, "keyring": keyring, "providers": providers, "redis": redis,
+        "in_flight": InFlightBudget(live_settings.delivery_in_flight_per_connection),
+    }  # fmt: skip
+    await providers.close_retired(everything=True)
+
+
+async def all_completed(push_ids: list[str]) -> None:
+    deadline = time.monotonic() + 60
+    while await Push.filter(id__in=push_ids, status=PushStatus.COMPLETED).count() < len(push_ids):
+        assert time.monotonic() < deadline, "the pushes never all completed"
+        await asyncio.sleep(0.05)
+
+
+async def lane_is_drained(redis: Redis, queue_name: str) -> None:
+    """Nothing left in the lane and nothing held unacknowledged by any worker."""
+    assert await lane_entries(redis, queue_name) == []
+    pending = await redis.xpending(lane_stream(queue_name), LANE_GROUP)
+    assert pending["pending"] == 0
+
+
+def each_device_once(apns_fake: FakeAPNs) -> None:
+    per_device = apns_fake.deliveries_per_device()
+    assert len(per_device) == PUSHES
+    assert set(per_device.values()) == {1}
+
+
+async def test_a_worker_delivers_small_pushes_from_the_lane_once_each(
+    small_pushes: list[str], live_settings: Settings, redis: Redis, apns_fake: FakeAPNs
+) -> None:
+    assert len(await lane_entries(redis, live_settings.queue_name)) == PUSHES  # no arq job
+    assert await redis.zcard(live_settings.queue_name) == 0
+    async with running_worker(live_settings):
+        await all_completed(small_pushes)
+        await lane_is_drained(redis, live_settings.queue_name)
+    each_device_once(apns_fake)
+    titles = {push.payload["aps"]["alert"]["title"] for push in apns_fake.received}
+    assert titles == {f"Order {n} shipped" for n in range(PUSHES)}
+
+
+async def test_entries_a_dead_worker_held_and_a_failed_run_left_are_taken_over(
+    small_pushes: list[str],
+    live_settings: Settings,
+    redis: Redis,
+    worker_ctx: dict[str, Any],
+    apns_fake: FakeAPNs,
+) -> None:
+    stream = lane_stream(live_settings.queue_name)
+    await redis.xgroup_create(stream, LANE_GROUP, id="0")
+    # A worker took the first half and was killed before acknowledging any of it.
+    taken = await redis.xreadgroup(LANE_GROUP, "dead-worker", {stream: ">"}, count=PUSHES // 2)
+    assert len(taken[0][1]) == PUSHES // 2
+    failures = 0
+
+    async def deliver_failing_once(work: Sequence[tuple[str, Sequence[str]]]) -> object:
+        nonlocal failures
+        if failures == 0:  # the database went away mid-run, say
+            failures += 1
+            raise ConnectionError("database unreachable")
+        return await deliver_pushes(worker_ctx, work)
+
+    lane = Lane(
+        redis, live_settings.queue_name, "live-worker", deliver_failing_once,
+        take_over_idle_seconds=0.3, poll_seconds=0.05, take_over_every_seconds=0.2,
+    )  # fmt: skip
+    lane.start()
+    try:
+        await all_completed(small_pushes)
+        await lane_is_drained(redis, live_settings.queue_name)
+    finally:
+        await lane.stop()
+    assert failures == 1
+    each_device_once(apns_fake)
+
+
+async def test_a_stopping_worker_hands_back_what_it_had_not_delivered(
+    small_pushes: list[str], live_settings: Settings, redis: Redis, apns_fake: FakeAPNs
+) -> None:
+    started = asyncio.Event()
+
+    async def deliver_slowly(work: Sequence[tuple[str, Sequence[str]]]) -> object:
+        started.set()
+        await asyncio.Event().wait()  # still at it when told to stop
+        return None
+
+    lane = Lane(redis, live_settings.queue_name, "stopping-worker", deliver_slowly,
+                take_over_idle_seconds=3600, poll_seconds=0.05)  # fmt: skip
+    lane.start()
+    await asyncio.wait_for(started.wait(), 10)
+    await lane.stop()
+    # Back in the lane as new entries, held by nobody: the next worker takes them at once,
+    # not after an hour's wait for the stopped one's entries to count as abandoned.
+    back = await lane_entries(redis, live_settings.queue_name)
+    assert sorted(push for push, _ in back) == sorted(small_pushes)
+    pending = await redis.xpending(lane_stream(live_settings.queue_name), LANE_GROUP)
+    assert pending["pending"] == 0
+    consumers = await redis.xinfo_consumers(lane_stream(live_settings.queue_name), LANE_GROUP)
+    assert [c["name"] for c in consumers] == []  # the stopped worker left the group
+    async with running_worker(live_settings):
+        await all_completed(small_pushes)
+        await lane_is_drained(redis, live_settings.queue_name)
+    each_device_once(apns_fake)
+
+
+async def test_many_pushes_go_out_together_in_one_run_and_again_is_nothing(
+    small_pushes: list[str], worker_ctx: dict[str, Any], live_settings: Settings,
+    apns_fake: FakeAPNs,
+) -> None:  # fmt: skip
+    entries = await lane_entries(worker_ctx["redis"], live_settings.queue_name)
+    counts = await deliver_pushes(worker_ctx, entries)
+    assert counts == {"delivered": PUSHES}
+    await all_completed(small_pushes)
+    each_device_once(apns_fake)
+    assert await deliver_pushes(worker_ctx, entries) == {}  # read twice: nothing sent twice

@@ -1,0 +1,244 @@
+"""The lane: a worker takes small pushes due now many at a time, not one arq job each.
+
+The API hands each small push due now (:data:`controlplane.core.queue.LANE_MAX_DELIVERIES`
+deliveries at most) to a Redis stream, the lane, and rings the queue's wake channel. Every
+worker reads the lane through one consumer group: a read takes up to :data:`READ_COUNT`
+entries, and :func:`workers.tasks.deliver.deliver_pushes` claims, sends and records all of
+their deliveries together. Up to :data:`RUNS_AT_ONCE` reads are being delivered at a time, so
+new pushes are taken while earlier ones are on the wire.
+
+What keeps a push from being lost or sent twice is the same as for a job: the delivery rows in
+PostgreSQL are the truth, and a row is only sent by the run that claimed it.
+
+- An entry is acknowledged (and deleted) once its deliveries are recorded.
+- A run that fails leaves its entries pending. A worker killed mid-run leaves them pending
+  too. Pending entries are taken over by whichever worker next looks for entries idle for
+  ``delivery_lease_seconds`` (the rows' own lease: before it runs out nobody may send them).
+- A worker told to stop hands the entries it had not finished back to the lane at once, as
+  new entries, for the others.
+- The reconciler still enqueues rows left ``queued`` for its grace period, whatever happened
+  to their entry (Redis restarted without its data).
+
+Through a Redis outage the lane waits and tries again, as the worker's poll does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from controlplane.core.queue import LANE_GROUP, lane_stream
+
+logger = logging.getLogger("brik.worker")
+
+READ_COUNT = 200  # entries taken by one read
+RUNS_AT_ONCE = 4  # reads being delivered at the same time
+TAKE_OVER_EVERY_SECONDS = 5.0  # how often a worker looks for entries a dead one left
+STOP_READING_SECONDS = 2.0  # at most one read's wait: the reader sees it is stopping
+HAND_BACK_SECONDS = 2.0  # what a stopping worker spends handing entries back
+FORGET_AFTER_SECONDS = 3600.0  # a consumer idle this long, holding nothing, is a gone worker
+FIRST_RETRY_SECONDS = 0.25
+MAX_RETRY_SECONDS = 5.0
+
+Deliver = Callable[[Sequence[tuple[str, Sequence[str]]]], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One push's deliveries, as the API handed them over."""
+
+    entry_id: str
+    push_id: str
+    delivery_ids: tuple[str, ...]
+
+
+class Lane:
+    """One worker's reader of the lane: takes entries and delivers them until stopped."""
+
+    def __init__(
+        self, redis: Redis, queue_name: str, consumer: str, deliver: Deliver, *,
+        take_over_idle_seconds: float, poll_seconds: float,
+        take_over_every_seconds: float = TAKE_OVER_EVERY_SECONDS,
+    ) -> None:  # fmt: skip
+        self._redis = redis
+        self._stream = lane_stream(queue_name)
+        self._consumer = consumer
+        self._deliver = deliver
+        self._take_over_idle_ms = int(take_over_idle_seconds * 1000)
+        self._take_over_every = take_over_every_seconds
+        self._poll_seconds = poll_seconds
+        self._slots = asyncio.Semaphore(RUNS_AT_ONCE)
+        self._runs: set[asyncio.Task[None]] = set()
+        self._looked_for_abandoned = -math.inf
+        self.woken = asyncio.Event()  # set by the worker when the wake channel rings
+        self._reader: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        """Start taking and delivering entries, until :meth:`stop`."""
+        self._reader = asyncio.create_task(self._read(), name="brik-lane")
+
+    async def _read(self) -> None:
+        retry_in = FIRST_RETRY_SECONDS
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            await self._forget_gone_consumers()
+        while not self._stopping:
+            await self._slots.acquire()
+            self.woken.clear()
+            try:
+                entries = await self.take()
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._slots.release()
+                logger.debug("the lane could not be read (%s); trying again", exc)
+                await asyncio.sleep(retry_in)
+                retry_in = min(retry_in * 2, MAX_RETRY_SECONDS)
+                continue
+            except BaseException:
+                self._slots.release()
+                raise
+            retry_in = FIRST_RETRY_SECONDS
+            if not entries:
+                self._slots.release()
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the stop's
+                # cancellation when it lands as the timeout fires, and the loop would go on.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._poll_seconds):
+                        await self.woken.wait()
+                continue
+            run = asyncio.create_task(self._deliver_entries(entries), name="brik-lane-run")
+            self._runs.add(run)
+            run.add_done_callback(self._run_ended)
+
+    def _run_ended(self, run: asyncio.Task[None]) -> None:
+        self._runs.discard(run)
+        self._slots.release()
+
+    async def take(self) -> list[Entry]:
+        """Up to :data:`READ_COUNT` entries: new ones, and every few seconds those another
+        worker took and left idle too long (it died)."""
+        try:
+            return await self._take()
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+        # First use, or Redis lost the stream: the group reads it from its very beginning.
+        with contextlib.suppress(ResponseError):  # BUSYGROUP: another worker was first
+            await self._redis.xgroup_create(self._stream, LANE_GROUP, id="0", mkstream=True)
+        return await self._take()
+
+    async def _take(self) -> list[Entry]:
+        found: list[tuple[bytes, dict[bytes, bytes]]] = []
+        now = time.monotonic()
+        if now - self._looked_for_abandoned >= self._take_over_every:
+            self._looked_for_abandoned = now
+            claimed = await self._redis.xautoclaim(
+                self._stream, LANE_GROUP, self._consumer, min_idle_time=self._take_over_idle_ms,
+                start_id="0-0", count=READ_COUNT,
+            )  # fmt: skip
+            found += claimed[1]
+        if len(found) < READ_COUNT:
+            fresh = await self._redis.xreadgroup(
+                LANE_GROUP, self._consumer, {self._stream: ">"}, count=READ_COUNT - len(found)
+            )
+            for _stream, entries in fresh:
+                found += entries
+        entries = [(raw[0], _entry(raw)) for raw in found]
+        unreadable = [entry_id for entry_id, entry in entries if entry is None]
+        if unreadable:  # dropped, said loudly; their rows, if any, are the reconciler's
+            logger.error("unreadable lane entries dropped: %s", unreadable)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xack(self._stream, LANE_GROUP, *unreadable)
+                pipe.xdel(self._stream, *unreadable)
+                await pipe.execute()
+        return [entry for _, entry in entries if entry is not None]
+
+    async def _deliver_entries(self, entries: list[Entry]) -> None:
+        try:
+            await self._deliver([(entry.push_id, entry.delivery_ids) for entry in entries])
+        except asyncio.CancelledError:
+            # Stopping: what was recorded stays recorded; the rest goes back for the others.
+            await self._hand_back(entries)
+            raise
+        except Exception:
+            # Left pending: taken over once idle for the rows' lease, by any worker.
+            logger.exception("delivering %d pushes from the lane failed", len(entries))
+            return
+        try:
+            await self._acknowledge(entries)
+        except (RedisError, OSError, TimeoutError) as exc:
+            # Read again later, it finds its deliveries recorded and sends nothing.
+            logger.warning("lane entries delivered but not acknowledged (%s)", exc)
+
+    async def _acknowledge(self, entries: list[Entry]) -> None:
+        ids = [entry.entry_id for entry in entries]
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self._stream, LANE_GROUP, *ids)
+            pipe.xdel(self._stream, *ids)
+            await pipe.execute()
+
+    async def _hand_back(self, entries: list[Entry]) -> None:
+        """Put ``entries`` back as new entries (a pipeline: acknowledged, deleted, added again)
+        so another worker takes them now rather than once their lease runs out."""
+        try:
+            async with asyncio.timeout(HAND_BACK_SECONDS):
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    for entry in entries:
+                        pipe.xadd(
+                            self._stream, {"p": entry.push_id, "d": ",".join(entry.delivery_ids)}
+                        )
+                    ids = [entry.entry_id for entry in entries]
+                    pipe.xack(self._stream, LANE_GROUP, *ids)
+                    pipe.xdel(self._stream, *ids)
+                    await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            logger.warning("lane entries not handed back (%s): taken over later", exc)
+
+    async def stop(self) -> None:
+        """Stop taking entries, cancel the runs under way (each finishes the chunk it is
+        sending) and wait for them; the entries they had not finished go back to the lane."""
+        self._stopping = True  # a cancellation a library swallowed cannot keep it reading
+        self.woken.set()
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.wait([self._reader], timeout=STOP_READING_SECONDS)
+        runs = list(self._runs)
+        for run in runs:
+            run.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            await self._forget_gone_consumers(self._consumer)
+
+    async def _forget_gone_consumers(self, *also: str) -> None:
+        """Remove from the group the consumers (workers) that hold nothing: ``also`` (this
+        one, stopping), and those idle for :data:`FORGET_AFTER_SECONDS` (workers long gone).
+        One holding entries is kept: removing it would lose them."""
+        try:
+            consumers = await self._redis.xinfo_consumers(self._stream, LANE_GROUP)
+        except ResponseError:
+            return  # no lane or no group yet
+        for consumer in consumers:
+            name = consumer["name"]
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            gone = name in also or int(consumer["idle"]) >= FORGET_AFTER_SECONDS * 1000
+            if gone and int(consumer["pending"]) == 0:
+                await self._redis.xgroup_delconsumer(self._stream, LANE_GROUP, name)
+
+
+def _entry(raw: tuple[bytes, dict[bytes, bytes]]) -> Entry | None:
+    entry_id, fields = raw
+    try:
+        return Entry(
+            entry_id=entry_id.decode(),
+            push_id=fields[b"p"].decode(),
+            delivery_ids=tuple(fields[b"d"].decode().split(",")),
+        )
+    except (KeyError, UnicodeDecodeError):
+        return None
