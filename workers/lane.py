@@ -40,7 +40,11 @@ from controlplane.core.queue import LANE_GROUP, lane_stream
 logger = logging.getLogger("brik.worker")
 
 READ_COUNT = 200  # entries taken by one read
-RUNS_AT_ONCE = 4  # reads being delivered at the same time
+# Reads being delivered at the same time. Two: while one run sends, the other reads and claims,
+# and what arrives meanwhile waits for the next read — many pushes per read under load (each
+# read, claim and write is shared by all), one at once when the lane is quiet.
+RUNS_AT_ONCE = 2
+WAIT_MS = 1000  # a read waits this long for an entry; then the reader looks about and reads again
 TAKE_OVER_EVERY_SECONDS = 5.0  # how often a worker looks for entries a dead one left
 STOP_READING_SECONDS = 2.0  # at most one read's wait: the reader sees it is stopping
 HAND_BACK_SECONDS = 2.0  # what a stopping worker spends handing entries back
@@ -65,8 +69,7 @@ class Lane:
 
     def __init__(
         self, redis: Redis, queue_name: str, consumer: str, deliver: Deliver, *,
-        take_over_idle_seconds: float, poll_seconds: float,
-        take_over_every_seconds: float = TAKE_OVER_EVERY_SECONDS,
+        take_over_idle_seconds: float, take_over_every_seconds: float = TAKE_OVER_EVERY_SECONDS,
     ) -> None:  # fmt: skip
         self._redis = redis
         self._stream = lane_stream(queue_name)
@@ -74,11 +77,9 @@ class Lane:
         self._deliver = deliver
         self._take_over_idle_ms = int(take_over_idle_seconds * 1000)
         self._take_over_every = take_over_every_seconds
-        self._poll_seconds = poll_seconds
         self._slots = asyncio.Semaphore(RUNS_AT_ONCE)
         self._runs: set[asyncio.Task[None]] = set()
         self._looked_for_abandoned = -math.inf
-        self.woken = asyncio.Event()  # set by the worker when the wake channel rings
         self._reader: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -92,7 +93,6 @@ class Lane:
             await self._forget_gone_consumers()
         while not self._stopping:
             await self._slots.acquire()
-            self.woken.clear()
             try:
                 entries = await self.take()
             except (RedisError, OSError, TimeoutError) as exc:
@@ -105,13 +105,10 @@ class Lane:
                 self._slots.release()
                 raise
             retry_in = FIRST_RETRY_SECONDS
-            if not entries:
+            if not entries or self._stopping:  # waited its while (read again), or stopping
                 self._slots.release()
-                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the stop's
-                # cancellation when it lands as the timeout fires, and the loop would go on.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._poll_seconds):
-                        await self.woken.wait()
+                if entries:
+                    await self._hand_back(entries)
                 continue
             run = asyncio.create_task(self._deliver_entries(entries), name="brik-lane-run")
             self._runs.add(run)
@@ -145,9 +142,11 @@ class Lane:
             )  # fmt: skip
             found += claimed[1]
         if len(found) < READ_COUNT:
+            # Blocking (only when nothing was taken over): returns as soon as an entry is added.
             fresh = await self._redis.xreadgroup(
-                LANE_GROUP, self._consumer, {self._stream: ">"}, count=READ_COUNT - len(found)
-            )
+                LANE_GROUP, self._consumer, {self._stream: ">"}, count=READ_COUNT - len(found),
+                block=None if found else WAIT_MS,
+            )  # fmt: skip
             for _stream, entries in fresh:
                 found += entries
         entries = [(raw[0], _entry(raw)) for raw in found]
@@ -205,7 +204,6 @@ class Lane:
         """Stop taking entries, cancel the runs under way (each finishes the chunk it is
         sending) and wait for them; the entries they had not finished go back to the lane."""
         self._stopping = True  # a cancellation a library swallowed cannot keep it reading
-        self.woken.set()
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.wait([self._reader], timeout=STOP_READING_SECONDS)

@@ -136,9 +136,8 @@ class OutageTolerantWorker(Worker):
         lane = Lane(
             self.pool, self.queue_name, self.ctx["worker_id"], partial(deliver_pushes, self.ctx),
             take_over_idle_seconds=self.ctx["settings"].delivery_lease_seconds,
-            poll_seconds=self.poll_delay_s,
         )  # fmt: skip
-        listener = asyncio.create_task(self._listen_for_work(woken, lane.woken))
+        listener = asyncio.create_task(self._listen_for_work(woken))
         lane.start()
         try:
             while True:
@@ -153,17 +152,16 @@ class OutageTolerantWorker(Worker):
                 await listener
             await lane.stop()
 
-    async def _listen_for_work(self, *woken: asyncio.Event) -> None:
-        """Set each of ``woken`` each time the queue's wake channel rings; through a Redis
-        outage, try again (polling goes on meanwhile)."""
+    async def _listen_for_work(self, woken: asyncio.Event) -> None:
+        """Set ``woken`` each time the queue's wake channel rings; through a Redis outage,
+        try again (polling goes on meanwhile)."""
         while True:
             pubsub = self.pool.pubsub()
             try:
                 await pubsub.subscribe(wake_channel(self.queue_name))
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
-                        for event in woken:
-                            event.set()
+                        woken.set()
             except (RedisError, OSError, TimeoutError):
                 await asyncio.sleep(self._reconnect_delay)
             finally:

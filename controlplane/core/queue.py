@@ -22,7 +22,8 @@ spread over the workers 500 deliveries at a time, stay arq jobs.
 
 Jobs due now also ring the queue's wake channel (:func:`wake_channel`): an idle worker takes
 them at once instead of at its next poll (``workers/worker.py``); polling remains the way
-deferred jobs and a missed wake-up are found.
+deferred jobs and a missed wake-up are found. The lane needs no bell: workers wait on it with
+a blocking read, which returns as soon as an entry is added.
 
 A handover is one Redis round trip (:func:`_enqueue_jobs`; one per :data:`JOBS_PER_SCRIPT` jobs
 of a large fan-out, so no single script holds Redis for long): one script checks each job id is
@@ -76,7 +77,7 @@ def lane_stream(queue_name: str) -> str:
 _ENQUEUE = """
 local taken = {}
 local entries = tonumber(ARGV[2])
-local due = entries > 0
+local due = false
 for i = 0, entries - 1 do
   redis.call('XADD', KEYS[2], '*', 'p', ARGV[3 + 2 * i], 'd', ARGV[4 + 2 * i])
 end
@@ -119,7 +120,7 @@ async def _enqueue_jobs(
 ) -> list[bool]:
     """arq's ``enqueue_job`` for each of ``jobs``, in one round trip per
     :data:`JOBS_PER_SCRIPT`; True where enqueued. ``lane`` (pushes due now: push id, delivery
-    ids) goes into the lane in the first round trip. Work due now rings the wake channel."""
+    ids) goes into the lane in the first round trip. Jobs due now ring the wake channel."""
     now_ms = int(time.time() * 1000)
     if defer_until is not None:
         score = int(defer_until.timestamp() * 1000)

@@ -22,6 +22,7 @@ from packaging.version import Version
 from starlette.applications import Starlette
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from controlplane.core.queue import LANE_GROUP, lane_stream
 from controlplane.settings import Settings
 from tests.helm.conftest import (
     CHART_DIR,
@@ -456,9 +457,14 @@ def test_autoscaled_deployments_leave_their_replicas_to_the_autoscaler(
     assert api_hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
     (scaled_object,) = scaled.of_kind("ScaledObject")
     assert scaled_object["spec"]["scaleTargetRef"]["name"] == WORKER
-    (trigger,) = scaled_object["spec"]["triggers"]
-    assert trigger["type"] == "redis"
-    assert trigger["metadata"]["listName"] == Settings.model_fields["queue_name"].default
+    queue, lane = scaled_object["spec"]["triggers"]
+    assert queue["type"] == "redis"
+    assert queue["metadata"]["listName"] == Settings.model_fields["queue_name"].default
+    # Small pushes due now wait in the lane, not the queue: a backlog there scales too.
+    assert lane["type"] == "redis-streams"
+    assert lane["metadata"]["stream"] == lane_stream(Settings.model_fields["queue_name"].default)
+    assert lane["metadata"]["consumerGroup"] == LANE_GROUP
+    assert lane["metadata"]["address"] == queue["metadata"]["address"]
 
     adapter = render(MINIMAL, {"worker": {"autoscaling": {"hpa": {"enabled": True}}}})
     (worker_hpa,) = adapter.of_kind("HorizontalPodAutoscaler")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.apple import SigningKey
 from tests.support.queue import lane_entries
+from tests.support.redis_server import RestartableRedis
 from tests.support.servers import running_worker, serving
 from tests.support.tenants import make_tenant
 from workers.fakes.apns import FakeAPNs
@@ -143,7 +145,7 @@ async def test_entries_a_dead_worker_held_and_a_failed_run_left_are_taken_over(
 
     lane = Lane(
         redis, live_settings.queue_name, "live-worker", deliver_failing_once,
-        take_over_idle_seconds=0.3, poll_seconds=0.05, take_over_every_seconds=0.2,
+        take_over_idle_seconds=0.3, take_over_every_seconds=0.2,
     )  # fmt: skip
     lane.start()
     try:
@@ -166,7 +168,7 @@ async def test_a_stopping_worker_hands_back_what_it_had_not_delivered(
         return None
 
     lane = Lane(redis, live_settings.queue_name, "stopping-worker", deliver_slowly,
-                take_over_idle_seconds=3600, poll_seconds=0.05)  # fmt: skip
+                take_over_idle_seconds=3600)  # fmt: skip
     lane.start()
     await asyncio.wait_for(started.wait(), 10)
     await lane.stop()
@@ -194,3 +196,44 @@ async def test_many_pushes_go_out_together_in_one_run_and_again_is_nothing(
     await all_completed(small_pushes)
     each_device_once(apns_fake)
     assert await deliver_pushes(worker_ctx, entries) == {}  # read twice: nothing sent twice
+
+
+async def test_a_worker_reading_the_lane_rides_out_redis_restarting_empty(
+    live_settings: Settings, signing_key: SigningKey, apns_fake: FakeAPNs, tmp_path: Path,
+    database: None,
+) -> None:  # fmt: skip
+    with RestartableRedis(tmp_path / "redis") as server:
+        settings = live_settings.model_copy(update={"redis_url": server.url})
+        acme = await make_tenant("Acme")
+        _, live = await issue_api_key(acme.project, name="live", kind=KeyKind.SECRET,
+                                      mode=KeyMode.LIVE, pepper=TEST_SECRET_KEY)  # fmt: skip
+        auth = {"Authorization": f"Bearer {live}"}
+        app = create_app(settings)
+        async with serving(app) as url, httpx.AsyncClient(base_url=url) as api:
+            await api.put("/v1/credentials/apns", json={
+                "key": signing_key.pem, "key_id": signing_key.key_id,
+                "team_id": signing_key.team_id, "topic": "com.example.app",
+                "environment": "sandbox"}, headers=auth)  # fmt: skip
+            devices = []
+            for n in range(PUSHES):
+                token = {"token": f"{n + 1:064x}", "platform": "ios"}
+                devices.append((await api.post("/v1/devices", json=token, headers=auth)).json())
+
+            async def send(device: dict[str, Any]) -> str:
+                body = {"kind": "alert", "alert": {"title": "Shipped"},
+                        "to": {"device_ids": [device["id"]]}}  # fmt: skip
+                accepted = await api.post("/v1/pushes", json=body, headers=auth)
+                assert accepted.status_code == 202, accepted.text
+                return str(accepted.json()["id"])
+
+            async with running_worker(settings):
+                first = [await send(device) for device in devices[: PUSHES // 2]]
+                await all_completed(first)
+                # Redis goes away under the worker's blocking read and comes back empty: no
+                # stream, no consumer group. The worker makes them again and carries on.
+                server.kill()
+                await asyncio.sleep(1)
+                server.start()
+                second = [await send(device) for device in devices[PUSHES // 2 :]]
+                await all_completed(second)
+    each_device_once(apns_fake)

@@ -82,7 +82,7 @@ async def test_an_id_with_a_result_still_kept_is_not_run_again(arq_redis: ArqRed
     assert await arq_redis.zcard(QUEUE) == 0
 
 
-async def test_due_work_wakes_idle_workers_and_deferred_work_does_not(
+async def test_jobs_due_now_wake_idle_workers_and_deferred_work_and_the_lane_do_not(
     arq_redis: ArqRedis,
 ) -> None:
     listener = arq_redis.pubsub()
@@ -98,6 +98,10 @@ async def test_due_work_wakes_idle_workers_and_deferred_work_does_not(
     assert not await rung()
     score = await arq_redis.zscore(QUEUE, "deliver:psh_3:accept:0")
     assert abs(score - later.timestamp() * 1000) < 2  # runs then, not before
+    # A small push due now goes into the lane, which workers wait on with a blocking read:
+    # arq's workers are not woken to poll for it.
     await enqueue_deliveries(arq_redis, "psh_4", ["dlv_c"], origin="accept")
+    assert not await rung()
+    await enqueue_webhook_delivery(arq_redis, "whd_4", 1)
     assert await asyncio.wait_for(rung(), 2)
     await listener.aclose()
