@@ -58,6 +58,7 @@ from controlplane.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from controlplane.push_locks import in_id_order
 
 logger = logging.getLogger("brik.project_deletion")
 ModelT = TypeVar("ModelT", bound=Model)
@@ -99,7 +100,9 @@ async def _cancel_open_pushes(project_id: str, now: datetime) -> list[str]:
     open_pushes = Push.filter(project_id=project_id, status__in=OPEN_PUSH_STATUSES)
     push_ids = [str(push_id) for push_id in await open_pushes.values_list("id", flat=True)]
     if push_ids:
-        await Push.filter(id__in=push_ids, status__in=OPEN_PUSH_STATUSES).update(
+        # Locked in id order, as a worker's claim locks them: the two cannot deadlock.
+        locked = in_id_order(Push.filter(id__in=push_ids, status__in=OPEN_PUSH_STATUSES))
+        await Push.filter(id__in=locked).update(
             status=PushStatus.CANCELED, canceled_at=now, completed_at=now
         )
     return push_ids

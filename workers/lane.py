@@ -46,7 +46,7 @@ READ_COUNT = 200  # entries taken by one read
 RUNS_AT_ONCE = 2
 WAIT_MS = 1000  # a read waits this long for an entry; then the reader looks about and reads again
 TAKE_OVER_EVERY_SECONDS = 5.0  # how often a worker looks for entries a dead one left
-STOP_READING_SECONDS = 2.0  # at most one read's wait: the reader sees it is stopping
+STOP_READING_SECONDS = 2.0  # more than one read's wait: the reader sees it is stopping
 HAND_BACK_SECONDS = 2.0  # what a stopping worker spends handing entries back
 FORGET_AFTER_SECONDS = 3600.0  # a consumer idle this long, holding nothing, is a gone worker
 FIRST_RETRY_SECONDS = 0.25
@@ -203,8 +203,12 @@ class Lane:
     async def stop(self) -> None:
         """Stop taking entries, cancel the runs under way (each finishes the chunk it is
         sending) and wait for them; the entries they had not finished go back to the lane."""
-        self._stopping = True  # a cancellation a library swallowed cannot keep it reading
+        self._stopping = True
         if self._reader is not None:
+            # Not cancelled mid-read: entries Redis handed out in a reply never read would wait
+            # in this worker's name for a lease. Its blocking read ends within WAIT_MS, and the
+            # reader hands back what that read returned.
+            await asyncio.wait([self._reader], timeout=STOP_READING_SECONDS)
             self._reader.cancel()
             await asyncio.wait([self._reader], timeout=STOP_READING_SECONDS)
         runs = list(self._runs)

@@ -22,7 +22,7 @@ import json
 import logging
 import time
 
-from controlplane.crypto import KeyRing
+from controlplane.crypto import KeyRing, UndecryptableSecret
 from controlplane.models import ProviderCredential, ProviderName
 from controlplane.settings import Settings
 from workers.providers.base import Credential, Provider
@@ -71,8 +71,14 @@ class ProviderCache:
         now = time.monotonic()
         async with self._lock:
             if key not in self._providers:
+                try:
+                    secret = json.loads(self._keyring.decrypt(credential.secret_encrypted))
+                except UndecryptableSecret as exc:  # its key was dropped from the key ring
+                    raise MissingCredential(
+                        f"the project's {name} credential cannot be decrypted with the "
+                        "configured encryption keys"
+                    ) from exc
                 self._retire_older(credential.id)
-                secret = json.loads(self._keyring.decrypt(credential.secret_encrypted))
                 self._providers[key] = kind.connect(
                     Credential(secret, credential.details), self._settings
                 )

@@ -26,7 +26,7 @@ from workers.fakes.apns import FakeAPNs
 from workers.in_flight import InFlightBudget
 from workers.provider_cache import ProviderCache
 from workers.tasks.deliver import deliver_batch
-from workers.tasks.reconcile import reconcile_deliveries
+from workers.tasks.reconcile import complete_left_open, reconcile_deliveries
 
 pytestmark = pytest.mark.database
 
@@ -142,3 +142,22 @@ async def test_rows_of_a_dead_worker_are_taken_over_when_its_lease_expires(
         "attempts", flat=True
     )
     assert set(taken_over) == {2}
+
+
+async def test_a_push_left_open_after_its_last_delivery_was_recorded_is_completed(
+    accepted_push: tuple[str, list[str]],
+) -> None:
+    push_id, ids = accepted_push
+    # A worker recorded every delivery and was stopped before completing the push: no delivery
+    # is left for anyone to pick up, so only the reconciler can see it through.
+    await Delivery.filter(id__in=ids).update(status=DeliveryStatus.DELIVERED)
+    assert (await Push.get(id=push_id)).status is PushStatus.QUEUED
+    assert await complete_left_open(datetime.now(UTC), grace_seconds=60) == 0  # not overdue yet
+    later = datetime.now(UTC) + timedelta(minutes=2)
+    assert await complete_left_open(later, grace_seconds=60) == 1
+    assert (await Push.get(id=push_id)).status is PushStatus.COMPLETED
+    # One still moving is left alone.
+    await Push.filter(id=push_id).update(status=PushStatus.SENDING)
+    await Delivery.filter(id=ids[0]).update(status=DeliveryStatus.QUEUED)
+    assert await complete_left_open(later, grace_seconds=60) == 0
+    assert (await Push.get(id=push_id)).status is PushStatus.SENDING

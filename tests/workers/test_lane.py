@@ -11,14 +11,26 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 from redis.asyncio import Redis
+from tortoise import connections
+from tortoise.transactions import in_transaction
 
+from controlplane import project_deletion
 from controlplane.app import create_app
 from controlplane.auth.api_keys import issue_api_key
 from controlplane.core.connections import queue_client
 from controlplane.core.queue import LANE_GROUP, lane_stream
 from controlplane.crypto import KeyRing
-from controlplane.models import KeyKind, KeyMode, Push, PushStatus
+from controlplane.models import (
+    Delivery,
+    DeliveryStatus,
+    KeyKind,
+    KeyMode,
+    ProviderCredential,
+    Push,
+    PushStatus,
+)
 from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.apple import SigningKey
@@ -97,8 +109,12 @@ async def all_completed(push_ids: list[str]) -> None:
 
 
 async def lane_is_drained(redis: Redis, queue_name: str) -> None:
-    """Nothing left in the lane and nothing held unacknowledged by any worker."""
-    assert await lane_entries(redis, queue_name) == []
+    """Nothing left in the lane and nothing held unacknowledged by any worker (a run
+    acknowledges its entries just after completing their pushes: give it a moment)."""
+    deadline = time.monotonic() + 10
+    while await lane_entries(redis, queue_name):
+        assert time.monotonic() < deadline, "entries were left in the lane"
+        await asyncio.sleep(0.05)
     pending = await redis.xpending(lane_stream(queue_name), LANE_GROUP)
     assert pending["pending"] == 0
 
@@ -237,3 +253,124 @@ async def test_a_worker_reading_the_lane_rides_out_redis_restarting_empty(
                 second = [await send(device) for device in devices[PUSHES // 2 :]]
                 await all_completed(second)
     each_device_once(apns_fake)
+
+
+async def bravo_push_with_unopenable_credential(settings: Settings, signing_key: SigningKey) -> str:
+    """Another tenant's push, whose APNs credential was encrypted under a key since dropped."""
+    bravo = await make_tenant("Bravo")
+    _, live = await issue_api_key(bravo.project, name="live", kind=KeyKind.SECRET,
+                                  mode=KeyMode.LIVE, pepper=TEST_SECRET_KEY)  # fmt: skip
+    auth = {"Authorization": f"Bearer {live}"}
+    async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as api:
+        await api.put("/v1/credentials/apns", json={
+            "key": signing_key.pem, "key_id": signing_key.key_id,
+            "team_id": signing_key.team_id, "topic": "com.example.app",
+            "environment": "sandbox"}, headers=auth)  # fmt: skip
+        device = await api.post("/v1/devices", json={"token": f"{999:064x}", "platform": "ios"},
+                                headers=auth)  # fmt: skip
+        accepted = await api.post("/v1/pushes", json={
+            "kind": "alert", "alert": {"title": "Bravo"},
+            "to": {"device_ids": [device.json()["id"]]}}, headers=auth)  # fmt: skip
+        assert accepted.status_code == 202, accepted.text
+    dropped_key = KeyRing([Fernet.generate_key().decode()])
+    await ProviderCredential.filter(project_id=bravo.project.id).update(
+        secret_encrypted=dropped_key.encrypt(b"{}")
+    )
+    return str(accepted.json()["id"])
+
+
+async def test_one_tenants_broken_credential_holds_back_no_other_push_of_the_read(
+    small_pushes: list[str], live_settings: Settings, worker_ctx: dict[str, Any],
+    signing_key: SigningKey, apns_fake: FakeAPNs,
+) -> None:  # fmt: skip
+    bravo = await bravo_push_with_unopenable_credential(live_settings, signing_key)
+    entries = await lane_entries(worker_ctx["redis"], live_settings.queue_name)
+    assert len(entries) == PUSHES + 1  # one read of the lane takes them all
+    counts = await deliver_pushes(worker_ctx, entries)  # no exception: Bravo's is Bravo's
+    assert counts == {"delivered": PUSHES, "failed": 1}
+    each_device_once(apns_fake)
+    assert await Push.filter(id__in=small_pushes, status=PushStatus.COMPLETED).count() == PUSHES
+    (refused,) = await Delivery.filter(push_id=bravo)
+    assert refused.status is DeliveryStatus.FAILED
+    assert "cannot be decrypted" in str(refused.reason)
+    assert (await Push.get(id=bravo)).status is PushStatus.COMPLETED
+
+
+@pytest.mark.postgres_only
+async def test_a_claim_of_many_pushes_and_a_project_deletion_never_deadlock(
+    live_settings: Settings, worker_ctx: dict[str, Any], database: None,
+) -> None:  # fmt: skip
+    """A claim locks the pushes of a read in id order; a project's deletion cancels its open
+    pushes in one UPDATE, which on its own would lock them in heap order (push ids are random):
+    with a third session holding the lowest push, each would wait for the other. Both lock in
+    id order (controlplane/push_locks.py), so both go through."""
+    acme = await make_tenant("Acme")
+    auth = {"Authorization": f"Bearer {acme.secret_key}"}  # test mode: the sandbox provider
+    conn = connections.get("default")
+
+    async def heap_order() -> list[str]:
+        rows = await conn.execute_query_dict(
+            "SELECT id FROM pushes WHERE project_id = $1 ORDER BY ctid", [acme.project.id]
+        )
+        return [row["id"] for row in rows]
+
+    async with serving(create_app(live_settings)) as url, httpx.AsyncClient(base_url=url) as api:
+        device = await api.post("/v1/devices", json={"token": f"{7:064x}", "platform": "ios"},
+                                headers=auth)  # fmt: skip
+        assert device.status_code in (200, 201), device.text
+        while True:  # until the lowest id is not the first in heap order
+            accepted = await api.post("/v1/pushes", json={
+                "kind": "alert", "alert": {"title": "Hi"},
+                "to": {"device_ids": [device.json()["id"]]}}, headers=auth)  # fmt: skip
+            assert accepted.status_code == 202, accepted.text
+            order = await heap_order()
+            if len(order) >= 2 and min(order) != order[0]:
+                break
+    lowest = min(order)
+    work = await lane_entries(worker_ctx["redis"], live_settings.queue_name)
+    plan = await conn.execute_query_dict(
+        "EXPLAIN UPDATE pushes SET status = 'canceled' WHERE id = ANY($1) AND status = ANY($2)",
+        [order, ["queued", "sending", "scheduled"]])  # fmt: skip
+    assert "Update on pushes" in plan[0]["QUERY PLAN"]
+
+    async def waiting_on_locks() -> int:
+        rows = await conn.execute_query_dict(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()"
+        )
+        return int(rows[0]["n"])
+
+    async def until_waiting_on_locks(sessions: int) -> None:
+        deadline = time.monotonic() + 30
+        while await waiting_on_locks() < sessions:
+            assert time.monotonic() < deadline, f"{sessions} sessions never waited on a lock"
+            await asyncio.sleep(0.01)
+
+    release = asyncio.Event()
+    held = asyncio.Event()
+
+    async def blocker() -> None:  # any short holder of the lowest push: a claim, a completion
+        async with in_transaction() as tx:
+            await tx.execute_query(
+                "SELECT id FROM pushes WHERE id = $1 FOR NO KEY UPDATE", [lowest]
+            )
+            held.set()
+            await release.wait()
+
+    async def delete_project() -> None:
+        async with in_transaction():
+            await project_deletion.retire(acme.project.id)
+
+    blocking = asyncio.create_task(blocker())
+    await held.wait()
+    claim = asyncio.create_task(deliver_pushes(worker_ctx, work))
+    await until_waiting_on_locks(1)
+    deletion = asyncio.create_task(delete_project())
+    await until_waiting_on_locks(2)
+    release.set()
+    await blocking
+    results = await asyncio.gather(claim, deletion, return_exceptions=True)
+    assert not any(isinstance(result, BaseException) for result in results), results
+    # Each push either went out before the deletion canceled it, or never went.
+    statuses = await Push.filter(project_id=acme.project.id).values_list("status", flat=True)
+    assert set(statuses) <= {PushStatus.COMPLETED, PushStatus.CANCELED}

@@ -31,6 +31,7 @@ completion (``push.completed``) are written with their webhook events in one tra
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections import Counter, defaultdict
@@ -40,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from tortoise.expressions import F, Q, Subquery
 from tortoise.transactions import in_transaction
@@ -64,6 +66,7 @@ from controlplane.models import (
 )
 from controlplane.models import TOKEN_NAMES as SLOT_NAMES
 from controlplane.payloads import PushContent
+from controlplane.push_locks import in_id_order
 from controlplane.settings import Settings
 from controlplane.webhook_events import (
     Outbox,
@@ -90,6 +93,7 @@ from workers.providers.registry import PROVIDERS, UnknownProvider
 from workers.retries import RetryWindow, expires_at
 
 OPEN_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
+logger = logging.getLogger("brik.worker")
 CHUNKS_IN_FLIGHT = 4
 
 
@@ -156,16 +160,15 @@ def _claimable(now: datetime) -> Q:
 def _pushes_still_open(push_ids: Sequence[str]) -> Subquery:
     """The pushes, unless canceled (or deleted with their project) — locked for the claim.
 
-    The claim locks the push rows (``FOR NO KEY UPDATE``, in id order so two claims of
-    overlapping pushes cannot deadlock) before any delivery row: canceling a push
+    The claim locks the push rows (``FOR NO KEY UPDATE``, in id order:
+    :mod:`controlplane.push_locks`) before any delivery row: canceling a push
     (``controlplane/project_deletion.py``) waits for a claim under way, and a claim waits for
     the cancel and then finds the push canceled. So once a cancel has committed no delivery of
     the push is claimed, and every claim made before it is already visible as ``sending`` —
     which is what the deletion waits for. Claims of one push run one after the other
     (milliseconds each); SQLite has no row locks and serialises every write anyway.
     """
-    pushes = Push.filter(id__in=push_ids).exclude(status=PushStatus.CANCELED).order_by("id")
-    return Subquery(pushes.select_for_update(no_key=True).only("id"))
+    return in_id_order(Push.filter(id__in=push_ids).exclude(status=PushStatus.CANCELED))
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,18 +197,9 @@ async def deliver_pushes(ctx: dict[str, Any], work: Work) -> dict[str, int]:
     skipped. Raises what a send or a write raises; what was recorded stays recorded, and a row
     claimed but not recorded goes again when its lease runs out (the reconciler).
     """
-    wanted = list(dict.fromkeys(push_id for push_id, _ in work))
-    pushes = await Push.filter(id__in=wanted).exclude(status=PushStatus.CANCELED)
-    if not pushes:
+    at_hand = await _pushes_at_hand(list(dict.fromkeys(push_id for push_id, _ in work)))
+    if not at_hand:
         return {}
-    boxes = await outboxes({(push.project_id, push.mode) for push in pushes})  # type: ignore[attr-defined]
-    at_hand = {
-        push.id: PushAtHand(
-            push, PushContent.model_validate(push.content),
-            boxes[(push.project_id, push.mode)],  # type: ignore[attr-defined]
-        )
-        for push in pushes
-    }  # fmt: skip
     deliveries = [
         (push_id, delivery_id)
         for push_id, delivery_ids in work if push_id in at_hand
@@ -218,6 +212,7 @@ async def deliver_pushes(ctx: dict[str, Any], work: Work) -> dict[str, int]:
     moving: set[str] = set()  # pushes with a delivery sent (or refused) by this run
     budget: InFlightBudget = ctx["in_flight"]
     providers: dict[str, JobProviders] = {}
+    failure: Exception | None = None
     try:
         # Chunks no larger than the in-flight budget, each claimed, sent *and recorded* under
         # its reservation: a crash leaves at most that many sends unrecorded, a cancelled job
@@ -234,13 +229,35 @@ async def deliver_pushes(ctx: dict[str, Any], work: Work) -> dict[str, int]:
                 moving.add(push_id)
             if moving and start != starts[-1]:  # more to send: say so while it goes on
                 await _mark_sending(at_hand, moving)
+    except Exception as exc:  # the database or Redis away: raised below, once the rest is said
+        failure = exc
     finally:
         if metrics is not None:
             metrics.jobs_in_progress.dec()
+    # Even after a failure: the pushes whose deliveries all ended (here or elsewhere) complete.
     if await _complete_finished(at_hand) < len(at_hand) and moving:
         await _mark_sending(at_hand, moving)  # retries or other jobs' deliveries still to go
     await _tell_streams(ctx["redis"], at_hand)
+    if failure is not None:
+        raise failure
     return dict(counts)
+
+
+async def _pushes_at_hand(push_ids: Sequence[str]) -> dict[str, PushAtHand]:
+    """The pushes of ``push_ids`` not canceled, with their content and their outbox: two
+    queries however many there are."""
+    pushes = await Push.filter(id__in=push_ids).exclude(status=PushStatus.CANCELED)
+    boxes = await outboxes({(push.project_id, push.mode) for push in pushes})  # type: ignore[attr-defined]
+    at_hand: dict[str, PushAtHand] = {}
+    for push in pushes:
+        try:
+            content = PushContent.model_validate(push.content)
+        except ValidationError:  # stored by an older version, say: the others still go
+            logger.exception("push %s: its stored content cannot be read; not sent", push.id)
+            continue
+        box = boxes[(push.project_id, push.mode)]  # type: ignore[attr-defined]
+        at_hand[push.id] = PushAtHand(push, content, box)
+    return at_hand
 
 
 async def _mark_sending(at_hand: dict[str, PushAtHand], push_ids: Iterable[str]) -> None:
@@ -250,9 +267,8 @@ async def _mark_sending(at_hand: dict[str, PushAtHand], push_ids: Iterable[str])
     ]
     if not waking:
         return
-    await Push.filter(id__in=waking, status__in=[PushStatus.QUEUED, PushStatus.SCHEDULED]).update(
-        status=PushStatus.SENDING
-    )
+    still_waiting = Push.filter(id__in=waking, status__in=[PushStatus.QUEUED, PushStatus.SCHEDULED])
+    await Push.filter(id__in=in_id_order(still_waiting)).update(status=PushStatus.SENDING)
     for push_id in waking:
         at_hand[push_id].push.status = PushStatus.SENDING
 
@@ -303,6 +319,16 @@ async def _deliver_chunk(
     decided: list[Claimed] = []  # rows with an outcome to record (not held, not lost to an error)
 
     async def send(project_id: str, name: str, group: list[Claimed]) -> None:
+        try:
+            await send_group(project_id, name, group)
+        except Exception as exc:  # this project's group only: the others' sends go on
+            logger.exception("sending %d deliveries of project %s failed", len(group), project_id)
+            undecided = [row for row in group if row.id not in outcomes]
+            why = f"the worker could not send ({type(exc).__name__}); trying again"
+            outcomes.update({row.id: Outcome.retry(why) for row in undecided})
+            decided.extend(undecided)
+
+    async def send_group(project_id: str, name: str, group: list[Claimed]) -> None:
         group = await _within_egress_limit(ctx, project_id, name, group, lease, chunk_start)
         cap: DeviceCap | None = ctx.get("device_cap")
         if cap is not None and group:
@@ -322,18 +348,10 @@ async def _deliver_chunk(
         decided.extend(group)
 
     # Different projects and providers side by side: one slow provider does not hold the rest.
-    failures = [
-        result
-        for result in await asyncio.gather(
-            *(send(project_id, name, group) for (project_id, name), group in groups.items()),
-            return_exceptions=True,
-        )
-        if isinstance(result, BaseException)
-    ]
-    counts = await _record(at_hand, decided, outcomes, lease, settings, ctx, chunk_start)
-    if failures:  # what the others sent is recorded; the failed group's rows wait for their lease
-        raise failures[0]
-    return counts
+    await asyncio.gather(
+        *(send(project_id, name, group) for (project_id, name), group in groups.items())
+    )
+    return await _record(at_hand, decided, outcomes, lease, settings, ctx, chunk_start)
 
 
 async def _within_egress_limit(
@@ -675,6 +693,13 @@ async def _tell_credential_failing(
     )  # fmt: skip
 
 
+async def complete_finished(push_ids: Sequence[str]) -> int:
+    """Complete those of ``push_ids`` none of whose deliveries is still open (with their
+    ``push.completed`` events); how many. For the reconciler: a run stopped between recording
+    a push's last deliveries and completing it leaves nobody else to."""
+    return await _complete_finished(await _pushes_at_hand(push_ids))
+
+
 async def _complete_finished(at_hand: dict[str, PushAtHand]) -> int:
     """Complete every push at hand none of whose deliveries is still open — the check and the
     change in one conditional UPDATE (one per push whose completion a webhook wants to hear
@@ -696,6 +721,7 @@ async def _complete_finished(at_hand: dict[str, PushAtHand]) -> int:
 def _finished(push_ids: list[str]) -> Any:
     """Those of the pushes still moving with no delivery open (a queryset to update)."""
     open_deliveries = Delivery.filter(push_id__in=push_ids, status__in=OPEN_STATUSES)
-    return Push.filter(
+    finished = Push.filter(
         id__in=push_ids, status__in=[PushStatus.QUEUED, PushStatus.SENDING, PushStatus.SCHEDULED]
     ).exclude(id__in=Subquery(open_deliveries.values("push_id")))
+    return Push.filter(id__in=in_id_order(finished))

@@ -18,9 +18,11 @@ from tortoise.expressions import Q
 
 from controlplane import idempotency
 from controlplane.core.queue import enqueue_deliveries
-from controlplane.models import Delivery, DeliveryStatus, PushStatus
+from controlplane.models import Delivery, DeliveryStatus, Push, PushStatus
+from workers.tasks.deliver import complete_finished
 
 MAX_ROWS_PER_RUN = 100_000
+MAX_PUSHES_PER_RUN = 1_000  # pushes looked at for completion per run, oldest first
 
 
 async def reconcile_deliveries(ctx: dict[str, Any], now: datetime | None = None) -> int:
@@ -47,7 +49,30 @@ async def reconcile_deliveries(ctx: dict[str, Any], now: datetime | None = None)
     return len(rows)
 
 
+async def complete_left_open(now: datetime, grace_seconds: float) -> int:
+    """Complete the pushes still ``queued`` or ``sending`` past the grace whose deliveries have
+    all ended: a worker stopped between recording a push's last deliveries and completing it
+    leaves it so, and no delivery is left for anyone to pick up. Returns how many."""
+    overdue = now - timedelta(seconds=grace_seconds)
+    candidates = [
+        str(push_id)
+        for push_id in await Push.filter(
+            status__in=[PushStatus.QUEUED, PushStatus.SENDING], created_at__lte=overdue
+        ).order_by("created_at").limit(MAX_PUSHES_PER_RUN).values_list("id", flat=True)
+    ]  # fmt: skip
+    if not candidates:
+        return 0
+    still_open = await Delivery.filter(
+        push_id__in=candidates, status__in=[DeliveryStatus.QUEUED, DeliveryStatus.SENDING]
+    ).distinct().values_list("push_id", flat=True)  # fmt: skip
+    moving = {str(push_id) for push_id in still_open}
+    finished = [push_id for push_id in candidates if push_id not in moving]
+    return await complete_finished(finished) if finished else 0
+
+
 async def scheduled_reconcile(ctx: dict[str, Any]) -> int:
+    settings = ctx["settings"]
+    await complete_left_open(datetime.now(UTC), settings.reconcile_grace_seconds)
     return await reconcile_deliveries(ctx)
 
 
