@@ -25,6 +25,14 @@ class SigningKey:
     public_key: ec.EllipticCurvePublicKey
 
 
+def apns_credential(key: SigningKey, environment: str = "sandbox") -> dict[str, str]:
+    """The body of ``PUT /v1/credentials/apns`` uploading ``key`` for :data:`TOPIC`."""
+    return {
+        "key": key.pem, "key_id": key.key_id, "team_id": key.team_id, "topic": TOPIC,
+        "environment": environment,
+    }  # fmt: skip
+
+
 def new_signing_key(key_id: str = KEY_ID, team_id: str = TEAM_ID) -> SigningKey:
     private = ec.generate_private_key(ec.SECP256R1())
     pem = private.private_bytes(

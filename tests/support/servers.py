@@ -6,12 +6,17 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 
+from controlplane.core.connections import queue_client
+from controlplane.crypto import KeyRing
 from controlplane.serving import QuietSignalServer, wait_until_started
 from controlplane.settings import Settings
+from workers.in_flight import InFlightBudget
+from workers.provider_cache import ProviderCache
 from workers.worker import run_worker
 
 
@@ -56,3 +61,19 @@ async def running_worker(settings: Settings) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@contextlib.asynccontextmanager
+async def worker_context(settings: Settings) -> AsyncIterator[dict[str, Any]]:
+    """What a worker hands its jobs, for a test that calls a job's function itself."""
+    keyring = KeyRing([key.get_secret_value() for key in settings.encryption_keys])
+    redis = queue_client(settings.redis_url, settings.queue_name)
+    providers = ProviderCache(settings, keyring)
+    try:
+        yield {
+            "settings": settings, "keyring": keyring, "providers": providers, "redis": redis,
+            "in_flight": InFlightBudget(settings.delivery_in_flight_per_connection),
+        }  # fmt: skip
+    finally:
+        await providers.close_retired(everything=True)
+        await redis.aclose(close_connection_pool=True)

@@ -87,3 +87,10 @@ async def make_tenant(name: str, roles: tuple[Role, ...] = tuple(Role)) -> Tenan
         await Membership.create(organization=organization, user=person.user, role=role)
         tenant.people[role] = person
     return tenant
+
+
+async def live_key_headers(tenant: Tenant) -> dict[str, str]:
+    """The Authorization header of a new live secret key of the tenant's project."""
+    _, live = await issue_api_key(tenant.project, name="live", kind=KeyKind.SECRET,
+                                  mode=KeyMode.LIVE, pepper=TEST_SECRET_KEY)  # fmt: skip
+    return {"Authorization": f"Bearer {live}"}

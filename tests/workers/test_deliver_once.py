@@ -13,18 +13,12 @@ import pytest
 from redis.asyncio import Redis
 
 from controlplane.app import create_app
-from controlplane.auth.api_keys import issue_api_key
-from controlplane.core.connections import queue_client
-from controlplane.crypto import KeyRing
-from controlplane.models import Delivery, DeliveryStatus, KeyKind, KeyMode, Push, PushStatus
+from controlplane.models import Delivery, DeliveryStatus, Push, PushStatus
 from controlplane.settings import Settings
-from tests.conftest import TEST_SECRET_KEY
-from tests.support.apple import SigningKey
-from tests.support.servers import running_worker, serving
-from tests.support.tenants import make_tenant
+from tests.support.apple import SigningKey, apns_credential
+from tests.support.servers import running_worker, serving, worker_context
+from tests.support.tenants import live_key_headers, make_tenant
 from workers.fakes.apns import FakeAPNs
-from workers.in_flight import InFlightBudget
-from workers.provider_cache import ProviderCache
 from workers.tasks.deliver import deliver_batch
 from workers.tasks.reconcile import complete_left_open, reconcile_deliveries
 
@@ -48,14 +42,9 @@ async def accepted_push(
 ) -> tuple[str, list[str]]:
     """A live push to DEVICES iOS devices, accepted by the API with no worker running."""
     acme = await make_tenant("Acme")
-    _, live = await issue_api_key(acme.project, name="live", kind=KeyKind.SECRET,
-                                  mode=KeyMode.LIVE, pepper=TEST_SECRET_KEY)  # fmt: skip
-    auth = {"Authorization": f"Bearer {live}"}
+    auth = await live_key_headers(acme)
     async with serving(create_app(live_settings)) as url, httpx.AsyncClient(base_url=url) as api:
-        await api.put("/v1/credentials/apns", json={
-            "key": signing_key.pem, "key_id": signing_key.key_id,
-            "team_id": signing_key.team_id, "topic": "com.example.app",
-            "environment": "sandbox"}, headers=auth)  # fmt: skip
+        await api.put("/v1/credentials/apns", json=apns_credential(signing_key), headers=auth)
         for n in range(DEVICES):
             await api.post("/v1/devices", json={"token": f"{n + 1:064x}", "platform": "ios",
                                                 "tags": ["all"]}, headers=auth)  # fmt: skip
@@ -69,15 +58,8 @@ async def accepted_push(
 
 @pytest.fixture
 async def worker_ctx(live_settings: Settings) -> AsyncIterator[dict[str, Any]]:
-    keyring = KeyRing([key.get_secret_value() for key in live_settings.encryption_keys])
-    redis = queue_client(live_settings.redis_url, live_settings.queue_name)
-    providers = ProviderCache(live_settings, keyring)
-    yield {
-        "settings": live_settings, "keyring": keyring, "providers": providers, "redis": redis,
-        "in_flight": InFlightBudget(live_settings.delivery_in_flight_per_connection),
-    }  # fmt: skip
-    await providers.close_retired(everything=True)
-    await redis.aclose(close_connection_pool=True)
+    async with worker_context(live_settings) as ctx:
+        yield ctx
 
 
 async def wait_completed(push_id: str) -> None:

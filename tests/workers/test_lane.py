@@ -18,30 +18,24 @@ from tortoise.transactions import in_transaction
 
 from controlplane import project_deletion
 from controlplane.app import create_app
-from controlplane.auth.api_keys import issue_api_key
 from controlplane.core.connections import queue_client
 from controlplane.core.queue import LANE_GROUP, lane_stream
 from controlplane.crypto import KeyRing
 from controlplane.models import (
     Delivery,
     DeliveryStatus,
-    KeyKind,
-    KeyMode,
     ProviderCredential,
     Push,
     PushStatus,
 )
 from controlplane.settings import Settings
-from tests.conftest import TEST_SECRET_KEY
-from tests.support.apple import SigningKey
+from tests.support.apple import SigningKey, apns_credential
 from tests.support.queue import lane_entries
 from tests.support.redis_server import RestartableRedis
-from tests.support.servers import running_worker, serving
-from tests.support.tenants import make_tenant
+from tests.support.servers import running_worker, serving, worker_context
+from tests.support.tenants import live_key_headers, make_tenant
 from workers.fakes.apns import FakeAPNs
-from workers.in_flight import InFlightBudget
 from workers.lane import Lane
-from workers.provider_cache import ProviderCache
 from workers.tasks.deliver import deliver_pushes
 
 pytestmark = pytest.mark.database
@@ -63,15 +57,10 @@ async def small_pushes(
 ) -> list[str]:
     """PUSHES live pushes, each to one iOS device of its own, accepted with no worker running."""
     acme = await make_tenant("Acme")
-    _, live = await issue_api_key(acme.project, name="live", kind=KeyKind.SECRET,
-                                  mode=KeyMode.LIVE, pepper=TEST_SECRET_KEY)  # fmt: skip
-    auth = {"Authorization": f"Bearer {live}"}
+    auth = await live_key_headers(acme)
     pushes = []
     async with serving(create_app(live_settings)) as url, httpx.AsyncClient(base_url=url) as api:
-        await api.put("/v1/credentials/apns", json={
-            "key": signing_key.pem, "key_id": signing_key.key_id,
-            "team_id": signing_key.team_id, "topic": "com.example.app",
-            "environment": "sandbox"}, headers=auth)  # fmt: skip
+        await api.put("/v1/credentials/apns", json=apns_credential(signing_key), headers=auth)
         for n in range(PUSHES):
             token = {"token": f"{n + 1:064x}", "platform": "ios"}
             device = await api.post("/v1/devices", json=token, headers=auth)
@@ -91,14 +80,9 @@ async def redis(live_settings: Settings) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture
-async def worker_ctx(live_settings: Settings, redis: Redis) -> AsyncIterator[dict[str, Any]]:
-    keyring = KeyRing([key.get_secret_value() for key in live_settings.encryption_keys])
-    providers = ProviderCache(live_settings, keyring)
-    yield {
-        "settings": live_settings, "keyring": keyring, "providers": providers, "redis": redis,
-        "in_flight": InFlightBudget(live_settings.delivery_in_flight_per_connection),
-    }  # fmt: skip
-    await providers.close_retired(everything=True)
+async def worker_ctx(live_settings: Settings) -> AsyncIterator[dict[str, Any]]:
+    async with worker_context(live_settings) as ctx:
+        yield ctx
 
 
 async def all_completed(push_ids: list[str]) -> None:
@@ -221,15 +205,10 @@ async def test_a_worker_reading_the_lane_rides_out_redis_restarting_empty(
     with RestartableRedis(tmp_path / "redis") as server:
         settings = live_settings.model_copy(update={"redis_url": server.url})
         acme = await make_tenant("Acme")
-        _, live = await issue_api_key(acme.project, name="live", kind=KeyKind.SECRET,
-                                      mode=KeyMode.LIVE, pepper=TEST_SECRET_KEY)  # fmt: skip
-        auth = {"Authorization": f"Bearer {live}"}
+        auth = await live_key_headers(acme)
         app = create_app(settings)
         async with serving(app) as url, httpx.AsyncClient(base_url=url) as api:
-            await api.put("/v1/credentials/apns", json={
-                "key": signing_key.pem, "key_id": signing_key.key_id,
-                "team_id": signing_key.team_id, "topic": "com.example.app",
-                "environment": "sandbox"}, headers=auth)  # fmt: skip
+            await api.put("/v1/credentials/apns", json=apns_credential(signing_key), headers=auth)
             devices = []
             for n in range(PUSHES):
                 token = {"token": f"{n + 1:064x}", "platform": "ios"}
@@ -258,14 +237,9 @@ async def test_a_worker_reading_the_lane_rides_out_redis_restarting_empty(
 async def bravo_push_with_unopenable_credential(settings: Settings, signing_key: SigningKey) -> str:
     """Another tenant's push, whose APNs credential was encrypted under a key since dropped."""
     bravo = await make_tenant("Bravo")
-    _, live = await issue_api_key(bravo.project, name="live", kind=KeyKind.SECRET,
-                                  mode=KeyMode.LIVE, pepper=TEST_SECRET_KEY)  # fmt: skip
-    auth = {"Authorization": f"Bearer {live}"}
+    auth = await live_key_headers(bravo)
     async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as api:
-        await api.put("/v1/credentials/apns", json={
-            "key": signing_key.pem, "key_id": signing_key.key_id,
-            "team_id": signing_key.team_id, "topic": "com.example.app",
-            "environment": "sandbox"}, headers=auth)  # fmt: skip
+        await api.put("/v1/credentials/apns", json=apns_credential(signing_key), headers=auth)
         device = await api.post("/v1/devices", json={"token": f"{999:064x}", "platform": "ios"},
                                 headers=auth)  # fmt: skip
         accepted = await api.post("/v1/pushes", json={

@@ -11,14 +11,12 @@ import httpx
 import pytest
 
 from controlplane.auth.api_keys import issue_api_key
-from controlplane.core.connections import queue_client
-from controlplane.crypto import KeyRing
 from controlplane.models import Delivery, KeyKind, KeyMode
 from controlplane.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.apple import SigningKey
+from tests.support.servers import worker_context
 from tests.support.tenants import make_tenant
-from workers.in_flight import InFlightBudget
 from workers.provider_cache import IDLE_AFTER_SECONDS, ProviderCache
 from workers.providers.apns import ApnsProvider, ApnsPush
 from workers.providers.sandbox import SandboxProvider
@@ -29,15 +27,8 @@ pytestmark = pytest.mark.database
 
 @pytest.fixture
 async def worker_ctx(settings: Settings, database: None) -> AsyncIterator[dict[str, Any]]:
-    keyring = KeyRing([key.get_secret_value() for key in settings.encryption_keys])
-    redis = queue_client(settings.redis_url, settings.queue_name)
-    providers = ProviderCache(settings, keyring)
-    yield {
-        "settings": settings, "keyring": keyring, "providers": providers, "redis": redis,
-        "in_flight": InFlightBudget(settings.delivery_in_flight_per_connection),
-    }  # fmt: skip
-    await providers.close_retired(everything=True)
-    await redis.aclose(close_connection_pool=True)
+    async with worker_context(settings) as ctx:
+        yield ctx
 
 
 async def test_test_mode_pushes_go_through_the_sandbox_and_strangers_fail_with_a_reason(
