@@ -25,8 +25,8 @@ from controlplane.errors import APIError, InvalidRequest, QuotaExceeded
 from controlplane.fan_out import (
     Destination,
     NewPush,
-    insert_deliveries,
     insert_deliveries_of,
+    insert_push,
     insert_pushes,
 )
 from controlplane.models import (
@@ -139,22 +139,13 @@ async def accept_push(
     ``param``: the request field a missing credential is blamed on.
     """
     providers = await providers_for(sender, {d.platform for d in destinations}, param)
-    status = _first_status(destinations, send_at, now)
-    scheduled = status is PushStatus.SCHEDULED
-    push = await Push.create(
-        project=sender.project,
-        mode=sender.mode,
-        kind=content.kind,
-        content=content.model_dump(mode="json", exclude_none=True),
-        target=target,
-        status=status,
-        collapse_id=content.collapse_id,
-        send_at=send_at,
-        recipients=len(destinations),
-        completed_at=None if destinations else now,
-        activity_id=activity_id,
-    )  # fmt: skip
-    delivery_ids = await insert_deliveries(push, destinations, providers)
+    outgoing = Outgoing(content, target, destinations, send_at)
+    new_push = _push_of(new_ids("psh", 1)[0], outgoing, now, activity_id)
+    delivery_ids = await insert_push(
+        sender.project.id, sender.mode, now, new_push, destinations, providers
+    )
+    push = new_push.as_model(sender.project.id, sender.mode, now)
+    scheduled = push.status is PushStatus.SCHEDULED
     if not destinations:
         await emit_push_completed(push, now)  # completed as it is accepted: nothing to send
         return push
@@ -240,7 +231,9 @@ async def accept_pushes(
     return [result for result in results if result is not None]
 
 
-def _push_of(push_id: str, outgoing: Outgoing, now: datetime) -> NewPush:
+def _push_of(
+    push_id: str, outgoing: Outgoing, now: datetime, activity_id: str | None = None
+) -> NewPush:
     """The push ``outgoing`` is committed as."""
     content, destinations, send_at = outgoing.content, outgoing.destinations, outgoing.send_at
     return NewPush(
@@ -248,5 +241,5 @@ def _push_of(push_id: str, outgoing: Outgoing, now: datetime) -> NewPush:
         content=content.model_dump(mode="json", exclude_none=True), target=outgoing.target,
         status=_first_status(destinations, send_at, now),
         collapse_id=content.collapse_id, send_at=send_at, recipients=len(destinations),
-        completed_at=None if destinations else now,
+        completed_at=None if destinations else now, activity_id=activity_id,
     )  # fmt: skip

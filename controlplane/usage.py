@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F
@@ -68,22 +69,35 @@ async def reserve_pushes(
     if quota is not None and count > quota:
         raise _exceeded(mode, count, quota, await _count(row), now)
     # One statement (the hot path of every send): create the month's row or add to it, only
-    # while the sum stays within the quota; nothing comes back when it would not.
+    # while the sum stays within the quota; nothing comes back when it would not. On
+    # PostgreSQL the day's total is added in the same statement, only if the month's was.
     client = UsagePeriod._meta.db
     arg = _placeholders(client)
-    added = await client.execute_query_dict(
+    month = (
         f"INSERT INTO usage_periods (organization_id, period_start, mode, pushes, "
         f"overage_reported) VALUES ({arg(1)}, {arg(2)}, {arg(3)}, {arg(4)}, 0) "
         f"ON CONFLICT (organization_id, period_start, mode) DO UPDATE "
         f"SET pushes = usage_periods.pushes + excluded.pushes "
         f"WHERE {arg(5, 'bigint')} IS NULL OR usage_periods.pushes + excluded.pushes <= {arg(5)} "
-        f"RETURNING pushes",
-        [organization.id, start, mode.value, count, quota],
+        f"RETURNING pushes"
     )  # fmt: skip
+    params: list[Any] = [organization.id, start, mode.value, count, quota]
+    together = client.capabilities.dialect == "postgres"
+    if together:
+        month = (
+            f"WITH month AS ({month}), day AS ("
+            f"INSERT INTO usage_days (organization_id, day, mode, metric, value) "
+            f"SELECT $1, $6::date, $3, $7::text, $4 WHERE EXISTS (SELECT 1 FROM month) "
+            f"ON CONFLICT (organization_id, day, mode, metric) DO UPDATE "
+            f"SET value = usage_days.value + excluded.value) SELECT pushes FROM month"
+        )  # fmt: skip
+        params += [now.date(), UsageMetric.PUSHES.value]
+    added = await client.execute_query_dict(month, params)
     if not added:
         raise _exceeded(mode, count, quota or 0, await _count(row), now)
     after = int(added[0]["pushes"])
-    await add_to_day(organization.id, UsageMetric.PUSHES, mode, count, now.date())
+    if not together:
+        await add_to_day(organization.id, UsageMetric.PUSHES, mode, count, now.date())
     return Reservation(mode=mode, period_start=start, before=after - count, after=after)
 
 
