@@ -44,9 +44,11 @@ READ_COUNT = 200  # entries taken by one read
 # and what arrives meanwhile waits for the next read — many pushes per read under load (each
 # read, claim and write is shared by all), one at once when the lane is quiet.
 RUNS_AT_ONCE = 2
-WAIT_MS = 1000  # a read waits this long for an entry; then the reader looks about and reads again
+# A read waits this long for an entry, then the reader looks about (is it stopping? entries to
+# take over?) and reads again: short, so a stopping worker is not kept waiting.
+WAIT_MS = 250
 TAKE_OVER_EVERY_SECONDS = 5.0  # how often a worker looks for entries a dead one left
-STOP_READING_SECONDS = 2.0  # more than one read's wait: the reader sees it is stopping
+STOP_READING_SECONDS = 1.0  # more than one read's wait: the reader sees it is stopping
 HAND_BACK_SECONDS = 2.0  # what a stopping worker spends handing entries back
 FORGET_AFTER_SECONDS = 3600.0  # a consumer idle this long, holding nothing, is a gone worker
 FIRST_RETRY_SECONDS = 0.25

@@ -200,11 +200,11 @@ async def deliver_pushes(ctx: dict[str, Any], work: Work) -> dict[str, int]:
     at_hand = await _pushes_at_hand(list(dict.fromkeys(push_id for push_id, _ in work)))
     if not at_hand:
         return {}
-    deliveries = [
+    deliveries = list(dict.fromkeys(  # once each: a push handed over twice is read twice
         (push_id, delivery_id)
         for push_id, delivery_ids in work if push_id in at_hand
         for delivery_id in delivery_ids
-    ]  # fmt: skip
+    ))  # fmt: skip
     metrics: WorkerMetrics | None = ctx.get("metrics")
     if metrics is not None:
         metrics.jobs_in_progress.inc()
