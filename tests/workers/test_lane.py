@@ -40,7 +40,7 @@ from workers.tasks.deliver import deliver_pushes
 
 pytestmark = pytest.mark.database
 
-PUSHES = 30
+PUSHES = 20
 
 
 @pytest.fixture
