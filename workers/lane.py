@@ -155,10 +155,7 @@ class Lane:
         unreadable = [entry_id for entry_id, entry in entries if entry is None]
         if unreadable:  # dropped, said loudly; their rows, if any, are the reconciler's
             logger.error("unreadable lane entries dropped: %s", unreadable)
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.xack(self._stream, LANE_GROUP, *unreadable)
-                pipe.xdel(self._stream, *unreadable)
-                await pipe.execute()
+            await self._remove(unreadable)
         return [entry for _, entry in entries if entry is not None]
 
     async def _deliver_entries(self, entries: list[Entry]) -> None:
@@ -173,32 +170,27 @@ class Lane:
             logger.exception("delivering %d pushes from the lane failed", len(entries))
             return
         try:
-            await self._acknowledge(entries)
+            await self._remove([entry.entry_id for entry in entries])
         except (RedisError, OSError, TimeoutError) as exc:
             # Read again later, it finds its deliveries recorded and sends nothing.
             logger.warning("lane entries delivered but not acknowledged (%s)", exc)
 
-    async def _acknowledge(self, entries: list[Entry]) -> None:
-        ids = [entry.entry_id for entry in entries]
+    async def _remove(self, entry_ids: list[str], *, again: list[Entry] | None = None) -> None:
+        """Acknowledge and delete ``entry_ids`` — after adding ``again`` as new entries, in the
+        same transaction, when they go back for another worker."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self._stream, LANE_GROUP, *ids)
-            pipe.xdel(self._stream, *ids)
+            for entry in again or []:
+                pipe.xadd(self._stream, {"p": entry.push_id, "d": ",".join(entry.delivery_ids)})
+            pipe.xack(self._stream, LANE_GROUP, *entry_ids)
+            pipe.xdel(self._stream, *entry_ids)
             await pipe.execute()
 
     async def _hand_back(self, entries: list[Entry]) -> None:
-        """Put ``entries`` back as new entries (a pipeline: acknowledged, deleted, added again)
-        so another worker takes them now rather than once their lease runs out."""
+        """Put ``entries`` back as new entries so another worker takes them now rather than
+        once their lease runs out."""
         try:
             async with asyncio.timeout(HAND_BACK_SECONDS):
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    for entry in entries:
-                        pipe.xadd(
-                            self._stream, {"p": entry.push_id, "d": ",".join(entry.delivery_ids)}
-                        )
-                    ids = [entry.entry_id for entry in entries]
-                    pipe.xack(self._stream, LANE_GROUP, *ids)
-                    pipe.xdel(self._stream, *ids)
-                    await pipe.execute()
+                await self._remove([entry.entry_id for entry in entries], again=entries)
         except (RedisError, OSError, TimeoutError) as exc:
             logger.warning("lane entries not handed back (%s): taken over later", exc)
 

@@ -15,6 +15,14 @@ from tests.support.queue import lane_entries
 from tests.support.redis_server import RestartableRedis
 
 
+async def handed_over(relay: EnqueueRelay) -> None:
+    """Wait until the relay holds nothing back (Redis is back and took it all)."""
+    deadline = time.monotonic() + 30
+    while relay.pending:
+        assert time.monotonic() < deadline, "the relay never handed them over"
+        await asyncio.sleep(0.05)
+
+
 async def test_a_handover_while_redis_is_down_is_enqueued_once_it_is_back(
     tmp_path: Path,
 ) -> None:
@@ -29,10 +37,7 @@ async def test_a_handover_while_redis_is_down_is_enqueued_once_it_is_back(
             assert relay.pending == 2
             assert registry.get_sample_value("brik_enqueue_pending") == 2
             server.start()
-            deadline = time.monotonic() + 30
-            while relay.pending:
-                assert time.monotonic() < deadline, "the relay never handed them over"
-                await asyncio.sleep(0.05)
+            await handed_over(relay)
             # Small pushes due now: into the lane, for the workers to take many at once.
             assert await lane_entries(redis, "relay-test") == [
                 ("psh_1", ["dlv_1", "dlv_2"]), ("psh_2", ["dlv_3"]),
@@ -66,10 +71,7 @@ async def test_a_batch_handed_over_while_redis_is_down_is_enqueued_whole_once_it
             ])  # fmt: skip
             assert relay.pending == 3
             server.start()
-            deadline = time.monotonic() + 30
-            while relay.pending:
-                assert time.monotonic() < deadline, "the relay never handed them over"
-                await asyncio.sleep(0.05)
+            await handed_over(relay)
             assert await lane_entries(redis, "relay-batch-test") == [
                 ("psh_a", ["dlv_1"]), ("psh_b", ["dlv_2", "dlv_3"]),
             ]  # fmt: skip
