@@ -19,7 +19,9 @@ PostgreSQL are the truth, and a row is only sent by the run that claimed it.
 - The reconciler still enqueues rows left ``queued`` for its grace period, whatever happened
   to their entry (Redis restarted without its data).
 
-Through a Redis outage the lane waits and tries again, as the worker's poll does.
+Through a Redis outage the lane waits and tries again, as the worker's poll does; each read that
+reaches Redis tells the worker (``redis_answered``), so its readiness comes back with the first
+one rather than with the poll's next attempt.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class Lane:
     def __init__(
         self, redis: Redis, queue_name: str, consumer: str, deliver: Deliver, *,
         take_over_idle_seconds: float, take_over_every_seconds: float = TAKE_OVER_EVERY_SECONDS,
+        redis_answered: Callable[[], None] = lambda: None,
     ) -> None:  # fmt: skip
         self._redis = redis
         self._stream = lane_stream(queue_name)
@@ -79,6 +82,7 @@ class Lane:
         self._deliver = deliver
         self._take_over_idle_ms = int(take_over_idle_seconds * 1000)
         self._take_over_every = take_over_every_seconds
+        self._redis_answered = redis_answered
         self._slots = asyncio.Semaphore(RUNS_AT_ONCE)
         self._runs: set[asyncio.Task[None]] = set()
         self._looked_for_abandoned = -math.inf
@@ -107,6 +111,7 @@ class Lane:
                 self._slots.release()
                 raise
             retry_in = FIRST_RETRY_SECONDS
+            self._redis_answered()
             if not entries or self._stopping:  # waited its while (read again), or stopping
                 self._slots.release()
                 if entries:

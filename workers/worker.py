@@ -136,6 +136,7 @@ class OutageTolerantWorker(Worker):
         lane = Lane(
             self.pool, self.queue_name, self.ctx["worker_id"], partial(deliver_pushes, self.ctx),
             take_over_idle_seconds=self.ctx["settings"].delivery_lease_seconds,
+            redis_answered=self._redis_is_back,
         )  # fmt: skip
         listener = asyncio.create_task(self._listen_for_work(woken))
         lane.start()
