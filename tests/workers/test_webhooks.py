@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -170,10 +171,14 @@ async def test_a_push_tells_its_endpoint_signed_and_in_order_across_a_retry(
     log = await api.get(f"/v1/webhook_endpoints/{endpoint['id']}/deliveries",
                         headers=auth(acme))  # fmt: skip
     assert {d["status"] for d in log.json()["data"]} == {"succeeded"}
-    retried = [d for d in log.json()["data"] if d["attempts"] == 2]
-    assert len(retried) == 1
-    assert retried[0]["response_status"] == 200
-    assert retried[0]["latency_ms"] is not None
+    # Each delivery counts the attempts the endpoint saw (the 500 among them; on a slow
+    # machine an answer may also miss the 1 s timeout and be tried again, counted as such).
+    seen = Counter(request.event_id for request in hooks.received)
+    assert {d["event_id"]: d["attempts"] for d in log.json()["data"]} == seen
+    retried = next(d for d in log.json()["data"] if d["event_id"] == hooks.received[0].event_id)
+    assert retried["attempts"] >= 2
+    assert retried["response_status"] == 200
+    assert retried["latency_ms"] is not None
 
 
 async def test_retried_after_500s_and_a_timeout_with_the_same_event(
@@ -348,6 +353,7 @@ async def test_a_name_resolving_to_a_private_address_is_refused_at_send_time(
     assert hooks.received == []
 
 
+@pytest.mark.faults
 async def test_a_worker_killed_mid_send_loses_nothing(
     make_settings: Callable[..., Settings], receiver: tuple[WebhookReceiver, str], acme: Tenant
 ) -> None:
