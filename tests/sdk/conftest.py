@@ -1,12 +1,11 @@
 """A real Brik Cloud for the SDK tests: ``brik-cloud serve`` and ``brik-cloud worker`` as
 subprocesses on the test database and Redis, test-mode keys delivering to the sandbox, and keys
-from ``brik-cloud bootstrap`` — what a tenant's code would talk to."""
+from what ``brik-cloud bootstrap`` makes — what a tenant's code would talk to."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import secrets
-import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -14,14 +13,15 @@ import httpx
 import pytest
 
 from controlplane import db
+from controlplane.bootstrap import bootstrap
 from tests.support.databases import empty_all_tables
 from tests.support.processes import (
-    brik_cloud_command,
     free_port,
     running_command,
     server_environment,
 )
 
+ADMIN_EMAIL = "sdk-tests@example.com"
 QUOTA = 40  # pushes a month per mode on the test server's free plan
 STATE_QUOTA = 200_000  # bytes of state per mode on the test server's free plan
 
@@ -32,13 +32,19 @@ class BrikServer:
     env: dict[str, str]
 
     def bootstrap(self, org: str) -> dict[str, str]:
-        """An organization with a project and its four keys (test/live, secret/publishable)."""
-        result = subprocess.run(
-            [*brik_cloud_command(), "bootstrap", "--json", "--org", org, "--project", f"{org} app"],
-            env=self.env, capture_output=True, text=True, timeout=120, check=True,
-        )  # fmt: skip
-        keys: dict[str, str] = json.loads(result.stdout)["keys"]
-        return keys
+        """An organization with a project and its four keys (test/live, secret/publishable),
+        made here by the function ``brik-cloud bootstrap`` runs (the command itself is tested
+        in tests/controlplane/test_cli.py; a process per test cost seconds of CPU each)."""
+
+        async def made() -> dict[str, str]:
+            async with db.database(self.env["BRIK_DATABASE_URL"]):
+                result = await bootstrap(
+                    pepper=self.env["BRIK_SECRET_KEY"], admin_email=ADMIN_EMAIL,
+                    org_name=org, project_name=f"{org} app",
+                )  # fmt: skip
+            return {name: key for name, key in result.keys.items() if key is not None}
+
+        return asyncio.run(made())
 
     def reserve_org(self) -> dict[str, str]:
         return self.bootstrap(f"SDK org {secrets.token_hex(4)}")
