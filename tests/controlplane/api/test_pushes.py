@@ -242,8 +242,10 @@ async def test_a_send_that_reaches_nobody_or_skips_devices_says_why(
     await register(client, acme, 1, 10, tags=["fans"], live_activity_token="ab" * 32)
     [gone] = await register(client, acme, 1, 20, tags=["gone"])
     await Device.filter(id=gone).update(status="invalid", invalid_reason="Unregistered")
-    update = {"kind": "liveactivity",
-              "live_activity": {"event": "update", "content_state": {"score": "2-1"}}}
+    update = {
+        "kind": "liveactivity",
+        "live_activity": {"event": "update", "content_state": {"score": "2-1"}},
+    }
 
     async def send(body: dict[str, Any], **to: list[str]) -> dict[str, Any]:
         response = await client.post("/v1/pushes", json={**body, "to": to}, headers=headers)
