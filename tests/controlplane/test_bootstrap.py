@@ -83,6 +83,7 @@ def run_bootstrap(env: dict[str, str], *args: str) -> subprocess.CompletedProces
     )  # fmt: skip
 
 
+@pytest.mark.faults
 async def test_rotated_keys_are_refused_at_once_by_running_api_processes(
     database_url: str, database: None, tmp_path: Path
 ) -> None:

@@ -144,6 +144,7 @@ def store(
     )
 
 
+@pytest.mark.faults
 @pytest.mark.database
 def test_the_keys_are_stored_once_never_printed_and_refilled_only_by_rotation(
     kubernetes: tuple[FakeKubernetes, Path], database_url: str, redis_url: str

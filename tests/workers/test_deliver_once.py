@@ -101,6 +101,7 @@ async def test_a_flushed_redis_loses_nothing(
     assert set(apns_fake.deliveries_per_device().values()) == {1}
 
 
+@pytest.mark.faults
 async def test_rows_of_a_dead_worker_are_taken_over_when_its_lease_expires(
     accepted_push: tuple[str, list[str]],
     worker_ctx: dict[str, Any],

@@ -35,6 +35,7 @@ def worker_process(settings: Settings) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
+@pytest.mark.faults
 async def test_a_worker_killed_mid_export_leaves_it_to_another_that_finishes_it(
     make_settings: Callable[..., Settings], database: None, tmp_path: Path
 ) -> None:

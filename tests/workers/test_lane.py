@@ -122,6 +122,7 @@ async def test_a_worker_delivers_small_pushes_from_the_lane_once_each(
     assert titles == {f"Order {n} shipped" for n in range(PUSHES)}
 
 
+@pytest.mark.faults
 async def test_entries_a_dead_worker_held_and_a_failed_run_left_are_taken_over(
     small_pushes: list[str],
     live_settings: Settings,
@@ -198,6 +199,7 @@ async def test_many_pushes_go_out_together_in_one_run_and_again_is_nothing(
     assert await deliver_pushes(worker_ctx, entries) == {}  # read twice: nothing sent twice
 
 
+@pytest.mark.faults
 async def test_a_worker_reading_the_lane_rides_out_redis_restarting_empty(
     live_settings: Settings, signing_key: SigningKey, apns_fake: FakeAPNs, tmp_path: Path,
     database: None,

@@ -67,6 +67,7 @@ async def _send(client: httpx.AsyncClient, key: str, **fields: Any) -> str:
     return str(accepted.json()["id"])
 
 
+@pytest.mark.faults
 async def test_a_brownout_of_many_attempts_is_ridden_out_and_each_device_gets_the_push_once(
     pipeline: Callable[..., Any], apns_fake: FakeAPNs, fcm_fake: FakeFCM, signing_key: SigningKey
 ) -> None:

@@ -53,6 +53,7 @@ async def _sent_and_completed(client: httpx.AsyncClient, key: str) -> float:
     return time.monotonic() - started
 
 
+@pytest.mark.faults
 async def test_a_push_is_taken_as_soon_as_it_is_queued_even_after_a_redis_restart(
     make_settings: Callable[..., Settings], own_redis: RestartableRedis, database: None
 ) -> None:

@@ -234,6 +234,7 @@ async def test_key_changes_redis_cannot_hear_of_are_refused_and_nothing_is_writt
     assert await Project.exists(id=acme.project.id)
 
 
+@pytest.mark.faults
 async def test_no_api_process_accepts_a_revoked_key_across_a_redis_outage(
     database_url: str, database: None, tmp_path: Path
 ) -> None:

@@ -139,6 +139,7 @@ async def test_streams_are_capped_per_project_and_per_process(
         assert again.status_code == 200
 
 
+@pytest.mark.faults
 async def test_a_stream_rides_out_a_redis_restart_and_reports_the_final_status(
     make_settings: Callable[..., Settings],
     database: None,

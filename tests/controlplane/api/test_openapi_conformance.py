@@ -39,7 +39,7 @@ from controlplane.api.openapi import build_document
 from controlplane.api.pagination import ListQuery
 from controlplane.api.routing import Auth, Operation
 from controlplane.api.v1 import OPERATIONS
-from tests.support.databases import empty_all_tables_sync
+from tests.support.databases import configured_server_url, empty_all_tables_sync
 from tests.support.processes import (
     brik_cloud_command,
     free_port,
@@ -50,6 +50,9 @@ from tests.support.processes import (
 pytestmark = pytest.mark.database
 
 PASSWORD = "schemathesis admin password"
+# Requests generated per operation and mode. The SQLite run (tests/test_sqlite_dialect.py)
+# checks the dialect, not the generator, and shares the CI machine with the main run: fewer.
+EXAMPLES = 6 if configured_server_url().startswith("sqlite") else 20
 
 
 @pytest.fixture(scope="module")
@@ -294,7 +297,7 @@ def exchanges(
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
-        max_examples=20,
+        max_examples=EXAMPLES,
         deadline=None,
         suppress_health_check=list(HealthCheck),
         derandomize=True,

@@ -128,6 +128,7 @@ class Traffic:
         assert not self.failures, self.failures
 
 
+@pytest.mark.faults
 async def test_the_documented_rotation_loses_nothing_while_traffic_flows(
     make_settings: Callable[..., Settings], database: None
 ) -> None:
