@@ -140,6 +140,37 @@ async def fake_stripe(localstripe_url: str) -> AsyncIterator[FakeStripe]:
         await fake.stop()
 
 
+# The longest test files (by --durations), handed out first: pytest-xdist gives out whole files
+# in collection order, and a long one picked up last keeps the run waiting on one worker while
+# the others idle. The SQLite run's test goes last: it holds a worker while it waits for its
+# child, so it should only wait once there is nothing else to do.
+LONGEST_FIRST = (
+    "tests/controlplane/api/test_openapi_conformance.py",
+    "tests/controlplane/test_cli.py",
+    "tests/image/test_entrypoint.py",
+    "tests/controlplane/test_billing.py",
+    "tests/controlplane/test_dev.py",
+    "tests/loadtests/test_http_api.py",
+    "tests/dashboard/test_roles.py",
+    "tests/loadtests/test_pipeline.py",
+    "tests/workers/test_import.py",
+    "tests/workers/test_faults.py",
+)
+LAST = "tests/test_sqlite_dialect.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest files first, the SQLite run last; each file's own order kept."""
+
+    def place(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        if path == LAST:
+            return len(LONGEST_FIRST) + 1
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=place)  # stable: the rest keep their order
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the SQLite dialect run now, beside the rest, if it is one of the tests to run.
 
