@@ -11,9 +11,11 @@ What keeps a push from being lost or sent twice is the same as for a job: the de
 PostgreSQL are the truth, and a row is only sent by the run that claimed it.
 
 - An entry is acknowledged (and deleted) once its deliveries are recorded.
-- A run that fails leaves its entries pending. A worker killed mid-run leaves them pending
-  too. Pending entries are taken over by whichever worker next looks for entries idle for
-  ``delivery_lease_seconds`` (the rows' own lease: before it runs out nobody may send them).
+- When a run of many pushes fails, each is delivered again on its own at once, so a push that
+  cannot be delivered holds back no other; what fails alone too is left pending. A worker
+  killed mid-run leaves its entries pending too. Pending entries are taken over by whichever
+  worker next looks for entries idle for ``delivery_lease_seconds`` (the rows' own lease:
+  before it runs out nobody may send them).
 - A worker told to stop hands the entries it had not finished back to the lane at once, as
   new entries, for the others.
 - The reconciler still enqueues rows left ``queued`` for its grace period, whatever happened
@@ -170,10 +172,39 @@ class Lane:
             # Stopping: what was recorded stays recorded; the rest goes back for the others.
             await self._hand_back(entries)
             raise
-        except Exception:
-            # Left pending: taken over once idle for the rows' lease, by any worker.
-            logger.exception("delivering %d pushes from the lane failed", len(entries))
+        except Exception as exc:
+            if len(entries) == 1:
+                # Left pending: taken over once idle for the rows' lease, by any worker.
+                logger.exception("delivering push %s from the lane failed", entries[0].push_id)
+                return
+            await self._deliver_one_at_a_time(entries, exc)
             return
+        await self._acknowledge(entries)
+
+    async def _deliver_one_at_a_time(self, entries: list[Entry], failure: Exception) -> None:
+        """After a run of many pushes failed: each push again on its own, so one push that
+        cannot be delivered (whatever the reason) holds back no other. Those that fail alone
+        too are left pending, for a take-over once their lease has run out."""
+        left: list[Entry] = []
+        for at, entry in enumerate(entries):
+            try:
+                await self._deliver([(entry.push_id, entry.delivery_ids)])
+            except asyncio.CancelledError:
+                await self._hand_back([entry, *entries[at + 1 :]])
+                raise
+            except Exception:
+                left.append(entry)
+                continue
+            await self._acknowledge([entry])
+        # One line for the lot: a database outage fails every push the same way.
+        logger.error(
+            "delivering %d pushes from the lane together failed (%s: %s); one at a time, "
+            "%d went out and %d are left for a later take-over: %s",
+            len(entries), type(failure).__name__, failure, len(entries) - len(left), len(left),
+            [entry.push_id for entry in left],
+        )  # fmt: skip
+
+    async def _acknowledge(self, entries: list[Entry]) -> None:
         try:
             await self._remove([entry.entry_id for entry in entries])
         except (RedisError, OSError, TimeoutError) as exc:

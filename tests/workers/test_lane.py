@@ -272,6 +272,42 @@ async def test_one_tenants_broken_credential_holds_back_no_other_push_of_the_rea
     assert (await Push.get(id=bravo)).status is PushStatus.COMPLETED
 
 
+async def test_a_push_whose_delivery_always_fails_holds_back_no_other_of_its_read(
+    small_pushes: list[str], live_settings: Settings, redis: Redis,
+    worker_ctx: dict[str, Any], apns_fake: FakeAPNs,
+) -> None:  # fmt: skip
+    stuck = small_pushes[PUSHES // 2]
+
+    async def deliver_failing_for_one(work: Sequence[tuple[str, Sequence[str]]]) -> object:
+        if any(push_id == stuck for push_id, _ in work):
+            raise ValueError("this push cannot be delivered")  # a bug met by one push, say
+        return await deliver_pushes(worker_ctx, work)
+
+    lane = Lane(
+        redis, live_settings.queue_name, "live-worker", deliver_failing_for_one,
+        take_over_idle_seconds=600,  # no take-over: the others go out at once or not at all
+    )  # fmt: skip
+    lane.start()
+    try:
+        await all_completed([push_id for push_id in small_pushes if push_id != stuck])
+        deadline = time.monotonic() + 10
+        while len(await lane_entries(redis, live_settings.queue_name)) > 1:
+            assert time.monotonic() < deadline, "the delivered pushes were not acknowledged"
+            await asyncio.sleep(0.05)
+    finally:
+        await lane.stop()
+    # All twenty were one read; the stuck push alone is left, pending, for a later take-over.
+    assert [push_id for push_id, _ in await lane_entries(redis, live_settings.queue_name)] == [
+        stuck
+    ]
+    pending = await redis.xpending(lane_stream(live_settings.queue_name), LANE_GROUP)
+    assert pending["pending"] == 1
+    assert await Delivery.filter(push_id=stuck, status=DeliveryStatus.QUEUED).count() == 1
+    per_device = apns_fake.deliveries_per_device()
+    assert len(per_device) == PUSHES - 1
+    assert set(per_device.values()) == {1}
+
+
 @pytest.mark.postgres_only
 async def test_a_claim_of_many_pushes_and_a_project_deletion_never_deadlock(
     live_settings: Settings, worker_ctx: dict[str, Any], database: None,
