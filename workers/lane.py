@@ -55,6 +55,9 @@ TAKE_OVER_EVERY_SECONDS = 5.0  # how often a worker looks for entries a dead one
 STOP_READING_SECONDS = 1.0  # more than one read's wait: the reader sees it is stopping
 HAND_BACK_SECONDS = 2.0  # what a stopping worker spends handing entries back
 FORGET_AFTER_SECONDS = 3600.0  # a consumer idle this long, holding nothing, is a gone worker
+# After a run of many pushes failed and this many, delivered alone, failed too (and none went
+# out), the failure is taken for an outage: the rest are not tried one by one.
+ALONE_FAILING_IS_AN_OUTAGE = 3
 FIRST_RETRY_SECONDS = 0.25
 MAX_RETRY_SECONDS = 5.0
 
@@ -187,6 +190,11 @@ class Lane:
         too are left pending, for a take-over once their lease has run out."""
         left: list[Entry] = []
         for at, entry in enumerate(entries):
+            if len(left) == at == ALONE_FAILING_IS_AN_OUTAGE:
+                # Every one failed alone too: not one push's failure but the database's (or
+                # the network's); the rest wait for a take-over rather than each for its time-out.
+                left += entries[at:]
+                break
             try:
                 await self._deliver([(entry.push_id, entry.delivery_ids)])
             except asyncio.CancelledError:

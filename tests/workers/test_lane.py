@@ -35,7 +35,7 @@ from tests.support.redis_server import RestartableRedis
 from tests.support.servers import running_worker, serving, worker_context
 from tests.support.tenants import live_key_headers, make_tenant
 from workers.fakes.apns import FakeAPNs
-from workers.lane import Lane
+from workers.lane import ALONE_FAILING_IS_AN_OUTAGE, Lane
 from workers.tasks.deliver import deliver_pushes
 
 pytestmark = pytest.mark.database
@@ -306,6 +306,44 @@ async def test_a_push_whose_delivery_always_fails_holds_back_no_other_of_its_rea
     per_device = apns_fake.deliveries_per_device()
     assert len(per_device) == PUSHES - 1
     assert set(per_device.values()) == {1}
+
+
+@pytest.mark.faults
+async def test_an_outage_failing_every_push_is_not_tried_push_by_push_and_is_ridden_out(
+    small_pushes: list[str], live_settings: Settings, redis: Redis,
+    worker_ctx: dict[str, Any], apns_fake: FakeAPNs,
+) -> None:  # fmt: skip
+    down = True
+    calls = 0
+
+    async def deliver_while_the_database_is_down(
+        work: Sequence[tuple[str, Sequence[str]]],
+    ) -> object:
+        nonlocal calls
+        calls += 1
+        if down:
+            raise ConnectionError("database unreachable")
+        return await deliver_pushes(worker_ctx, work)
+
+    lane = Lane(
+        redis, live_settings.queue_name, "live-worker", deliver_while_the_database_is_down,
+        take_over_idle_seconds=3.0, take_over_every_seconds=0.2,
+    )  # fmt: skip
+    lane.start()
+    try:
+        deadline = time.monotonic() + 10
+        while calls < 1 + ALONE_FAILING_IS_AN_OUTAGE:
+            assert time.monotonic() < deadline, "the lane never tried"
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # less than the take-over's idle time
+        # The read of twenty, then three alone; not twenty time-outs in a row.
+        assert calls == 1 + ALONE_FAILING_IS_AN_OUTAGE
+        down = False  # the database is back: the entries are taken over and delivered
+        await all_completed(small_pushes)
+        await lane_is_drained(redis, live_settings.queue_name)
+    finally:
+        await lane.stop()
+    each_device_once(apns_fake)
 
 
 @pytest.mark.postgres_only
