@@ -109,6 +109,18 @@ def _locust(
         return list(csv.DictReader(stats)), used
 
 
+def _warm_up(url: str, key: str) -> None:
+    """One device and one push, untimed: the API's first requests (its connections, its
+    caches) are not the steady state the run measures — on a loaded machine they outlasted a
+    short run, which then counted nothing."""
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as api:
+        device = {"token": secrets.token_hex(32), "platform": "ios", "user_id": "warm-up"}
+        api.post("/v1/devices", json=device).raise_for_status()
+        push = {"kind": "alert", "alert": {"title": "Warm-up"}, "to": {"user_ids": ["warm-up"]}}
+        api.post("/v1/pushes", json=push).raise_for_status()
+
+
 def _register_every_user(url: str, key: str, recipients: int) -> None:
     """One device for each user the pushes go to, so every push reaches a device."""
 
@@ -165,6 +177,7 @@ def _run(
                 ready_url=f"{url}/healthz",
             ))  # fmt: skip
             worker = stack.enter_context(worker_process(settings))
+            _warm_up(url, key)
             if pushes_only:
                 _register_every_user(url, key, recipients)
             before = {"api": cpu_seconds(server.pid), "worker": cpu_seconds(worker.pid)}
