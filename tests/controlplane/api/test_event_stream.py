@@ -31,8 +31,18 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+# redis-py's own report of a pipeline it dropped when Redis went away in the middle of arq's
+# WATCH (arq's start_jobs, in the test's in-process worker): garbage-collected later, reported
+# through asyncio's exception handler. Its ResourceWarning twin is ignored in pyproject.toml.
+REDIS_PY_DROPPED_PIPELINE = "Unclosed Pipeline client"
+
+
 def no_errors_logged(caplog: pytest.LogCaptureFixture) -> None:
-    errors = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.ERROR]
+    errors = [
+        f"{r.name}: {r.getMessage()}" for r in caplog.records
+        if r.levelno >= logging.ERROR
+        and not (r.name == "asyncio" and r.getMessage().startswith(REDIS_PY_DROPPED_PIPELINE))
+    ]  # fmt: skip
     assert not errors, errors
 
 
