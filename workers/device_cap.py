@@ -12,12 +12,9 @@ outcome. ``BRIK_DEVICE_PUSHES_PER_MINUTE`` sets N; 0 turns the cap off.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from redis.asyncio import Redis
 
-if TYPE_CHECKING:
-    from workers.tasks.deliver import Claimed
+from workers.delivery_rows import Claimed
 
 _SCRIPT = """
 local clock = redis.call('TIME')

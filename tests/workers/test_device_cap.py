@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from workers.delivery_rows import Claimed
 from workers.device_cap import DeviceCap
-from workers.tasks.deliver import Claimed
 
 
 def claimed(delivery: str, device: str, attempts: int = 1) -> Claimed:

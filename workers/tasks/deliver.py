@@ -43,7 +43,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from tortoise.expressions import F, Q, Subquery
+from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from controlplane.core.keyspace import events_channel
@@ -76,6 +76,7 @@ from controlplane.webhook_events import (
     outboxes,
     push_data,
 )
+from workers.delivery_rows import Claimed, claim, complete, end
 from workers.device_cap import DeviceCap
 from workers.egress import EgressLimiter
 from workers.in_flight import InFlightBudget
@@ -92,53 +93,14 @@ from workers.providers.base import (
 from workers.providers.registry import PROVIDERS, UnknownProvider
 from workers.retries import RetryWindow, expires_at
 
-OPEN_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
 logger = logging.getLogger("brik.worker")
 CHUNKS_IN_FLIGHT = 4
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """A delivery this run holds the lease on, with what sending it needs from its device.
-
-    Read as plain values in one joined query: hydrating ORM models for every row cost more CPU
-    than the HTTP/2 send itself (see loadtests/).
-    """
-
-    id: str
-    push_id: str
-    provider: str
-    platform: str
-    apns_id: str
-    attempts: int
-    device_id: str | None
-    device_status: str | None
-    token_encrypted: str | None
-    live_activity_token_encrypted: str | None
-    push_to_start_token_encrypted: str | None
-    widget_push_token_encrypted: str | None
-    activity_token_id: int | None = None  # a Live Activity addressed by id: its token here
-    activity_token_encrypted: str | None = None
-    activity_token_status: str | None = None
-    channel_id: str | None = None  # a broadcast: the APNs channel, no device
-    reason: str | None = None  # why the last attempt did not deliver it (a retry), if one did
 
 
 # The device's tokens a push can go to, by column, as a tenant would call them (which one a
 # push goes to is its provider's to say: token_slot).
 DEVICE_TOKEN = TOKEN_COLUMNS[TokenSlot.DEVICE]
 TOKEN_NAMES = {TOKEN_COLUMNS[slot]: name for slot, name in SLOT_NAMES.items()}
-
-CLAIMED_FIELDS = (
-    "id", "push_id", "provider", "platform", "apns_id", "attempts", "device_id",
-    "activity_token_id", "channel_id", "reason",
-)  # fmt: skip
-CLAIMED_DEVICE_FIELDS = {
-    "activity_token_encrypted": "activity_token__token_encrypted",
-    "activity_token_status": "activity_token__status",
-    "device_status": "device__status",
-    **{column: f"device__{column}" for column in TOKEN_COLUMNS.values()},
-}
 
 
 def chunk_size(in_flight_limit: int) -> int:
@@ -148,27 +110,6 @@ def chunk_size(in_flight_limit: int) -> int:
     connection never sits idle waiting on the database.
     """
     return max(1, -(-in_flight_limit // CHUNKS_IN_FLIGHT))
-
-
-def _claimable(now: datetime) -> Q:
-    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    return (Q(status=DeliveryStatus.QUEUED) & due) | Q(
-        status=DeliveryStatus.SENDING, lease_until__lt=now
-    )
-
-
-def _pushes_still_open(push_ids: Sequence[str]) -> Subquery:
-    """The pushes, unless canceled (or deleted with their project) — locked for the claim.
-
-    The claim locks the push rows (``FOR NO KEY UPDATE``, in id order:
-    :mod:`controlplane.push_locks`) before any delivery row: canceling a push
-    (``controlplane/project_deletion.py``) waits for a claim under way, and a claim waits for
-    the cancel and then finds the push canceled. So once a cancel has committed no delivery of
-    the push is claimed, and every claim made before it is already visible as ``sending`` —
-    which is what the deletion waits for. Claims of one push run one after the other
-    (milliseconds each); SQLite has no row locks and serialises every write anyway.
-    """
-    return in_id_order(Push.filter(id__in=push_ids).exclude(status=PushStatus.CANCELED))
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,23 +235,9 @@ async def _deliver_chunk(
     lease = secrets.token_hex(16)
     delivery_ids = [delivery_id for _, delivery_id in chunk]
     push_ids = sorted({push_id for push_id, _ in chunk})
-    claimed = await Delivery.filter(
-        _claimable(now), id__in=delivery_ids, push_id__in=_pushes_still_open(push_ids)
-    ).update(
-        status=DeliveryStatus.SENDING,
-        lease_token=lease,
-        lease_until=now + timedelta(seconds=settings.delivery_lease_seconds),
-        attempts=F("attempts") + 1,
-        sent_at=now,
-    )
-    if not claimed:
+    rows = await claim(delivery_ids, push_ids, now, lease, settings.delivery_lease_seconds)
+    if not rows:
         return {}
-    rows = [
-        Claimed(**values)
-        for values in await Delivery.filter(id__in=delivery_ids, lease_token=lease).values(
-            *CLAIMED_FIELDS, **CLAIMED_DEVICE_FIELDS
-        )
-    ]
     groups: dict[tuple[str, str], list[Claimed]] = defaultdict(list)
     for row in rows:
         project_id: str = at_hand[row.push_id].push.project_id  # type: ignore[attr-defined]
@@ -577,10 +504,7 @@ async def _record(
                 await _fail_and_tell(hand.hooks, hand.push, ours, final_reason, lease, now)
             ended = [row for row in ended if row.push_id not in told]
         if ended:
-            await Delivery.filter(id__in=[row.id for row in ended], lease_token=lease).update(
-                status=status, reason=final_reason, completed_at=now, lease_token=None,
-                lease_until=None,
-            )  # fmt: skip
+            await end([row.id for row in ended], lease, status, final_reason, now)
     for (push_id, reason), device_ids in dead_devices.items():
         hooks = at_hand[push_id].hooks
         if hooks.wants("device.invalidated"):
@@ -706,22 +630,11 @@ async def _complete_finished(at_hand: dict[str, PushAtHand]) -> int:
     of, written with its event). Returns how many this call completed."""
     now = datetime.now(UTC)
     quiet = [key for key, hand in at_hand.items() if not hand.hooks.wants("push.completed")]
-    completed = 0
-    if quiet:
-        completed += await _finished(quiet).update(status=PushStatus.COMPLETED, completed_at=now)
+    completed = await complete(quiet, now) if quiet else 0
     for push_id in at_hand.keys() - set(quiet):
         push, hooks = at_hand[push_id].push, at_hand[push_id].hooks
         async with in_transaction():
-            if await _finished([push_id]).update(status=PushStatus.COMPLETED, completed_at=now):
+            if await complete([push_id], now):
                 await hooks.emit("push.completed", await push_data(push, now), ordering_key=push_id)
                 completed += 1
     return completed
-
-
-def _finished(push_ids: list[str]) -> Any:
-    """Those of the pushes still moving with no delivery open (a queryset to update)."""
-    open_deliveries = Delivery.filter(push_id__in=push_ids, status__in=OPEN_STATUSES)
-    finished = Push.filter(
-        id__in=push_ids, status__in=[PushStatus.QUEUED, PushStatus.SENDING, PushStatus.SCHEDULED]
-    ).exclude(id__in=Subquery(open_deliveries.values("push_id")))
-    return Push.filter(id__in=in_id_order(finished))
