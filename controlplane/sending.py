@@ -60,6 +60,9 @@ class Sender:
     relay: EnqueueRelay
     send_mail: Callable[[mail.Email], Awaitable[None]]
     after_commit: list[AfterCommit] = field(default_factory=list)
+    # The providers the project holds a credential for, if the caller read them already (with
+    # the API key's tenant); None: read here.
+    credentials: frozenset[str] | None = None
 
     @property
     def test_mode(self) -> bool:
@@ -93,10 +96,12 @@ async def _without_credential(sender: Sender, providers: dict[str, str]) -> list
     (none in test mode: the sandbox needs none)."""
     if sender.test_mode or not providers:
         return []
-    stored = await ProviderCredential.filter(project_id=sender.project.id).values_list(
-        "provider", flat=True
-    )
-    have = {str(provider) for provider in stored}
+    have = sender.credentials
+    if have is None:
+        stored = await ProviderCredential.filter(project_id=sender.project.id).values_list(
+            "provider", flat=True
+        )
+        have = frozenset(str(provider) for provider in stored)
     return [(platform, name) for platform, name in providers.items() if name not in have]
 
 

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from tortoise.expressions import RawSQL
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
@@ -43,6 +44,7 @@ from controlplane.models import (
     Organization,
     PersonalAccessToken,
     Project,
+    ProviderCredential,
     Push,
     Role,
     Session,
@@ -156,6 +158,9 @@ class Tenant:
     project: Project | None
     role: Role | None
     mode: KeyMode | None = None
+    # The providers the project holds a credential for, read with it (API-key callers only:
+    # sending checks them without a query of its own); None when not read.
+    credentials: frozenset[str] | None = None
 
     def require(self, permission: Permission) -> None:
         if self.role is None or not allows(self.role, permission):
@@ -209,9 +214,26 @@ async def _for_key(principal: KeyPrincipal, params: Mapping[str, Any]) -> Tenant
     ):
         if param in params and str(params[param]) != own_id:
             raise missing(_NOUNS[param], str(params[param]), param)
-    project = await Project.get(id=principal.project_id).select_related("organization")
+    project = await (
+        Project.get(id=principal.project_id)
+        .select_related("organization")
+        .annotate(credential_providers=_credential_providers())
+    )
+    listed: str | None = getattr(project, "credential_providers", None)
     return Tenant(
-        organization=project.organization, project=project, role=None, mode=principal.mode
+        organization=project.organization, project=project, role=None, mode=principal.mode,
+        credentials=frozenset(listed.split(",") if listed else ()),
+    )  # fmt: skip
+
+
+def _credential_providers() -> RawSQL:
+    """The project row's credentials' providers, comma-separated (NULL for none): read with
+    the project, one query for what a push to its devices needs to know."""
+    dialect = Project._meta.db.capabilities.dialect
+    aggregate = "string_agg" if dialect == "postgres" else "group_concat"
+    return RawSQL(
+        f"(SELECT {aggregate}(\"provider\", ',') FROM \"{ProviderCredential._meta.db_table}\" "
+        f"WHERE \"project_id\" = \"{Project._meta.db_table}\".\"id\")"
     )
 
 

@@ -321,7 +321,7 @@ def sender_of(call: Call) -> Sender:
         project=project, organization=call.tenant.organization, mode=call.key.mode,
         settings=call.settings, providers=call.request.app.state.providers,
         relay=call.request.app.state.enqueue_relay, send_mail=partial(_mail, call),
-        after_commit=call.after_commit,
+        after_commit=call.after_commit, credentials=call.tenant.credentials,
     )  # fmt: skip
 
 

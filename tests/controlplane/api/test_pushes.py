@@ -15,6 +15,7 @@ from controlplane.auth.api_keys import issue_api_key
 from controlplane.idempotency import request_fingerprint
 from controlplane.models import Delivery, Device, IdempotencyKey, KeyKind, KeyMode, Push
 from tests.conftest import TEST_SECRET_KEY
+from tests.support.apple import apns_credential, new_signing_key
 from tests.support.queue import lane_entries
 from tests.support.tenants import Tenant, make_tenant
 
@@ -110,11 +111,22 @@ async def test_live_pushes_need_the_platforms_credential(
                                   mode=KeyMode.LIVE, pepper=TEST_SECRET_KEY)  # fmt: skip
     await client.post("/v1/devices", json={"token": "ab" * 32, "platform": "ios", "tags": ["t"]},
                       headers=bearer(live))  # fmt: skip
-    response = await client.post("/v1/pushes", json={**ALERT, "to": {"tags": ["t"]}},
-                                 headers=bearer(live))  # fmt: skip
+    push = {**ALERT, "to": {"tags": ["t"]}}
+    response = await client.post("/v1/pushes", json=push, headers=bearer(live))
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "credential_missing"
-    assert await Push.all().count() == 0
+    assert await Push.filter(project_id=acme.project.id).count() == 0
+    # The key's credentials are read with every request: one uploaded counts at once, and so
+    # does one removed.
+    uploaded = await client.put("/v1/credentials/apns", json=apns_credential(new_signing_key()),
+                                headers=bearer(live))  # fmt: skip
+    assert uploaded.status_code == 200, uploaded.text
+    sent = await client.post("/v1/pushes", json=push, headers=bearer(live))
+    assert sent.status_code == 202, sent.text
+    assert (await client.delete("/v1/credentials/apns", headers=bearer(live))).status_code == 200
+    again = await client.post("/v1/pushes", json=push, headers=bearer(live))
+    assert again.json()["error"]["code"] == "credential_missing"
+    assert await Push.filter(project_id=acme.project.id).count() == 1
 
 
 async def test_a_retried_request_is_answered_once_and_sends_once(
