@@ -17,6 +17,7 @@ providers declare) — the 202 says so in ``warnings`` rather than "completing" 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from datetime import UTC, datetime
 from functools import partial
@@ -240,13 +241,43 @@ def _lacking(platform: Platform, slot: TokenSlot) -> Q:
 async def _recipients(
     call: Call, target: Target, needed: dict[Platform, TokenSlot]
 ) -> list[Destination]:
-    """Every active device the target names that has the token the push goes to, once each."""
-    query = _named(call, target).filter(status=DeviceStatus.ACTIVE)
-    for platform, slot in needed.items():
-        query = query.exclude(_lacking(platform, slot))
-    rows = await query.values_list("id", "platform")
+    """Every active device the target names that has the token the push goes to, once each.
+
+    On PostgreSQL the query is written out (:func:`_recipients_sql`): every send runs it, and
+    building it through the ORM cost three times what running it does."""
+    client = Device._meta.db
+    project, mode = call.tenant.project, call.tenant.mode
+    rows: list[tuple[Any, Any]]
+    if client.capabilities.dialect == "postgres" and project is not None and mode is not None:
+        _, found = await client.execute_query(_recipients_sql(tuple(needed.items())), [
+            project.id, mode.value, DeviceStatus.ACTIVE.value, list(target.device_ids),
+            list(target.user_ids), list(target.tags),
+        ])  # fmt: skip
+        rows = [(row["id"], row["platform"]) for row in found]
+    else:
+        query = _named(call, target).filter(status=DeviceStatus.ACTIVE)
+        for platform, slot in needed.items():
+            query = query.exclude(_lacking(platform, slot))
+        rows = list(await query.values_list("id", "platform"))
     unique = dict.fromkeys((str(device_id), str(platform)) for device_id, platform in rows)
     return [Destination(device_id, platform) for device_id, platform in unique]
+
+
+@functools.cache
+def _recipients_sql(needed: tuple[tuple[Platform, TokenSlot], ...]) -> str:
+    """What :func:`_recipients` asks the ORM, for PostgreSQL: the key's project and mode's
+    active devices named by id, user or tag, without those of a platform lacking the token
+    the push needs there (platforms and columns are the code's own names, never input)."""
+    lacking = "".join(
+        f""" AND NOT ("platform" = '{platform.value}' AND "{TOKEN_COLUMNS[slot]}" IS NULL)"""
+        for platform, slot in needed
+    )
+    return (
+        f'SELECT "id", "platform" FROM "{Device._meta.db_table}" WHERE "project_id" = $1 '
+        f'AND "mode" = $2 AND "status" = $3 AND ("id" = ANY($4::text[]) '
+        f'OR "user_id" = ANY($5::text[]) OR "id" IN (SELECT "device_id" FROM '
+        f'"{DeviceTag._meta.db_table}" WHERE "tag" = ANY($6::text[]))){lacking}'
+    )
 
 
 def _devices(n: int) -> str:

@@ -103,6 +103,29 @@ async def test_a_push_that_cannot_be_sent_is_refused_whole(
     assert await Push.all().count() == 0
 
 
+async def test_a_push_goes_once_to_each_active_device_named_by_id_user_or_tag_and_no_other(
+    client: httpx.AsyncClient, database: None
+) -> None:
+    acme, bravo = await make_tenant("Acme"), await make_tenant("Bravo")
+    [by_id_and_user] = await register(client, acme, 1, user_id="ada", tags=["vip"])
+    [by_user] = await register(client, acme, 1, first=1, user_id="bob")
+    [by_tag] = await register(client, acme, 1, first=2, tags=["vip"])
+    [invalid] = await register(client, acme, 1, first=3, tags=["vip"], user_id="ada")
+    await Device.filter(id=invalid).update(status="invalid")
+    await register(client, bravo, 1, first=4, user_id="ada", tags=["vip"])  # another project's
+    _, live = await issue_api_key(acme.project, name="live", kind=KeyKind.SECRET,
+                                  mode=KeyMode.LIVE, pepper=TEST_SECRET_KEY)  # fmt: skip
+    await client.post("/v1/devices", json={"token": "ef" * 32, "platform": "ios",
+                      "user_id": "ada", "tags": ["vip"]}, headers=bearer(live))  # fmt: skip
+    to = {"device_ids": [by_id_and_user], "user_ids": ["ada", "bob"], "tags": ["vip"]}
+    sent = await client.post("/v1/pushes", json={**ALERT, "to": to},
+                             headers=bearer(acme.secret_key))  # fmt: skip
+    assert sent.status_code == 202, sent.text
+    assert sent.json()["recipients"] == 3
+    went_to = await Delivery.filter(push_id=sent.json()["id"]).values_list("device_id", flat=True)
+    assert sorted(went_to) == sorted([by_id_and_user, by_user, by_tag])
+
+
 async def test_live_pushes_need_the_platforms_credential(
     client: httpx.AsyncClient, database: None
 ) -> None:
