@@ -54,6 +54,7 @@ from controlplane.models import (
 from controlplane.models.ids import ID_PATTERN, is_well_formed_id
 from controlplane.payloads import WIDGET_KIND_PATTERN, WIDGET_KIND_RULE
 from controlplane.realtime import channels
+from controlplane.sql_rows import attach, model_of, selected
 from controlplane.state import KEY_PATTERN, KEY_RULE, READABLE_PREFIXES, RESERVED_PREFIXES
 
 ModelT = TypeVar("ModelT", bound=Model)
@@ -225,9 +226,8 @@ async def _key_project(project_id: str) -> tuple[Project, frozenset[str]]:
     """An API key's project with its organization, and the providers it holds a credential
     for, in one query.
 
-    Every API-key request reads this, so its SQL is written once (:func:`_key_project_sql`)
-    and the rows become models as the ORM's own queries make them: building the equivalent
-    query through the ORM cost more CPU than running it (loadtests/, "One-to-one sends").
+    Every API-key request reads this, so its SQL is written out once
+    (:mod:`controlplane.sql_rows`).
     """
     client = Project._meta.db
     rows = await client.execute_query_dict(
@@ -238,28 +238,20 @@ async def _key_project(project_id: str) -> tuple[Project, frozenset[str]]:
             "The API key is not recognised: its project was deleted.", code="invalid_api_key"
         )
     row = rows[0]
-    project = Project._init_from_db(**{column: row[f"p.{column}"] for column in _columns(Project)})
-    organization = Organization._init_from_db(
-        **{column: row[f"o.{column}"] for column in _columns(Organization)}
-    )
-    object.__setattr__(project, "_organization", organization)  # as select_related sets it
+    project = model_of(Project, row, "p")
+    attach(project, "organization", model_of(Organization, row, "o"))
     listed: str | None = row["credential_providers"]
     return project, frozenset(listed.split(",") if listed else ())
-
-
-def _columns(model: type[Model]) -> list[str]:
-    return list(model._meta.fields_db_projection.values())
 
 
 @functools.cache
 def _key_project_sql(dialect: str) -> str:
     aggregate = "string_agg" if dialect == "postgres" else "group_concat"
-    selected = [f'p."{column}" AS "p.{column}"' for column in _columns(Project)]
-    selected += [f'o."{column}" AS "o.{column}"' for column in _columns(Organization)]
     credentials = ProviderCredential._meta.db_table
     return (
-        f"SELECT {', '.join(selected)}, (SELECT {aggregate}(\"provider\", ',') "
-        f'FROM "{credentials}" WHERE "project_id" = p."id") AS credential_providers '
+        f"SELECT {selected(Project, 'p')}, {selected(Organization, 'o')}, "
+        f"(SELECT {aggregate}(\"provider\", ',') FROM \"{credentials}\" "
+        f'WHERE "project_id" = p."id") AS credential_providers '
         f'FROM "{Project._meta.db_table}" AS p JOIN "{Organization._meta.db_table}" AS o '
         f'ON o."id" = p."organization_id" '
         f'WHERE p."id" = {"$1" if dialect == "postgres" else "?"}'

@@ -18,6 +18,7 @@ background of a lookup — each worker process sweeps its own cache, so it canno
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -25,6 +26,7 @@ import time
 from controlplane.crypto import KeyRing, UndecryptableSecret
 from controlplane.models import ProviderCredential, ProviderName
 from controlplane.settings import Settings
+from controlplane.sql_rows import model_of, selected
 from workers.providers.base import Credential, Provider
 from workers.providers.registry import PROVIDERS, Registry, UnknownProvider
 
@@ -62,9 +64,7 @@ class ProviderCache:
             if name not in self._shared:
                 self._shared[name] = kind.connect(Credential(), self._settings)
             return self._shared[name]
-        credential = await ProviderCredential.get_or_none(
-            project_id=project_id, provider=ProviderName(name)
-        )
+        credential = await _credential(project_id, ProviderName(name))
         if credential is None:
             raise MissingCredential(f"the project has no {name} credential")
         key = (credential.id, credential.version)
@@ -161,3 +161,23 @@ class JobProviders:
         if isinstance(resolved, MissingCredential | UnknownProvider):
             raise resolved
         return resolved
+
+
+async def _credential(project_id: str, provider: ProviderName) -> ProviderCredential | None:
+    """The project's credential for ``provider``: every read of the lane looks it up, so the
+    query is written out (:mod:`controlplane.sql_rows`)."""
+    client = ProviderCredential._meta.db
+    rows = await client.execute_query_dict(
+        _credential_sql(client.capabilities.dialect), [project_id, provider.value]
+    )
+    return model_of(ProviderCredential, rows[0], "c") if rows else None
+
+
+@functools.cache
+def _credential_sql(dialect: str) -> str:
+    first, second = ("$1", "$2") if dialect == "postgres" else ("?", "?")
+    return (
+        f"SELECT {selected(ProviderCredential, 'c')} "
+        f'FROM "{ProviderCredential._meta.db_table}" AS c '
+        f'WHERE c."project_id" = {first} AND c."provider" = {second}'
+    )

@@ -24,9 +24,13 @@ from controlplane.crypto import KeyRing
 from controlplane.models import (
     Delivery,
     DeliveryStatus,
+    KeyMode,
     ProviderCredential,
     Push,
     PushStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
 )
 from controlplane.settings import Settings
 from tests.support.apple import SigningKey, apns_credential
@@ -120,6 +124,26 @@ async def test_a_worker_delivers_small_pushes_from_the_lane_once_each(
     each_device_once(apns_fake)
     titles = {push.payload["aps"]["alert"]["title"] for push in apns_fake.received}
     assert titles == {f"Order {n} shipped" for n in range(PUSHES)}
+
+
+async def test_pushes_of_one_project_read_together_tell_its_endpoint_once_each(
+    small_pushes: list[str], worker_ctx: dict[str, Any], live_settings: Settings,
+) -> None:  # fmt: skip
+    keyring: KeyRing = worker_ctx["keyring"]
+    project_id = (await Push.get(id=small_pushes[0])).project_id  # type: ignore[attr-defined]
+    for events in (["push.completed"], ["device.invalidated"]):  # the second wants none of it
+        await WebhookEndpoint.create(
+            project_id=project_id, mode=KeyMode.LIVE, url_display="https://acme.example/hooks",
+            url_encrypted=keyring.encrypt(b"https://acme.example/hooks"), events=events,
+            secret_encrypted=keyring.encrypt(b"whsec_x"),
+        )  # fmt: skip
+    entries = await lane_entries(worker_ctx["redis"], live_settings.queue_name)
+    assert await deliver_pushes(worker_ctx, entries) == {"delivered": PUSHES}
+    told = await WebhookEvent.filter(project_id=project_id, type="push.completed").values_list(
+        "id", flat=True
+    )
+    assert len(told) == PUSHES  # one event per push…
+    assert await WebhookDelivery.filter(event_id__in=list(told)).count() == PUSHES  # …sent once
 
 
 @pytest.mark.faults
