@@ -26,7 +26,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
-from tortoise.exceptions import IntegrityError
 
 from controlplane.errors import APIError, IdempotencyConflict, InvalidRequest
 from controlplane.models import IdempotencyKey, KeyMode
@@ -66,13 +65,10 @@ async def _claim_one(
 ) -> IdempotencyKey | Replay:
     """The claim of ``key``, or the answer to replay; raises what :func:`_judge` raises."""
     for _ in range(2):
-        try:
-            return await IdempotencyKey.create(
-                project_id=project_id, mode=mode, key=key, request_hash=fingerprint,
-                status="in_flight", expires_at=now + KEY_LIFETIME,
-            )  # fmt: skip
-        except IntegrityError:
-            existing = await IdempotencyKey.get_or_none(project_id=project_id, mode=mode, key=key)
+        taken = await _insert_claims(project_id, mode, {key: fingerprint}, now)
+        if key in taken:
+            return taken[key]
+        existing = await IdempotencyKey.get_or_none(project_id=project_id, mode=mode, key=key)
         outcome = await _judge(existing, fingerprint, now)
         if outcome is not None:
             return outcome
@@ -191,9 +187,7 @@ async def _insert_claims(
 
 async def complete(claimed: IdempotencyKey, status_code: int, body: Any) -> None:
     """Store the answer; call inside the transaction that commits the work."""
-    await IdempotencyKey.filter(id=claimed.id).update(
-        status="completed", response_status=status_code, response_body=body
-    )
+    await complete_many([(claimed, body)], status_code)
 
 
 async def release(claimed: IdempotencyKey) -> None:
@@ -202,13 +196,16 @@ async def release(claimed: IdempotencyKey) -> None:
 
 
 async def complete_many(claimed: Sequence[tuple[IdempotencyKey, Any]], status_code: int) -> None:
-    """:func:`complete` for a batch's claims, each with its own answer: one statement."""
+    """:func:`complete` for a batch's claims, each with its own answer: one statement on
+    PostgreSQL, written out (it runs for every request with a key)."""
     if not claimed:
         return
     client = IdempotencyKey._meta.db
     if client.capabilities.dialect != "postgres":
         for row, body in claimed:
-            await complete(row, status_code, body)
+            await IdempotencyKey.filter(id=row.id).update(
+                status="completed", response_status=status_code, response_body=body
+            )
         return
     await client.execute_query(
         "UPDATE idempotency_keys AS k SET status = 'completed', response_status = $1, "
