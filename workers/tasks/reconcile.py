@@ -14,7 +14,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
 
 from controlplane import idempotency
 from controlplane.core.queue import enqueue_deliveries
@@ -22,7 +22,7 @@ from controlplane.models import Delivery, DeliveryStatus, Push, PushStatus
 from workers.tasks.deliver import complete_finished
 
 MAX_ROWS_PER_RUN = 100_000
-MAX_PUSHES_PER_RUN = 1_000  # pushes looked at for completion per run, oldest first
+MAX_PUSHES_PER_RUN = 1_000  # finished pushes completed per run, oldest first
 
 
 async def reconcile_deliveries(ctx: dict[str, Any], now: datetime | None = None) -> int:
@@ -52,22 +52,42 @@ async def reconcile_deliveries(ctx: dict[str, Any], now: datetime | None = None)
 async def complete_left_open(now: datetime, grace_seconds: float) -> int:
     """Complete the pushes still ``queued`` or ``sending`` past the grace whose deliveries have
     all ended: a worker stopped between recording a push's last deliveries and completing it
-    leaves it so, and no delivery is left for anyone to pick up. Returns how many."""
+    leaves it so, and no delivery is left for anyone to pick up. Returns how many.
+
+    The query asks for pushes with no open delivery, oldest first: a backlog of pushes still
+    legitimately moving (retries waiting out an outage) never hides one that is finished."""
     overdue = now - timedelta(seconds=grace_seconds)
-    candidates = [
-        str(push_id)
-        for push_id in await Push.filter(
-            status__in=[PushStatus.QUEUED, PushStatus.SENDING], created_at__lte=overdue
-        ).order_by("created_at").limit(MAX_PUSHES_PER_RUN).values_list("id", flat=True)
-    ]  # fmt: skip
-    if not candidates:
-        return 0
-    still_open = await Delivery.filter(
-        push_id__in=candidates, status__in=[DeliveryStatus.QUEUED, DeliveryStatus.SENDING]
-    ).distinct().values_list("push_id", flat=True)  # fmt: skip
-    moving = {str(push_id) for push_id in still_open}
-    finished = [push_id for push_id in candidates if push_id not in moving]
+    moving = [PushStatus.QUEUED, PushStatus.SENDING]
+    client = Push._meta.db
+    if client.capabilities.dialect == "postgres":
+        # NOT EXISTS, through the (push_id, status) index: a NOT IN over every open delivery
+        # of a fan-out in progress would be a scan per push once it outgrows work_mem.
+        rows = await client.execute_query_dict(_FINISHED_BUT_OPEN, [
+            [status.value for status in moving], overdue,
+            [status.value for status in (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)],
+            MAX_PUSHES_PER_RUN,
+        ])  # fmt: skip
+        finished = [str(row["id"]) for row in rows]
+    else:
+        open_deliveries = Delivery.filter(
+            status__in=[DeliveryStatus.QUEUED, DeliveryStatus.SENDING]
+        ).values("push_id")
+        finished = [
+            str(push_id)
+            for push_id in await Push.filter(status__in=moving, created_at__lte=overdue)
+            .exclude(id__in=Subquery(open_deliveries))
+            .order_by("created_at").limit(MAX_PUSHES_PER_RUN).values_list("id", flat=True)
+        ]  # fmt: skip
     return await complete_finished(finished) if finished else 0
+
+
+_FINISHED_BUT_OPEN = """
+SELECT p."id" FROM "pushes" AS p
+WHERE p."status" = ANY($1::text[]) AND p."created_at" <= $2
+    AND NOT EXISTS (SELECT 1 FROM "deliveries" AS d
+                    WHERE d."push_id" = p."id" AND d."status" = ANY($3::text[]))
+ORDER BY p."created_at" LIMIT $4
+"""
 
 
 async def scheduled_reconcile(ctx: dict[str, Any]) -> int:
