@@ -14,14 +14,14 @@ from tests.support.databases import (
     drop_postgres_database,
 )
 
-pytestmark = pytest.mark.database
 
-
+@pytest.mark.database
 async def test_committed_migrations_match_the_models(database_url: str) -> None:
     # makemigrations would write nothing: no model change is missing a migration.
     assert await db.pending_model_changes(database_url) == []
 
 
+@pytest.mark.database
 async def test_migrated_database_has_every_model_table(database: None) -> None:
     assert Tortoise.apps is not None
     expected = {m._meta.db_table for app in Tortoise.apps.values() for m in app.values()}
@@ -39,11 +39,14 @@ async def test_migrated_database_has_every_model_table(database: None) -> None:
     assert expected <= tables
 
 
+@pytest.mark.database
 async def test_migrate_is_idempotent(database_url: str) -> None:
     await db.migrate(database_url)  # second time: nothing to apply, no error
     assert await db.pending_model_changes(database_url) == []
 
 
+# The two below make a database of their own, each dialect's whatever the run's is: not
+# marked `database`, so the SQLite run does not repeat them.
 async def test_a_fresh_sqlite_file_migrates(tmp_path: Path) -> None:
     url = f"sqlite://{tmp_path / 'fresh.sqlite3'}"
     await db.migrate(url)
