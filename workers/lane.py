@@ -204,8 +204,9 @@ class Lane:
                 left.append(entry)
                 continue
             await self._acknowledge([entry])
-        # One line for the lot: a database outage fails every push the same way.
-        logger.error(
+        # One line for the lot: a database outage fails every push the same way. An error only
+        # when some are left: when each went out on its own, nothing waits on anyone.
+        (logger.error if left else logger.warning)(
             "delivering %d pushes from the lane together failed (%s: %s); one at a time, "
             "%d went out and %d are left for a later take-over: %s",
             len(entries), type(failure).__name__, failure, len(entries) - len(left), len(left),

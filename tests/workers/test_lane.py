@@ -4,6 +4,7 @@ a worker dies, fails or stops with entries in hand."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -330,6 +331,32 @@ async def test_a_push_whose_delivery_always_fails_holds_back_no_other_of_its_rea
     per_device = apns_fake.deliveries_per_device()
     assert len(per_device) == PUSHES - 1
     assert set(per_device.values()) == {1}
+
+
+async def test_a_read_failing_together_whose_pushes_each_go_out_alone_is_a_warning(
+    small_pushes: list[str], live_settings: Settings, redis: Redis,
+    worker_ctx: dict[str, Any], apns_fake: FakeAPNs, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    async def deliver_failing_together(work: Sequence[tuple[str, Sequence[str]]]) -> object:
+        if len(work) > 1:
+            raise ValueError("a statement too large for this database, say")
+        return await deliver_pushes(worker_ctx, work)
+
+    lane = Lane(redis, live_settings.queue_name, "live-worker", deliver_failing_together,
+                take_over_idle_seconds=600)  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="brik.worker"):
+        lane.start()
+        try:
+            await all_completed(small_pushes)
+            await lane_is_drained(redis, live_settings.queue_name)
+        finally:
+            await lane.stop()
+    each_device_once(apns_fake)
+    told = [record for record in caplog.records if "together failed" in record.getMessage()]
+    assert told, "the failed read was not logged"
+    # Nothing is left waiting: an operator is told, not paged.
+    assert {record.levelno for record in told} == {logging.WARNING}
+    assert all("and 0 are left" in record.getMessage() for record in told)
 
 
 @pytest.mark.faults
