@@ -60,28 +60,6 @@ def run_once(workdir: Path, password: str | None = None) -> tuple[dict[str, Any]
     return dev_json, output, port
 
 
-def test_dev_runs_the_product_and_a_second_run_reuses_its_data(tmp_path: Path) -> None:
-    first, output, port = run_once(tmp_path)
-    assert first["api_url"] == f"http://127.0.0.1:{port}"
-    assert first["admin_email"] == "admin@brik.local"
-    assert first["admin_password"]
-    assert first["org_id"].startswith("org_")
-    assert first["project_id"].startswith("prj_")
-    assert set(first["keys"]) == {"test_secret", "test_publishable"}
-    for key in first["keys"].values():
-        assert key in output  # printed for the user as well as saved
-    assert first["keys"]["test_secret"].startswith("bk_sk_test_")
-    assert first["dashboard_url"] in output
-    assert (tmp_path / ".brik" / "brik.sqlite3").exists()
-    assert (tmp_path / ".brik" / "dev.json").stat().st_mode & 0o077 == 0
-
-    second, _, _ = run_once(tmp_path)
-    assert second["org_id"] == first["org_id"]
-    assert second["project_id"] == first["project_id"]
-    assert second["keys"] == first["keys"]
-    assert second["admin_password"] == first["admin_password"]
-
-
 def test_a_busy_port_is_one_line_that_names_port_before_anything_is_written(
     tmp_path: Path,
 ) -> None:
@@ -113,24 +91,41 @@ def test_a_busy_port_is_one_line_that_names_port_before_anything_is_written(
     assert not (tmp_path / ".brik" / "brik.sqlite3").exists()
 
 
-def test_a_revoked_key_and_a_changed_password_are_not_shown_again(tmp_path: Path) -> None:
-    first, _, _ = run_once(tmp_path)
+def test_dev_runs_the_product_reuses_its_data_and_never_shows_a_revoked_key_again(
+    tmp_path: Path,
+) -> None:
+    first, output, port = run_once(tmp_path)
+    assert first["api_url"] == f"http://127.0.0.1:{port}"
+    assert first["admin_email"] == "admin@brik.local"
+    assert first["admin_password"]
+    assert first["org_id"].startswith("org_")
+    assert first["project_id"].startswith("prj_")
+    assert set(first["keys"]) == {"test_secret", "test_publishable"}
+    for key in first["keys"].values():
+        assert key in output  # printed for the user as well as saved
+    assert first["keys"]["test_secret"].startswith("bk_sk_test_")
+    assert first["dashboard_url"] in output
+    assert (tmp_path / ".brik" / "brik.sqlite3").exists()
+    assert (tmp_path / ".brik" / "dev.json").stat().st_mode & 0o077 == 0
+
+    # A second run reuses the first one's data; its admin then revokes the test secret key
+    # (creating another, so counting active keys cannot tell) and changes the password.
     port = free_port()
     process = start_dev(tmp_path, port)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_ready(process, url)
+        second = json.loads((tmp_path / ".brik" / "dev.json").read_text())
+        assert second["org_id"] == first["org_id"]
+        assert second["project_id"] == first["project_id"]
+        assert second["keys"] == first["keys"]
+        assert second["admin_password"] == first["admin_password"]
         with httpx.Client(base_url=url, timeout=10) as admin:
             credentials = {"email": first["admin_email"], "password": first["admin_password"]}
-            # The printed admin login signs in to the dashboard, onto dev's project.
-            signed_in = admin.post("/dashboard/sign-in", data=credentials,
-                                   headers={"Origin": url}, follow_redirects=True)  # fmt: skip
-            assert signed_in.url.path == f"/dashboard/projects/{first['project_id']}/test"
             assert admin.post("/v1/auth/login", json=credentials).status_code == 200
             keys = f"/v1/projects/{first['project_id']}/api_keys"
             [secret] = [k for k in admin.get(keys).json()["data"] if k["name"] == "test_secret"]
             assert admin.delete(f"{keys}/{secret['id']}").status_code == 200
-            # As many active keys as before: counting them cannot tell.
             created = admin.post(keys, json={"name": "ci", "kind": "secret", "mode": "test"})
             assert created.status_code == 201, created.text
             changed = admin.post("/v1/user/password", json={
@@ -140,11 +135,11 @@ def test_a_revoked_key_and_a_changed_password_are_not_shown_again(tmp_path: Path
     finally:
         stop(process)
 
-    second, output, _ = run_once(tmp_path, password="a new password of my own")
+    third, output, _ = run_once(tmp_path, password="a new password of my own")
     revoked = first["keys"]["test_secret"]
-    assert second["keys"]["test_secret"] != revoked
+    assert third["keys"]["test_secret"] != revoked
     assert revoked not in output
-    assert second["keys"]["test_secret"] in output
+    assert third["keys"]["test_secret"] in output
     assert first["admin_password"] not in output
-    assert second["admin_password"] is None
+    assert third["admin_password"] is None
     assert "changed" in output
