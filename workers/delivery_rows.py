@@ -152,6 +152,18 @@ async def end(
     )
 
 
+async def complete_which(push_ids: Sequence[str], now: datetime) -> list[str]:
+    """:func:`complete`, saying which of ``push_ids`` it completed (in the caller's
+    transaction, so their events can be written with it)."""
+    if _on_postgres():
+        rows = await Push._meta.db.execute_query_dict(_COMPLETE + ' RETURNING "id"', [
+            PushStatus.COMPLETED.value, now, list(push_ids), [s.value for s in STILL_MOVING],
+            [s.value for s in OPEN_STATUSES],
+        ])  # fmt: skip
+        return [str(row["id"]) for row in rows]
+    return [push_id for push_id in push_ids if await complete([push_id], now)]
+
+
 async def complete(push_ids: Sequence[str], now: datetime) -> int:
     """Complete those of ``push_ids`` still moving none of whose deliveries is open (the check
     and the change in one conditional statement); how many."""

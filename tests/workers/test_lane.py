@@ -145,6 +145,12 @@ async def test_pushes_of_one_project_read_together_tell_its_endpoint_once_each(
     )
     assert len(told) == PUSHES  # one event per push…
     assert await WebhookDelivery.filter(event_id__in=list(told)).count() == PUSHES  # …sent once
+    # …each about its own push (completed together, counted together).
+    events = await WebhookEvent.filter(id__in=list(told)).values_list("ordering_key", "data")
+    assert sorted(key for key, _ in events) == sorted(small_pushes)
+    for key, data in events:
+        assert (data["id"], data["deliveries"], data["status"]) == (key, {"delivered": 1},
+                                                                     "completed")  # fmt: skip
 
 
 @pytest.mark.faults

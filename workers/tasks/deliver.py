@@ -24,7 +24,8 @@ Results are written in bulk — one UPDATE per (outcome, reason) group per chunk
 device. When the project has a webhook endpoint that wants to hear of it, a delivery that fails
 (``delivery.failed``), a device whose token died (``device.invalidated``) and the push's
 completion (``push.completed``) are written with their webhook events in one transaction each
-(:mod:`controlplane.webhook_events`); a provider refusing the credential is told once a day
+(:mod:`controlplane.webhook_events`) — the completions of all of a run's pushes in one, their
+events one write per project; a provider refusing the credential is told once a day
 (``credential.failing``).
 """
 
@@ -75,12 +76,13 @@ from controlplane.webhook_events import (
     Listener,
     Outbox,
     credential_failing_data,
+    deliveries_by_status,
     delivery_failed_data,
     device_invalidated_data,
     outboxes,
-    push_data,
+    push_completed_data,
 )
-from workers.delivery_rows import Claimed, claim, complete, end
+from workers.delivery_rows import Claimed, claim, complete, complete_which, end
 from workers.device_cap import DeviceCap
 from workers.egress import EgressLimiter
 from workers.in_flight import InFlightBudget
@@ -669,15 +671,26 @@ async def complete_finished(push_ids: Sequence[str]) -> int:
 
 async def _complete_finished(at_hand: dict[str, PushAtHand]) -> int:
     """Complete every push at hand none of whose deliveries is still open — the check and the
-    change in one conditional UPDATE (one per push whose completion a webhook wants to hear
-    of, written with its event). Returns how many this call completed."""
+    change in one conditional UPDATE; those whose completion a webhook wants to hear of in a
+    second, in one transaction with their events. Returns how many this call completed."""
     now = datetime.now(UTC)
     quiet = [key for key, hand in at_hand.items() if not hand.hooks.wants("push.completed")]
     completed = await complete(quiet, now) if quiet else 0
-    for push_id in at_hand.keys() - set(quiet):
-        push, hooks = at_hand[push_id].push, at_hand[push_id].hooks
+    told = [key for key in at_hand if key not in set(quiet)]
+    if told:
         async with in_transaction():
-            if await complete([push_id], now):
-                await hooks.emit("push.completed", await push_data(push, now), ordering_key=push_id)
-                completed += 1
+            done = await complete_which(told, now)
+            counts = await deliveries_by_status(done) if done else {}
+            # One write per outbox (project and mode) for all of its pushes' events.
+            events: dict[tuple[str, KeyMode], list[tuple[dict[str, Any], str | None]]] = {}
+            boxes: dict[tuple[str, KeyMode], Outbox] = {}
+            for push_id in done:
+                hand = at_hand[push_id]
+                box = (hand.hooks.project_id, hand.hooks.mode)
+                boxes[box] = hand.hooks
+                data = push_completed_data(hand.push, counts.get(push_id, Counter()), now)
+                events.setdefault(box, []).append((data, push_id))
+            for box, items in events.items():
+                await boxes[box].emit_many("push.completed", items)
+        completed += len(done)
     return completed
