@@ -108,6 +108,16 @@ async def lane_is_drained(redis: Redis, queue_name: str) -> None:
     assert pending["pending"] == 0
 
 
+async def run_until_drained(lane: Lane, redis: Redis, pushes: list[str], queue_name: str) -> None:
+    """Run ``lane`` until every push is completed and the lane drained, then stop it."""
+    lane.start()
+    try:
+        await all_completed(pushes)
+        await lane_is_drained(redis, queue_name)
+    finally:
+        await lane.stop()
+
+
 def each_device_once(apns_fake: FakeAPNs) -> None:
     per_device = apns_fake.deliveries_per_device()
     assert len(per_device) == PUSHES
@@ -179,12 +189,7 @@ async def test_entries_a_dead_worker_held_and_a_failed_run_left_are_taken_over(
         redis, live_settings.queue_name, "live-worker", deliver_failing_once,
         take_over_idle_seconds=0.3, take_over_every_seconds=0.2,
     )  # fmt: skip
-    lane.start()
-    try:
-        await all_completed(small_pushes)
-        await lane_is_drained(redis, live_settings.queue_name)
-    finally:
-        await lane.stop()
+    await run_until_drained(lane, redis, small_pushes, live_settings.queue_name)
     assert failures == 1
     each_device_once(apns_fake)
 
@@ -351,12 +356,7 @@ async def test_a_read_failing_together_whose_pushes_each_go_out_alone_is_a_warni
     lane = Lane(redis, live_settings.queue_name, "live-worker", deliver_failing_together,
                 take_over_idle_seconds=600)  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="brik.worker"):
-        lane.start()
-        try:
-            await all_completed(small_pushes)
-            await lane_is_drained(redis, live_settings.queue_name)
-        finally:
-            await lane.stop()
+        await run_until_drained(lane, redis, small_pushes, live_settings.queue_name)
     each_device_once(apns_fake)
     told = [record for record in caplog.records if "together failed" in record.getMessage()]
     assert told, "the failed read was not logged"
