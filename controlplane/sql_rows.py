@@ -1,15 +1,15 @@
 """Hand-written queries on the hot paths, and their rows made into models.
 
 Every send runs a handful of queries: on the API the key's tenant and the recipients, on the
-worker the pushes at hand and their credentials. Building such a query through the ORM (its
-query builder renders the SQL anew each time) cost more CPU than sending it to PostgreSQL and
-reading the answer (loadtests/, "One-to-one sends"), so those few are written out once and
-their rows made into models the way the ORM's own queries make them. Everything else goes
-through the ORM.
+worker the pushes at hand, their credentials and the claim. Building such a query through the
+ORM (its query builder renders the SQL anew each time) cost more CPU than sending it to
+PostgreSQL and reading the answer (loadtests/, "One-to-one sends"), so those few are written
+out once. Everything else goes through the ORM.
 
-A query selects a model's columns under an alias (:func:`selected`); :func:`model_of` takes
-them back out of the row. Column lists come from the models, so a column added to a model is
-read here too.
+Where such a query reads whole models, it selects their columns under an alias
+(:func:`selected`) and :func:`model_of` makes them back into models the way the ORM's own
+queries do. Column lists come from the models, so a column added to a model is read here too.
+:func:`parameter` spells a query parameter in either dialect.
 """
 
 from __future__ import annotations
@@ -20,6 +20,14 @@ from typing import Any, TypeVar
 from tortoise.models import Model
 
 ModelT = TypeVar("ModelT", bound=Model)
+
+
+def parameter(dialect: str, n: int, cast: str | None = None) -> str:
+    """The dialect's spelling of the ``n``-th query parameter (``cast``: a type PostgreSQL
+    cannot infer)."""
+    if dialect == "postgres":
+        return f"${n}::{cast}" if cast else f"${n}"
+    return f"?{n}"
 
 
 def columns(model: type[Model]) -> list[str]:

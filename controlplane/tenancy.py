@@ -54,7 +54,7 @@ from controlplane.models import (
 from controlplane.models.ids import ID_PATTERN, is_well_formed_id
 from controlplane.payloads import WIDGET_KIND_PATTERN, WIDGET_KIND_RULE
 from controlplane.realtime import channels
-from controlplane.sql_rows import attach, model_of, selected
+from controlplane.sql_rows import attach, model_of, parameter, selected
 from controlplane.state import KEY_PATTERN, KEY_RULE, READABLE_PREFIXES, RESERVED_PREFIXES
 
 ModelT = TypeVar("ModelT", bound=Model)
@@ -250,11 +250,11 @@ def _key_project_sql(dialect: str) -> str:
     credentials = ProviderCredential._meta.db_table
     return (
         f"SELECT {selected(Project, 'p')}, {selected(Organization, 'o')}, "
-        f"(SELECT {aggregate}(\"provider\", ',') FROM \"{credentials}\" "
+        f'(SELECT {aggregate}("provider", \',\') FROM "{credentials}" '
         f'WHERE "project_id" = p."id") AS credential_providers '
         f'FROM "{Project._meta.db_table}" AS p JOIN "{Organization._meta.db_table}" AS o '
         f'ON o."id" = p."organization_id" '
-        f'WHERE p."id" = {"$1" if dialect == "postgres" else "?"}'
+        f'WHERE p."id" = {parameter(dialect, 1)}'
     )
 
 

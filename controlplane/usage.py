@@ -11,18 +11,19 @@ not sent (:func:`release_pushes`, in the cancel's transaction).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
-from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F
 from tortoise.queryset import QuerySet
 
 from controlplane.errors import QuotaExceeded
 from controlplane.models import KeyMode, Organization, UsageDay, UsageMetric, UsagePeriod
 from controlplane.plans import PlanLimits
+from controlplane.sql_rows import parameter
 
 WARNING_PERCENTS = (80, 100)
 
@@ -72,7 +73,7 @@ async def reserve_pushes(
     # while the sum stays within the quota; nothing comes back when it would not. On
     # PostgreSQL the day's total is added in the same statement, only if the month's was.
     client = UsagePeriod._meta.db
-    arg = _placeholders(client)
+    arg = partial(parameter, client.capabilities.dialect)
     month = (
         f"INSERT INTO usage_periods (organization_id, period_start, mode, pushes, "
         f"overage_reported) VALUES ({arg(1)}, {arg(2)}, {arg(3)}, {arg(4)}, 0) "
@@ -151,14 +152,6 @@ async def reserve_what_fits(
     return reservation, refusals
 
 
-def _placeholders(client: BaseDBAsyncClient) -> Callable[..., str]:
-    """The dialect's spelling of the n-th query parameter (a type given where PostgreSQL
-    cannot infer one)."""
-    if client.capabilities.dialect == "postgres":
-        return lambda n, cast=None: f"${n}::{cast}" if cast else f"${n}"
-    return lambda n, cast=None: f"?{n}"
-
-
 async def release_pushes(
     organization_id: str, mode: KeyMode, count: int, reserved_at: datetime
 ) -> None:
@@ -202,7 +195,7 @@ async def add_to_day(
 ) -> None:
     """Add ``amount`` to a day's total (atomic: one upsert)."""
     client = UsageDay._meta.db
-    arg = _placeholders(client)
+    arg = partial(parameter, client.capabilities.dialect)
     await client.execute_query(
         f"INSERT INTO usage_days (organization_id, day, mode, metric, value) "
         f"VALUES ({arg(1)}, {arg(2)}, {arg(3)}, {arg(4)}, {arg(5)}) "

@@ -103,6 +103,7 @@ WHERE "id" IN (
                         AND "status" = ANY($5::text[]))
     ORDER BY "id" FOR NO KEY UPDATE
 )
+RETURNING "id"
 """
 
 
@@ -152,27 +153,28 @@ async def end(
     )
 
 
-async def complete_which(push_ids: Sequence[str], now: datetime) -> list[str]:
-    """:func:`complete`, saying which of ``push_ids`` it completed (in the caller's
-    transaction, so their events can be written with it)."""
-    if _on_postgres():
-        rows = await Push._meta.db.execute_query_dict(_COMPLETE + ' RETURNING "id"', [
-            PushStatus.COMPLETED.value, now, list(push_ids), [s.value for s in STILL_MOVING],
-            [s.value for s in OPEN_STATUSES],
-        ])  # fmt: skip
-        return [str(row["id"]) for row in rows]
-    return [push_id for push_id in push_ids if await complete([push_id], now)]
-
-
 async def complete(push_ids: Sequence[str], now: datetime) -> int:
     """Complete those of ``push_ids`` still moving none of whose deliveries is open (the check
     and the change in one conditional statement); how many."""
     if _on_postgres():
-        completed, _ = await Push._meta.db.execute_query(_COMPLETE, [
+        return len(await complete_which(push_ids, now))
+    return await _complete_by_orm(push_ids, now)
+
+
+async def complete_which(push_ids: Sequence[str], now: datetime) -> list[str]:
+    """:func:`complete`, saying which of ``push_ids`` it completed (in the caller's
+    transaction, so their events can be written with it)."""
+    if _on_postgres():
+        rows = await Push._meta.db.execute_query_dict(_COMPLETE, [
             PushStatus.COMPLETED.value, now, list(push_ids), [s.value for s in STILL_MOVING],
             [s.value for s in OPEN_STATUSES],
         ])  # fmt: skip
-        return int(completed)
+        return [str(row["id"]) for row in rows]
+    # The ORM's UPDATE says how many, not which: one conditional statement per push.
+    return [push_id for push_id in push_ids if await _complete_by_orm([push_id], now)]
+
+
+async def _complete_by_orm(push_ids: Sequence[str], now: datetime) -> int:
     open_deliveries = Delivery.filter(push_id__in=push_ids, status__in=OPEN_STATUSES)
     finished = Push.filter(id__in=push_ids, status__in=STILL_MOVING).exclude(
         id__in=Subquery(open_deliveries.values("push_id"))

@@ -26,7 +26,7 @@ import time
 from controlplane.crypto import KeyRing, UndecryptableSecret
 from controlplane.models import ProviderCredential, ProviderName
 from controlplane.settings import Settings
-from controlplane.sql_rows import model_of, selected
+from controlplane.sql_rows import model_of, parameter, selected
 from workers.providers.base import Credential, Provider
 from workers.providers.registry import PROVIDERS, Registry, UnknownProvider
 
@@ -175,9 +175,8 @@ async def _credential(project_id: str, provider: ProviderName) -> ProviderCreden
 
 @functools.cache
 def _credential_sql(dialect: str) -> str:
-    first, second = ("$1", "$2") if dialect == "postgres" else ("?", "?")
     return (
         f"SELECT {selected(ProviderCredential, 'c')} "
         f'FROM "{ProviderCredential._meta.db_table}" AS c '
-        f'WHERE c."project_id" = {first} AND c."provider" = {second}'
+        f'WHERE c."project_id" = {parameter(dialect, 1)} AND c."provider" = {parameter(dialect, 2)}'
     )

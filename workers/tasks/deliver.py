@@ -674,23 +674,20 @@ async def _complete_finished(at_hand: dict[str, PushAtHand]) -> int:
     change in one conditional UPDATE; those whose completion a webhook wants to hear of in a
     second, in one transaction with their events. Returns how many this call completed."""
     now = datetime.now(UTC)
-    quiet = [key for key, hand in at_hand.items() if not hand.hooks.wants("push.completed")]
+    told = [key for key, hand in at_hand.items() if hand.hooks.wants("push.completed")]
+    quiet = [key for key in at_hand if key not in set(told)]
     completed = await complete(quiet, now) if quiet else 0
-    told = [key for key in at_hand if key not in set(quiet)]
     if told:
         async with in_transaction():
             done = await complete_which(told, now)
             counts = await deliveries_by_status(done) if done else {}
             # One write per outbox (project and mode) for all of its pushes' events.
-            events: dict[tuple[str, KeyMode], list[tuple[dict[str, Any], str | None]]] = {}
-            boxes: dict[tuple[str, KeyMode], Outbox] = {}
+            events: dict[Outbox, list[tuple[dict[str, Any], str | None]]] = defaultdict(list)
             for push_id in done:
                 hand = at_hand[push_id]
-                box = (hand.hooks.project_id, hand.hooks.mode)
-                boxes[box] = hand.hooks
                 data = push_completed_data(hand.push, counts.get(push_id, Counter()), now)
-                events.setdefault(box, []).append((data, push_id))
+                events[hand.hooks].append((data, push_id))
             for box, items in events.items():
-                await boxes[box].emit_many("push.completed", items)
+                await box.emit_many("push.completed", items)
         completed += len(done)
     return completed

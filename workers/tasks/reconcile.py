@@ -19,6 +19,7 @@ from tortoise.expressions import Q, Subquery
 from controlplane import idempotency
 from controlplane.core.queue import enqueue_deliveries
 from controlplane.models import Delivery, DeliveryStatus, Push, PushStatus
+from workers.delivery_rows import OPEN_STATUSES
 from workers.tasks.deliver import complete_finished
 
 MAX_ROWS_PER_RUN = 100_000
@@ -62,16 +63,13 @@ async def complete_left_open(now: datetime, grace_seconds: float) -> int:
     if client.capabilities.dialect == "postgres":
         # NOT EXISTS, through the (push_id, status) index: a NOT IN over every open delivery
         # of a fan-out in progress would be a scan per push once it outgrows work_mem.
-        rows = await client.execute_query_dict(_FINISHED_BUT_OPEN, [
+        rows = await client.execute_query_dict(_LEFT_OPEN, [
             [status.value for status in moving], overdue,
-            [status.value for status in (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)],
-            MAX_PUSHES_PER_RUN,
+            [status.value for status in OPEN_STATUSES], MAX_PUSHES_PER_RUN,
         ])  # fmt: skip
         finished = [str(row["id"]) for row in rows]
     else:
-        open_deliveries = Delivery.filter(
-            status__in=[DeliveryStatus.QUEUED, DeliveryStatus.SENDING]
-        ).values("push_id")
+        open_deliveries = Delivery.filter(status__in=OPEN_STATUSES).values("push_id")
         finished = [
             str(push_id)
             for push_id in await Push.filter(status__in=moving, created_at__lte=overdue)
@@ -81,7 +79,8 @@ async def complete_left_open(now: datetime, grace_seconds: float) -> int:
     return await complete_finished(finished) if finished else 0
 
 
-_FINISHED_BUT_OPEN = """
+# Pushes still moving past the grace with no open delivery: finished, left open.
+_LEFT_OPEN = """
 SELECT p."id" FROM "pushes" AS p
 WHERE p."status" = ANY($1::text[]) AND p."created_at" <= $2
     AND NOT EXISTS (SELECT 1 FROM "deliveries" AS d
